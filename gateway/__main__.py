@@ -1,0 +1,14 @@
+"""`python -m gateway`: run the gateway and its tools."""
+
+import sys
+
+from protocols.cli import dispatch
+
+COMMANDS = {
+    "run": ("gateway.run_cli", "run ingest against a broker and a store"),
+    "export": ("gateway.export_cli", "export stored records as JSON lines"),
+    "terminal": ("gateway.terminal_cli", "register terminals and write broker credentials"),
+}
+
+if __name__ == "__main__":
+    sys.exit(dispatch("python -m gateway", COMMANDS))

@@ -1,0 +1,12 @@
+"""`python -m protocols`: inspect the wire contracts."""
+
+import sys
+
+from protocols.cli import dispatch
+
+COMMANDS = {
+    "vectors": ("protocols.vectors_cli", "check or regenerate the shared test vectors"),
+}
+
+if __name__ == "__main__":
+    sys.exit(dispatch("python -m protocols", COMMANDS))

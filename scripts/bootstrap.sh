@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Shared set-up for the two README commands: make .venv, install the Python
+# packages, and the system packages (Mosquitto, Node.js) with apt where they are
+# missing. Idempotent and quiet when nothing changed, so both commands stay fast
+# on a warm machine and work on a fresh Debian one.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PY="${PYTHON:-python3}"
+
+say() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
+
+need_apt=()
+want_system() {  # want_system <command> <debian package>
+    command -v "$1" >/dev/null 2>&1 || need_apt+=("$2")
+}
+
+install_system() {
+    ((${#need_apt[@]})) || return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        say "installing with apt: ${need_apt[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null || true
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+    else
+        say "missing system packages: ${need_apt[*]}"
+        say "install them first, e.g.: sudo apt-get install ${need_apt[*]}"
+        exit 1
+    fi
+}
+
+python_env() {
+    if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+        say "Python 3.11 or newer is required ($PY is $("$PY" --version 2>&1))"; exit 1
+    fi
+    [ -x "$VENV/bin/python" ] || { say "creating $VENV"; "$PY" -m venv "$VENV"; }
+    local stamp="$VENV/.installed" want
+    want="$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/bootstrap.sh" | sha256sum | cut -c1-16)-$1"
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        say "installing Python packages into .venv"
+        "$VENV/bin/python" -m pip install -q --upgrade pip
+        "$VENV/bin/python" -m pip install -q -e "$ROOT$2"
+        # face_recognition declares `dlib`, which would compile from source; the
+        # prebuilt dlib-bin (a dependency above) provides the same module.
+        "$VENV/bin/python" -m pip install -q --no-deps "face-recognition==1.3.0"
+        echo "$want" > "$stamp"
+    fi
+}
+
+node_env() {
+    local dir="$ROOT/tests/micropython"
+    if [ ! -d "$dir/node_modules/@micropython" ]; then
+        say "installing the MicroPython WebAssembly interpreter (npm)"
+        (cd "$dir" && npm ci --silent --no-audit --no-fund >/dev/null)
+    fi
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: installs what it needs, then pytest.
+# Extra arguments go to pytest (e.g. scripts/test.sh tests/test_envelope.py -x).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
+want_system mosquitto mosquitto
+want_system mosquitto_passwd mosquitto-clients
+want_system node nodejs
+want_system npm npm
+install_system
+python_env test "[test]"
+node_env
+cd "$ROOT"
+exec "$VENV/bin/python" -m pytest "$@"

@@ -1,0 +1,13 @@
+"""`python -m simulator`: run simulated terminals against a broker and gateway."""
+
+import sys
+
+from protocols.cli import dispatch
+
+COMMANDS = {
+    "run": ("simulator.run_cli", "drive N terminal agents through the real code"),
+    "demo": ("simulator.demo_cli", "the district demo: broker, gateway, simulated shops"),
+}
+
+if __name__ == "__main__":
+    sys.exit(dispatch("python -m simulator", COMMANDS))

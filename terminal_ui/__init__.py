@@ -1,0 +1,2 @@
+"""The clerk's kiosk UI, served by the terminal agent on localhost. Imports only
+the agent's public service API."""
