@@ -45,7 +45,7 @@ class ReasonError(Exception):
     """
 
     def __init__(self, code, detail=""):
-        Exception.__init__(self, code, detail)
+        super().__init__(code, detail)
         self.code = code
         self.detail = detail
 

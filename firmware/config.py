@@ -1,0 +1,142 @@
+"""The agent's TOML configuration, validated at load: a bad value names its key
+and the file, so a technician in a shop can fix it from the message alone.
+
+    [terminal]
+    id = "T0001"                 # also the broker username
+    key = "<64 hex>"             # record MAC key from `gateway terminal add`
+    shop = "S0001"
+
+    [ledger]
+    path = "ledger.db"           # relative to the config file
+    reserve_mb = 8               # refuse new sales below this much free space
+
+    [broker]
+    url = "mqtt://127.0.0.1:1883"
+    username = "T0001"
+    password = "..."
+
+    [uplink]
+    batch = 100
+    window = 2000
+    ack_timeout_s = 5.0
+
+    [load]                       # optional: a counter that sells by itself
+    rate = 5.0                   # sales per second
+    count = 0                    # stop after this many (0: until stopped)
+    seed = 1
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from firmware.uplink import UplinkSettings
+from protocols import schema
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class LoadSettings:
+    rate: float = 5.0
+    count: int = 0
+    seed: int = 1
+
+
+@dataclass
+class AgentConfig:
+    terminal: str
+    key: bytes
+    shop: str
+    ledger_path: Path
+    reserve_bytes: int
+    uplink: UplinkSettings
+    load: LoadSettings | None = None
+    source: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _get(table: dict, key: str, kind, where: str, default=None, required=False):
+    if key not in table:
+        if required:
+            raise ConfigError(f"{where}.{key} is required")
+        return default
+    value = table[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise ConfigError(f"{where}.{key} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def parse(data: dict, base: Path, source: Path | None = None) -> AgentConfig:
+    terminal_t = data.get("terminal") or {}
+    terminal = _get(terminal_t, "id", str, "terminal", required=True)
+    if not schema.is_id(terminal):
+        raise ConfigError(f"terminal.id {terminal!r} must be 1-64 characters of A-Z a-z 0-9 _ - . :")
+    key_hex = _get(terminal_t, "key", str, "terminal", required=True)
+    try:
+        key = bytes.fromhex(key_hex)
+    except ValueError:
+        raise ConfigError("terminal.key must be hex") from None
+    if len(key) < 16:
+        raise ConfigError("terminal.key must be at least 16 bytes (32 hex digits)")
+    shop = _get(terminal_t, "shop", str, "terminal", default=terminal)
+
+    ledger_t = data.get("ledger") or {}
+    ledger_path = Path(_get(ledger_t, "path", str, "ledger", default=f"{terminal}.ledger.db"))
+    if not ledger_path.is_absolute():
+        ledger_path = base / ledger_path
+    reserve_mb = _get(ledger_t, "reserve_mb", float, "ledger", default=8.0)
+    if reserve_mb < 0:
+        raise ConfigError("ledger.reserve_mb must not be negative")
+
+    broker_t = data.get("broker") or {}
+    uplink_t = data.get("uplink") or {}
+    settings = UplinkSettings(
+        broker=_get(broker_t, "url", str, "broker", default="mqtt://127.0.0.1:1883"),
+        username=_get(broker_t, "username", str, "broker", default=None),
+        password=_get(broker_t, "password", str, "broker", default=None),
+        batch=_get(uplink_t, "batch", int, "uplink", default=100),
+        window=_get(uplink_t, "window", int, "uplink", default=2000),
+        ack_timeout=_get(uplink_t, "ack_timeout_s", float, "uplink", default=5.0),
+    )
+    if not 1 <= settings.batch <= 1000:
+        raise ConfigError("uplink.batch must be 1..1000")
+    if settings.window < settings.batch:
+        raise ConfigError("uplink.window must be at least uplink.batch")
+    try:
+        from protocols.topics import parse_broker_url
+        parse_broker_url(settings.broker)
+    except ValueError as err:
+        raise ConfigError(f"broker.url: {err}") from None
+
+    load = None
+    if "load" in data:
+        load_t = data["load"]
+        load = LoadSettings(
+            rate=_get(load_t, "rate", float, "load", default=5.0),
+            count=_get(load_t, "count", int, "load", default=0),
+            seed=_get(load_t, "seed", int, "load", default=1),
+        )
+        if load.rate <= 0:
+            raise ConfigError("load.rate must be positive")
+    return AgentConfig(terminal, key, shop, ledger_path, int(reserve_mb * 1024 * 1024), settings, load, source)
+
+
+def load(path: str | Path) -> AgentConfig:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text("utf-8"))
+    except OSError as err:
+        raise ConfigError(f"cannot read config {path}: {err.strerror}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    try:
+        return parse(data, path.parent, path)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None

@@ -1,0 +1,216 @@
+"""The uplink: ledger rows above the watermark, to the gateway, in order, QoS 1.
+
+The watermark moves only on the gateway's end-to-end ack ("everything up to
+seq N is committed"), never on a broker PUBACK: a PUBACK only says the broker
+has the message, and a broker restart or a gateway crash can still lose it.
+Everything the uplink knows survives in the ledger (rows and watermark), so
+after a restart it simply resumes from the watermark; paho keeps nothing on disk.
+
+Flow control: at most `window` records are in flight beyond the watermark. If
+no ack moves the watermark for `ack_timeout` seconds while records are in
+flight, or an ack shows the gateway is missing records we sent (`seen` beyond
+`upto`), the uplink rewinds to the watermark and sends again; the gateway
+stores each (terminal, seq) once however often it arrives.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from firmware.ledger import Ledger
+from protocols import envelope, topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class UplinkSettings:
+    broker: str = "mqtt://127.0.0.1:1883"
+    username: str | None = None
+    password: str | None = None
+    batch: int = 100            # records per message
+    window: int = 2000          # records in flight beyond the watermark
+    ack_timeout: float = 5.0    # seconds without progress before re-sending
+    keepalive: int = 30
+    min_backoff: float = 0.5
+    max_backoff: float = 30.0
+
+
+class Uplink:
+    def __init__(self, ledger: Ledger, settings: UplinkSettings, versions: dict | None = None,
+                 monotonic=time.monotonic, wall_ms=lambda: int(time.time() * 1000)):
+        self.ledger = ledger
+        self.settings = settings
+        self.terminal = ledger.terminal
+        self.versions = versions or {}
+        self._monotonic = monotonic
+        self._wall_ms = wall_ms
+        self._wake = threading.Condition()
+        self._connected = False
+        self._stopping = False
+        self._cursor = ledger.acked
+        self._last_progress = monotonic()
+        self._rewind_to: int | None = None
+        self._last_hole: int | None = None
+        self.last_ack_wall_ms: int | None = None
+        self.sent_batches = 0
+        self.resends = 0
+        self._sender: threading.Thread | None = None
+
+        self._up = topics.topic(self.terminal, topics.UP)
+        self._ack = topics.topic(self.terminal, topics.ACK)
+        self._status = topics.topic(self.terminal, topics.STATUS)
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"terminal-{self.terminal}",
+                             clean_session=True, protocol=mqtt.MQTTv311)
+        if settings.username:
+            client.username_pw_set(settings.username, settings.password)
+        client.will_set(self._status, envelope.encode_status(self.terminal, "offline"), qos=1, retain=True)
+        client.reconnect_delay_set(settings.min_backoff, settings.max_backoff)
+        client.max_inflight_messages_set(64)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self.client = client
+
+    # -- lifecycle
+
+    def start(self) -> None:
+        host, port = topics.parse_broker_url(self.settings.broker)
+        self.client.connect_async(host, port, keepalive=self.settings.keepalive)
+        self.client.loop_start()
+        self._sender = threading.Thread(target=self._send_loop, name=f"uplink-{self.terminal}", daemon=True)
+        self._sender.start()
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
+        if self._sender:
+            self._sender.join(timeout=5)
+        try:
+            if self._connected:
+                info = self.client.publish(self._status, envelope.encode_status(
+                    self.terminal, "offline", time_ms=self._wall_ms()), qos=1, retain=True)
+                info.wait_for_publish(timeout=2)
+            self.client.disconnect()
+        finally:
+            self.client.loop_stop()
+
+    def notify(self) -> None:
+        """A row was appended: send it now rather than at the next poll."""
+        with self._wake:
+            self._wake.notify()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    # -- paho callbacks (network thread)
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            log.warning("broker refused connection terminal=%s reason=%s", self.terminal, reason_code)
+            return
+        client.subscribe(self._ack, qos=1)
+        client.publish(self._status, envelope.encode_status(
+            self.terminal, "online", time_ms=self._wall_ms(), head=self.ledger.head,
+            acked=self.ledger.acked, versions=self.versions), qos=1, retain=True)
+        with self._wake:
+            self._connected = True
+            self._rewind_to = self.ledger.acked  # whatever was in flight may be gone
+            self._wake.notify()
+        log.info("uplink connected terminal=%s acked=%d head=%d", self.terminal, self.ledger.acked, self.ledger.head)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        with self._wake:
+            self._connected = False
+        if not self._stopping:
+            log.info("uplink disconnected terminal=%s reason=%s", self.terminal, reason_code)
+
+    def _on_message(self, client, userdata, message):
+        try:
+            terminal, upto, seen = envelope.decode_ack(message.payload)
+        except envelope.Invalid as err:
+            log.warning("bad ack terminal=%s: %s", self.terminal, err)
+            return
+        if terminal != self.terminal:
+            log.warning("ack for another terminal ignored terminal=%s other=%s", self.terminal, terminal)
+            return
+        moved = self.ledger.mark_acked(upto)
+        with self._wake:
+            if moved:
+                self._last_progress = self._monotonic()
+                self.last_ack_wall_ms = self._wall_ms()
+            if seen is not None and seen > upto and upto != self._last_hole and self._cursor > upto:
+                # The gateway stored later records but is missing some below them.
+                self._last_hole = upto
+                self._rewind_to = upto
+            self._wake.notify()
+
+    # -- sender thread
+
+    def _send_loop(self) -> None:
+        while True:
+            with self._wake:
+                if self._stopping:
+                    return
+                self._wake.wait(timeout=1.0)
+                if self._stopping:
+                    return
+                if not self._connected:
+                    continue
+                acked = self.ledger.acked
+                if self._rewind_to is not None:
+                    self._cursor = min(self._cursor, max(self._rewind_to, acked))
+                    self._rewind_to = None
+                    self._last_progress = self._monotonic()
+                if self._cursor < acked:
+                    self._cursor = acked
+                if self._cursor > acked and self._monotonic() - self._last_progress > self.settings.ack_timeout:
+                    log.info("no ack progress, re-sending terminal=%s from=%d", self.terminal, acked + 1)
+                    self.resends += 1
+                    self._cursor = acked
+                    self._last_progress = self._monotonic()
+            try:
+                self._send_window()
+            except Exception:  # keep the uplink alive; the next wake retries
+                log.exception("uplink send failed terminal=%s", self.terminal)
+
+    def _send_window(self) -> None:
+        s = self.settings
+        while self._connected and not self._stopping:
+            with self._wake:
+                acked = self.ledger.acked
+                cursor = self._cursor
+                room = s.window - (cursor - acked)
+                if room <= 0 or self._rewind_to is not None:
+                    return
+            rows = _fit(self.ledger.pending(cursor, min(s.batch, room)))
+            if not rows:
+                return
+            payload = envelope.encode_batch(self.terminal, cursor, [text for _, text in rows])
+            info = self.client.publish(self._up, payload, qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                return  # not connected: on_connect rewinds and we send again
+            with self._wake:
+                if cursor == acked:
+                    self._last_progress = self._monotonic()
+                if self._cursor == cursor:
+                    self._cursor = rows[-1][0]
+            self.sent_batches += 1
+
+
+def _fit(rows: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """The longest prefix of rows that fits one batch message."""
+    budget = envelope.MAX_BATCH_BYTES - 200
+    for i, (_, text) in enumerate(rows):
+        budget -= len(text.encode()) + 1
+        if budget < 0:
+            return rows[: max(i, 1)]
+    return rows

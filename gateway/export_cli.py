@@ -1,0 +1,23 @@
+"""`python -m gateway export --db PATH`: stored records as JSON lines, one per
+record, ordered by terminal and seq (the same lines `firmware ledger export`
+prints, so the two can be compared directly)."""
+
+import argparse
+import sys
+
+from gateway.store import Store
+
+
+def main(argv, prog):
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--terminal", help="only this terminal")
+    args = parser.parse_args(argv)
+    try:
+        store = Store(args.db)
+        for text in store.export(args.terminal):
+            sys.stdout.write(text + "\n")
+    except Exception as err:
+        print(f"{prog}: cannot read {args.db}: {err}", file=sys.stderr)
+        return 1
+    return 0

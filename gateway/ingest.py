@@ -1,0 +1,330 @@
+"""Ingest: verified batches in, one durable group commit, then the acks.
+
+Verification (JSON, schema, HMAC) runs on the MQTT network thread as messages
+arrive; storing runs on one writer thread that drains everything queued into a
+single transaction. One fsync then covers hundreds of records, which is where
+the throughput comes from, and acks are published only after that COMMIT, so
+an ack always means "on disk here".
+
+Sequence bookkeeping per terminal (`Progress`): `upto` is the cumulative ack,
+`above` the accounted sequence ranges beyond it (records that arrived early,
+missing ranges). A jump in the sequence *as the terminal presents it* (the batch
+says "after N" and then starts at N+2, or skips inside) means the terminal's
+ledger lost rows: it is recorded in `missing` and alerted. A `prev` that does
+not match the stored digest of the record before is a hash-chain break.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from gateway.store import Store
+from gateway.verify import Batch, Entry, Rejected, check_batch
+from protocols import envelope
+
+log = logging.getLogger(__name__)
+
+MAX_GROUP = 5000  # records per transaction; bounds latency under a flood
+
+
+@dataclass
+class Progress:
+    upto: int = 0
+    above: dict[int, int] = field(default_factory=dict)  # start -> end of accounted ranges beyond upto
+    last_seq: int = 0          # most recent stored record, for the chain check
+    last_digest: str = ""
+    max_seq: int = 0
+
+    def account(self, start: int, end: int) -> None:
+        if end <= self.upto:
+            return
+        start = max(start, self.upto + 1)
+        if self.above.get(start, 0) < end:
+            self.above[start] = end
+        while self.upto + 1 in self.above:
+            self.upto = max(self.upto, self.above.pop(self.upto + 1))
+            # ranges that now start inside [.., upto] are absorbed too
+            for s in [s for s in self.above if s <= self.upto + 1]:
+                self.upto = max(self.upto, self.above.pop(s))
+
+
+@dataclass
+class Stats:
+    stored: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    commits: int = 0
+    alerts: int = 0
+
+
+@dataclass
+class _Status:
+    terminal: str
+    message: dict
+
+
+@dataclass
+class _Quarantine:
+    topic: str
+    rejected: Rejected
+    payload: bytes
+
+
+class Ingest:
+    def __init__(self, store: Store, publish_ack: Callable[[str, int, int | None], None],
+                 wall_ms: Callable[[], int] = lambda: int(time.time() * 1000)):
+        self.store = store
+        self.publish_ack = publish_ack
+        self.wall_ms = wall_ms
+        self.stats = Stats()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._keys: dict[str, bytes] = {}
+        self._progress: dict[str, Progress] = {}
+        self._writer: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._load_progress()
+
+    # -- called from the network thread
+
+    def key_for(self, terminal: str) -> bytes | None:
+        key = self._keys.get(terminal)
+        if key is None:
+            key = self.store.terminal_key(terminal)
+            if key is not None:
+                self._keys[terminal] = key
+        return key
+
+    def submit_batch(self, topic: str, terminal: str, payload: bytes) -> None:
+        result = check_batch(terminal, payload, self.key_for)
+        if isinstance(result, Rejected):
+            log.warning("message quarantined topic=%s reason=%s detail=%s", topic, result.reason, result.detail)
+            self._queue.put(_Quarantine(topic, result, bytes(payload)))
+        else:
+            self._queue.put(result)
+
+    def submit_status(self, terminal: str, payload: bytes) -> None:
+        try:
+            message = envelope.decode_status(payload)
+        except envelope.Invalid as err:
+            log.warning("bad status terminal=%s: %s", terminal, err)
+            return
+        if message["terminal"] == terminal and self.key_for(terminal) is not None:
+            self._queue.put(_Status(terminal, message))
+
+    # -- the writer
+
+    def start(self) -> None:
+        self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
+        self._writer.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._queue.put(None)
+        if self._writer:
+            self._writer.join(timeout=10)
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        """Wait until everything submitted so far is committed (tests, benchmarks)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._queue.empty() and self._idle.is_set():
+                return True
+            time.sleep(0.005)
+        return False
+
+    def _write_loop(self) -> None:
+        while not self._stop.is_set():
+            self._idle.set()
+            item = self._queue.get()
+            self._idle.clear()
+            if item is None:
+                break
+            group = [item]
+            size = self._size(item)
+            while size < MAX_GROUP:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._stop.set()
+                    break
+                group.append(item)
+                size += self._size(item)
+            try:
+                acks = self._apply(group)
+            except Exception:
+                # Nothing was acked, so every terminal re-sends; log loudly and go on.
+                log.exception("ingest transaction failed; %d messages will be re-sent by terminals", len(group))
+                self._reload_after_failure()
+                continue
+            for terminal, upto, seen in acks:
+                try:
+                    self.publish_ack(terminal, upto, seen)
+                except Exception:
+                    log.exception("ack publish failed terminal=%s", terminal)
+        self._idle.set()
+
+    @staticmethod
+    def _size(item) -> int:
+        return len(item.entries) if isinstance(item, Batch) else 1
+
+    # -- one transaction
+
+    def _apply(self, group: list) -> list[tuple[str, int, int | None]]:
+        now = self.wall_ms()
+        conn = self.store.conn
+        seen: dict[str, int | None] = {}
+        touched: set[str] = set()
+        with self.store.lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for item in group:
+                    if isinstance(item, Batch):
+                        self._apply_batch(conn, item, now)
+                        touched.add(item.terminal)
+                        top = max((e.seq for e in item.entries if e.seq is not None), default=None)
+                        if top is not None:
+                            seen[item.terminal] = max(top, seen.get(item.terminal) or 0)
+                    elif isinstance(item, _Status):
+                        m = item.message
+                        conn.execute("UPDATE terminals SET state=?, last_seen=?, head=coalesce(?, head) WHERE id=?",
+                                     [m["state"], now, m.get("head"), item.terminal])
+                    else:
+                        r = item.rejected
+                        self._quarantine(conn, now, item.topic, r.terminal, None, False, r.reason, r.detail, item.payload)
+                for terminal in touched:
+                    conn.execute("UPDATE terminals SET acked_upto=?, last_seen=? WHERE id=?",
+                                 [self._progress[terminal].upto, now, terminal])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        self.stats.commits += 1
+        return [(t, self._progress[t].upto, seen.get(t)) for t in sorted(touched)]
+
+    def _apply_batch(self, conn, batch: Batch, now: int) -> None:
+        terminal = batch.terminal
+        progress = self._progress.setdefault(terminal, Progress())
+        topic = f"agri/v1/t/{terminal}/up"
+        expected = batch.after + 1
+        for entry in batch.entries:
+            seq = entry.seq
+            if seq is None:
+                self._quarantine(conn, now, topic, terminal, None, False, entry.reason or "schema_invalid",
+                                 entry.detail, entry.text.encode())
+                continue
+            if seq < expected:
+                self._quarantine(conn, now, topic, terminal, seq, False, "batch_not_increasing",
+                                 f"seq {seq} after {expected - 1}", entry.text.encode())
+                continue
+            if seq > expected:
+                self._missing(conn, now, terminal, progress, expected, seq - 1)
+            expected = seq + 1
+            if entry.ok:
+                self._store(conn, now, terminal, progress, entry)
+            else:
+                self._quarantine(conn, now, topic, terminal, seq, True, entry.reason, entry.detail, entry.text.encode())
+                self._alert(conn, now, entry.reason, terminal, seq, None, entry.detail)
+                progress.account(seq, seq)
+
+    def _store(self, conn, now: int, terminal: str, progress: Progress, entry: Entry) -> None:
+        seq = entry.seq
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO records(terminal, seq, type, time, digest, prev, record, received) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [terminal, seq, entry.type, entry.time, entry.digest, entry.prev, entry.text, now])
+        if cur.rowcount == 0:
+            stored = conn.execute("SELECT digest FROM records WHERE terminal=? AND seq=?", [terminal, seq]).fetchone()
+            if stored and stored[0] == entry.digest:
+                self.stats.duplicates += 1
+            else:
+                self._quarantine(conn, now, f"agri/v1/t/{terminal}/up", terminal, seq, False, "seq_conflict",
+                                 "a different record is stored for this seq", entry.text.encode())
+                self._alert(conn, now, "seq_conflict", terminal, seq, None, "a different record is stored for this seq")
+            progress.account(seq, seq)
+            return
+        self.stats.stored += 1
+        self._check_chain(conn, now, terminal, progress, entry)
+        progress.last_seq, progress.last_digest = seq, entry.digest
+        progress.max_seq = max(progress.max_seq, seq)
+        progress.account(seq, seq)
+
+    def _check_chain(self, conn, now: int, terminal: str, progress: Progress, entry: Entry) -> None:
+        seq = entry.seq
+        if seq == 1:
+            before = envelope.GENESIS
+        elif progress.last_seq == seq - 1:
+            before = progress.last_digest
+        else:
+            row = conn.execute("SELECT digest FROM records WHERE terminal=? AND seq=?", [terminal, seq - 1]).fetchone()
+            before = row[0] if row else None
+        if before is not None and before != entry.prev:
+            self._alert(conn, now, "chain_break", terminal, seq, None,
+                        f"prev {entry.prev[:12]}… does not match the digest of seq {seq - 1}")
+        if progress.max_seq > seq:  # arrived out of order: check the record after it too
+            row = conn.execute("SELECT prev FROM records WHERE terminal=? AND seq=?", [terminal, seq + 1]).fetchone()
+            if row and row[0] != entry.digest:
+                self._alert(conn, now, "chain_break", terminal, seq + 1, None,
+                            f"prev of seq {seq + 1} does not match the digest of seq {seq}")
+
+    def _missing(self, conn, now: int, terminal: str, progress: Progress, start: int, end: int) -> None:
+        conn.execute("INSERT OR IGNORE INTO missing(terminal, seq_from, seq_to, noticed) VALUES (?, ?, ?, ?)",
+                     [terminal, start, end, now])
+        self._alert(conn, now, "ledger_gap", terminal, start, end,
+                    f"terminal ledger skips seq {start}" + (f"..{end}" if end > start else ""))
+        progress.account(start, end)
+
+    def _quarantine(self, conn, now, topic, terminal, seq, accountable, reason, detail, payload) -> None:
+        conn.execute(
+            "INSERT INTO quarantine(received, topic, terminal, seq, accountable, reason, detail, payload) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [now, topic, terminal, seq, int(accountable), reason, (detail or "")[:1000], payload[:MAX_QUARANTINE_BYTES]])
+        self.stats.quarantined += 1
+
+    def _alert(self, conn, now, kind, terminal, seq, seq_to, detail) -> None:
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO alerts(time, kind, terminal, seq, seq_to, detail) VALUES (?, ?, ?, ?, ?, ?)",
+            [now, kind, terminal, seq, seq_to, detail])
+        if cur.rowcount:
+            self.stats.alerts += 1
+            log.warning("alert kind=%s terminal=%s seq=%s detail=%s", kind, terminal, seq, detail)
+
+    # -- state at start-up
+
+    def _load_progress(self) -> None:
+        conn = self.store.conn
+        with self.store.lock:
+            self._progress = {row[0]: Progress(upto=row[1]) for row in
+                              conn.execute("SELECT id, acked_upto FROM terminals")}
+            for terminal, progress in self._progress.items():
+                up = progress.upto
+                for (seq,) in conn.execute("SELECT seq FROM records WHERE terminal=? AND seq>? ORDER BY seq",
+                                           [terminal, up]):
+                    progress.account(seq, seq)
+                for a, b in conn.execute("SELECT seq_from, seq_to FROM missing WHERE terminal=? AND seq_to>?",
+                                         [terminal, up]):
+                    progress.account(a, b)
+                for (seq,) in conn.execute("SELECT seq FROM quarantine WHERE terminal=? AND accountable=1 AND seq>?",
+                                           [terminal, up]):
+                    progress.account(seq, seq)
+                row = conn.execute("SELECT seq, digest FROM records WHERE terminal=? ORDER BY seq DESC LIMIT 1",
+                                   [terminal]).fetchone()
+                if row:
+                    progress.last_seq, progress.last_digest = row
+                    progress.max_seq = row[0]
+
+    def _reload_after_failure(self) -> None:
+        try:
+            self._load_progress()
+        except Exception:
+            log.exception("could not reload ingest state")
+
+
+MAX_QUARANTINE_BYTES = 300 * 1024

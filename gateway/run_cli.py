@@ -1,0 +1,42 @@
+"""`python -m gateway run --broker mqtt://HOST:PORT --db PATH`: ingest until stopped."""
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+
+from gateway.service import GatewayService
+from gateway.store import Store
+
+
+def main(argv, prog):
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
+    parser.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt://HOST:PORT")
+    parser.add_argument("--db", required=True, help="SQLite database (created if missing)")
+    parser.add_argument("--username", default=os.environ.get("GATEWAY_MQTT_USERNAME"),
+                        help="broker user (env GATEWAY_MQTT_USERNAME)")
+    parser.add_argument("--password-env", default="GATEWAY_MQTT_PASSWORD",
+                        help="name of the environment variable holding the broker password")
+    parser.add_argument("--client-id", default="gateway")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        store = Store(args.db)
+        service = GatewayService(store, args.broker, args.username, os.environ.get(args.password_env),
+                                 client_id=args.client_id)
+    except (OSError, ValueError) as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    service.start()
+    print(f"gateway: ingesting from {args.broker} into {args.db}", file=sys.stderr, flush=True)
+    stop.wait()
+    service.stop()
+    store.close()
+    return 0

@@ -1,0 +1,86 @@
+"""The gateway's MQTT side: subscribe to every terminal's uplink and status,
+hand messages to ingest, publish the acks ingest produces.
+
+The session is persistent (clean_session=False, a fixed client id, QoS 1
+subscriptions), so while the gateway is down or restarting the broker keeps
+queueing the terminals' batches for it. Acks are retained per terminal, so a
+terminal that reconnects learns its watermark at once instead of re-sending
+what is already stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway.ingest import Ingest
+from gateway.store import Store
+from protocols import envelope, topics
+
+log = logging.getLogger(__name__)
+
+
+class GatewayService:
+    def __init__(self, store: Store, broker: str, username: str | None = None, password: str | None = None,
+                 client_id: str = "gateway", share_group: str | None = None):
+        self.store = store
+        self.broker = broker
+        self.connected = threading.Event()
+        self.share_group = share_group
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
+                             protocol=mqtt.MQTTv311)
+        if username:
+            client.username_pw_set(username, password)
+        client.reconnect_delay_set(0.2, 5)
+        client.max_inflight_messages_set(1000)
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self.client = client
+        self.ingest = Ingest(store, self._publish_ack)
+
+    def start(self) -> None:
+        self.ingest.start()
+        host, port = topics.parse_broker_url(self.broker)
+        self.client.connect_async(host, port, keepalive=30)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.ingest.stop()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            log.error("broker refused the gateway: %s", reason_code)
+            return
+        subs = []
+        for name in topics.GATEWAY_SUBSCRIBES:
+            if self.share_group:
+                name = f"$share/{self.share_group}/{name}"
+            subs.append((name, 1))
+        client.subscribe(subs)
+        self.connected.set()
+        log.info("gateway connected to %s (session present: %s)", self.broker, flags.session_present)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        self.connected.clear()
+        log.warning("gateway disconnected from broker: %s", reason_code)
+
+    def _on_message(self, client, userdata, message):
+        parsed = topics.parse(message.topic)
+        if parsed is None:
+            return
+        terminal, leaf = parsed
+        if leaf == topics.UP:
+            self.ingest.submit_batch(message.topic, terminal, message.payload)
+        elif leaf == topics.STATUS:
+            self.ingest.submit_status(terminal, message.payload)
+
+    def _publish_ack(self, terminal: str, upto: int, seen: int | None) -> None:
+        self.client.publish(topics.topic(terminal, topics.ACK), envelope.encode_ack(terminal, upto, seen),
+                            qos=1, retain=True)

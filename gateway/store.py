@@ -1,0 +1,147 @@
+"""The gateway's store (SQLite, the embedded default): every record once, and
+everything that could not be accepted, with its reason.
+
+Key facts the schema keeps:
+- `records` has one row per (terminal, seq): a record delivered again is a no-op.
+- `quarantine` keeps what failed verification, with the reason and the raw
+  bytes: nothing that arrives is silently dropped.
+- `missing` holds sequence ranges a terminal's ledger no longer has (a deleted
+  row): they are alerted and accounted for, so the terminal's watermark can move.
+- `terminals.acked_upto` is the cumulative ack: every seq at or below it is in
+  `records`, `missing`, or an accountable `quarantine` row. It is updated in
+  the same transaction as the rows it covers.
+
+WAL with synchronous=FULL: the ack goes out only after a commit that is on disk.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS terminals (
+    id          TEXT PRIMARY KEY,
+    key         TEXT NOT NULL,
+    shop        TEXT,
+    mqtt_hash   TEXT,
+    acked_upto  INTEGER NOT NULL DEFAULT 0,
+    head        INTEGER,
+    state       TEXT,
+    last_seen   INTEGER,
+    created     INTEGER
+);
+CREATE TABLE IF NOT EXISTS records (
+    terminal    TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    type        TEXT NOT NULL,
+    time        INTEGER NOT NULL,
+    digest      TEXT NOT NULL,
+    prev        TEXT NOT NULL,
+    record      TEXT NOT NULL,
+    received    INTEGER NOT NULL,
+    PRIMARY KEY (terminal, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS quarantine (
+    id          INTEGER PRIMARY KEY,
+    received    INTEGER NOT NULL,
+    topic       TEXT NOT NULL,
+    terminal    TEXT,
+    seq         INTEGER,
+    accountable INTEGER NOT NULL DEFAULT 0,
+    reason      TEXT NOT NULL,
+    detail      TEXT,
+    payload     BLOB
+);
+CREATE INDEX IF NOT EXISTS quarantine_terminal ON quarantine(terminal, seq);
+CREATE TABLE IF NOT EXISTS missing (
+    terminal    TEXT NOT NULL,
+    seq_from    INTEGER NOT NULL,
+    seq_to      INTEGER NOT NULL,
+    noticed     INTEGER NOT NULL,
+    PRIMARY KEY (terminal, seq_from)
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    id          INTEGER PRIMARY KEY,
+    time        INTEGER NOT NULL,
+    kind        TEXT NOT NULL,
+    terminal    TEXT,
+    seq         INTEGER,
+    seq_to      INTEGER,
+    detail      TEXT,
+    UNIQUE (kind, terminal, seq)
+);
+"""
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.executescript(SCHEMA)
+    return conn
+
+
+class Store:
+    """Thin access to the gateway database; ingest owns the write transactions."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.conn = connect(self.path)
+        self.lock = threading.RLock()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- terminals
+
+    def add_terminal(self, terminal: str, key_hex: str, shop: str | None, mqtt_hash: str | None, now_ms: int) -> None:
+        with self.lock:
+            self.conn.execute(
+                "INSERT INTO terminals(id, key, shop, mqtt_hash, created) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET key=excluded.key, shop=excluded.shop, mqtt_hash=excluded.mqtt_hash",
+                [terminal, key_hex, shop, mqtt_hash, now_ms],
+            )
+
+    def terminal_key(self, terminal: str) -> bytes | None:
+        with self.lock:
+            row = self.conn.execute("SELECT key FROM terminals WHERE id = ?", [terminal]).fetchone()
+        return bytes.fromhex(row[0]) if row else None
+
+    def terminals(self) -> list[dict]:
+        with self.lock:
+            cursor = self.conn.execute(
+                "SELECT id, shop, mqtt_hash, acked_upto, head, state, last_seen FROM terminals ORDER BY id")
+            names = [c[0] for c in cursor.description]
+            return [dict(zip(names, row)) for row in cursor]
+
+    # -- reading back
+
+    def export(self, terminal: str | None = None):
+        """Stored record texts, by terminal and seq."""
+        sql = "SELECT record FROM records"
+        args: list = []
+        if terminal:
+            sql += " WHERE terminal = ?"
+            args.append(terminal)
+        sql += " ORDER BY terminal, seq"
+        for (text,) in self.conn.execute(sql, args):
+            yield text
+
+    def count_records(self) -> int:
+        with self.lock:
+            return self.conn.execute("SELECT count(*) FROM records").fetchone()[0]
+
+    def alerts(self) -> list[dict]:
+        with self.lock:
+            cursor = self.conn.execute("SELECT id, time, kind, terminal, seq, seq_to, detail FROM alerts ORDER BY id")
+            names = [c[0] for c in cursor.description]
+            return [dict(zip(names, row)) for row in cursor]
+
+    def quarantined(self) -> list[dict]:
+        with self.lock:
+            cursor = self.conn.execute(
+                "SELECT id, received, topic, terminal, seq, accountable, reason, detail FROM quarantine ORDER BY id")
+            names = [c[0] for c in cursor.description]
+            return [dict(zip(names, row)) for row in cursor]

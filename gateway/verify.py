@@ -1,0 +1,81 @@
+"""Turn one uplink message into verified records and precise rejections.
+
+Pure except for the key lookup passed in, so the fuzz tests can throw any bytes
+at it: whatever arrives, the result is a `Batch` (records checked one by one, a
+bad record rejected on its own) or a `Rejected` message with a reason code,
+never an exception.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from protocols import canonical, envelope
+
+
+@dataclass(slots=True)
+class Entry:
+    """One position of a batch: a verified record, or a rejected one."""
+    seq: int | None
+    ok: bool
+    text: str = ""           # canonical stored text (verified) or raw JSON (rejected)
+    type: str = ""
+    time: int = 0
+    digest: str = ""
+    prev: str = ""
+    reason: str = ""
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class Batch:
+    terminal: str
+    after: int
+    entries: list[Entry] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Rejected:
+    terminal: str | None
+    reason: str
+    detail: str
+
+
+def check_batch(topic_terminal: str, payload: bytes, key_for: Callable[[str], bytes | None]) -> Batch | Rejected:
+    try:
+        terminal, after, records = envelope.decode_batch(payload)
+    except envelope.Invalid as err:
+        return Rejected(topic_terminal, err.code, err.detail)
+    if terminal != topic_terminal:
+        return Rejected(topic_terminal, "terminal_mismatch", f"batch says {terminal}, topic says {topic_terminal}")
+    key = key_for(terminal)
+    if key is None:
+        return Rejected(terminal, "unknown_terminal", terminal)
+    batch = Batch(terminal, after)
+    for record in records:
+        batch.entries.append(check_record(terminal, record, key))
+    return batch
+
+
+def check_record(terminal: str, record: dict, key: bytes) -> Entry:
+    seq = record.get("seq")
+    if not (isinstance(seq, int) and not isinstance(seq, bool) and 0 < seq <= canonical.MAX_SAFE_INT):
+        seq = None
+    try:
+        if record.get("terminal") != terminal:
+            raise envelope.Invalid("terminal_mismatch", f"record says {record.get('terminal')!r}")
+        digest, _signed = envelope.verify_record(record, key)
+        return Entry(seq, True, canonical.dumps(record, checked=True), record["type"], record["time"],
+                     digest, record["prev"])
+    except envelope.Invalid as err:
+        return Entry(seq, False, _raw(record), reason=err.code, detail=err.detail[:500])
+    except (canonical.NotCanonical, canonical.TooDeep) as err:
+        return Entry(seq, False, _raw(record), reason="schema_invalid", detail=str(err)[:500])
+
+
+def _raw(record) -> str:
+    try:
+        return canonical.dumps(record)
+    except (ValueError, canonical.TooDeep):
+        return repr(record)[:16384]

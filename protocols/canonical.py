@@ -1,0 +1,154 @@
+"""Canonical JSON: the exact bytes a MAC and a hash are computed over.
+
+Both sides must produce identical bytes from the same value, on CPython and on
+MicroPython, so the encoding is pinned down completely (docs/protocol.md,
+"Canonical encoding"): object keys sorted by code point, no whitespace, UTF-8,
+only `"`, `\\` and control characters escaped, integers only. Floats are
+refused outright: their decimal form differs between interpreters, and money
+and quantities are counted in integer units anyway (fen, grams, millilitres).
+
+On CPython the standard library's C encoder produces exactly these bytes and is
+used for speed; MicroPython's `json` cannot sort keys, so it gets the small
+encoder below. The shared test vectors prove the two agree.
+"""
+
+import json
+
+try:
+    TooDeep = RecursionError
+except NameError:  # MicroPython raises RuntimeError for runaway recursion
+    TooDeep = RuntimeError
+
+MAX_SAFE_INT = 9007199254740991  # 2**53 - 1: exact in JavaScript and in any JSON reader
+
+_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+class NotCanonical(ValueError):
+    """The value has no canonical form (a float, a non-string key, a huge int)."""
+
+
+def _stdlib_can_sort():
+    try:
+        json.dumps({"b": 1, "a": 2}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return True
+    except TypeError:  # MicroPython's json takes no keyword arguments beyond separators
+        return False
+
+
+def _escape(s):
+    out = []
+    for ch in s:
+        short = _SHORT_ESCAPES.get(ch)
+        if short is not None:
+            out.append(short)
+        elif ord(ch) < 0x20:
+            out.append("\\u%04x" % ord(ch))
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _encode(value, out):
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int):
+        if value > MAX_SAFE_INT or value < -MAX_SAFE_INT:
+            raise NotCanonical("integer out of range")
+        out.append(str(value))
+    elif isinstance(value, str):
+        out.append(_escape(value))
+    elif isinstance(value, (list, tuple)):
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(",")
+            _encode(item, out)
+        out.append("]")
+    elif isinstance(value, dict):
+        out.append("{")
+        keys = list(value.keys())
+        for key in keys:
+            if not isinstance(key, str):
+                raise NotCanonical("object key is not a string")
+        keys.sort()
+        for i, key in enumerate(keys):
+            if i:
+                out.append(",")
+            out.append(_escape(key))
+            out.append(":")
+            _encode(value[key], out)
+        out.append("}")
+    elif isinstance(value, float):
+        raise NotCanonical("floats are not allowed; use integer units")
+    else:
+        raise NotCanonical("type %s has no canonical form" % type(value).__name__)
+
+
+def _check(value):
+    """Refuse what the stdlib encoder would happily write but we must not."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise NotCanonical("object key is not a string")
+            _check(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check(item)
+    elif isinstance(value, float):
+        raise NotCanonical("floats are not allowed; use integer units")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if value > MAX_SAFE_INT or value < -MAX_SAFE_INT:
+            raise NotCanonical("integer out of range")
+    elif not (value is None or isinstance(value, (str, bool))):
+        raise NotCanonical("type %s has no canonical form" % type(value).__name__)
+
+
+if _stdlib_can_sort():
+
+    def dumps(value, checked=False):
+        """Canonical text of `value`. `checked=True` skips the type walk for values
+        that already passed schema validation (the hot path at the gateway)."""
+        if not checked:
+            _check(value)
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+else:
+
+    def dumps(value, checked=False):
+        out = []
+        _encode(value, out)
+        return "".join(out)
+
+
+def encode(value, checked=False):
+    """Canonical UTF-8 bytes of `value`."""
+    try:
+        return dumps(value, checked).encode("utf-8")
+    except UnicodeError:
+        raise NotCanonical("string is not valid Unicode (lone surrogate)")
+
+
+def _no_float(text):
+    raise NotCanonical("floats are not allowed; use integer units")
+
+
+def _not_json(name):
+    raise ValueError("%s is not JSON" % name)
+
+
+def loads(data):
+    """Parse JSON text or bytes, refusing floats (NotCanonical) and the
+    non-JSON NaN and Infinity (ValueError, as MicroPython's parser does)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        data = bytes(data).decode("utf-8")
+    try:
+        return json.loads(data, parse_float=_no_float, parse_constant=_not_json)
+    except TypeError:  # MicroPython: no hooks; walk the result instead
+        value = json.loads(data)
+        _check(value)
+        return value

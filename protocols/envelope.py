@@ -1,0 +1,247 @@
+"""The record envelope, batches and acks of wire protocol v1 (docs/protocol.md).
+
+A record is signed and chained on the terminal the moment it is written to the
+ledger, and never changes afterwards: the ledger stores the envelope verbatim,
+and the uplink sends those stored bytes. So the gateway can check, per record,
+that it came from the terminal holding that key (`mac`), and, across records,
+that nothing was removed or rewritten in between (`prev` is the digest of the
+record before, `seq` counts up from 1 without holes).
+
+    digest = SHA-256(canonical(record without "mac"))
+    mac    = HMAC-SHA256(terminal_key, b"record:" + canonical(record without "mac"))
+
+The "record:" prefix separates record MACs from anything else a terminal key may
+ever sign. Everything here is pure and runs on MicroPython.
+"""
+
+import binascii
+import hashlib
+
+from protocols import canonical, reasons, records
+from protocols.schema import ENUM, HEX, ID, INT, LIST, MAP, OBJ, OBJECT, STR, SchemaError, check
+
+VERSION = 1
+GENESIS = "0" * 64           # `prev` of seq 1
+MAX_RECORD_BYTES = 16 * 1024
+MAX_BATCH_BYTES = 256 * 1024
+MAX_BATCH_RECORDS = 1000
+MAX_CONTROL_BYTES = 4 * 1024
+
+reasons.register({
+    "malformed_json": ("消息不是合法的 JSON", "message is not valid JSON"),
+    "not_utf8": ("消息不是合法的 UTF-8 文本", "message is not valid UTF-8"),
+    "float_not_allowed": ("消息含有小数，协议只允许整数单位", "message contains a float; only integer units are allowed"),
+    "payload_too_large": ("消息超过大小上限", "message exceeds the size limit"),
+    "unsupported_version": ("不支持的协议版本", "unsupported protocol version"),
+    "schema_invalid": ("消息字段不符合协议", "message does not match the schema"),
+    "terminal_mismatch": ("记录的终端号与发送主题不符", "record terminal does not match the topic it came on"),
+    "unknown_terminal": ("未登记的终端", "terminal is not registered"),
+    "bad_mac": ("记录签名校验失败（可能被篡改）", "record MAC does not verify (possibly altered)"),
+    "batch_not_increasing": ("批次内序号不是递增的", "sequence numbers in the batch are not increasing"),
+    "seq_conflict": ("同一序号收到内容不同的记录", "a different record arrived for a sequence number already stored"),
+    "ledger_gap": ("终端台账缺失记录（序号不连续）", "records missing from the terminal ledger (sequence gap)"),
+    "chain_break": ("终端台账哈希链断裂（记录被改写）", "hash chain broken in the terminal ledger (records rewritten)"),
+})
+
+
+class Invalid(reasons.ReasonError):
+    """A message or record that must not be accepted; `code` says why."""
+
+
+ENVELOPE = OBJ(
+    required={
+        "v": INT(1, 1),
+        "terminal": ID,
+        "seq": INT(1),
+        "prev": HEX(64),
+        "time": INT(0),
+        "type": ENUM(*records.TYPES),
+        "body": OBJECT,  # checked against records.BODIES[type]
+        "mac": HEX(64),
+    }
+)
+
+BATCH = OBJ(
+    required={"v": INT(1, 1), "terminal": ID, "after": INT(0), "records": LIST(OBJECT, 1, MAX_BATCH_RECORDS)},
+)
+ACK_SCHEMA = OBJ(required={"v": INT(1, 1), "terminal": ID, "upto": INT(0)}, optional={"seen": INT(0)})
+STATUS_SCHEMA = OBJ(
+    required={"v": INT(1, 1), "terminal": ID, "state": ENUM("online", "offline")},
+    optional={"time": INT(0), "head": INT(0), "acked": INT(0), "versions": MAP(STR(64), 16)},
+)
+
+
+# ---------------------------------------------------------------- primitives
+
+def _hex(data):
+    return binascii.hexlify(data).decode()
+
+
+def sha256_hex(data):
+    return _hex(hashlib.sha256(data).digest())
+
+
+try:
+    import hmac as _hmac
+
+    def hmac_sha256(key, data):
+        return _hmac.new(key, data, hashlib.sha256).digest()
+
+except ImportError:  # MicroPython ports without micropython-lib's hmac
+
+    def hmac_sha256(key, data):
+        if len(key) > 64:
+            key = hashlib.sha256(key).digest()
+        key = key + b"\x00" * (64 - len(key))
+        inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        inner.update(data)
+        outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+def constant_time_equal(a, b):
+    if len(a) != len(b):
+        return False
+    diff = 0
+    for x, y in zip(a, b):
+        diff |= ord(x) ^ ord(y) if isinstance(x, str) else x ^ y
+    return diff == 0
+
+
+try:
+    from hmac import compare_digest as _compare
+except ImportError:
+    _compare = constant_time_equal
+
+
+# ---------------------------------------------------------------- records
+
+def _unsigned(record):
+    out = {}
+    for key in record:
+        if key != "mac":
+            out[key] = record[key]
+    return out
+
+
+def signing_bytes(record, checked=False):
+    return canonical.encode(_unsigned(record), checked)
+
+
+def digest(record, checked=False):
+    """Hex SHA-256 of the record without its MAC: the next record's `prev`."""
+    return sha256_hex(signing_bytes(record, checked))
+
+
+def mac(key, signed_bytes):
+    return _hex(hmac_sha256(key, b"record:" + signed_bytes))
+
+
+def make_record(key, terminal, seq, prev, time_ms, rtype, body):
+    """A signed record. Validates first, so a terminal can never write a record
+    the gateway would reject for its shape."""
+    record = {"v": VERSION, "terminal": terminal, "seq": seq, "prev": prev, "time": time_ms, "type": rtype, "body": body}
+    record["mac"] = "0" * 64
+    validate_record(record)
+    signed = signing_bytes(record, checked=True)
+    record["mac"] = mac(key, signed)
+    if len(signed) + 80 > MAX_RECORD_BYTES:
+        raise Invalid("payload_too_large", "record is %d bytes" % len(signed))
+    return record
+
+
+def validate_record(record):
+    """Schema of the envelope and of the body for its type; raises Invalid."""
+    _checked(record, ENVELOPE, "")
+    try:
+        check(record["body"], records.BODIES[record["type"]], "body")
+    except SchemaError as err:
+        raise Invalid("schema_invalid", str(err))
+
+
+def verify_record(record, key):
+    """Check shape and MAC. Returns (digest, canonical signed bytes)."""
+    validate_record(record)
+    signed = signing_bytes(record, checked=True)
+    if len(signed) > MAX_RECORD_BYTES:
+        raise Invalid("payload_too_large", "record is %d bytes" % len(signed))
+    if not _compare(mac(key, signed), record["mac"]):
+        raise Invalid("bad_mac", "terminal %s seq %d" % (record["terminal"], record["seq"]))
+    return sha256_hex(signed), signed
+
+
+# ---------------------------------------------------------------- messages
+
+def _parse(payload, limit):
+    if len(payload) > limit:
+        raise Invalid("payload_too_large", "%d bytes > %d" % (len(payload), limit))
+    try:
+        if isinstance(payload, (bytes, bytearray, memoryview)):
+            payload = bytes(payload).decode("utf-8")
+    except UnicodeError:
+        raise Invalid("not_utf8")
+    try:
+        return canonical.loads(payload)
+    except canonical.NotCanonical as err:
+        raise Invalid("float_not_allowed", str(err))
+    except (ValueError, canonical.TooDeep) as err:
+        raise Invalid("malformed_json", str(err)[:200])
+
+
+def _checked(message, schema, what):
+    if isinstance(message, dict) and isinstance(message.get("v"), int) and message.get("v") != VERSION:
+        raise Invalid("unsupported_version", "%s version %r" % (what, message.get("v")))
+    try:
+        check(message, schema, what)
+    except SchemaError as err:
+        raise Invalid("schema_invalid", str(err))
+    return message
+
+
+def encode_batch(terminal, after, stored_records):
+    """Uplink payload from records as stored in the ledger (their canonical
+    JSON text with MAC); the records are spliced in verbatim, never re-signed."""
+    return ('{"after":%d,"records":[%s],"terminal":"%s","v":1}' % (after, ",".join(stored_records), terminal)).encode()
+
+
+def decode_batch(payload):
+    """Parse and check the batch frame; records are checked one by one later
+    so one bad record quarantines itself, not its neighbours.
+    Returns (terminal, after, [record dicts])."""
+    batch = _checked(_parse(payload, MAX_BATCH_BYTES), BATCH, "batch")
+    return batch["terminal"], batch["after"], batch["records"]
+
+
+def encode_ack(terminal, upto, seen=None):
+    message = {"v": VERSION, "terminal": terminal, "upto": upto}
+    if seen is not None:
+        message["seen"] = seen
+    return canonical.encode(message)
+
+
+def decode_ack(payload):
+    ack = _checked(_parse(payload, MAX_CONTROL_BYTES), ACK_SCHEMA, "ack")
+    return ack["terminal"], ack["upto"], ack.get("seen")
+
+
+def encode_status(terminal, state, time_ms=None, head=None, acked=None, versions=None):
+    message = {"v": VERSION, "terminal": terminal, "state": state}
+    if time_ms is not None:
+        message["time"] = time_ms
+    if head is not None:
+        message["head"] = head
+    if acked is not None:
+        message["acked"] = acked
+    if versions:
+        message["versions"] = versions
+    return canonical.encode(message)
+
+
+def decode_status(payload):
+    return _checked(_parse(payload, MAX_CONTROL_BYTES), STATUS_SCHEMA, "status")
+
+
+def stored_text(record):
+    """The canonical text of a signed record, as the ledger stores it."""
+    return canonical.dumps(record, checked=True)

@@ -1,0 +1,137 @@
+"""Gateways and terminal agents as real OS processes, for fault drills: each can
+be killed with SIGKILL mid-stream and started again on the same files.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from gateway import fleet
+from gateway.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
+    """Poll `predicate` until it returns a truthy value or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class GatewayProcess:
+    def __init__(self, db: Path, broker_url: str, log_path: Path, username: str | None = None,
+                 password: str | None = None):
+        self.db, self.broker_url, self.log_path = Path(db), broker_url, Path(log_path)
+        self.username, self.password = username, password
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "GatewayProcess":
+        env = _env()
+        cmd = [sys.executable, "-m", "gateway", "run", "--broker", self.broker_url, "--db", str(self.db)]
+        if self.username:
+            cmd += ["--username", self.username]
+            env["GATEWAY_MQTT_PASSWORD"] = self.password or ""
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=self._log, cwd=ROOT)
+        return self
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class TerminalProcess:
+    """`python -m firmware run` with a [load] section; collects the APPROVED lines
+    it prints after each commit: the sales a clerk would have seen approved."""
+
+    def __init__(self, config: Path, log_path: Path):
+        self.config, self.log_path = Path(config), Path(log_path)
+        self.proc: subprocess.Popen | None = None
+        self.approved: list[int] = []
+        self.refused: list[str] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> "TerminalProcess":
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "firmware", "run", "--config", str(self.config)],
+            env=_env(), stdout=subprocess.PIPE, stderr=self._log, cwd=ROOT)
+        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+        return self
+
+    def _read(self, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
+            parts = line.decode().split()
+            with self._lock:
+                if parts[:1] == ["APPROVED"]:
+                    self.approved.append(int(parts[1]))
+                elif parts[:1] == ["REFUSED"]:
+                    self.refused.append(parts[1])
+
+    def approved_count(self) -> int:
+        with self._lock:
+            return len(self.approved)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def terminal_config_text(creds: fleet.Credentials, broker_url: str, ledger: Path, rate: float = 0.0,
+                         count: int = 0, seed: int = 1, ack_timeout: float = 3.0, batch: int = 100,
+                         shop: str | None = None) -> str:
+    text = (
+        f'[terminal]\nid = "{creds.terminal}"\nkey = "{creds.key_hex}"\nshop = "{shop or creds.terminal}"\n\n'
+        f'[ledger]\npath = "{ledger}"\nreserve_mb = 1\n\n'
+        f'[broker]\nurl = "{broker_url}"\nusername = "{creds.terminal}"\npassword = "{creds.mqtt_password}"\n\n'
+        f'[uplink]\nbatch = {batch}\nack_timeout_s = {ack_timeout}\n'
+    )
+    if rate > 0:
+        text += f"\n[load]\nrate = {rate}\ncount = {count}\nseed = {seed}\n"
+    return text
+
+
+def provision_terminals(db: Path, names: list[str]) -> list[fleet.Credentials]:
+    store = Store(db)
+    try:
+        now = int(time.time() * 1000)
+        return [fleet.provision(store, name, f"shop-{name}", now) for name in names]
+    finally:
+        store.close()
