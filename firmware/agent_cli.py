@@ -2,7 +2,8 @@
 
 With a `[load]` section the agent sells by itself and prints one line per sale
 to stdout *after* it is committed:  `APPROVED <seq> <sale_id>`. Fault drills
-read these lines as "what the clerk saw approved".
+read these lines as "what the clerk saw approved". SIGUSR1 stops selling.
+`READY <terminal>` is printed once signals are handled and the agent runs.
 """
 
 import argparse
@@ -45,7 +46,12 @@ def main(argv, prog):
             sys.stdout.flush()
 
         generator = LoadGenerator(agent, config.load, approved, refused)
+        # SIGUSR1 closes the counter but keeps the agent uploading, so a drill
+        # can wait for the backlog to drain.
+        signal.signal(signal.SIGUSR1, lambda *_: generator.stop())
         threading.Thread(target=generator.run, name="loadgen", daemon=True).start()
+    sys.stdout.write(f"READY {config.terminal}\n")
+    sys.stdout.flush()
     stop.wait()
     if generator:
         generator.stop()

@@ -8,6 +8,7 @@ unbounded because the terminals' own flow control bounds them.
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import signal
 import socket
@@ -54,6 +55,9 @@ class Mosquitto:
 
     def _write_config(self) -> Path:
         lines = [
+            # run as whoever started us: as root, Mosquitto would otherwise switch
+            # to the `mosquitto` user, who cannot read our temporary files
+            f"user {getpass.getuser()}",
             f"listener {self.port} 127.0.0.1",
             "persistence true",
             f"persistence_location {self.dir}/",

@@ -78,13 +78,17 @@ class TerminalProcess:
         self.approved: list[int] = []
         self.refused: list[str] = []
         self._lock = threading.Lock()
+        self._ready = threading.Event()
 
-    def start(self) -> "TerminalProcess":
+    def start(self, wait: float = 30.0) -> "TerminalProcess":
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "firmware", "run", "--config", str(self.config)],
             env=_env(), stdout=subprocess.PIPE, stderr=self._log, cwd=ROOT)
+        self._ready.clear()
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+        if not self._ready.wait(wait):
+            raise TimeoutError(f"terminal agent {self.config} not ready after {wait}s; see {self.log_path}")
         return self
 
     def _read(self, proc: subprocess.Popen) -> None:
@@ -95,6 +99,13 @@ class TerminalProcess:
                     self.approved.append(int(parts[1]))
                 elif parts[:1] == ["REFUSED"]:
                     self.refused.append(parts[1])
+                elif parts[:1] == ["READY"]:
+                    self._ready.set()
+
+    def stop_selling(self) -> None:
+        """SIGUSR1: the counter closes; the agent keeps uploading its backlog."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGUSR1)
 
     def approved_count(self) -> int:
         with self._lock:

@@ -1,0 +1,105 @@
+"""Hypothesis throws arbitrary bytes and near-valid messages at the decoder and
+the gateway's verifier: nothing crashes, and every rejection has a known reason."""
+
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.verify import Batch, Rejected, check_batch
+from protocols import envelope, reasons
+from tests.records_factory import KEY, batch, chain
+
+GOOD = chain("T1", 3)
+GOOD_PAYLOAD = batch("T1", 0, GOOD)
+
+json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
+    max_leaves=30,
+)
+
+
+def key_for(terminal):
+    return KEY if terminal == "T1" else None
+
+
+def assert_handled(result):
+    if isinstance(result, Rejected):
+        assert reasons.known(result.reason), result.reason
+    else:
+        assert isinstance(result, Batch)
+        for entry in result.entries:
+            if not entry.ok:
+                assert reasons.known(entry.reason), entry.reason
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=2048))
+def test_arbitrary_bytes_never_crash_the_verifier(payload):
+    result = check_batch("T1", payload, key_for)
+    assert isinstance(result, Rejected)
+    assert reasons.known(result.reason)
+
+
+@settings(max_examples=300)
+@given(json_values)
+def test_arbitrary_json_never_crashes_the_verifier(value):
+    try:
+        payload = json.dumps(value).encode()
+    except ValueError:
+        return
+    assert_handled(check_batch("T1", payload, key_for))
+
+
+@settings(max_examples=300)
+@given(st.integers(0, len(GOOD_PAYLOAD) - 1), st.integers(0, 255))
+def test_any_single_byte_change_is_rejected_or_harmless(position, value):
+    payload = bytearray(GOOD_PAYLOAD)
+    payload[position] = value
+    result = check_batch("T1", bytes(payload), key_for)
+    assert_handled(result)
+    if isinstance(result, Batch):
+        stored = [e for e in result.entries if e.ok]
+        originals = {envelope.stored_text(r) for r in GOOD}
+        # anything that still verifies is byte-for-byte one of the signed records
+        assert all(e.text in originals for e in stored)
+
+
+record_mutations = st.fixed_dictionaries({}, optional={
+    "seq": json_values, "prev": json_values, "time": json_values, "type": json_values,
+    "terminal": json_values, "mac": json_values, "v": json_values, "extra": json_values,
+})
+
+
+@settings(max_examples=300)
+@given(record_mutations, st.dictionaries(st.text(max_size=8), json_values, max_size=3))
+def test_mutated_records_in_a_valid_batch_are_rejected_one_by_one(changes, body_changes):
+    records = json.loads(json.dumps(GOOD))
+    records[1].update(changes)
+    if isinstance(records[1].get("body"), dict):
+        records[1]["body"].update(body_changes)
+    try:
+        payload = json.dumps({"v": 1, "terminal": "T1", "after": 0, "records": records}).encode()
+    except ValueError:
+        return
+    result = check_batch("T1", payload, key_for)
+    assert_handled(result)
+    if isinstance(result, Batch):
+        assert result.entries[0].ok and result.entries[2].ok  # neighbours unaffected
+        if changes or body_changes:
+            changed = records[1] != json.loads(json.dumps(GOOD[1]))
+            assert result.entries[1].ok is (not changed)
+
+
+def test_oversized_message_is_rejected_without_parsing():
+    payload = b'{"v":1,"records":[' + b" " * (envelope.MAX_BATCH_BYTES + 1) + b"]}"
+    result = check_batch("T1", payload, key_for)
+    assert isinstance(result, Rejected) and result.reason == "payload_too_large"
+
+
+def test_deeply_nested_json_is_rejected_not_crashing():
+    payload = b"[" * 100000 + b"]" * 100000
+    result = check_batch("T1", payload[: envelope.MAX_BATCH_BYTES], key_for)
+    assert isinstance(result, Rejected) and reasons.known(result.reason)
