@@ -21,12 +21,13 @@ log = logging.getLogger(__name__)
 
 
 class Agent:
-    def __init__(self, config: AgentConfig, wall_ms: Callable[[], int] = lambda: int(time.time() * 1000)):
+    def __init__(self, config: AgentConfig, wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+                 on_acked: Callable[[int, int], None] | None = None):
         self.config = config
         self.terminal = config.terminal
         self.wall_ms = wall_ms
         self.ledger = Ledger(config.ledger_path, config.terminal, config.key, config.reserve_bytes)
-        self.uplink = Uplink(self.ledger, config.uplink, wall_ms=wall_ms)
+        self.uplink = Uplink(self.ledger, config.uplink, wall_ms=wall_ms, on_acked=on_acked)
         self.started_ms = wall_ms()
 
     def start(self) -> None:

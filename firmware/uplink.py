@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -44,13 +45,15 @@ class UplinkSettings:
 
 class Uplink:
     def __init__(self, ledger: Ledger, settings: UplinkSettings, versions: dict | None = None,
-                 monotonic=time.monotonic, wall_ms=lambda: int(time.time() * 1000)):
+                 monotonic=time.monotonic, wall_ms=lambda: int(time.time() * 1000),
+                 on_acked: Callable[[int, int], None] | None = None):
         self.ledger = ledger
         self.settings = settings
         self.terminal = ledger.terminal
         self.versions = versions or {}
         self._monotonic = monotonic
         self._wall_ms = wall_ms
+        self._on_acked = on_acked  # (old watermark, new watermark), e.g. for "last sync" and latency
         self._wake = threading.Condition()
         self._connected = False
         self._stopping = False
@@ -142,7 +145,10 @@ class Uplink:
         if terminal != self.terminal:
             log.warning("ack for another terminal ignored terminal=%s other=%s", self.terminal, terminal)
             return
+        old = self.ledger.acked
         moved = self.ledger.mark_acked(upto)
+        if moved and self._on_acked:
+            self._on_acked(old, upto)
         with self._wake:
             if moved:
                 self._last_progress = self._monotonic()

@@ -1,0 +1,107 @@
+"""Many real terminal agents in one process, each with its own ledger and its
+own broker connection: the load generator for benchmarks and `simulator run`.
+
+Sales go through `Agent.record`, exactly the counter's path. The fleet notes
+when each sale was committed and when the gateway's end-to-end ack covered it,
+which gives the terminal-commit-to-gateway-commit latency (slightly more, as
+it includes the ack's trip back: a conservative figure).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import tomllib
+from pathlib import Path
+from typing import Callable
+
+from firmware.agent import Agent
+from firmware.config import parse
+from firmware.loadgen import sale_body
+from gateway.fleet import Credentials
+from simulator.processes import terminal_config_text
+
+
+class Fleet:
+    def __init__(self, workdir: Path, broker_url: str, creds: list[Credentials], seed: int = 1,
+                 ack_timeout: float = 5.0, batch: int = 100):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.rng = random.Random(seed)
+        self.latencies_ms: list[float] = []
+        self.sold = 0
+        self.refused = 0
+        self._lock = threading.Lock()
+        self._committed: list[dict[int, float]] = []
+        self.agents: list[Agent] = []
+        for i, c in enumerate(creds):
+            text = terminal_config_text(c, broker_url, self.workdir / f"{c.terminal}.ledger.db",
+                                        ack_timeout=ack_timeout, batch=batch)
+            config = parse(tomllib.loads(text), self.workdir)
+            config.reserve_bytes = 0
+            pending: dict[int, float] = {}
+            self._committed.append(pending)
+            self.agents.append(Agent(config, on_acked=self._acked_hook(pending)))
+
+    def _acked_hook(self, pending: dict[int, float]) -> Callable[[int, int], None]:
+        def hook(old: int, new: int) -> None:
+            now = time.perf_counter()
+            with self._lock:
+                for seq in range(old + 1, new + 1):
+                    t = pending.pop(seq, None)
+                    if t is not None:
+                        self.latencies_ms.append((now - t) * 1000)
+        return hook
+
+    def start(self) -> None:
+        for agent in self.agents:
+            agent.start()
+
+    def stop(self) -> None:
+        for agent in self.agents:
+            agent.stop()
+
+    def sell(self, index: int) -> None:
+        agent = self.agents[index]
+        body = sale_body(self.rng, agent.terminal, agent.ledger.head + 1)
+        t = time.perf_counter()
+        stored = agent.record("sale", body)
+        with self._lock:
+            self._committed[index][stored.seq] = t
+        self.sold += 1
+
+    def run_steady(self, rate: float, duration: float, tick: Callable[[int], None] = lambda n: None) -> None:
+        """`rate` sales/s spread round-robin over the terminals for `duration` s."""
+        interval = 1.0 / rate
+        start = time.perf_counter()
+        n = 0
+        while True:
+            due = start + n * interval
+            now = time.perf_counter()
+            if now - start >= duration:
+                return
+            if due > now:
+                time.sleep(due - now)
+            self.sell(n % len(self.agents))
+            n += 1
+            tick(1)
+
+    def fill(self, per_terminal: int, tick: Callable[[int], None] = lambda n: None) -> None:
+        for _ in range(per_terminal):
+            for i in range(len(self.agents)):
+                self.sell(i)
+                tick(1)
+
+    def backlog(self) -> int:
+        return sum(a.ledger.backlog for a in self.agents)
+
+    def wait_acked(self, timeout: float, tick: Callable[[int], None] = lambda n: None) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            left = self.backlog()
+            tick(left)
+            if left == 0:
+                return True
+            time.sleep(0.05)
+        return False

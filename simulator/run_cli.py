@@ -1,0 +1,119 @@
+"""`python -m simulator run`: drive N real terminal agents against a real broker
+and gateway, then report what was sent, stored, lost and duplicated.
+
+Without --broker it starts its own Mosquitto and gateway process in the work
+directory; with --broker and --db it uses a running gateway whose database is
+--db (terminals are registered there).
+
+The full district simulator (towns, farmers, misuse, faults, scorecard) is its
+own piece of work; this is the minimal fleet driver the tests and benchmarks use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from firmware.ledger import export_lines
+from gateway.store import Store
+from simulator.broker import Mosquitto
+from simulator.fleet import Fleet
+from simulator.processes import GatewayProcess, provision_terminals
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def reconcile(db: Path, fleet: Fleet) -> dict:
+    """Compare every ledger with what the gateway stored."""
+    store = Store(db)
+    try:
+        sent = stored = lost = duplicated = altered = 0
+        for agent in fleet.agents:
+            ledger = list(export_lines(agent.ledger.path))
+            gateway = list(store.export(agent.terminal))
+            sent += len(ledger)
+            stored += len(gateway)
+            gateway_set = set(gateway)
+            lost += sum(1 for text in ledger if text not in gateway_set)
+            duplicated += len(gateway) - len(gateway_set)
+            altered += len(gateway_set - set(ledger))
+        return {"sent": sent, "stored": stored, "lost": lost, "duplicated": duplicated, "altered": altered,
+                "alerts": len(store.alerts()), "quarantined": len(store.quarantined())}
+    finally:
+        store.close()
+
+
+def main(argv, prog):
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
+    parser.add_argument("--terminals", type=int, default=10)
+    parser.add_argument("--rate", type=float, default=50.0, help="sales per second, whole fleet")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of selling")
+    parser.add_argument("--broker", help="mqtt://HOST:PORT of a running broker (default: start one)")
+    parser.add_argument("--db", help="the running gateway's database (with --broker)")
+    parser.add_argument("--workdir", help="where ledgers and logs go (default: a temporary directory)")
+    parser.add_argument("--report", help="write the JSON report here")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    if bool(args.broker) != bool(args.db):
+        parser.error("--broker and --db go together")
+    console = Console(stderr=True)
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="simulator-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    broker = gateway = None
+    try:
+        if args.broker:
+            broker_url, db = args.broker, Path(args.db)
+        else:
+            broker = Mosquitto(workdir / "broker").start()
+            broker_url, db = broker.url, workdir / "gateway.db"
+        names = [f"SIM{i + 1:04d}" for i in range(args.terminals)]
+        creds = provision_terminals(db, names)
+        if broker:
+            gateway = GatewayProcess(db, broker_url, workdir / "gateway.log").start()
+        fleet = Fleet(workdir / "terminals", broker_url, creds, seed=args.seed)
+        fleet.start()
+        total = int(args.rate * args.duration)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console) as progress:
+            selling = progress.add_task("selling", total=total)
+            fleet.run_steady(args.rate, args.duration, lambda n: progress.advance(selling, n))
+            backlog = fleet.backlog()
+            draining = progress.add_task("uploading", total=max(backlog, 1))
+            drained = fleet.wait_acked(120, lambda left: progress.update(draining, completed=backlog - left))
+        fleet.stop()
+        report = reconcile(db, fleet)
+        report.update({
+            "terminals": args.terminals, "rate": args.rate, "duration_s": args.duration,
+            "drained": drained,
+            "latency_ms": {"p50": percentile(fleet.latencies_ms, 50), "p99": percentile(fleet.latencies_ms, 99),
+                           "max": max(fleet.latencies_ms, default=None), "samples": len(fleet.latencies_ms)},
+        })
+        table = Table(title="simulator run")
+        for key in ("terminals", "sent", "stored", "lost", "duplicated", "alerts", "quarantined"):
+            table.add_row(key, str(report[key]))
+        lat = report["latency_ms"]
+        if lat["p50"] is not None:
+            table.add_row("commit→ack p50 / p99 ms", f"{lat['p50']:.1f} / {lat['p99']:.1f}")
+        Console().print(table)
+        if args.report:
+            Path(args.report).write_text(json.dumps(report, indent=2))
+        return 0 if report["lost"] == 0 and report["duplicated"] == 0 and drained else 1
+    finally:
+        if gateway:
+            gateway.stop()
+        if broker:
+            broker.kill()
