@@ -4,6 +4,7 @@ prints, so the two can be compared directly)."""
 
 import argparse
 import sys
+from pathlib import Path
 
 from gateway.store import Store
 
@@ -13,6 +14,9 @@ def main(argv, prog):
     parser.add_argument("--db", required=True)
     parser.add_argument("--terminal", help="only this terminal")
     args = parser.parse_args(argv)
+    if not Path(args.db).is_file():
+        print(f"{prog}: no such database: {args.db}", file=sys.stderr)
+        return 1
     try:
         store = Store(args.db)
         for text in store.export(args.terminal):

@@ -65,9 +65,8 @@ def check_record(terminal: str, record: dict, key: bytes) -> Entry:
     try:
         if record.get("terminal") != terminal:
             raise envelope.Invalid("terminal_mismatch", f"record says {record.get('terminal')!r}")
-        digest, _signed = envelope.verify_record(record, key)
-        return Entry(seq, True, canonical.dumps(record, checked=True), record["type"], record["time"],
-                     digest, record["prev"])
+        digest, stored = envelope.verify_record(record, key)
+        return Entry(seq, True, stored, record["type"], record["time"], digest, record["prev"])
     except envelope.Invalid as err:
         return Entry(seq, False, _raw(record), reason=err.code, detail=err.detail[:500])
     except (canonical.NotCanonical, canonical.TooDeep) as err:

@@ -30,83 +30,176 @@ class SchemaError(ValueError):
         self.path = path
         self.problem = problem
 
+    def within(self, name):
+        """The same error seen from the enclosing field `name` (or "[i]")."""
+        if not self.path:
+            path = name
+        elif self.path[0] == "[":
+            path = name + self.path
+        else:
+            path = name + "." + self.path
+        return SchemaError(path, self.problem)
+
 
 def is_id(value):
-    if not isinstance(value, str) or not 0 < len(value) <= 64:
-        return False
-    for ch in value:
-        if ch not in _ID_CHARS:
-            return False
-    return True
+    return isinstance(value, str) and 0 < len(value) <= 64 and _ID_CHARS.issuperset(value)
 
 
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
+def _compile_obj(schema):
+    fields = []
+    for name, spec in schema[1].items():
+        fields.append((name, checker(spec[0]), spec[1]))
+    names = frozenset(schema[1])
+
+    def check_obj(value):
+        if not isinstance(value, dict):
+            raise SchemaError("", "expected object")
+        for name in value:
+            if name not in names:
+                raise SchemaError("", "unknown field %r" % (name,))
+        for name, fn, required in fields:
+            if name in value:
+                try:
+                    fn(value[name])
+                except SchemaError as err:
+                    raise err.within(name)
+            elif required:
+                raise SchemaError(name, "required field missing")
+
+    return check_obj
+
+
+def _compile_list(schema):
+    item, lo, hi = checker(schema[1]), schema[2], schema[3]
+
+    def check_list(value):
+        if not isinstance(value, list):
+            raise SchemaError("", "expected list")
+        if len(value) < lo or len(value) > hi:
+            raise SchemaError("", "expected %d..%d items" % (lo, hi))
+        for i, x in enumerate(value):
+            try:
+                item(x)
+            except SchemaError as err:
+                raise err.within("[%d]" % i)
+
+    return check_list
+
+
+def _compile_map(schema):
+    item, hi = checker(schema[1]), schema[2]
+
+    def check_map(value):
+        if not isinstance(value, dict):
+            raise SchemaError("", "expected object")
+        if len(value) > hi:
+            raise SchemaError("", "more than %d entries" % hi)
+        for key, x in value.items():
+            if not is_id(key):
+                raise SchemaError("", "bad key %r" % (key,))
+            try:
+                item(x)
+            except SchemaError as err:
+                raise err.within(key)
+
+    return check_map
+
+
+def _compile_int(schema):
+    lo, hi = schema[1], schema[2]
+    if hi >= MAX_SAFE_INT:
+        problem = "expected integer >= %d" % lo
+    else:
+        problem = "expected integer in %d..%d" % (lo, hi)
+
+    def check_int(value):
+        if type(value) is not int:  # bool is not an int here
+            raise SchemaError("", "expected integer")
+        if value < lo or value > hi:
+            raise SchemaError("", problem)
+
+    return check_int
+
+
+def _compile_str(schema):
+    limit = schema[1]
+
+    def check_str(value):
+        if not isinstance(value, str):
+            raise SchemaError("", "expected string")
+        if len(value) > limit:
+            raise SchemaError("", "longer than %d characters" % limit)
+
+    return check_str
+
+
+def _check_id(value):
+    if not is_id(value):
+        raise SchemaError("", "expected identifier of 1-64 characters [A-Za-z0-9_.:-]")
+
+
+def _compile_hex(schema):
+    length = schema[1]
+    problem = "expected %d lowercase hex digits" % length
+
+    def check_hex(value):
+        if not isinstance(value, str) or len(value) != length or not _HEX_CHARS.issuperset(value):
+            raise SchemaError("", problem)
+
+    return check_hex
+
+
+def _check_bool(value):
+    if not isinstance(value, bool):
+        raise SchemaError("", "expected true or false")
+
+
+def _check_object(value):
+    if not isinstance(value, dict):
+        raise SchemaError("", "expected object")
+
+
+def _compile_enum(schema):
+    values = schema[1]
+    problem = "expected one of %s" % ", ".join(values)
+
+    def check_enum(value):
+        if not isinstance(value, str) or value not in values:
+            raise SchemaError("", problem)
+
+    return check_enum
+
+
+_COMPILERS = {
+    "obj": _compile_obj, "list": _compile_list, "map": _compile_map, "int": _compile_int,
+    "str": _compile_str, "hex": _compile_hex, "enum": _compile_enum,
+    "id": lambda schema: _check_id, "bool": lambda schema: _check_bool, "object": lambda schema: _check_object,
+}
+_compiled = {}
+
+
+def checker(schema):
+    """A checking function for `schema` (cached): schemas are walked once, not
+    on every message, which matters at tens of thousands of records a second."""
+    cached = _compiled.get(id(schema))
+    if cached is not None and cached[0] is schema:
+        return cached[1]
+    compiler = _COMPILERS.get(schema[0])
+    if compiler is None:
+        raise ValueError("bad schema kind %r" % (schema[0],))
+    fn = compiler(schema)
+    _compiled[id(schema)] = (schema, fn)
+    return fn
 
 
 def check(value, schema, path=""):
-    kind = schema[0]
-    if kind == "obj":
-        if not isinstance(value, dict):
-            raise SchemaError(path, "expected object")
-        fields = schema[1]
-        for name in value:
-            if name not in fields:
-                raise SchemaError(path, "unknown field %r" % (name,))
-        for name, spec in fields.items():
-            sub = path + "." + name if path else name
-            if name in value:
-                check(value[name], spec[0], sub)
-            elif spec[1]:
-                raise SchemaError(sub, "required field missing")
-    elif kind == "object":
-        if not isinstance(value, dict):
-            raise SchemaError(path, "expected object")
-    elif kind == "str":
-        if not isinstance(value, str):
-            raise SchemaError(path, "expected string")
-        if len(value) > schema[1]:
-            raise SchemaError(path, "longer than %d characters" % schema[1])
-    elif kind == "id":
-        if not is_id(value):
-            raise SchemaError(path, "expected identifier of 1-64 characters [A-Za-z0-9_.:-]")
-    elif kind == "hex":
-        if not isinstance(value, str) or len(value) != schema[1]:
-            raise SchemaError(path, "expected %d lowercase hex digits" % schema[1])
-        for ch in value:
-            if ch not in _HEX_CHARS:
-                raise SchemaError(path, "expected %d lowercase hex digits" % schema[1])
-    elif kind == "int":
-        if not _is_int(value):
-            raise SchemaError(path, "expected integer")
-        if value < schema[1] or value > schema[2]:
-            if schema[2] >= MAX_SAFE_INT:
-                raise SchemaError(path, "expected integer >= %d" % schema[1])
-            raise SchemaError(path, "expected integer in %d..%d" % (schema[1], schema[2]))
-    elif kind == "bool":
-        if not isinstance(value, bool):
-            raise SchemaError(path, "expected true or false")
-    elif kind == "enum":
-        if value not in schema[1]:
-            raise SchemaError(path, "expected one of %s" % ", ".join(schema[1]))
-    elif kind == "list":
-        if not isinstance(value, list):
-            raise SchemaError(path, "expected list")
-        if len(value) < schema[2] or len(value) > schema[3]:
-            raise SchemaError(path, "expected %d..%d items" % (schema[2], schema[3]))
-        for i, item in enumerate(value):
-            check(item, schema[1], "%s[%d]" % (path, i))
-    elif kind == "map":
-        if not isinstance(value, dict):
-            raise SchemaError(path, "expected object")
-        if len(value) > schema[2]:
-            raise SchemaError(path, "more than %d entries" % schema[2])
-        for key, item in value.items():
-            if not is_id(key):
-                raise SchemaError(path, "bad key %r" % (key,))
-            check(item, schema[1], path + "." + key)
-    else:
-        raise SchemaError(path, "bad schema kind %r" % (kind,))
+    """Raise SchemaError naming the first bad field, prefixed with `path`."""
+    try:
+        checker(schema)(value)
+    except SchemaError as err:
+        if path:
+            raise err.within(path)
+        raise
 
 
 def INT(lo=0, hi=MAX_SAFE_INT):

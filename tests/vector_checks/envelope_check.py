@@ -31,8 +31,9 @@ def run_checks(path):
         assert record["prev"] == prev, "chain"
         assert envelope.signing_bytes(record).decode() == case["signing"], "signing bytes"
         assert envelope.stored_text(record) == case["canonical"], "stored text"
-        digest, _ = envelope.verify_record(record, key)
+        digest, stored = envelope.verify_record(record, key)
         assert digest == case["digest"], "digest"
+        assert stored == case["canonical"], "fast stored text"
         again = envelope.make_record(key, record["terminal"], record["seq"], record["prev"], record["time"],
                                      record["type"], record["body"])
         assert again["mac"] == record["mac"], "make_record reproduces the MAC"

@@ -1,0 +1,293 @@
+"""Gateway ingest against the broker's own limit, measured side by side in one run.
+
+    .venv/bin/python bench/bench_ingest.py [--messages N] [--quick]
+
+What it prints (targets from the record-path issue):
+1. the limit: QoS 1 receive rate of a bare paho subscriber draining a queue
+   the same Mosquitto holds for it (nothing else running);
+2. the gateway's sustained ingest rate, drained from the same kind of queue,
+   with one record per message (target >= 0.7x the limit) and with batches
+   of 100 records (target >= 3x the limit, in records/s);
+3. end-to-end latency from terminal commit to the gateway's ack (which follows
+   its commit) at a steady 500 records/s from 50 real terminal agents
+   (target p99 < 250 ms);
+4. the backlog drain rate: terminals sold while the gateway was down, then it
+   starts and everything is acknowledged.
+
+Each drain is measured from the first message handled to the last, so process
+start-up is not counted; the bare subscriber and the gateway each run in their
+own process, as they would in production.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import paho.mqtt.client as mqtt  # noqa: E402
+from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from gateway import fleet as gw_fleet  # noqa: E402
+from gateway.store import Store  # noqa: E402
+from protocols import envelope, topics  # noqa: E402
+from simulator.broker import Mosquitto  # noqa: E402
+from simulator.fleet import Fleet  # noqa: E402
+from simulator.processes import GatewayProcess, provision_terminals  # noqa: E402
+from simulator.run_cli import percentile  # noqa: E402
+
+console = Console()
+TERMINALS = 20
+
+
+def _client(client_id: str, clean: bool) -> mqtt.Client:
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean, protocol=mqtt.MQTTv311)
+    c.max_inflight_messages_set(1000)
+    c.max_queued_messages_set(0)
+    return c
+
+
+def make_session(port: int, client_id: str) -> None:
+    """Create a persistent session subscribed to the uplink, then leave, so the
+    broker queues everything published next for that client id."""
+    c = _client(client_id, clean=False)
+    subscribed = threading.Event()
+    c.on_subscribe = lambda *a: subscribed.set()
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    c.subscribe([(t, 1) for t in topics.GATEWAY_SUBSCRIBES])
+    subscribed.wait(10)
+    c.disconnect()
+    c.loop_stop()
+
+
+def publish_all(port: int, messages: list[tuple[str, bytes]], progress, label: str) -> None:
+    c = _client(f"bench-pub-{os.getpid()}", clean=True)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    task = progress.add_task(label, total=len(messages))
+    infos = []
+    for i, (topic, payload) in enumerate(messages):
+        infos.append(c.publish(topic, payload, qos=1))
+        if i % 500 == 499:
+            infos[-500].wait_for_publish(30)
+            progress.update(task, completed=i + 1)
+    for info in infos:
+        info.wait_for_publish(30)
+    progress.update(task, completed=len(messages))
+    c.disconnect()
+    c.loop_stop()
+
+
+def signed_messages(creds: list, records_per_message: int, total_records: int) -> list[tuple[str, bytes]]:
+    per_terminal = total_records // len(creds)
+    messages = []
+    chains = []
+    for c in creds:
+        key, prev, texts = bytes.fromhex(c.key_hex), envelope.GENESIS, []
+        for seq in range(1, per_terminal + 1):
+            body = {"subject": f"S{seq % 5000:05d}", "items": [{"product": "PD20080001", "packs": 1 + seq % 3,
+                    "amount": 500, "unit": "g"}], "identity": "card", "mode": "online", "clerk": "clerk1",
+                    "sale_id": f"{c.terminal}-{seq}"}
+            record = envelope.make_record(key, c.terminal, seq, prev, 1764300000000 + seq, "sale", body)
+            prev = envelope.digest(record)
+            texts.append(envelope.stored_text(record))
+        chains.append((c.terminal, texts))
+    # interleave terminals, as many shops publish at once
+    cursors = [0] * len(chains)
+    while True:
+        progressed = False
+        for i, (terminal, texts) in enumerate(chains):
+            start = cursors[i]
+            if start >= len(texts):
+                continue
+            chunk = texts[start:start + records_per_message]
+            messages.append((topics.topic(terminal, topics.UP), envelope.encode_batch(terminal, start, chunk)))
+            cursors[i] += len(chunk)
+            progressed = True
+        if not progressed:
+            return messages
+
+
+# ---------------------------------------------------------------- roles (subprocesses)
+
+def role_bare(port: int, expected: int) -> None:
+    """Count messages; print the rate from the first to the last."""
+    times = []
+    done = threading.Event()
+
+    def on_message(client, userdata, message):
+        times.append(time.perf_counter())
+        if len(times) >= expected:
+            done.set()
+
+    c = _client("bare", clean=False)
+    c.on_message = on_message
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    done.wait(300)
+    c.loop_stop()
+    rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+    print(json.dumps({"messages": len(times), "rate": rate}))
+
+
+def measure_gateway(db: Path, port: int, expected_records: int, timeout: float = 300) -> dict:
+    """Start the gateway process and watch its database fill."""
+    gateway = GatewayProcess(db, f"mqtt://127.0.0.1:{port}", db.with_suffix(".log")).start()
+    try:
+        conn = None
+        deadline = time.monotonic() + timeout
+        first = None
+        count = 0
+        while time.monotonic() < deadline:
+            if conn is None and db.exists():
+                conn = sqlite3.connect(db, timeout=30)
+            if conn is not None:
+                count = conn.execute("SELECT count(*) FROM records").fetchone()[0]
+                now = time.perf_counter()
+                if count and first is None:
+                    first = (now, count)
+                if count >= expected_records:
+                    break
+            time.sleep(0.02)
+        last = time.perf_counter()
+        rate = (count - first[1]) / (last - first[0]) if first and last > first[0] else 0.0
+        return {"records": count, "rate": rate}
+    finally:
+        gateway.stop()
+
+
+# ---------------------------------------------------------------- the run
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=40000, help="one-record messages for the rate tests")
+    parser.add_argument("--batched-records", type=int, default=200000)
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--backlog", type=int, default=20000)
+    parser.add_argument("--quick", action="store_true", help="small numbers, for a smoke run")
+    parser.add_argument("--role", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--expected", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.role == "bare":
+        role_bare(args.port, args.expected)
+        return 0
+    if args.quick:
+        args.messages, args.batched_records, args.latency_seconds, args.backlog = 4000, 20000, 5.0, 2000
+
+    work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    broker = Mosquitto(work / "broker").start()
+    results: dict = {}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        template = work / "template.db"
+        creds = provision_terminals(template, [f"B{i:03d}" for i in range(TERMINALS)])
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("signing records", total=2)
+            singles = signed_messages(creds, 1, args.messages)
+            progress.advance(task)
+            batches = signed_messages(creds, 100, args.batched_records)
+            progress.advance(task)
+
+            # 1. the limit
+            make_session(broker.port, "bare")
+            publish_all(broker.port, singles, progress, "queueing for bare subscriber")
+            proc = subprocess.run([sys.executable, __file__, "--role", "bare", "--port", str(broker.port),
+                                   "--expected", str(len(singles))], capture_output=True, text=True, timeout=600)
+            results["bare"] = json.loads(proc.stdout.strip().splitlines()[-1])
+
+            # 2a. gateway, one record per message
+            db1 = work / "single.db"
+            shutil.copy(template, db1)
+            make_session(broker.port, "gateway")
+            publish_all(broker.port, singles, progress, "queueing one-record messages")
+            results["single"] = measure_gateway(db1, broker.port, len(singles))
+
+            # 2b. gateway, batches of 100
+            db2 = work / "batched.db"
+            shutil.copy(template, db2)
+            make_session(broker.port, "gateway")
+            publish_all(broker.port, batches, progress, "queueing batched messages")
+            n_batched = sum(1 for _ in batches) and TERMINALS * (args.batched_records // TERMINALS)
+            results["batched"] = measure_gateway(db2, broker.port, n_batched)
+
+        # 3. latency at a steady load, and 4. backlog drain
+        db3 = work / "live.db"
+        lat_creds = provision_terminals(db3, [f"L{i:03d}" for i in range(50)])
+        gateway = GatewayProcess(db3, broker.url, work / "live.log").start()
+        fleet = Fleet(work / "fleet", broker.url, lat_creds)
+        fleet.start()
+        try:
+            time.sleep(1.0)
+            with Progress(*columns, console=console) as progress:
+                total = int(500 * args.latency_seconds)
+                task = progress.add_task("steady 500 records/s", total=total)
+                fleet.latencies_ms.clear()
+                fleet.run_steady(500, args.latency_seconds, lambda n: progress.advance(task, n))
+                fleet.wait_acked(60)
+                lat = list(fleet.latencies_ms)
+                results["latency_ms"] = {"p50": percentile(lat, 50), "p99": percentile(lat, 99),
+                                         "max": max(lat), "samples": len(lat)}
+
+                gateway.kill()
+                per_terminal = args.backlog // len(fleet.agents)
+                task = progress.add_task("selling with the gateway down", total=per_terminal * len(fleet.agents))
+                fleet.fill(per_terminal, lambda n: progress.advance(task, n))
+                backlog = fleet.backlog()
+                task = progress.add_task("draining backlog", total=backlog)
+                t0 = time.perf_counter()
+                gateway.start()
+                drained = fleet.wait_acked(600, lambda left: progress.update(task, completed=backlog - left))
+                elapsed = time.perf_counter() - t0
+                results["drain"] = {"backlog": backlog, "seconds": elapsed, "rate": backlog / elapsed,
+                                    "complete": drained}
+        finally:
+            fleet.stop()
+            gateway.stop()
+    finally:
+        broker.kill()
+
+    limit = results["bare"]["rate"]
+    table = Table(title="gateway ingest vs. the broker's limit (one run, same broker)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_column("ratio to limit", justify="right")
+    table.add_column("target")
+    table.add_row("bare paho subscriber, QoS 1 (the limit)", f"{limit:,.0f} msg/s", "1.00", "")
+    single = results["single"]["rate"]
+    batched = results["batched"]["rate"]
+    table.add_row("gateway, 1 record/message", f"{single:,.0f} rec/s", f"{single / limit:.2f}",
+                  "≥ 0.7 " + ("✓" if single / limit >= 0.7 else "✗"))
+    table.add_row("gateway, 100 records/message", f"{batched:,.0f} rec/s", f"{batched / limit:.2f}",
+                  "≥ 3 " + ("✓" if batched / limit >= 3 else "✗"))
+    lat = results["latency_ms"]
+    table.add_row("commit → gateway ack p50 @500 rec/s", f"{lat['p50']:.1f} ms", "", "")
+    table.add_row("commit → gateway ack p99 @500 rec/s", f"{lat['p99']:.1f} ms", "",
+                  "< 250 ms " + ("✓" if lat["p99"] < 250 else "✗"))
+    drain = results["drain"]
+    table.add_row(f"backlog drain ({drain['backlog']:,} records, 50 terminals)", f"{drain['rate']:,.0f} rec/s", "",
+                  "complete ✓" if drain["complete"] else "incomplete ✗")
+    console.print(table)
+    results["ratios"] = {"single": single / limit, "batched": batched / limit}
+    console.print_json(json.dumps(results))
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
