@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -81,6 +82,11 @@ class Ingest:
         self.store = store
         self.publish_ack = publish_ack
         self.wall_ms = wall_ms
+        # Called inside the ingest transaction for each record stored for the
+        # first time: (connection, terminal, entry, now_ms). What they write
+        # (quota consumption, violations) commits atomically with the record,
+        # so a record is applied exactly once however often it is delivered.
+        self.on_stored: list[Callable[[sqlite3.Connection, str, Entry, int], None]] = []
         self.stats = Stats()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._keys: dict[str, bytes] = {}
@@ -252,6 +258,8 @@ class Ingest:
             return
         self.stats.stored += 1
         self._check_chain(conn, now, terminal, progress, entry)
+        for hook in self.on_stored:
+            hook(conn, terminal, entry, now)
         progress.last_seq, progress.last_digest = seq, entry.digest
         progress.max_seq = max(progress.max_seq, seq)
         progress.account(seq, seq)

@@ -20,6 +20,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from gateway import violations
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS terminals (
     id          TEXT PRIMARY KEY,
@@ -80,6 +82,7 @@ def connect(path: str | Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.executescript(SCHEMA)
+    violations.ensure_schema(conn)
     return conn
 
 
