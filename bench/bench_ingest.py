@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -146,29 +145,44 @@ def role_bare(port: int, expected: int) -> None:
 
 
 def measure_gateway(db: Path, port: int, expected_records: int, timeout: float = 300) -> dict:
-    """Start the gateway process and watch its database fill."""
+    """Start the gateway process and watch its acks: an ack for `upto` N means
+    every record up to N of that terminal is committed. Watching acks rather
+    than querying the database keeps the observer off the gateway's disk."""
+    acked: dict[str, int] = {}
+    marks: list[tuple[float, int]] = []
+    done = threading.Event()
+    lock = threading.Lock()
+
+    def on_message(client, userdata, message):
+        terminal, upto, _ = envelope.decode_ack(message.payload)
+        with lock:
+            if upto > acked.get(terminal, 0):
+                acked[terminal] = upto
+                total = sum(acked.values())
+                marks.append((time.perf_counter(), total))
+                if total >= expected_records:
+                    done.set()
+
+    observer = _client(f"bench-observer-{os.getpid()}", clean=True)
+    observer.on_message = on_message
+    observer.connect("127.0.0.1", port)
+    observer.loop_start()
+    observer.subscribe(topics.ROOT + "/+/" + topics.ACK, 1)
+    time.sleep(0.5)
+    with lock:  # retained acks of earlier runs are not this run's work
+        acked.clear()
+        marks.clear()
     gateway = GatewayProcess(db, f"mqtt://127.0.0.1:{port}", db.with_suffix(".log")).start()
     try:
-        conn = None
-        deadline = time.monotonic() + timeout
-        first = None
-        count = 0
-        while time.monotonic() < deadline:
-            if conn is None and db.exists():
-                conn = sqlite3.connect(db, timeout=30)
-            if conn is not None:
-                count = conn.execute("SELECT count(*) FROM records").fetchone()[0]
-                now = time.perf_counter()
-                if count and first is None:
-                    first = (now, count)
-                if count >= expected_records:
-                    break
-            time.sleep(0.02)
-        last = time.perf_counter()
-        rate = (count - first[1]) / (last - first[0]) if first and last > first[0] else 0.0
-        return {"records": count, "rate": rate}
+        done.wait(timeout)
     finally:
         gateway.stop()
+        observer.loop_stop()
+    with lock:
+        if len(marks) < 2:
+            return {"records": sum(acked.values()), "rate": 0.0}
+        (t0, n0), (t1, n1) = marks[0], marks[-1]
+        return {"records": n1, "rate": (n1 - n0) / (t1 - t0)}
 
 
 # ---------------------------------------------------------------- the run

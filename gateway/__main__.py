@@ -8,6 +8,8 @@ COMMANDS = {
     "run": ("gateway.run_cli", "run ingest against a broker and a store"),
     "export": ("gateway.export_cli", "export stored records as JSON lines"),
     "terminal": ("gateway.terminal_cli", "register terminals and write broker credentials"),
+    "users": ("gateway.users_cli", "supervision accounts: district, town and village staff"),
+    "grid": ("gateway.grid_cli", "import the supervision grid (towns, villages) and shops"),
 }
 
 if __name__ == "__main__":

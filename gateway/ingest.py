@@ -25,8 +25,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from gateway.store import Store
-from gateway.verify import Batch, Entry, Rejected, check_batch
-from protocols import envelope
+from gateway.fastpath import check_batch_fast
+from gateway.verifier import VerifierPool
+from gateway.verify import Batch, Entry, Rejected
+from protocols import envelope, topics
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,9 @@ class Progress:
     max_seq: int = 0
 
     def account(self, start: int, end: int) -> None:
+        if start == self.upto + 1 and not self.above:  # the common case: next in line
+            self.upto = end
+            return
         if end <= self.upto:
             return
         start = max(start, self.upto + 1)
@@ -76,9 +81,33 @@ class _Quarantine:
     payload: bytes
 
 
+def verify_message(is_status: bool, topic: str, payload: bytes, key_for) -> object:
+    """Everything done to a message before the writer sees it; pure CPU, so it
+    can run in a verifier process (gateway.verifier) or inline."""
+    parsed = topics.parse(topic)
+    terminal = parsed[0] if parsed else ""
+    if is_status:
+        try:
+            message = envelope.decode_status(payload)
+        except envelope.Invalid as err:
+            log.warning("bad status terminal=%s: %s", terminal, err)
+            return _Status(terminal, None)
+        if message["terminal"] != terminal or key_for(terminal) is None:
+            return _Status(terminal, None)
+        return _Status(terminal, message)
+    result = check_batch_fast(terminal, payload, key_for)
+    if isinstance(result, Rejected):
+        log.warning("message quarantined topic=%s reason=%s detail=%s", topic, result.reason, result.detail)
+        return _Quarantine(topic, result, bytes(payload))
+    return result
+
+
 class Ingest:
+    """`verifiers` > 0 runs verification in that many worker processes (the
+    gateway's default); 0 verifies on the calling thread (tests, tools)."""
+
     def __init__(self, store: Store, publish_ack: Callable[[str, int, int | None], None],
-                 wall_ms: Callable[[], int] = lambda: int(time.time() * 1000)):
+                 wall_ms: Callable[[], int] = lambda: int(time.time() * 1000), verifiers: int = 0):
         self.store = store
         self.publish_ack = publish_ack
         self.wall_ms = wall_ms
@@ -91,9 +120,13 @@ class Ingest:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._keys: dict[str, bytes] = {}
         self._progress: dict[str, Progress] = {}
+        self._fresh: list[tuple[str, Entry]] = []  # new records queued for the bulk insert
         self._writer: threading.Thread | None = None
         self._stop = threading.Event()
         self._idle = threading.Event()
+        self._submitted = 0
+        self._handled = 0
+        self._pool = VerifierPool(store.path, verifiers, self._queue.put, self._verify_inline) if verifiers else None
         self._load_progress()
 
     # -- called from the network thread
@@ -107,29 +140,32 @@ class Ingest:
         return key
 
     def submit_batch(self, topic: str, terminal: str, payload: bytes) -> None:
-        result = check_batch(terminal, payload, self.key_for)
-        if isinstance(result, Rejected):
-            log.warning("message quarantined topic=%s reason=%s detail=%s", topic, result.reason, result.detail)
-            self._queue.put(_Quarantine(topic, result, bytes(payload)))
-        else:
-            self._queue.put(result)
+        self._submit(False, topic, terminal, payload)
 
     def submit_status(self, terminal: str, payload: bytes) -> None:
-        try:
-            message = envelope.decode_status(payload)
-        except envelope.Invalid as err:
-            log.warning("bad status terminal=%s: %s", terminal, err)
-            return
-        if message["terminal"] == terminal and self.key_for(terminal) is not None:
-            self._queue.put(_Status(terminal, message))
+        self._submit(True, topics.topic(terminal, topics.STATUS), terminal, payload)
+
+    def _submit(self, is_status: bool, topic: str, terminal: str, payload: bytes) -> None:
+        self._submitted += 1
+        if self._pool is not None:
+            self._pool.submit(is_status, terminal, topic, bytes(payload))
+        else:
+            self._verify_inline(is_status, topic, payload)
+
+    def _verify_inline(self, is_status: bool, topic: str, payload: bytes) -> None:
+        self._queue.put(verify_message(is_status, topic, payload, self.key_for))
 
     # -- the writer
 
     def start(self) -> None:
+        if self._pool is not None:
+            self._pool.start()
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
         self._writer.start()
 
     def stop(self) -> None:
+        if self._pool is not None:
+            self._pool.stop()
         self._stop.set()
         self._queue.put(None)
         if self._writer:
@@ -137,9 +173,10 @@ class Ingest:
 
     def drain(self, timeout: float = 10.0) -> bool:
         """Wait until everything submitted so far is committed (tests, benchmarks)."""
+        target = self._submitted
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._queue.empty() and self._idle.is_set():
+            if self._handled >= target and self._idle.is_set():
                 return True
             time.sleep(0.005)
         return False
@@ -169,7 +206,9 @@ class Ingest:
                 # Nothing was acked, so every terminal re-sends; log loudly and go on.
                 log.exception("ingest transaction failed; %d messages will be re-sent by terminals", len(group))
                 self._reload_after_failure()
+                self._handled += len(group)
                 continue
+            self._handled += len(group)
             for terminal, upto, seen in acks:
                 try:
                     self.publish_ack(terminal, upto, seen)
@@ -200,16 +239,20 @@ class Ingest:
                             seen[item.terminal] = max(top, seen.get(item.terminal) or 0)
                     elif isinstance(item, _Status):
                         m = item.message
+                        if m is None:
+                            continue
                         conn.execute("UPDATE terminals SET state=?, last_seen=?, head=coalesce(?, head) WHERE id=?",
                                      [m["state"], now, m.get("head"), item.terminal])
                     else:
                         r = item.rejected
                         self._quarantine(conn, now, item.topic, r.terminal, None, False, r.reason, r.detail, item.payload)
+                self._flush(conn, now)
                 for terminal in touched:
                     conn.execute("UPDATE terminals SET acked_upto=?, last_seen=? WHERE id=?",
                                  [self._progress[terminal].upto, now, terminal])
                 conn.execute("COMMIT")
             except BaseException:
+                self._fresh.clear()
                 conn.execute("ROLLBACK")
                 raise
         self.stats.commits += 1
@@ -242,6 +285,24 @@ class Ingest:
 
     def _store(self, conn, now: int, terminal: str, progress: Progress, entry: Entry) -> None:
         seq = entry.seq
+        if seq > progress.upto and not progress.above:
+            # Certainly new (every stored seq is accounted for, so <= upto or in
+            # `above`): queue it for one bulk insert, check the chain in memory.
+            if progress.last_seq == seq - 1 or seq == 1:
+                before = envelope.GENESIS if seq == 1 else progress.last_digest
+                if before != entry.prev:
+                    self._alert(conn, now, "chain_break", terminal, seq, None,
+                                f"prev {entry.prev[:12]}… does not match the digest of seq {seq - 1}")
+            else:
+                self._flush(conn, now)
+                self._check_chain(conn, now, terminal, progress, entry)
+            self._fresh.append((terminal, entry))
+            self.stats.stored += 1
+            progress.last_seq, progress.last_digest = seq, entry.digest
+            progress.max_seq = max(progress.max_seq, seq)
+            progress.account(seq, seq)
+            return
+        self._flush(conn, now)
         cur = conn.execute(
             "INSERT OR IGNORE INTO records(terminal, seq, type, time, digest, prev, record, received) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -263,6 +324,19 @@ class Ingest:
         progress.last_seq, progress.last_digest = seq, entry.digest
         progress.max_seq = max(progress.max_seq, seq)
         progress.account(seq, seq)
+
+    def _flush(self, conn, now: int) -> None:
+        """Insert the queued new records in one statement, then run the hooks."""
+        if not self._fresh:
+            return
+        fresh, self._fresh = self._fresh, []
+        conn.executemany(
+            "INSERT INTO records(terminal, seq, type, time, digest, prev, record, received) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(t, e.seq, e.type, e.time, e.digest, e.prev, e.text, now) for t, e in fresh])
+        for terminal, entry in fresh:
+            for hook in self.on_stored:
+                hook(conn, terminal, entry, now)
 
     def _check_chain(self, conn, now: int, terminal: str, progress: Progress, entry: Entry) -> None:
         seq = entry.seq

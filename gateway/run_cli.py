@@ -1,4 +1,5 @@
-"""`python -m gateway run --broker mqtt://HOST:PORT --db PATH`: ingest until stopped."""
+"""`python -m gateway run --broker mqtt://HOST:PORT --db PATH [--http HOST:PORT]`: ingest, supervision
+rules and cases, and (with --http) the supervision API and dashboard, until stopped."""
 
 import argparse
 import logging
@@ -7,6 +8,7 @@ import signal
 import sys
 import threading
 
+from gateway import supervision_runtime
 from gateway.service import GatewayService
 from gateway.store import Store
 
@@ -20,23 +22,29 @@ def main(argv, prog):
     parser.add_argument("--password-env", default="GATEWAY_MQTT_PASSWORD",
                         help="name of the environment variable holding the broker password")
     parser.add_argument("--client-id", default="gateway")
+    parser.add_argument("--verifiers", type=int, default=1,
+                        help="verifier processes beside the network thread (0: verify in-process)")
     parser.add_argument("--log-level", default="INFO")
+    supervision_runtime.add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         store = Store(args.db)
         service = GatewayService(store, args.broker, args.username, os.environ.get(args.password_env),
-                                 client_id=args.client_id)
+                                 client_id=args.client_id, verifiers=args.verifiers)
+        runtime = supervision_runtime.Runtime(args, service, args.username, os.environ.get(args.password_env))
     except (OSError, ValueError) as err:
         print(f"{prog}: {err}", file=sys.stderr)
         return 2
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    runtime.start()
     service.start()
     print(f"gateway: ingesting from {args.broker} into {args.db}", file=sys.stderr, flush=True)
     stop.wait()
     service.stop()
+    runtime.stop()
     store.close()
     return 0

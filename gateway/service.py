@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 class GatewayService:
     def __init__(self, store: Store, broker: str, username: str | None = None, password: str | None = None,
-                 client_id: str = "gateway", share_group: str | None = None):
+                 client_id: str = "gateway", share_group: str | None = None, verifiers: int = 1):
         self.store = store
         self.broker = broker
         self.connected = threading.Event()
@@ -41,7 +41,7 @@ class GatewayService:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         self.client = client
-        self.ingest = Ingest(store, self._publish_ack)
+        self.ingest = Ingest(store, self._publish_ack, verifiers=verifiers)
 
     def start(self) -> None:
         self.ingest.start()

@@ -8,15 +8,14 @@ never an exception.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from protocols import canonical, envelope
 
 
-@dataclass(slots=True)
-class Entry:
-    """One position of a batch: a verified record, or a rejected one."""
+class Entry(NamedTuple):
+    """One position of a batch: a verified record, or a rejected one.
+    (Named tuples: they cross from verifier processes cheaply.)"""
     seq: int | None
     ok: bool
     text: str = ""           # canonical stored text (verified) or raw JSON (rejected)
@@ -28,15 +27,13 @@ class Entry:
     detail: str = ""
 
 
-@dataclass(slots=True)
-class Batch:
+class Batch(NamedTuple):
     terminal: str
     after: int
-    entries: list[Entry] = field(default_factory=list)
+    entries: list[Entry]
 
 
-@dataclass(slots=True)
-class Rejected:
+class Rejected(NamedTuple):
     terminal: str | None
     reason: str
     detail: str
@@ -52,10 +49,7 @@ def check_batch(topic_terminal: str, payload: bytes, key_for: Callable[[str], by
     key = key_for(terminal)
     if key is None:
         return Rejected(terminal, "unknown_terminal", terminal)
-    batch = Batch(terminal, after)
-    for record in records:
-        batch.entries.append(check_record(terminal, record, key))
-    return batch
+    return Batch(terminal, after, [check_record(terminal, record, key) for record in records])
 
 
 def check_record(terminal: str, record: dict, key: bytes) -> Entry:

@@ -16,6 +16,10 @@ want_system() {  # want_system <command> <debian package>
     command -v "$1" >/dev/null 2>&1 || need_apt+=("$2")
 }
 
+want_deb() {  # want_deb <debian package>: for packages that bring no command (fonts)
+    dpkg -s "$1" >/dev/null 2>&1 || need_apt+=("$1")
+}
+
 install_system() {
     ((${#need_apt[@]})) || return 0
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -7,6 +7,8 @@ want_system mosquitto mosquitto
 want_system mosquitto_passwd mosquitto-clients
 want_system node nodejs
 want_system npm npm
+want_system chromium chromium
+want_deb fonts-wqy-microhei  # Chinese glyphs in browser screenshots
 install_system
 python_env test "[test]"
 node_env

@@ -103,3 +103,49 @@ def test_deeply_nested_json_is_rejected_not_crashing():
     payload = b"[" * 100000 + b"]" * 100000
     result = check_batch("T1", payload[: envelope.MAX_BATCH_BYTES], key_for)
     assert isinstance(result, Rejected) and reasons.known(result.reason)
+
+
+# ---- the fast path decides exactly as the general path
+
+from gateway.fastpath import check_batch_fast  # noqa: E402
+
+
+@settings(max_examples=300)
+@given(st.integers(0, len(GOOD_PAYLOAD) - 1), st.integers(0, 255))
+def test_fast_path_agrees_with_general_path_on_byte_changes(position, value):
+    payload = bytearray(GOOD_PAYLOAD)
+    payload[position] = value
+    assert check_batch_fast("T1", bytes(payload), key_for) == check_batch("T1", bytes(payload), key_for)
+
+
+@settings(max_examples=300)
+@given(record_mutations, st.dictionaries(st.text(max_size=8), json_values, max_size=3))
+def test_fast_path_agrees_with_general_path_on_mutated_records(changes, body_changes):
+    records = json.loads(json.dumps(GOOD))
+    records[1].update(changes)
+    if isinstance(records[1].get("body"), dict):
+        records[1]["body"].update(body_changes)
+    try:
+        payload = json.dumps({"v": 1, "terminal": "T1", "after": 0, "records": records}).encode()
+    except ValueError:
+        return
+    assert check_batch_fast("T1", payload, key_for) == check_batch("T1", payload, key_for)
+
+
+@settings(max_examples=200)
+@given(st.binary(max_size=1024))
+def test_fast_path_agrees_on_arbitrary_bytes(payload):
+    assert check_batch_fast("T1", payload, key_for) == check_batch("T1", payload, key_for)
+
+
+def test_fast_path_takes_honest_batches_without_falling_back(monkeypatch):
+    import gateway.fastpath as fp
+
+    def no_fallback(*args):
+        raise AssertionError("fell back to the general path")
+
+    monkeypatch.setattr(fp, "check_batch", no_fallback)
+    result = fp.check_batch_fast("T1", GOOD_PAYLOAD, key_for)
+    assert [e.ok for e in result.entries] == [True, True, True]
+    assert [e.text for e in result.entries] == [envelope.stored_text(r) for r in GOOD]
+    assert [e.digest for e in result.entries] == [envelope.digest(r) for r in GOOD]

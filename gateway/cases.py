@@ -1,0 +1,316 @@
+"""Cases: the closed loop on the grid. Each violation opens a case, or joins
+the open case of the same shop and subject, so an inspector visits once for
+everything wrong at that counter; the case is pushed to the grid inspector of
+the shop's village (else its town, else the district), escalates up the grid
+when its deadline passes, and closes only after an on-site inspection.
+
+    open -> assigned -> inspected -> closed (confirmed | dismissed | penalised)
+
+Every change writes a `case_events` row (who, when, from, to, detail) in the
+same transaction as the change: the timeline is the audit. A subject's
+confirmed or penalised cases set its credit grade (A/B/C).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+from pathlib import Path
+
+from gateway import grid, upstream_outbox, users
+from gateway.users import LEVEL_RANK, User
+from protocols.reasons import ReasonError, register
+
+log = logging.getLogger(__name__)
+
+STATES = ("open", "assigned", "inspected", "closed")
+RESULTS = ("violation_found", "no_violation_found", "rectified_on_site")
+OUTCOMES = ("confirmed", "dismissed", "penalised")
+COUNTS_AGAINST = ("confirmed", "penalised")
+PHOTO_TYPES = {b"\xff\xd8\xff": ("image/jpeg", "jpg"), b"\x89PNG\r\n\x1a\n": ("image/png", "png")}
+MAX_PHOTO_BYTES = 5 * 1024 * 1024  # a phone photo of a shelf, re-encoded by the browser or not
+MAX_NOTES = 2000
+
+register({
+    "case_not_found": ("案件不存在或不在您的辖区", "case not found or not in your area"),
+    "case_bad_transition": ("案件当前状态不允许此操作", "the case's state does not allow this"),
+    "case_not_your_level": ("案件已升级，本级不能处理", "the case is held above your level"),
+    "case_bad_input": ("输入内容不符合要求", "the input is not acceptable"),
+    "case_assignee_unknown": ("被指派人不存在或不负责该辖区", "assignee unknown or not responsible for this area"),
+    "photo_not_image": ("照片须为 JPEG 或 PNG 文件", "a photo must be a JPEG or PNG file"),
+    "photo_size": ("照片大小须在 5 MB 以内", "a photo must be at most 5 MB"),
+})
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS cases (
+    id          INTEGER PRIMARY KEY,
+    opened      INTEGER NOT NULL,
+    updated     INTEGER NOT NULL,
+    state       TEXT NOT NULL,
+    shop        TEXT,
+    subject     TEXT,
+    terminal    TEXT,
+    village     TEXT,
+    town        TEXT,
+    district    TEXT,
+    level       TEXT NOT NULL,
+    assignee    TEXT,
+    deadline    INTEGER,
+    codes       TEXT NOT NULL DEFAULT '',
+    violations  INTEGER NOT NULL DEFAULT 0,
+    result      TEXT,
+    outcome     TEXT,
+    closed      INTEGER
+);
+CREATE INDEX IF NOT EXISTS cases_state ON cases(state, updated);
+CREATE INDEX IF NOT EXISTS cases_town ON cases(town, state, updated);
+CREATE INDEX IF NOT EXISTS cases_village ON cases(village, state, updated);
+CREATE INDEX IF NOT EXISTS cases_district ON cases(district, state, updated);
+CREATE INDEX IF NOT EXISTS cases_subject ON cases(subject, outcome);
+CREATE INDEX IF NOT EXISTS cases_key ON cases(shop, subject, state);
+CREATE INDEX IF NOT EXISTS cases_due ON cases(deadline) WHERE state IN ('open', 'assigned');
+CREATE TABLE IF NOT EXISTS case_violations (
+    violation   INTEGER PRIMARY KEY,
+    case_id     INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS case_violations_case ON case_violations(case_id);
+CREATE TABLE IF NOT EXISTS case_events (
+    id          INTEGER PRIMARY KEY,
+    case_id     INTEGER NOT NULL,
+    time        INTEGER NOT NULL,
+    actor       TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    from_state  TEXT,
+    to_state    TEXT,
+    detail      TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS case_events_case ON case_events(case_id, id);
+CREATE TABLE IF NOT EXISTS case_photos (
+    id          INTEGER PRIMARY KEY,
+    case_id     INTEGER NOT NULL,
+    time        INTEGER NOT NULL,
+    actor       TEXT NOT NULL,
+    mime        TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    sha256      TEXT NOT NULL,
+    path        TEXT NOT NULL
+);
+"""
+
+CASE_COLUMNS = ("id", "opened", "updated", "state", "shop", "subject", "terminal", "village", "town", "district",
+                "level", "assignee", "deadline", "codes", "violations", "result", "outcome", "closed")
+
+
+class CaseError(ReasonError):
+    pass
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    conn.executescript(SCHEMA)
+    users.ensure_schema(conn)
+    grid.ensure_schema(conn)
+    upstream_outbox.ensure_schema(conn)
+
+
+def _event(conn, case_id: int, now: int, actor: str, action: str, old: str | None, new: str | None,
+           detail: dict | None = None) -> None:
+    conn.execute("INSERT INTO case_events(case_id, time, actor, action, from_state, to_state, detail) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 [case_id, now, actor, action, old, new, json.dumps(detail or {}, ensure_ascii=False)])
+
+
+def _row(conn, case_id: int) -> dict | None:
+    row = conn.execute(f"SELECT {', '.join(CASE_COLUMNS)} FROM cases WHERE id=?", [case_id]).fetchone()
+    return dict(zip(CASE_COLUMNS, row)) if row else None
+
+
+def _holder(conn, shop: grid.Shop | None, start: str = "village") -> tuple[str, str | None]:
+    """(level, inspector) from `start` upwards: the first level of the shop's grid
+    that has an inspector; the district holds it when nobody below does."""
+    for level in ("village", "town"):
+        if LEVEL_RANK[level] < LEVEL_RANK[start] or shop is None:
+            continue
+        name = users.inspector_for(conn, level, getattr(shop, level))
+        if name:
+            return level, name
+    district = shop.district if shop else None
+    return "district", users.inspector_for(conn, "district", district) if district else None
+
+
+def _deadline(cfg: dict, level: str, now: int) -> int:
+    return now + int(cfg["cases"]["deadline_hours"][level] * 3_600_000)
+
+
+def file_violation(conn: sqlite3.Connection, now: int, cfg: dict, v: dict) -> int:
+    """Open or join the case for a violation row; returns the case id. Inside the caller's transaction."""
+    shop_id = v.get("shop")
+    if not shop_id and v.get("terminal"):
+        row = conn.execute("SELECT shop FROM terminals WHERE id=?", [v["terminal"]]).fetchone()
+        shop_id = row[0] if row else None
+    shop = grid.shop(conn, shop_id)
+    subject = v.get("subject")
+    found = conn.execute("SELECT id, codes FROM cases WHERE shop IS ? AND subject IS ? AND state != 'closed' "
+                         "ORDER BY id LIMIT 1", [shop_id, subject]).fetchone()
+    if found:
+        case_id, codes = found
+        codes_ = sorted(set(filter(None, codes.split(","))) | {v["code"]})
+        conn.execute("UPDATE cases SET codes=?, violations=violations+1, updated=? WHERE id=?",
+                     [",".join(codes_), now, case_id])
+        _event(conn, case_id, now, "system", "joined", None, None, {"violation": v["id"], "code": v["code"]})
+    else:
+        level, inspector = _holder(conn, shop)
+        cur = conn.execute(
+            "INSERT INTO cases(opened, updated, state, shop, subject, terminal, village, town, district, level, "
+            "assignee, deadline, codes, violations) VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, 1)",
+            [now, now, shop_id, subject, v.get("terminal"), shop.village if shop else None,
+             shop.town if shop else None, shop.district if shop else None, level, _deadline(cfg, level, now),
+             v["code"]])
+        case_id = cur.lastrowid
+        _event(conn, case_id, now, "system", "opened", None, "open",
+               {"violation": v["id"], "code": v["code"], "level": level})
+        if inspector:
+            conn.execute("UPDATE cases SET state='assigned', assignee=? WHERE id=?", [inspector, case_id])
+            _event(conn, case_id, now, "system", "assigned", "open", "assigned", {"assignee": inspector, "level": level})
+    conn.execute("INSERT OR IGNORE INTO case_violations(violation, case_id) VALUES (?, ?)", [v["id"], case_id])
+    return case_id
+
+
+def file_new_violations(conn: sqlite3.Connection, now: int, cfg: dict, limit: int = 1000) -> int:
+    """Every violation not yet in a case gets one: the watermark moves in the same
+    transaction, so each violation is filed exactly once."""
+    row = conn.execute("SELECT value FROM sweep_state WHERE name='cases'").fetchone()
+    mark = row[0] if row else 0
+    rows = conn.execute("SELECT id, code, subject, shop, terminal, seq FROM violations WHERE id>? ORDER BY id LIMIT ?",
+                        [mark, limit]).fetchall()
+    for r in rows:
+        file_violation(conn, now, cfg, dict(zip(("id", "code", "subject", "shop", "terminal", "seq"), r)))
+    if rows:
+        conn.execute("INSERT INTO sweep_state(name, value) VALUES ('cases', ?) "
+                     "ON CONFLICT(name) DO UPDATE SET value=excluded.value", [rows[-1][0]])
+    return len(rows)
+
+
+def escalate_due(conn: sqlite3.Connection, now: int, cfg: dict) -> int:
+    """Cases not inspected by their deadline move one level up the grid."""
+    n = 0
+    for (case_id,) in conn.execute("SELECT id FROM cases WHERE state IN ('open', 'assigned') AND deadline < ? "
+                                   "AND level != 'district'", [now]).fetchall():
+        case = _row(conn, case_id)
+        up = "town" if case["level"] == "village" else "district"
+        shop = grid.shop(conn, case["shop"])
+        level, inspector = _holder(conn, shop, start=up)
+        state = "assigned" if inspector else "open"
+        conn.execute("UPDATE cases SET level=?, assignee=?, state=?, deadline=?, updated=? WHERE id=?",
+                     [level, inspector, state, _deadline(cfg, level, now), now, case_id])
+        _event(conn, case_id, now, "system", "escalated", case["state"], state,
+               {"from_level": case["level"], "level": level, "assignee": inspector})
+        n += 1
+    return n
+
+
+# -- user actions: each checks area, level and state, then changes and audits
+
+def _for_action(conn, user: User, case_id: int, states: tuple[str, ...]) -> dict:
+    case = _row(conn, case_id)
+    if case is None or not user.scope().covers(case):
+        raise CaseError("case_not_found", str(case_id))
+    if LEVEL_RANK[user.role] < LEVEL_RANK[case["level"]]:
+        raise CaseError("case_not_your_level", f"case {case_id} is held at {case['level']}")
+    if case["state"] not in states:
+        raise CaseError("case_bad_transition", f"case {case_id} is {case['state']}")
+    return case
+
+
+def _notes(notes) -> str:
+    if notes is None:
+        return ""
+    if not isinstance(notes, str) or len(notes) > MAX_NOTES:
+        raise CaseError("case_bad_input", f"notes must be text of at most {MAX_NOTES} characters")
+    return notes
+
+
+def get(conn: sqlite3.Connection, case_id: int) -> dict | None:
+    return _row(conn, case_id)
+
+
+def assign(conn, now: int, user: User, case_id: int, assignee: str, notes: str | None = None) -> dict:
+    case = _for_action(conn, user, case_id, ("open", "assigned"))
+    target = users.user_by_name(conn, assignee) if isinstance(assignee, str) else None
+    if target is None or not target.scope().covers(case):
+        raise CaseError("case_assignee_unknown", str(assignee)[:64])
+    conn.execute("UPDATE cases SET state='assigned', assignee=?, updated=? WHERE id=?", [target.name, now, case_id])
+    _event(conn, case_id, now, user.name, "assigned", case["state"], "assigned",
+           {"assignee": target.name, "notes": _notes(notes)})
+    return _row(conn, case_id)
+
+
+def inspect(conn, now: int, user: User, case_id: int, result: str, notes: str | None = None) -> dict:
+    if result not in RESULTS:
+        raise CaseError("case_bad_input", f"result must be one of {', '.join(RESULTS)}")
+    case = _for_action(conn, user, case_id, ("open", "assigned"))
+    conn.execute("UPDATE cases SET state='inspected', result=?, updated=? WHERE id=?", [result, now, case_id])
+    _event(conn, case_id, now, user.name, "inspected", case["state"], "inspected",
+           {"result": result, "notes": _notes(notes)})
+    return _row(conn, case_id)
+
+
+def add_photo(conn, now: int, user: User, case_id: int, data: bytes, photos_dir: Path) -> int:
+    """A photo of the shelf or the paper ledger, kept as a file named by its hash."""
+    case = _for_action(conn, user, case_id, ("open", "assigned", "inspected"))
+    if not data or len(data) > MAX_PHOTO_BYTES:
+        raise CaseError("photo_size", f"a photo must be 1 byte to {MAX_PHOTO_BYTES} bytes")
+    kind = next((v for magic, v in PHOTO_TYPES.items() if data.startswith(magic)), None)
+    if kind is None:
+        raise CaseError("photo_not_image", "a photo must be a JPEG or PNG file")
+    digest = hashlib.sha256(data).hexdigest()
+    folder = Path(photos_dir) / str(case_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{digest}.{kind[1]}"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    cur = conn.execute("INSERT INTO case_photos(case_id, time, actor, mime, size, sha256, path) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       [case_id, now, user.name, kind[0], len(data), digest, str(path)])
+    conn.execute("UPDATE cases SET updated=? WHERE id=?", [now, case_id])
+    _event(conn, case_id, now, user.name, "photo", case["state"], case["state"], {"photo": cur.lastrowid, "sha256": digest})
+    return cur.lastrowid
+
+
+def close(conn, now: int, user: User, case_id: int, outcome: str, notes: str | None = None) -> dict:
+    """Only an inspected case closes: the bureau's loop needs the on-site check."""
+    if outcome not in OUTCOMES:
+        raise CaseError("case_bad_input", f"outcome must be one of {', '.join(OUTCOMES)}")
+    case = _for_action(conn, user, case_id, ("inspected",))
+    conn.execute("UPDATE cases SET state='closed', outcome=?, closed=?, updated=? WHERE id=?",
+                 [outcome, now, now, case_id])
+    _event(conn, case_id, now, user.name, "closed", "inspected", "closed", {"outcome": outcome, "notes": _notes(notes)})
+    upstream_outbox.enqueue(conn, now, "case", {
+        "case": case_id, "shop": case["shop"], "subject": case["subject"], "codes": case["codes"].split(","),
+        "result": case["result"], "outcome": outcome, "closed": now, "opened": case["opened"]})
+    return _row(conn, case_id)
+
+
+def timeline(conn, case_id: int) -> list[dict]:
+    names = ("id", "time", "actor", "action", "from_state", "to_state", "detail")
+    out = []
+    for r in conn.execute("SELECT id, time, actor, action, from_state, to_state, detail FROM case_events "
+                          "WHERE case_id=? ORDER BY id", [case_id]):
+        item = dict(zip(names, r))
+        item["detail"] = json.loads(item["detail"])
+        out.append(item)
+    return out
+
+
+def grade(conn: sqlite3.Connection, subject: str, now: int, cfg: dict) -> dict:
+    """Credit grade from confirmed or penalised cases in the last `months`:
+    A below `b_from`, B below `c_from`, C from there (counts per case, i.e. per
+    inspected incident, not per record, so one bad afternoon is one mark)."""
+    c = cfg["credit"]
+    since = now - int(c["months"] * 30.5 * 86_400_000)
+    n = conn.execute("SELECT count(*) FROM cases WHERE subject=? AND outcome IN ('confirmed', 'penalised') "
+                     "AND closed >= ?", [subject, since]).fetchone()[0]
+    letter = "C" if n >= c["c_from"] else "B" if n >= c["b_from"] else "A"
+    return {"grade": letter, "confirmed": n, "months": c["months"]}

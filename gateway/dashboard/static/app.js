@@ -1,0 +1,469 @@
+/* Supervision dashboard: plain JS, no external assets. Every value from the API
+   is put on the page as text (textContent / createTextNode), never as HTML.
+   Simplified Chinese first, English on a switch; live updates over SSE. */
+"use strict";
+
+const T = {
+  zh: {
+    brand: "农资实名购买监管", overview: "总览", queue: "违规与案件", fleet: "终端", upstream: "上报",
+    login: "登录", name: "用户名", password: "密码", logout: "退出", loginFailed: "用户名或密码错误",
+    today: "今日", sales: "销售", refusals: "拒售", voids: "作废", openCases: "未结案件", online: "在线终端",
+    byArea: "按辖区", town: "镇街", village: "村社", shop: "门店", subject: "主体", terminal: "终端",
+    state: "状态", code: "违规类型", level: "处理层级", assignee: "负责人", opened: "立案时间", deadline: "期限",
+    all: "全部", active: "未结", open: "待指派", assigned: "已指派", inspected: "已核查", closed: "已结案",
+    filter: "筛选", cases: "案件", violations: "违规记录", caseNo: "案件", timeline: "处理记录",
+    assign: "指派", inspect: "记录现场核查", result: "核查结果", notes: "说明", save: "保存",
+    photo: "现场照片", upload: "上传", close: "结案", outcome: "结论",
+    violation_found: "发现违规", no_violation_found: "未发现违规", rectified_on_site: "现场整改",
+    confirmed: "确认违规", dismissed: "撤销", penalised: "已处罚",
+    village_l: "村社", town_l: "镇街", district_l: "区",
+    grade: "信用等级", allowance: "定额", used: "已用", remaining: "剩余", category: "类别", period: "期间",
+    purchases: "购买记录", time: "时间", items: "商品", identity: "身份核验", mode: "方式",
+    ledger: "台账", terminals: "终端状态", lastSeen: "最近消息", backlog: "待上传", versions: "版本", skew: "时钟偏差",
+    designated: "定点经营", hours: "营业时间", yes: "是", no: "否", registry: "登记信息", idNumber: "证件号",
+    perDay: "近30天购买量（农药 g/mL，肥料 kg）", pesticide: "农药", fertilizer: "肥料",
+    quotaByTown: "各镇街定额使用", pending: "待上报", sent: "已上报", lastSuccess: "最近成功", lastError: "最近错误",
+    failures: "连续失败", nextAttempt: "下次重试", none: "暂无", record: "记录", detail: "详情",
+    opened_a: "立案", assigned_a: "指派", joined_a: "并案", inspected_a: "现场核查", photo_a: "照片", closed_a: "结案", escalated_a: "升级",
+    system: "系统", overdue: "已超期", offline: "离线", minutes: "分钟", seconds: "秒", loading: "加载中…", back: "返回",
+  },
+  en: {
+    brand: "Agri-input supervision", overview: "Overview", queue: "Violations & cases", fleet: "Terminals", upstream: "Upstream",
+    login: "Log in", name: "User name", password: "Password", logout: "Log out", loginFailed: "Wrong name or password",
+    today: "Today", sales: "Sales", refusals: "Refusals", voids: "Voids", openCases: "Open cases", online: "Terminals online",
+    byArea: "By area", town: "Town", village: "Village", shop: "Shop", subject: "Subject", terminal: "Terminal",
+    state: "State", code: "Violation", level: "Level", assignee: "Assignee", opened: "Opened", deadline: "Deadline",
+    all: "All", active: "Active", open: "Open", assigned: "Assigned", inspected: "Inspected", closed: "Closed",
+    filter: "Filter", cases: "Cases", violations: "Violations", caseNo: "Case", timeline: "Timeline",
+    assign: "Assign", inspect: "Record inspection", result: "Result", notes: "Notes", save: "Save",
+    photo: "Photos", upload: "Upload", close: "Close case", outcome: "Outcome",
+    violation_found: "Violation found", no_violation_found: "No violation found", rectified_on_site: "Rectified on site",
+    confirmed: "Confirmed", dismissed: "Dismissed", penalised: "Penalised",
+    village_l: "village", town_l: "town", district_l: "district",
+    grade: "Credit grade", allowance: "Allowance", used: "Used", remaining: "Remaining", category: "Category", period: "Period",
+    purchases: "Purchases", time: "Time", items: "Items", identity: "Identity", mode: "Mode",
+    ledger: "Ledger", terminals: "Terminals", lastSeen: "Last seen", backlog: "Backlog", versions: "Versions", skew: "Clock skew",
+    designated: "Designated", hours: "Opening hours", yes: "yes", no: "no", registry: "Registry", idNumber: "ID number",
+    perDay: "Purchases, last 30 days (pesticide g/mL, fertilizer kg)", pesticide: "Pesticide", fertilizer: "Fertilizer",
+    quotaByTown: "Quota use by town", pending: "Pending", sent: "Sent", lastSuccess: "Last success", lastError: "Last error",
+    failures: "Failures in a row", nextAttempt: "Next attempt", none: "None", record: "Record", detail: "Detail",
+    opened_a: "opened", assigned_a: "assigned", joined_a: "joined", inspected_a: "inspected", photo_a: "photo", closed_a: "closed", escalated_a: "escalated",
+    system: "system", overdue: "overdue", offline: "offline", minutes: "min", seconds: "s", loading: "Loading…", back: "Back",
+  },
+};
+
+let lang = localStorage.getItem("lang") || "zh";
+let token = sessionStorage.getItem("token");
+let me = null;
+let codes = {};
+let source = null;
+const main = document.getElementById("main");
+
+function t(key) { return (T[lang] && T[lang][key]) || key; }
+function codeText(c) { return (codes[c] && codes[c][lang]) || c; }
+
+function h(tag, attrs, ...kids) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "text") el.textContent = v;
+    else if (k === "bg") el.style.background = v;  /* CSSOM: allowed by the CSP, a style attribute is not */
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const kid of kids.flat()) {
+    if (kid === null || kid === undefined || kid === false) continue;
+    el.appendChild(typeof kid === "string" || typeof kid === "number" ? document.createTextNode(String(kid)) : kid);
+  }
+  return el;
+}
+
+function fmtTime(ms) {
+  if (!ms) return "—";
+  const d = new Date(ms);
+  const p = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
+}
+function ago(ms, now) {
+  if (!ms) return "—";
+  const s = Math.max(0, Math.round(((now || Date.now()) - ms) / 1000));
+  return s < 120 ? `${s} ${t("seconds")}` : `${Math.round(s / 60)} ${t("minutes")}`;
+}
+function badge(state) { return h("span", { class: "badge b-" + state, "data-state": state, text: t(state) }); }
+
+async function api(path, opts) {
+  const o = Object.assign({ headers: {} }, opts || {});
+  if (token) o.headers["Authorization"] = "Bearer " + token;
+  if (o.json !== undefined) { o.body = JSON.stringify(o.json); o.headers["Content-Type"] = "application/json"; delete o.json; }
+  const r = await fetch(path, o);
+  if (r.status === 401) { logout(false); throw new Error("unauthenticated"); }
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) { const e = new Error(body[lang === "en" ? "message_en" : "message"] || r.statusText); e.status = r.status; throw e; }
+  return body;
+}
+
+function table(headers, rows, onclick) {
+  return h("table", {},
+    h("thead", {}, h("tr", {}, headers.map((x) => h("th", { class: x[1] || null, text: x[0] })))),
+    h("tbody", {}, rows.length ? rows.map((r) => {
+      const tr = h("tr", { class: onclick ? "click" : null, onclick: onclick ? () => onclick(r.data) : null,
+        "data-testid": r.testid || null }, r.cells.map((c, i) => h("td", { class: headers[i][1] || null }, c)));
+      return tr;
+    }) : [h("tr", {}, h("td", { colspan: headers.length, class: "muted", text: t("none") }))]));
+}
+
+/* ---------- charts (SVG, no library) */
+const SVGNS = "http://www.w3.org/2000/svg";
+function s(tag, attrs, ...kids) {
+  const el = document.createElementNS(SVGNS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, v);
+  for (const k of kids) el.appendChild(typeof k === "string" ? document.createTextNode(k) : k);
+  return el;
+}
+function niceMax(v) { /* four whole-number gridlines: 1, 2, 5 x 10^n steps */
+  const raw = v / 4, p = Math.pow(10, Math.floor(Math.log10(raw || 1)));
+  const step = [1, 2, 5, 10].map((m) => m * p).find((x) => x >= raw && x >= 1) || 1;
+  return step * 4;
+}
+function barChart(groups, series, opts) {
+  const W = 560, H = 220, L = 40, B = 40, top = 10;
+  const max = niceMax(Math.max(1, ...groups.flatMap((g) => series.map((x) => g[x.key] || 0))));
+  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img", "aria-label": opts.label });
+  const gw = (W - L) / Math.max(1, groups.length), bw = Math.max(4, (gw - 12) / series.length);
+  for (let i = 0; i <= 4; i++) {
+    const y = top + (H - B - top) * (1 - i / 4);
+    svg.appendChild(s("line", { x1: L, x2: W, y1: y, y2: y, stroke: "#e5e7eb" }));
+    svg.appendChild(s("text", { x: L - 4, y: y + 4, "text-anchor": "end" }, String(Math.round(max * i / 4))));
+  }
+  groups.forEach((g, i) => {
+    series.forEach((x, j) => {
+      const v = g[x.key] || 0, hgt = (H - B - top) * v / max;
+      const r = s("rect", { x: L + i * gw + 6 + j * bw, y: H - B - hgt, width: bw - 2, height: hgt, fill: x.color });
+      r.appendChild(s("title", {}, `${g.label}: ${v}`));
+      svg.appendChild(r);
+    });
+    svg.appendChild(s("text", { x: L + i * gw + gw / 2, y: H - B + 14, "text-anchor": "middle" }, String(g.label).slice(0, 8)));
+  });
+  return h("div", {}, svg, h("div", { class: "legend" }, series.map((x) => h("span", {}, h("i", { bg: x.color }), x.name))));
+}
+function lineChart(points, series, label) {
+  const W = 560, H = 200, L = 46, B = 28, top = 10;
+  const max = niceMax(Math.max(1, ...points.flatMap((p) => series.map((x) => p[x.key] || 0))));
+  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img", "aria-label": label });
+  const X = (i) => L + (W - L - 10) * (points.length <= 1 ? 0.5 : i / (points.length - 1));
+  const Y = (v) => top + (H - B - top) * (1 - v / max);
+  for (let i = 0; i <= 4; i++) {
+    svg.appendChild(s("line", { x1: L, x2: W, y1: Y(max * i / 4), y2: Y(max * i / 4), stroke: "#e5e7eb" }));
+    svg.appendChild(s("text", { x: L - 4, y: Y(max * i / 4) + 4, "text-anchor": "end" }, String(Math.round(max * i / 4))));
+  }
+  series.forEach((x) => {
+    const d = points.map((p, i) => `${i ? "L" : "M"}${X(i).toFixed(1)},${Y(p[x.key] || 0).toFixed(1)}`).join(" ");
+    if (d) svg.appendChild(s("path", { d, fill: "none", stroke: x.color, "stroke-width": 2 }));
+    points.forEach((p, i) => svg.appendChild(s("circle", { cx: X(i), cy: Y(p[x.key] || 0), r: 2.5, fill: x.color })));
+  });
+  points.forEach((p, i) => { if (i % Math.ceil(points.length / 6 || 1) === 0) svg.appendChild(s("text", { x: X(i), y: H - 8, "text-anchor": "middle" }, p.day.slice(5))); });
+  return h("div", {}, svg, h("div", { class: "legend" }, series.map((x) => h("span", {}, h("i", { bg: x.color }), x.name))));
+}
+
+/* ---------- pages */
+async function pageLogin() {
+  const err = h("div", { class: "err", role: "alert" });
+  const form = h("form", { "data-testid": "login-form", onsubmit: async (e) => {
+    e.preventDefault();
+    err.textContent = "";
+    try {
+      const r = await fetch("/api/login", { method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ name: form.elements.name.value, password: form.elements.password.value }) });
+      const body = await r.json();
+      if (!r.ok) { err.textContent = t("loginFailed"); return; }
+      token = body.token; sessionStorage.setItem("token", token);
+      await start();
+      location.hash = "#/overview";
+    } catch (x) { err.textContent = String(x.message || x); }
+  } },
+    h("label", {}, t("name"), h("input", { name: "name", autocomplete: "username", required: true })),
+    h("label", {}, t("password"), h("input", { name: "password", type: "password", autocomplete: "current-password", required: true })),
+    h("button", { class: "act", type: "submit", text: t("login") }), err);
+  main.replaceChildren(h("div", { class: "login panel" }, h("h1", { text: t("brand") }), form));
+}
+
+async function pageOverview() {
+  const [o, daily, quota, up] = await Promise.all([api("/api/overview"), api("/api/stats/daily?days=30"),
+    api("/api/stats/quota"), api("/api/upstream")]);
+  const level = o.level === "village" ? t("village") : t("town");
+  const groups = o.groups.map((g) => ({ ...g, label: g.name || g.code || "—" }));
+  const rows = groups.map((g) => ({ testid: "area-" + (g.code || "none"), data: g,
+    cells: [g.label, String(g.sales), String(g.refusals), String(g.open_cases)] }));
+  const q = (quota.towns || []).filter((r) => r.allowance > 0).map((r) => ({ label: (r.name || r.town) + "·" + r.category,
+    used: r.used, allowance: r.allowance }));
+  main.replaceChildren(
+    h("h1", { text: `${t("overview")} · ${t("today")} ${o.day}` }),
+    h("div", { class: "cards" },
+      card(t("sales"), o.totals.sales, "sales"), card(t("refusals"), o.totals.refusals, "refusals"),
+      card(t("openCases"), o.totals.open_cases, "open-cases"),
+      card(t("online"), `${o.fleet.online}/${o.fleet.total}`, "online"),
+      card(t("pending") + " (" + t("upstream") + ")", up.pending, "upstream-pending")),
+    h("div", { class: "grid2" },
+      h("div", {}, h("h2", { text: `${t("byArea")} (${level})` }),
+        h("div", { class: "panel" }, table([[level], [t("sales")], [t("refusals")], [t("openCases")]], rows,
+          (g) => { location.hash = "#/queue?state=active" + (o.level === "town" && g.code ? "&town=" + encodeURIComponent(g.code) : ""); }))),
+      h("div", {}, h("h2", { text: `${t("openCases")} / ${t("sales")}` }),
+        h("div", { class: "panel" }, barChart(groups, [{ key: "sales", name: t("sales"), color: "#0b6e4f" },
+          { key: "refusals", name: t("refusals"), color: "#d97706" }, { key: "open_cases", name: t("openCases"), color: "#b91c1c" }], { label: t("byArea") })))),
+    h("div", { class: "grid2" },
+      h("div", {}, h("h2", { text: t("perDay") }), h("div", { class: "panel" },
+        lineChart(daily.days.map((d) => ({ day: d.day, pesticide: d.pesticide, fertilizer: Math.round(d.fertilizer / 1000) })),
+          [{ key: "pesticide", name: t("pesticide"), color: "#7c3aed" }, { key: "fertilizer", name: t("fertilizer"), color: "#0b6e4f" }], t("perDay")))),
+      h("div", {}, h("h2", { text: t("quotaByTown") }), h("div", { class: "panel" },
+        q.length ? barChart(q.slice(0, 12), [{ key: "used", name: t("used"), color: "#b45309" }, { key: "allowance", name: t("allowance"), color: "#9ca3af" }], { label: t("quotaByTown") })
+          : h("p", { class: "muted", text: t("none") })))));
+}
+function card(label, n, id) { return h("div", { class: "card", "data-testid": "card-" + id }, h("div", { class: "n", text: String(n) }), h("div", { class: "l", text: label })); }
+
+function params() {
+  const q = location.hash.split("?")[1] || "";
+  return new URLSearchParams(q);
+}
+
+async function pageQueue() {
+  const p = params();
+  const state = p.get("state") || "active";
+  const q = new URLSearchParams({ state: state === "all" ? "" : state });
+  for (const k of ["code", "town"]) if (p.get(k)) q.set(k, p.get(k));
+  if (state === "all") q.delete("state");
+  const [list, viol, shops] = await Promise.all([api("/api/cases?" + q), api("/api/violations?limit=30" + (p.get("code") ? "&code=" + encodeURIComponent(p.get("code")) : "")), api("/api/shops")]);
+  const towns = [...new Map(shops.shops.map((x) => [x.town, x.town_name])).entries()];
+  const stateSel = h("select", { name: "state", "data-testid": "filter-state" },
+    ["active", "open", "assigned", "inspected", "closed", "all"].map((x) => h("option", { value: x, selected: x === state, text: t(x) })));
+  const codeSel = h("select", { name: "code", "data-testid": "filter-code" }, h("option", { value: "", text: t("all") }),
+    Object.keys(codes).filter((c) => /sold|rate|face|travel|split|top_buyer|silent|skew|backlog|hours|gap|chain|over_quota|seq_conflict|bad_mac/.test(c))
+      .map((c) => h("option", { value: c, selected: c === p.get("code"), text: codeText(c) })));
+  const townSel = h("select", { name: "town", "data-testid": "filter-town" }, h("option", { value: "", text: t("all") }),
+    towns.map(([code, name]) => h("option", { value: code, selected: code === p.get("town"), text: name || code })));
+  const filters = h("form", { class: "filters", onsubmit: (e) => {
+    e.preventDefault();
+    const n = new URLSearchParams();
+    n.set("state", stateSel.value); if (codeSel.value) n.set("code", codeSel.value); if (townSel.value) n.set("town", townSel.value);
+    location.hash = "#/queue?" + n;
+  } }, h("label", {}, t("state"), stateSel), h("label", {}, t("code"), codeSel), h("label", {}, t("town"), townSel),
+    h("button", { class: "act", type: "submit", text: t("filter") }));
+  const now = Date.now();
+  main.replaceChildren(h("h1", { text: t("queue") }), filters,
+    h("h2", { text: t("cases") }),
+    h("div", { class: "panel" }, table([[t("caseNo")], [t("state")], [t("code")], [t("shop")], [t("subject"), "hide-sm"],
+      [t("town"), "hide-sm"], [t("level"), "hide-sm"], [t("assignee")], [t("deadline"), "hide-sm"]],
+      list.cases.map((c) => ({ data: c, testid: "case-row-" + c.id, cells: [
+        "#" + c.id, badge(c.state), c.codes.split(",").map(codeText).join("、"), c.shop_name || c.shop || "—", c.subject || "—",
+        c.town_name || "—", t(c.level + "_l"), c.assignee || "—",
+        h("span", { class: c.overdue ? "err" : "" }, fmtTime(c.deadline), c.overdue ? " · " + t("overdue") : "")] })),
+      (c) => { location.hash = "#/case/" + c.id; })),
+    h("h2", { text: t("violations") }),
+    h("div", { class: "panel" }, table([[t("time")], [t("code")], [t("shop")], [t("subject")], [t("record"), "hide-sm"], [t("caseNo")]],
+      viol.violations.map((v) => ({ data: v, testid: "violation-row-" + v.id, cells: [fmtTime(v.time), codeText(v.code), v.shop || "—",
+        v.subject || "—", v.terminal ? `${v.terminal} #${v.seq ?? ""}` : "—", "#" + v.case_id] })),
+      (v) => { location.hash = "#/case/" + v.case_id; })));
+  void now;
+}
+
+async function pageCase(id) {
+  const c = await api("/api/cases/" + encodeURIComponent(id));
+  const err = h("div", { class: "err", role: "alert" });
+  const act = (path, body) => async (e) => {
+    e.preventDefault(); err.textContent = "";
+    try { await api(`/api/cases/${c.id}/${path}`, { method: "POST", json: body() }); await render(); }
+    catch (x) { err.textContent = x.message; }
+  };
+  const forms = [];
+  const canAct = c.state !== "closed";
+  if (canAct && (c.state === "open" || c.state === "assigned")) {
+    const who = h("select", { name: "assignee", "data-testid": "assignee" }, c.assignees.map((n) => h("option", { value: n, selected: n === c.assignee, text: n })));
+    forms.push(h("form", { class: "row", "data-testid": "assign-form", onsubmit: act("assign", () => ({ assignee: who.value })) },
+      h("label", {}, t("assignee"), who), h("button", { class: "act", type: "submit", text: t("assign") })));
+    const res = h("select", { name: "result", "data-testid": "result" }, ["violation_found", "no_violation_found", "rectified_on_site"].map((x) => h("option", { value: x, text: t(x) })));
+    const notes = h("textarea", { name: "notes", "data-testid": "inspect-notes", maxlength: 2000 });
+    forms.push(h("form", { class: "row", "data-testid": "inspect-form", onsubmit: act("inspect", () => ({ result: res.value, notes: notes.value || null })) },
+      h("label", {}, t("result"), res), h("label", {}, t("notes"), notes), h("button", { class: "act", type: "submit", text: t("inspect") })));
+  }
+  if (canAct) {
+    const file = h("input", { type: "file", accept: "image/jpeg,image/png", capture: "environment", "data-testid": "photo-file" });
+    forms.push(h("form", { class: "row", "data-testid": "photo-form", onsubmit: async (e) => {
+      e.preventDefault(); err.textContent = "";
+      const f = file.files[0]; if (!f) return;
+      try { await api(`/api/cases/${c.id}/photos`, { method: "POST", body: f, headers: { "Content-Type": f.type || "image/jpeg" } }); await render(); }
+      catch (x) { err.textContent = x.message; }
+    } }, h("label", {}, t("photo"), file), h("button", { class: "act", type: "submit", text: t("upload") })));
+  }
+  if (c.state === "inspected") {
+    const out = h("select", { name: "outcome", "data-testid": "outcome" }, ["confirmed", "penalised", "dismissed"].map((x) => h("option", { value: x, text: t(x) })));
+    const notes = h("textarea", { name: "notes", "data-testid": "close-notes", maxlength: 2000 });
+    forms.push(h("form", { class: "row", "data-testid": "close-form", onsubmit: act("close", () => ({ outcome: out.value, notes: notes.value || null })) },
+      h("label", {}, t("outcome"), out), h("label", {}, t("notes"), notes), h("button", { class: "act", type: "submit", text: t("close") })));
+  }
+  const photos = c.photos.map((p) => {
+    const img = h("img", { alt: "photo " + p.id, width: 120 });
+    fetch(`/api/cases/${c.id}/photos/${p.id}`, { headers: { Authorization: "Bearer " + token } }).then((r) => r.blob()).then((b) => { img.src = URL.createObjectURL(b); });
+    return img;
+  });
+  main.replaceChildren(
+    h("h1", { "data-testid": "case-title" }, `${t("caseNo")} #${c.id} `, badge(c.state), c.outcome ? h("span", { class: "badge b-closed", "data-testid": "case-outcome", text: " " + t(c.outcome) }) : null),
+    h("div", { class: "grid2" },
+      h("div", { class: "panel" }, h("dl", { class: "kv" },
+        h("dt", { text: t("code") }), h("dd", { text: c.codes.split(",").map(codeText).join("、") }),
+        h("dt", { text: t("shop") }), h("dd", {}, c.shop ? h("a", { href: "#/shop/" + encodeURIComponent(c.shop), text: c.shop_name || c.shop }) : "—"),
+        h("dt", { text: t("subject") }), h("dd", {}, c.subject ? h("a", { href: "#/subject/" + encodeURIComponent(c.subject), "data-testid": "case-subject", text: c.subject }) : "—",
+          c.grade ? h("span", { class: "badge g-" + c.grade.grade, "data-testid": "case-grade", text: " " + t("grade") + " " + c.grade.grade }) : null),
+        h("dt", { text: t("town") }), h("dd", { text: [c.town_name, c.village_name].filter(Boolean).join(" / ") || "—" }),
+        h("dt", { text: t("level") }), h("dd", { text: t(c.level + "_l") }),
+        h("dt", { text: t("assignee") }), h("dd", { "data-testid": "case-assignee", text: c.assignee || "—" }),
+        h("dt", { text: t("deadline") }), h("dd", { text: fmtTime(c.deadline) }),
+        h("dt", { text: t("result") }), h("dd", { text: c.result ? t(c.result) : "—" })),
+        err, forms, h("div", {}, photos)),
+      h("div", { class: "panel" }, h("h2", { text: t("timeline") }),
+        h("ol", { class: "timeline", "data-testid": "timeline" }, c.timeline.map((e) => h("li", {},
+          h("strong", { text: t(e.action + "_a") }), " · ", e.actor === "system" ? t("system") : e.actor, " · ", h("span", { class: "muted", text: fmtTime(e.time) }),
+          e.detail.notes ? h("div", { text: e.detail.notes }) : null,
+          e.detail.code ? h("div", { class: "muted", text: codeText(e.detail.code) }) : null,
+          e.detail.result ? h("div", { text: t(e.detail.result) }) : null,
+          e.detail.outcome ? h("div", { text: t(e.detail.outcome) }) : null))))),
+    h("h2", { text: t("violations") }),
+    h("div", { class: "panel" }, table([[t("time")], [t("code")], [t("record")], [t("detail"), "hide-sm"]],
+      c.violations.map((v) => ({ data: v, cells: [fmtTime(v.time), codeText(v.code), v.terminal ? `${v.terminal} #${v.seq ?? ""}` : "—",
+        JSON.stringify(v.detail).slice(0, 160)] })))));
+}
+
+async function pageSubject(id) {
+  const x = await api("/api/subjects/" + encodeURIComponent(id));
+  const reg = x.registry || {};
+  const bal = x.balance || {};
+  main.replaceChildren(
+    h("h1", {}, `${t("subject")} ${x.id} `, h("span", { class: "grade g-" + x.grade.grade, "data-testid": "subject-grade", text: x.grade.grade })),
+    h("p", { class: "muted", text: `${t("grade")}: ${x.grade.confirmed} / ${x.grade.months}` }),
+    h("div", { class: "grid2" },
+      h("div", { class: "panel" }, h("h2", { text: t("registry") }), h("dl", { class: "kv" },
+        Object.entries(reg).filter(([k, v]) => typeof v !== "object").flatMap(([k, v]) => [h("dt", { text: k === "id_number" ? t("idNumber") : k }), h("dd", { "data-testid": "reg-" + k, text: String(v) })]))),
+      h("div", { class: "panel" }, h("h2", { text: t("allowance") }), table([[t("category")], [t("period")], [t("allowance")], [t("used")], [t("remaining")]],
+        Object.entries(bal).map(([cat, b]) => ({ data: b, cells: [cat, b.period, String(b.allowance), String(b.used), String(b.remaining)] }))))),
+    h("h2", { text: t("purchases") }),
+    h("div", { class: "panel" }, table([[t("time")], [t("shop")], [t("state")], [t("items")], [t("identity"), "hide-sm"], [t("mode"), "hide-sm"]],
+      x.purchases.map((p) => ({ data: p, cells: [fmtTime(p.time), p.shop || "—", t(p.type === "sale" ? "sales" : p.type === "refusal" ? "refusals" : "voids"),
+        p.items.map((i) => `${i.product}×${i.packs}`).join(", "), p.identity || "—", p.mode || "—"] })))),
+    h("h2", { text: t("cases") }),
+    h("div", { class: "panel" }, table([[t("caseNo")], [t("state")], [t("code")], [t("outcome")]],
+      x.cases.map((c) => ({ data: c, cells: ["#" + c.id, badge(c.state), c.codes.split(",").map(codeText).join("、"), c.outcome ? t(c.outcome) : "—"] })),
+      (c) => { location.hash = "#/case/" + c.id; })));
+}
+
+function fleetTable(list, now) {
+  return table([[t("terminal")], [t("shop")], [t("state")], [t("lastSeen")], [t("backlog")], [t("versions"), "hide-sm"], [t("skew"), "hide-sm"]],
+    list.map((x) => ({ data: x, testid: "terminal-" + x.id, cells: [x.id, x.shop_name || x.shop || "—",
+      h("span", { class: "badge b-" + (x.state === "online" ? "online" : "offline"), "data-testid": "state-" + x.id, text: x.state === "online" ? t("online").replace(/终端|Terminals /, "") : t("offline") }),
+      ago(x.last_seen, now), String(x.backlog),
+      Object.entries(x.versions || {}).map(([k, v]) => `${k} ${v}`).join(", ") || "—",
+      x.skew_ms === null || x.skew_ms === undefined ? "—" : `${(x.skew_ms / 1000).toFixed(1)} ${t("seconds")}`] })),
+    (x) => { if (x.shop) location.hash = "#/shop/" + encodeURIComponent(x.shop); });
+}
+
+async function pageShop(id) {
+  const x = await api("/api/shops/" + encodeURIComponent(id));
+  const sh = x.shop;
+  main.replaceChildren(
+    h("h1", { text: `${t("shop")} ${sh.name}` }),
+    h("div", { class: "panel" }, h("dl", { class: "kv" },
+      h("dt", { text: t("town") }), h("dd", { text: [sh.town_name, sh.village_name].filter(Boolean).join(" / ") }),
+      h("dt", { text: t("designated") }), h("dd", { text: sh.designated ? t("yes") : t("no") }),
+      h("dt", { text: t("hours") }), h("dd", { text: sh.hours || "—" }))),
+    h("h2", { text: t("terminals") }), h("div", { class: "panel" }, fleetTable(x.terminals, Date.now())),
+    h("h2", { text: t("openCases") }),
+    h("div", { class: "panel" }, table([[t("caseNo")], [t("state")], [t("code")], [t("subject")], [t("assignee")]],
+      x.cases.map((c) => ({ data: c, cells: ["#" + c.id, badge(c.state), c.codes.split(",").map(codeText).join("、"), c.subject || "—", c.assignee || "—"] })),
+      (c) => { location.hash = "#/case/" + c.id; })),
+    h("h2", { text: t("ledger") }),
+    h("div", { class: "panel" }, table([[t("time")], [t("record")], [t("state")], [t("subject")], [t("items")], [t("identity"), "hide-sm"]],
+      x.ledger.map((r) => ({ data: r, cells: [fmtTime(r.time), `${r.terminal} #${r.seq}`, t(r.type === "sale" ? "sales" : r.type === "refusal" ? "refusals" : "voids"),
+        r.subject ? h("a", { href: "#/subject/" + encodeURIComponent(r.subject), text: r.subject }) : "—",
+        r.items.map((i) => `${i.product}×${i.packs}`).join(", ") + (r.reasons.length ? " · " + r.reasons.map(codeText).join("、") : ""), r.identity || "—"] })))));
+}
+
+async function pageFleet() {
+  const x = await api("/api/terminals");
+  const on = x.terminals.filter((r) => r.state === "online").length;
+  main.replaceChildren(h("h1", { text: t("fleet") }),
+    h("div", { class: "cards" }, card(t("online"), `${on}/${x.terminals.length}`, "fleet-online")),
+    h("h2", { text: t("terminals") }), h("div", { class: "panel", "data-testid": "fleet-table" }, fleetTable(x.terminals, x.now)));
+}
+
+async function pageUpstream() {
+  const u = await api("/api/upstream");
+  main.replaceChildren(h("h1", { text: t("upstream") }),
+    h("div", { class: "cards" }, card(t("pending"), u.pending, "up-pending"), card(t("sent"), u.sent, "up-sent"), card(t("failures"), u.failures || 0, "up-failures")),
+    h("div", { class: "panel" }, h("dl", { class: "kv" },
+      h("dt", { text: t("lastSuccess") }), h("dd", { text: fmtTime(u.last_success) }),
+      h("dt", { text: t("lastError") }), h("dd", { "data-testid": "up-error", text: u.last_error || "—" }),
+      h("dt", { text: t("nextAttempt") }), h("dd", { text: fmtTime(u.next_attempt) }))));
+}
+
+/* ---------- shell */
+const ROUTES = [["overview", pageOverview], ["queue", pageQueue], ["fleet", pageFleet], ["upstream", pageUpstream]];
+
+function drawNav() {
+  document.getElementById("brand").textContent = t("brand");
+  document.getElementById("lang").textContent = lang === "zh" ? "English" : "中文";
+  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+  const nav = document.getElementById("nav");
+  const cur = (location.hash.slice(2).split(/[/?]/)[0]) || "overview";
+  nav.replaceChildren(...(me ? ROUTES.map(([k]) => h("a", { href: "#/" + k, class: k === cur ? "on" : null, "data-testid": "nav-" + k, text: t(k) })) : []));
+  const lo = document.getElementById("logout");
+  lo.hidden = !me; lo.textContent = t("logout");
+  document.getElementById("who").textContent = me ? `${me.name} · ${me.area_name || me.area}` : "";
+}
+
+let rendering = false;
+async function render() {
+  drawNav();
+  if (!token || !me) return pageLogin();
+  const [path] = location.hash.slice(2).split("?");
+  const [page, id] = path.split("/");
+  rendering = true;
+  try {
+    if (page === "case" && id) await pageCase(id);
+    else if (page === "subject" && id) await pageSubject(id);
+    else if (page === "shop" && id) await pageShop(id);
+    else await (ROUTES.find(([k]) => k === page) || ROUTES[0])[1]();
+  } catch (x) {
+    if (x.message !== "unauthenticated") main.replaceChildren(h("div", { class: "panel err", role: "alert", text: x.message }));
+  } finally { rendering = false; main.setAttribute("data-rendered", String(Date.now())); }
+}
+
+let pending = null;
+function live() {
+  if (source) source.close();
+  source = new EventSource("/api/events");
+  const dot = document.getElementById("live");
+  source.onopen = () => dot.classList.add("on");
+  source.onerror = () => dot.classList.remove("on");
+  source.addEventListener("change", () => {
+    clearTimeout(pending);
+    pending = setTimeout(() => {
+      const a = document.activeElement;
+      const typing = a && ["INPUT", "TEXTAREA", "SELECT"].includes(a.tagName) && main.contains(a);
+      if (!typing && !rendering) render();
+    }, 250);
+  });
+}
+
+async function start() {
+  try { me = await api("/api/me"); codes = await api("/api/codes"); live(); }
+  catch (x) { me = null; }
+}
+
+function logout(callApi) {
+  if (callApi && token) fetch("/api/logout", { method: "POST", headers: { Authorization: "Bearer " + token } });
+  token = null; me = null; sessionStorage.removeItem("token");
+  if (source) { source.close(); source = null; }
+  render();
+}
+
+document.getElementById("lang").addEventListener("click", () => { lang = lang === "zh" ? "en" : "zh"; localStorage.setItem("lang", lang); render(); });
+document.getElementById("logout").addEventListener("click", () => logout(true));
+window.addEventListener("hashchange", render);
+(async () => { if (token) await start(); render(); })();

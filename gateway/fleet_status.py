@@ -1,0 +1,102 @@
+"""Fleet view from the terminals' retained status messages.
+
+Ingest already keeps online/offline and `head` per terminal; the status message
+also carries the terminal's clock and software versions, which the fleet page
+shows. This watcher subscribes to the retained statuses with a session of its
+own (so it sees every terminal's last status at once on connect) and keeps
+`terminal_status`. Clock skew is measured on "online" messages only: they are
+published the moment the terminal connects, so receive time minus the
+terminal's stamp is the skew plus a network delay of milliseconds; retained
+copies replayed later are recognised by the broker's retain flag and skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from typing import Callable
+
+from protocols import envelope, topics
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS terminal_status (
+    terminal    TEXT PRIMARY KEY,
+    state       TEXT,
+    status_time INTEGER,
+    received    INTEGER,
+    skew_ms     INTEGER,
+    versions    TEXT
+);
+"""
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    conn.executescript(SCHEMA)
+
+
+def apply(conn: sqlite3.Connection, terminal: str, payload: bytes, received: int, retained: bool) -> bool:
+    try:
+        m = envelope.decode_status(payload)
+    except envelope.Invalid as err:
+        log.warning("bad status terminal=%s: %s", terminal, err)
+        return False
+    if m["terminal"] != terminal:
+        return False
+    skew = None
+    if m["state"] == "online" and m.get("time") is not None and not retained:
+        skew = received - m["time"]
+    conn.execute(
+        "INSERT INTO terminal_status(terminal, state, status_time, received, skew_ms, versions) VALUES (?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT(terminal) DO UPDATE SET state=excluded.state, status_time=coalesce(excluded.status_time, status_time), "
+        "received=excluded.received, skew_ms=coalesce(excluded.skew_ms, skew_ms), "
+        "versions=coalesce(excluded.versions, versions)",
+        [terminal, m["state"], m.get("time"), received, skew,
+         json.dumps(m["versions"], sort_keys=True) if m.get("versions") else None])
+    return True
+
+
+class FleetWatcher:
+    def __init__(self, db_path: str, broker: str, username: str | None = None, password: str | None = None,
+                 client_id: str = "gateway-fleet", wall_ms: Callable[[], int] = lambda: int(time.time() * 1000)):
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False, timeout=30)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        ensure_schema(self.conn)
+        self.lock = threading.Lock()
+        self.broker = broker
+        self.wall_ms = wall_ms
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True,
+                             protocol=mqtt.MQTTv311)
+        if username:
+            client.username_pw_set(username, password)
+        client.reconnect_delay_set(0.2, 5)
+        client.on_connect = lambda c, u, f, rc, p: c.subscribe(topics.ROOT + "/+/" + topics.STATUS, 1)
+        client.on_message = self._on_message
+        self.client = client
+
+    def _on_message(self, client, userdata, message):
+        parsed = topics.parse(message.topic)
+        if parsed is None or parsed[1] != topics.STATUS:
+            return
+        with self.lock:
+            try:
+                apply(self.conn, parsed[0], message.payload, self.wall_ms(), bool(message.retain))
+            except sqlite3.Error:
+                log.exception("could not store status terminal=%s", parsed[0])
+
+    def start(self) -> None:
+        host, port = topics.parse_broker_url(self.broker)
+        self.client.connect_async(host, port, keepalive=30)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.conn.close()

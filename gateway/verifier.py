@@ -1,0 +1,171 @@
+"""Verification in worker processes, so the gateway uses more than one core.
+
+The MQTT network thread is the gateway's narrowest point: paho spends tens of
+microseconds of interpreter time on every message, and anything else done in
+the same process competes with it for the GIL. So the network thread only hands
+each raw message to a verifier process (parse, schema, MAC: pure CPU), and the
+verified batches come back to the single writer thread, which owns the
+database. Messages of one terminal always go to the same verifier, so they are
+stored in the order they arrived.
+
+A verifier is a plain child process (`python -m gateway.verifier DB`) talking
+length-prefixed frames over its stdin and stdout, so it does not depend on how
+the parent was started. It holds no state but a cache of terminal keys read
+from the database, and exits when its stdin closes (the gateway died). If it
+dies, the messages it held were never acknowledged and terminals re-send them;
+the pool starts a new one, and verifies in-process if that keeps failing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from pathlib import Path
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+_UP, _STATUS = b"U", b"S"
+_LEN = struct.Struct("!I")
+_HEADER = struct.Struct("!cH")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _frame(kind: bytes, topic: str, payload: bytes) -> bytes:
+    t = topic.encode()
+    body = _HEADER.pack(kind, len(t)) + t + payload
+    return _LEN.pack(len(body)) + body
+
+
+def _read_exact(stream, n: int) -> bytes | None:
+    """n bytes, or None at end of stream (raw pipes return short reads)."""
+    chunks, left = [], n
+    while left:
+        data = stream.read(left)
+        if not data:
+            return None
+        chunks.append(data)
+        left -= len(data)
+    return b"".join(chunks)
+
+
+def _read_frame(stream) -> bytes | None:
+    head = _read_exact(stream, _LEN.size)
+    if head is None:
+        return None
+    return _read_exact(stream, _LEN.unpack(head)[0])
+
+
+def worker_main(db_path: str) -> None:
+    """The verifier process: raw messages in, verified items out, in order."""
+    from gateway.ingest import verify_message
+    from gateway.store import Store
+
+    store = Store(db_path)
+    keys: dict[str, bytes] = {}
+
+    def key_for(terminal: str) -> bytes | None:
+        key = keys.get(terminal)
+        if key is None:
+            key = store.terminal_key(terminal)
+            if key is not None:
+                keys[terminal] = key
+        return key
+
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    while True:
+        frame = _read_frame(stdin)
+        if frame is None:
+            return
+        kind, n = _HEADER.unpack_from(frame)
+        topic = frame[_HEADER.size:_HEADER.size + n].decode()
+        payload = frame[_HEADER.size + n:]
+        item = verify_message(kind == _STATUS, topic, payload, key_for)
+        data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+        stdout.write(_LEN.pack(len(data)) + data)
+        stdout.flush()
+
+
+class _Worker:
+    def __init__(self, db_path: str, deliver: Callable[[object], None]):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        self.proc = subprocess.Popen([sys.executable, "-m", "gateway.verifier", db_path],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, bufsize=0)
+        self.lock = threading.Lock()
+        self.started = time.monotonic()
+        self.deliver = deliver
+        self.reader = threading.Thread(target=self._collect, name="verifier-results", daemon=True)
+        self.reader.start()
+
+    def _collect(self) -> None:
+        stream = self.proc.stdout
+        while True:
+            frame = _read_frame(stream)
+            if frame is None:
+                return
+            self.deliver(pickle.loads(frame))
+
+    def send(self, data: bytes) -> bool:
+        try:
+            self.proc.stdin.write(data)
+            return True
+        except (BrokenPipeError, OSError, ValueError):
+            return False
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.reader.join(timeout=5)
+
+
+class VerifierPool:
+    def __init__(self, db_path: Path, workers: int, deliver: Callable[[object], None],
+                 inline: Callable[[bool, str, bytes], None]):
+        self.db_path = str(db_path)
+        self.deliver = deliver
+        self.inline = inline  # last resort when workers cannot be kept alive
+        self._count = workers
+        self._workers: list[_Worker | None] = []
+
+    def start(self) -> None:
+        self._workers = [_Worker(self.db_path, self.deliver) for _ in range(self._count)]
+
+    def submit(self, status: bool, terminal: str, topic: str, payload: bytes) -> None:
+        index = zlib.crc32(terminal.encode()) % len(self._workers)
+        worker = self._workers[index]
+        if worker is not None:
+            with worker.lock:
+                if worker.send(_frame(_STATUS if status else _UP, topic, payload)):
+                    return
+            # It died. Replace it, unless replacements die young too.
+            young = time.monotonic() - worker.started < 5
+            log.error("verifier %d stopped (exit %s)%s", index, worker.proc.poll(),
+                      "; verifying in-process from now on" if young else "; starting a new one")
+            self._workers[index] = None if young else _Worker(self.db_path, self.deliver)
+            if self._workers[index] is not None and self._workers[index].send(
+                    _frame(_STATUS if status else _UP, topic, payload)):
+                return
+        self.inline(status, topic, payload)
+
+    def stop(self) -> None:
+        for worker in self._workers:
+            if worker is not None:
+                worker.close()
+
+
+if __name__ == "__main__":
+    worker_main(sys.argv[1])

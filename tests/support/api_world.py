@@ -1,0 +1,64 @@
+"""A populated supervision database for API and dashboard tests: the grid,
+four terminals, signed records through the real ingest and rules, cases filed,
+one user per role and area."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from gateway import grid, users
+from gateway.fleet import provision
+from gateway.ingest import Ingest
+from gateway.rules import config
+from gateway.store import Store
+from gateway.supervision import Supervision
+from tests.support.supervision import (DISTRICT, GRID, KEY, TERMINAL_SHOPS, TOWN1, TOWN2, VILLAGE1, VILLAGE3, Chain,
+                                       sale_body)
+
+T0 = 1748746800000  # 2025-06-01 11:00 China time
+PASSWORD = "correct-horse-1"
+USERS = {"d1": ("district", DISTRICT), "t1": ("town", TOWN1), "t2": ("town", TOWN2),
+         "v1": ("village", VILLAGE1), "v3": ("village", VILLAGE3)}
+
+
+def subjects_table(conn) -> None:
+    """The registry's shape as the quota ledger (issue 5) keeps it."""
+    conn.execute("CREATE TABLE IF NOT EXISTS subjects (id TEXT PRIMARY KEY, town TEXT, status TEXT NOT NULL, "
+                 "data TEXT NOT NULL, rev INTEGER NOT NULL DEFAULT 0, updated INTEGER NOT NULL DEFAULT 0)")
+    for sid, town, number in (("S00001", TOWN1, "330113199001011234"), ("S00003", TOWN2, "330113198502023456")):
+        data = {"id": sid, "name": "张三" if sid == "S00001" else "李四", "status": "active", "id_number": number,
+                "plots": [{"crop": "rice", "area_cmu": 1000}], "permits": []}
+        conn.execute("INSERT OR REPLACE INTO subjects(id, town, status, data) VALUES (?, ?, 'active', ?)",
+                     [sid, town, json.dumps(data, ensure_ascii=False)])
+
+
+def build(root: Path, clock: dict) -> Path:
+    db = root / "gw.db"
+    store = Store(db)
+    sup = Supervision(store.conn, config.load(), clock=lambda: clock["now"])
+    grid.import_grid(store.conn, GRID)
+    subjects_table(store.conn)
+    for name, (role, area) in USERS.items():
+        users.add_user(store.conn, name, role, area, PASSWORD, T0)
+    for terminal, shop in TERMINAL_SHOPS.items():
+        provision(store, terminal, shop, 0, key_hex=KEY.hex())
+    ingest = Ingest(store, lambda *a: None, wall_ms=lambda: clock["now"])
+    sup.attach(ingest)
+    ingest.start()
+    try:
+        ta, tc = Chain("TA"), Chain("TC")
+        recs_a = [ta.add("sale", sale_body(), T0),
+                  ta.add("sale", sale_body(product="PD20080301"), T0 + 60_000),      # banned: case at SHOP1
+                  ta.add("refusal", {"items": [], "reasons": ["product_banned"], "clerk": "c1",
+                                     "subject": "S00002"}, T0 + 120_000)]
+        recs_c = [tc.add("sale", sale_body(subject="S00003", product="PD20080209", card="CARD3"), T0 + 30_000)]
+        clock["now"] = T0 + 180_000
+        for chain, recs in ((ta, recs_a), (tc, recs_c)):
+            ingest.submit_batch(f"agri/v1/t/{chain.terminal}/up", chain.terminal, chain.batch(recs))
+        assert ingest.drain(10)
+    finally:
+        ingest.stop()
+    sup.tick()
+    store.close()
+    return db

@@ -1,0 +1,234 @@
+"""Supervision API: authentication, per-area authorization on every endpoint,
+masking and audit of personal data, and hostile input refused with a 4xx that
+changes nothing."""
+
+import sqlite3
+
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway.api import create_app
+from tests.support.api_world import PASSWORD, T0, build
+
+JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
+HOSTILE = ["' OR 1=1 --", "1; DROP TABLE cases", "<script>alert(1)</script>", "\" onmouseover=\"x", "../../etc/passwd",
+           "S1' UNION SELECT name, pw FROM users --", "%00", "ｓｅｌｅｃｔ", "a" * 100]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("api")
+    clock = {"now": T0}
+    db = build(root, clock)
+    clock["now"] = T0 + 300_000
+    app = create_app(db, clock=lambda: clock["now"], photos_dir=root / "photos", sse_interval=0.05)
+    with TestClient(app) as client:
+        yield client, db, clock
+
+
+def token(client, name):
+    r = client.post("/api/login", json={"name": name, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    client.cookies.clear()
+    return {"Authorization": "Bearer " + r.json()["token"]}
+
+
+def snapshot(db):
+    conn = sqlite3.connect(db)
+    try:
+        out = {}
+        for table in ("cases", "case_events", "case_photos", "case_violations", "violations", "users", "shops",
+                      "areas", "records", "sales", "outbox"):
+            out[table] = conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+        return out
+    finally:
+        conn.close()
+
+
+def case_of(db, shop):
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT id FROM cases WHERE shop=?", [shop]).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def concrete_routes(client, db):
+    """Every API route with path parameters filled from the world."""
+    case_id = case_of(db, "SHOP1")
+    values = {"case_id": str(case_id), "photo_id": "1", "subject_id": "S00001", "shop_id": "SHOP1"}
+    out = []
+    for route in client.app.routes:
+        path = getattr(route, "path", "")
+        if not path.startswith("/api/") or path == "/api/login":
+            continue
+        for method in sorted(route.methods - {"HEAD"}):
+            for key, value in values.items():
+                path = path.replace("{" + key + "}", value)
+            if path == "/api/records":
+                path += "?terminal=TA"
+            out.append((method, path))
+    return out
+
+
+def test_every_endpoint_refuses_anonymous_and_bad_tokens(world):
+    client, db, clock = world
+    routes = concrete_routes(client, db)
+    assert len(routes) >= 20
+    for method, path in routes:
+        for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic eDp5"}):
+            client.cookies.clear()
+            r = client.request(method, path, headers=headers, json={} if method == "POST" else None)
+            assert r.status_code in (401, 403, 422), (method, path, headers, r.status_code)
+            if r.status_code == 422:  # body validated before auth: must still not answer with data
+                assert method == "POST"
+        assert client.request(method, path).status_code != 200
+
+
+def test_every_read_endpoint_refuses_out_of_area_access(world):
+    client, db, clock = world
+    v3 = token(client, "v3")  # Tangqi village: SHOP3 only
+    for method, path in concrete_routes(client, db):
+        if method != "GET" or path in ("/api/me", "/api/codes", "/api/overview", "/api/stats/daily", "/api/stats/quota",
+                                       "/api/violations", "/api/cases", "/api/terminals", "/api/shops",
+                                       "/api/upstream", "/api/events"):
+            continue
+        r = client.get(path, headers=v3)
+        assert r.status_code in (403, 404), (path, r.status_code, r.text[:200])
+    assert client.get("/api/cases?town=330113001", headers=v3).status_code == 403
+    assert client.get("/api/shops?town=330113001", headers=v3).status_code == 403
+    assert client.get("/api/audit", headers=v3).status_code == 403
+
+
+def test_lists_show_only_the_callers_area(world):
+    client, db, clock = world
+    seen = {}
+    for name in ("d1", "t1", "t2", "v1", "v3"):
+        h = token(client, name)
+        seen[name] = ({c["shop"] for c in client.get("/api/cases", headers=h).json()["cases"]},
+                      {s["id"] for s in client.get("/api/shops", headers=h).json()["shops"]},
+                      {t["id"] for t in client.get("/api/terminals", headers=h).json()["terminals"]})
+    assert seen["d1"] == ({"SHOP1", "SHOP3"}, {"SHOP1", "SHOP2", "SHOP3", "SHOP4"}, {"TA", "TB", "TC", "TD"})
+    assert seen["t1"] == ({"SHOP1"}, {"SHOP1", "SHOP2"}, {"TA", "TB"})
+    assert seen["v1"] == ({"SHOP1"}, {"SHOP1"}, {"TA"})
+    assert seen["t2"] == seen["v3"][:1] + ({"SHOP3", "SHOP4"}, {"TC", "TD"})
+    overview = client.get("/api/overview", headers=token(client, "d1")).json()
+    assert {g["code"]: (g["sales"], g["refusals"], g["open_cases"]) for g in overview["groups"]} == {
+        "330113001": (2, 1, 1), "330113002": (1, 0, 1)}
+
+
+def test_subject_page_masks_id_number_and_audits_the_read(world):
+    client, db, clock = world
+    h = token(client, "t1")
+    r = client.get("/api/subjects/S00001", headers=h)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["registry"]["id_number"] == "330*************34" and "199001011234" not in r.text
+    assert body["grade"]["grade"] == "A" and body["balance"]["fert_n"]["allowance"] == 150000
+    assert [p["seq"] for p in body["purchases"]] == [2, 1]
+    assert client.get("/api/subjects/S00003", headers=h).status_code == 404  # bought in another town only
+    audit = client.get("/api/audit?target=S00001", headers=token(client, "d1")).json()["entries"]
+    assert [(a["user"], a["action"]) for a in audit] == [("t1", "read_subject")]
+
+
+def test_expired_token_and_wrong_password_are_refused(world):
+    client, db, clock = world
+    h = token(client, "v1")
+    assert client.post("/api/login", json={"name": "v1", "password": "wrong-password"}).status_code == 401
+    clock["now"] += 9 * 3600_000
+    try:
+        assert client.get("/api/me", headers=h).status_code == 401
+    finally:
+        clock["now"] -= 9 * 3600_000
+
+
+def test_hostile_input_gets_4xx_and_changes_nothing(world):
+    client, db, clock = world
+    h = token(client, "v1")
+    case_id = case_of(db, "SHOP1")
+    before = snapshot(db)
+    attempts = []
+    for s in HOSTILE:
+        attempts += [
+            ("GET", f"/api/subjects/{s}", None), ("GET", f"/api/shops/{s}", None), ("GET", f"/api/cases?code={s}", None),
+            ("GET", f"/api/records?terminal={s}", None), ("GET", f"/api/violations?town={s}", None),
+            ("POST", f"/api/cases/{case_id}/inspect", {"result": s}),
+            ("POST", f"/api/cases/{case_id}/inspect", {"result": "violation_found", "notes": s + "<b>"}),
+            ("POST", f"/api/cases/{case_id}/assign", {"assignee": s}),
+            ("POST", f"/api/cases/{case_id}/close", {"outcome": s}),
+            ("POST", "/api/login", {"name": s, "password": s}),
+        ]
+    attempts += [
+        ("POST", f"/api/cases/{case_id}/inspect", {"result": 1}),
+        ("POST", f"/api/cases/{case_id}/inspect", {"result": ["violation_found"]}),
+        ("POST", f"/api/cases/{case_id}/inspect", {"result": "violation_found", "notes": "x" * 3000}),
+        ("POST", f"/api/cases/{case_id}/inspect", {"result": "violation_found", "extra": 1}),
+        ("POST", f"/api/cases/{case_id}/close", {"outcome": "confirmed"}),  # not inspected yet: 409
+        ("POST", "/api/cases/99999999999999999999999/inspect", {"result": "violation_found"}),
+        ("POST", "/api/cases/-1/inspect", {"result": "violation_found"}),
+        ("GET", "/api/cases?limit=100000", None), ("GET", "/api/cases?before_id=abc", None),
+        ("GET", "/api/stats/daily?days=-5", None),
+    ]
+    for method, path, body in attempts:
+        r = client.request(method, path, headers=h, json=body)
+        assert 400 <= r.status_code < 500, (method, path, body, r.status_code)
+        assert "Traceback" not in r.text and "<script>" not in r.headers.get("content-type", "")
+    # oversized bodies, with and without a declared length
+    big = b'{"result": "violation_found", "notes": "' + b"x" * 100_000 + b'"}'
+    r = client.post(f"/api/cases/{case_id}/inspect", headers={**h, "Content-Type": "application/json"}, content=big)
+    assert r.status_code == 413
+    r = client.post(f"/api/cases/{case_id}/inspect", headers={**h, "Content-Type": "application/json"},
+                    content=iter([big[:50_000], big[50_000:]]))
+    assert r.status_code == 413
+    r = client.post(f"/api/cases/{case_id}/photos", headers={**h, "Content-Type": "image/svg+xml"},
+                    content=b"<svg onload=alert(1)/>")
+    assert r.status_code == 415
+    r = client.post(f"/api/cases/{case_id}/inspect", headers={**h, "Content-Type": "application/json"},
+                    content=b"{not json")
+    assert r.status_code == 422
+    assert snapshot(db) == before
+
+
+def test_cookie_alone_cannot_change_a_case(world):
+    client, db, clock = world
+    r = client.post("/api/login", json={"name": "v1", "password": PASSWORD})
+    assert r.status_code == 200 and "agri_token" in client.cookies
+    case_id = case_of(db, "SHOP1")
+    assert client.get("/api/me").status_code == 200  # cookie works for reads
+    before = snapshot(db)
+    assert client.post(f"/api/cases/{case_id}/inspect", json={"result": "violation_found"}).status_code == 403
+    assert snapshot(db) == before
+    client.cookies.clear()
+
+
+def test_case_flow_through_the_api_changes_the_grade(world):
+    client, db, clock = world
+    h = token(client, "v3")
+    case_id = case_of(db, "SHOP3")
+    case = client.get(f"/api/cases/{case_id}", headers=h).json()
+    assert case["state"] == "assigned" and case["assignee"] == "v3" and case["codes"] == "banned_product_sold"
+    assert case["grade"]["grade"] == "A"
+    r = client.post(f"/api/cases/{case_id}/inspect", headers=h,
+                    json={"result": "violation_found", "notes": "货架上有甲拌磷 3 瓶"})
+    assert r.status_code == 200 and r.json()["state"] == "inspected"
+    r = client.post(f"/api/cases/{case_id}/photos", headers={**h, "Content-Type": "image/jpeg"}, content=JPEG)
+    assert r.status_code == 200
+    photo = client.get(f"/api/cases/{case_id}/photos/{r.json()['id']}", headers=h)
+    assert photo.status_code == 200 and photo.content == JPEG
+    r = client.post(f"/api/cases/{case_id}/close", headers=h, json={"outcome": "penalised", "notes": "罚款 2000 元"})
+    assert r.status_code == 200 and r.json()["outcome"] == "penalised"
+    case = client.get(f"/api/cases/{case_id}", headers=h).json()
+    assert [e["action"] for e in case["timeline"]] == ["opened", "assigned", "inspected", "photo", "closed"]
+    assert case["timeline"][-1]["actor"] == "v3" and case["grade"]["grade"] == "B"
+    assert client.get("/api/upstream", headers=h).json()["pending"] >= 1
+
+
+def test_event_stream_needs_a_token_and_says_what_changed(world):
+    client, db, clock = world
+    h = token(client, "d1")
+    with client.stream("GET", "/api/events", headers=h) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line.startswith("data:"):
+                assert "cases" in line
+                break

@@ -1,0 +1,77 @@
+"""The operator commands around the API: grid import and user accounts."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from gateway import grid, users
+from gateway.store import connect
+
+ROOT = Path(__file__).resolve().parents[1]
+
+GRID_TOML = """
+[[areas]]
+code = "330113"
+level = "district"
+name = "临平区"
+[[areas]]
+code = "330113001"
+level = "town"
+name = "临平街道"
+parent = "330113"
+[[areas]]
+code = "330113001001"
+level = "village"
+name = "东湖村"
+parent = "330113001"
+[[shops]]
+id = "SHOP1"
+name = "东湖农资店"
+village = "330113001001"
+designated = true
+hours = "07:30-12:00,13:00-18:30"
+lat = 30.42
+lon = 120.30
+"""
+
+
+def run(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "gateway", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+
+
+def test_grid_import_and_user_add_from_the_command_line(tmp_path):
+    db = tmp_path / "gw.db"
+    (tmp_path / "grid.toml").write_text(GRID_TOML, encoding="utf-8")
+    out = run("grid", "--db", str(db), "import", str(tmp_path / "grid.toml"))
+    assert out.returncode == 0 and "1 shops" in out.stdout, out.stderr
+    out = run("users", "--db", str(db), "add", "--role", "town", "--area", "330113001", "--password-env", "PW", "zhang",
+              env={"PW": "long-enough-1"})
+    assert out.returncode == 0, out.stderr
+    conn = connect(db)
+    try:
+        shop = grid.shop(conn, "SHOP1")
+        assert (shop.town, shop.district, shop.designated) == ("330113001", "330113", True)
+        assert users.login(conn, "zhang", "long-enough-1", 0) is not None
+        assert users.login(conn, "zhang", "wrong", 0) is None
+        stored = conn.execute("SELECT pw FROM users WHERE name='zhang'").fetchone()[0]
+        assert stored.startswith("scrypt$") and "long-enough-1" not in stored
+    finally:
+        conn.close()
+
+
+def test_bad_grid_file_and_wrong_role_for_area_are_refused(tmp_path):
+    db = tmp_path / "gw.db"
+    (tmp_path / "grid.toml").write_text(GRID_TOML.replace('hours = "07:30-12:00,13:00-18:30"', 'hours = "25:00-26:00"'),
+                                        encoding="utf-8")
+    out = run("grid", "--db", str(db), "import", str(tmp_path / "grid.toml"))
+    assert out.returncode == 2 and "shops[0].hours" in out.stderr
+    (tmp_path / "grid.toml").write_text(GRID_TOML, encoding="utf-8")
+    assert run("grid", "--db", str(db), "import", str(tmp_path / "grid.toml")).returncode == 0
+    out = run("users", "--db", str(db), "add", "--role", "village", "--area", "330113001", "--password-env", "PW", "li",
+              env={"PW": "long-enough-1"})
+    assert out.returncode == 2 and "is a town" in out.stderr
+    out = run("users", "--db", str(db), "add", "--role", "town", "--area", "330113001", "--password-env", "PW", "li",
+              env={"PW": "short"})
+    assert out.returncode == 2 and "at least 8" in out.stderr

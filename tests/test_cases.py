@@ -1,0 +1,132 @@
+"""Case workflow: violations open or join cases on the grid, escalate on
+deadline, need an inspection before closing, audit every change, and feed the
+subject's credit grade."""
+
+import pytest
+
+from gateway import cases, grid, users, violations
+from gateway.rules import config
+from gateway.store import connect
+from gateway.supervision import ensure_schema
+from tests.support.supervision import GRID, TOWN1, VILLAGE1
+
+NOW = 1748746800000
+CFG = config.load()
+JPEG = b"\xff\xd8\xff\xe0" + b"0" * 100
+
+
+@pytest.fixture
+def conn(tmp_path):
+    conn = connect(tmp_path / "gw.db")
+    ensure_schema(conn)
+    grid.import_grid(conn, GRID)
+    conn.execute("INSERT INTO terminals(id, key, shop) VALUES ('TA', '00', 'SHOP1'), ('TC', '00', 'SHOP3')")
+    yield conn
+    conn.close()
+
+
+def user(conn, name, role, area):
+    users.add_user(conn, name, role, area, "password-1", NOW)
+    return users.user_by_name(conn, name)
+
+
+def violate(conn, code, dedup, subject="S1", shop="SHOP1", now=NOW, terminal=None):
+    violations.report(conn, now, code, dedup, subject=subject, shop=shop, terminal=terminal)
+    cases.file_new_violations(conn, now, CFG)
+
+
+def only_case(conn):
+    (case_id,) = [r[0] for r in conn.execute("SELECT id FROM cases")]
+    return cases.get(conn, case_id)
+
+
+def test_violation_opens_case_assigned_to_village_inspector(conn):
+    user(conn, "v1", "village", VILLAGE1)
+    violate(conn, "banned_product_sold", "a")
+    case = only_case(conn)
+    assert (case["state"], case["level"], case["assignee"], case["town"]) == ("assigned", "village", "v1", TOWN1)
+    assert [e["action"] for e in cases.timeline(conn, case["id"])] == ["opened", "assigned"]
+
+
+def test_without_village_inspector_the_town_holds_it_and_second_violation_joins(conn):
+    user(conn, "t1", "town", TOWN1)
+    violate(conn, "banned_product_sold", "a")
+    violate(conn, "sale_outside_hours", "b")
+    violate(conn, "sale_outside_hours", "c", subject="S2")
+    first, second = [cases.get(conn, r[0]) for r in conn.execute("SELECT id FROM cases ORDER BY id")]
+    assert (first["level"], first["assignee"], first["violations"]) == ("town", "t1", 2)
+    assert first["codes"] == "banned_product_sold,sale_outside_hours" and second["subject"] == "S2"
+
+
+def test_violation_from_terminal_alert_finds_its_shop(conn):
+    violations.report(conn, NOW, "ledger_gap", "alert:1", terminal="TC")
+    cases.file_new_violations(conn, NOW, CFG)
+    case = only_case(conn)
+    assert (case["shop"], case["town"], case["state"], case["level"]) == ("SHOP3", "330113002", "open", "district")
+
+
+def test_each_violation_is_filed_once(conn):
+    violate(conn, "banned_product_sold", "a")
+    assert cases.file_new_violations(conn, NOW + 1, CFG) == 0
+    assert only_case(conn)["violations"] == 1
+
+
+def test_overdue_case_escalates_to_town_then_district(conn):
+    user(conn, "v1", "village", VILLAGE1)
+    user(conn, "t1", "town", TOWN1)
+    violate(conn, "banned_product_sold", "a")
+    assert cases.escalate_due(conn, NOW + 71 * 3600_000, CFG) == 0
+    assert cases.escalate_due(conn, NOW + 73 * 3600_000, CFG) == 1
+    case = only_case(conn)
+    assert (case["level"], case["assignee"]) == ("town", "t1")
+    cases.escalate_due(conn, NOW + 150 * 3600_000, CFG)
+    assert only_case(conn)["level"] == "district"
+    # the village inspector may no longer act on it
+    with pytest.raises(cases.CaseError) as err:
+        cases.inspect(conn, NOW, users.user_by_name(conn, "v1"), case["id"], "violation_found")
+    assert err.value.code == "case_not_your_level"
+
+
+def test_inspection_photo_close_and_grade(conn, tmp_path):
+    v1 = user(conn, "v1", "village", VILLAGE1)
+    violate(conn, "banned_product_sold", "a")
+    case_id = only_case(conn)["id"]
+    assert cases.grade(conn, "S1", NOW, CFG)["grade"] == "A"
+    with pytest.raises(cases.CaseError) as err:
+        cases.close(conn, NOW, v1, case_id, "confirmed")
+    assert err.value.code == "case_bad_transition"
+    cases.inspect(conn, NOW + 1, v1, case_id, "violation_found", "货架上发现百草枯")
+    photo = cases.add_photo(conn, NOW + 2, v1, case_id, JPEG, tmp_path / "photos")
+    closed = cases.close(conn, NOW + 3, v1, case_id, "penalised", "罚款")
+    assert closed["state"] == "closed" and closed["outcome"] == "penalised"
+    events = cases.timeline(conn, case_id)
+    assert [(e["action"], e["actor"]) for e in events][-3:] == [("inspected", "v1"), ("photo", "v1"), ("closed", "v1")]
+    assert events[-3]["detail"]["notes"] == "货架上发现百草枯"
+    assert (tmp_path / "photos" / str(case_id)).exists() and photo > 0
+    assert cases.grade(conn, "S1", NOW + 4, CFG)["grade"] == "B"
+    assert conn.execute("SELECT kind FROM outbox").fetchall() == [("case",)]
+
+
+def test_out_of_area_user_cannot_see_or_act_and_bad_input_changes_nothing(conn, tmp_path):
+    user(conn, "v1", "village", VILLAGE1)
+    other = user(conn, "v3", "village", "330113002001")
+    violate(conn, "banned_product_sold", "a")
+    case_id = only_case(conn)["id"]
+    before = (only_case(conn), cases.timeline(conn, case_id))
+    for action in (lambda: cases.inspect(conn, NOW, other, case_id, "violation_found"),
+                   lambda: cases.inspect(conn, NOW, users.user_by_name(conn, "v1"), case_id, "'; DROP TABLE cases;--"),
+                   lambda: cases.add_photo(conn, NOW, users.user_by_name(conn, "v1"), case_id, b"<svg/>", tmp_path),
+                   lambda: cases.assign(conn, NOW, users.user_by_name(conn, "v1"), case_id, "v3")):
+        with pytest.raises(cases.CaseError):
+            action()
+    assert (only_case(conn), cases.timeline(conn, case_id)) == before
+
+
+def test_dismissed_cases_do_not_lower_the_grade(conn):
+    d = user(conn, "d1", "district", "330113")
+    for i in range(3):
+        violate(conn, "top_buyer", f"x{i}", subject="S9")
+        case_id = conn.execute("SELECT max(id) FROM cases").fetchone()[0]
+        cases.inspect(conn, NOW, d, case_id, "no_violation_found")
+        cases.close(conn, NOW, d, case_id, "dismissed" if i < 2 else "confirmed")
+    assert cases.grade(conn, "S9", NOW, CFG) == {"grade": "B", "confirmed": 1, "months": 12}

@@ -1,0 +1,227 @@
+"""The dashboard in headless Chromium (Debian's, driven by Playwright) against a
+gateway process fed by real terminal agents through a real Mosquitto with
+per-terminal credentials: per-role areas, a violation followed from its record
+to an assigned case through inspection and closing to the subject's grade, and
+a terminal going offline on the fleet page without a reload. Screenshots of the
+main pages go to docs/screenshots/."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import httpx
+import pytest
+
+from firmware.agent import Agent
+from firmware.config import parse
+from gateway import fleet, grid, users
+from gateway.store import Store
+from gateway.supervision import ensure_schema
+from simulator.broker import Mosquitto, free_port, wait_port
+from simulator.processes import terminal_config_text, wait_for
+from tests.support.supervision import GRID, TERMINAL_SHOPS, VILLAGE1, VILLAGE3, DISTRICT, TOWN1
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "dashboard-pass-1"
+GATEWAY_PASSWORD = "gateway-secret-1"
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture(scope="module")
+def district(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian chromium missing: scripts/test.sh installs it (apt-get install chromium)")
+    root = tmp_path_factory.mktemp("dashboard")
+    db = root / "gateway.db"
+    store = Store(db)
+    ensure_schema(store.conn)
+    # open round the clock here: the sale times are the real clock's, and the
+    # opening-hours rule has its own tests
+    grid.import_grid(store.conn, {"areas": GRID["areas"],
+                                  "shops": [{**s, "hours": "00:00-24:00"} for s in GRID["shops"]]})
+    now = int(time.time() * 1000)
+    creds = [fleet.provision(store, t, shop, now) for t, shop in TERMINAL_SHOPS.items()]
+    for name, role, area in (("d1", "district", DISTRICT), ("t1", "town", TOWN1), ("v3", "village", VILLAGE3)):
+        users.add_user(store.conn, name, role, area, PASSWORD, now)
+    passwd, acl = fleet.write_broker_auth(store, root / "auth", GATEWAY_PASSWORD)
+    store.close()
+    # the village inspector of SHOP1 is added through the CLI, as an operator would
+    env = _env() | {"NEW_USER_PASSWORD": PASSWORD}
+    out = subprocess.run([sys.executable, "-m", "gateway", "users", "--db", str(db), "add", "--role", "village",
+                          "--area", VILLAGE1, "--password-env", "NEW_USER_PASSWORD", "v1"],
+                         env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    broker = Mosquitto(root / "broker", password_file=passwd, acl_file=acl).start()
+    port = free_port()
+    log = open(root / "gateway.log", "ab")
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "run", "--broker", broker.url, "--db", str(db), "--username",
+         fleet.GATEWAY_USER, "--http", f"127.0.0.1:{port}", "--sweep-interval", "0.3", "--verifiers", "0"],
+        env=_env() | {"GATEWAY_MQTT_PASSWORD": GATEWAY_PASSWORD}, cwd=ROOT, stdout=log, stderr=log)
+    agents: dict[str, Agent] = {}
+    try:
+        wait_port("127.0.0.1", port, timeout=60)
+        for c in creds:
+            text = terminal_config_text(c, broker.url, root / f"{c.terminal}.ledger.db", shop=TERMINAL_SHOPS[c.terminal])
+            config = parse(tomllib.loads(text), root)
+            config.reserve_bytes = 0
+            agents[c.terminal] = Agent(config)
+            agents[c.terminal].start()
+        wait_for(lambda: _online(db) == 4, 30, "four terminals online")
+        yield {"db": db, "url": f"http://127.0.0.1:{port}", "agents": agents, "root": root}
+    finally:
+        for agent in agents.values():
+            try:
+                agent.stop()
+            except Exception:
+                pass
+        gateway.terminate()
+        try:
+            gateway.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            gateway.kill()
+            gateway.wait()
+        broker.kill()
+        log.close()
+
+
+def _online(db) -> int:
+    import sqlite3
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT count(*) FROM terminals WHERE state='online'").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def sell(agent: Agent, subject: str, product: str, packs: int = 1, identity: str = "card") -> int:
+    body = {"subject": subject, "items": [{"product": product, "packs": packs}], "identity": identity,
+            "mode": "online", "clerk": "clerk1", "card": f"CARD-{subject}"}
+    return agent.record("sale", body).seq
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM,
+                              args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield b
+        b.close()
+
+
+def login(browser, url, name, viewport=None):
+    page = browser.new_page(viewport=viewport or {"width": 1280, "height": 860}, locale="zh-CN")
+    page.set_default_timeout(15_000)
+    page.goto(url + "/")
+    page.fill("input[name=name]", name)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector("[data-testid=card-sales]")
+    return page
+
+
+def shot(page, name):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def api_cases(url, name):
+    with httpx.Client(base_url=url, timeout=10) as c:
+        token = c.post("/api/login", json={"name": name, "password": PASSWORD}).json()["token"]
+        return c.get("/api/cases", headers={"Authorization": f"Bearer {token}"}).json()["cases"]
+
+
+def test_violation_to_closed_case_changes_grade(district, browser):
+    url, agents = district["url"], district["agents"]
+    sell(agents["TA"], "S00001", "XK13-001-00101", 2)            # urea: a normal sale
+    seq = sell(agents["TA"], "S00001", "PD20080301")              # paraquat: banned
+    sell(agents["TC"], "S00003", "PD20080209")                    # phorate: banned, other town
+    sell(agents["TB"], "S00002", "PD20080101", identity="override")
+    wait_for(lambda: len(api_cases(url, "d1")) >= 2, 30, "two cases opened")
+
+    page = login(browser, url, "v1")
+    shot(page, "overview")
+    page.click("[data-testid=nav-queue]")
+    page.wait_for_selector("[data-testid^=violation-row-]")
+    shot(page, "queue")
+    rows = page.locator("[data-testid^=violation-row-]")
+    assert rows.count() == 1, "a village inspector sees only the village's violations"
+    assert f"TA #{seq}" in rows.first.inner_text()
+    rows.first.click()                                             # from the record to its case
+    page.wait_for_selector("[data-testid=case-title]")
+    assert page.locator("[data-testid=case-assignee]").inner_text() == "v1"
+    assert page.locator("[data-testid=case-title] [data-state]").get_attribute("data-state") == "assigned"
+    assert "A" in page.locator("[data-testid=case-grade]").inner_text()
+    page.select_option("[data-testid=result]", "violation_found")
+    page.fill("[data-testid=inspect-notes]", "货架上发现百草枯水剂 2 瓶，已封存")
+    page.click("[data-testid=inspect-form] button")
+    page.wait_for_selector("[data-testid=close-form]")
+    page.select_option("[data-testid=outcome]", "penalised")
+    page.fill("[data-testid=close-notes]", "责令整改，罚款")
+    page.click("[data-testid=close-form] button")
+    page.wait_for_selector("[data-testid=case-outcome]")
+    timeline = page.locator("[data-testid=timeline] li").all_inner_texts()
+    assert [t.split(" · ")[0] for t in timeline] == ["立案", "指派", "现场核查", "结案"]
+    assert "货架上发现百草枯水剂" in " ".join(timeline)
+    shot(page, "case")
+    page.click("[data-testid=case-subject]")
+    page.wait_for_selector("[data-testid=subject-grade]")
+    assert page.locator("[data-testid=subject-grade]").inner_text() == "B"
+    shot(page, "subject")
+    page.close()
+
+
+def test_each_role_sees_only_its_area(district, browser):
+    url = district["url"]
+    expected = {"d1": {"SHOP1", "SHOP2", "SHOP3"}, "t1": {"SHOP1", "SHOP2"}, "v3": {"SHOP3"}}
+    for name, shops in expected.items():
+        got = {c["shop"] for c in api_cases(url, name)}
+        assert got <= shops and got, (name, got)
+    page = login(browser, url, "v3")
+    page.click("[data-testid=nav-queue]")
+    page.wait_for_selector("[data-testid^=case-row-]")
+    text = page.locator("main").inner_text()
+    assert "塘栖农资店" in text and "东湖农资店" not in text and "西湖农资店" not in text
+    page.close()
+    page = login(browser, url, "t1")
+    names = page.locator("[data-testid^=area-]").all_inner_texts()
+    assert any("东湖村" in n for n in names) and not any("塘栖" in n for n in names)
+    page.click("[data-testid=lang]")
+    page.wait_for_selector("text=Open cases")
+    shot(page, "overview-en")
+    page.click("[data-testid=lang]")
+    page.close()
+
+
+def test_fleet_page_shows_a_terminal_going_offline_live(district, browser):
+    url, agents = district["url"], district["agents"]
+    page = login(browser, url, "d1")
+    page.click("[data-testid=nav-fleet]")
+    page.wait_for_selector("[data-testid=state-TD]")
+    assert page.locator("[data-testid=state-TD]").get_attribute("class").endswith("b-online")
+    started = time.monotonic()
+    agents.pop("TD").stop()                                        # the shop's terminal goes away
+    page.wait_for_selector("[data-testid=state-TD].b-offline", timeout=15_000)  # no reload: live update
+    assert time.monotonic() - started < 15
+    shot(page, "fleet")
+    page.goto(url + "/#/shop/SHOP1")
+    page.wait_for_selector("text=TA #")
+    shot(page, "shop")
+    page.close()
+    phone = login(browser, url, "t1", viewport={"width": 390, "height": 844})
+    shot(phone, "overview-phone")
+    phone.close()

@@ -1,0 +1,110 @@
+"""The rules wired into ingest: a signed record in, its sales index row and
+violations committed with it, once; ingest's alerts swept into violations."""
+
+import json
+
+import pytest
+
+from gateway import grid
+from gateway.fleet import provision
+from gateway.ingest import Ingest
+from gateway.rules import config
+from gateway.rules.engine import RecordHook, Sweeper, ensure_schema
+from gateway.store import Store
+from tests.support.supervision import GRID, KEY, TERMINAL_SHOPS, Chain, sale_body
+
+T0 = 1748746800000  # 2025-06-01 11:00 local
+
+
+@pytest.fixture
+def gw(tmp_path):
+    store = Store(tmp_path / "gw.db")
+    ensure_schema(store.conn)
+    grid.import_grid(store.conn, GRID)
+    for terminal, shop in TERMINAL_SHOPS.items():
+        provision(store, terminal, shop, 0, key_hex=KEY.hex())
+    clock = {"now": T0 + 1000}
+    ingest = Ingest(store, lambda *a: None, wall_ms=lambda: clock["now"])
+    hook = RecordHook(config.load())
+    ingest.on_stored.append(hook)
+    ingest.start()
+    yield store, ingest, clock, hook
+    ingest.stop()
+    store.close()
+
+
+def send(ingest, chain, records, clock=None):
+    if clock is not None:
+        clock["now"] = max(r["time"] for r in records) + 1000
+    ingest.submit_batch(f"agri/v1/t/{chain.terminal}/up", chain.terminal, chain.batch(records))
+    assert ingest.drain(10)
+
+
+def violations(store):
+    return [dict(zip(("code", "subject", "shop", "terminal", "seq", "detail"), r)) for r in store.conn.execute(
+        "SELECT code, subject, shop, terminal, seq, detail FROM violations ORDER BY id")]
+
+
+def test_banned_sale_is_indexed_and_raises_one_violation_however_often_delivered(gw):
+    store, ingest, clock, hook = gw
+    chain = Chain("TA")
+    records = [chain.add("sale", sale_body(), T0), chain.add("sale", sale_body(product="PD20080301"), T0 + 1)]
+    for _ in range(3):
+        send(ingest, chain, records)
+    found = violations(store)
+    assert [(v["code"], v["shop"], v["terminal"], v["seq"]) for v in found] == [("banned_product_sold", "SHOP1", "TA", 2)]
+    rows = store.conn.execute("SELECT seq, shop, town, village, subject, pesticide FROM sales ORDER BY seq").fetchall()
+    assert rows == [(1, "SHOP1", "330113001", "330113001001", "S00001", 20),
+                    (2, "SHOP1", "330113001", "330113001001", "S00001", 1000)]
+    assert hook.errors == 0
+
+
+def test_card_used_at_far_shop_minutes_later_is_impossible_travel(gw):
+    store, ingest, clock, hook = gw
+    a, c = Chain("TA"), Chain("TC")
+    send(ingest, a, [a.add("sale", sale_body(card="CARD9"), T0)], clock)
+    send(ingest, c, [c.add("sale", sale_body(card="CARD9"), T0 + 5 * 60_000)], clock)
+    send(ingest, c, [c.add("sale", sale_body(card="CARD8"), T0 + 6 * 60_000)], clock)
+    found = violations(store)
+    assert [(v["code"], v["terminal"], v["seq"]) for v in found] == [("card_travel_impossible", "TC", 1)]
+    assert json.loads(found[0]["detail"])["other_shop"] == "SHOP1"
+
+
+def test_split_purchases_across_shops_raise_once_per_day(gw):
+    store, ingest, clock, hook = gw
+    a, b = Chain("TA"), Chain("TB")
+    # 1.8% abamectin 500 mL packs: 1000 mL each, 3000 mL limit
+    for i, ch in enumerate([a, b, a, b]):
+        send(ingest, ch, [ch.add("sale", sale_body(product="PD20080103", spec="002", packs=2), T0 + i * 60_000)], clock)
+    found = [v for v in violations(store) if v["code"] == "split_purchase"]
+    assert len(found) == 1 and json.loads(found[0]["detail"])["total"] == 3000
+
+
+def test_rule_failure_does_not_stop_the_record_from_being_stored(gw):
+    store, ingest, clock, hook = gw
+    hook.check = lambda *a: 1 / 0
+    chain = Chain("TA")
+    send(ingest, chain, [chain.add("sale", sale_body(product="PD20080301"), T0)])
+    assert store.count_records() == 1 and violations(store) == [] and hook.errors == 1
+
+
+def test_sweeper_turns_gap_alert_into_violation_once_and_flags_silent_terminal(gw):
+    store, ingest, clock, hook = gw
+    chain = Chain("TB")
+    records = [chain.add("sale", sale_body(), T0 + i) for i in range(4)]
+    del records[1]
+    send(ingest, chain, records)
+    sweeper = Sweeper(store.conn, config.load(), clock=lambda: clock["now"])
+    sweeper.tick()
+    sweeper.tick()
+    assert [(v["code"], v["shop"], v["seq"]) for v in violations(store)] == [("ledger_gap", "SHOP2", 2)]
+    sweeper.tick(T0 + 3 * 3600_000)
+    assert [v["terminal"] for v in violations(store) if v["code"] == "terminal_silent"] == ["TB"]
+
+
+def test_grid_import_rejects_a_bad_file_and_changes_nothing(gw):
+    store = gw[0]
+    bad = {"areas": GRID["areas"], "shops": [{"id": "X1", "name": "x", "village": "nowhere"}]}
+    with pytest.raises(grid.GridError, match=r"shops\[0\].village"):
+        grid.import_grid(store.conn, bad)
+    assert grid.shop(store.conn, "X1") is None and len(grid.shops(store.conn)) == 4
