@@ -73,7 +73,7 @@ def build(db: Path, n: int, now: int, rng: random.Random) -> None:
                 "mode": "online", "clerk": "c1", "card": "C" + subject}
         text = json.dumps({"body": body, "mac": "0" * 64, "prev": "0" * 64, "seq": seq, "terminal": terminal,
                            "time": t, "type": rtype, "v": 1}, separators=(",", ":"))
-        batch_r.append((terminal, seq, rtype, t, "%064x" % i, "0" * 64, text, t + 500))
+        batch_r.append((terminal, seq, rtype, t, "%064x" % i, "0" * 64, text, t + 500, i + 1))
         day = local_parts(t, 480)[0]
         batch_s.append((terminal, seq, rtype, t, t + 500, day, shop["id"], shop["village"], shop["village"][:5],
                         "D1", subject, "C" + subject, "card", "online", 0, 40000 * (1 + i % 3) if rtype == "sale" else 0))
@@ -107,8 +107,8 @@ def build(db: Path, n: int, now: int, rng: random.Random) -> None:
 
 
 def _flush(conn, batch_r, batch_s):
-    conn.executemany("INSERT INTO records(terminal, seq, type, time, digest, prev, record, received) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", batch_r)
+    conn.executemany("INSERT INTO records(terminal, seq, type, time, digest, prev, record, received, rid) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", batch_r)
     conn.executemany("INSERT INTO sales(terminal, seq, type, time, received, day, shop, village, town, district, subject, "
                      "card, identity, mode, pesticide, fertilizer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                      batch_s)

@@ -26,6 +26,7 @@ from typing import Callable
 
 from gateway.store import Store
 from gateway.fastpath import check_batch_fast
+from gateway.follow import Follower
 from gateway.verifier import VerifierPool
 from gateway.verify import Batch, Entry, Rejected
 from protocols import envelope, topics
@@ -116,6 +117,8 @@ class Ingest:
         # (quota consumption, violations) commits atomically with the record,
         # so a record is applied exactly once however often it is delivered.
         self.on_stored: list[Callable[[sqlite3.Connection, str, Entry, int], None]] = []
+        self.followers: list[Follower] = []
+        self._next_rid = 1
         self.stats = Stats()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._keys: dict[str, bytes] = {}
@@ -128,6 +131,15 @@ class Ingest:
         self._handled = 0
         self._pool = VerifierPool(store.path, verifiers, self._queue.put, self._verify_inline) if verifiers else None
         self._load_progress()
+
+    def follow(self, name: str, hook) -> Follower:
+        """Run `hook` on every stored record after commit, on a follower thread
+        (gateway/follow.py), instead of inside the ingest transaction."""
+        follower = Follower(self.store.path, name, hook, self.wall_ms)
+        self.followers.append(follower)
+        if self._writer is not None:
+            follower.start()
+        return follower
 
     # -- called from the network thread
 
@@ -160,6 +172,8 @@ class Ingest:
     def start(self) -> None:
         if self._pool is not None:
             self._pool.start()
+        for follower in self.followers:
+            follower.start()
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
         self._writer.start()
 
@@ -170,6 +184,8 @@ class Ingest:
         self._queue.put(None)
         if self._writer:
             self._writer.join(timeout=10)
+        for follower in self.followers:
+            follower.stop()
 
     def drain(self, timeout: float = 10.0) -> bool:
         """Wait until everything submitted so far is committed (tests, benchmarks)."""
@@ -177,7 +193,8 @@ class Ingest:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._handled >= target and self._idle.is_set():
-                return True
+                if all(f.lag() == 0 for f in self.followers):
+                    return True
             time.sleep(0.005)
         return False
 
@@ -209,6 +226,8 @@ class Ingest:
                 self._handled += len(group)
                 continue
             self._handled += len(group)
+            for follower in self.followers:
+                follower.notify()
             for terminal, upto, seen in acks:
                 try:
                     self.publish_ack(terminal, upto, seen)
@@ -304,9 +323,11 @@ class Ingest:
             return
         self._flush(conn, now)
         cur = conn.execute(
-            "INSERT OR IGNORE INTO records(terminal, seq, type, time, digest, prev, record, received) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [terminal, seq, entry.type, entry.time, entry.digest, entry.prev, entry.text, now])
+            "INSERT OR IGNORE INTO records(terminal, seq, type, time, digest, prev, record, received, rid) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [terminal, seq, entry.type, entry.time, entry.digest, entry.prev, entry.text, now, self._next_rid])
+        if cur.rowcount:
+            self._next_rid += 1
         if cur.rowcount == 0:
             stored = conn.execute("SELECT digest FROM records WHERE terminal=? AND seq=?", [terminal, seq]).fetchone()
             if stored and stored[0] == entry.digest:
@@ -330,10 +351,12 @@ class Ingest:
         if not self._fresh:
             return
         fresh, self._fresh = self._fresh, []
+        rid = self._next_rid
         conn.executemany(
-            "INSERT INTO records(terminal, seq, type, time, digest, prev, record, received) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(t, e.seq, e.type, e.time, e.digest, e.prev, e.text, now) for t, e in fresh])
+            "INSERT INTO records(terminal, seq, type, time, digest, prev, record, received, rid) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(t, e.seq, e.type, e.time, e.digest, e.prev, e.text, now, rid + i) for i, (t, e) in enumerate(fresh)])
+        self._next_rid = rid + len(fresh)
         for terminal, entry in fresh:
             for hook in self.on_stored:
                 hook(conn, terminal, entry, now)
@@ -383,6 +406,7 @@ class Ingest:
     def _load_progress(self) -> None:
         conn = self.store.conn
         with self.store.lock:
+            self._next_rid = conn.execute("SELECT coalesce(max(rid), 0) + 1 FROM records").fetchone()[0]
             self._progress = {row[0]: Progress(upto=row[1]) for row in
                               conn.execute("SELECT id, acked_upto FROM terminals")}
             for terminal, progress in self._progress.items():

@@ -43,8 +43,10 @@ CREATE TABLE IF NOT EXISTS records (
     prev        TEXT NOT NULL,
     record      TEXT NOT NULL,
     received    INTEGER NOT NULL,
+    rid         INTEGER NOT NULL,   -- storage order, for followers (gateway/follow.py)
     PRIMARY KEY (terminal, seq)
 ) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS records_rid ON records(rid);
 CREATE TABLE IF NOT EXISTS quarantine (
     id          INTEGER PRIMARY KEY,
     received    INTEGER NOT NULL,

@@ -43,7 +43,9 @@ class Supervision:
         self._thread: threading.Thread | None = None
 
     def attach(self, ingest) -> None:
-        ingest.on_stored.append(self.hook)
+        """The rules follow the stored records after commit (gateway/follow.py),
+        so their cost never slows ingest down."""
+        self.follower = ingest.follow("supervision", self.hook)
 
     def tick(self, now: int | None = None) -> None:
         now = self.clock() if now is None else now

@@ -51,7 +51,7 @@ class Runtime:
             key = os.environ.get(args.upstream_key_env)
             if not key:
                 raise ValueError(f"--upstream needs a signing key in ${args.upstream_key_env}")
-            service.ingest.on_stored.append(upstream.RecordFeed())
+            service.ingest.follow("upstream", upstream.RecordFeed())
             self.sender = upstream.Sender(args.db, args.upstream, key.encode(), clock)
         from gateway.fleet_status import FleetWatcher
 

@@ -42,7 +42,7 @@ def backoff_ms(failures: int, base_ms: int, cap_ms: int) -> int:
 
 
 class RecordFeed:
-    """`Ingest.on_stored` hook: every stored record goes into the outbox in the
+    """A follower hook (`Ingest.follow`): every stored record goes into the outbox in the
     record's own transaction."""
 
     def __call__(self, conn: sqlite3.Connection, terminal: str, entry, now: int) -> None:

@@ -26,7 +26,7 @@ def gw(tmp_path):
     clock = {"now": T0 + 1000}
     ingest = Ingest(store, lambda *a: None, wall_ms=lambda: clock["now"])
     hook = RecordHook(config.load())
-    ingest.on_stored.append(hook)
+    ingest.follow("supervision", hook)
     ingest.start()
     yield store, ingest, clock, hook
     ingest.stop()

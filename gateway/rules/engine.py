@@ -1,9 +1,10 @@
 """The thin shell around the rules: gathers each rule's inputs from SQLite,
 runs the rule, reports what it finds.
 
-`RecordHook` is an `Ingest.on_stored` hook, so it runs inside the transaction
-that stores the record: the sales index row and the violations a record causes
-commit with the record, exactly once however often it is delivered. A failing
+`RecordHook` follows the stored records (`Ingest.follow`, gateway/follow.py):
+it runs after ingest's commit, in a transaction that also moves its cursor, so
+the sales index row and the violations a record causes are written exactly
+once however often the record is delivered, without slowing ingest down. A failing
 rule must never stop ingest (a rolled-back batch is re-sent forever), so each
 record's supervision work runs in a SAVEPOINT that is rolled back and logged on
 error while the record itself still commits.
@@ -131,7 +132,7 @@ def report_all(conn: sqlite3.Connection, now: int, findings: list[Finding]) -> i
 
 
 class RecordHook:
-    """`ingest.on_stored.append(RecordHook(cfg))`."""
+    """`ingest.follow("supervision", RecordHook(cfg))`."""
 
     def __init__(self, cfg: dict, catalogue: dict | None = None, params: dict | None = None):
         self.cfg = cfg

@@ -1,0 +1,102 @@
+"""Followers: work done on stored records after ingest has committed and acked.
+
+Ingest's transaction holds only what must be atomic with storing a record (the
+record itself, its bookkeeping, quota consumption). Everything else that reads
+each record once — the supervision rules, the upstream feed — follows the
+`records` table in the order records were stored (`rid`), on its own thread
+and connection, and moves its cursor in the same transaction as its own writes,
+so each record is processed exactly once even across crashes. Ingest
+throughput then does not depend on how much the rules have to do, and a slow
+rule only makes the follower lag behind, visibly (`lag`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from gateway.verify import Entry
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS followers (
+    name    TEXT PRIMARY KEY,
+    rid     INTEGER NOT NULL
+);
+"""
+
+Hook = Callable[[sqlite3.Connection, str, Entry, int], None]
+
+
+class Follower:
+    def __init__(self, db_path: str | Path, name: str, hook: Hook,
+                 wall_ms: Callable[[], int] = lambda: int(time.time() * 1000), batch: int = 200):
+        from gateway.store import connect
+
+        self.name, self.hook, self.wall_ms, self.batch = name, hook, wall_ms, batch
+        self.conn = connect(db_path)
+        self.conn.executescript(SCHEMA)
+        self.conn.execute("INSERT OR IGNORE INTO followers(name, rid) VALUES (?, 0)", [name])
+        self.cursor = self.conn.execute("SELECT rid FROM followers WHERE name = ?", [name]).fetchone()[0]
+        self.lock = threading.RLock()  # held while processing: others sharing this connection wait
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.processed = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"follow-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def lag(self) -> int:
+        with self.lock:
+            top = self.conn.execute("SELECT coalesce(max(rid), 0) FROM records").fetchone()[0]
+        return top - self.cursor
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(1.0)
+            self._wake.clear()
+            try:
+                while not self._stop.is_set() and self.step():
+                    pass
+            except Exception:
+                log.exception("follower %s failed; retrying from rid %d", self.name, self.cursor)
+                self._stop.wait(1.0)
+
+    def step(self) -> int:
+        """Process the next batch of stored records; returns how many."""
+        with self.lock:
+            conn = self.conn
+            rows = conn.execute(
+                "SELECT rid, terminal, seq, type, time, digest, prev, record FROM records "
+                "WHERE rid > ? ORDER BY rid LIMIT ?", [self.cursor, self.batch]).fetchall()
+            if not rows:
+                return 0
+            now = self.wall_ms()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for rid, terminal, seq, rtype, time_ms, digest, prev, text in rows:
+                    self.hook(conn, terminal, Entry(seq, True, text, rtype, time_ms, digest, prev), now)
+                conn.execute("UPDATE followers SET rid = ? WHERE name = ?", [rows[-1][0], self.name])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            self.cursor = rows[-1][0]
+            self.processed += len(rows)
+            return len(rows)
