@@ -6,6 +6,7 @@ from protocols.cli import dispatch
 
 COMMANDS = {
     "run": ("gateway.run_cli", "run ingest against a broker and a store"),
+    "supervise": ("gateway.supervise_cli", "rules, cases, API and dashboard (started by `run`)"),
     "export": ("gateway.export_cli", "export stored records as JSON lines"),
     "terminal": ("gateway.terminal_cli", "register terminals and write broker credentials"),
     "users": ("gateway.users_cli", "supervision accounts: district, town and village staff"),

@@ -35,10 +35,12 @@ Hook = Callable[[sqlite3.Connection, str, Entry, int], None]
 
 class Follower:
     def __init__(self, db_path: str | Path, name: str, hook: Hook,
-                 wall_ms: Callable[[], int] = lambda: int(time.time() * 1000), batch: int = 200):
+                 wall_ms: Callable[[], int] = lambda: int(time.time() * 1000), batch: int = 200,
+                 poll: float = 1.0):
         from gateway.store import connect
 
         self.name, self.hook, self.wall_ms, self.batch = name, hook, wall_ms, batch
+        self.poll = poll  # how often to look without a notify (another process stores)
         self.conn = connect(db_path)
         self.conn.executescript(SCHEMA)
         self.conn.execute("INSERT OR IGNORE INTO followers(name, rid) VALUES (?, 0)", [name])
@@ -69,7 +71,7 @@ class Follower:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(1.0)
+            self._wake.wait(self.poll)
             self._wake.clear()
             try:
                 while not self._stop.is_set() and self.step():
@@ -82,14 +84,20 @@ class Follower:
         """Process the next batch of stored records; returns how many."""
         with self.lock:
             conn = self.conn
-            rows = conn.execute(
-                "SELECT rid, terminal, seq, type, time, digest, prev, record FROM records "
-                "WHERE rid > ? ORDER BY rid LIMIT ?", [self.cursor, self.batch]).fetchall()
-            if not rows:
+            top = conn.execute("SELECT max(rid) FROM records").fetchone()[0]
+            if top is None or top <= self.cursor:
                 return 0
             now = self.wall_ms()
             conn.execute("BEGIN IMMEDIATE")
             try:
+                # the cursor as committed: another process may run this follower too
+                self.cursor = conn.execute("SELECT rid FROM followers WHERE name = ?", [self.name]).fetchone()[0]
+                rows = conn.execute(
+                    "SELECT rid, terminal, seq, type, time, digest, prev, record FROM records "
+                    "WHERE rid > ? ORDER BY rid LIMIT ?", [self.cursor, self.batch]).fetchall()
+                if not rows:
+                    conn.execute("COMMIT")
+                    return 0
                 for rid, terminal, seq, rtype, time_ms, digest, prev, text in rows:
                     self.hook(conn, terminal, Entry(seq, True, text, rtype, time_ms, digest, prev), now)
                 conn.execute("UPDATE followers SET rid = ? WHERE name = ?", [rows[-1][0], self.name])

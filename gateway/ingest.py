@@ -16,6 +16,7 @@ not match the stored digest of the record before is a hash-chain break.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import sqlite3
@@ -34,6 +35,7 @@ from protocols import envelope, topics
 log = logging.getLogger(__name__)
 
 MAX_GROUP = 5000  # records per transaction; bounds latency under a flood
+ACK_INTERVAL = 0.02  # seconds: at most one ack per terminal this often while busy
 
 
 @dataclass
@@ -130,6 +132,8 @@ class Ingest:
         self._submitted = 0
         self._handled = 0
         self._pool = VerifierPool(store.path, verifiers, self._queue.put, self._verify_inline) if verifiers else None
+        self._pending_acks: dict[str, tuple[int, int | None]] = {}
+        self._last_ack: dict[str, float] = {}
         self._load_progress()
 
     def follow(self, name: str, hook) -> Follower:
@@ -165,7 +169,7 @@ class Ingest:
             self._verify_inline(is_status, topic, payload)
 
     def _verify_inline(self, is_status: bool, topic: str, payload: bytes) -> None:
-        self._queue.put(verify_message(is_status, topic, payload, self.key_for))
+        self._queue.put([verify_message(is_status, topic, payload, self.key_for)])
 
     # -- the writer
 
@@ -192,31 +196,37 @@ class Ingest:
         target = self._submitted
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._handled >= target and self._idle.is_set():
+            if self._handled >= target and self._idle.is_set() and not self._pending_acks:
                 if all(f.lag() == 0 for f in self.followers):
                     return True
             time.sleep(0.005)
         return False
 
     def _write_loop(self) -> None:
+        """Queue entries are lists of items (one verifier answer). Take all that
+        is waiting, store it in one transaction, then acknowledge."""
         while not self._stop.is_set():
             self._idle.set()
-            item = self._queue.get()
+            try:
+                first = self._queue.get(timeout=ACK_INTERVAL if self._pending_acks else None)
+            except queue.Empty:
+                self._send_acks(force=True)  # quiet now: nothing may wait for its ack
+                continue
             self._idle.clear()
-            if item is None:
+            if first is None:
                 break
-            group = [item]
-            size = self._size(item)
+            group = list(first)
+            size = sum(self._size(item) for item in first)
             while size < MAX_GROUP:
                 try:
-                    item = self._queue.get_nowait()
+                    more = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is None:
+                if more is None:
                     self._stop.set()
                     break
-                group.append(item)
-                size += self._size(item)
+                group.extend(more)
+                size += sum(self._size(item) for item in more)
             try:
                 acks = self._apply(group)
             except Exception:
@@ -229,11 +239,28 @@ class Ingest:
             for follower in self.followers:
                 follower.notify()
             for terminal, upto, seen in acks:
+                earlier = self._pending_acks.get(terminal)
+                if earlier is not None and earlier[1] is not None and (seen is None or earlier[1] > seen):
+                    seen = earlier[1]  # keep the hint that records beyond upto are held
+                self._pending_acks[terminal] = (upto, seen)
+            self._send_acks(force=self._queue.empty())
+        self._send_acks(force=True)
+        self._idle.set()
+
+    def _send_acks(self, force: bool) -> None:
+        """Publish pending acks: all of them when ingest is idle, otherwise
+        each terminal's at most every ACK_INTERVAL. Under a flood of small
+        messages this keeps one ack per terminal per interval instead of one
+        per transaction; every ack still follows the commit it reports."""
+        now = time.monotonic()
+        for terminal in list(self._pending_acks):
+            if force or now - self._last_ack.get(terminal, 0.0) >= ACK_INTERVAL:
+                upto, seen = self._pending_acks.pop(terminal)
+                self._last_ack[terminal] = now
                 try:
                     self.publish_ack(terminal, upto, seen)
                 except Exception:
                     log.exception("ack publish failed terminal=%s", terminal)
-        self._idle.set()
 
     @staticmethod
     def _size(item) -> int:
@@ -266,9 +293,10 @@ class Ingest:
                         r = item.rejected
                         self._quarantine(conn, now, item.topic, r.terminal, None, False, r.reason, r.detail, item.payload)
                 self._flush(conn, now)
-                for terminal in touched:
-                    conn.execute("UPDATE terminals SET acked_upto=?, last_seen=? WHERE id=?",
-                                 [self._progress[terminal].upto, now, terminal])
+                if touched:
+                    progress = json.dumps([[t, self._progress[t].upto] for t in touched])
+                    conn.execute("UPDATE terminals SET acked_upto = j.value->>1, last_seen = ? "
+                                 "FROM json_each(?) AS j WHERE terminals.id = j.value->>0", [now, progress])
                 conn.execute("COMMIT")
             except BaseException:
                 self._fresh.clear()
@@ -347,15 +375,21 @@ class Ingest:
         progress.account(seq, seq)
 
     def _flush(self, conn, now: int) -> None:
-        """Insert the queued new records in one statement, then run the hooks."""
+        """Insert the queued new records in one statement, then run the hooks.
+
+        One statement, not executemany: sqlite3 releases the GIL around every
+        step, and each time it wants the GIL back it may wait for the busy
+        network thread's switch interval (the convoy effect). Expanding a JSON
+        array inside SQLite is one step for the whole group."""
         if not self._fresh:
             return
         fresh, self._fresh = self._fresh, []
         rid = self._next_rid
-        conn.executemany(
+        rows = [(t, e.seq, e.type, e.time, e.digest, e.prev, e.text, rid + i) for i, (t, e) in enumerate(fresh)]
+        conn.execute(
             "INSERT INTO records(terminal, seq, type, time, digest, prev, record, received, rid) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(t, e.seq, e.type, e.time, e.digest, e.prev, e.text, now, rid + i) for i, (t, e) in enumerate(fresh)])
+            "SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, ?, value->>7 "
+            "FROM json_each(?)", [now, json.dumps(rows, ensure_ascii=False)])
         self._next_rid = rid + len(fresh)
         for terminal, entry in fresh:
             for hook in self.on_stored:

@@ -1,10 +1,15 @@
 """`python -m gateway run --broker mqtt://HOST:PORT --db PATH [--http HOST:PORT]`: ingest, supervision
-rules and cases, and (with --http) the supervision API and dashboard, until stopped."""
+rules and cases, and (with --http) the supervision API and dashboard, until stopped.
+
+Ingest runs in this process (with its verifier process); the supervision side
+runs as a child, `gateway supervise`, at a lower priority, so the dashboard and
+the rules never slow down storing and acknowledging records."""
 
 import argparse
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 
@@ -33,18 +38,23 @@ def main(argv, prog):
         store = Store(args.db)
         service = GatewayService(store, args.broker, args.username, os.environ.get(args.password_env),
                                  client_id=args.client_id, verifiers=args.verifiers)
-        runtime = supervision_runtime.Runtime(args, service, args.username, os.environ.get(args.password_env))
+        supervise_args = supervision_runtime.child_arguments(args)
     except (OSError, ValueError) as err:
         print(f"{prog}: {err}", file=sys.stderr)
         return 2
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    runtime.start()
+    supervisor = subprocess.Popen([sys.executable, "-m", "gateway", "supervise", "--parent", str(os.getpid()),
+                                   *supervise_args])
     service.start()
     print(f"gateway: ingesting from {args.broker} into {args.db}", file=sys.stderr, flush=True)
     stop.wait()
+    supervisor.terminate()
     service.stop()
-    runtime.stop()
+    try:
+        supervisor.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        supervisor.kill()
     store.close()
     return 0

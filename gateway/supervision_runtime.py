@@ -1,7 +1,13 @@
-"""The supervision side of `python -m gateway run`: rules on ingest, the sweep
-thread, the fleet status watcher, the upstream sender and the HTTP server
-(API + dashboard, uvicorn) in the gateway process. Kept out of run_cli so the
-command stays a list of parts and this can grow without touching it."""
+"""The supervision side of the gateway: the rules following stored records, the
+sweep thread, the fleet status watcher, the upstream feed and sender, and the
+HTTP server (API + dashboard, uvicorn).
+
+`python -m gateway run` starts this as a child process (`gateway supervise`),
+at a lower CPU priority: it shares nothing with ingest but the database, so
+the rules, the dashboard and their queries never take the interpreter or the
+CPU away from storing and acknowledging records. When a burst of records
+arrives the rules fall behind for a moment and catch up (gateway/follow.py).
+"""
 
 from __future__ import annotations
 
@@ -25,6 +31,26 @@ def add_arguments(parser) -> None:
                         help="environment variable holding the upstream signing key")
 
 
+def child_arguments(args) -> list[str]:
+    """The `gateway supervise` arguments that pass `run`'s supervision options
+    on, after checking them here so a bad option fails `run` at once."""
+    from gateway.rules import config as rules_config
+
+    rules_config.load(args.rules)
+    if args.http:
+        parse_hostport(args.http)
+    if args.upstream and not os.environ.get(args.upstream_key_env):
+        raise ValueError(f"--upstream needs a signing key in ${args.upstream_key_env}")
+    out = ["--db", args.db, "--broker", args.broker, "--client-id", args.client_id,
+           "--sweep-interval", str(args.sweep_interval), "--upstream-key-env", args.upstream_key_env,
+           "--password-env", args.password_env, "--log-level", args.log_level]
+    for name in ("http", "rules", "photos", "upstream", "username"):
+        value = getattr(args, name)
+        if value:
+            out += ["--" + name, value]
+    return out
+
+
 def parse_hostport(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -33,17 +59,18 @@ def parse_hostport(text: str) -> tuple[str, int]:
 
 
 class Runtime:
-    def __init__(self, args, service, username: str | None, password: str | None,
+    def __init__(self, args, username: str | None, password: str | None,
                  clock=lambda: int(time.time() * 1000)):
+        from gateway.follow import Follower
         from gateway.rules import config as rules_config
         from gateway.supervision import Supervision
 
-        self.args, self.service, self.clock = args, service, clock
+        self.args, self.clock = args, clock
         self.cfg = rules_config.load(args.rules)
         self.http = parse_hostport(args.http) if args.http else None
         self.conn = connect(args.db)
         self.supervision = Supervision(self.conn, self.cfg, clock)
-        self.supervision.attach(service.ingest)
+        self.followers = [Follower(args.db, "supervision", self.supervision.hook, clock, poll=0.2)]
         self.sender = None
         if args.upstream:
             from gateway import upstream
@@ -51,7 +78,7 @@ class Runtime:
             key = os.environ.get(args.upstream_key_env)
             if not key:
                 raise ValueError(f"--upstream needs a signing key in ${args.upstream_key_env}")
-            service.ingest.follow("upstream", upstream.RecordFeed())
+            self.followers.append(Follower(args.db, "upstream", upstream.RecordFeed(), clock, poll=0.2))
             self.sender = upstream.Sender(args.db, args.upstream, key.encode(), clock)
         from gateway.fleet_status import FleetWatcher
 
@@ -61,6 +88,8 @@ class Runtime:
         self.thread = None
 
     def start(self) -> None:
+        for follower in self.followers:
+            follower.start()
         self.supervision.start(self.args.sweep_interval)
         self.watcher.start()
         if self.sender:
@@ -86,4 +115,6 @@ class Runtime:
             self.sender.stop()
         self.watcher.stop()
         self.supervision.stop()
+        for follower in self.followers:
+            follower.stop()
         self.conn.close()

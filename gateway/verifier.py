@@ -44,27 +44,38 @@ def _frame(kind: bytes, topic: str, payload: bytes) -> bytes:
     return _LEN.pack(len(body)) + body
 
 
-def _read_exact(stream, n: int) -> bytes | None:
-    """n bytes, or None at end of stream (raw pipes return short reads)."""
-    chunks, left = [], n
-    while left:
-        data = stream.read(left)
-        if not data:
-            return None
-        chunks.append(data)
-        left -= len(data)
-    return b"".join(chunks)
+class _Frames:
+    """Length-prefixed frames from a pipe, read in large chunks: one read
+    syscall brings every frame that is ready, not two syscalls per frame."""
 
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.buf = bytearray()
 
-def _read_frame(stream) -> bytes | None:
-    head = _read_exact(stream, _LEN.size)
-    if head is None:
-        return None
-    return _read_exact(stream, _LEN.unpack(head)[0])
+    def read(self) -> list[bytes] | None:
+        """The complete frames available (blocking until at least one); None at EOF."""
+        while True:
+            frames = []
+            pos = 0
+            while len(self.buf) - pos >= _LEN.size:
+                (n,) = _LEN.unpack_from(self.buf, pos)
+                if len(self.buf) - pos - _LEN.size < n:
+                    break
+                frames.append(bytes(self.buf[pos + _LEN.size:pos + _LEN.size + n]))
+                pos += _LEN.size + n
+            if pos:
+                del self.buf[:pos]
+            if frames:
+                return frames
+            chunk = os.read(self.fd, 1 << 20)
+            if not chunk:
+                return None
+            self.buf += chunk
 
 
 def worker_main(db_path: str) -> None:
-    """The verifier process: raw messages in, verified items out, in order."""
+    """The verifier process: raw messages in, verified items out, in order.
+    Everything that arrived together is verified and answered in one write."""
     from gateway.ingest import verify_message
     from gateway.store import Store
 
@@ -79,22 +90,25 @@ def worker_main(db_path: str) -> None:
                 keys[terminal] = key
         return key
 
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    frames = _Frames(sys.stdin.fileno())
+    out_fd = sys.stdout.fileno()
     while True:
-        frame = _read_frame(stdin)
-        if frame is None:
+        batch = frames.read()
+        if batch is None:
             return
-        kind, n = _HEADER.unpack_from(frame)
-        topic = frame[_HEADER.size:_HEADER.size + n].decode()
-        payload = frame[_HEADER.size + n:]
-        item = verify_message(kind == _STATUS, topic, payload, key_for)
-        data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
-        stdout.write(_LEN.pack(len(data)) + data)
-        stdout.flush()
+        items = []
+        for frame in batch:
+            kind, n = _HEADER.unpack_from(frame)
+            topic = frame[_HEADER.size:_HEADER.size + n].decode()
+            items.append(verify_message(kind == _STATUS, topic, frame[_HEADER.size + n:], key_for))
+        data = pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
+        view = memoryview(_LEN.pack(len(data)) + data)
+        while view:
+            view = view[os.write(out_fd, view):]
 
 
 class _Worker:
-    def __init__(self, db_path: str, deliver: Callable[[object], None]):
+    def __init__(self, db_path: str, deliver: Callable[[list], None]):
         env = dict(os.environ)
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         self.proc = subprocess.Popen([sys.executable, "-m", "gateway.verifier", db_path],
@@ -106,12 +120,13 @@ class _Worker:
         self.reader.start()
 
     def _collect(self) -> None:
-        stream = self.proc.stdout
+        frames = _Frames(self.proc.stdout.fileno())
         while True:
-            frame = _read_frame(stream)
-            if frame is None:
+            batch = frames.read()
+            if batch is None:
                 return
-            self.deliver(pickle.loads(frame))
+            for frame in batch:
+                self.deliver(pickle.loads(frame))
 
     def send(self, data: bytes) -> bool:
         try:
@@ -133,7 +148,7 @@ class _Worker:
 
 
 class VerifierPool:
-    def __init__(self, db_path: Path, workers: int, deliver: Callable[[object], None],
+    def __init__(self, db_path: Path, workers: int, deliver: Callable[[list], None],
                  inline: Callable[[bool, str, bytes], None]):
         self.db_path = str(db_path)
         self.deliver = deliver

@@ -12,13 +12,14 @@ from tests.records_factory import KEY, batch, chain
 TOPIC = "agri/v1/t/{}/up"
 
 
-@pytest.fixture
-def gateway(tmp_path):
+@pytest.fixture(params=[0, 1], ids=["inline", "verifier-process"])
+def gateway(tmp_path, request):
     store = Store(tmp_path / "gw.db")
     for name in ("T1", "T2"):
         provision(store, name, "shop", 0, key_hex=KEY.hex())
     acks = []
-    ingest = Ingest(store, lambda t, upto, seen: acks.append((t, upto, seen)), wall_ms=lambda: 1)
+    ingest = Ingest(store, lambda t, upto, seen: acks.append((t, upto, seen)), wall_ms=lambda: 1,
+                    verifiers=request.param)
     ingest.start()
     yield store, ingest, acks
     ingest.stop()

@@ -1,0 +1,67 @@
+"""`python -m gateway supervise --db PATH --broker URL [--http HOST:PORT]`: the
+supervision side of the gateway on its own (rules, cases, fleet status,
+upstream feed, API and dashboard). `gateway run` starts it as its child; run
+it alone to serve the dashboard from a database another process ingests into.
+"""
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+
+from gateway import supervision_runtime
+
+
+def _die_with_parent(parent: int, stop: threading.Event) -> None:
+    """A child orphaned by a SIGKILLed `gateway run` must not live on, holding
+    the HTTP port and following records beside its successor: ask Linux to
+    kill us with the parent (PR_SET_PDEATHSIG), and poll as a fallback."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(0)
+
+    def poll():
+        while not stop.wait(0.5):
+            if os.getppid() != parent:
+                os._exit(0)
+    threading.Thread(target=poll, daemon=True).start()
+
+
+def main(argv, prog):
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
+    parser.add_argument("--broker", default="mqtt://127.0.0.1:1883")
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--username", default=os.environ.get("GATEWAY_MQTT_USERNAME"))
+    parser.add_argument("--password-env", default="GATEWAY_MQTT_PASSWORD")
+    parser.add_argument("--client-id", default="gateway")
+    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--parent", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--nice", type=int, default=5, help="lower CPU priority than ingest (default 5)")
+    supervision_runtime.add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if args.nice:
+        os.nice(args.nice)
+    try:
+        runtime = supervision_runtime.Runtime(args, args.username, os.environ.get(args.password_env))
+    except (OSError, ValueError) as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if args.parent:
+        _die_with_parent(args.parent, stop)
+    runtime.start()
+    stop.wait()
+    runtime.stop()
+    return 0
