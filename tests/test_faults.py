@@ -5,6 +5,7 @@ Each ends with every ledger equal to what the gateway stored."""
 import os
 import signal
 import sqlite3
+import subprocess
 import time
 
 import pytest
@@ -143,3 +144,32 @@ def test_altered_and_deleted_ledger_rows_raise_alerts_naming_terminal_and_seq(di
     # the terminal's watermark still moves past the damage: nothing else is held up
     wait_for(lambda: d.acked()["T002"] >= head, 60, "T002 fully acknowledged")
     assert {a["terminal"] for a in d.alerts()} == {"T002"}
+
+
+def _children(pid: int, pattern: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid), "-f", pattern], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_verifier_process_killed_mid_stream_loses_nothing(district_factory):
+    d = district_factory(terminals=2, rate=40, count=0)
+    d.wait_selling(560)  # past the pool's "dies young" window (5 s), so it restarts rather than verifying inline
+    (verifier,) = wait_for(lambda: _children(d.gateway.proc.pid, "gateway.verifier"), 20, "the verifier process")
+    os.kill(verifier, signal.SIGKILL)
+    d.wait_selling(d.approved() + 120)
+    replacement = wait_for(lambda: [p for p in _children(d.gateway.proc.pid, "gateway.verifier") if p != verifier],
+                           20, "a new verifier process")
+    assert replacement
+    for t in d.terminals.values():
+        t.stop_selling()
+    d.wait_synced()
+    d.assert_consistent()
+    assert d.alerts() == []
+
+
+def test_supervision_child_dies_with_a_killed_gateway(district_factory):
+    d = district_factory(terminals=1, rate=10, count=0)
+    (child,) = wait_for(lambda: _children(d.gateway.proc.pid, "gateway supervise"), 20, "the supervision process")
+    d.gateway.kill()
+    wait_for(lambda: not os.path.exists(f"/proc/{child}") or open(f"/proc/{child}/stat").read().split()[2] == "Z",
+             10, "the orphaned supervision process to exit")
