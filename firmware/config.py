@@ -20,6 +20,12 @@ and the file, so a technician in a shop can fix it from the message alone.
     window = 2000
     ack_timeout_s = 5.0
 
+    [counter]                    # optional: the sales counter (firmware/counter.py)
+    deadline_ms = 1500           # wait this long for online authorization, then decide offline
+    config_path = "T0001.config.db"   # last synced config (default: next to the ledger)
+    registry_keys = ["<64 hex>"] # Ed25519 public keys that sign subject cards
+    clerk = "clerk1"             # default clerk id on records
+
     [load]                       # optional: a counter that sells by itself
     rate = 5.0                   # sales per second
     count = 0                    # stop after this many (0: until stopped)
@@ -48,6 +54,14 @@ class LoadSettings:
 
 
 @dataclass
+class CounterSettings:
+    deadline_ms: int = 1500
+    config_path: Path | None = None   # None: "<ledger stem>.config.db" next to the ledger
+    registry_keys: tuple[bytes, ...] = ()
+    clerk: str = "clerk"
+
+
+@dataclass
 class AgentConfig:
     terminal: str
     key: bytes
@@ -58,6 +72,7 @@ class AgentConfig:
     load: LoadSettings | None = None
     source: Path | None = None
     extra: dict = field(default_factory=dict)
+    counter: CounterSettings = field(default_factory=CounterSettings)
 
 
 def _get(table: dict, key: str, kind, where: str, default=None, required=False):
@@ -125,7 +140,33 @@ def parse(data: dict, base: Path, source: Path | None = None) -> AgentConfig:
         )
         if load.rate <= 0:
             raise ConfigError("load.rate must be positive")
-    return AgentConfig(terminal, key, shop, ledger_path, int(reserve_mb * 1024 * 1024), settings, load, source)
+    counter = _counter(data.get("counter") or {}, base)
+    return AgentConfig(terminal, key, shop, ledger_path, int(reserve_mb * 1024 * 1024), settings, load, source,
+                       counter=counter)
+
+
+def _counter(table: dict, base: Path) -> CounterSettings:
+    deadline = _get(table, "deadline_ms", int, "counter", default=1500)
+    if not 50 <= deadline <= 60000:
+        raise ConfigError("counter.deadline_ms must be 50..60000")
+    path = _get(table, "config_path", str, "counter", default=None)
+    config_path = None
+    if path is not None:
+        config_path = Path(path) if Path(path).is_absolute() else base / path
+    keys = _get(table, "registry_keys", list, "counter", default=[])
+    parsed = []
+    for i, text in enumerate(keys):
+        try:
+            key = bytes.fromhex(text) if isinstance(text, str) else b""
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise ConfigError(f"counter.registry_keys[{i}] must be 64 hex digits (an Ed25519 public key)")
+        parsed.append(key)
+    clerk = _get(table, "clerk", str, "counter", default="clerk")
+    if not schema.is_id(clerk):
+        raise ConfigError("counter.clerk must be 1-64 characters of A-Z a-z 0-9 _ - . :")
+    return CounterSettings(deadline, config_path, tuple(parsed), clerk)
 
 
 def load(path: str | Path) -> AgentConfig:

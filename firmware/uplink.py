@@ -16,6 +16,7 @@ stores each (terminal, seq) once however often it arrives.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ class UplinkSettings:
 
 
 class Uplink:
-    def __init__(self, ledger: Ledger, settings: UplinkSettings, versions: dict | None = None,
+    def __init__(self, ledger: Ledger, settings: UplinkSettings, versions: dict | Callable[[], dict] | None = None,
                  monotonic=time.monotonic, wall_ms=lambda: int(time.time() * 1000),
                  on_acked: Callable[[int, int], None] | None = None):
         self.ledger = ledger
@@ -65,6 +66,9 @@ class Uplink:
         self.sent_batches = 0
         self.resends = 0
         self._sender: threading.Thread | None = None
+        # Other per-terminal topics this terminal reads (config, auth/resp):
+        # leaf -> handler(payload), called on the network thread.
+        self._handlers: dict[str, Callable[[bytes], None]] = {}
 
         self._up = topics.topic(self.terminal, topics.UP)
         self._ack = topics.topic(self.terminal, topics.ACK)
@@ -105,6 +109,30 @@ class Uplink:
         finally:
             self.client.loop_stop()
 
+    def subscribe(self, leaf: str, handler: Callable[[bytes], None]) -> None:
+        """Route messages on this terminal's `leaf` topic to `handler`; call before start()."""
+        self._handlers[topics.topic(self.terminal, leaf)] = handler
+
+    def publish(self, leaf: str, payload: bytes, qos: int = 1) -> bool:
+        """Publish on one of this terminal's topics; False when not connected.
+        Never used for records: those go only through the ledger and the sender."""
+        if not self._connected:
+            return False
+        info = self.client.publish(topics.topic(self.terminal, leaf), payload, qos=qos)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
+
+    def publish_status(self) -> None:
+        """Re-announce "online" with the current versions (after a config sync)."""
+        if self._connected:
+            self.client.publish(self._status, self._online_status(), qos=1, retain=True)
+
+    def _versions(self) -> dict:
+        return self.versions() if callable(self.versions) else self.versions
+
+    def _online_status(self) -> bytes:
+        return envelope.encode_status(self.terminal, "online", time_ms=self._wall_ms(), head=self.ledger.head,
+                                      acked=self.ledger.acked, versions=self._versions())
+
     def notify(self) -> None:
         """A row was appended: send it now rather than at the next poll."""
         with self._wake:
@@ -120,10 +148,9 @@ class Uplink:
         if reason_code.is_failure:
             log.warning("broker refused connection terminal=%s reason=%s", self.terminal, reason_code)
             return
-        client.subscribe(self._ack, qos=1)
-        client.publish(self._status, envelope.encode_status(
-            self.terminal, "online", time_ms=self._wall_ms(), head=self.ledger.head,
-            acked=self.ledger.acked, versions=self.versions), qos=1, retain=True)
+        _no_delay(client)
+        client.subscribe([(self._ack, 1)] + [(name, 1) for name in sorted(self._handlers)])
+        client.publish(self._status, self._online_status(), qos=1, retain=True)
         with self._wake:
             self._connected = True
             self._rewind_to = self.ledger.acked  # whatever was in flight may be gone
@@ -137,6 +164,14 @@ class Uplink:
             log.info("uplink disconnected terminal=%s reason=%s", self.terminal, reason_code)
 
     def _on_message(self, client, userdata, message):
+        if message.topic != self._ack:
+            handler = self._handlers.get(message.topic)
+            if handler is not None:
+                try:
+                    handler(message.payload)
+                except Exception:  # a handler bug must not kill the network thread
+                    log.exception("handler failed terminal=%s topic=%s", self.terminal, message.topic)
+            return
         try:
             terminal, upto, seen = envelope.decode_ack(message.payload)
         except envelope.Invalid as err:
@@ -220,3 +255,15 @@ def _fit(rows: list[tuple[int, str]]) -> list[tuple[int, str]]:
         if budget < 0:
             return rows[: max(i, 1)]
     return rows
+
+
+def _no_delay(client) -> None:
+    """TCP_NODELAY on the broker connection: paho leaves Nagle on, and a small
+    publish (an authorization answer, an ack) sent right after another small
+    one then waits for the peer's delayed ACK, ~40 ms on Linux per hop."""
+    sock = client.socket()
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass

@@ -65,6 +65,9 @@ class Mosquitto:
             "max_queued_messages 0",
             "max_inflight_messages 0",
             "max_packet_size 1048576",
+            # Nagle off: a small publish (an authorization answer, an ack) right
+            # after another would otherwise wait for a delayed TCP ACK, ~40 ms
+            "set_tcp_nodelay true",
             "log_type error",
             "log_type warning",
             f"log_dest file {self.log_path}",

@@ -1,0 +1,302 @@
+"""The sales counter: the public service API the kiosk UI (terminal_ui) and the
+simulator drive. One sale is
+
+    ident = counter.read_card(payload, uid)           # or identify_card / identify_face
+    cart = Cart()
+    counter.scan(cart, qr_text)                       # label QR code, EAN-13, or add(cart, product, spec)
+    outcome = counter.checkout(ident, cart)           # decide, record, then answer
+    if outcome.approved: hand the goods over          # else show outcome.messages
+    counter.void(outcome.seq, "customer_changed_mind")
+
+`checkout` asks the gateway first (online authorization, `deadline_ms`, default
+1.5 s) and, with no answer in time, runs the same `protocols.policy.decide`
+against the last synced config and cached balances (offline, within the
+offline fraction and caps). Either way the decision is written to the ledger
+(`Agent.record`: a sale, or a refusal) before `checkout` returns, so an
+"approved" the clerk sees is already a committed ledger row; if the ledger
+cannot take it (disk full) `checkout` raises `LedgerError` and nothing is
+approved. Refusals carry the policy's reason codes; `messages` holds the
+Chinese texts for the screen (`reasons.text(code, "en")` for English).
+
+Errors identifying a subject raise `CounterError` (or `card.CardRejected`,
+`labelcode.LabelError` for scans), each with a stable `code`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+
+from firmware.authclient import AuthClient
+from firmware.configstore import ConfigStore, sale_moves
+from firmware.ledger import Stored
+from protocols import authz, card as _card, catalogue as _catalogue, labelcode, policy, reasons
+
+log = logging.getLogger(__name__)
+
+reasons.register({
+    "face_card_mismatch": ("人脸与所刷卡的主体不一致", "The face does not match the subject on the card"),
+    "cart_line_invalid": ("购物清单中的这一行不对", "This cart line is not valid"),
+    "sale_not_found": ("台账中查无此笔销售，无法作废", "No such sale in the ledger: nothing to void"),
+})
+
+
+class CounterError(reasons.ReasonError):
+    """Something at the counter that needs the clerk: `code` says what."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is buying and how that was established (the record's `identity`)."""
+    subject: str
+    method: str                 # card, face, card+face, override
+    card: str | None = None     # card number when a card was tapped
+
+
+@dataclass
+class CartLine:
+    product: str
+    spec: str
+    packs: int = 1
+    code: str | None = None     # the scanned label unit code or EAN, kept in the ledger
+
+
+@dataclass
+class Cart:
+    lines: list[CartLine] = field(default_factory=list)
+
+    def add(self, product: str, spec: str, packs: int = 1, code: str | None = None) -> CartLine:
+        if not isinstance(packs, int) or isinstance(packs, bool) or packs < 1:
+            raise CounterError("quantity_invalid", repr(packs))
+        for line in self.lines:
+            if line.product == product and line.spec == spec and code is None and line.code is None:
+                line.packs += packs
+                return line
+        line = CartLine(product, spec, packs, code)
+        self.lines.append(line)
+        return line
+
+    def remove(self, index: int) -> None:
+        del self.lines[index]
+
+    def as_policy_cart(self) -> list[dict]:
+        return [{"product": l.product, "spec": l.spec, "packs": l.packs} for l in self.lines]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    approved: bool              # True: the sale is recorded, hand over the approved lines
+    decision: str               # approve, partial, refuse
+    mode: str                   # online (gateway decided) or offline (this terminal decided)
+    codes: list[str]            # every reason code in the decision
+    messages: list[str]         # their Chinese texts, for the screen
+    action: str | None          # what the clerk can do (policy.ACTIONS), None when approved
+    items: list[dict]           # per line: decision, reasons, consumption, max_packs
+    consumption: dict           # what the sale counts against the quota
+    record: str                 # ledger record type written: sale or refusal
+    seq: int                    # its ledger seq
+    sale_id: str
+    auth: str | None = None     # the gateway's authorization id (online)
+    remaining: dict = field(default_factory=dict)
+
+
+class Counter:
+    def __init__(self, agent, store: ConfigStore, auth: AuthClient, deadline_s: float = 1.5,
+                 trusted_keys=(), clerk: str = "clerk", wall_ms=None, rng: random.Random | None = None,
+                 monotonic=time.monotonic):
+        self.agent = agent
+        self.store = store
+        self.auth = auth
+        self.deadline_s = deadline_s
+        self.trusted = _card.trust_store(trusted_keys)
+        self.clerk = clerk
+        self.wall_ms = wall_ms or agent.wall_ms
+        self._rng = rng or random.Random()
+        self._monotonic = monotonic
+        self._sample_index = None
+        self.last_decision_ms: float | None = None
+
+    # -- identity
+
+    def today(self) -> str:
+        return authz.local_date(self.wall_ms())
+
+    def read_card(self, payload: bytes, uid: bytes) -> Identity:
+        """Verify a card as read (signature, UID binding, the synced revocation
+        list, validity dates); raises card.CardRejected with the reason."""
+        return self.identify_card(_card.verify(payload, uid, self.trusted, self.today(), self.store.revoked()))
+
+    def identify_card(self, card: _card.Card) -> Identity:
+        """A card already verified by the reader service; the revocation list is
+        checked again because it may have been synced since."""
+        if card.card_no in self.store.revoked():
+            raise _card.CardRejected("card_revoked", "card %s is on the revocation list" % card.card_no)
+        return Identity(card.subject_id, "card", card.card_no)
+
+    def identify_face(self, match, with_card: Identity | None = None) -> Identity:
+        """A face match result (firmware.face: `.subject`, `.reason`). With a card
+        identity it confirms the card holder (card+face, needed for restricted
+        products where configured); alone it identifies by face."""
+        subject = getattr(match, "subject", None)
+        if subject is None:
+            raise CounterError(getattr(match, "reason", None) or "face_no_match")
+        if with_card is not None:
+            if with_card.subject != subject:
+                raise CounterError("face_card_mismatch", "card %s, face %s" % (with_card.subject, subject))
+            return Identity(subject, "card+face", with_card.card)
+        return Identity(subject, "face")
+
+    def identify_override(self, subject: str) -> Identity:
+        """The clerk vouches for the buyer; the policy refuses it unless the
+        district allows overrides, and the record says so either way."""
+        return Identity(subject, "override")
+
+    # -- cart
+
+    def index(self) -> _catalogue.Index:
+        """Scanning index of the synced catalogue, else of the shipped sample (a
+        brand-new terminal can scan before its first sync)."""
+        index = self.store.index()
+        if index is None:
+            if self._sample_index is None:
+                self._sample_index = _catalogue.Index(_catalogue.load())
+            index = self._sample_index
+        return index
+
+    def scan(self, cart: Cart, text: str, packs: int = 1) -> CartLine:
+        """Add what a scan names (MoA 2579 label code or EAN-13); raises
+        labelcode.LabelError with the reason when it names no product."""
+        hit = labelcode.scan(text, self.index())
+        return cart.add(hit["product"], hit["spec"], packs, hit.get("code"))
+
+    def add(self, cart: Cart, product: str, spec: str, packs: int = 1) -> CartLine:
+        """Add by product key (registration number) and pack spec, chosen by hand."""
+        if _catalogue.pack(self.index().data, product, spec)[0] is None:
+            raise CounterError("unknown_product", "%s/%s" % (product, spec))
+        return cart.add(product, spec, packs)
+
+    # -- deciding
+
+    def new_sale_id(self) -> str:
+        return "%s-%x%04x" % (self.agent.terminal[:40], self.wall_ms(), self._rng.getrandbits(16))
+
+    def decide_offline(self, identity: Identity, cart: list[dict]) -> dict:
+        """The policy against the last synced config and cached balances (wire form)."""
+        started = self._monotonic()
+        date = self.today()
+        params, catalogue = self.store.params(), self.store.catalogue()
+        if params is None or catalogue is None:
+            decision = authz.refusal("offline", date, cart, "offline_no_config")
+        else:
+            subject = self.store.subject(identity.subject)
+            if subject is None:
+                decision = authz.refusal("offline", date, cart, "offline_subject_unknown")
+            else:
+                inputs = {
+                    "date": date, "mode": "offline", "identity": identity.method, "subject": subject,
+                    "shop": self.store.shop() or {"id": self.agent.config.shop, "designated": False},
+                    "cart": cart, "balances": self.store.used(identity.subject),
+                    "catalogue": catalogue, "params": params,
+                }
+                decision = authz.wire_decision(policy.decide(inputs))
+        self.last_decision_ms = (self._monotonic() - started) * 1000
+        return decision
+
+    def checkout(self, identity: Identity, cart: Cart, clerk: str | None = None, sale_id: str | None = None) -> Outcome:
+        """Decide (online, else offline), record the sale or refusal, then answer."""
+        if not cart.lines:
+            raise CounterError("cart_empty")
+        clerk = clerk or self.clerk
+        sale_id = sale_id or self.new_sale_id()
+        lines = cart.as_policy_cart()
+        auth_id = None
+        response = self.auth.request(sale_id, identity.subject, identity.method, lines, self.deadline_s,
+                                     card=identity.card, clerk=clerk)
+        if response is not None and response["status"] == authz.OK:
+            decision = response["decision"]
+            auth_id = response.get("auth")
+            self.store.learn(response)
+        else:
+            if response is not None:
+                log.warning("online authorization failed terminal=%s sale=%s code=%s; deciding offline",
+                            self.agent.terminal, sale_id, response.get("code"))
+            decision = self.decide_offline(identity, lines)
+        return self._record(identity, cart, clerk, sale_id, decision, auth_id)
+
+    def _record(self, identity: Identity, cart: Cart, clerk: str, sale_id: str, decision: dict,
+                auth_id: str | None) -> Outcome:
+        items = []
+        for line, verdict in zip(cart.lines, decision["items"]):
+            item = {"product": line.product, "spec": line.spec, "packs": line.packs,
+                    "decision": verdict["decision"], "reasons": verdict["reasons"][:16]}
+            if line.code:
+                item["code"] = line.code[:128]
+            if "amount" in verdict:
+                item["amount"], item["unit"] = verdict["amount"], verdict["unit"]
+            items.append(item)
+        approved = decision["decision"] != policy.REFUSE
+        mode = decision["mode"]
+        if approved:
+            body = {"subject": identity.subject, "items": items, "identity": identity.method, "mode": mode,
+                    "clerk": clerk, "consumption": decision["consumption"], "reasons": decision["codes"][:32],
+                    "sale_id": sale_id}
+            if auth_id:
+                body["auth"] = auth_id
+            rtype = "sale"
+        else:
+            body = {"items": items, "reasons": (decision["codes"] or ["policy_input_invalid"])[:32], "clerk": clerk,
+                    "subject": identity.subject, "identity": identity.method, "mode": mode, "sale_id": sale_id}
+            rtype = "refusal"
+        if identity.card:
+            body["card"] = identity.card
+        stored: Stored = self.agent.record(rtype, body)
+        if approved and mode == "offline":
+            moves = sale_moves(decision["consumption"], decision.get("periods", {}), self.store.params(),
+                               decision["date"])
+            self.store.add_local(stored.seq, identity.subject, moves, self.wall_ms())
+        else:
+            self.store.mark_indexed(stored.seq)
+        log.info("checkout terminal=%s seq=%d sale=%s subject=%s mode=%s decision=%s codes=%s",
+                 self.agent.terminal, stored.seq, sale_id, identity.subject, mode, decision["decision"],
+                 ",".join(decision["codes"]))
+        return Outcome(
+            approved=approved, decision=decision["decision"], mode=mode, codes=list(decision["codes"]),
+            messages=[reasons.text(code) for code in decision["codes"]], action=decision.get("action"),
+            items=decision["items"], consumption=decision["consumption"], record=rtype, seq=stored.seq,
+            sale_id=sale_id, auth=auth_id, remaining=decision.get("remaining", {}))
+
+    def void(self, seq: int, reason: str, clerk: str | None = None) -> Stored:
+        """Void an earlier sale of this terminal: a void record that gives its
+        consumption back (at the gateway when the record arrives, and in the
+        offline cache at once)."""
+        sale = None
+        for number, text in self.agent.ledger.pending(seq - 1, 1):
+            if number == seq:
+                sale = json.loads(text)
+        if sale is None or sale["type"] != "sale":
+            raise CounterError("sale_not_found", "seq %d" % seq)
+        body = sale["body"]
+        consumption = {c: -a for c, a in (body.get("consumption") or {}).items()}
+        void = {"voids": seq, "reason": reason, "clerk": clerk or self.clerk, "subject": body["subject"]}
+        if consumption:
+            void["consumption"] = consumption
+        if body.get("auth"):
+            void["auth"] = body["auth"]
+        stored = self.agent.record("void", void)
+        sold = self.store.moves_of(seq)
+        if sold:
+            moves = [[c, p, -a] for c, p, a in sold]
+        else:
+            moves = sale_moves(consumption, {}, self.store.params(), authz.local_date(sale["time"]))
+        self.store.add_local(stored.seq, body["subject"], moves, self.wall_ms())
+        return stored
+
+    def status(self) -> dict:
+        """For the kiosk's status bar: online, config versions, backlog."""
+        out = self.agent.status()
+        out["versions"] = self.store.versions()
+        out["config_behind"] = self.agent.sync.behind()
+        return out

@@ -1,0 +1,237 @@
+"""Config sync, gateway side: push each terminal the sections it lacks.
+
+A terminal reports the versions it runs in its status message; whenever that
+differs from what the gateway holds for it (a new catalogue was imported, a
+subject in its town changed, balances moved), the missing sections are
+published on its `config` topic as chunks (QoS 1), followed by the retained
+manifest. The trigger is the status message, which the broker retains and
+re-delivers on every gateway (re)connect, plus a periodic sweep over online
+terminals for balances and imports made by the CLIs in other processes.
+
+Balances change with every sale in the district, so they are pushed at most
+every `balances_every_s` per terminal; a terminal also refreshes one subject's
+balances from each online authorization it gets, so the push only needs to
+keep up with sales made elsewhere.
+
+Reads use their own SQLite connection (WAL readers never block the writers).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from gateway import quota
+from protocols import authz, configsync, envelope
+
+log = logging.getLogger(__name__)
+
+RECENT_DAYS = 90
+RESEND_AFTER_S = 15.0   # the same version is not pushed again sooner, unless asked by a status
+
+
+class ConfigPusher:
+    def __init__(self, db_path: str | Path, publish: Callable[[str, bytes, bool], None],
+                 key_for: Callable[[str], bytes | None], wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+                 interval_s: float = 2.0, balances_every_s: float = 30.0, monotonic=time.monotonic):
+        self.db_path = str(db_path)
+        self.publish = publish          # (terminal, payload, retain)
+        self.key_for = key_for
+        self.wall_ms = wall_ms
+        self.interval_s = interval_s
+        self.balances_every_s = balances_every_s
+        self._monotonic = monotonic
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._reported: dict[str, dict[str, int]] = {}
+        self._online: set[str] = set()
+        self._sent: dict[tuple[str, str], tuple[int, float]] = {}
+        self._texts: dict[tuple[str, int], str] = {}
+        self._thread: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+        self.pushed = 0
+
+    # -- network thread
+
+    def on_status(self, terminal: str, payload: bytes, message: dict | None = None) -> None:
+        try:
+            message = message or envelope.decode_status(payload)
+        except envelope.Invalid:
+            return
+        if message.get("terminal") != terminal:
+            return
+        if message["state"] != "online":
+            self._queue.put(("offline", terminal, None))
+            return
+        self._queue.put(("status", terminal, configsync.parse_versions(message.get("versions"))))
+
+    # -- worker
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="configpush", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False, timeout=30)
+        return self._conn
+
+    def _loop(self) -> None:
+        next_sweep = self._monotonic() + self.interval_s
+        while True:
+            try:
+                item = self._queue.get(timeout=max(0.05, next_sweep - self._monotonic()))
+            except queue.Empty:
+                item = ()
+            if item is None:
+                if self._conn:
+                    self._conn.close()
+                return
+            try:
+                if item:
+                    kind, terminal, versions = item
+                    if kind == "offline":
+                        self._online.discard(terminal)
+                    else:
+                        self._online.add(terminal)
+                        self._reported[terminal] = versions
+                        self.push(terminal, asked=True)
+                if self._monotonic() >= next_sweep:
+                    next_sweep = self._monotonic() + self.interval_s
+                    for terminal in sorted(self._online):
+                        self.push(terminal, asked=False)
+            except Exception:
+                log.exception("config push failed")
+
+    # -- what a terminal should run
+
+    def versions(self, conn, terminal: str) -> tuple[dict[str, int], dict]:
+        """The versions the gateway holds for a terminal, computed cheaply (no
+        section is serialised), and what building the content needs."""
+        out = dict(conn.execute("SELECT name, version FROM config_sections").fetchall())
+        shop = quota.shop_info(conn, quota.terminal_shop(conn, terminal))
+        shop_text = configsync.section_text(shop)
+        out[configsync.SHOP] = int(configsync.digest(shop_text)[:12], 16)
+        out[configsync.SUBJECTS] = conn.execute("SELECT value FROM quota_meta WHERE key = 'subjects_rev'").fetchone()[0]
+        scope = self._scope(conn, terminal, shop.get("town"))
+        row = conn.execute("SELECT max(rev) FROM quota_used WHERE subject IN (SELECT value FROM json_each(?))",
+                           [json.dumps(scope)]).fetchone()
+        out[configsync.BALANCES] = row[0] or 0
+        return out, {"shop": shop, "shop_text": shop_text, "scope": scope}
+
+    def content(self, conn, terminal: str, name: str, version: int, context: dict) -> str:
+        """The canonical text of one section for a terminal."""
+        if name == configsync.SHOP:
+            return context["shop_text"]
+        if name == configsync.SUBJECTS:
+            key = ("subjects", version, tuple(context["scope"]))
+            if key not in self._texts:
+                entries = [quota.public_entry(json.loads(data)) for (data,) in conn.execute(
+                    "SELECT data FROM subjects WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
+                    [json.dumps(context["scope"])])]
+                content = {"subjects": entries}
+                if context["shop"].get("town"):
+                    content["town"] = context["shop"]["town"]
+                self._texts = {k: v for k, v in self._texts.items() if k[0] != "subjects"}  # keep one scope's worth
+                self._texts[key] = configsync.section_text(content)
+            return self._texts[key]
+        if name == configsync.BALANCES:
+            return self._balances(conn, terminal, context["scope"], version)
+        key = (name, version)
+        if key not in self._texts:
+            row = conn.execute("SELECT content FROM config_sections WHERE name = ? AND version = ?",
+                               [name, version]).fetchone()
+            if row is None:
+                raise LookupError(f"{name} changed while pushing")
+            self._texts[key] = configsync.section_text(json.loads(row[0]))
+        return self._texts[key]
+
+    def sections(self, terminal: str) -> dict[str, tuple[int, str]]:
+        """{section: (version, canonical text)} the gateway holds for a terminal."""
+        conn = self._db()
+        conn.execute("BEGIN")  # one snapshot: balances and acked_upto agree
+        try:
+            versions, context = self.versions(conn, terminal)
+            return {name: (v, self.content(conn, terminal, name, v, context)) for name, v in versions.items()}
+        finally:
+            conn.execute("COMMIT")
+
+    def _scope(self, conn, terminal: str, town: str | None) -> list[str]:
+        """The shop's town's subjects and this terminal's recent buyers."""
+        since = self.wall_ms() - RECENT_DAYS * 86400 * 1000
+        ids = set()
+        if town:
+            ids.update(r[0] for r in conn.execute("SELECT id FROM subjects WHERE town = ?", [town]))
+        ids.update(r[0] for r in conn.execute(
+            "SELECT DISTINCT subject FROM authorizations WHERE terminal = ? AND time > ? AND subject IS NOT NULL",
+            [terminal, since]))
+        ids.update(r[0] for r in conn.execute(
+            "SELECT DISTINCT subject FROM quota_sales WHERE terminal = ? AND time > ? AND subject IS NOT NULL",
+            [terminal, since]))
+        return sorted(ids)
+
+    def _balances(self, conn, terminal: str, subjects: list[str], version: int) -> str:
+        params = json.loads(conn.execute("SELECT content FROM config_sections WHERE name = 'params'").fetchone()[0])
+        periods = quota.current_periods(params, authz.local_date(self.wall_ms()))
+        used: dict[str, dict] = {}
+        for subject, category, period, amount in conn.execute(
+                "SELECT subject, category, period, used FROM quota_used "
+                "WHERE subject IN (SELECT value FROM json_each(?))", [json.dumps(subjects)]):
+            if periods.get(category) == period:
+                used.setdefault(subject, {}).setdefault(category, {})[period] = amount
+        row = conn.execute("SELECT acked_upto FROM terminals WHERE id = ?", [terminal]).fetchone()
+        acked = row[0] if row else 0
+        return configsync.section_text({"rev": version, "acked": acked, "used": used})
+
+    # -- pushing
+
+    def push(self, terminal: str, asked: bool) -> int:
+        """Publish the sections whose version differs from the terminal's; returns
+        how many. `asked`: triggered by the terminal's own status."""
+        key = self.key_for(terminal)
+        if key is None:
+            return 0
+        reported = self._reported.get(terminal, {})
+        now_s = self._monotonic()
+        conn = self._db()
+        conn.execute("BEGIN")  # one snapshot: balances and acked_upto agree
+        try:
+            versions, context = self.versions(conn, terminal)
+            due = []
+            for name in configsync.SECTIONS:
+                version = versions.get(name)
+                if version is None or reported.get(name) == version:
+                    continue
+                sent = self._sent.get((terminal, name))
+                if sent and sent[0] == version and now_s - sent[1] < (1.0 if asked else RESEND_AFTER_S):
+                    continue
+                if (name == configsync.BALANCES and reported.get(name) is not None and sent
+                        and now_s - sent[1] < self.balances_every_s):
+                    continue
+                due.append((name, version, self.content(conn, terminal, name, version, context)))
+            if not due:
+                return 0
+            manifest = {}
+            for name, version in versions.items():
+                text = self.content(conn, terminal, name, version, context)
+                manifest[name] = {"version": version, "digest": configsync.digest(text), "size": len(text)}
+        finally:
+            conn.execute("COMMIT")
+        for name, version, text in due:
+            for payload in configsync.encode_chunks(key, terminal, self.wall_ms(), name, version, text):
+                self.publish(terminal, payload, False)
+            self._sent[(terminal, name)] = (version, now_s)
+            log.info("config pushed terminal=%s section=%s version=%d bytes=%d", terminal, name, version, len(text))
+        self.publish(terminal, configsync.encode_manifest(key, terminal, self.wall_ms(), manifest), True)
+        self.pushed += len(due)
+        return len(due)

@@ -1,0 +1,586 @@
+"""The authoritative quota ledger: the subject registry, the used balances, the
+online authorizations, and how each sale, void and refusal record moves them.
+
+Three writers touch balances, all inside a database transaction they already
+hold, so a change commits atomically with what caused it:
+- an online authorization (gateway/authz.py): decide with `protocols.policy`
+  against these balances and commit the consumption (authorization =
+  consumption);
+- a record stored by ingest (`on_stored`, an `Ingest.on_stored` hook, inside the
+  record's own transaction): an offline sale is applied, an online sale is
+  matched to its authorization (only a difference is applied, normally none),
+  a void gives back what its sale consumed, a refusal after a late
+  authorization releases it. Ingest stores each (terminal, seq) once, so each
+  record moves balances exactly once;
+- the sweeper, which releases authorizations whose sale record never came.
+
+Balances live in `quota_used` (subject, category, period) -> used, changed only by
+`_move`, which also appends the audit row to `quota_moves`. On SQLite the
+surrounding BEGIN IMMEDIATE makes read-decide-write one serial step. On
+PostgreSQL each move is one atomic statement,
+`INSERT ... ON CONFLICT (subject, category, period) DO UPDATE SET used =
+quota_used.used + excluded.used`, and an authorization guards its decision with
+a per-subject revision (`UPDATE quota_heads SET rev = rev + 1 WHERE subject = $1
+AND rev = $2`, retry on 0 rows) so any worker can serve any terminal.
+
+A balance pushed below zero (offline sales in several shops that each saw
+enough left) raises one `over_quota` violation per subject and period, naming
+the shops whose offline sales made it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+
+from gateway import violations
+from protocols import authz, catalogue, configsync, policy, reasons
+
+log = logging.getLogger(__name__)
+
+reasons.register({
+    "over_quota": ("离线销售合计超出定额（多店离线销售）", "Offline sales together exceed the subject's quota (several shops)"),
+    "auth_reused": ("同一授权号被多笔销售使用", "One authorization id was used by more than one sale"),
+    "quota_apply_failed": ("记录未能计入定额台账，请核查", "The record could not be applied to the quota ledger: check it"),
+})
+
+HOLD_TTL_MS = 24 * 3600 * 1000  # an authorization without its sale record is released after this
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS subjects (
+    id          TEXT PRIMARY KEY,
+    town        TEXT,
+    status      TEXT NOT NULL,
+    data        TEXT NOT NULL,      -- the entry as protocols.policy reads it (JSON)
+    rev         INTEGER NOT NULL,   -- registry revision of the last change
+    updated     INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS subjects_town ON subjects(town);
+CREATE TABLE IF NOT EXISTS config_sections (
+    name        TEXT PRIMARY KEY,   -- catalogue, params, revocations, gallery
+    version     INTEGER NOT NULL,
+    content     TEXT NOT NULL,
+    updated     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS quota_used (
+    subject     TEXT NOT NULL,
+    category    TEXT NOT NULL,
+    period      TEXT NOT NULL,
+    used        INTEGER NOT NULL,
+    rev         INTEGER NOT NULL,   -- quota revision of the last change
+    PRIMARY KEY (subject, category, period)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS quota_moves (
+    id          INTEGER PRIMARY KEY,
+    time        INTEGER NOT NULL,
+    subject     TEXT NOT NULL,
+    category    TEXT NOT NULL,
+    period      TEXT NOT NULL,
+    delta       INTEGER NOT NULL,
+    kind        TEXT NOT NULL,      -- auth, sale, match, void, release
+    terminal    TEXT,
+    seq         INTEGER,
+    auth        INTEGER
+);
+CREATE INDEX IF NOT EXISTS quota_moves_subject ON quota_moves(subject, time);
+CREATE TABLE IF NOT EXISTS authorizations (
+    id          INTEGER PRIMARY KEY,   -- wire id "A<id>"
+    terminal    TEXT NOT NULL,
+    sale_id     TEXT NOT NULL,
+    request     TEXT NOT NULL,         -- correlation id of the first request
+    subject     TEXT,
+    time        INTEGER NOT NULL,
+    state       TEXT NOT NULL,         -- held, matched, released, refused, superseded
+    consumption TEXT NOT NULL,         -- [[category, period, amount], ...]
+    decision    TEXT,                  -- wire decision (JSON), replayed to a repeated request
+    seq         INTEGER,               -- the sale record that matched it
+    UNIQUE (terminal, sale_id)
+);
+CREATE INDEX IF NOT EXISTS authorizations_held ON authorizations(state, time);
+CREATE TABLE IF NOT EXISTS quota_sales (
+    terminal    TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    sale_id     TEXT,
+    subject     TEXT,
+    shop        TEXT,
+    mode        TEXT,
+    time        INTEGER,
+    auth        INTEGER,
+    applied     TEXT NOT NULL,         -- [[category, period, amount], ...] this sale counts
+    voided_by   INTEGER,
+    PRIMARY KEY (terminal, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS quota_sales_sale ON quota_sales(terminal, sale_id);
+CREATE INDEX IF NOT EXISTS quota_sales_subject ON quota_sales(subject);
+CREATE TABLE IF NOT EXISTS quota_meta (
+    key         TEXT PRIMARY KEY,
+    value       INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO quota_meta(key, value) VALUES ('rev', 0), ('subjects_rev', 0);
+"""
+
+GLOBAL_SECTIONS = (configsync.CATALOGUE, configsync.PARAMS, configsync.REVOCATIONS, configsync.GALLERY)
+
+
+def ensure_schema(conn: sqlite3.Connection, now_ms: int | None = None) -> None:
+    """Create the tables and seed the catalogue and params with the shipped
+    samples (version 1) when none were imported, so a fresh gateway decides."""
+    conn.executescript(SCHEMA)
+    violations.ensure_schema(conn)
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    seeds = {
+        configsync.CATALOGUE: lambda: catalogue.load(),
+        configsync.PARAMS: lambda: _load_json(_shipped("policy_params.json")),
+        configsync.REVOCATIONS: lambda: {"cards": []},
+        configsync.GALLERY: lambda: {"name": "", "size": 0},
+    }
+    for name, make in seeds.items():
+        if conn.execute("SELECT 1 FROM config_sections WHERE name = ?", [name]).fetchone() is None:
+            conn.execute("INSERT OR IGNORE INTO config_sections(name, version, content, updated) VALUES (?, 1, ?, ?)",
+                         [name, configsync.section_text(make()), now_ms])
+
+
+def _shipped(name: str) -> str:
+    path = catalogue.default_path()
+    return path[: path.rfind("/") + 1] + name
+
+
+def _load_json(path: str):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def auth_wire_id(rowid: int) -> str:
+    return "A%d" % rowid
+
+
+def auth_rowid(wire: str | None) -> int | None:
+    if isinstance(wire, str) and wire[:1] == "A" and wire[1:].isdigit():
+        return int(wire[1:])
+    return None
+
+
+# ---------------------------------------------------------------- config
+
+class ConfigCache:
+    """Catalogue and params as last imported, re-read when their version changes
+    (checked at most every `refresh_s`, so the hot paths don't query each time)."""
+
+    def __init__(self, refresh_s: float = 1.0, monotonic=time.monotonic):
+        self.refresh_s = refresh_s
+        self._monotonic = monotonic
+        self._checked = -1e9
+        self._lock = threading.Lock()
+        self.versions: dict[str, int] = {}
+        self.content: dict[str, object] = {}
+
+    def get(self, conn: sqlite3.Connection, force: bool = False) -> "ConfigCache":
+        now = self._monotonic()
+        if not force and now - self._checked < self.refresh_s and self.content:
+            return self
+        with self._lock:
+            rows = conn.execute("SELECT name, version FROM config_sections").fetchall()
+            for name, version in rows:
+                if self.versions.get(name) != version:
+                    text = conn.execute("SELECT content FROM config_sections WHERE name = ?", [name]).fetchone()[0]
+                    self.content[name] = json.loads(text)
+                    self.versions[name] = version
+            self._checked = now
+        return self
+
+    @property
+    def catalogue(self) -> dict:
+        return self.content[configsync.CATALOGUE]
+
+    @property
+    def params(self) -> dict:
+        return self.content[configsync.PARAMS]
+
+
+# ---------------------------------------------------------------- reading
+
+def subject_entry(conn: sqlite3.Connection, subject: str) -> dict | None:
+    row = conn.execute("SELECT data FROM subjects WHERE id = ?", [subject]).fetchone()
+    return json.loads(row[0]) if row else None
+
+
+def shop_info(conn: sqlite3.Connection, shop: str | None) -> dict:
+    """{"id", "town", "designated"} of a shop from the supervision grid's `shops`
+    table (gateway/grid.py owns it); a shop not on record is not designated."""
+    info = {"id": shop or "", "designated": False}
+    if not shop:
+        return info
+    try:
+        row = conn.execute("SELECT town, designated FROM shops WHERE id = ?", [shop]).fetchone()
+    except sqlite3.Error:
+        row = None
+    if row:
+        if row[0]:
+            info["town"] = str(row[0])
+        info["designated"] = bool(row[1])
+    return info
+
+
+def terminal_shop(conn: sqlite3.Connection, terminal: str) -> str | None:
+    row = conn.execute("SELECT shop FROM terminals WHERE id = ?", [terminal]).fetchone()
+    return row[0] if row else None
+
+
+def current_periods(params: dict, date: str) -> dict[str, str]:
+    return {cid: policy.period_of(params, cid, date) for cid in sorted(params["categories"])}
+
+
+def used_of(conn: sqlite3.Connection, subject: str, periods: dict[str, str] | None = None) -> dict:
+    """{category: {period: used}}, all periods or only the given current ones."""
+    out: dict[str, dict[str, int]] = {}
+    for category, period, used in conn.execute(
+            "SELECT category, period, used FROM quota_used WHERE subject = ?", [subject]):
+        if periods is not None and periods.get(category) != period:
+            continue
+        out.setdefault(category, {})[period] = used
+    return out
+
+
+def rev(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT value FROM quota_meta WHERE key = 'rev'").fetchone()[0]
+
+
+def report(conn: sqlite3.Connection, subject: str, cache: ConfigCache, date: str) -> dict:
+    """Allowance, used and remaining per category on a date (`gateway balance`)."""
+    entry = subject_entry(conn, subject)
+    if entry is None:
+        raise KeyError(subject)
+    return policy.balance(entry, used_of(conn, subject), cache.get(conn).params, date)
+
+
+# ---------------------------------------------------------------- moving balances
+
+def _bump_rev(conn: sqlite3.Connection) -> int:
+    return conn.execute("UPDATE quota_meta SET value = value + 1 WHERE key = 'rev' RETURNING value").fetchone()[0]
+
+
+def _move(conn, now: int, subject: str, moves, kind: str, terminal=None, seq=None, auth=None) -> list:
+    """Apply [[category, period, delta], ...]: the one place balances change."""
+    moves = [m for m in moves if m[2]]
+    if not moves:
+        return moves
+    revision = _bump_rev(conn)
+    for category, period, delta in moves:
+        conn.execute(
+            "INSERT INTO quota_used(subject, category, period, used, rev) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(subject, category, period) DO UPDATE SET used = used + excluded.used, rev = excluded.rev",
+            [subject, category, period, delta, revision])
+        conn.execute("INSERT INTO quota_moves(time, subject, category, period, delta, kind, terminal, seq, auth) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     [now, subject, category, period, delta, kind, terminal, seq, auth])
+    return moves
+
+
+def with_periods(consumption: dict, periods: dict, params: dict, date: str) -> list:
+    """{category: amount} -> [[category, period, amount]]: periods from the
+    decision when known, else from the sale's date."""
+    out = []
+    for category in sorted(consumption):
+        period = periods.get(category)
+        if period is None:
+            if category in params["categories"]:
+                period = policy.period_of(params, category, date)
+            else:
+                period = date[:4]
+        out.append([category, period, consumption[category]])
+    return out
+
+
+def _negate(moves) -> list:
+    return [[c, p, -a] for c, p, a in moves]
+
+
+def _difference(new, old) -> list:
+    totals: dict[tuple[str, str], int] = {}
+    for c, p, a in new:
+        totals[(c, p)] = totals.get((c, p), 0) + a
+    for c, p, a in old:
+        totals[(c, p)] = totals.get((c, p), 0) - a
+    return [[c, p, a] for (c, p), a in sorted(totals.items()) if a]
+
+
+# ---------------------------------------------------------------- authorization
+
+def authorize(conn: sqlite3.Connection, cache: ConfigCache, terminal: str, request: dict, now: int) -> dict:
+    """Decide one verified request and commit its consumption; returns the
+    response fields (status, auth, decision, code, replayed, used, rev, acked,
+    subject). Runs inside the caller's transaction.
+
+    Idempotent per (terminal, sale_id): a repeated or late request gets the
+    first answer again and consumes nothing; a request whose sale was already
+    recorded (the terminal gave up waiting and sold offline) consumes nothing.
+    """
+    sale_id = request["sale_id"]
+    subject = request["subject"]
+    config = cache.get(conn)
+    params = config.params
+    date = authz.local_date(now)
+    periods = current_periods(params, date)
+    row = conn.execute("SELECT id, decision, subject FROM authorizations WHERE terminal = ? AND sale_id = ?",
+                       [terminal, sale_id]).fetchone()
+    if row is not None:
+        fields = {"status": authz.OK, "replayed": True}
+        if row[1] is None:
+            fields = {"status": authz.ERROR, "code": "auth_superseded", "replayed": True}
+        else:
+            fields["decision"] = json.loads(row[1])
+            if fields["decision"]["decision"] != "refuse":
+                fields["auth"] = auth_wire_id(row[0])
+        return _with_balances(conn, fields, terminal, row[2] or subject, periods)
+    if conn.execute("SELECT 1 FROM quota_sales WHERE terminal = ? AND sale_id = ?",
+                    [terminal, sale_id]).fetchone():
+        conn.execute("INSERT INTO authorizations(terminal, sale_id, request, subject, time, state, consumption) "
+                     "VALUES (?, ?, ?, ?, ?, 'superseded', '[]')", [terminal, sale_id, request["id"], subject, now])
+        return _with_balances(conn, {"status": authz.ERROR, "code": "auth_superseded"}, terminal, subject, periods)
+    entry = subject_entry(conn, subject)
+    if entry is None:
+        decision = authz.refusal("online", date, request["cart"], "subject_unknown")
+    else:
+        inputs = {
+            "date": date, "mode": "online", "identity": request["identity"], "subject": entry,
+            "shop": shop_info(conn, terminal_shop(conn, terminal)), "cart": request["cart"],
+            "balances": used_of(conn, subject, periods), "catalogue": config.catalogue, "params": params,
+        }
+        decision = authz.wire_decision(policy.decide(inputs))
+    approved = decision["decision"] != "refuse"
+    moves = with_periods(decision["consumption"], decision.get("periods", {}), params, date) if approved else []
+    cur = conn.execute(
+        "INSERT INTO authorizations(terminal, sale_id, request, subject, time, state, consumption, decision) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [terminal, sale_id, request["id"], subject, now, "held" if approved else "refused",
+         json.dumps(moves), json.dumps(decision, ensure_ascii=False)])
+    rowid = cur.lastrowid
+    _move(conn, now, subject, moves, "auth", terminal, None, rowid)
+    fields = {"status": authz.OK, "decision": decision}
+    if approved:
+        fields["auth"] = auth_wire_id(rowid)
+    if entry is not None:
+        fields["subject"] = public_entry(entry)
+    return _with_balances(conn, fields, terminal, subject, periods)
+
+
+def public_entry(entry: dict) -> dict:
+    """The registry fields a terminal needs to decide offline, nothing more:
+    ID numbers and contact details stay at the gateway."""
+    out = {"id": entry["id"], "status": entry.get("status", "active")}
+    for name in ("town", "name", "plots", "permits", "allowances"):
+        if entry.get(name) not in (None, "", [], {}):
+            out[name] = entry[name]
+    return out
+
+
+def _with_balances(conn, fields: dict, terminal: str, subject: str, periods: dict) -> dict:
+    fields["used"] = used_of(conn, subject, periods)
+    fields["rev"] = rev(conn)
+    row = conn.execute("SELECT acked_upto FROM terminals WHERE id = ?", [terminal]).fetchone()
+    fields["acked"] = row[0] if row else 0
+    return fields
+
+
+def release_stale(conn: sqlite3.Connection, now: int, ttl_ms: int = HOLD_TTL_MS) -> int:
+    """Give back authorizations whose sale record never arrived (the terminal
+    failed to record after approval). A record arriving later is applied as a
+    new sale, so nothing is lost either way. Inside the caller's transaction."""
+    released = 0
+    for rowid, subject, consumption, terminal in conn.execute(
+            "SELECT id, subject, consumption, terminal FROM authorizations WHERE state = 'held' AND time < ?",
+            [now - ttl_ms]).fetchall():
+        _move(conn, now, subject, _negate(json.loads(consumption)), "release", terminal, None, rowid)
+        conn.execute("UPDATE authorizations SET state = 'released' WHERE id = ?", [rowid])
+        released += 1
+    if released:
+        log.warning("released stale authorizations count=%d", released)
+    return released
+
+
+# ---------------------------------------------------------------- records (ingest hook)
+
+class RecordApplier:
+    """`Ingest.on_stored` hook: apply sale, void and refusal records to the
+    balances inside the record's transaction.
+
+    It must never raise: an exception would roll back the whole ingest group and
+    the terminals would re-send it forever. Its work runs in a SAVEPOINT; on an
+    error that is rolled back, logged, and a `quota_apply_failed` violation names
+    the record, while the record itself is stored and acknowledged as usual.
+    """
+
+    TYPES = ("sale", "void", "refusal")
+
+    def __init__(self, cache: ConfigCache):
+        self.cache = cache
+        self._shops: dict[str, str | None] = {}
+
+    def __call__(self, conn: sqlite3.Connection, terminal: str, entry, now: int) -> None:
+        if entry.type not in self.TYPES:
+            return
+        conn.execute("SAVEPOINT quota_apply")
+        try:
+            record = json.loads(entry.text)
+            if entry.type == "sale":
+                self._sale(conn, terminal, record, now)
+            elif entry.type == "void":
+                self._void(conn, terminal, record, now)
+            else:
+                self._refusal(conn, terminal, record, now)
+            conn.execute("RELEASE quota_apply")
+        except Exception as err:  # noqa: BLE001 - see the class docstring
+            conn.execute("ROLLBACK TO quota_apply")
+            conn.execute("RELEASE quota_apply")
+            log.exception("quota apply failed terminal=%s seq=%s", terminal, entry.seq)
+            violations.report(conn, now, "quota_apply_failed", "quota_apply_failed:%s:%s" % (terminal, entry.seq),
+                              terminal=terminal, seq=entry.seq, detail={"error": str(err)[:300]})
+
+    def _shop(self, conn, terminal: str) -> str | None:
+        if terminal not in self._shops:
+            self._shops[terminal] = terminal_shop(conn, terminal)
+        return self._shops[terminal]
+
+    def _authorization(self, conn, terminal: str, body: dict):
+        rowid = auth_rowid(body.get("auth"))
+        if rowid is not None:
+            row = conn.execute("SELECT id, state, consumption FROM authorizations WHERE id = ? AND terminal = ?",
+                               [rowid, terminal]).fetchone()
+            if row:
+                return row
+        if body.get("sale_id"):
+            return conn.execute("SELECT id, state, consumption FROM authorizations WHERE terminal = ? AND sale_id = ?",
+                                [terminal, body["sale_id"]]).fetchone()
+        return None
+
+    def _sale(self, conn, terminal: str, record: dict, now: int) -> None:
+        body = record["body"]
+        if "consumption" not in body and "auth" not in body:
+            return  # a record from before quota enforcement (or a synthetic load): nothing to count
+        seq, subject = record["seq"], body["subject"]
+        params = self.cache.get(conn).params
+        date = authz.local_date(record["time"])
+        shop = self._shop(conn, terminal)
+        auth = self._authorization(conn, terminal, body)
+        placeholder = conn.execute("SELECT voided_by FROM quota_sales WHERE terminal = ? AND seq = ?",
+                                   [terminal, seq]).fetchone()
+        counted = with_periods(body.get("consumption") or {}, {}, params, date)
+        applied = counted
+        if auth is not None:
+            held = json.loads(auth[2])
+            if auth[1] == "held":
+                # Authorization = consumption: count only what the sale differs by.
+                counted = with_periods(body.get("consumption") or {}, {c: p for c, p, _ in held}, params, date)
+                applied = counted
+                if placeholder is not None:
+                    _move(conn, now, subject, _negate(held), "release", terminal, seq, auth[0])
+                    applied = []
+                else:
+                    _move(conn, now, subject, _difference(counted, held), "match", terminal, seq, auth[0])
+                conn.execute("UPDATE authorizations SET state = 'matched', seq = ? WHERE id = ?", [seq, auth[0]])
+                auth = auth[0]
+            else:
+                if auth[1] == "matched":
+                    violations.report(conn, now, "auth_reused", "auth_reused:%s:%d" % (terminal, auth[0]),
+                                      subject=subject, shop=shop, terminal=terminal, seq=seq,
+                                      detail={"auth": auth_wire_id(auth[0])})
+                auth = auth[0]
+                if placeholder is None:
+                    _move(conn, now, subject, counted, "sale", terminal, seq, auth)
+                else:
+                    applied = []
+        elif placeholder is None:
+            _move(conn, now, subject, counted, "sale", terminal, seq)
+        else:
+            applied = []
+        if placeholder is None:
+            conn.execute("INSERT INTO quota_sales(terminal, seq, sale_id, subject, shop, mode, time, auth, applied) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         [terminal, seq, body.get("sale_id"), subject, shop, body.get("mode"), record["time"], auth,
+                          json.dumps(applied)])
+        else:
+            conn.execute("UPDATE quota_sales SET sale_id = ?, shop = ?, mode = ?, time = ?, auth = ?, applied = '[]' "
+                         "WHERE terminal = ? AND seq = ?",
+                         [body.get("sale_id"), shop, body.get("mode"), record["time"], auth, terminal, seq])
+        if applied:
+            self._check_overdraw(conn, now, subject, applied, terminal, seq, shop, params)
+
+    def _void(self, conn, terminal: str, record: dict, now: int) -> None:
+        body, seq = record["body"], record["seq"]
+        target = body["voids"]
+        row = conn.execute("SELECT subject, applied, voided_by, auth FROM quota_sales WHERE terminal = ? AND seq = ?",
+                           [terminal, target]).fetchone()
+        if row is None:
+            # The void overtook its sale (a re-sent batch): remember it, so the
+            # sale counts nothing when it arrives.
+            subject = body.get("subject")
+            conn.execute("INSERT INTO quota_sales(terminal, seq, subject, applied, voided_by) VALUES (?, ?, ?, '[]', ?)",
+                         [terminal, target, subject, seq])
+            auth = self._authorization(conn, terminal, {"auth": body.get("auth")}) if body.get("auth") else None
+            if auth is not None and auth[1] == "held" and subject:
+                _move(conn, now, subject, _negate(json.loads(auth[2])), "void", terminal, seq, auth[0])
+                conn.execute("UPDATE authorizations SET state = 'released' WHERE id = ?", [auth[0]])
+            return
+        subject, applied, voided_by, auth = row
+        if voided_by is not None:
+            return  # voided already: a second void gives nothing back
+        _move(conn, now, subject, _negate(json.loads(applied)), "void", terminal, seq, auth)
+        conn.execute("UPDATE quota_sales SET voided_by = ? WHERE terminal = ? AND seq = ?", [seq, terminal, target])
+
+    def _refusal(self, conn, terminal: str, record: dict, now: int) -> None:
+        body = record["body"]
+        if not body.get("sale_id"):
+            return
+        auth = conn.execute("SELECT id, state, consumption, subject FROM authorizations "
+                            "WHERE terminal = ? AND sale_id = ?", [terminal, body["sale_id"]]).fetchone()
+        if auth is None:
+            # The sale is closed: its request, should it still arrive, must not consume.
+            conn.execute("INSERT INTO authorizations(terminal, sale_id, request, subject, time, state, consumption, seq) "
+                         "VALUES (?, ?, '-', ?, ?, 'superseded', '[]', ?)",
+                         [terminal, body["sale_id"], body.get("subject"), now, record["seq"]])
+        elif auth[1] == "held":
+            # The terminal gave up waiting and refused offline; the late approval is void.
+            _move(conn, now, auth[3], _negate(json.loads(auth[2])), "release", terminal, record["seq"], auth[0])
+            conn.execute("UPDATE authorizations SET state = 'released', seq = ? WHERE id = ?", [record["seq"], auth[0]])
+
+    def _check_overdraw(self, conn, now, subject, applied, terminal, seq, shop, params) -> None:
+        entry = subject_entry(conn, subject)
+        if entry is None:
+            return
+        categories = params["categories"]
+        over: dict[str, dict] = {}
+        for category, period, amount in applied:
+            if amount <= 0 or category not in categories or not categories[category].get("enforce", True):
+                continue
+            row = conn.execute("SELECT used FROM quota_used WHERE subject = ? AND category = ? AND period = ?",
+                               [subject, category, period]).fetchone()
+            used = row[0] if row else 0
+            granted = policy.allowance(entry, params, category, period)
+            if used > granted:
+                over.setdefault(period, {})[category] = {"allowance": granted, "used": used, "over": used - granted}
+        for period, cats in sorted(over.items()):
+            shops, sales = self._contributors(conn, subject, period)
+            new = violations.report(
+                conn, now, "over_quota", "over_quota:%s:%s" % (subject, period), subject=subject, shop=shop,
+                terminal=terminal, seq=seq,
+                detail={"period": period, "categories": cats, "shops": shops, "sales": sales})
+            if new:
+                log.warning("over quota subject=%s period=%s shops=%s", subject, period, ",".join(shops))
+
+    @staticmethod
+    def _contributors(conn, subject: str, period: str) -> tuple[list[str], list[list]]:
+        """Shops (and their sales) whose offline sales count in the period."""
+        shops: list[str] = []
+        sales: list[list] = []
+        for terminal, seq, shop, mode, applied in conn.execute(
+                "SELECT terminal, seq, shop, mode, applied FROM quota_sales WHERE subject = ? AND voided_by IS NULL "
+                "ORDER BY time", [subject]):
+            if mode != "offline" or not any(p == period for _, p, _ in json.loads(applied)):
+                continue
+            sales.append([terminal, seq])
+            if shop and shop not in shops:
+                shops.append(shop)
+        return shops, sales

@@ -1,0 +1,218 @@
+"""The subject registry and the district's configuration as the gateway holds
+them: importing subjects and plots (CSV or JSON lines), the product catalogue,
+the policy parameters, and card revocations.
+
+Every import is validated whole before anything is written and then written in
+one transaction, so a bad file changes nothing; each bumps the version the
+config sync pushes to terminals. ID numbers and other extra fields of a subject
+are kept here and never leave the gateway (`quota.public_entry`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+from decimal import Decimal, InvalidOperation
+
+from gateway import quota
+from protocols import catalogue, configsync, policy
+from protocols.schema import is_id
+
+STATUSES = ("active", "suspended", "revoked")
+
+
+class RegistryError(ValueError):
+    """A file that cannot be imported; the message names the line and the field."""
+
+
+def _fail(where: str, problem: str):
+    raise RegistryError(f"{where}: {problem}")
+
+
+def _area_cmu(value, where: str) -> int:
+    """Hundredths of a mu, exactly: "10.5" mu -> 1050 (no float on the way)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    try:
+        cmu = Decimal(str(value).strip()) * 100
+    except InvalidOperation:
+        _fail(where, f"area {value!r} is not a number")
+    if cmu != cmu.to_integral_value() or cmu < 0:
+        _fail(where, f"area {value!r} must be >= 0 with at most two decimals")
+    return int(cmu)
+
+
+def _plot(raw: dict, where: str) -> dict:
+    crop = raw.get("crop")
+    if not isinstance(crop, str) or not crop:
+        _fail(where, "plot needs a crop")
+    if "area_cmu" in raw and raw["area_cmu"] not in (None, ""):
+        area = raw["area_cmu"]
+        if isinstance(area, str):
+            area = _area_cmu(Decimal(area) / 100, where)
+        if not isinstance(area, int) or isinstance(area, bool) or area < 0:
+            _fail(where, "area_cmu must be an integer >= 0 (hundredths of a mu)")
+    elif raw.get("area_mu") not in (None, ""):
+        area = _area_cmu(raw["area_mu"], where)
+    else:
+        _fail(where, "plot needs area_cmu or area_mu")
+    plot = {"crop": crop, "area_cmu": area}
+    if raw.get("plot") or raw.get("id"):
+        plot["id"] = str(raw.get("plot") or raw.get("id"))
+    if raw.get("season"):
+        plot["season"] = str(raw["season"])
+    return plot
+
+
+def _check_subject(entry: dict, where: str) -> dict:
+    if not is_id(entry.get("id")):
+        _fail(where, f"subject id {entry.get('id')!r} must be 1-64 of A-Z a-z 0-9 _ - . :")
+    entry.setdefault("status", "active")
+    if entry["status"] not in STATUSES:
+        _fail(where, f"status must be one of {', '.join(STATUSES)}")
+    plots = entry.get("plots", [])
+    if not isinstance(plots, list):
+        _fail(where, "plots must be a list")
+    entry["plots"] = [_plot(p, f"{where} plots[{i}]") for i, p in enumerate(plots)]
+    for i, permit in enumerate(entry.get("permits") or []):
+        if not isinstance(permit, dict) or not isinstance(permit.get("ingredients"), list):
+            _fail(f"{where} permits[{i}]", "needs a list of ingredients")
+    allowances = entry.get("allowances") or {}
+    if not isinstance(allowances, dict) or any(type(v) is not int for v in allowances.values()):
+        _fail(where, "allowances must map category to an integer")
+    try:
+        from protocols.schema import check
+        check(quota.public_entry(entry), configsync.SUBJECT, where)
+    except ValueError as err:
+        _fail(where, str(err))
+    return entry
+
+
+def parse_subjects(text: str, name: str = "file") -> list[dict]:
+    """Subjects with their plots from CSV (one row per plot) or JSON lines."""
+    stripped = text.lstrip("\ufeff").lstrip()
+    if stripped.startswith("{"):
+        return _parse_jsonl(stripped, name)
+    return _parse_csv(stripped, name)
+
+
+def _parse_jsonl(text: str, name: str) -> list[dict]:
+    subjects: dict[str, dict] = {}
+    plots: list[tuple[str, dict, str]] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{name}:{number}"
+        try:
+            obj = json.loads(line)
+        except ValueError as err:
+            _fail(where, f"not JSON ({err})")
+        if not isinstance(obj, dict):
+            _fail(where, "expected an object")
+        if "id" in obj:
+            obj.setdefault("plots", [])
+            subjects[obj["id"]] = obj
+            obj["_where"] = where
+        elif "subject" in obj:
+            plots.append((obj["subject"], obj, where))
+        else:
+            _fail(where, "a line needs `id` (a subject) or `subject` (a plot)")
+    for subject, raw, where in plots:
+        if subject not in subjects:
+            _fail(where, f"plot of unknown subject {subject!r} (list the subject first)")
+        subjects[subject]["plots"].append(raw)
+    out = []
+    for entry in subjects.values():
+        where = entry.pop("_where")
+        out.append(_check_subject(entry, where))
+    return out
+
+
+def _parse_csv(text: str, name: str) -> list[dict]:
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames or not ({"subject", "id"} & set(reader.fieldnames)):
+        _fail(name, "CSV needs a header with a `subject` (or `id`) column")
+    subjects: dict[str, dict] = {}
+    wheres: dict[str, str] = {}
+    for number, row in enumerate(reader, 2):
+        where = f"{name}:{number}"
+        row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+        sid = row.get("subject") or row.get("id")
+        entry = subjects.setdefault(sid, {"id": sid, "plots": []})
+        wheres.setdefault(sid, where)
+        for field in ("status", "town", "name", "id_number"):
+            if row.get(field) and field not in entry:
+                entry[field] = row[field]
+        if row.get("crop"):
+            entry["plots"].append(_plot(row, where))
+        if row.get("permit_ingredients"):
+            permit = {"ingredients": [x.strip() for x in row["permit_ingredients"].split(";") if x.strip()]}
+            if row.get("permit_until"):
+                permit["until"] = row["permit_until"]
+            if row.get("permit_id"):
+                permit["id"] = row["permit_id"]
+            entry.setdefault("permits", []).append(permit)
+    return [_check_subject(entry, wheres[sid]) for sid, entry in subjects.items()]
+
+
+def import_subjects(conn: sqlite3.Connection, subjects: list[dict], now_ms: int) -> int:
+    """Upsert subjects (an entry replaces the stored one); returns the registry revision."""
+    quota.ensure_schema(conn, now_ms)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        rev = conn.execute("UPDATE quota_meta SET value = value + 1 WHERE key = 'subjects_rev' RETURNING value").fetchone()[0]
+        for entry in subjects:
+            conn.execute(
+                "INSERT INTO subjects(id, town, status, data, rev, updated) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET town = excluded.town, status = excluded.status, data = excluded.data, "
+                "rev = excluded.rev, updated = excluded.updated",
+                [entry["id"], entry.get("town"), entry["status"], json.dumps(entry, ensure_ascii=False), rev, now_ms])
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return rev
+
+
+def set_section(conn: sqlite3.Connection, name: str, content, now_ms: int) -> int:
+    """Store a new version of a district-wide section; returns its version."""
+    configsync.check_section(name, content)
+    text = configsync.section_text(content)
+    quota.ensure_schema(conn, now_ms)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        row = conn.execute("SELECT version FROM config_sections WHERE name = ?", [name]).fetchone()
+        version = (row[0] if row else 0) + 1
+        conn.execute("INSERT OR REPLACE INTO config_sections(name, version, content, updated) VALUES (?, ?, ?, ?)",
+                     [name, version, text, now_ms])
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return version
+
+
+def load_catalogue(path: str) -> dict:
+    try:
+        return catalogue.load(path)
+    except (OSError, ValueError, catalogue.CatalogueError) as err:
+        raise RegistryError(f"{path}: {err}") from None
+
+
+def load_params(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            params = json.load(f)
+        policy.balance({"id": "check", "status": "active"}, {}, params, "2000-01-01")
+    except (OSError, ValueError) as err:
+        raise RegistryError(f"{path}: {err}") from None
+    except policy.PolicyError as err:
+        raise RegistryError(f"{path}: {err.detail}") from None
+    return params
+
+
+def revocations(conn: sqlite3.Connection) -> list[str]:
+    row = conn.execute("SELECT content FROM config_sections WHERE name = ?", [configsync.REVOCATIONS]).fetchone()
+    return list(json.loads(row[0])["cards"]) if row else []

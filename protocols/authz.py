@@ -1,0 +1,251 @@
+"""Online authorization messages (wire protocol v1, docs/protocol.md "Online
+authorization"): the request a terminal sends before a sale and the gateway's
+answer, on the per-terminal topics `agri/v1/t/{id}/auth/req` and `.../auth/resp`.
+
+Request/response rides on plain MQTT 3.1.1 (the MicroPython terminal's umqtt has
+no MQTT 5 response topics), so the correlation id travels in the payload (`id`).
+`sale_id` is the idempotency key: the gateway consumes quota at most once per
+(terminal, sale_id) however often, or however late, the request arrives, and the
+sale record that follows carries the same `sale_id` (and the `auth` id) so ingest
+matches it to its authorization instead of consuming again.
+
+Both directions are MACed with the terminal's record key, each with its own
+prefix, so neither can be replayed as the other or as a record:
+
+    request  mac = HMAC-SHA256(key, b"authreq:"  + canonical(request without "mac"))
+    response mac = HMAC-SHA256(key, b"authresp:" + canonical(response without "mac"))
+
+A forged response would let a broker operator approve a sale the gateway never
+saw; a forged request could only consume a subject's quota, and the broker ACL
+already keeps other terminals off this topic.
+
+Integers only (the canonical encoding has no floats); pure; runs on MicroPython.
+"""
+
+import binascii
+
+from protocols import canonical, envelope, reasons
+from protocols.card import iso_from_days
+from protocols.schema import BOOL, ENUM, HEX, ID, INT, LIST, MAP, OBJ, OBJECT, STR, SchemaError, check
+
+VERSION = 1
+MAX_AUTH_BYTES = 32 * 1024
+DEFAULT_DEADLINE_MS = 1500   # the counter waits this long before deciding offline
+LOCAL_OFFSET_MS = 8 * 3600 * 1000  # China Standard Time, UTC+8, no daylight saving
+
+REQ_PREFIX = b"authreq:"
+RESP_PREFIX = b"authresp:"
+
+OK = "ok"
+ERROR = "error"
+
+reasons.register({
+    "subject_unknown": ("登记系统中查无此主体，请到农业部门登记", "The subject is not in the registry: register with the agriculture office"),
+    "auth_superseded": ("该笔销售已按离线方式记账，不再联网授权", "This sale was already recorded offline; no online authorization is given"),
+    "auth_unavailable": ("联网授权暂不可用", "Online authorization is unavailable right now"),
+    "offline_no_config": ("网络中断且本机尚未同步配置，无法离线销售", "Offline, and this terminal has no synced configuration: no offline sales"),
+    "offline_subject_unknown": ("网络中断：本机没有该主体的登记和定额数据，无法离线销售", "Offline: this terminal holds no registry entry or balance for the subject"),
+})
+
+IDENTITY = ENUM("card", "face", "card+face", "override")
+DECISION_VALUE = ENUM("approve", "partial", "refuse")
+CONSUMPTION = MAP(INT(-10 ** 12, 10 ** 12), 64)
+USED = MAP(MAP(INT(-10 ** 12, 10 ** 12), 16), 64)  # category -> period -> used
+
+LINE = OBJ(required={"product": ID, "spec": STR(32), "packs": INT(1, 100000)})
+
+REQUEST = OBJ(
+    required={
+        "v": INT(1, 1),
+        "terminal": ID,
+        "id": ID,                 # correlation id, echoed in the response
+        "sale_id": ID,            # idempotency key, also in the sale record
+        "time": INT(0),           # terminal wall clock, ms (informational)
+        "subject": ID,
+        "identity": IDENTITY,
+        "cart": LIST(LINE, 1, 100),
+        "mac": HEX(64),
+    },
+    optional={"card": ID, "clerk": ID},
+)
+
+ITEM_DECISION = OBJ(
+    required={"line": INT(0, 1000), "decision": ENUM("approve", "refuse"), "reasons": LIST(ID, 0, 32),
+              "consumption": CONSUMPTION},
+    optional={"product": STR(64), "spec": STR(32), "packs": INT(-10 ** 9, 10 ** 9), "max_packs": INT(0),
+              "status": ENUM("normal", "restricted", "banned"), "amount": INT(0), "unit": ENUM("g", "mL"),
+              "action": ID},
+)
+
+DECISION = OBJ(
+    required={"decision": DECISION_VALUE, "mode": ENUM("online", "offline"), "date": STR(10),
+              "codes": LIST(ID, 0, 64), "consumption": CONSUMPTION, "items": LIST(ITEM_DECISION, 0, 100)},
+    optional={"reasons": LIST(ID, 0, 32), "action": ID, "periods": MAP(STR(32), 64), "remaining": CONSUMPTION,
+              "policy": INT(0), "params_version": INT(0), "catalogue_version": INT(0)},
+)
+
+SUBJECT_ENTRY = OBJ(
+    required={"id": ID, "status": ENUM("active", "suspended", "revoked")},
+    optional={"town": STR(64), "name": STR(64), "plots": LIST(OBJECT, 0, 500),
+              "permits": LIST(OBJECT, 0, 50), "allowances": CONSUMPTION},
+)
+
+RESPONSE = OBJ(
+    required={"v": INT(1, 1), "terminal": ID, "id": ID, "sale_id": ID, "status": ENUM(OK, ERROR),
+              "time": INT(0), "mac": HEX(64)},
+    optional={
+        "auth": ID,               # authorization id, when anything was consumed
+        "decision": DECISION,     # the policy's decision, wire form
+        "code": ID,               # status "error": why no decision was made
+        "replayed": BOOL,         # the answer first given to this sale_id
+        "used": USED,             # the subject's balances after this decision
+        "rev": INT(0),            # quota revision the balances are as of
+        "acked": INT(0),          # this terminal's records the balances include
+        "subject": SUBJECT_ENTRY, # registry entry, cached for offline use
+    },
+)
+
+
+class Invalid(reasons.ReasonError):
+    """An authorization message that must not be acted on; `code` says why."""
+
+
+# ---------------------------------------------------------------- helpers
+
+def local_date(ms, offset_ms=LOCAL_OFFSET_MS):
+    """YYYY-MM-DD of a wall-clock time in ms, in China Standard Time: the date the
+    policy decides a sale on (periods, bans in force). Both sides use this."""
+    return iso_from_days((ms + offset_ms) // 86400000)
+
+
+def _drop_none(obj):
+    out = {}
+    for key in obj:
+        if obj[key] is not None:
+            out[key] = obj[key]
+    return out
+
+
+def wire_decision(result):
+    """The policy's output (protocols.policy.decide) in its wire form: the same
+    facts, without the subject and shop echo and without nulls (the schema has
+    no null type). Terminal and gateway both show and record this shape."""
+    items = []
+    for item in result["items"]:
+        items.append(_drop_none({
+            "line": item["line"], "product": item.get("product"), "spec": item.get("spec"),
+            "packs": item.get("packs") if type(item.get("packs")) is int else None,
+            "decision": item["decision"], "reasons": item["reasons"], "consumption": item["consumption"],
+            "max_packs": item.get("max_packs"), "status": item.get("status"), "amount": item.get("amount"),
+            "unit": item.get("unit"), "action": item.get("action"),
+        }))
+    return _drop_none({
+        "decision": result["decision"], "mode": result["mode"], "date": result["date"],
+        "codes": result["codes"], "reasons": result["reasons"], "action": result.get("action"),
+        "consumption": result["consumption"], "items": items, "periods": result.get("periods"),
+        "remaining": result.get("remaining"), "policy": result.get("policy"),
+        "params_version": result.get("params_version"), "catalogue_version": result.get("catalogue_version"),
+    })
+
+
+def refusal(mode, date, cart, code):
+    """A whole-cart refusal for a reason outside the policy (unknown subject,
+    no synced config): same shape as a policy decision."""
+    items = []
+    for line, entry in enumerate(cart):
+        items.append({"line": line, "product": entry.get("product"), "spec": entry.get("spec"),
+                      "packs": entry.get("packs"), "decision": "refuse", "reasons": [code], "consumption": {}})
+    return {"decision": "refuse", "mode": mode, "date": date, "codes": [code], "reasons": [code],
+            "consumption": {}, "items": items}
+
+
+def _mac(key, prefix, message):
+    return binascii.hexlify(envelope.hmac_sha256(key, prefix + canonical.encode(_unsigned(message)))).decode()
+
+
+def _unsigned(message):
+    out = {}
+    for key in message:
+        if key != "mac":
+            out[key] = message[key]
+    return out
+
+
+def _parse(payload, schema, what):
+    if len(payload) > MAX_AUTH_BYTES:
+        raise Invalid("payload_too_large", "%d bytes" % len(payload))
+    try:
+        message = canonical.loads(payload)
+    except canonical.NotCanonical as err:
+        raise Invalid("float_not_allowed", str(err))
+    except UnicodeError:
+        raise Invalid("not_utf8")
+    except (ValueError, canonical.TooDeep) as err:
+        raise Invalid("malformed_json", str(err)[:200])
+    if isinstance(message, dict) and isinstance(message.get("v"), int) and message.get("v") != VERSION:
+        raise Invalid("unsupported_version", "%s version %r" % (what, message.get("v")))
+    try:
+        check(message, schema, what)
+    except SchemaError as err:
+        raise Invalid("schema_invalid", str(err))
+    return message
+
+
+def _verify(message, key, prefix):
+    if not envelope.constant_time_equal(_mac(key, prefix, message), message["mac"]):
+        raise Invalid("bad_mac", "%s %s" % (message.get("terminal"), message.get("id")))
+    return message
+
+
+# ---------------------------------------------------------------- request
+
+def encode_request(key, terminal, request_id, sale_id, time_ms, subject, identity, cart, card=None, clerk=None):
+    """Signed request bytes; checked against the schema first, so a terminal
+    never sends what the gateway would refuse for its shape."""
+    message = {"v": VERSION, "terminal": terminal, "id": request_id, "sale_id": sale_id, "time": time_ms,
+               "subject": subject, "identity": identity,
+               "cart": [{"product": c["product"], "spec": c["spec"], "packs": c["packs"]} for c in cart],
+               "mac": "0" * 64}
+    if card is not None:
+        message["card"] = card
+    if clerk is not None:
+        message["clerk"] = clerk
+    try:
+        check(message, REQUEST, "request")
+    except SchemaError as err:
+        raise Invalid("schema_invalid", str(err))
+    message["mac"] = _mac(key, REQ_PREFIX, message)
+    return canonical.encode(message)
+
+
+def decode_request(payload):
+    """Parse and check the shape; the MAC is checked with `verify_request` once
+    the terminal's key is looked up."""
+    return _parse(payload, REQUEST, "request")
+
+
+def verify_request(message, key):
+    return _verify(message, key, REQ_PREFIX)
+
+
+# ---------------------------------------------------------------- response
+
+def encode_response(key, terminal, request_id, sale_id, time_ms, status, **fields):
+    """Signed response bytes. `fields`: auth, decision, code, replayed, used,
+    rev, acked, subject (see RESPONSE)."""
+    message = {"v": VERSION, "terminal": terminal, "id": request_id, "sale_id": sale_id, "time": time_ms,
+               "status": status, "mac": "0" * 64}
+    for name in fields:
+        if fields[name] is not None:
+            message[name] = fields[name]
+    try:
+        check(message, RESPONSE, "response")
+    except SchemaError as err:
+        raise Invalid("schema_invalid", str(err))
+    message["mac"] = _mac(key, RESP_PREFIX, message)
+    return canonical.encode(message)
+
+
+def decode_response(payload, key):
+    """Parse, check and verify a response; raises Invalid."""
+    return _verify(_parse(payload, RESPONSE, "response"), key, RESP_PREFIX)

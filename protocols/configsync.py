@@ -1,0 +1,235 @@
+"""Configuration sync messages, gateway -> terminal (wire protocol v1,
+docs/protocol.md "Configuration sync"), on the per-terminal topic
+`agri/v1/t/{id}/config`.
+
+What a terminal needs to decide a sale on its own comes in *sections*, each with
+an integer version that only the gateway assigns:
+
+    catalogue    the product catalogue (docs/catalogue.md)
+    params       the policy parameters and norms (docs/policy.md)
+    shop         this terminal's shop: town, designated for restricted-use
+    subjects     registry entries of the shop's town (plots, permits, status)
+    balances     used quota of those subjects, as of a quota revision
+    revocations  revoked card numbers, for protocols.card.verify
+    gallery      a slot for the shop's face gallery file (opaque, base64)
+
+Two message kinds share the topic:
+- `manifest` (retained): the versions and digests the gateway currently holds
+  for this terminal, so a terminal learns at connect what is newer;
+- `chunk` (QoS 1, not retained): one slice of one section's canonical JSON text.
+  A section larger than CHUNK_CHARS goes in several chunks; the terminal
+  reassembles them, checks the SHA-256 digest of the whole and only then
+  replaces its copy, so a half-received section never becomes current.
+
+The terminal reports the versions it runs in its status message (`versions`,
+section -> decimal string); the gateway pushes a section when the reported
+version differs from its own. Every message is MACed with the terminal key and
+the prefix b"config:", because a forged catalogue could unban a product.
+
+Pure; runs on MicroPython.
+"""
+
+import binascii
+import hashlib
+
+from protocols import canonical, envelope, reasons
+from protocols.schema import BOOL, ENUM, HEX, ID, INT, LIST, MAP, OBJ, OBJECT, STR, SchemaError, check
+
+VERSION = 1
+PREFIX = b"config:"
+CHUNK_CHARS = 16000            # characters of section text per chunk (<= ~100 KB on the wire)
+MAX_CONFIG_BYTES = 128 * 1024  # one config message
+
+CATALOGUE = "catalogue"
+PARAMS = "params"
+SHOP = "shop"
+SUBJECTS = "subjects"
+BALANCES = "balances"
+REVOCATIONS = "revocations"
+GALLERY = "gallery"
+SECTIONS = (CATALOGUE, PARAMS, SHOP, SUBJECTS, BALANCES, REVOCATIONS, GALLERY)
+
+reasons.register({
+    "config_digest_mismatch": ("配置数据校验失败，等待重新下发", "config section digest does not match; waiting for a resend"),
+    "config_invalid": ("下发的配置数据有误，继续使用上一版本", "the config section is malformed; the previous version stays in use"),
+})
+
+MANIFEST = OBJ(required={
+    "v": INT(1, 1), "terminal": ID, "kind": ENUM("manifest"), "time": INT(0),
+    "sections": MAP(OBJ(required={"version": INT(0), "digest": HEX(64), "size": INT(0)}), 16),
+    "mac": HEX(64),
+})
+
+CHUNK = OBJ(required={
+    "v": INT(1, 1), "terminal": ID, "kind": ENUM("chunk"), "time": INT(0),
+    "section": ENUM(*SECTIONS), "version": INT(0), "digest": HEX(64),
+    "index": INT(0, 9999), "count": INT(1, 10000), "data": STR(CHUNK_CHARS),
+    "mac": HEX(64),
+})
+
+_USED = MAP(MAP(INT(-10 ** 12, 10 ** 12), 16), 64)
+SUBJECT = OBJ(
+    required={"id": ID, "status": ENUM("active", "suspended", "revoked")},
+    optional={"town": STR(64), "name": STR(64), "plots": LIST(OBJECT, 0, 500),
+              "permits": LIST(OBJECT, 0, 50), "allowances": MAP(INT(-10 ** 12, 10 ** 12), 64)},
+)
+
+# Shapes of the sections with no checker of their own (the catalogue and the
+# params are checked by protocols.catalogue and protocols.policy).
+SECTION_SCHEMAS = {
+    SHOP: OBJ(required={"id": ID, "designated": BOOL}, optional={"town": STR(64), "name": STR(128)}),
+    SUBJECTS: OBJ(required={"subjects": LIST(SUBJECT, 0, 200000)}, optional={"town": STR(64)}),
+    BALANCES: OBJ(required={"rev": INT(0), "acked": INT(0), "used": MAP(_USED, 200000)}),
+    REVOCATIONS: OBJ(required={"cards": LIST(ID, 0, 1000000)}),
+    GALLERY: OBJ(required={"name": STR(128), "size": INT(0)},
+                 optional={"digest": STR(64), "b64": STR(64 * 1024 * 1024)}),
+}
+
+
+class Invalid(reasons.ReasonError):
+    """A config message or section that must not be used; `code` says why."""
+
+
+def _hex(data):
+    return binascii.hexlify(data).decode()
+
+
+def section_text(content):
+    """The canonical text of a section's content: what the digest covers."""
+    return canonical.dumps(content)
+
+
+def digest(text):
+    return _hex(hashlib.sha256(text.encode("utf-8")).digest())
+
+
+def _mac(key, message):
+    unsigned = {}
+    for name in message:
+        if name != "mac":
+            unsigned[name] = message[name]
+    return _hex(envelope.hmac_sha256(key, PREFIX + canonical.encode(unsigned)))
+
+
+def _signed(key, message, schema):
+    message["mac"] = "0" * 64
+    try:
+        check(message, schema, message["kind"])
+    except SchemaError as err:
+        raise Invalid("schema_invalid", str(err))
+    message["mac"] = _mac(key, message)
+    return canonical.encode(message)
+
+
+def encode_manifest(key, terminal, time_ms, sections):
+    """`sections`: {name: {"version", "digest", "size"}}."""
+    return _signed(key, {"v": VERSION, "terminal": terminal, "kind": "manifest", "time": time_ms,
+                         "sections": sections}, MANIFEST)
+
+
+def encode_chunks(key, terminal, time_ms, section, version, text, chunk_chars=CHUNK_CHARS):
+    """The chunk messages carrying one section's canonical text, in order."""
+    whole = digest(text)
+    parts = [text[i:i + chunk_chars] for i in range(0, len(text), chunk_chars)] or [""]
+    out = []
+    for index, part in enumerate(parts):
+        out.append(_signed(key, {"v": VERSION, "terminal": terminal, "kind": "chunk", "time": time_ms,
+                                 "section": section, "version": version, "digest": whole,
+                                 "index": index, "count": len(parts), "data": part}, CHUNK))
+    return out
+
+
+def decode(payload, key):
+    """A verified manifest or chunk dict; raises Invalid."""
+    if len(payload) > MAX_CONFIG_BYTES:
+        raise Invalid("payload_too_large", "%d bytes" % len(payload))
+    try:
+        message = canonical.loads(payload)
+    except canonical.NotCanonical as err:
+        raise Invalid("float_not_allowed", str(err))
+    except UnicodeError:
+        raise Invalid("not_utf8")
+    except (ValueError, canonical.TooDeep) as err:
+        raise Invalid("malformed_json", str(err)[:200])
+    kind = message.get("kind") if isinstance(message, dict) else None
+    if isinstance(message, dict) and isinstance(message.get("v"), int) and message.get("v") != VERSION:
+        raise Invalid("unsupported_version", "config version %r" % (message.get("v"),))
+    schema = MANIFEST if kind == "manifest" else CHUNK
+    try:
+        check(message, schema, "config")
+    except SchemaError as err:
+        raise Invalid("schema_invalid", str(err))
+    if not envelope.constant_time_equal(_mac(key, message), message["mac"]):
+        raise Invalid("bad_mac", "config %s" % kind)
+    return message
+
+
+def check_section(name, content):
+    """Refuse a section a terminal must not start using; raises Invalid."""
+    try:
+        if name == CATALOGUE:
+            from protocols import catalogue
+            catalogue.check(content)
+        elif name == PARAMS:
+            from protocols import policy
+            policy.balance({"id": "check", "status": "active"}, {}, content, "2000-01-01")
+        elif name in SECTION_SCHEMAS:
+            check(content, SECTION_SCHEMAS[name], name)
+        else:
+            raise Invalid("config_invalid", "unknown section %r" % (name,))
+    except reasons.ReasonError as err:
+        if isinstance(err, Invalid):
+            raise
+        raise Invalid("config_invalid", "%s: %s" % (name, err))
+    except SchemaError as err:
+        raise Invalid("config_invalid", str(err))
+    return content
+
+
+class Assembler:
+    """Collects the chunks of each section; `add` returns (section, version,
+    content) once a section is complete and its digest matches, else None.
+
+    A chunk of a newer (or other) version of a section discards the partial
+    older one: the gateway only ever pushes its current version."""
+
+    def __init__(self):
+        self._parts = {}
+
+    def add(self, message):
+        section = message["section"]
+        key = (message["version"], message["digest"], message["count"])
+        held = self._parts.get(section)
+        if held is None or held[0] != key:
+            held = (key, {})
+            self._parts[section] = held
+        held[1][message["index"]] = message["data"]
+        if len(held[1]) < message["count"]:
+            return None
+        del self._parts[section]
+        text = "".join([held[1][i] for i in range(message["count"])])
+        if digest(text) != message["digest"]:
+            raise Invalid("config_digest_mismatch", "%s version %d" % (section, message["version"]))
+        try:
+            content = canonical.loads(text)
+        except ValueError as err:
+            raise Invalid("config_invalid", "%s: %s" % (section, err))
+        return section, message["version"], check_section(section, content)
+
+
+def versions_map(versions):
+    """{section: int} -> the status message's {section: "decimal"} map."""
+    out = {}
+    for name in versions:
+        out[name] = "%d" % versions[name]
+    return out
+
+
+def parse_versions(reported):
+    """The status message's map back to {section: int}; junk entries are skipped."""
+    out = {}
+    for name in reported or {}:
+        value = reported[name]
+        if isinstance(value, str) and value.isdigit() and len(value) < 16:
+            out[name] = int(value)
+    return out

@@ -1,0 +1,76 @@
+"""Shared data for the quota, authorization and config sync tests: subjects,
+test policy params, shops, and products picked by their status *today*, so the
+tests keep meaning the same thing as the catalogue's dated bans take effect."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+from protocols import authz, catalogue
+
+TOWN = "330113001"
+OTHER_TOWN = "330113002"
+UREA = ("XK13-001-00101", "002")        # 50 kg bag, 46% N: 23000 g N per bag
+UREA_N_PER_BAG = 23000
+
+
+def today() -> str:
+    return authz.local_date(int(time.time() * 1000))
+
+
+def params() -> dict:
+    """The shipped params with an offline allowance the tests can reach:
+    70 % of the cached remaining, at most 80 kg N per offline sale."""
+    data = json.loads((Path(catalogue.default_path()).parent / "policy_params.json").read_text("utf-8"))
+    data = copy.deepcopy(data)
+    data["version"] = 7
+    data["offline"]["fraction_pct"] = 70
+    data["offline"]["cap"]["fert_n"] = 80000
+    return data
+
+
+def product_with_status(status: str, designated: bool | None = None) -> tuple[str, str]:
+    data = catalogue.load()
+    date = today()
+    for key in sorted(data["products"]):
+        prod = data["products"][key]
+        state = catalogue.status_on(data, prod, date)
+        if state["status"] == status and (designated is None or state["designated"] == designated):
+            return key, sorted(prod["packs"])[0]
+    raise LookupError(f"no {status} product in the catalogue today")
+
+
+def subjects(names_mu: dict[str, int], town: str = TOWN) -> list[dict]:
+    """Active subjects growing rice on the given mu."""
+    return [{"id": name, "status": "active", "town": town, "name": "测试" + name,
+             "plots": [{"id": "P1", "crop": "rice", "area_cmu": mu * 100}]} for name, mu in names_mu.items()]
+
+
+def write_jsonl(path: Path, entries: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries), "utf-8")
+    return path
+
+
+def add_shops(db: Path, shops: dict[str, tuple[str, bool]]) -> None:
+    """Shops (id -> (town, designated)) in the supervision grid's table; through
+    gateway.grid when it is there, else a minimal table of the columns read."""
+    conn = sqlite3.connect(db)
+    try:
+        try:
+            from gateway import grid
+            grid.ensure_schema(conn)
+            for shop, (town, designated) in shops.items():
+                conn.execute("INSERT OR REPLACE INTO shops(id, name, town, designated) VALUES (?, ?, ?, ?)",
+                             [shop, shop, town, int(designated)])
+        except ImportError:
+            conn.execute("CREATE TABLE IF NOT EXISTS shops (id TEXT PRIMARY KEY, town TEXT, designated INTEGER)")
+            for shop, (town, designated) in shops.items():
+                conn.execute("INSERT OR REPLACE INTO shops(id, town, designated) VALUES (?, ?, ?)",
+                             [shop, town, int(designated)])
+        conn.commit()
+    finally:
+        conn.close()
