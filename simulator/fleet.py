@@ -25,7 +25,11 @@ from simulator.processes import terminal_config_text
 
 class Fleet:
     def __init__(self, workdir: Path, broker_url: str, creds: list[Credentials], seed: int = 1,
-                 ack_timeout: float = 5.0, batch: int = 100):
+                 ack_timeout: float = 5.0, batch: int = 100, shops: dict[str, str] | None = None,
+                 extra_toml: str = ""):
+        """`shops` links terminals to their shop ids (default: the terminal id);
+        `extra_toml` is appended to every agent's config, e.g. a [counter] section
+        with the registry keys the district's cards are signed with."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.rng = random.Random(seed)
@@ -37,12 +41,15 @@ class Fleet:
         self.agents: list[Agent] = []
         for i, c in enumerate(creds):
             text = terminal_config_text(c, broker_url, self.workdir / f"{c.terminal}.ledger.db",
-                                        ack_timeout=ack_timeout, batch=batch)
-            config = parse(tomllib.loads(text), self.workdir)
+                                        ack_timeout=ack_timeout, batch=batch,
+                                        shop=(shops or {}).get(c.terminal))
+            config = parse(tomllib.loads(text + extra_toml), self.workdir)
             config.reserve_bytes = 0
             pending: dict[int, float] = {}
             self._committed.append(pending)
             self.agents.append(Agent(config, on_acked=self._acked_hook(pending)))
+        self._by_terminal = {a.terminal: a for a in self.agents}
+        self._pending = {a.terminal: p for a, p in zip(self.agents, self._committed)}
 
     def _acked_hook(self, pending: dict[int, float]) -> Callable[[int, int], None]:
         def hook(old: int, new: int) -> None:
@@ -92,6 +99,15 @@ class Fleet:
             for i in range(len(self.agents)):
                 self.sell(i)
                 tick(1)
+
+    def agent(self, terminal: str) -> Agent:
+        return self._by_terminal[terminal]
+
+    def note_committed(self, terminal: str, seq: int, started: float) -> None:
+        """A record committed by another path (the counter): time its trip to the gateway."""
+        with self._lock:
+            if self._by_terminal[terminal].ledger.acked < seq:  # else the ack beat us: no sample
+                self._pending[terminal][seq] = started
 
     def backlog(self) -> int:
         return sum(a.ledger.backlog for a in self.agents)

@@ -1,9 +1,16 @@
 """The simulator's command lines run the real fleet end to end."""
 
 import json
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
+
+import httpx
+
+from simulator.broker import free_port
+from simulator.processes import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,12 +28,49 @@ def test_simulator_run_reports_nothing_lost_or_duplicated(tmp_path):
     assert result["latency_ms"]["samples"] == result["sent"]
 
 
-def test_demo_runs_for_a_while_and_reconciles(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "simulator", "demo", "--terminals", "3", "--rate", "30",
-                           "--duration", "4", "--workdir", str(tmp_path / "demo")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
-    assert "lost 0 · duplicated 0" in proc.stdout
+def test_demo_serves_the_dashboard_sells_refuses_and_reconciles(tmp_path):
+    """The README's main-job command, short: the dashboard answers on the URL it
+    prints and the printed login works; buyers' cards and carts go through the
+    counters, some sales approved and some refused; nothing lost or duplicated."""
+    port = free_port()
+    report = tmp_path / "report.json"
+    proc = subprocess.Popen([sys.executable, "-m", "simulator", "demo", "--shops", "5", "--rate", "15",
+                             "--duration", "6", "--http", f"127.0.0.1:{port}", "--report", str(report),
+                             "--workdir", str(tmp_path / "demo")],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        def printed(prefix):
+            return [l for l in list(lines) if l.startswith(prefix)]
+        wait_for(lambda: printed("dashboard: ") and len(printed("login: ")) == 2, 60, "dashboard URL and logins")
+        url = printed("dashboard: ")[0].split()[1]
+        assert url == f"http://127.0.0.1:{port}/"
+        assert httpx.get(url, timeout=5).status_code == 200
+        name, _, password = printed("login: ")[0].split()[1:4]
+        bad = httpx.post(url + "api/login", json={"name": name, "password": password + "x"}, timeout=5)
+        assert bad.status_code == 401
+        token = httpx.post(url + "api/login", json={"name": name, "password": password}, timeout=5).json()["token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(url + "api/me", headers=headers, timeout=5).json()["area"] == "330113"
+        wait_for(lambda: httpx.get(url + "api/overview", headers=headers, timeout=5).json()["totals"]["sales"] > 0,
+                 30, "sales on the dashboard's overview")
+        proc.wait(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(timeout=5)
+    out = "".join(lines)
+    assert proc.returncode == 0, proc.stderr.read()[-2000:] + out[-2000:]
+    assert "lost 0 · duplicated 0" in out
+    result = json.loads(report.read_text())
+    assert result["lost"] == 0 and result["duplicated"] == 0 and result["stored"] == result["sent"] > 0
+    tally = result["tally"]
+    assert tally.get("approve", 0) + tally.get("partial", 0) > 0 and tally.get("refuse", 0) > 0
+    assert tally.get("errors", 0) == 0 and tally.get("online", 0) > 0
+    assert sum(result["codes"].values()) > 0
 
 
 def test_gateway_export_matches_what_terminals_sent(tmp_path):
@@ -54,3 +98,16 @@ def test_gateway_export_refuses_a_missing_database(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "no such database" in proc.stderr
     assert not (tmp_path / "none.db").exists()
+
+
+def test_demo_takes_another_port_when_the_dashboard_port_is_taken():
+    from simulator.demo_cli import pick_http
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        host, port = pick_http(f"127.0.0.1:{taken}")
+        assert host == "127.0.0.1" and port != taken
+    free = free_port()
+    assert pick_http(f"127.0.0.1:{free}") == ("127.0.0.1", free)

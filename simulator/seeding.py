@@ -1,0 +1,110 @@
+"""Seed a gateway database with a generated district, the way an operator
+would: the files `District.write` produces go through the same functions the
+gateway's import commands call (`grid import`, `subjects import`, `policy
+import`, `catalogue import`), each validated whole before it is written, so a
+district the simulator generates is one the real CLIs accept. Then one
+terminal per shop is provisioned (record key, broker password, linked to its
+shop) and the supervision accounts are created.
+
+Runs before the gateway starts; imports into a running gateway work too (it
+notices the new versions and pushes them to the terminals).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway import fleet, grid, registry, users
+from gateway.store import Store, connect
+from gateway.supervision import ensure_schema
+from protocols import configsync
+from simulator.district import District
+from simulator.processes import terminal_config_text
+
+
+@dataclass(frozen=True)
+class Login:
+    name: str
+    role: str
+    area: str
+    area_name: str
+    password: str
+
+
+@dataclass
+class Seeded:
+    files: dict[str, Path]
+    creds: dict[str, fleet.Credentials]       # terminal -> credentials
+    logins: list[Login]
+
+
+def import_files(db: Path, files: dict[str, Path], now_ms: int) -> None:
+    conn = connect(db)
+    try:
+        ensure_schema(conn)
+        grid.import_grid(conn, grid.load_file(files["grid"]), str(files["grid"]))
+        subjects = registry.parse_subjects(files["subjects"].read_text("utf-8"), files["subjects"].name)
+        registry.import_subjects(conn, subjects, now_ms)
+        registry.set_section(conn, configsync.PARAMS, registry.load_params(str(files["policy"])), now_ms)
+        registry.set_section(conn, configsync.CATALOGUE, registry.load_catalogue(str(files["catalogue"])), now_ms)
+    finally:
+        conn.close()
+
+
+def add_logins(db: Path, district: District, now_ms: int, town_index: int = 0) -> list[Login]:
+    """A district account and one town account, with fresh random passwords
+    (printed by the demo: throwaway data, but no password worth guessing)."""
+    town = district.towns[town_index]
+    wanted = [("district", "district", district.code, district.name),
+              ("town", "town", town.code, town.name)]
+    conn = connect(db)
+    out = []
+    try:
+        ensure_schema(conn)
+        for name, role, area, area_name in wanted:
+            password = secrets.token_urlsafe(9)
+            users.add_user(conn, name, role, area, password, now_ms)
+            out.append(Login(name, role, area, area_name, password))
+    finally:
+        conn.close()
+    return out
+
+
+def provision(db: Path, district: District, now_ms: int) -> dict[str, fleet.Credentials]:
+    store = Store(db)
+    try:
+        return {s.terminal: fleet.provision(store, s.terminal, s.id, now_ms) for s in district.shops}
+    finally:
+        store.close()
+
+
+def counter_toml(district: District, clerk: str = "clerk1", deadline_ms: int = 1500) -> str:
+    """The agent's [counter] section: trust the district registry's card key."""
+    return (f'\n[counter]\ndeadline_ms = {deadline_ms}\nregistry_keys = ["{district.registry_public_key.hex()}"]\n'
+            f'clerk = "{clerk}"\n')
+
+
+def write_terminal_configs(directory: Path, district: District, creds: dict[str, fleet.Credentials],
+                           broker_url: str) -> dict[str, Path]:
+    """One `python -m firmware run --config` file per shop."""
+    directory.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for shop in district.shops:
+        path = directory / f"{shop.terminal}.toml"
+        text = terminal_config_text(creds[shop.terminal], broker_url, directory / f"{shop.terminal}.ledger.db",
+                                    shop=shop.id)
+        path.write_text(text + counter_toml(district), "utf-8")
+        out[shop.terminal] = path
+    return out
+
+
+def seed(db: Path, district: District, directory: Path, now_ms: int | None = None) -> Seeded:
+    now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    files = district.write(directory)
+    import_files(db, files, now_ms)
+    creds = provision(db, district, now_ms)
+    logins = add_logins(db, district, now_ms)
+    return Seeded(files, creds, logins)

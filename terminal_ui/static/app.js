@@ -1,0 +1,293 @@
+// The kiosk page: renders the counter state the agent pushes (server-sent
+// events) and sends the clerk's taps back as small POSTs. No framework and no
+// assets from the internet. Chinese first; the EN button switches language.
+"use strict";
+
+const T = {
+  online: ["联网", "Online"], offline: ["离线", "Offline"],
+  backlog: ["待上传", "To upload"], lastSync: ["上次同步", "Last sync"], never: ["从未", "never"],
+  catalogue: ["目录", "Catalogue"], params: ["政策", "Policy"],
+  signinTitle: ["店员登录", "Clerk sign-in"], signin: ["登录", "Sign in"], clear: ["清除", "Clear"],
+  signout: ["退出", "Sign out"], invite: ["请刷卡或看摄像头", "Tap the card or look at the camera"],
+  inviteSub: ["把主体信息卡放在读卡区", "Place the subject card on the reader"],
+  ledger: ["台账", "Ledger"], back: ["返回", "Back"], exportCsv: ["导出 CSV", "Export CSV"],
+  subject: ["购买主体", "Buyer"], town: ["所属", "Area"], grade: ["信用等级", "Credit grade"],
+  unknownGrade: ["未知", "unknown"], remaining: ["剩余定额", "Remaining quota"],
+  scanHere: ["扫描标签二维码 / 条码，或输入", "Scan label QR / barcode, or type"],
+  add: ["加入", "Add"], search: ["搜索目录", "Search catalogue"], cart: ["购物清单", "Cart"],
+  emptyCart: ["还没有商品，请扫码", "No products yet: scan"], checkout: ["核准并结算", "Decide & sell"],
+  cancel: ["取消", "Cancel"], newCustomer: ["下一位", "Next customer"], ret: ["包装回收", "Packaging return"],
+  deciding: ["正在核准，请稍候…", "Deciding, please wait…"],
+  approve: ["准予购买", "Approved"], partial: ["部分准予", "Partly approved"], refuse: ["不予购买", "Refused"],
+  offlineSale: ["离线销售", "Offline sale"], record: ["单号", "Record"], sold: ["准售", "sold"],
+  refused: ["不准售", "refused"], todo: ["可以：", "You can: "], void: ["作废此单", "Void this sale"],
+  voided: ["已作废", "Voided"], receiptPrinting: ["小票打印中…", "Printing receipt…"],
+  receiptPrinted: ["小票已打印", "Receipt printed"], receiptFailed: ["小票未打印", "Receipt not printed"],
+  reprint: ["重打小票", "Reprint"], returnTitle: ["农药包装回收", "Pesticide packaging return"],
+  returnScan: ["扫描回收包装上的标签二维码", "Scan the label QR on each returned container"],
+  returnCommit: ["确认回收", "Record return"], deposit: ["押金/补贴", "Deposit/subsidy"],
+  linked: ["对应销售", "From sale"], notLinked: ["无对应销售", "no matching sale"],
+  returned: ["回收已登记", "Return recorded"], uploaded: ["已上传", "uploaded"], pending: ["待上传", "pending"],
+  voice: ["语音", "Voice"], on: ["开", "on"], off: ["关", "off"], packs: ["件", "packs"],
+  type_sale: ["销售", "sale"], type_refusal: ["拒售", "refusal"], type_void: ["作废", "void"],
+  type_return: ["回收", "return"], type_heartbeat: ["心跳", "heartbeat"], type_event: ["事件", "event"],
+  max: ["最多可售", "at most"], reader: ["读卡器", "Reader"], printer: ["打印机", "Printer"], camera: ["摄像头", "Camera"],
+};
+let lang = localStorage.getItem("lang") || "zh";
+const L = () => (lang === "en" ? 1 : 0);
+const t = (k) => (T[k] ? T[k][L()] : k);
+const rz = (o) => (lang === "en" ? o.en : o.zh);
+
+let S = null;          // the last state pushed by the agent
+let view = null;       // "ledger" overlays the counter screens
+let pin = "";
+let search = { q: "", results: [] };
+let ledger = null;
+window.__shown = [];   // every decision banner ever rendered (tests read it)
+
+const $ = (sel) => document.querySelector(sel);
+function h(tag, attrs, ...kids) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "onclick") el.addEventListener("click", v);
+    else if (k === "testid") el.dataset.testid = v;
+    else if (k === "style") el.style.cssText = v;
+    else if (v !== null && v !== undefined && v !== false) el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const kid of kids.flat()) if (kid !== null && kid !== undefined && kid !== false)
+    el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+  return el;
+}
+
+async function api(method, path, body) {
+  const res = await fetch(path, { method, headers: body ? { "Content-Type": "application/json" } : {},
+    body: body ? JSON.stringify(body) : undefined });
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) { toast(data.zh ? rz(data) : (data.detail ? JSON.stringify(data.detail) : res.status)); throw data; }
+  return data;
+}
+function toast(text) {
+  const el = $("#toast"); el.textContent = text; el.hidden = false;
+  clearTimeout(toast.timer); toast.timer = setTimeout(() => (el.hidden = true), 4000);
+}
+// China Standard Time whatever the Pi's time zone, as on receipts and the ledger
+function hms(ms) { if (!ms) return t("never"); return new Date(ms + 8 * 3600e3).toISOString().slice(11, 19); }
+
+// ---------------------------------------------------------------- status bar
+function renderStatus() {
+  const st = S.status || {};
+  const net = $("#net");
+  net.className = "pill " + (st.online ? "online" : "offline");
+  net.textContent = st.online ? t("online") : t("offline");
+  net.dataset.state = st.online ? "online" : "offline";
+  $("#backlog").textContent = `${t("backlog")} ${st.backlog ?? 0}`;
+  $("#backlog").dataset.count = st.backlog ?? 0;
+  $("#sync").textContent = `${t("lastSync")} ${hms(st.last_sync_ms)}`;
+  $("#versions").textContent = `${t("catalogue")} v${st.catalogue ?? "-"} · ${t("params")} v${st.params ?? "-"}`;
+  const dev = [["reader", st.reader], ["printer", st.printer], ["camera", st.camera]]
+    .filter(([, s]) => s && s !== "none" && !["ok", "streaming", "unknown", "starting"].includes(s))
+    .map(([k, s]) => `${t(k)}:${s}`);
+  $("#devices").textContent = dev.join(" ");
+  $("#clerk").textContent = S.clerk ? S.clerk.name : "";
+  $("#voice").textContent = `${t("voice")}:${S.voice ? t("on") : t("off")}`;
+  $("#lang").textContent = lang === "en" ? "中文" : "EN";
+  document.documentElement.lang = lang === "en" ? "en" : "zh-CN";
+}
+
+// ---------------------------------------------------------------- screens
+function signinScreen() {
+  const keys = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "clear", "0", "ok"].map((k) => {
+    if (k === "clear") return h("button", { testid: "pin-clear", onclick: () => { pin = ""; render(); } }, t("clear"));
+    if (k === "ok") return h("button", { class: "primary", testid: "signin-submit", onclick: signIn }, t("signin"));
+    return h("button", { testid: "pin-key-" + k, onclick: () => { if (pin.length < 12) pin += k; render(); } }, k);
+  });
+  return h("div", { class: "panel center", testid: "screen-signin", style: "width:420px" },
+    h("h2", {}, t("signinTitle")), h("div", { class: "pinshow", testid: "pin-display" }, "•".repeat(pin.length)),
+    h("div", { class: "keypad" }, keys));
+}
+async function signIn() {
+  const p = pin; pin = "";
+  try { await api("POST", "/api/signin", { pin: p }); } catch (e) { render(); }
+}
+
+function idleScreen() {
+  return h("div", { class: "col center", testid: "screen-idle" },
+    h("div", { class: "cardicon" }, "💳"),
+    h("div", { class: "invite", testid: "invite" }, t("invite")),
+    h("div", { class: "invite-sub" }, t("inviteSub")),
+    h("div", { class: "row", style: "justify-content:center;margin-top:24px" },
+      h("button", { testid: "open-ledger", onclick: openLedger }, t("ledger")),
+      h("button", { testid: "signout", onclick: () => api("POST", "/api/signout") }, t("signout"))));
+}
+
+function subjectPanel() {
+  const s = S.subject;
+  if (!s) return h("div", { class: "panel", id: "subject" });
+  const bars = s.quota.map((q) => h("div", { class: "quota", testid: "quota-" + q.category },
+    h("div", { class: "row" }, h("span", { style: "flex:1" }, lang === "en" ? q.en : q.zh),
+      h("b", { testid: "quota-remaining-" + q.category }, q.remaining_text), h("span", { class: "muted" }, "/ " + q.allowance_text)),
+    h("div", { class: "bar" + (q.pct <= 0 ? " empty" : q.pct < 25 ? " low" : "") }, h("i", { style: `width:${q.pct}%` }))));
+  return h("div", { class: "panel col", id: "subject", testid: "subject-panel" },
+    h("div", { class: "muted" }, t("subject")),
+    h("div", { class: "subject-name", testid: "subject-name" }, s.name),
+    h("div", { class: "muted", testid: "subject-id" }, `${s.id} · ${s.method}`),
+    h("div", { class: "muted" }, `${t("town")}: ${s.village || s.town || "—"} · ${t("grade")}: `,
+      h("span", { testid: "subject-grade" }, s.grade || t("unknownGrade"))),
+    h("div", { class: "muted", style: "margin-top:6px" }, t("remaining")), bars);
+}
+
+function scanBox(onEnter, placeholder, testid) {
+  const input = h("input", { id: "scan", testid: testid || "scan-input", placeholder, autocomplete: "off",
+    inputmode: "text" });
+  input.addEventListener("keydown", async (ev) => {
+    if (ev.key !== "Enter" || !input.value.trim()) return;
+    const text = input.value.trim(); input.value = "";
+    try { await onEnter(text); } catch (e) { /* toast shown */ }
+  });
+  return input;
+}
+
+function saleScreen() {
+  const cart = S.cart.map((line) => h("div", { class: "line", testid: "cart-line-" + line.index },
+    h("span", { class: "name" }, line.name, " ", h("span", { class: "muted" }, line.pack),
+      line.status && line.status !== "normal" ? h("span", { class: "tag " + line.status }, line.status) : null),
+    h("button", { testid: "minus-" + line.index, onclick: () => line.packs > 1 ?
+      api("PUT", `/api/cart/${line.index}`, { packs: line.packs - 1 }) : api("DELETE", `/api/cart/${line.index}`) }, "−"),
+    h("span", { class: "qty", testid: "qty-" + line.index }, line.packs),
+    h("button", { testid: "plus-" + line.index, onclick: () => api("PUT", `/api/cart/${line.index}`, { packs: line.packs + 1 }) }, "+"),
+    h("button", { class: "danger", testid: "remove-" + line.index, onclick: () => api("DELETE", `/api/cart/${line.index}`) }, "✕")));
+  const results = search.results.map((p) => h("button", { testid: `result-${p.product}-${p.spec}`,
+    onclick: () => { search = { q: "", results: [] }; api("POST", "/api/cart", { product: p.product, spec: p.spec, packs: 1 }); } },
+    `${p.name} · ${p.pack}`, p.status !== "normal" ? h("span", { class: "tag " + p.status }, " " + p.status) : null));
+  const q = h("input", { id: "search", testid: "search-input", placeholder: t("search"), value: search.q });
+  q.addEventListener("input", async () => {
+    search.q = q.value;
+    const data = await api("GET", "/api/catalogue?q=" + encodeURIComponent(q.value));
+    if (search.q === q.value) { search.results = q.value ? data.products : []; render(); }
+  });
+  return [subjectPanel(), h("div", { class: "col", style: "flex:1", testid: "screen-sale" },
+    h("div", { class: "row" }, scanBox((text) => api("POST", "/api/scan", { text }), t("scanHere")), q),
+    search.results.length ? h("div", { class: "panel results", testid: "search-results" }, results) : null,
+    h("div", { class: "panel", style: "flex:1", testid: "cart" }, h("b", {}, t("cart")),
+      cart.length ? cart : h("div", { class: "muted" }, t("emptyCart"))),
+    h("div", { class: "row" },
+      h("button", { class: "primary", style: "flex:2", testid: "checkout", disabled: !S.cart.length,
+        onclick: () => api("POST", "/api/checkout").catch(() => {}) }, t("checkout")),
+      h("button", { style: "flex:1", testid: "start-return", onclick: () => api("POST", "/api/return/start") }, t("ret")),
+      h("button", { style: "flex:1", testid: "finish", onclick: () => api("POST", "/api/finish") }, t("cancel"))))];
+}
+
+function receiptLine() {
+  const r = S.receipt;
+  if (!r) return null;
+  const text = r.state === "printed" ? t("receiptPrinted") : r.state === "failed" ? `${t("receiptFailed")}: ${rz(r)}` : t("receiptPrinting");
+  return h("div", { class: "muted", testid: "receipt-state", "data-state": r.state }, text);
+}
+
+function resultScreen() {
+  const o = S.outcome;
+  if (o.record === "return") {
+    window.__shown.push("return");
+    return [subjectPanel(), h("div", { class: "col", style: "flex:1", testid: "screen-result" },
+      h("div", { class: "banner approve", testid: "decision", "data-decision": "return" }, t("returned")),
+      h("div", { testid: "record-id" }, `${t("record")} ${o.record_id}`),
+      h("div", { class: "panel", style: "flex:1" }, o.returned.map((r) => h("div", { class: "item" }, r.name, " · ",
+        h("span", { testid: "return-link" }, r.link_id ? `${t("linked")} ${r.link_id}` : t("notLinked"))))),
+      h("div", { testid: "deposit" }, `${t("deposit")}: ${(o.deposit_fen / 100).toFixed(2)} 元`), receiptLine(),
+      h("button", { class: "primary", testid: "finish", onclick: () => api("POST", "/api/finish") }, t("newCustomer")))];
+  }
+  window.__shown.push(o.decision);
+  const items = o.items.map((it, i) => h("div", { class: "item", testid: "item-" + i, "data-decision": it.decision },
+    h("div", { class: "row" }, h("b", { style: "flex:1" }, `${it.name} ×${it.packs}`),
+      h("span", { class: "tag" }, it.decision === "approve" ? t("sold") : t("refused"))),
+    it.reasons.map((r) => h("div", { class: "why", testid: "reason-" + r.code }, rz(r))),
+    it.action ? h("div", { class: "todo", testid: "action-" + i }, t("todo") + (lang === "en" ? it.action_en : it.action_zh),
+      it.max_packs ? ` (${t("max")} ${it.max_packs} ${t("packs")})` : "") : null));
+  return [subjectPanel(), h("div", { class: "col", style: "flex:1", testid: "screen-result" },
+    h("div", { class: "banner " + o.decision, testid: "decision", "data-decision": o.decision, "data-mode": o.mode },
+      o.voided ? t("voided") : t(o.decision),
+      o.approved && o.mode === "offline" ? h("span", { class: "offline-mark", testid: "offline-mark" }, t("offlineSale")) : null),
+    h("div", { testid: "record-id" }, `${t("record")} ${o.record_id}`),
+    h("div", { class: "panel", style: "flex:1" }, items), receiptLine(),
+    h("div", { class: "row" },
+      h("button", { class: "primary", style: "flex:2", testid: "finish", onclick: () => api("POST", "/api/finish") }, t("newCustomer")),
+      o.approved && !o.voided ? h("button", { class: "danger", testid: "void", onclick: () => api("POST", "/api/void", { reason: "clerk_void" }) }, t("void")) : null,
+      S.receipt ? h("button", { testid: "reprint", onclick: () => api("POST", "/api/reprint") }, t("reprint")) : null))];
+}
+
+function returnScreen() {
+  const rows = S.returned.map((r, i) => h("div", { class: "line", testid: "returned-" + i },
+    h("span", { class: "name" }, r.name, h("div", { class: "muted" }, r.code)),
+    h("span", { testid: "returned-link-" + i }, r.link_id ? `${t("linked")} ${r.link_id}` : t("notLinked")),
+    h("b", {}, (r.deposit_fen / 100).toFixed(2) + " 元")));
+  return [subjectPanel(), h("div", { class: "col", style: "flex:1", testid: "screen-return" },
+    h("h3", { style: "margin:4px 0" }, t("returnTitle")),
+    scanBox((text) => api("POST", "/api/return/scan", { text }), t("returnScan"), "return-input"),
+    h("div", { class: "panel", style: "flex:1" }, rows),
+    h("div", { testid: "return-deposit" }, `${t("deposit")}: ${(S.return_deposit_fen / 100).toFixed(2)} 元`),
+    h("div", { class: "row" },
+      h("button", { class: "primary", style: "flex:2", testid: "return-commit", disabled: !S.returned.length,
+        onclick: () => api("POST", "/api/return/commit") }, t("returnCommit")),
+      h("button", { style: "flex:1", testid: "return-cancel", onclick: () => api("POST", "/api/return/cancel") }, t("cancel"))))];
+}
+
+async function openLedger() { view = "ledger"; ledger = await api("GET", "/api/ledger?limit=50"); render(); }
+function ledgerScreen() {
+  const rows = (ledger ? ledger.rows : []).map((r) => h("tr", { testid: "ledger-row-" + r.seq },
+    h("td", {}, r.seq), h("td", {}, r.time.slice(5)), h("td", {}, t("type_" + r.type),
+      r.mode === "offline" ? h("span", { class: "offline-mark", style: "font-size:12px" }, t("offline")) : null),
+    h("td", {}, r.subject || ""), h("td", {}, r.items.join("；"), r.links.length ? ` → #${r.links.join(",#")}` : "",
+      r.voids ? ` #${r.voids}` : ""),
+    h("td", {}, r.clerk || ""), h("td", {}, r.uploaded ? t("uploaded") : t("pending"))));
+  return h("div", { class: "col", style: "flex:1", testid: "screen-ledger" },
+    h("div", { class: "row" }, h("h3", { style: "flex:1;margin:4px 0" }, t("ledger")),
+      h("a", { href: "/api/ledger.csv", download: "ledger.csv", testid: "export-csv" }, h("button", {}, t("exportCsv"))),
+      h("button", { testid: "close-ledger", onclick: () => { view = null; render(); } }, t("back"))),
+    h("div", { class: "panel", style: "flex:1" }, h("table", {}, rows)));
+}
+
+// ---------------------------------------------------------------- render
+function render() {
+  if (!S) return;
+  renderStatus();
+  const active = document.activeElement && document.activeElement.id;
+  const values = {};
+  document.querySelectorAll("main input[id]").forEach((el) => (values[el.id] = el.value));
+  const main = $("#main");
+  main.replaceChildren();
+  let screen = S.screen;
+  if (view === "ledger" && S.clerk && !["deciding"].includes(screen)) screen = "ledger";
+  const parts = { signin: signinScreen, idle: idleScreen, sale: saleScreen, deciding: saleScreen,
+    result: resultScreen, return: returnScreen, ledger: ledgerScreen }[screen]();
+  main.append(...[parts].flat().filter(Boolean));
+  if (S.screen === "deciding") {
+    window.__shown.push("deciding");
+    main.append(h("div", { class: "overlay", testid: "deciding" }, t("deciding")));
+  }
+  document.querySelectorAll("main input[id]").forEach((el) => { if (values[el.id] !== undefined) el.value = values[el.id]; });
+  const focus = document.getElementById(active) || document.getElementById("scan");
+  if (focus && focus.tagName === "INPUT") focus.focus();
+  if (screen !== render.lastScreen) { render.lastScreen = screen; $("#toast").hidden = true; }
+  const msg = S.message;
+  if (msg && msg.code && msg !== render.lastMsg) { render.lastMsg = msg; toast(rz(msg)); }
+  main.dataset.screen = screen;
+  if (screen === "sale" && S.subject) window.__subjectShownAt = window.__subjectShownAt || Date.now();
+}
+
+function connect() {
+  const es = new EventSource("/api/events");
+  es.onmessage = (ev) => {
+    const next = JSON.parse(ev.data);
+    if (S && next.boot === S.boot && next.version < S.version) return;
+    const subjectChanged = !S || !S.subject || !next.subject || S.subject.id !== next.subject.id;
+    if (subjectChanged || !next.subject) window.__subjectShownAt = 0;
+    S = next;
+    if (S.screen === "signin") view = null;
+    render();
+  };
+  es.onerror = () => { const net = $("#net"); if (net) { net.className = "pill offline"; net.textContent = "—"; } };
+}
+
+$("#lang").addEventListener("click", () => { lang = lang === "en" ? "zh" : "en"; localStorage.setItem("lang", lang); render(); });
+$("#voice").addEventListener("click", () => api("POST", "/api/voice", { on: !(S && S.voice) }));
+connect();

@@ -1,0 +1,188 @@
+"""One shop in a box for the kiosk UI tests and the benchmark: a real Mosquitto
+with per-terminal credentials, the real gateway process (policy, subjects and
+the shop loaded with its CLIs), and the terminal agent with its kiosk UI as a
+real process (`python -m terminal_ui`) on simulated hardware: the PN532 emulator
+and the printer emulator on pseudo-terminals owned by this process, and a
+still-image camera. A subject card signed by a test registry key is put on the
+reader's field like a farmer's tap."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from firmware.kiosk import pin_hash
+from gateway import fleet
+from gateway.store import Store
+from hardware.pn532.emulated_cards import Ntag21x
+from hardware.pn532.emulator import PN532Emulator
+from hardware.printer.emulator import PrinterEmulator
+from protocols import card as card_format
+from simulator.broker import Mosquitto, free_port
+from simulator.processes import GatewayProcess, provision_terminals, terminal_config_text, wait_for
+from tests.support import quota_fixtures as fx
+from tests.support.quota_district import gateway_cli
+
+ROOT = Path(__file__).resolve().parents[2]
+GATEWAY_PASSWORD = "gateway-test-password"
+REGISTRY = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
+REGISTRY_PUB = REGISTRY.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+TERMINAL = "T001"
+SHOP = "shop-T001"
+CLERK, CLERK_NAME, PIN = "c1", "李梅", "2468"
+
+SUBJECTS = [
+    {"id": "S-0001", "status": "active", "town": fx.TOWN, "name": "王建国",
+     "plots": [{"id": "P1", "crop": "rice", "area_cmu": 1000}]},
+    {"id": "S-0002", "status": "active", "town": fx.TOWN, "name": "绿野水稻专业合作社",
+     "plots": [{"id": "P1", "crop": "rice", "area_cmu": 5000}]},
+]
+UREA_EAN = "6990000000268"                         # 尿素 50 kg bag
+IMIDACLOPRID = ("PD20080101", "001")               # 10%吡虫啉可湿性粉剂, normal
+RESTRICTED = ("PD20080203", "001")                 # 56%磷化铝片剂, restricted, designated shops only
+
+
+def label_code(product: str, spec: str, rng: random.Random) -> str:
+    """A label QR content (MoA 2579): URL + 32-digit unit code for a PD product."""
+    serial = "".join(rng.choice("0123456789") for _ in range(21))
+    code = "1" + product[-6:] + "1" + spec + serial
+    return "https://trace.example.cn/q?c=" + code
+
+
+def env() -> dict:
+    out = dict(os.environ)
+    out["PYTHONPATH"] = str(ROOT) + os.pathsep + out.get("PYTHONPATH", "")
+    out["PYTHONUNBUFFERED"] = "1"
+    return out
+
+
+class KioskShop:
+    def __init__(self, root: Path, deadline_ms: int = 1500):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.db = self.root / "gateway.db"
+        self.creds = provision_terminals(self.db, [TERMINAL])[0]
+        fx.add_shops(self.db, {SHOP: (fx.TOWN, False)})
+        params = self.root / "params.json"
+        params.write_text(json.dumps(fx.params()), "utf-8")
+        gateway_cli("policy", "import", str(params), "--db", str(self.db))
+        gateway_cli("subjects", "import", str(fx.write_jsonl(self.root / "subjects.jsonl", SUBJECTS)),
+                    "--db", str(self.db))
+        store = Store(self.db)
+        passwd, acl = fleet.write_broker_auth(store, self.root / "broker-auth", GATEWAY_PASSWORD)
+        store.close()
+        self.broker = Mosquitto(self.root / "broker", password_file=passwd, acl_file=acl).start()
+        self.gateway = GatewayProcess(self.db, self.broker.url, self.root / "gateway.log",
+                                      username=fleet.GATEWAY_USER, password=GATEWAY_PASSWORD).start()
+        self.reader = PN532Emulator().start()
+        self.printer = PrinterEmulator().start()
+        stills = self.root / "camera"
+        stills.mkdir(exist_ok=True)
+        cv2.imwrite(str(stills / "counter.jpg"), np.full((240, 320, 3), 200, np.uint8))
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ledger = self.root / f"{TERMINAL}.ledger.db"
+        self.config = self.root / "terminal.toml"
+        self.config.write_text(self.config_text(deadline_ms, stills), "utf-8")
+        self.proc: subprocess.Popen | None = None
+        self.cards: dict[str, Ntag21x] = {}
+
+    def config_text(self, deadline_ms: int, stills: Path) -> str:
+        text = terminal_config_text(self.creds, self.broker.url, self.ledger, ack_timeout=2.0, shop=SHOP)
+        text = text.replace("reserve_mb = 1", "reserve_mb = 0")
+        return text + (
+            f'\n[counter]\ndeadline_ms = {deadline_ms}\nregistry_keys = ["{REGISTRY_PUB.hex()}"]\nclerk = "{CLERK}"\n'
+            f'\n[kiosk]\nshop_name = "塘栖农资店"\nreader = "{self.reader.path}"\nprinter = "{self.printer.path}"\n'
+            f'camera = "file://{stills}/*.jpg?fps=2"\nvoice = true\nplayer = []\n'
+            f'voice_cache = "{self.root / "voice"}"\ndeposit_fen = 50\nhttp = "127.0.0.1:{self.port}"\n'
+            f'[[kiosk.clerks]]\nid = "{CLERK}"\nname = "{CLERK_NAME}"\npin_sha256 = "{pin_hash(CLERK, PIN)}"\n')
+
+    # -- the agent process
+
+    def start_agent(self, extra_env: dict | None = None, wait: float = 60.0) -> None:
+        log = open(self.root / "terminal.log", "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "terminal_ui", "--config", str(self.config)],
+                                     env=env() | (extra_env or {}), cwd=ROOT, stdout=subprocess.PIPE, stderr=log)
+        ready = threading.Event()
+
+        def read():
+            for line in self.proc.stdout:
+                if line.startswith(b"READY"):
+                    ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not ready.wait(wait):
+            raise TimeoutError(f"kiosk agent not ready after {wait}s; see {self.root / 'terminal.log'}")
+
+    def kill_agent(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop_agent(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill_agent()
+
+    def state(self) -> dict:
+        return httpx.get(self.url + "/api/state", timeout=5).json()
+
+    def wait_synced(self, timeout: float = 60) -> dict:
+        """Until the terminal runs the gateway's catalogue, params and subjects."""
+        return wait_for(lambda: (lambda s: s if s["status"]["online"] and s["status"]["params"] is not None
+                                 and s["status"]["catalogue"] is not None else None)(self.state()),
+                        timeout, "kiosk online with synced config", interval=0.2)
+
+    # -- the farmer's card
+
+    def card(self, subject: str, card_no: str | None = None) -> Ntag21x:
+        if subject not in self.cards:
+            emulated = Ntag21x(model="NTAG215")
+            card = card_format.Card(emulated.uid, subject, card_no or f"330113-2025-{len(self.cards) + 1:06d}",
+                                    "330113", "2025-01-01", "2030-12-31")
+            payload = card_format.issue(card, REGISTRY)
+            for page, data in card_format.ntag_pages(payload).items():
+                emulated.memory[page * 4:page * 4 + 4] = data
+            self.cards[subject] = emulated
+        return self.cards[subject]
+
+    def tap(self, subject: str) -> None:
+        self.reader.put(self.card(subject))
+
+    def lift(self) -> None:
+        self.reader.remove()
+
+    # -- the broker
+
+    def broker_down(self) -> None:
+        self.broker.kill()
+
+    def broker_up(self) -> None:
+        self.broker.start()
+
+    def close(self) -> None:
+        self.kill_agent()
+        self.gateway.kill()
+        self.broker.kill()
+        self.reader.stop()
+        self.printer.stop()
+
+
+def sale_records(ledger: Path) -> list[dict]:
+    from firmware.ledger import export_lines
+    return [json.loads(text) for text in export_lines(ledger)] if ledger.exists() else []

@@ -1,0 +1,267 @@
+"""The clerk's kiosk UI in headless Chromium (Debian's, driven by Playwright)
+against the terminal agent as a real process on simulated hardware (PN532
+emulator, printer emulator, still-image camera), talking to a real Mosquitto and
+the real gateway: sign in, a card tap, scanning, approved and refused sales, the
+same flow offline with the broker killed, a packaging return linked to its sale,
+the ledger and its export, and the agent killed between decision and commit.
+Screens are saved at 800x480 under docs/screenshots/terminal-*.png."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+from pathlib import Path
+
+import httpx
+import pytest
+
+from simulator.processes import wait_for
+from tests.support.kiosk_district import (CLERK, IMIDACLOPRID, PIN, RESTRICTED, UREA_EAN, KioskShop, label_code,
+                                          sale_records)
+
+pytestmark = pytest.mark.timeout(180)
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+VIEWPORT = {"width": 800, "height": 480}
+RNG = random.Random(7)
+SOLD_LABEL = label_code(*IMIDACLOPRID, RNG)      # sold online in the first sale, returned later
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian chromium missing: scripts/test.sh installs it (apt-get install chromium)")
+    shop = KioskShop(tmp_path_factory.mktemp("kiosk"))
+    try:
+        shop.start_agent()
+        shop.wait_synced()
+        yield shop
+    finally:
+        shop.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM,
+                              args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def page(shop, browser):
+    page = browser.new_page(viewport=VIEWPORT, locale="zh-CN")
+    page.set_default_timeout(10_000)
+    page.goto(shop.url + "/")
+    yield page
+    page.close()
+
+
+def shot(page, name):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"terminal-{name}.png"))
+
+
+def sign_in(page):
+    page.wait_for_selector("[data-testid=screen-signin]")
+    for digit in PIN:
+        page.click(f"[data-testid=pin-key-{digit}]")
+    page.click("[data-testid=signin-submit]")
+    page.wait_for_selector("[data-testid=screen-idle]")
+
+
+def next_customer(shop, page):
+    """Back to the idle screen with no card on the reader."""
+    shop.lift()
+    state = shop.state()
+    if state["screen"] in ("sale", "result", "return"):
+        httpx.post(shop.url + "/api/finish", timeout=5)
+    page.wait_for_selector("[data-testid=screen-idle]")
+
+
+def tap_and_wait(shop, page, subject):
+    shop.tap(subject)
+    page.wait_for_selector(f"[data-testid=subject-id]:has-text('{subject}')")
+
+
+def scan(page, text):
+    count = page.locator("[data-testid^=cart-line-]").count()
+    page.fill("[data-testid=scan-input]", text)
+    page.press("[data-testid=scan-input]", "Enter")
+    page.wait_for_function(f"document.querySelectorAll('[data-testid^=cart-line-]').length > {count}")
+
+
+def test_sign_in_then_a_card_tap_shows_the_subject_and_quota(shop, page):
+    shot(page, "signin")
+    page.click("[data-testid=pin-key-1]")
+    page.click("[data-testid=signin-submit]")
+    page.wait_for_selector("[data-testid=message]:has-text('PIN 不正确')")
+    sign_in(page)
+    assert page.inner_text("[data-testid=invite]") == "请刷卡或看摄像头"
+    assert page.inner_text("[data-testid=clerk]") == "李梅"
+    assert page.get_attribute("[data-testid=net]", "data-state") == "online"
+    assert "目录 v1" in page.inner_text("[data-testid=versions]")
+    shot(page, "idle")
+    tap_and_wait(shop, page, "S-0001")
+    assert page.inner_text("[data-testid=subject-name]") == "王*国"     # masked; never the full name
+    assert "王建国" not in page.inner_text("body")
+    # 10 mu of rice at 15 kg N/mu: 150 kg of nitrogen for the year
+    assert page.inner_text("[data-testid=quota-remaining-fert_n]") == "150 kg"
+    assert page.inner_text("[data-testid=quota-remaining-pesticide_g]") == "3 kg"
+    shot(page, "subject")
+    page.click("[data-testid=lang-toggle]")
+    assert page.inner_text("[data-testid=quota-fert_n]").startswith("Nitrogen")
+    page.click("[data-testid=lang-toggle]")
+    assert page.inner_text("[data-testid=quota-fert_n]").startswith("氮肥")
+
+
+def test_approved_sale_prints_a_receipt_with_items_and_record_number(shop, page):
+    before = len(shop.printer.receipts)
+    scan(page, UREA_EAN)                         # the barcode scanner types into the focused field
+    scan(page, SOLD_LABEL)                       # a pesticide label QR code
+    page.click("[data-testid=plus-0]")
+    page.wait_for_selector("[data-testid=qty-0]:has-text('2')")
+    page.click("[data-testid=checkout]")
+    page.wait_for_selector("[data-testid=decision][data-decision=approve]")
+    record_id = page.inner_text("[data-testid=record-id]").split()[-1]
+    assert page.get_attribute("[data-testid=decision]", "data-mode") == "online"
+    receipt = shop.printer.wait_receipt(before + 1)
+    assert f"单号：{record_id}" in receipt.text and receipt.qr == [record_id]
+    assert "尿素（总氮≥46.0%）" in receipt.text and "x2" in receipt.text and "10%吡虫啉可湿性粉剂" in receipt.text
+    assert "王*国" in receipt.text and "李梅" in receipt.text
+    page.wait_for_selector("[data-testid=receipt-state][data-state=printed]")
+    # 2 bags of urea: 46 kg N gone from the bar
+    assert page.inner_text("[data-testid=quota-remaining-fert_n]") == "104 kg"
+    shot(page, "approved")
+    seq = int(record_id.split("-")[1])
+    wait_for(lambda: any(r["seq"] == seq and r["type"] == "sale" for r in sale_records(shop.ledger)), 5, "sale row")
+    sale = next(r for r in sale_records(shop.ledger) if r["seq"] == seq)
+    assert sale["body"]["clerk"] == CLERK and sale["body"]["mode"] == "online"
+    next_customer(shop, page)
+
+
+def test_refused_restricted_product_shows_the_reason_and_what_to_do(shop, page):
+    tap_and_wait(shop, page, "S-0001")
+    page.fill("[data-testid=search-input]", "磷化铝")
+    page.click(f"[data-testid=result-{RESTRICTED[0]}-{RESTRICTED[1]}]")
+    page.wait_for_selector("[data-testid=cart-line-0]")
+    page.click("[data-testid=checkout]")
+    page.wait_for_selector("[data-testid=decision][data-decision=refuse]")
+    text = page.inner_text("[data-testid=item-0]")
+    assert "限制使用农药只能在定点经营门店购买" in text
+    assert "该主体没有此限制使用农药的使用许可" in text
+    assert page.inner_text("[data-testid=action-0]") == "可以：请从清单中移除该商品"
+    assert page.locator("[data-testid=void]").count() == 0     # nothing sold, nothing to void
+    shot(page, "refused")
+    next_customer(shop, page)
+
+
+def test_with_the_broker_stopped_the_sale_completes_offline_and_is_marked(shop, page):
+    shop.broker_down()
+    try:
+        page.wait_for_selector("[data-testid=net][data-state=offline]", timeout=20_000)
+        tap_and_wait(shop, page, "S-0001")
+        before = len(shop.printer.receipts)
+        scan(page, UREA_EAN)
+        page.click("[data-testid=checkout]")
+        page.wait_for_selector("[data-testid=decision][data-decision=approve]")
+        assert page.get_attribute("[data-testid=decision]", "data-mode") == "offline"
+        assert page.inner_text("[data-testid=offline-mark]") == "离线销售"
+        receipt = shop.printer.wait_receipt(before + 1)
+        assert "【离线销售 待上传】" in receipt.text and "尿素" in receipt.text
+        assert int(page.get_attribute("[data-testid=backlog]", "data-count")) >= 1
+        shot(page, "offline")
+        record_id = page.inner_text("[data-testid=record-id]").split()[-1]
+        sale = next(r for r in sale_records(shop.ledger) if r["seq"] == int(record_id.split("-")[1]))
+        assert sale["type"] == "sale" and sale["body"]["mode"] == "offline" and "auth" not in sale["body"]
+    finally:
+        shop.broker_up()
+    page.wait_for_selector("[data-testid=net][data-state=online]", timeout=30_000)
+    page.wait_for_selector("[data-testid=backlog][data-count='0']", timeout=30_000)
+    next_customer(shop, page)
+
+
+def test_packaging_return_links_to_the_earlier_sale(shop, page):
+    sale_seq = next(r["seq"] for r in sale_records(shop.ledger)
+                    if r["type"] == "sale" and any(i.get("code") for i in r["body"]["items"]))
+    tap_and_wait(shop, page, "S-0001")
+    page.click("[data-testid=start-return]")
+    page.wait_for_selector("[data-testid=screen-return]")
+    for text in (SOLD_LABEL, label_code(*IMIDACLOPRID, RNG)):       # one sold here, one bought elsewhere
+        n = page.locator("[data-testid^=returned-link-]").count()
+        page.fill("[data-testid=return-input]", text)
+        page.press("[data-testid=return-input]", "Enter")
+        page.wait_for_selector(f"[data-testid=returned-link-{n}]")
+    assert page.inner_text("[data-testid=returned-link-0]") == f"对应销售 T001-{sale_seq:06d}"
+    assert page.inner_text("[data-testid=returned-link-1]") == "无对应销售"
+    assert "1.00 元" in page.inner_text("[data-testid=return-deposit]")
+    shot(page, "return")
+    before = len(shop.printer.receipts)
+    page.click("[data-testid=return-commit]")
+    page.wait_for_selector("[data-testid=decision][data-decision=return]")
+    record = sale_records(shop.ledger)[-1]
+    assert record["type"] == "return" and record["body"]["links"] == [sale_seq]
+    assert record["body"]["deposit_fen"] == 100 and len(record["body"]["codes"]) == 2
+    receipt = shop.printer.wait_receipt(before + 1)
+    assert f"对应销售单：T001-{sale_seq:06d}" in receipt.text and "1.00 元" in receipt.text
+    next_customer(shop, page)
+
+
+def test_ledger_browse_and_csv_export_show_every_record(shop, page):
+    page.click("[data-testid=open-ledger]")
+    page.wait_for_selector("[data-testid=screen-ledger]")
+    records = sale_records(shop.ledger)
+    assert page.locator("[data-testid^=ledger-row-]").count() == len(records)
+    offline_seq = next(r["seq"] for r in records if r["body"].get("mode") == "offline")
+    assert "离线" in page.inner_text(f"[data-testid=ledger-row-{offline_seq}]")
+    shot(page, "ledger")
+    body = httpx.get(shop.url + "/api/ledger.csv", timeout=10).content.decode("utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(body)))
+    assert [int(r["seq"]) for r in rows] == [r["seq"] for r in records]
+    assert {r["type"] for r in rows} >= {"sale", "refusal", "return"}
+    assert any("尿素" in r["items"] for r in rows)
+    page.click("[data-testid=close-ledger]")
+    page.wait_for_selector("[data-testid=screen-idle]")
+
+
+def test_the_ui_never_shows_approved_before_the_sale_is_committed(shop, browser, tmp_path):
+    """The agent is held between the decision and the ledger commit, then killed
+    with SIGKILL: the screen must have said "deciding" and never "approved", the
+    ledger must not have the sale, and the restarted agent starts afresh."""
+    head_before = len(sale_records(shop.ledger))
+    shop.stop_agent()
+    marker = tmp_path / "paused"
+    shop.start_agent(extra_env={"AGRI_KIOSK_PAUSE_BEFORE_COMMIT": str(marker)})
+    shop.wait_synced()
+    page = browser.new_page(viewport=VIEWPORT, locale="zh-CN")
+    page.set_default_timeout(10_000)
+    try:
+        page.goto(shop.url + "/")
+        sign_in(page)
+        shop.lift()
+        tap_and_wait(shop, page, "S-0001")
+        scan(page, UREA_EAN)
+        page.click("[data-testid=checkout]")
+        wait_for(marker.exists, 10, "the decision made and held before commit")
+        page.wait_for_selector("[data-testid=deciding]")
+        held = json.loads(marker.read_text())
+        assert held["type"] == "sale"             # the gateway approved it...
+        shop.kill_agent()                         # ...and the terminal dies before the commit
+        page.wait_for_selector("[data-testid=net]:has-text('—')")   # the page saw the agent go
+        shown = page.evaluate("window.__shown")
+        assert "approve" not in shown and "partial" not in shown and "deciding" in shown
+        assert page.locator("[data-testid=decision]").count() == 0
+        records = sale_records(shop.ledger)
+        assert len(records) == head_before
+        assert all(r["body"].get("sale_id") != held["sale_id"] for r in records)
+        shop.start_agent()                        # back, without the hook
+        page.wait_for_selector("[data-testid=screen-signin]", timeout=20_000)
+        assert "approve" not in page.evaluate("window.__shown")
+    finally:
+        page.close()

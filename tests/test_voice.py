@@ -1,0 +1,93 @@
+"""Spoken prompts: real espeak-ng output cached by text, played through a player
+command, replaced by newer prompts, and silent when switched off."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+
+from firmware.voice import PROMPTS, CommandPlayer, EspeakSynth, RecordingPlayer, SynthError, Voice, spoken_reason
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def espeak():
+    if shutil.which("espeak-ng") is None:
+        pytest.fail("espeak-ng missing: scripts/test.sh installs it (apt-get install espeak-ng)")
+
+
+def test_prompt_is_synthesised_once_and_cached_as_wav(tmp_path):
+    player = RecordingPlayer()
+    voice = Voice(tmp_path / "cache", player=player)
+    assert voice.say("tap") == "请刷卡或看摄像头"
+    text, path = player.played[0]
+    assert text == "请刷卡或看摄像头" and path.read_bytes()[:4] == b"RIFF" and path.stat().st_size > 10000
+    voice.say("tap")
+    assert voice.synthesised == 1 and player.played[1][1] == path
+    # another voice speed is another sound: another cache entry
+    slower = Voice(tmp_path / "cache", synth=EspeakSynth(speed=120), player=RecordingPlayer())
+    assert slower.cache_path("请刷卡或看摄像头") != path
+
+
+def test_refusal_says_why_in_few_words(tmp_path):
+    player = RecordingPlayer()
+    voice = Voice(tmp_path, player=player)
+    said = voice.say("refused", "quota_exceeded")
+    assert said == "不能购买。超出剩余定额"
+    assert spoken_reason("restricted_no_permit") == "该主体没有此限制使用农药的使用许可"
+
+
+def test_switched_off_plays_nothing(tmp_path):
+    player = RecordingPlayer()
+    voice = Voice(tmp_path, player=player, enabled=False)
+    assert voice.say("approved") is None
+    voice.set_enabled(True)
+    voice.say("take_card")
+    assert player.texts() == ["请取回您的卡"]
+
+
+def test_command_player_runs_the_player_with_the_cached_file(tmp_path):
+    log = tmp_path / "played.log"
+    player = CommandPlayer(["sh", "-c", 'echo "$0" >> ' + str(log)])
+    voice = Voice(tmp_path / "cache", player=player).start()
+    try:
+        voice.say("approved")
+        deadline = time.monotonic() + 10
+        while not (log.exists() and log.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        played = log.read_text().split()
+        assert played == [str(voice.cache_path(PROMPTS["approved"]))]
+    finally:
+        voice.stop()
+
+
+def test_background_voice_keeps_only_the_newest_waiting_prompt(tmp_path):
+    class SlowPlayer(RecordingPlayer):
+        def play(self, path, text):
+            time.sleep(0.3)
+            super().play(path, text)
+
+    player = SlowPlayer()
+    voice = Voice(tmp_path, player=player)
+    voice.prewarm()
+    voice.start()
+    try:
+        voice.say("tap")
+        time.sleep(0.05)              # "tap" is playing now
+        voice.say("approved")         # waiting...
+        voice.say("take_card")        # ...replaced by the newer prompt
+        assert player.wait_for("请取回您的卡", 5)
+        assert player.texts() == ["请刷卡或看摄像头", "请取回您的卡"]
+    finally:
+        voice.stop()
+
+
+def test_missing_synthesiser_is_reported_not_raised_on_the_counter(tmp_path):
+    voice = Voice(tmp_path, synth=EspeakSynth(binary=str(tmp_path / "no-espeak")), player=RecordingPlayer())
+    with pytest.raises(SynthError):
+        voice.audio("你好")
+    voice.say("tap")                   # logged, nothing played, no exception
+    assert voice.player.texts() == []
