@@ -144,7 +144,8 @@ def role_bare(port: int, expected: int) -> None:
     print(json.dumps({"messages": len(times), "rate": rate}))
 
 
-def measure_gateway(db: Path, port: int, expected_records: int, timeout: float = 300) -> dict:
+def measure_gateway(db: Path, port: int, expected_records: int, timeout: float = 300,
+                    extra_args: tuple[str, ...] = ()) -> dict:
     """Start the gateway process and watch its acks: an ack for `upto` N means
     every record up to N of that terminal is committed. Watching acks rather
     than querying the database keeps the observer off the gateway's disk."""
@@ -172,7 +173,7 @@ def measure_gateway(db: Path, port: int, expected_records: int, timeout: float =
     with lock:  # retained acks of earlier runs are not this run's work
         acked.clear()
         marks.clear()
-    gateway = GatewayProcess(db, f"mqtt://127.0.0.1:{port}", db.with_suffix(".log")).start()
+    gateway = GatewayProcess(db, f"mqtt://127.0.0.1:{port}", db.with_suffix(".log"), extra_args=extra_args).start()
     try:
         done.wait(timeout)
     finally:
@@ -194,6 +195,8 @@ def main() -> int:
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--backlog", type=int, default=20000)
     parser.add_argument("--quick", action="store_true", help="small numbers, for a smoke run")
+    parser.add_argument("--ingest-only", action="store_true",
+                        help="measure `gateway run --no-supervision` (an ingest worker) instead of the full gateway")
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--expected", type=int, help=argparse.SUPPRESS)
@@ -204,6 +207,7 @@ def main() -> int:
     if args.quick:
         args.messages, args.batched_records, args.latency_seconds, args.backlog = 4000, 20000, 5.0, 2000
 
+    extra = ("--no-supervision",) if args.ingest_only else ()
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     broker = Mosquitto(work / "broker").start()
     results: dict = {}
@@ -230,7 +234,7 @@ def main() -> int:
             shutil.copy(template, db1)
             make_session(broker.port, "gateway")
             publish_all(broker.port, singles, progress, "queueing one-record messages")
-            results["single"] = measure_gateway(db1, broker.port, len(singles))
+            results["single"] = measure_gateway(db1, broker.port, len(singles), extra_args=extra)
 
             # 2b. gateway, batches of 100
             db2 = work / "batched.db"
@@ -238,7 +242,7 @@ def main() -> int:
             make_session(broker.port, "gateway")
             publish_all(broker.port, batches, progress, "queueing batched messages")
             n_batched = sum(1 for _ in batches) and TERMINALS * (args.batched_records // TERMINALS)
-            results["batched"] = measure_gateway(db2, broker.port, n_batched)
+            results["batched"] = measure_gateway(db2, broker.port, n_batched, extra_args=extra)
 
         # 3. latency at a steady load, and 4. backlog drain
         db3 = work / "live.db"

@@ -1,5 +1,4 @@
-"""Quota enforcement wired into the gateway service: the quota ledger's ingest
-hook, the online authorization worker and the config pusher, behind three calls
+"""Quota enforcement wired into the gateway service: the online authorization worker and the config pusher, behind three calls
 the MQTT side makes (`start`, `stop`, `on_message`), so the service module stays
 a thin dispatcher instead of growing into one that does everything.
 """
@@ -29,8 +28,10 @@ class Enforcement:
         with store.lock:
             quota.ensure_schema(store.conn, wall_ms())
         self.cache = quota.ConfigCache()
-        self.applier = quota.RecordApplier(self.cache)
-        ingest.on_stored.append(self.applier)
+        # Stored records are applied to the balances by a follower in the
+        # supervision process (gateway/supervision_runtime.py), after ingest's
+        # commit: applying a sale costs far more than storing it, and must not
+        # hold up the acks or take the interpreter from the network thread.
         self.authz = AuthService(store, self._respond, self.cache, wall_ms=wall_ms, key_for=ingest.key_for)
         self.config = ConfigPusher(store.path, self._push, ingest.key_for, wall_ms=wall_ms,
                                    balances_every_s=balances_every_s)

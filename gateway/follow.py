@@ -8,6 +8,11 @@ and connection, and moves its cursor in the same transaction as its own writes,
 so each record is processed exactly once even across crashes. Ingest
 throughput then does not depend on how much the rules have to do, and a slow
 rule only makes the follower lag behind, visibly (`lag`).
+
+Batches are small (16 records) because a follower's transaction holds the
+database's single write lock, and ingest must never wait long for it; while a
+follower is far behind (a burst is being ingested) it pauses between batches,
+leaving the lock to ingest, and catches up when the burst is over.
 """
 
 from __future__ import annotations
@@ -23,26 +28,21 @@ from gateway.verify import Entry
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS followers (
-    name    TEXT PRIMARY KEY,
-    rid     INTEGER NOT NULL
-);
-"""
+BEHIND = 2000       # records of lag that mean "a burst is going on"
+BURST_PAUSE = 0.01  # seconds between batches while behind
 
 Hook = Callable[[sqlite3.Connection, str, Entry, int], None]
 
 
 class Follower:
     def __init__(self, db_path: str | Path, name: str, hook: Hook,
-                 wall_ms: Callable[[], int] = lambda: int(time.time() * 1000), batch: int = 200,
+                 wall_ms: Callable[[], int] = lambda: int(time.time() * 1000), batch: int = 16,
                  poll: float = 1.0):
         from gateway.store import connect
 
         self.name, self.hook, self.wall_ms, self.batch = name, hook, wall_ms, batch
         self.poll = poll  # how often to look without a notify (another process stores)
-        self.conn = connect(db_path)
-        self.conn.executescript(SCHEMA)
+        self.conn = connect(db_path)  # creates `followers` with the rest of the schema
         self.conn.execute("INSERT OR IGNORE INTO followers(name, rid) VALUES (?, 0)", [name])
         self.cursor = self.conn.execute("SELECT rid FROM followers WHERE name = ?", [name]).fetchone()[0]
         self.lock = threading.RLock()  # held while processing: others sharing this connection wait
@@ -50,6 +50,7 @@ class Follower:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.processed = 0
+        self.behind = 0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"follow-{self.name}", daemon=True)
@@ -75,7 +76,8 @@ class Follower:
             self._wake.clear()
             try:
                 while not self._stop.is_set() and self.step():
-                    pass
+                    if self.behind > BEHIND:
+                        self._stop.wait(BURST_PAUSE)
             except Exception:
                 log.exception("follower %s failed; retrying from rid %d", self.name, self.cursor)
                 self._stop.wait(1.0)
@@ -106,5 +108,6 @@ class Follower:
                 conn.execute("ROLLBACK")
                 raise
             self.cursor = rows[-1][0]
+            self.behind = top - self.cursor
             self.processed += len(rows)
             return len(rows)

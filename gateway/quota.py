@@ -6,12 +6,13 @@ hold, so a change commits atomically with what caused it:
 - an online authorization (gateway/authz.py): decide with `protocols.policy`
   against these balances and commit the consumption (authorization =
   consumption);
-- a record stored by ingest (`on_stored`, an `Ingest.on_stored` hook, inside the
-  record's own transaction): an offline sale is applied, an online sale is
-  matched to its authorization (only a difference is applied, normally none),
-  a void gives back what its sale consumed, a refusal after a late
-  authorization releases it. Ingest stores each (terminal, seq) once, so each
-  record moves balances exactly once;
+- a record stored by ingest (`RecordApplier`, a follower of the stored records,
+  gateway/follow.py, in the transaction that moves its cursor): an offline sale
+  is applied, an online sale is matched to its authorization (only a
+  difference is applied, normally none), a void gives back what its sale
+  consumed, a refusal after a late authorization releases it. Ingest stores
+  each (terminal, seq) once and the follower visits each once, so each record
+  moves balances exactly once;
 - the sweeper, which releases authorizations whose sale record never came.
 
 Balances live in `quota_used` (subject, category, period) -> used, changed only by
@@ -404,11 +405,11 @@ def release_stale(conn: sqlite3.Connection, now: int, ttl_ms: int = HOLD_TTL_MS)
 # ---------------------------------------------------------------- records (ingest hook)
 
 class RecordApplier:
-    """`Ingest.on_stored` hook: apply sale, void and refusal records to the
-    balances inside the record's transaction.
+    """Follower hook (`Ingest.follow`): apply sale, void and refusal records to
+    the balances, after ingest has committed them.
 
-    It must never raise: an exception would roll back the whole ingest group and
-    the terminals would re-send it forever. Its work runs in a SAVEPOINT; on an
+    It must never raise: an exception would roll back the follower's batch and
+    it would retry the same records forever. Its work runs in a SAVEPOINT; on an
     error that is rolled back, logged, and a `quota_apply_failed` violation names
     the record, while the record itself is stored and acknowledged as usual.
     """

@@ -29,6 +29,8 @@ def main(argv, prog):
     parser.add_argument("--client-id", default="gateway")
     parser.add_argument("--verifiers", type=int, default=1,
                         help="verifier processes beside the network thread (0: verify in-process)")
+    parser.add_argument("--no-supervision", action="store_true",
+                        help="ingest only: for extra ingest workers beside one that supervises")
     parser.add_argument("--log-level", default="INFO")
     supervision_runtime.add_arguments(parser)
     args = parser.parse_args(argv)
@@ -45,16 +47,20 @@ def main(argv, prog):
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    supervisor = subprocess.Popen([sys.executable, "-m", "gateway", "supervise", "--parent", str(os.getpid()),
-                                   *supervise_args])
+    supervisor = None
+    if not args.no_supervision:
+        supervisor = subprocess.Popen([sys.executable, "-m", "gateway", "supervise", "--parent", str(os.getpid()),
+                                       *supervise_args])
     service.start()
     print(f"gateway: ingesting from {args.broker} into {args.db}", file=sys.stderr, flush=True)
     stop.wait()
-    supervisor.terminate()
+    if supervisor:
+        supervisor.terminate()
     service.stop()
-    try:
-        supervisor.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        supervisor.kill()
+    if supervisor:
+        try:
+            supervisor.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            supervisor.kill()
     store.close()
     return 0

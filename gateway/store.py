@@ -66,6 +66,10 @@ CREATE TABLE IF NOT EXISTS missing (
     noticed     INTEGER NOT NULL,
     PRIMARY KEY (terminal, seq_from)
 );
+CREATE TABLE IF NOT EXISTS followers (  -- gateway/follow.py: each follower's cursor in `rid`
+    name        TEXT PRIMARY KEY,
+    rid         INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS alerts (
     id          INTEGER PRIMARY KEY,
     time        INTEGER NOT NULL,

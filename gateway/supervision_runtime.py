@@ -1,4 +1,5 @@
-"""The supervision side of the gateway: the rules following stored records, the
+"""The supervision side of the gateway: the quota ledger and the rules following
+stored records, the
 sweep thread, the fleet status watcher, the upstream feed and sender, and the
 HTTP server (API + dashboard, uvicorn).
 
@@ -70,7 +71,10 @@ class Runtime:
         self.http = parse_hostport(args.http) if args.http else None
         self.conn = connect(args.db)
         self.supervision = Supervision(self.conn, self.cfg, clock)
-        self.followers = [Follower(args.db, "supervision", self.supervision.hook, clock, poll=0.2)]
+        from gateway import quota
+
+        self.followers = [Follower(args.db, "quota", quota.RecordApplier(quota.ConfigCache()), clock, poll=0.2),
+                          Follower(args.db, "supervision", self.supervision.hook, clock, poll=0.2)]
         self.sender = None
         if args.upstream:
             from gateway import upstream

@@ -39,14 +39,16 @@ def _env() -> dict:
 
 class GatewayProcess:
     def __init__(self, db: Path, broker_url: str, log_path: Path, username: str | None = None,
-                 password: str | None = None):
+                 password: str | None = None, extra_args: list[str] | tuple[str, ...] = ()):
         self.db, self.broker_url, self.log_path = Path(db), broker_url, Path(log_path)
         self.username, self.password = username, password
+        self.extra_args = list(extra_args)  # e.g. ["--http", "127.0.0.1:8080"]
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "GatewayProcess":
         env = _env()
-        cmd = [sys.executable, "-m", "gateway", "run", "--broker", self.broker_url, "--db", str(self.db)]
+        cmd = [sys.executable, "-m", "gateway", "run", "--broker", self.broker_url, "--db", str(self.db),
+               *self.extra_args]
         if self.username:
             cmd += ["--username", self.username]
             env["GATEWAY_MQTT_PASSWORD"] = self.password or ""

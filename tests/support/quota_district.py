@@ -122,8 +122,16 @@ class QuotaDistrict:
         return wait_for(ready, timeout, f"{name} config synced {versions}")
 
     def wait_acked(self, name: str, timeout: float = 30) -> None:
+        """Acknowledged by ingest, and applied by the gateway's followers (the
+        quota ledger, the rules), which run just after ingest's commit."""
         agent = self.agents[name]
         wait_for(lambda: agent.ledger.backlog == 0, timeout, f"{name} ledger acknowledged")
+
+        def followed() -> bool:
+            top = self.query("SELECT coalesce(max(rid), 0) FROM records")[0][0]
+            rows = dict(self.query("SELECT name, rid FROM followers"))
+            return rows.get("quota", -1) >= top and rows.get("supervision", -1) >= top
+        wait_for(followed, timeout, "the gateway's followers to catch up")
 
     def query(self, sql: str, args=()) -> list[tuple]:
         conn = sqlite3.connect(self.db, timeout=30)
