@@ -197,6 +197,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small numbers, for a smoke run")
     parser.add_argument("--ingest-only", action="store_true",
                         help="measure `gateway run --no-supervision` (an ingest worker) instead of the full gateway")
+    parser.add_argument("--ingest", choices=("process", "threads"), default="process",
+                        help="the gateway's --ingest mode to measure")
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--expected", type=int, help=argparse.SUPPRESS)
@@ -207,7 +209,7 @@ def main() -> int:
     if args.quick:
         args.messages, args.batched_records, args.latency_seconds, args.backlog = 4000, 20000, 5.0, 2000
 
-    extra = ("--no-supervision",) if args.ingest_only else ()
+    extra = ("--ingest", args.ingest) + (("--no-supervision",) if args.ingest_only else ())
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     broker = Mosquitto(work / "broker").start()
     results: dict = {}
@@ -247,7 +249,7 @@ def main() -> int:
         # 3. latency at a steady load, and 4. backlog drain
         db3 = work / "live.db"
         lat_creds = provision_terminals(db3, [f"L{i:03d}" for i in range(50)])
-        gateway = GatewayProcess(db3, broker.url, work / "live.log").start()
+        gateway = GatewayProcess(db3, broker.url, work / "live.log", extra_args=extra).start()
         fleet = Fleet(work / "fleet", broker.url, lat_creds)
         fleet.start()
         try:

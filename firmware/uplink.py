@@ -16,7 +16,6 @@ stores each (terminal, seq) once however often it arrives.
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware.ledger import Ledger
-from protocols import envelope, topics
+from protocols import envelope, topics, transport
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +147,7 @@ class Uplink:
         if reason_code.is_failure:
             log.warning("broker refused connection terminal=%s reason=%s", self.terminal, reason_code)
             return
-        _no_delay(client)
+        transport.no_delay(client)
         client.subscribe([(self._ack, 1)] + [(name, 1) for name in sorted(self._handlers)])
         client.publish(self._status, self._online_status(), qos=1, retain=True)
         with self._wake:
@@ -255,15 +254,3 @@ def _fit(rows: list[tuple[int, str]]) -> list[tuple[int, str]]:
         if budget < 0:
             return rows[: max(i, 1)]
     return rows
-
-
-def _no_delay(client) -> None:
-    """TCP_NODELAY on the broker connection: paho leaves Nagle on, and a small
-    publish (an authorization answer, an ack) sent right after another small
-    one then waits for the peer's delayed ACK, ~40 ms on Linux per hop."""
-    sock = client.socket()
-    if sock is not None:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass

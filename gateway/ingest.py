@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from gateway.store import Store
+from gateway.store import KeyCache, Store
 from gateway.fastpath import check_batch_fast
 from gateway.follow import Follower
 from gateway.verifier import VerifierPool
@@ -131,7 +131,7 @@ class Ingest:
         self._next_rid = 1
         self.stats = Stats()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._keys: dict[str, bytes] = {}
+        self.key_for = KeyCache(store)
         self._progress: dict[str, Progress] = {}
         self._fresh: list[tuple[str, Entry]] = []  # new records queued for the bulk insert
         self._writer: threading.Thread | None = None
@@ -154,14 +154,6 @@ class Ingest:
         return follower
 
     # -- called from the network thread
-
-    def key_for(self, terminal: str) -> bytes | None:
-        key = self._keys.get(terminal)
-        if key is None:
-            key = self.store.terminal_key(terminal)
-            if key is not None:
-                self._keys[terminal] = key
-        return key
 
     def submit_batch(self, topic: str, terminal: str, payload: bytes) -> None:
         self._submit(False, topic, terminal, payload)

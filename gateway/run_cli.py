@@ -27,8 +27,11 @@ def main(argv, prog):
     parser.add_argument("--password-env", default="GATEWAY_MQTT_PASSWORD",
                         help="name of the environment variable holding the broker password")
     parser.add_argument("--client-id", default="gateway")
+    parser.add_argument("--ingest", choices=("process", "threads"), default="process",
+                        help="process: ingest in a child process beside the network process (default); "
+                             "threads: in this process, with --verifiers verifier processes")
     parser.add_argument("--verifiers", type=int, default=1,
-                        help="verifier processes beside the network thread (0: verify in-process)")
+                        help="with --ingest threads: verifier processes (0: verify in-process)")
     parser.add_argument("--no-supervision", action="store_true",
                         help="ingest only: for extra ingest workers beside one that supervises")
     parser.add_argument("--log-level", default="INFO")
@@ -39,7 +42,8 @@ def main(argv, prog):
     try:
         store = Store(args.db)
         service = GatewayService(store, args.broker, args.username, os.environ.get(args.password_env),
-                                 client_id=args.client_id, verifiers=args.verifiers)
+                                 client_id=args.client_id, verifiers=args.verifiers,
+                                 ingest_process=args.ingest == "process")
         supervise_args = supervision_runtime.child_arguments(args)
     except (OSError, ValueError) as err:
         print(f"{prog}: {err}", file=sys.stderr)

@@ -11,7 +11,6 @@ what is already stored.
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 
 import paho.mqtt.client as mqtt
@@ -19,15 +18,20 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.enforcement import Enforcement
 from gateway.ingest import Ingest
-from gateway.store import Store
-from protocols import envelope, topics
+from gateway.ingest_process import IngestProcess
+from gateway.store import KeyCache, Store
+from protocols import envelope, topics, transport
 
 log = logging.getLogger(__name__)
 
 
 class GatewayService:
     def __init__(self, store: Store, broker: str, username: str | None = None, password: str | None = None,
-                 client_id: str = "gateway", share_group: str | None = None, verifiers: int = 1):
+                 client_id: str = "gateway", share_group: str | None = None, verifiers: int = 1,
+                 ingest_process: bool = False):
+        """`ingest_process`: run ingest in a child process (gateway/ingest_process.py),
+        the deployed default; otherwise in this process with `verifiers`
+        verifier processes (0: all inline, for tests and tools)."""
         self.store = store
         self.broker = broker
         self.connected = threading.Event()
@@ -43,7 +47,10 @@ class GatewayService:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         self.client = client
-        self.ingest = Ingest(store, self._publish_ack, verifiers=verifiers)
+        if ingest_process:
+            self.ingest = IngestProcess(store.path, self._publish_ack, key_for=KeyCache(store))
+        else:
+            self.ingest = Ingest(store, self._publish_ack, verifiers=verifiers)
         # quota ledger hook, online authorization, config push (docs/protocol.md)
         self.enforcement = Enforcement(store, self.ingest, self._publish)
 
@@ -64,7 +71,7 @@ class GatewayService:
         if reason_code.is_failure:
             log.error("broker refused the gateway: %s", reason_code)
             return
-        _no_delay(client)
+        transport.no_delay(client)
         subs = []
         for name in topics.GATEWAY_SUBSCRIBES:
             if self.share_group:
@@ -97,15 +104,3 @@ class GatewayService:
 
     def _publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         self.client.publish(topic, payload, qos=qos, retain=retain)
-
-
-def _no_delay(client) -> None:
-    """TCP_NODELAY on the broker connection: paho leaves Nagle on, and a small
-    publish (an authorization answer, an ack) sent right after another small
-    one then waits for the peer's delayed ACK, ~40 ms on Linux per hop."""
-    sock = client.socket()
-    if sock is not None:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass

@@ -154,3 +154,21 @@ class Store:
                 "SELECT id, received, topic, terminal, seq, accountable, reason, detail FROM quarantine ORDER BY id")
             names = [c[0] for c in cursor.description]
             return [dict(zip(names, row)) for row in cursor]
+
+
+class KeyCache:
+    """Terminal record keys, read from the store once each. A terminal
+    registered later is found on its first message; keys are never changed
+    in place (re-provisioning a terminal means restarting the gateway)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._keys: dict[str, bytes] = {}
+
+    def __call__(self, terminal: str) -> bytes | None:
+        key = self._keys.get(terminal)
+        if key is None:
+            key = self.store.terminal_key(terminal)
+            if key is not None:
+                self._keys[terminal] = key
+        return key

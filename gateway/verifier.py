@@ -77,18 +77,9 @@ def worker_main(db_path: str) -> None:
     """The verifier process: raw messages in, verified items out, in order.
     Everything that arrived together is verified and answered in one write."""
     from gateway.ingest import verify_message
-    from gateway.store import Store
+    from gateway.store import KeyCache, Store
 
-    store = Store(db_path)
-    keys: dict[str, bytes] = {}
-
-    def key_for(terminal: str) -> bytes | None:
-        key = keys.get(terminal)
-        if key is None:
-            key = store.terminal_key(terminal)
-            if key is not None:
-                keys[terminal] = key
-        return key
+    key_for = KeyCache(Store(db_path))
 
     frames = _Frames(sys.stdin.fileno())
     out_fd = sys.stdout.fileno()

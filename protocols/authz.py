@@ -172,23 +172,7 @@ def _unsigned(message):
 
 
 def _parse(payload, schema, what):
-    if len(payload) > MAX_AUTH_BYTES:
-        raise Invalid("payload_too_large", "%d bytes" % len(payload))
-    try:
-        message = canonical.loads(payload)
-    except canonical.NotCanonical as err:
-        raise Invalid("float_not_allowed", str(err))
-    except UnicodeError:
-        raise Invalid("not_utf8")
-    except (ValueError, canonical.TooDeep) as err:
-        raise Invalid("malformed_json", str(err)[:200])
-    if isinstance(message, dict) and isinstance(message.get("v"), int) and message.get("v") != VERSION:
-        raise Invalid("unsupported_version", "%s version %r" % (what, message.get("v")))
-    try:
-        check(message, schema, what)
-    except SchemaError as err:
-        raise Invalid("schema_invalid", str(err))
-    return message
+    return envelope.check_shape(envelope.parse_json(payload, MAX_AUTH_BYTES, Invalid), schema, what, Invalid)
 
 
 def _verify(message, key, prefix):

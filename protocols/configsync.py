@@ -141,24 +141,9 @@ def encode_chunks(key, terminal, time_ms, section, version, text, chunk_chars=CH
 
 def decode(payload, key):
     """A verified manifest or chunk dict; raises Invalid."""
-    if len(payload) > MAX_CONFIG_BYTES:
-        raise Invalid("payload_too_large", "%d bytes" % len(payload))
-    try:
-        message = canonical.loads(payload)
-    except canonical.NotCanonical as err:
-        raise Invalid("float_not_allowed", str(err))
-    except UnicodeError:
-        raise Invalid("not_utf8")
-    except (ValueError, canonical.TooDeep) as err:
-        raise Invalid("malformed_json", str(err)[:200])
+    message = envelope.parse_json(payload, MAX_CONFIG_BYTES, Invalid)
     kind = message.get("kind") if isinstance(message, dict) else None
-    if isinstance(message, dict) and isinstance(message.get("v"), int) and message.get("v") != VERSION:
-        raise Invalid("unsupported_version", "config version %r" % (message.get("v"),))
-    schema = MANIFEST if kind == "manifest" else CHUNK
-    try:
-        check(message, schema, "config")
-    except SchemaError as err:
-        raise Invalid("schema_invalid", str(err))
+    envelope.check_shape(message, MANIFEST if kind == "manifest" else CHUNK, "config", Invalid)
     if not envelope.constant_time_equal(_mac(key, message), message["mac"]):
         raise Invalid("bad_mac", "config %s" % kind)
     return message

@@ -160,7 +160,7 @@ def make_record(key, terminal, seq, prev, time_ms, rtype, body):
 
 def validate_record(record):
     """Schema of the envelope and of the body for its type; raises Invalid."""
-    _checked(record, ENVELOPE, "")
+    check_shape(record, ENVELOPE, "")
     try:
         check(record["body"], records.BODIES[record["type"]], "body")
     except SchemaError as err:
@@ -196,29 +196,35 @@ def verify_record(record, key):
 
 # ---------------------------------------------------------------- messages
 
-def _parse(payload, limit):
+def parse_json(payload, limit, error=None):
+    """A message's JSON (bytes or text, at most `limit` bytes, no floats), or
+    `error` (default Invalid) with the reason. Shared by every message codec
+    in `protocols`, so the same bad input gets the same code everywhere."""
+    error = error or Invalid
     if len(payload) > limit:
-        raise Invalid("payload_too_large", "%d bytes > %d" % (len(payload), limit))
+        raise error("payload_too_large", "%d bytes > %d" % (len(payload), limit))
     try:
         if isinstance(payload, (bytes, bytearray, memoryview)):
             payload = bytes(payload).decode("utf-8")
     except UnicodeError:
-        raise Invalid("not_utf8")
+        raise error("not_utf8")
     try:
         return canonical.loads(payload)
     except canonical.NotCanonical as err:
-        raise Invalid("float_not_allowed", str(err))
+        raise error("float_not_allowed", str(err))
     except (ValueError, canonical.TooDeep) as err:
-        raise Invalid("malformed_json", str(err)[:200])
+        raise error("malformed_json", str(err)[:200])
 
 
-def _checked(message, schema, what):
+def check_shape(message, schema, what, error=None):
+    """`message` if it has version 1 and matches `schema`, else `error`."""
+    error = error or Invalid
     if isinstance(message, dict) and isinstance(message.get("v"), int) and message.get("v") != VERSION:
-        raise Invalid("unsupported_version", "%s version %r" % (what, message.get("v")))
+        raise error("unsupported_version", "%s version %r" % (what, message.get("v")))
     try:
         check(message, schema, what)
     except SchemaError as err:
-        raise Invalid("schema_invalid", str(err))
+        raise error("schema_invalid", str(err))
     return message
 
 
@@ -232,7 +238,7 @@ def decode_batch(payload):
     """Parse and check the batch frame; records are checked one by one later
     so one bad record quarantines itself, not its neighbours.
     Returns (terminal, after, [record dicts])."""
-    batch = _checked(_parse(payload, MAX_BATCH_BYTES), BATCH, "batch")
+    batch = check_shape(parse_json(payload, MAX_BATCH_BYTES), BATCH, "batch")
     return batch["terminal"], batch["after"], batch["records"]
 
 
@@ -244,7 +250,7 @@ def encode_ack(terminal, upto, seen=None):
 
 
 def decode_ack(payload):
-    ack = _checked(_parse(payload, MAX_CONTROL_BYTES), ACK_SCHEMA, "ack")
+    ack = check_shape(parse_json(payload, MAX_CONTROL_BYTES), ACK_SCHEMA, "ack")
     return ack["terminal"], ack["upto"], ack.get("seen")
 
 
@@ -262,7 +268,7 @@ def encode_status(terminal, state, time_ms=None, head=None, acked=None, versions
 
 
 def decode_status(payload):
-    return _checked(_parse(payload, MAX_CONTROL_BYTES), STATUS_SCHEMA, "status")
+    return check_shape(parse_json(payload, MAX_CONTROL_BYTES), STATUS_SCHEMA, "status")
 
 
 def stored_text(record):
