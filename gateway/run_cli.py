@@ -29,9 +29,9 @@ def main(argv, prog):
     parser.add_argument("--client-id", default="gateway")
     parser.add_argument("--ingest", choices=("process", "threads"), default="process",
                         help="process: ingest in a child process beside the network process (default); "
-                             "threads: in this process, with --verifiers verifier processes")
+                             "threads: in this process")
     parser.add_argument("--verifiers", type=int, default=1,
-                        help="with --ingest threads: verifier processes (0: verify in-process)")
+                        help="verifier processes for ingest (0: verify in the ingest process)")
     parser.add_argument("--no-supervision", action="store_true",
                         help="ingest only: for extra ingest workers beside one that supervises")
     parser.add_argument("--log-level", default="INFO")
