@@ -227,25 +227,36 @@ class Ingest:
                     break
                 group.extend(more)
                 size += sum(self._size(item) for item in more)
-            try:
-                acks = self._apply(group)
-            except Exception:
-                # Nothing was acked, so every terminal re-sends; log loudly and go on.
-                log.exception("ingest transaction failed; %d messages will be re-sent by terminals", len(group))
-                self._reload_after_failure()
-                self._handled += len(group)
-                continue
-            self._handled += len(group)
-            for follower in self.followers:
-                follower.notify()
-            for terminal, upto, seen in acks:
-                earlier = self._pending_acks.get(terminal)
-                if earlier is not None and earlier[1] is not None and (seen is None or earlier[1] > seen):
-                    seen = earlier[1]  # keep the hint that records beyond upto are held
-                self._pending_acks[terminal] = (upto, seen)
-            self._send_acks(force=self._queue.empty())
+            self.process(group, idle=lambda: self._queue.empty())
         self._send_acks(force=True)
         self._idle.set()
+
+    def process(self, group: list, idle: Callable[[], bool]) -> None:
+        """Store one group of verified items in one transaction, then queue
+        their acks and send those that are due (all of them if `idle()`)."""
+        try:
+            acks = self._apply(group)
+        except Exception:
+            # Nothing was acked, so every terminal re-sends; log loudly and go on.
+            log.exception("ingest transaction failed; %d messages will be re-sent by terminals", len(group))
+            self._reload_after_failure()
+            self._handled += len(group)
+            return
+        self._handled += len(group)
+        for follower in self.followers:
+            follower.notify()
+        for terminal, upto, seen in acks:
+            earlier = self._pending_acks.get(terminal)
+            if earlier is not None and earlier[1] is not None and (seen is None or earlier[1] > seen):
+                seen = earlier[1]  # keep the hint that records beyond upto are held
+            self._pending_acks[terminal] = (upto, seen)
+        self._send_acks(force=idle())
+
+    def acks_pending(self) -> bool:
+        return bool(self._pending_acks)
+
+    def send_due_acks(self, force: bool) -> None:
+        self._send_acks(force)
 
     def _send_acks(self, force: bool) -> None:
         """Publish pending acks: all of them when ingest is idle, otherwise

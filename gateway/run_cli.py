@@ -28,10 +28,10 @@ def main(argv, prog):
                         help="name of the environment variable holding the broker password")
     parser.add_argument("--client-id", default="gateway")
     parser.add_argument("--ingest", choices=("process", "threads"), default="process",
-                        help="process: ingest in a child process beside the network process (default); "
-                             "threads: in this process")
+                        help="process: ingest as a pipeline of child processes, verifier then writer (default); "
+                             "threads: in this process, with --verifiers verifier processes")
     parser.add_argument("--verifiers", type=int, default=1,
-                        help="verifier processes for ingest (0: verify in the ingest process)")
+                        help="with --ingest threads: verifier processes (0: verify in-process)")
     parser.add_argument("--no-supervision", action="store_true",
                         help="ingest only: for extra ingest workers beside one that supervises")
     parser.add_argument("--log-level", default="INFO")

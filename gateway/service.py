@@ -29,9 +29,10 @@ class GatewayService:
     def __init__(self, store: Store, broker: str, username: str | None = None, password: str | None = None,
                  client_id: str = "gateway", share_group: str | None = None, verifiers: int = 1,
                  ingest_process: bool = False):
-        """`ingest_process`: run ingest in a child process (gateway/ingest_process.py),
-        the deployed default; otherwise in this process. Either way with
-        `verifiers` verifier processes (0: verify inline, for tests and tools)."""
+        """`ingest_process`: run ingest as a pipeline of child processes
+        (gateway/ingest_process.py), the deployed default; otherwise in this
+        process with `verifiers` verifier processes (0: verify inline, for
+        tests and tools)."""
         self.store = store
         self.broker = broker
         self.connected = threading.Event()
@@ -48,8 +49,7 @@ class GatewayService:
         client.on_message = self._on_message
         self.client = client
         if ingest_process:
-            self.ingest = IngestProcess(store.path, self._publish_ack, key_for=KeyCache(store),
-                                        verifiers=verifiers)
+            self.ingest = IngestProcess(store.path, self._publish_ack, key_for=KeyCache(store))
         else:
             self.ingest = Ingest(store, self._publish_ack, verifiers=verifiers)
         # quota ledger hook, online authorization, config push (docs/protocol.md)
