@@ -1,6 +1,11 @@
 """Gateway ingest against the broker's own limit, measured side by side in one run.
 
-    .venv/bin/python bench/bench_ingest.py [--messages N] [--quick]
+    .venv/bin/python bench/bench_ingest.py [--messages N] [--quick] [--ingest-only] [--ingest threads]
+
+By default it measures `gateway run` as deployed: the network process, the
+ingest pipeline (verifier and writer processes) and the supervision process
+(quota ledger, rules) all on this machine. `--ingest-only` measures an ingest
+worker (`--no-supervision`); `--ingest threads` the single-process variant.
 
 What it prints (targets from the record-path issue):
 1. the limit: QoS 1 receive rate of a bare paho subscriber draining a queue
