@@ -204,6 +204,7 @@ def main() -> int:
                         help="measure `gateway run --no-supervision` (an ingest worker) instead of the full gateway")
     parser.add_argument("--ingest", choices=("process", "threads"), default="process",
                         help="the gateway's --ingest mode to measure")
+    parser.add_argument("--verifiers", type=int, default=1, help="the gateway's --verifiers")
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--expected", type=int, help=argparse.SUPPRESS)
@@ -214,7 +215,7 @@ def main() -> int:
     if args.quick:
         args.messages, args.batched_records, args.latency_seconds, args.backlog = 4000, 20000, 5.0, 2000
 
-    extra = ("--ingest", args.ingest) + (("--no-supervision",) if args.ingest_only else ())
+    extra = ("--ingest", args.ingest, "--verifiers", str(args.verifiers)) + (("--no-supervision",) if args.ingest_only else ())
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     broker = Mosquitto(work / "broker").start()
     results: dict = {}

@@ -7,14 +7,15 @@ turns on the GIL and none runs at full speed. Here each stage is a process:
 - the network process (the gateway's main process) only frames each raw
   message onto the verifier's stdin, and publishes the acks the writer
   sends back;
-- the verifier (`python -m gateway.verifier DB`) parses and checks the
-  messages (pure CPU) and writes the verified items, pickled, straight into
-  the writer's stdin;
-- the writer (`python -m gateway.ingest_process DB`) is one thread: it reads
-  whatever is waiting, stores it in one transaction (`Ingest.process`), and
-  writes one small frame per acknowledgement.
+- the verifiers (`python -m gateway.verifier DB`, `--verifiers` of them)
+  parse and check the messages (pure CPU) and write the verified items,
+  pickled, straight into a pipe the writer reads;
+- the writer (`python -m gateway.ingest_process DB FDS`) is one thread: it
+  reads whatever is waiting on its pipes, stores it in one transaction
+  (`Ingest.process`), and writes one small frame per acknowledgement.
 
-Messages of all terminals flow through the pipeline in arrival order. If either
+A terminal's messages always go through the same verifier, so the writer sees
+them in arrival order. If either
 child dies, whatever was not committed was never acknowledged, so terminals
 send it again; the network process starts a fresh pipeline, and the writer
 reloads its state from the database.
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -42,8 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 _ACK = struct.Struct("!QQ")  # upto, seen + 1 (0: no seen)
 
 
-def writer_main(db_path: str) -> None:
-    """The writer stage: verified items in (stdin), acks out (stdout)."""
+def writer_main(db_path: str, in_fds: list[int]) -> None:
+    """The writer stage: verified items in (one pipe per verifier), acks out (stdout)."""
     from gateway.ingest import Ingest
     from gateway.store import Store
 
@@ -57,26 +59,30 @@ def writer_main(db_path: str) -> None:
 
     store = Store(db_path)
     ingest = Ingest(store, publish_ack, verifiers=0)  # no writer thread: this loop is the writer
-    in_fd = sys.stdin.fileno()
-    frames = _Frames(in_fd)
+    readers = {fd: _Frames(fd) for fd in in_fds}
+
+    def waiting() -> list[int]:
+        buffered = [fd for fd, r in readers.items() if r.buf]
+        return buffered or select.select(list(readers), [], [], 0)[0]
 
     def idle() -> bool:
-        return not frames.buf and not select.select([in_fd], [], [], 0)[0]
+        return not waiting()
 
     while True:
-        ready = select.select([in_fd], [], [], 0.02 if ingest.acks_pending() else None)[0]
-        if not ready and not frames.buf:
+        ready = waiting() or select.select(list(readers), [], [], 0.02 if ingest.acks_pending() else None)[0]
+        if not ready:
             ingest.send_due_acks(force=True)  # quiet now: nothing may wait for its ack
             continue
-        batch = frames.read()
-        if batch is None:
-            break
         group = []
-        for frame in batch:
-            group.extend(pickle.loads(frame))
+        for fd in ready:
+            batch = readers[fd].read()
+            if batch is None:  # a verifier is gone: the pipeline is being replaced
+                ingest.send_due_acks(force=True)
+                store.close()
+                return
+            for frame in batch:
+                group.extend(pickle.loads(frame))
         ingest.process(group, idle)
-    ingest.send_due_acks(force=True)
-    store.close()
 
 
 def _widen(pipe) -> None:
@@ -94,12 +100,13 @@ class IngestProcess:
     """The network process's side: same calls as `Ingest` for the network thread."""
 
     def __init__(self, db_path: str | Path, publish_ack: Callable[[str, int, int | None], None],
-                 key_for: Callable[[str], bytes | None]):
+                 key_for: Callable[[str], bytes | None], verifiers: int = 1):
         self.db_path = str(db_path)
         self.publish_ack = publish_ack
         self.key_for = key_for  # the authorization service checks MACs in this process
+        self.count = max(1, verifiers)
         self._lock = threading.Lock()
-        self._verifier: subprocess.Popen | None = None
+        self._verifiers: list[subprocess.Popen] = []
         self._writer: subprocess.Popen | None = None
         self._started = 0.0
         self._stopping = False
@@ -110,13 +117,19 @@ class IngestProcess:
     def _spawn(self) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-        self._verifier = subprocess.Popen([sys.executable, "-m", "gateway.verifier", self.db_path],
-                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, bufsize=0)
-        self._writer = subprocess.Popen([sys.executable, "-m", "gateway.ingest_process", self.db_path],
-                                        stdin=self._verifier.stdout, stdout=subprocess.PIPE, env=env, bufsize=0)
-        for pipe in (self._verifier.stdin, self._verifier.stdout, self._writer.stdout):
-            _widen(pipe)
-        self._verifier.stdout.close()  # the writer holds the read end now
+        self._verifiers = [subprocess.Popen([sys.executable, "-m", "gateway.verifier", self.db_path],
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, bufsize=0)
+                           for _ in range(self.count)]
+        fds = [v.stdout.fileno() for v in self._verifiers]
+        for v in self._verifiers:
+            _widen(v.stdin)
+            _widen(v.stdout)
+        self._writer = subprocess.Popen(
+            [sys.executable, "-m", "gateway.ingest_process", self.db_path, ",".join(map(str, fds))],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env, bufsize=0, pass_fds=fds)
+        _widen(self._writer.stdout)
+        for v in self._verifiers:
+            v.stdout.close()  # the writer holds the read ends now
         self._started = time.monotonic()
         threading.Thread(target=self._acks, args=(self._writer,), name="ingest-acks", daemon=True).start()
 
@@ -135,53 +148,55 @@ class IngestProcess:
                 except Exception:
                     log.exception("ack publish failed")
 
-    def _send(self, kind: bytes, topic: str, payload: bytes) -> None:
+    def _send(self, kind: bytes, terminal: str, topic: str, payload: bytes) -> None:
+        """To the verifier for this terminal: one terminal's messages always
+        take the same path, so the writer sees them in arrival order."""
         data = _frame(kind, topic, payload)
         with self._lock:
+            verifier = self._verifiers[zlib.crc32(terminal.encode()) % len(self._verifiers)]
             try:
-                self._verifier.stdin.write(data)
+                verifier.stdin.write(data)
                 return
             except (BrokenPipeError, OSError, ValueError):
                 if self._stopping:
                     return
             if time.monotonic() - self._started < 1.0:
                 time.sleep(1.0)  # don't spin if the pipeline dies at once
-            log.error("ingest pipeline broken (verifier %s, writer %s); starting a new one",
-                      self._verifier.poll(), self._writer.poll())
+            log.error("ingest pipeline broken (verifiers %s, writer %s); starting a new one",
+                      [v.poll() for v in self._verifiers], self._writer.poll())
             self._kill()
             self._spawn()
+            verifier = self._verifiers[zlib.crc32(terminal.encode()) % len(self._verifiers)]
             try:
-                self._verifier.stdin.write(data)
+                verifier.stdin.write(data)
             except (BrokenPipeError, OSError, ValueError):
                 log.error("ingest pipeline unavailable; message left unacknowledged (the terminal re-sends)")
 
     def _kill(self) -> None:
-        for proc in (self._verifier, self._writer):
+        for proc in (*self._verifiers, self._writer):
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait()
 
     def submit_batch(self, topic: str, terminal: str, payload: bytes) -> None:
-        self._send(_UP, topic, bytes(payload))
+        self._send(_UP, terminal, topic, bytes(payload))
 
     def submit_status(self, terminal: str, payload: bytes) -> None:
-        self._send(_STATUS, f"agri/v1/t/{terminal}/status", bytes(payload))
-
-    def children(self) -> list[int]:
-        return [p.pid for p in (self._verifier, self._writer) if p is not None]
+        self._send(_STATUS, terminal, f"agri/v1/t/{terminal}/status", bytes(payload))
 
     def stop(self) -> None:
         """Close the pipeline's input; the verifier finishes, then the writer
         commits what it has and exits."""
         self._stopping = True
         with self._lock:
-            if self._verifier is None:
-                return
-            try:
-                self._verifier.stdin.close()
-            except OSError:
-                pass
-        for proc in (self._verifier, self._writer):
+            for v in self._verifiers:
+                try:
+                    v.stdin.close()
+                except OSError:
+                    pass
+        for proc in (*self._verifiers, self._writer):
+            if proc is None:
+                continue
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -189,4 +204,4 @@ class IngestProcess:
 
 
 if __name__ == "__main__":
-    writer_main(sys.argv[1])
+    writer_main(sys.argv[1], [int(fd) for fd in sys.argv[2].split(",")])

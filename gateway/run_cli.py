@@ -31,7 +31,7 @@ def main(argv, prog):
                         help="process: ingest as a pipeline of child processes, verifier then writer (default); "
                              "threads: in this process, with --verifiers verifier processes")
     parser.add_argument("--verifiers", type=int, default=1,
-                        help="with --ingest threads: verifier processes (0: verify in-process)")
+                        help="verifier processes (with --ingest threads, 0 verifies in-process)")
     parser.add_argument("--no-supervision", action="store_true",
                         help="ingest only: for extra ingest workers beside one that supervises")
     parser.add_argument("--log-level", default="INFO")

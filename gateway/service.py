@@ -31,8 +31,8 @@ class GatewayService:
                  ingest_process: bool = False):
         """`ingest_process`: run ingest as a pipeline of child processes
         (gateway/ingest_process.py), the deployed default; otherwise in this
-        process with `verifiers` verifier processes (0: verify inline, for
-        tests and tools)."""
+        process. `verifiers`: verifier processes (0: verify inline, threads
+        mode only, for tests and tools)."""
         self.store = store
         self.broker = broker
         self.connected = threading.Event()
@@ -49,7 +49,8 @@ class GatewayService:
         client.on_message = self._on_message
         self.client = client
         if ingest_process:
-            self.ingest = IngestProcess(store.path, self._publish_ack, key_for=KeyCache(store))
+            self.ingest = IngestProcess(store.path, self._publish_ack, key_for=KeyCache(store),
+                                        verifiers=verifiers)
         else:
             self.ingest = Ingest(store, self._publish_ack, verifiers=verifiers)
         # quota ledger hook, online authorization, config push (docs/protocol.md)
