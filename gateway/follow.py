@@ -29,6 +29,7 @@ from gateway.verify import Entry
 log = logging.getLogger(__name__)
 
 BEHIND = 2000       # records of lag that mean "a burst is going on"
+PAUSE = 0.001       # seconds between batches: room for ingest to take the write lock
 BURST_PAUSE = 0.01  # seconds between batches while behind
 
 Hook = Callable[[sqlite3.Connection, str, Entry, int], None]
@@ -76,8 +77,7 @@ class Follower:
             self._wake.clear()
             try:
                 while not self._stop.is_set() and self.step():
-                    if self.behind > BEHIND:
-                        self._stop.wait(BURST_PAUSE)
+                    self._stop.wait(BURST_PAUSE if self.behind > BEHIND else PAUSE)
             except Exception:
                 log.exception("follower %s failed; retrying from rid %d", self.name, self.cursor)
                 self._stop.wait(1.0)

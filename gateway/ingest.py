@@ -107,6 +107,27 @@ def verify_message(is_status: bool, topic: str, payload: bytes, key_for) -> obje
     return result
 
 
+def _begin_immediate(conn: sqlite3.Connection, patience: float = 30.0) -> None:
+    """BEGIN IMMEDIATE, retried every half millisecond while another process
+    (a follower in `gateway supervise`) holds the write lock. SQLite's own busy
+    handler backs off to sleeps of up to 100 ms, which would show up directly
+    in the acks' latency; followers pause between their short transactions,
+    so a quick retry gets in."""
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) and "busy" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.0005)
+    finally:
+        conn.execute("PRAGMA busy_timeout = 30000")
+
+
 @functools.lru_cache(maxsize=None)
 def _insert_statement(rows: int) -> str:
     return ("INSERT INTO records(terminal, seq, type, time, digest, prev, record, received, rid) VALUES "
@@ -285,7 +306,7 @@ class Ingest:
         seen: dict[str, int | None] = {}
         touched: set[str] = set()
         with self.store.lock:
-            conn.execute("BEGIN IMMEDIATE")
+            _begin_immediate(conn)
             try:
                 for item in group:
                     if isinstance(item, Batch):
