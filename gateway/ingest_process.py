@@ -68,7 +68,7 @@ def writer_main(db_path: str, in_fds: list[int]) -> None:
     def idle() -> bool:
         return not waiting()
 
-    while True:
+    while readers:
         ready = waiting() or select.select(list(readers), [], [], 0.02 if ingest.acks_pending() else None)[0]
         if not ready:
             ingest.send_due_acks(force=True)  # quiet now: nothing may wait for its ack
@@ -76,13 +76,17 @@ def writer_main(db_path: str, in_fds: list[int]) -> None:
         group = []
         for fd in ready:
             batch = readers[fd].read()
-            if batch is None:  # a verifier is gone: the pipeline is being replaced
-                ingest.send_due_acks(force=True)
-                store.close()
-                return
+            if batch is None:  # that verifier has finished (or died): take the others' last items
+                del readers[fd]
+                continue
             for frame in batch:
                 group.extend(pickle.loads(frame))
-        ingest.process(group, idle)
+        if group:
+            ingest.process(group, idle)
+        if not readers:
+            ingest.send_due_acks(force=True)
+            store.close()
+            return
 
 
 def _widen(pipe) -> None:
