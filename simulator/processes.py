@@ -37,7 +37,26 @@ def _env() -> dict:
     return env
 
 
-class GatewayProcess:
+class _Child:
+    """A process a drill may stop politely or kill outright (SIGKILL)."""
+
+    proc: subprocess.Popen | None = None
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class GatewayProcess(_Child):
     def __init__(self, db: Path, broker_url: str, log_path: Path, username: str | None = None,
                  password: str | None = None, extra_args: list[str] | tuple[str, ...] = ()):
         self.db, self.broker_url, self.log_path = Path(db), broker_url, Path(log_path)
@@ -56,21 +75,9 @@ class GatewayProcess:
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=self._log, cwd=ROOT)
         return self
 
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
-class TerminalProcess:
+class TerminalProcess(_Child):
     """`python -m firmware run` with a [load] section; collects the APPROVED lines
     it prints after each commit: the sales a clerk would have seen approved."""
 
@@ -113,18 +120,6 @@ class TerminalProcess:
         with self._lock:
             return len(self.approved)
 
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 def terminal_config_text(creds: fleet.Credentials, broker_url: str, ledger: Path, rate: float = 0.0,

@@ -73,16 +73,23 @@ record_mutations = st.fixed_dictionaries({}, optional={
 })
 
 
-@settings(max_examples=300)
-@given(record_mutations, st.dictionaries(st.text(max_size=8), json_values, max_size=3))
-def test_mutated_records_in_a_valid_batch_are_rejected_one_by_one(changes, body_changes):
+def mutated_batch(changes, body_changes):
+    """The good batch with record 2 changed; payload None if not JSON-encodable."""
     records = json.loads(json.dumps(GOOD))
     records[1].update(changes)
     if isinstance(records[1].get("body"), dict):
         records[1]["body"].update(body_changes)
     try:
-        payload = json.dumps({"v": 1, "terminal": "T1", "after": 0, "records": records}).encode()
+        return records, json.dumps({"v": 1, "terminal": "T1", "after": 0, "records": records}).encode()
     except ValueError:
+        return records, None
+
+
+@settings(max_examples=300)
+@given(record_mutations, st.dictionaries(st.text(max_size=8), json_values, max_size=3))
+def test_mutated_records_in_a_valid_batch_are_rejected_one_by_one(changes, body_changes):
+    records, payload = mutated_batch(changes, body_changes)
+    if payload is None:
         return
     result = check_batch("T1", payload, key_for)
     assert_handled(result)
@@ -121,13 +128,8 @@ def test_fast_path_agrees_with_general_path_on_byte_changes(position, value):
 @settings(max_examples=300)
 @given(record_mutations, st.dictionaries(st.text(max_size=8), json_values, max_size=3))
 def test_fast_path_agrees_with_general_path_on_mutated_records(changes, body_changes):
-    records = json.loads(json.dumps(GOOD))
-    records[1].update(changes)
-    if isinstance(records[1].get("body"), dict):
-        records[1]["body"].update(body_changes)
-    try:
-        payload = json.dumps({"v": 1, "terminal": "T1", "after": 0, "records": records}).encode()
-    except ValueError:
+    records, payload = mutated_batch(changes, body_changes)
+    if payload is None:
         return
     assert check_batch_fast("T1", payload, key_for) == check_batch("T1", payload, key_for)
 
