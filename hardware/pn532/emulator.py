@@ -52,6 +52,7 @@ class PN532Emulator:
         self.transcript = deque(maxlen=TRANSCRIPT_LIMIT)  # (direction "host" | "pn532", bytes)
         self.commands = deque(maxlen=TRANSCRIPT_LIMIT)  # pn532.Frame of every command received
         self.card = None
+        self.empty_polls = 0  # InListPassiveTarget answered "no target"
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._faults = []
@@ -145,6 +146,15 @@ class PN532Emulator:
         with self._lock:
             self.card = None
             self._changed.notify_all()
+
+    def wait_empty_polls(self, n, timeout=10.0):
+        """Block until `n` more polls have found the field empty: a host that
+        needs several misses before it calls a card removed has then seen it go,
+        so the same card put back is a new tap rather than a card never lifted."""
+        with self._lock:
+            target = self.empty_polls + n
+        if not self.wait_until(lambda: self.empty_polls >= target, timeout):
+            raise TimeoutError("the host did not poll the empty field %d times in %.1fs" % (n, timeout))
 
     def remove_card_after(self, exchanges):
         """Take the card away right before the (n+1)-th card exchange from now."""
@@ -311,6 +321,7 @@ class PN532Emulator:
             card = self.card
             if params[1] != pn532.BRTY_106A or card is None:
                 self.target_active = False
+                self.empty_polls += 1
                 return pn532.response(code, b"\x00")
             card.select()
             self.target_active = True

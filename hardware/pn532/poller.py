@@ -26,6 +26,7 @@ PRESENT = "present"
 REMOVED = "removed"
 READER_ERROR = "reader_error"
 READER_OK = "reader_ok"
+REMOVAL_MISSES = 2
 
 
 class CardEvent:
@@ -42,7 +43,7 @@ class CardEvent:
 
 
 class CardPoller:
-    def __init__(self, reader, interval=0.05, on_present=None, removal_misses=2, max_backoff=2.0):
+    def __init__(self, reader, interval=0.05, on_present=None, removal_misses=REMOVAL_MISSES, max_backoff=2.0):
         self.reader = reader
         self.interval = interval
         self.on_present = on_present

@@ -28,6 +28,7 @@ from gateway import fleet
 from gateway.store import Store
 from hardware.pn532.emulated_cards import Ntag21x
 from hardware.pn532.emulator import PN532Emulator
+from hardware.pn532.poller import REMOVAL_MISSES
 from hardware.printer.emulator import PrinterEmulator
 from protocols import card as card_format
 from simulator.broker import Mosquitto, free_port
@@ -165,7 +166,11 @@ class KioskShop:
         self.reader.put(self.card(subject))
 
     def lift(self) -> None:
+        """The card taken away, and held away until the agent's poller has
+        missed it often enough to call it removed (hardware/pn532/poller.py):
+        otherwise a quick re-tap of the same card is no new tap at all."""
         self.reader.remove()
+        self.reader.wait_empty_polls(REMOVAL_MISSES + 1)
 
     # -- the broker
 
