@@ -6,6 +6,11 @@ Every import is validated whole before anything is written and then written in
 one transaction, so a bad file changes nothing; each bumps the version the
 config sync pushes to terminals. ID numbers and other extra fields of a subject
 are kept here and never leave the gateway (`quota.public_entry`).
+
+A subject may name a `group` (an id): the household or cooperative it buys
+with. It is optional and gateway-only: the terminals decide per subject and
+never see it; the supervision rules use it to catch one purchase split across
+the cards of several members (`split_purchase_group`, docs/supervision.md).
 """
 
 from __future__ import annotations
@@ -79,6 +84,10 @@ def _check_subject(entry: dict, where: str) -> dict:
     for i, permit in enumerate(entry.get("permits") or []):
         if not isinstance(permit, dict) or not isinstance(permit.get("ingredients"), list):
             _fail(f"{where} permits[{i}]", "needs a list of ingredients")
+    if entry.get("group") in (None, ""):
+        entry.pop("group", None)
+    elif not is_id(entry["group"]):
+        _fail(where, f"group {entry['group']!r} must be 1-64 of A-Z a-z 0-9 _ - . :")
     allowances = entry.get("allowances") or {}
     if not isinstance(allowances, dict) or any(type(v) is not int for v in allowances.values()):
         _fail(where, "allowances must map category to an integer")
@@ -142,7 +151,7 @@ def _parse_csv(text: str, name: str) -> list[dict]:
         sid = row.get("subject") or row.get("id")
         entry = subjects.setdefault(sid, {"id": sid, "plots": []})
         wheres.setdefault(sid, where)
-        for field in ("status", "town", "name", "id_number"):
+        for field in ("status", "town", "name", "id_number", "group"):
             if row.get(field) and field not in entry:
                 entry[field] = row[field]
         if row.get("crop"):

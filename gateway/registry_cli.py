@@ -1,6 +1,7 @@
 """Registry and configuration commands of `python -m gateway`:
 
-    subjects import FILE --db PATH     subjects and plots, CSV (one row per plot) or JSON lines
+    subjects import FILE --db PATH     subjects and plots, CSV (one row per plot) or JSON lines;
+                                       optional `group` (household, cooperative: docs/supervision.md)
     catalogue import FILE --db PATH    the product catalogue (docs/catalogue.md)
     policy import FILE --db PATH       the policy parameters and norms (docs/policy.md)
     revoke CARD_NO... --db PATH        add (or --undo: remove) card numbers on the revocation list
@@ -17,15 +18,15 @@ import argparse
 import json
 import sqlite3
 import sys
-import time
 from pathlib import Path
 
 from gateway import quota, registry
 from protocols import authz, configsync
+from protocols.clock import wall_ms
 
 
 def _now() -> int:
-    return int(time.time() * 1000)
+    return wall_ms()
 
 
 def _connect(path: str, must_exist: bool) -> sqlite3.Connection:

@@ -71,6 +71,17 @@ def lookup(conn: sqlite3.Connection, subject_id: str | None) -> dict | None:
     return out
 
 
+def group_of(conn: sqlite3.Connection, subject_id: str | None) -> str | None:
+    """The subject's buying group (household, cooperative) from the registry,
+    or None: no subject, no registry, no group, or a value that is not an id
+    (an id only, so it is safe to use as a key and to show)."""
+    from protocols.schema import is_id
+
+    entry = lookup(conn, subject_id)
+    group = entry.get("group") if entry else None
+    return group if is_id(group) else None
+
+
 def mask_id_number(value) -> str:
     """Keep the first 3 and last 2 characters: enough for a clerk to confirm a
     card on the phone, useless for anyone copying it (PIPL data minimisation)."""

@@ -236,3 +236,14 @@ def test_cli_refuses_a_bad_file_and_changes_nothing(tmp_path):
     out = run_cli("catalogue", "import", str(cat), "--db", str(db))
     assert out.returncode == 1 and "products.X.kind" in out.stderr
     assert run_cli("balance", "S-1", "--db", str(db)).returncode == 1
+
+
+def test_subject_group_is_optional_checked_and_never_sent_to_terminals():
+    rows = "subject,group,crop,area_mu\nS-A,HH1,rice,5\nS-A,,tea,1\nS-B,,rice,2\n"
+    a, b = registry.parse_subjects(rows, "s.csv")
+    assert a["group"] == "HH1" and "group" not in b
+    (j,) = registry.parse_subjects(json.dumps({"id": "S-J", "group": "COOP.7"}) + "\n", "s.jsonl")
+    assert j["group"] == "COOP.7"
+    assert "group" not in quota.public_entry(a)  # terminals decide per subject; the group stays here
+    with pytest.raises(registry.RegistryError, match=r"s.csv:2: group '户 1'"):
+        registry.parse_subjects("subject,group\nS-C,户 1\n", "s.csv")

@@ -131,6 +131,38 @@ def test_one_big_purchase_or_two_small_ones_are_not_split_purchases():
     assert split.split_purchase(e, [{"shop": "A", "time": 0, "amounts": {"pesticide": 1600}}] * 2, CFG) == []
 
 
+def member_buys(*parts):
+    """The window the engine gathers for a group: (subject, shop, grams) each."""
+    return [{"subject": u, "shop": s, "time": T0 + i, "amounts": {"pesticide": g}} for i, (u, s, g) in enumerate(parts)]
+
+
+def test_small_purchases_by_members_of_one_group_adding_up_fire_once_naming_them():
+    e = sale(subject="S3")
+    window = member_buys(("S1", "A", 1000), ("S2", "B", 1200), ("S3", "A", 900))
+    found = split.split_purchase_group(e, "HH1", window, CFG)
+    assert codes(found) == ["split_purchase_group"]
+    f = found[0]
+    assert f.dedup == f"split_purchase_group:HH1:pesticide:{e.local_date}" and f.subject == "S3"
+    assert f.detail["subjects"] == ["S1", "S2", "S3"] and f.detail["shops"] == ["A", "B"]
+    assert f.detail["total"] == 3100 and f.detail["group"] == "HH1" and f.detail["purchases"] == 3
+
+
+def test_group_rule_is_quiet_without_a_group_one_member_or_one_big_purchase():
+    e = sale(subject="S3")
+    spread = member_buys(("S1", "A", 1000), ("S2", "B", 1200), ("S3", "A", 900))
+    # the same totals by unrelated subjects: the engine passes no group
+    assert split.split_purchase_group(e, None, spread, CFG) == []
+    # all from one member: the one-subject rule's case, not the group's
+    assert split.split_purchase_group(e, "HH1", member_buys(*[("S3", "A", 1000)] * 3), CFG) == []
+    # one member's big purchase is the quota's business
+    assert split.split_purchase_group(e, "HH1", member_buys(("S1", "A", 100), ("S2", "A", 100),
+                                                            ("S3", "A", 4000)), CFG) == []
+    # below the limit together, or too few purchases
+    assert split.split_purchase_group(e, "HH1", member_buys(("S1", "A", 900), ("S2", "A", 900),
+                                                            ("S3", "A", 900)), CFG) == []
+    assert split.split_purchase_group(e, "HH1", member_buys(("S1", "A", 1600), ("S2", "A", 1600)), CFG) == []
+
+
 def test_sale_at_night_is_outside_opening_hours():
     e = sale(time=T0 + 14 * 3600_000)  # 22:00 local
     found = hours.outside_hours(e, SHOP_A, CFG)
@@ -215,3 +247,14 @@ def test_config_rejects_unknown_keys_and_bad_types_naming_them(tmp_path):
     good.write_text("[split]\nlimits = { pesticide = 10 }\n[silent]\nminutes = 5\n")
     cfg = config.load(good)
     assert cfg["split"]["limits"] == {"pesticide": 10} and cfg["silent"]["minutes"] == 5
+
+
+def test_group_split_thresholds_load_from_toml(tmp_path):
+    path = tmp_path / "rules.toml"
+    path.write_text("[split_group]\nmin_subjects = 3\nlimits = { fertilizer = 50000 }\n")
+    cfg = config.load(path)
+    assert cfg["split_group"]["min_subjects"] == 3 and cfg["split_group"]["limits"] == {"fertilizer": 50000}
+    assert cfg["split_group"]["window_minutes"] == 120
+    path.write_text("[split_group]\nlimits = { fertilizer = -1 }\n")
+    with pytest.raises(config.ConfigError, match="split_group.limits.fertilizer"):
+        config.load(path)

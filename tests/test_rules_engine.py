@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from gateway import grid
+from gateway import grid, registry
 from gateway.fleet import provision
 from gateway.ingest import Ingest
 from gateway.rules import config
@@ -78,6 +78,28 @@ def test_split_purchases_across_shops_raise_once_per_day(gw):
         send(ingest, ch, [ch.add("sale", sale_body(product="PD20080103", spec="002", packs=2), T0 + i * 60_000)], clock)
     found = [v for v in violations(store) if v["code"] == "split_purchase"]
     assert len(found) == 1 and json.loads(found[0]["detail"])["total"] == 3000
+
+
+def test_split_purchases_by_members_of_one_household_raise_once_naming_them(gw):
+    store, ingest, clock, hook = gw
+    members = [{"id": f"S0000{i}", "status": "active", "group": "HH1"} for i in (1, 2, 3)]
+    strangers = [{"id": f"S0000{i}", "status": "active"} for i in (4, 5, 6)]
+    registry.import_subjects(store.conn, members + strangers, T0)
+    a, b = Chain("TA"), Chain("TB")
+    # 1000 mL of abamectin each, below the 3000 mL limit: three members, then three strangers
+    buys = [(a, "S00001"), (b, "S00002"), (a, "S00003"), (b, "S00001"), (a, "S00004"), (b, "S00005"), (a, "S00006")]
+    for i, (ch, subject) in enumerate(buys):
+        body = sale_body(subject=subject, card="CARD-" + subject, product="PD20080103", spec="002", packs=2)
+        send(ingest, ch, [ch.add("sale", body, T0 + i * 60_000)], clock)
+    found = [v for v in violations(store) if v["code"].startswith("split_purchase")]
+    assert [(v["code"], v["subject"], v["seq"]) for v in found] == [("split_purchase_group", "S00003", 2)]
+    detail = json.loads(found[0]["detail"])
+    assert detail["subjects"] == ["S00001", "S00002", "S00003"] and detail["shops"] == ["SHOP1", "SHOP2"]
+    assert detail["total"] == 3000 and detail["group"] == "HH1"
+    groups = dict(store.conn.execute("SELECT subject, subject_group FROM sales"))
+    assert groups == {"S00001": "HH1", "S00002": "HH1", "S00003": "HH1", "S00004": None, "S00005": None,
+                      "S00006": None}
+    assert hook.errors == 0
 
 
 def test_rule_failure_does_not_stop_the_record_from_being_stored(gw):

@@ -1,69 +1,19 @@
 """Upstream feed against a real local HTTP receiver that fails for a while:
 everything arrives, once, in order, signed; the state shows the outage."""
 
-import hashlib
-import hmac
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from gateway import upstream, upstream_outbox
 from gateway.store import connect
+from tests.support.upstream_platform import Receiver
 
 KEY = b"province-shared-key"
 
 
-class Receiver:
-    """The provincial platform: answers 503 to the first `fail` requests, is
-    down entirely while `down` is set, stores items by id (dropping ids it
-    already has, as the contract says) and checks every signature."""
-
-    def __init__(self, fail: int = 0):
-        self.fail = fail
-        self.requests = 0
-        self.items: list[dict] = []
-        self.raw_ids: list[int] = []
-        self.bad_signatures = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.requests += 1
-                want = "sha256=" + hmac.new(KEY, body, hashlib.sha256).hexdigest()
-                if not hmac.compare_digest(want, self.headers.get("X-Agri-Signature", "")):
-                    outer.bad_signatures += 1
-                    self.send_response(401)
-                    self.end_headers()
-                    return
-                if outer.requests <= outer.fail:
-                    self.send_response(503)
-                    self.end_headers()
-                    return
-                batch = json.loads(body)
-                last = outer.items[-1]["id"] if outer.items else 0
-                for item in batch["items"]:
-                    outer.raw_ids.append(item["id"])
-                    if item["id"] > last:
-                        outer.items.append(item)
-                        last = item["id"]
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/feed"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+def platform(fail: int = 0) -> Receiver:
+    return Receiver(KEY, fail=fail)
 
 
 @pytest.fixture
@@ -91,7 +41,7 @@ def fill(conn, start, n):
 
 def test_outage_then_recovery_delivers_everything_once_in_order(db):
     path, conn = db
-    receiver = Receiver(fail=4)
+    receiver = platform(fail=4)
     fill(conn, 1, 250)
     sender = upstream.Sender(str(path), receiver.url, KEY, clock=lambda: int(time.time() * 1000), batch=40,
                              base_backoff_ms=20, max_backoff_ms=200, timeout=2)
@@ -127,7 +77,7 @@ def test_platform_down_keeps_everything_and_backs_off(db, tmp_path):
             sender.send_once()
         assert waits == [1000, 2000, 4000, 8000, 8000]
         assert conn.execute("SELECT count(*) FROM outbox WHERE sent IS NULL").fetchone()[0] == 10
-        receiver = Receiver()
+        receiver = platform()
         sender.endpoint = receiver.url
         now["ms"] += 10_000
         assert sender.send_once() == 5 and sender.send_once() == 5

@@ -6,7 +6,9 @@ schedule, and return `Finding`s. They read no clock and no database: the engine
 
 A finding's `dedup` key decides what counts as "the same offence": per record
 for a banned sale, per shop and day for a high override rate, per subject and
-day for split purchases, so one offence seen from many records is raised once.
+day for split purchases (per group, kind and day when the purchases are spread
+over a household's or cooperative's members), so one offence seen from many
+records is raised once.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ CODES = reasons.register({
     "face_check_missing": ("须刷脸核验的销售只刷了卡", "card used without the face check that was required"),
     "card_travel_impossible": ("同一张卡在相距过远的两店先后使用", "same card used at two shops further apart than travel time allows"),
     "split_purchase": ("短时间内多次小额购买，合计超限（拆单）", "several small purchases in a short window that add up past the limit (split purchase)"),
+    "split_purchase_group": ("同一户/合作社多人短时间内多次小额购买，合计超限（拆单）",
+                             "small purchases by several members of one household or cooperative in a short "
+                             "window that add up past the limit (split purchase by a group)"),
     "top_buyer": ("本月用量占定额比例居前", "among the month's top buyers relative to allowance"),
     "terminal_silent": ("终端长时间无消息", "terminal silent for too long"),
     "clock_skew": ("终端时钟偏差过大", "terminal clock is off"),

@@ -6,6 +6,8 @@ each number next to it.
     [override]   max_ratio = 0.2  min_sales = 10  window_hours = 168
     [travel]     max_speed_kmh = 60  min_km = 5
     [split]      window_minutes = 120  min_count = 3  limits = { pesticide = 3000, fertilizer = 200000 }
+    [split_group] window_minutes = 120  min_count = 3  min_subjects = 2
+                 limits = { pesticide = 3000, fertilizer = 200000 }
     [top_buyers] count = 5  min_ratio = 0.8
     [silent]     minutes = 30
     [clock]      max_ahead_s = 300  max_back_s = 300
@@ -31,6 +33,12 @@ DEFAULTS: dict = {
     "travel": {"max_speed_kmh": 60.0, "min_km": 5.0},
     # Base units of product (g or mL summed by kind) within the window.
     "split": {"window_minutes": 120, "min_count": 3, "limits": {"pesticide": 3000, "fertilizer": 200000}},
+    # The same pattern spread over the cards of one registry group (household,
+    # cooperative): the same window and limits as for one subject, because the
+    # offence is the same purchase split up, only across cards. At least two
+    # members must take part, or it is the one-subject rule's case.
+    "split_group": {"window_minutes": 120, "min_count": 3, "min_subjects": 2,
+                    "limits": {"pesticide": 3000, "fertilizer": 200000}},
     "top_buyers": {"count": 5, "min_ratio": 0.8},
     # Terminals send a status on every (re)connect and records as they sell; half an
     # hour of nothing during opening hours means power, network or tampering.
@@ -57,7 +65,7 @@ def _merge(base: dict, extra: dict, source: str, path: str = "") -> None:
         if isinstance(old, dict):
             if not isinstance(value, dict):
                 raise ConfigError(f"{source}: {where} must be a table")
-            if where in ("split.limits",):
+            if where in ("split.limits", "split_group.limits"):
                 for k, v in value.items():
                     if not (isinstance(v, int) and not isinstance(v, bool) and v > 0):
                         raise ConfigError(f"{source}: {where}.{k} must be a positive integer")

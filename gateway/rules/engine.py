@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS sales (
     pesticide   INTEGER NOT NULL DEFAULT 0,
     fertilizer  INTEGER NOT NULL DEFAULT 0,
     consumption TEXT,
+    subject_group TEXT,             -- the buyer's registry group at indexing time
     PRIMARY KEY (terminal, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sales_day_district ON sales(day, district, town, type, pesticide, fertilizer);
@@ -73,8 +74,24 @@ INDEXED_TYPES = ("sale", "refusal", "void")
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
     conn.executescript(SCHEMA)
+    _add_group_column(conn)
     violations.ensure_schema(conn)
     grid.ensure_schema(conn)
+
+
+def _add_group_column(conn: sqlite3.Connection) -> None:
+    """`sales.subject_group`: the buyer's registry group when the sale was
+    indexed, so the group split rule reads one group's window through an index
+    instead of joining the registry. Added to databases made before groups
+    existed; the index is partial because most subjects belong to no group."""
+    if "subject_group" not in {r[1] for r in conn.execute("PRAGMA table_info(sales)")}:
+        try:
+            conn.execute("ALTER TABLE sales ADD COLUMN subject_group TEXT")
+        except sqlite3.OperationalError as err:  # another process added it just now
+            if "duplicate column" not in str(err):
+                raise
+    conn.execute("CREATE INDEX IF NOT EXISTS sales_group_time ON sales(subject_group, time) "
+                 "WHERE subject_group IS NOT NULL")
 
 
 def load_params() -> dict:
@@ -175,30 +192,32 @@ class RecordHook:
             self._shops[shop_id] = grid.shop(conn, shop_id)
         shop = self._shops[shop_id]
         event = make_event(terminal, seq, rtype, time_ms, now, body, shop_id, self.tz)
+        group = None
         if rtype in INDEXED_TYPES:
-            self._index(conn, event, shop)
+            group = subjects_view.group_of(conn, event.subject)
+            self._index(conn, event, shop, group)
         elif rtype == "heartbeat" and isinstance(body.get("backlog"), int):
             conn.execute("INSERT OR REPLACE INTO terminal_samples(terminal, time, backlog) VALUES (?, ?, ?)",
                          [terminal, now, body["backlog"]])
-        findings = self.check(conn, event, shop)
+        findings = self.check(conn, event, shop, group)
         report_all(conn, now, findings)
         return findings
 
-    def _index(self, conn, event: Event, shop: grid.Shop | None) -> None:
+    def _index(self, conn, event: Event, shop: grid.Shop | None, group: str | None = None) -> None:
         b = event.body
         kinds = amounts_by_kind(self.catalogue, event.items) if event.type == "sale" else {}
         consumption = b.get("consumption")
         conn.execute(
             "INSERT OR IGNORE INTO sales(terminal, seq, type, time, received, day, shop, village, town, district, "
-            "subject, card, identity, mode, pesticide, fertilizer, consumption) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "subject, card, identity, mode, pesticide, fertilizer, consumption, subject_group) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [event.terminal, event.seq, event.type, event.time, event.received, event.local_date, event.shop,
              shop.village if shop else None, shop.town if shop else None, shop.district if shop else None,
              b.get("subject"), b.get("card"), b.get("identity"), b.get("mode"),
              kinds.get("pesticide", 0), kinds.get("fertilizer", 0),
-             json.dumps(consumption, sort_keys=True) if consumption else None])
+             json.dumps(consumption, sort_keys=True) if consumption else None, group])
 
-    def check(self, conn, event: Event, shop: grid.Shop | None) -> list[Finding]:
+    def check(self, conn, event: Event, shop: grid.Shop | None, group: str | None = None) -> list[Finding]:
         cfg = self.cfg
         out: list[Finding] = []
         cached = self._last_time.get(event.terminal)
@@ -236,6 +255,13 @@ class RecordHook:
                       conn.execute("SELECT shop, time, pesticide, fertilizer FROM sales WHERE subject=? "
                                    "AND type='sale' AND time>=? AND time<=?", [event.subject, since, event.time])]
             out += split.split_purchase(event, window, cfg)
+        if event.subject and group:
+            since = event.time - cfg["split_group"]["window_minutes"] * 60_000
+            window = [{"subject": u, "shop": s, "time": t, "amounts": {"pesticide": p, "fertilizer": f}}
+                      for u, s, t, p, f in conn.execute(
+                          "SELECT subject, shop, time, pesticide, fertilizer FROM sales WHERE subject_group=? "
+                          "AND type='sale' AND time>=? AND time<=?", [group, since, event.time])]
+            out += split.split_purchase_group(event, group, window, cfg)
         out += hours.outside_hours(event, shop, cfg)
         return out
 
