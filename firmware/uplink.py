@@ -26,6 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware.ledger import Ledger
 from protocols import envelope, topics, transport
+from protocols.clock import wall_ms as now_ms
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +40,14 @@ class UplinkSettings:
     window: int = 2000          # records in flight beyond the watermark
     ack_timeout: float = 5.0    # seconds without progress before re-sending
     keepalive: int = 30
+    heartbeat: float = 60.0     # seconds between "online" status re-announcements
     min_backoff: float = 0.5
     max_backoff: float = 30.0
 
 
 class Uplink:
     def __init__(self, ledger: Ledger, settings: UplinkSettings, versions: dict | Callable[[], dict] | None = None,
-                 monotonic=time.monotonic, wall_ms=lambda: int(time.time() * 1000),
+                 monotonic=time.monotonic, wall_ms=now_ms,
                  on_acked: Callable[[int, int], None] | None = None):
         self.ledger = ledger
         self.settings = settings
@@ -59,6 +61,7 @@ class Uplink:
         self._stopping = False
         self._cursor = ledger.acked
         self._last_progress = monotonic()
+        self._last_status = monotonic()
         self._rewind_to: int | None = None
         self._last_hole: int | None = None
         self.last_ack_wall_ms: int | None = None
@@ -108,6 +111,20 @@ class Uplink:
         finally:
             self.client.loop_stop()
 
+    def abandon(self) -> None:
+        """Stop as a power cut would: no "offline" status, no DISCONNECT; the
+        socket just closes, so the broker publishes the will (the simulator's
+        power-loss fault; a real power cut needs no code)."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
+        self.client.loop_stop()
+        sock = self.client.socket()
+        if sock is not None:
+            sock.close()
+        if self._sender:
+            self._sender.join(timeout=5)
+
     def subscribe(self, leaf: str, handler: Callable[[bytes], None]) -> None:
         """Route messages on this terminal's `leaf` topic to `handler`; call before start()."""
         self._handlers[topics.topic(self.terminal, leaf)] = handler
@@ -121,7 +138,10 @@ class Uplink:
         return info.rc == mqtt.MQTT_ERR_SUCCESS
 
     def publish_status(self) -> None:
-        """Re-announce "online" with the current versions (after a config sync)."""
+        """Re-announce "online" with the current versions and head (after a config
+        sync, and every `heartbeat` seconds: the gateway's only sign of life from
+        a terminal that sells nothing, for its silence and backlog rules)."""
+        self._last_status = self._monotonic()
         if self._connected:
             self.client.publish(self._status, self._online_status(), qos=1, retain=True)
 
@@ -150,6 +170,7 @@ class Uplink:
         transport.no_delay(client)
         client.subscribe([(self._ack, 1)] + [(name, 1) for name in sorted(self._handlers)])
         client.publish(self._status, self._online_status(), qos=1, retain=True)
+        self._last_status = self._monotonic()
         with self._wake:
             self._connected = True
             self._rewind_to = self.ledger.acked  # whatever was in flight may be gone
@@ -200,11 +221,13 @@ class Uplink:
             with self._wake:
                 if self._stopping:
                     return
-                self._wake.wait(timeout=1.0)
+                self._wake.wait(timeout=min(1.0, self.settings.heartbeat))
                 if self._stopping:
                     return
                 if not self._connected:
                     continue
+                if self._monotonic() - self._last_status >= self.settings.heartbeat:
+                    self.publish_status()
                 acked = self.ledger.acked
                 if self._rewind_to is not None:
                     self._cursor = min(self._cursor, max(self._rewind_to, acked))

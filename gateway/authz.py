@@ -26,6 +26,7 @@ from typing import Callable
 from gateway import quota
 from gateway.store import Store
 from protocols import authz, policy
+from protocols.clock import wall_ms as now_ms
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class AuthStats:
 
 class AuthService:
     def __init__(self, store: Store, publish: Callable[[str, bytes], None], cache: quota.ConfigCache,
-                 wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+                 wall_ms: Callable[[], int] = now_ms,
                  key_for: Callable[[str], bytes | None] | None = None,
                  hold_ttl_ms: int = quota.HOLD_TTL_MS, monotonic=time.monotonic):
         self.store = store

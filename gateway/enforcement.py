@@ -6,7 +6,6 @@ a thin dispatcher instead of growing into one that does everything.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Callable
 
 from gateway import quota
@@ -15,13 +14,14 @@ from gateway.configpush import ConfigPusher
 from gateway.ingest import Ingest
 from gateway.store import Store
 from protocols import topics
+from protocols.clock import wall_ms as now_ms
 
 log = logging.getLogger(__name__)
 
 
 class Enforcement:
     def __init__(self, store: Store, ingest: Ingest, publish: Callable[[str, bytes, int, bool], None],
-                 wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+                 wall_ms: Callable[[], int] = now_ms,
                  balances_every_s: float = 30.0):
         """`publish(topic, payload, qos, retain)` is the service's MQTT client."""
         self._publish = publish

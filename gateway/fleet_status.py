@@ -16,10 +16,10 @@ import json
 import logging
 import sqlite3
 import threading
-import time
 from typing import Callable
 
 from protocols import envelope, topics
+from protocols.clock import wall_ms as now_ms
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def apply(conn: sqlite3.Connection, terminal: str, payload: bytes, received: int
 
 class FleetWatcher:
     def __init__(self, db_path: str, broker: str, username: str | None = None, password: str | None = None,
-                 client_id: str = "gateway-fleet", wall_ms: Callable[[], int] = lambda: int(time.time() * 1000)):
+                 client_id: str = "gateway-fleet", wall_ms: Callable[[], int] = now_ms):
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 

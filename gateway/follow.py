@@ -20,11 +20,11 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-import time
 from pathlib import Path
 from typing import Callable
 
 from gateway.verify import Entry
+from protocols.clock import wall_ms as now_ms
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ Hook = Callable[[sqlite3.Connection, str, Entry, int], None]
 
 class Follower:
     def __init__(self, db_path: str | Path, name: str, hook: Hook,
-                 wall_ms: Callable[[], int] = lambda: int(time.time() * 1000), batch: int = 16,
+                 wall_ms: Callable[[], int] = now_ms, batch: int = 16,
                  poll: float = 1.0):
         from gateway.store import connect
 
@@ -89,7 +89,6 @@ class Follower:
             top = conn.execute("SELECT max(rid) FROM records").fetchone()[0]
             if top is None or top <= self.cursor:
                 return 0
-            now = self.wall_ms()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 # the cursor as committed: another process may run this follower too
@@ -100,6 +99,9 @@ class Follower:
                 if not rows:
                     conn.execute("COMMIT")
                     return 0
+                # read after the rows, not before the lock wait: a record stored
+                # while this waited must not look received before it was made
+                now = self.wall_ms()
                 for rid, terminal, seq, rtype, time_ms, digest, prev, text in rows:
                     self.hook(conn, terminal, Entry(seq, True, text, rtype, time_ms, digest, prev), now)
                 conn.execute("UPDATE followers SET rid = ? WHERE name = ?", [rows[-1][0], self.name])

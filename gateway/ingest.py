@@ -32,6 +32,7 @@ from gateway.follow import Follower
 from gateway.verifier import VerifierPool
 from gateway.verify import Batch, Entry, Rejected
 from protocols import envelope, topics
+from protocols.clock import wall_ms as now_ms
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ class Ingest:
     gateway's default); 0 verifies on the calling thread (tests, tools)."""
 
     def __init__(self, store: Store, publish_ack: Callable[[str, int, int | None], None],
-                 wall_ms: Callable[[], int] = lambda: int(time.time() * 1000), verifiers: int = 0):
+                 wall_ms: Callable[[], int] = now_ms, verifiers: int = 0):
         self.store = store
         self.publish_ack = publish_ack
         self.wall_ms = wall_ms

@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 
 from gateway.store import connect
+from protocols.clock import wall_ms as now_ms
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def parse_hostport(text: str) -> tuple[str, int]:
 
 class Runtime:
     def __init__(self, args, username: str | None, password: str | None,
-                 clock=lambda: int(time.time() * 1000)):
+                 clock=now_ms):
         from gateway.follow import Follower
         from gateway.rules import config as rules_config
         from gateway.supervision import Supervision

@@ -8,10 +8,10 @@ hash of the broker password.
 import argparse
 import os
 import sys
-import time
 
 from gateway import fleet
 from gateway.store import Store
+from protocols.clock import wall_ms
 
 
 def main(argv, prog):
@@ -30,7 +30,7 @@ def main(argv, prog):
     store = Store(args.db)
     try:
         if args.action == "add":
-            creds = fleet.provision(store, args.terminal, args.shop, int(time.time() * 1000), args.key)
+            creds = fleet.provision(store, args.terminal, args.shop, wall_ms(), args.key)
             print(f'[terminal]\nid = "{creds.terminal}"\nkey = "{creds.key_hex}"\n')
             print(f'[broker]\nusername = "{creds.terminal}"\npassword = "{creds.mqtt_password}"')
         elif args.action == "list":

@@ -11,11 +11,11 @@ import argparse
 import getpass
 import os
 import sys
-import time
 
 from gateway import users
 from gateway.store import connect
 from gateway.supervision import ensure_schema
+from protocols.clock import wall_ms
 
 
 def main(argv, prog):
@@ -47,7 +47,7 @@ def main(argv, prog):
                 print(f"{prog}: passwords differ", file=sys.stderr)
                 return 2
         try:
-            users.add_user(conn, args.name, args.role, args.area, password, int(time.time() * 1000))
+            users.add_user(conn, args.name, args.role, args.area, password, wall_ms())
         except users.UserError as err:
             print(f"{prog}: {err}", file=sys.stderr)
             return 2

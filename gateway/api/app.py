@@ -36,6 +36,7 @@ from gateway.rules import config as rules_config
 from gateway.rules import engine, local_parts
 from gateway.users import User
 from protocols import policy, reasons
+from protocols.clock import wall_ms as now_ms
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class Close(BaseModel):
     notes: Notes | None = None
 
 
-def create_app(db_path: str | FsPath, clock: Callable[[], int] = lambda: int(time.time() * 1000),
+def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
                rules_cfg: dict | None = None, photos_dir: str | FsPath | None = None,
                params: dict | None = None, token_ttl_ms: int = users.TOKEN_TTL_MS,
                sse_interval: float = 1.0) -> FastAPI:
