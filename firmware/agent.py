@@ -1,6 +1,7 @@
 """The terminal agent: the ledger and the uplink, the synced config and the
 sales counter (`agent.counter`, firmware/counter.py: the public service API
-that the kiosk UI and the simulator use).
+that the kiosk UI and the simulator use), and the face check (`agent.face`)
+matching against the gallery config sync delivers (`agent.face_gallery`).
 
 `record` is the one door through which anything enters the ledger: it returns
 only after the record is committed, and only then may the caller tell the clerk
@@ -12,23 +13,33 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from typing import Callable
 
 from firmware.authclient import AuthClient
 from firmware.config import AgentConfig
 from firmware.configstore import ConfigStore
 from firmware.counter import Counter
+from firmware.face.matching import MatchConfig
+from firmware.face.service import FaceService
+from firmware.face.synced import SyncedGallery, device_key
 from firmware.ledger import Ledger, Stored
 from firmware.sync import ConfigReceiver
 from firmware.uplink import Uplink
 from protocols import topics
+from protocols.clock import wall_ms as now_ms
 
 log = logging.getLogger(__name__)
 
 
+def _synced_gallery(config: AgentConfig) -> SyncedGallery:
+    stem = config.ledger_path.stem
+    path = config.face.gallery or config.ledger_path.with_name(stem + ".gallery.aqf")
+    key, problem = device_key(config.face.key_file, config.ledger_path.with_name(stem + ".face.key"))
+    return SyncedGallery(path, key, problem)
+
+
 class Agent:
-    def __init__(self, config: AgentConfig, wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    def __init__(self, config: AgentConfig, wall_ms: Callable[[], int] = now_ms,
                  on_acked: Callable[[int, int], None] | None = None, rng: random.Random | None = None):
         self.config = config
         self.terminal = config.terminal
@@ -36,7 +47,11 @@ class Agent:
         self.ledger = Ledger(config.ledger_path, config.terminal, config.key, config.reserve_bytes)
         settings = config.counter
         config_path = settings.config_path or config.ledger_path.with_name(config.ledger_path.stem + ".config.db")
-        self.config_store = ConfigStore(config_path, wall_ms)
+        self.face_gallery = _synced_gallery(config)
+        self.face = FaceService(None, self.face_gallery.current,
+                                MatchConfig(config.face.max_distance, config.face.min_margin))
+        self.face_gallery.subscribe(self.face.set_gallery)
+        self.config_store = ConfigStore(config_path, wall_ms, gallery=self.face_gallery)
         self.config_store.index_ledger(self.ledger)
         self.uplink = Uplink(self.ledger, config.uplink, versions=self.config_store.versions_map,
                              wall_ms=wall_ms, on_acked=on_acked)

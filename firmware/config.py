@@ -19,12 +19,20 @@ and the file, so a technician in a shop can fix it from the message alone.
     batch = 100
     window = 2000
     ack_timeout_s = 5.0
+    heartbeat_s = 60.0           # re-announce "online" this often (the gateway's silence rule)
 
     [counter]                    # optional: the sales counter (firmware/counter.py)
     deadline_ms = 1500           # wait this long for online authorization, then decide offline
     config_path = "T0001.config.db"   # last synced config (default: next to the ledger)
     registry_keys = ["<64 hex>"] # Ed25519 public keys that sign subject cards
     clerk = "clerk1"             # default clerk id on records
+
+    [face]                       # optional: the face check against the synced gallery
+    gallery = "T0001.gallery.aqf"     # sealed gallery file (default: next to the ledger)
+    key_file = "/etc/agri-quota/face-gallery.key"   # device key (default: $AGRI_QUOTA_FACE_KEY_FILE,
+                                 # else "<ledger stem>.face.key" next to the ledger, created on first use)
+    max_distance = 0.5           # docs/face.md "Matching"
+    min_margin = 0.1
 
     [load]                       # optional: a counter that sells by itself
     rate = 5.0                   # sales per second
@@ -62,6 +70,14 @@ class CounterSettings:
 
 
 @dataclass
+class FaceSettings:
+    gallery: Path | None = None       # None: "<ledger stem>.gallery.aqf" next to the ledger
+    key_file: Path | None = None      # None: $AGRI_QUOTA_FACE_KEY_FILE, else "<ledger stem>.face.key"
+    max_distance: float = 0.5
+    min_margin: float = 0.1
+
+
+@dataclass
 class AgentConfig:
     terminal: str
     key: bytes
@@ -73,6 +89,7 @@ class AgentConfig:
     source: Path | None = None
     extra: dict = field(default_factory=dict)
     counter: CounterSettings = field(default_factory=CounterSettings)
+    face: FaceSettings = field(default_factory=FaceSettings)
 
 
 def _get(table: dict, key: str, kind, where: str, default=None, required=False):
@@ -119,7 +136,10 @@ def parse(data: dict, base: Path, source: Path | None = None) -> AgentConfig:
         batch=_get(uplink_t, "batch", int, "uplink", default=100),
         window=_get(uplink_t, "window", int, "uplink", default=2000),
         ack_timeout=_get(uplink_t, "ack_timeout_s", float, "uplink", default=5.0),
+        heartbeat=_get(uplink_t, "heartbeat_s", float, "uplink", default=60.0),
     )
+    if not settings.heartbeat > 0:
+        raise ConfigError("uplink.heartbeat_s must be positive")
     if not 1 <= settings.batch <= 1000:
         raise ConfigError("uplink.batch must be 1..1000")
     if settings.window < settings.batch:
@@ -141,8 +161,25 @@ def parse(data: dict, base: Path, source: Path | None = None) -> AgentConfig:
         if load.rate <= 0:
             raise ConfigError("load.rate must be positive")
     counter = _counter(data.get("counter") or {}, base)
+    face = _face(data.get("face") or {}, base)
     return AgentConfig(terminal, key, shop, ledger_path, int(reserve_mb * 1024 * 1024), settings, load, source,
-                       counter=counter)
+                       counter=counter, face=face)
+
+
+def _face(table: dict, base: Path) -> FaceSettings:
+    def path(key):
+        text = _get(table, key, str, "face", default=None)
+        if text is None:
+            return None
+        return Path(text) if Path(text).is_absolute() else base / text
+    out = FaceSettings(path("gallery"), path("key_file"),
+                       _get(table, "max_distance", float, "face", default=0.5),
+                       _get(table, "min_margin", float, "face", default=0.1))
+    if not 0 < out.max_distance <= 1.5:
+        raise ConfigError("face.max_distance must be in (0, 1.5]")
+    if not 0 <= out.min_margin <= 1:
+        raise ConfigError("face.min_margin must be 0..1")
+    return out
 
 
 def _counter(table: dict, base: Path) -> CounterSettings:

@@ -5,8 +5,13 @@ and append-only; this is a replaceable copy of the gateway's data).
 What survives a restart here is exactly what an offline decision needs: the
 catalogue, the policy params, the shop, the subjects of the shop's town (and
 recent buyers), their balances as the gateway last reported them, revoked
-cards, and the face gallery slot. A terminal restarted without a network
-decides from this copy.
+cards, and the face gallery. A terminal restarted without a network decides
+(and identifies faces) from this copy.
+
+The face gallery is the one section not kept in this file: its encodings are
+sealed under the device key in their own file (`firmware/face/synced.py`, given
+as `gallery`); the `sections` row keeps only its summary (version, digest, size,
+counts), never an encoding in the clear.
 
 Balances. The gateway's figures arrive with `acked`: the highest of this
 terminal's ledger seqs they already include (its end-to-end ack watermark when
@@ -30,7 +35,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from protocols import authz, catalogue as _catalogue, configsync, policy
+from protocols import authz, catalogue as _catalogue, configsync, facegallery, policy
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +75,10 @@ CREATE TABLE IF NOT EXISTS meta (
 class ConfigStore:
     """Thread-safe: the MQTT thread applies synced sections while the counter decides."""
 
-    def __init__(self, path: str | Path, wall_ms):
+    def __init__(self, path: str | Path, wall_ms, gallery=None):
         self.path = Path(path)
         self.wall_ms = wall_ms
+        self._gallery = gallery     # firmware.face.synced.SyncedGallery, or None: keep the summary only
         self._lock = threading.RLock()
         self.conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
         self.conn.execute("PRAGMA journal_mode=WAL")
@@ -98,6 +104,21 @@ class ConfigStore:
             self._content[name] = json.loads(content)
         self._derive()
         self._subjects = {row[0]: json.loads(row[1]) for row in self.conn.execute("SELECT id, data FROM subjects")}
+        self._load_gallery()
+
+    def _load_gallery(self) -> None:
+        """Use the sealed gallery file; report its version only if the file is
+        the one that version recorded (else the gateway sends it again)."""
+        if self._gallery is None:
+            return
+        digest = self._gallery.load()
+        held = self._content.get(configsync.GALLERY)
+        if held is not None and (digest is None or not isinstance(held, dict) or held.get("digest") != digest):
+            log.warning("face gallery file does not match its synced version; asking for it again "
+                        "version=%s", self._versions.get(configsync.GALLERY))
+            self.conn.execute("DELETE FROM sections WHERE name = ?", [configsync.GALLERY])
+            del self._versions[configsync.GALLERY]
+            del self._content[configsync.GALLERY]
 
     def _derive(self) -> None:
         cat = self._content.get(configsync.CATALOGUE)
@@ -134,6 +155,8 @@ class ConfigStore:
         return self._revoked
 
     def gallery(self) -> dict | None:
+        """The synced gallery's summary (digest, size, subjects, rows); the
+        encodings are in the face service (`firmware.face.synced`)."""
         return self._content.get(configsync.GALLERY)
 
     def subject(self, subject: str) -> dict | None:
@@ -156,8 +179,19 @@ class ConfigStore:
     # -- what sync and authorization write
 
     def apply_section(self, name: str, version: int, content) -> None:
-        """Replace one section (already digest- and schema-checked) in one transaction."""
+        """Replace one section (already digest- and schema-checked) in one transaction.
+
+        The gallery is also decoded, then sealed and written to its own file
+        before its row is committed (raises configsync.Invalid, changing
+        nothing, when it cannot be used); the face service switches to it after
+        the commit."""
         now = self.wall_ms()
+        prepared = None
+        if name == configsync.GALLERY:
+            if self._gallery is not None:
+                prepared = self._gallery.prepare(content)
+                self._gallery.store(prepared[0])
+            content = facegallery.summary(content)
         with self._lock:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
@@ -182,6 +216,8 @@ class ConfigStore:
                 self._derive()
             if name == configsync.SUBJECTS:
                 self._subjects = {row[0]: json.loads(row[1]) for row in self.conn.execute("SELECT id, data FROM subjects")}
+        if prepared is not None:
+            self._gallery.use(prepared[1], content["digest"])
         log.info("config section applied section=%s version=%d", name, version)
 
     def _set_balance(self, subject: str, used: dict, rev: int, acked: int) -> None:

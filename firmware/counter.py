@@ -149,6 +149,18 @@ class Counter:
             return Identity(subject, "card+face", with_card.card)
         return Identity(subject, "face")
 
+    def identify_by_face(self, frames, product_class: str = "normal", with_card: Identity | None = None) -> Identity:
+        """Camera frames (RGB arrays, a burst for liveness) matched 1:N against
+        the shop's gallery as last synced (`agent.face`); raises CounterError
+        with the face reason (too dark, no match, ambiguous, not live...)."""
+        frames = list(frames)
+        face = self.agent.face
+        if len(frames) == 1 and not face.policy.required_for(product_class):
+            match = face.identify(frames[0])
+        else:
+            match = face.identify_burst(frames, product_class)
+        return self.identify_face(match, with_card)
+
     def identify_override(self, subject: str) -> Identity:
         """The clerk vouches for the buyer; the policy refuses it unless the
         district allows overrides, and the record says so either way."""

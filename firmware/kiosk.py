@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from firmware import ledger_pdf as _ledger_pdf
 from firmware import receipt as _receipt
 from firmware.agent import Agent
 from firmware.config import AgentConfig, ConfigError, parse
@@ -49,6 +50,7 @@ from firmware.counter import Cart, CounterError, Identity, Outcome
 from firmware.ledger import LedgerError
 from firmware.voice import CommandPlayer, RecordingPlayer, Voice
 from protocols import card as _card, catalogue as _catalogue, labelcode, policy, reasons
+from protocols.clock import wall_ms as now_ms
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +199,7 @@ def _error_of(exc: Exception) -> dict:
 
 class Kiosk:
     def __init__(self, config: AgentConfig, settings: KioskSettings, agent: Agent | None = None,
-                 wall_ms: Callable[[], int] = lambda: int(time.time() * 1000), monotonic=time.monotonic):
+                 wall_ms: Callable[[], int] = now_ms, monotonic=time.monotonic):
         self.config = config
         self.settings = settings
         self.wall_ms = wall_ms
@@ -215,6 +217,7 @@ class Kiosk:
         self.screen = "signin"
         self.message: dict | None = None
         self._sold_codes: dict[str, int] = {}     # label unit code -> seq of the sale it left in
+        self._pdf_lock = threading.Lock()         # one PDF export at a time: it is CPU work on a Pi
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.reader = self.poller = self.camera = self.printer = None
@@ -487,6 +490,31 @@ class Kiosk:
         with self._lock:
             self.card_present = False
         self._changed()
+
+    def face_check(self, product_class: str = "normal") -> None:
+        """The buyer looks at the camera: frames matched against the shop's face
+        gallery as last synced (`Counter.identify_by_face`; a burst with the
+        liveness check when the product class needs it). With a card already
+        tapped it confirms the holder (card+face)."""
+        self._need_clerk()
+        if self.camera is None:
+            raise KioskError("camera_unavailable")
+        live = self.agent.face.policy.required_for(product_class)
+        frames = [f.image for f in self.camera.burst(6 if live else 1, timeout=3.0)]
+        if not frames:
+            raise KioskError("camera_unavailable", "no frame in 3 s")
+        with self._lock:
+            card = self.identity if self.identity is not None and self.identity.card else None
+        try:
+            identity = self.counter.identify_by_face(frames, product_class, with_card=card)
+        except CounterError as exc:
+            log.info("face refused terminal=%s code=%s", self.config.terminal, exc.code)
+            with self._lock:
+                self._message(exc)
+            self.voice.say("refused", exc.code)
+            self._changed()
+            return
+        self.identified(identity)
 
     def identified(self, identity: Identity) -> None:
         """A subject identified (card, face): the sale screen with its panel."""
@@ -925,6 +953,38 @@ class Kiosk:
                                  "yes" if row["uploaded"] else "no"])
                 after = seq
             yield buf.getvalue()
+
+    def ledger_pdf(self) -> bytes:
+        """The ledger as a PDF for an inspector (firmware/ledger_pdf.py): the
+        CSV's rows, read 500 at a time, up to the head at the moment of the
+        request, so the range in the title and the table agree while sales go on.
+        A second export while one is being built is refused, not queued."""
+        if not self._pdf_lock.acquire(blocking=False):
+            raise _ledger_pdf.LedgerPdfError("ledger_pdf_busy")
+        try:
+            ledger = self.agent.ledger
+            last = ledger.head
+            first = ledger.pending(0, 1)
+            first_seq = first[0][0] if first and first[0][0] <= last else None
+            header = _ledger_pdf.Header(
+                shop_name=self.settings.shop_name, shop=self.config.shop, terminal=self.config.terminal,
+                exported_ms=self.wall_ms(), first_seq=first_seq, last_seq=last if first_seq else None)
+            return _ledger_pdf.render(header, self._ledger_views(last))
+        finally:
+            self._pdf_lock.release()
+
+    def _ledger_views(self, upto: int):
+        """Row views of seq 1..upto in order, one chunk of 500 in memory at a time."""
+        after = 0
+        while after < upto:
+            chunk = self.agent.ledger.pending(after, 500)
+            if not chunk:
+                return
+            for seq, text in chunk:
+                if seq > upto:
+                    return
+                yield self._row_view(json.loads(text))
+                after = seq
 
     def set_voice(self, on: bool) -> None:
         self.voice.set_enabled(on)

@@ -28,6 +28,7 @@ class ConfigReceiver:
         self._assembler = configsync.Assembler()
         self.latest: dict[str, int] = {}   # versions the gateway's manifest announced
         self.rejected = 0
+        self.last_rejected: tuple[str, str] | None = None   # (reason code, detail) of the last refusal
 
     def on_message(self, payload: bytes) -> None:
         """Called on the MQTT network thread for each message on the config topic."""
@@ -40,18 +41,25 @@ class ConfigReceiver:
                 return
             done = self._assembler.add(message)
         except configsync.Invalid as err:
-            self.rejected += 1
-            log.warning("config message rejected terminal=%s reason=%s detail=%s", self.terminal, err.code, err.detail)
+            self._refused(err)
             return
         if done is None:
             return
         name, version, content = done
         try:
             self.store.apply_section(name, version, content)
+        except configsync.Invalid as err:   # the gallery, checked deeper by the face code
+            self._refused(err)
+            return
         except Exception:
             log.exception("could not store config section terminal=%s section=%s", self.terminal, name)
             return
         self._on_change(name)
+
+    def _refused(self, err: configsync.Invalid) -> None:
+        self.rejected += 1
+        self.last_rejected = (err.code, err.detail)
+        log.warning("config message rejected terminal=%s reason=%s detail=%s", self.terminal, err.code, err.detail)
 
     def behind(self) -> list[str]:
         """Sections the gateway announced in a version this terminal does not run."""

@@ -16,6 +16,7 @@ COMMANDS = {
     "users": ("gateway.users_cli", "supervision accounts: district, town and village staff"),
     "grid": ("gateway.grid_cli", "import the supervision grid (towns, villages) and shops"),
     "balance": ("gateway.registry_cli", "print a subject's allowance, used and remaining as JSON"),
+    "faces": ("gateway.faces_cli", "import or remove enrolled face encodings (the shops' galleries)"),
 }
 
 if __name__ == "__main__":

@@ -13,6 +13,14 @@ every `balances_every_s` per terminal; a terminal also refreshes one subject's
 balances from each online authorization it gets, so the push only needs to
 keep up with sales made elsewhere.
 
+The face gallery (`gallery`, gateway/faces.py) is the one large section: a
+town's enrolled subjects are hundreds of kilobytes to megabytes of base64. Its
+text and digest are built once per version and kept for the last few versions
+(terminals of one town share one), and a gallery a terminal did not confirm is
+sent again only after `GALLERY_RESEND_AFTER_S` (after `RESEND_AFTER_S` when the
+terminal's status asks: the status it sends after storing each smaller section
+must not restart a gallery still on its way).
+
 Reads use their own SQLite connection (WAL readers never block the writers).
 """
 
@@ -27,18 +35,21 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from gateway import quota
-from protocols import authz, configsync, envelope
+from gateway import faces, quota
+from protocols import authz, configsync, envelope, facegallery
+from protocols.clock import wall_ms as now_ms
 
 log = logging.getLogger(__name__)
 
 RECENT_DAYS = 90
 RESEND_AFTER_S = 15.0   # the same version is not pushed again sooner, unless asked by a status
+GALLERY_RESEND_AFTER_S = 60.0
+GALLERY_CACHE = 8       # gallery versions kept built (one per town being served, roughly)
 
 
 class ConfigPusher:
     def __init__(self, db_path: str | Path, publish: Callable[[str, bytes, bool], None],
-                 key_for: Callable[[str], bytes | None], wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+                 key_for: Callable[[str], bytes | None], wall_ms: Callable[[], int] = now_ms,
                  interval_s: float = 2.0, balances_every_s: float = 30.0, monotonic=time.monotonic):
         self.db_path = str(db_path)
         self.publish = publish          # (terminal, payload, retain)
@@ -52,6 +63,7 @@ class ConfigPusher:
         self._online: set[str] = set()
         self._sent: dict[tuple[str, str], tuple[int, float]] = {}
         self._texts: dict[tuple[str, int], str] = {}
+        self._galleries: dict[int, tuple[str, str]] = {}   # version -> (text, digest), oldest first
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         self.pushed = 0
@@ -127,6 +139,7 @@ class ConfigPusher:
         row = conn.execute("SELECT max(rev) FROM quota_used WHERE subject IN (SELECT value FROM json_each(?))",
                            [json.dumps(scope)]).fetchone()
         out[configsync.BALANCES] = row[0] or 0
+        out[configsync.GALLERY] = faces.gallery_version(conn, scope)
         return out, {"shop": shop, "shop_text": shop_text, "scope": scope}
 
     def content(self, conn, terminal: str, name: str, version: int, context: dict) -> str:
@@ -147,6 +160,8 @@ class ConfigPusher:
             return self._texts[key]
         if name == configsync.BALANCES:
             return self._balances(conn, terminal, context["scope"], version)
+        if name == configsync.GALLERY:
+            return self._gallery(conn, context["scope"], version)[0]
         key = (name, version)
         if key not in self._texts:
             row = conn.execute("SELECT content FROM config_sections WHERE name = ? AND version = ?",
@@ -165,6 +180,25 @@ class ConfigPusher:
             return {name: (v, self.content(conn, terminal, name, v, context)) for name, v in versions.items()}
         finally:
             conn.execute("COMMIT")
+
+    def _gallery(self, conn, scope: list[str], version: int) -> tuple[str, str]:
+        """(text, digest) of a gallery version; the version names its content."""
+        held = self._galleries.pop(version, None)
+        if held is None:
+            payload = faces.gallery_payload(conn, scope)
+            text = configsync.section_text(facegallery.section(payload))
+            held = (text, configsync.digest(text))
+            log.info("gallery built version=%d subjects=%d payload_bytes=%d text_chars=%d",
+                     version, len(facegallery.parse(payload)[0]["subjects"]), len(payload), len(text))
+        self._galleries[version] = held
+        while len(self._galleries) > GALLERY_CACHE:
+            del self._galleries[next(iter(self._galleries))]
+        return held
+
+    def _digest(self, conn, name: str, version: int, text: str, context: dict) -> str:
+        if name == configsync.GALLERY:
+            return self._gallery(conn, context["scope"], version)[1]
+        return configsync.digest(text)
 
     def _scope(self, conn, terminal: str, town: str | None) -> list[str]:
         """The shop's town's subjects and this terminal's recent buyers."""
@@ -213,7 +247,13 @@ class ConfigPusher:
                 if version is None or reported.get(name) == version:
                     continue
                 sent = self._sent.get((terminal, name))
-                if sent and sent[0] == version and now_s - sent[1] < (1.0 if asked else RESEND_AFTER_S):
+                if name == configsync.GALLERY:
+                    # seconds on a slow line: the status a terminal sends after
+                    # storing each smaller section must not restart it
+                    wait = RESEND_AFTER_S if asked else GALLERY_RESEND_AFTER_S
+                else:
+                    wait = 1.0 if asked else RESEND_AFTER_S
+                if sent and sent[0] == version and now_s - sent[1] < wait:
                     continue
                 if (name == configsync.BALANCES and reported.get(name) is not None and sent
                         and now_s - sent[1] < self.balances_every_s):
@@ -224,7 +264,8 @@ class ConfigPusher:
             manifest = {}
             for name, version in versions.items():
                 text = self.content(conn, terminal, name, version, context)
-                manifest[name] = {"version": version, "digest": configsync.digest(text), "size": len(text)}
+                manifest[name] = {"version": version, "digest": self._digest(conn, name, version, text, context),
+                                  "size": len(text)}
         finally:
             conn.execute("COMMIT")
         for name, version, text in due:

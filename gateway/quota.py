@@ -37,8 +37,8 @@ import sqlite3
 import threading
 import time
 
-from gateway import violations
-from protocols import authz, catalogue, configsync, policy, reasons
+from gateway import faces, violations
+from protocols import authz, catalogue, clock, configsync, policy, reasons
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS subjects (
 );
 CREATE INDEX IF NOT EXISTS subjects_town ON subjects(town);
 CREATE TABLE IF NOT EXISTS config_sections (
-    name        TEXT PRIMARY KEY,   -- catalogue, params, revocations, gallery
+    name        TEXT PRIMARY KEY,   -- catalogue, params, revocations (the gallery is per shop: gateway/faces.py)
     version     INTEGER NOT NULL,
     content     TEXT NOT NULL,
     updated     INTEGER NOT NULL
@@ -123,7 +123,7 @@ CREATE TABLE IF NOT EXISTS quota_meta (
 INSERT OR IGNORE INTO quota_meta(key, value) VALUES ('rev', 0), ('subjects_rev', 0);
 """
 
-GLOBAL_SECTIONS = (configsync.CATALOGUE, configsync.PARAMS, configsync.REVOCATIONS, configsync.GALLERY)
+GLOBAL_SECTIONS = (configsync.CATALOGUE, configsync.PARAMS, configsync.REVOCATIONS)
 
 
 def ensure_schema(conn: sqlite3.Connection, now_ms: int | None = None) -> None:
@@ -131,12 +131,16 @@ def ensure_schema(conn: sqlite3.Connection, now_ms: int | None = None) -> None:
     samples (version 1) when none were imported, so a fresh gateway decides."""
     conn.executescript(SCHEMA)
     violations.ensure_schema(conn)
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    faces.ensure_schema(conn)
+    # The gallery is built per shop from the enrolled faces (gateway/faces.py);
+    # a row left by the former opaque slot would shadow it.
+    if conn.execute("SELECT 1 FROM config_sections WHERE name = ?", [configsync.GALLERY]).fetchone():
+        conn.execute("DELETE FROM config_sections WHERE name = ?", [configsync.GALLERY])
+    now_ms = clock.wall_ms() if now_ms is None else now_ms
     seeds = {
         configsync.CATALOGUE: lambda: catalogue.load(),
         configsync.PARAMS: lambda: _load_json(_shipped("policy_params.json")),
         configsync.REVOCATIONS: lambda: {"cards": []},
-        configsync.GALLERY: lambda: {"name": "", "size": 0},
     }
     for name, make in seeds.items():
         if conn.execute("SELECT 1 FROM config_sections WHERE name = ?", [name]).fetchone() is None:

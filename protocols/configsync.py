@@ -11,7 +11,7 @@ an integer version that only the gateway assigns:
     subjects     registry entries of the shop's town (plots, permits, status)
     balances     used quota of those subjects, as of a quota revision
     revocations  revoked card numbers, for protocols.card.verify
-    gallery      a slot for the shop's face gallery file (opaque, base64)
+    gallery      the face encodings of those subjects (protocols/facegallery.py)
 
 Two message kinds share the topic:
 - `manifest` (retained): the versions and digests the gateway currently holds
@@ -32,7 +32,7 @@ Pure; runs on MicroPython.
 import binascii
 import hashlib
 
-from protocols import canonical, envelope, reasons
+from protocols import canonical, envelope, facegallery, reasons
 from protocols.schema import BOOL, ENUM, HEX, ID, INT, LIST, MAP, OBJ, OBJECT, STR, SchemaError, check
 
 VERSION = 1
@@ -81,8 +81,8 @@ SECTION_SCHEMAS = {
     SUBJECTS: OBJ(required={"subjects": LIST(SUBJECT, 0, 200000)}, optional={"town": STR(64)}),
     BALANCES: OBJ(required={"rev": INT(0), "acked": INT(0), "used": MAP(_USED, 200000)}),
     REVOCATIONS: OBJ(required={"cards": LIST(ID, 0, 1000000)}),
-    GALLERY: OBJ(required={"name": STR(128), "size": INT(0)},
-                 optional={"digest": STR(64), "b64": STR(64 * 1024 * 1024)}),
+    GALLERY: OBJ(required={"b64": STR(facegallery.MAX_B64_CHARS), "digest": HEX(64), "size": INT(0),
+                           "subjects": INT(0), "rows": INT(0)}),
 }
 
 
@@ -160,6 +160,8 @@ def check_section(name, content):
             policy.balance({"id": "check", "status": "active"}, {}, content, "2000-01-01")
         elif name in SECTION_SCHEMAS:
             check(content, SECTION_SCHEMAS[name], name)
+            if name == GALLERY:
+                facegallery.payload_of(content)
         else:
             raise Invalid("config_invalid", "unknown section %r" % (name,))
     except reasons.ReasonError as err:
@@ -168,6 +170,8 @@ def check_section(name, content):
         raise Invalid("config_invalid", "%s: %s" % (name, err))
     except SchemaError as err:
         raise Invalid("config_invalid", str(err))
+    except facegallery.FormatError as err:
+        raise Invalid("config_invalid", "%s: %s" % (name, err))
     return content
 
 

@@ -9,7 +9,7 @@ want_system node nodejs
 want_system npm npm
 want_system chromium chromium
 want_system espeak-ng espeak-ng  # spoken prompts (firmware/voice.py)
-want_deb fonts-wqy-microhei  # Chinese glyphs in browser screenshots
+want_deb fonts-wqy-microhei  # Chinese glyphs in browser screenshots and the ledger PDF
 install_system
 python_env test "[test]"
 node_env

@@ -23,11 +23,12 @@ import logging
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from firmware.kiosk import Kiosk
+from firmware.receipt import time_text
 from protocols.reasons import ReasonError
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,10 @@ class Toggle(BaseModel):
 
 class VoidBody(BaseModel):
     reason: str = Field("clerk_void", pattern=r"^[a-z_]{1,40}$")
+
+
+class FaceBody(BaseModel):
+    product_class: str = Field("normal", pattern=r"^(normal|restricted)$")  # restricted: with liveness
 
 
 def create_app(kiosk: Kiosk) -> FastAPI:
@@ -156,6 +161,12 @@ def create_app(kiosk: Kiosk) -> FastAPI:
         kiosk.finish()
         return {"ok": True}
 
+    @app.post("/api/face")
+    def face(body: FaceBody) -> dict:
+        """Identify the buyer at the camera against the synced face gallery."""
+        kiosk.face_check(body.product_class)
+        return {"ok": True}
+
     @app.post("/api/reprint")
     def reprint() -> dict:
         kiosk.reprint()
@@ -188,6 +199,17 @@ def create_app(kiosk: Kiosk) -> FastAPI:
         name = "ledger-%s.csv" % kiosk.config.terminal
         return StreamingResponse(kiosk.ledger_csv(), media_type="text/csv; charset=utf-8",
                                  headers={"Content-Disposition": 'attachment; filename="%s"' % name})
+
+    @app.get("/api/ledger.pdf")
+    def ledger_pdf():
+        # Built whole before the answer (a plain def, so in the thread pool): a
+        # failure such as a missing font is then a 409 with its reason, not a
+        # truncated file. The PDF's xref table needs the whole document anyway.
+        data = kiosk.ledger_pdf()
+        name = "ledger-%s-%s.pdf" % (kiosk.config.terminal, time_text(kiosk.wall_ms())[:10].replace("-", ""))
+        return Response(data, media_type="application/pdf",
+                        headers={"Content-Disposition": 'attachment; filename="%s"' % name,
+                                 "Cache-Control": "no-store"})
 
     @app.post("/api/voice")
     def voice(body: Toggle) -> dict:

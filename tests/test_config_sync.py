@@ -3,7 +3,10 @@ retained config topic; terminals persist and report what they run."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -150,3 +153,247 @@ def test_imports_while_running_reach_the_terminals(district, tmp_path):
     assert (who.subject, who.method, who.card) == ("S0001", "card", "CARD-OK")
     out = t1.counter.decide_offline(who, [{"product": fx.UREA[0], "spec": fx.UREA[1], "packs": 1}])
     assert out["codes"] == ["product_banned"]  # the terminal decides with the new catalogue
+
+
+# ---------------------------------------------------------------- face gallery
+
+def test_a_gallery_section_assembles_under_micropython(micropython):
+    from protocols import facegallery
+    rows = facegallery.pack_rows([[(i * 7 + j) % 13 / 64.0 for j in range(128)] for i in range(5)])
+    payload = facegallery.build([("S0001", rows[:1024]), ("S0002", rows[1024:])], "2025-03-01T08:00:00+00:00")
+    text = configsync.section_text(facegallery.section(payload))
+    parts = configsync.encode_chunks(KEY, "T1", 1, "gallery", 5, text, 1000)
+    broken = configsync.encode_chunks(KEY, "T1", 1, "gallery", 6, configsync.section_text(
+        dict(facegallery.section(payload), rows=4)), 1000)
+    script = (
+        "from protocols import configsync, facegallery\n"
+        "key = bytes(range(32))\n"
+        "a = configsync.Assembler()\n"
+        "out = None\n"
+        "for p in PARTS:\n"
+        "    out = a.add(configsync.decode(p, key))\n"
+        "head, offset = facegallery.parse(facegallery.payload_of(out[2]))\n"
+        "print(out[0], out[1], head['subjects'], head['counts'], offset)\n"
+        "b = configsync.Assembler()\n"
+        "try:\n"
+        "    for p in BROKEN:\n"
+        "        b.add(configsync.decode(p, key))\n"
+        "except configsync.Invalid as err:\n"
+        "    print(err.code)\n"
+    )
+    result = micropython("PARTS = %r\nBROKEN = %r\n" % (parts, broken) + script)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.split("\n")
+    offset = facegallery.parse(payload)[1]
+    assert lines[0] == "gallery 5 ['S0001', 'S0002'] [2, 3] %d" % offset
+    assert lines[1] == "config_invalid"
+
+
+def face_line(subject: str, rows: list, **extra) -> str:
+    return json.dumps(dict({"subject": subject, "model": "dlib_face_recognition_resnet_model_v1/5pt",
+                            "encodings": rows}, **extra))
+
+
+@pytest.mark.parametrize("line, why", [
+    (face_line("S0001", [[0.1] * 127]), "128 finite numbers"),
+    (face_line("S0001", [[float("nan")] * 128]), "128 finite numbers"),
+    (face_line("S0001", [[0.1] * 128] * 11), "at most 10"),
+    (face_line("S0001", [[0.1] * 128], model="another"), "model"),
+    (face_line("S0001", [], reason="face_too_dark"), "face_too_dark"),
+    (face_line("S 1", [[0.1] * 128]), "subject id"),
+    ("not json", "not JSON"),
+])
+def test_a_bad_face_import_line_refuses_the_whole_file(line, why):
+    from gateway import faces
+    with pytest.raises(faces.FacesError) as err:
+        faces.parse_import(face_line("S0002", [[0.2] * 128]) + "\n" + line + "\n", "faces.jsonl")
+    assert why in str(err.value) and "faces.jsonl:2" in str(err.value)
+
+
+def test_enrolled_faces_make_versioned_galleries_for_the_subjects_a_shop_serves(tmp_path):
+    from gateway import faces, quota, registry
+    from gateway.store import connect
+    from protocols import facegallery
+    conn = connect(tmp_path / "g.db")
+    quota.ensure_schema(conn)
+    registry.import_subjects(conn, fx.subjects({"S0001": 1, "S0002": 1, "S0003": 1}), 1)
+    with pytest.raises(faces.FacesError, match="S0009"):  # a face for no registered subject
+        faces.import_faces(conn, faces.parse_import(face_line("S0009", [[0.1] * 128]), "f"), 2)
+    assert faces.enrolled(conn) == [] and faces.gallery_version(conn, ["S0001", "S0002"]) == 0
+    same = [[0.05 * (i % 7) for i in range(128)]]
+    entries = faces.parse_import(face_line("S0001", same) + "\n" + face_line("S0002", same), "f")
+    faces.import_faces(conn, entries, 3)
+    assert faces.similar(conn, entries) == [{"subjects": ["S0001", "S0002"], "distance": 0.0}]  # two cards, one face
+    v12, v1 = faces.gallery_version(conn, ["S0001", "S0002", "S0003"]), faces.gallery_version(conn, ["S0001"])
+    assert 0 < v12 != v1 > 0 and faces.gallery_version(conn, ["S0003"]) == 0
+    head, offset = facegallery.parse(faces.gallery_payload(conn, ["S0001", "S0002", "S0003"]))
+    assert (head["subjects"], head["counts"]) == (["S0001", "S0002"], [1, 1])
+    assert faces.remove(conn, ["S0002"]) == 1
+    assert faces.gallery_version(conn, ["S0001", "S0002", "S0003"]) not in (v12, 0)
+    faces.import_faces(conn, entries[:1], 4)  # re-enrolled: a new version though the set is the same
+    assert faces.gallery_version(conn, ["S0001"]) != v1
+    conn.close()
+
+
+FACE_SUBJECTS = {"S0001": "obama2.jpg", "S0002": "biden.jpg"}
+
+
+@pytest.fixture(scope="module")
+def face_district(tmp_path_factory):
+    d = QuotaDistrict(tmp_path_factory.mktemp("faces"), subjects={"S0001": 5, "S0002": 5, "S0003": 5})
+    try:
+        yield d.start()
+    finally:
+        d.close()
+
+
+def encode_faces(path, photos: dict[str, str]) -> list[dict]:
+    """What an enrollment station does: photos through the counter's own capture
+    checks and model (`python -m firmware face encode`), one JSON line each."""
+    from tests.support import face_images as fi
+    import subprocess
+    import sys
+    lines = []
+    for subject, photo in photos.items():
+        proc = subprocess.run([sys.executable, "-m", "firmware", "face", "encode", "--subject", subject,
+                               "--image", str(fi.path(photo))], capture_output=True, text=True, timeout=120,
+                              cwd=str(Path(__file__).resolve().parents[1]))
+        assert proc.returncode == 0, proc.stderr
+        lines.append(json.loads(proc.stdout))
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), "utf-8")
+    return lines
+
+
+@pytest.fixture(scope="module")
+def enrolled(face_district, tmp_path_factory):
+    """S0001 and S0002 enrolled at the gateway from real photos, while it runs."""
+    path = tmp_path_factory.mktemp("enroll") / "faces.jsonl"
+    lines = encode_faces(path, FACE_SUBJECTS)
+    assert [(line["enrolled"], len(line["encodings"])) for line in lines] == [(1, 1), (1, 1)]
+    out = json.loads(gateway_cli("faces", "import", str(path), "--db", str(face_district.db)).stdout)
+    assert (out["imported"], out["encodings"], out["similar"]) == (2, 2, [])
+    for name in face_district.names:
+        face = face_district.agents[name].face
+        wait_for(lambda: face.gallery.index_of("S0002") is not None, 30, f"{name} gallery with S0002")
+    return {line["subject"]: line["encodings"] for line in lines}
+
+
+def face_frames(photo: str):
+    from tests.support import face_images as fi
+    return [fi.load(photo)]
+
+
+def test_a_face_enrolled_at_the_gateway_is_identified_by_the_shops_terminals(face_district, enrolled):
+    from firmware.counter import CounterError
+    from protocols import facegallery
+    t1 = face_district.agents["T001"]
+    who = t1.counter.identify_by_face(face_frames("obama.jpg"))  # another photo than the one enrolled
+    assert (who.subject, who.method) == ("S0001", "face")
+    with pytest.raises(CounterError) as refused:
+        t1.counter.identify_by_face(face_frames("astronaut.png"))  # not enrolled anywhere
+    assert refused.value.code == "face_no_match"
+    assert sorted(face_district.agents["T002"].face.gallery.subjects) == ["S0001", "S0002"]
+    # the version the gateway announces is the one the terminal runs and reports
+    key = bytes.fromhex(face_district.creds["T001"].key_hex)
+    wait_for(lambda: face_district.reported_versions("T001").get("gallery")
+             == str(t1.config_store.versions()["gallery"]), 20, "T001 reporting its gallery version")
+    manifest = configsync.decode(face_district.retained("agri/v1/t/T001/config", user="T001"), key)
+    assert manifest["sections"]["gallery"]["version"] == t1.config_store.versions()["gallery"] > 0
+    # at rest: sealed under the device key; nothing in the clear, in either file
+    raw = facegallery.pack_rows(enrolled["S0001"])
+    blob = t1.face_gallery.path.read_bytes()
+    assert blob[:6] == b"AQFACE" and blob[7] & 1
+    assert raw not in blob and raw[:64] not in blob and b"S0001" not in blob
+    for path in face_district.root.glob("T001.ledger.config.db*"):
+        assert raw[:64] not in path.read_bytes(), path.name
+    assert "b64" not in t1.config_store.gallery() and t1.config_store.gallery()["subjects"] == 2
+
+
+def test_a_face_removed_at_the_gateway_leaves_the_terminals_gallery(face_district, enrolled):
+    t1 = face_district.agents["T001"]
+    before = t1.config_store.versions()["gallery"]
+    assert json.loads(gateway_cli("faces", "remove", "S0002", "--db", str(face_district.db)).stdout) == {"removed": 1}
+    wait_for(lambda: t1.face.gallery.index_of("S0002") is None, 30, "T001 gallery without S0002")
+    assert t1.config_store.versions()["gallery"] != before
+    assert t1.counter.identify_by_face(face_frames("obama.jpg")).subject == "S0001"
+
+
+def publish_as_gateway(district, terminal: str, payloads: list[bytes]) -> None:
+    """Config messages on a terminal's topic, as only the gateway may send them."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from gateway import fleet
+    from tests.support.quota_district import GATEWAY_PASSWORD
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="forger", protocol=mqtt.MQTTv311)
+    client.username_pw_set(fleet.GATEWAY_USER, GATEWAY_PASSWORD)
+    client.connect("127.0.0.1", district.broker.port)
+    client.loop_start()
+    try:
+        for payload in payloads:
+            client.publish(f"agri/v1/t/{terminal}/config", payload, qos=1).wait_for_publish(10)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def test_a_corrupt_gallery_chunk_leaves_the_old_gallery_in_use(face_district, enrolled):
+    import numpy as np
+    from protocols import facegallery
+    t1 = face_district.agents["T001"]
+    key = bytes.fromhex(face_district.creds["T001"].key_hex)
+    version, digest = t1.config_store.versions()["gallery"], t1.face_gallery.digest
+    on_disk = t1.face_gallery.path.read_bytes()
+    rejected = t1.sync.rejected
+    # a stranger's face under S0001's id, as a forger would want it
+    rows = np.random.default_rng(3).normal(0, 0.09, (1, 128)).astype("<f4").tobytes()
+    content = facegallery.section(facegallery.build([("S0001", rows)]))
+    text = configsync.section_text(content)
+    tampered = [json.loads(p) for p in configsync.encode_chunks(key, "T001", 1, "gallery", 901, text, 300)]
+    tampered[1]["data"] = tampered[1]["data"][:-4] + "AAAA"  # altered on the way: the MAC no longer fits
+    resigned = [json.loads(p) for p in configsync.encode_chunks(key, "T001", 1, "gallery", 902, text, 300)]
+    resigned[1]["data"] = resigned[1]["data"][:-4] + "AAAA"  # altered before signing: the digest does not fit
+    resigned[1]["mac"] = configsync._mac(key, resigned[1])
+    short = facegallery.payload_of(content)[:-512]  # its one row missing: well signed, but not a gallery
+    malformed = configsync.encode_chunks(key, "T001", 1, "gallery", 903, configsync.section_text(dict(
+        content, b64=base64.b64encode(short).decode(), size=len(short), digest=hashlib.sha256(short).hexdigest())),
+        300)
+    publish_as_gateway(face_district, "T001", [json.dumps(m).encode() for m in tampered]
+                       + [json.dumps(m).encode() for m in resigned] + malformed)
+    wait_for(lambda: t1.sync.rejected >= rejected + 3, 30, "the three bad galleries refused")
+    assert t1.sync.last_rejected[0] == "config_invalid"
+    assert t1.config_store.versions()["gallery"] == version and t1.face_gallery.digest == digest
+    assert t1.face_gallery.path.read_bytes() == on_disk
+    assert t1.counter.identify_by_face(face_frames("obama.jpg")).subject == "S0001"
+
+
+def test_the_kiosk_identifies_the_buyer_at_the_camera_against_the_synced_gallery(face_district, enrolled):
+    from firmware.counter import Identity
+    from firmware.kiosk import Clerk, Kiosk, KioskSettings, pin_hash
+    from hardware.camera import open_camera
+    from tests.support import face_images as fi
+    agent = face_district.agents["T001"]
+    settings = KioskSettings(voice=False, player=(), clerks=[Clerk("c1", "李梅", pin_hash("c1", "2468"))])
+    kiosk = Kiosk(agent.config, settings, agent=agent)  # the counter session around the running agent
+    kiosk.sign_in("2468")
+    try:
+        kiosk.camera = open_camera([str(fi.path("astronaut.png"))])  # the camera twin: a stranger
+        kiosk.face_check()
+        assert kiosk.identity is None and kiosk.message["code"] == "face_no_match"
+        kiosk.camera.close()
+        kiosk.camera = open_camera([str(fi.path("obama.jpg"))])
+        kiosk.face_check()
+        assert kiosk.screen == "sale" and kiosk.identity == Identity("S0001", "face")
+        assert kiosk.snapshot()["subject"]["method"] == "face"
+    finally:
+        kiosk.camera.close()
+
+
+def test_a_terminal_restarted_with_the_network_cut_still_identifies_faces(face_district, enrolled):
+    version = face_district.agents["T001"].config_store.versions()["gallery"]
+    face_district.stop_agent("T001")
+    face_district.broker.kill()  # no broker, no gateway: the shop's line is down
+    t1 = face_district.start_agent("T001")
+    assert not t1.uplink.connected
+    assert t1.config_store.versions()["gallery"] == version
+    who = t1.counter.identify_by_face(face_frames("obama.jpg"))
+    assert (who.subject, who.method) == ("S0001", "face")

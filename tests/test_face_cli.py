@@ -109,3 +109,17 @@ def test_unreadable_input_and_bad_usage_are_the_only_failures(shop, tmp_path):
     assert proc.returncode == 1 and "no gallery" in proc.stderr
     proc = run(env, "verify", "--gallery", gallery, "--image", fi.path("obama.jpg"))  # no --subject
     assert proc.returncode == 2 and "--subject" in proc.stderr
+
+
+def test_encode_prints_the_encodings_for_the_gateway_and_writes_nothing(shop, tmp_path):
+    env, home, gallery, enrolled = shop
+    before = sorted(p.name for p in home.rglob("*"))
+    out = answer(run(env, "encode", "--subject", "S0001", "--image", fi.path("obama.jpg"),
+                     "--image", fi.path("obama2.jpg")))
+    assert (out["subject"], out["enrolled"], out["rejected"]) == ("S0001", 2, [])
+    assert out["model"] == "dlib_face_recognition_resnet_model_v1/5pt"
+    assert len(out["encodings"]) == 2 and all(len(row) == 128 for row in out["encodings"])
+    refused = answer(run(env, "encode", "--subject", "S0001", "--image", fi.path("obama.jpg"),
+                         "--image", fi.path("biden.jpg")))  # two people: nothing to import
+    assert refused["encodings"] == [] and refused["reason"] == errors.ENROLL_INCONSISTENT
+    assert sorted(p.name for p in home.rglob("*")) == before  # no gallery, no key: only encodings on stdout

@@ -71,3 +71,16 @@ def test_a_blinking_farmer_passes_liveness(service):
 def test_a_burst_without_a_usable_frame_gives_the_commonest_reason(service):
     result = service.identify_burst([fi.too_blurred(), fi.too_blurred(), fi.no_face()], "normal")
     assert result.subject is None and result.reason == errors.TOO_BLURRED
+
+
+def test_a_new_gallery_is_used_from_the_next_frame_without_a_restart(face_pipeline):
+    g = Gallery()
+    g, _ = enroll(face_pipeline, g, "330110-biden", [("biden.jpg", fi.load("biden.jpg"))])
+    running = FaceService(face_pipeline, g)
+    frame = fi.load("obama.jpg")
+    assert running.identify(frame).reason == errors.NO_MATCH
+    bigger, _ = enroll(face_pipeline, g, "330110-obama", [("obama2.jpg", fi.load("obama2.jpg"))])
+    running.set_gallery(bigger)  # what config sync does when a new gallery is stored
+    assert running.identify(frame).subject == "330110-obama"
+    running.set_gallery(Gallery())
+    assert running.identify(frame).reason == errors.GALLERY_EMPTY

@@ -3,7 +3,7 @@ against the terminal agent as a real process on simulated hardware (PN532
 emulator, printer emulator, still-image camera), talking to a real Mosquitto and
 the real gateway: sign in, a card tap, scanning, approved and refused sales, the
 same flow offline with the broker killed, a packaging return linked to its sale,
-the ledger and its export, and the agent killed between decision and commit.
+the ledger and its exports (CSV, PDF), and the agent killed between decision and commit.
 Screens are saved at 800x480 under docs/screenshots/terminal-*.png."""
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ import csv
 import io
 import json
 import random
+import re
 from pathlib import Path
 
 import httpx
+import pypdf
 import pytest
 
 from simulator.processes import wait_for
@@ -227,6 +229,24 @@ def test_ledger_browse_and_csv_export_show_every_record(shop, page):
     assert [int(r["seq"]) for r in rows] == [r["seq"] for r in records]
     assert {r["type"] for r in rows} >= {"sale", "refusal", "return"}
     assert any("尿素" in r["items"] for r in rows)
+    page.click("[data-testid=close-ledger]")
+    page.wait_for_selector("[data-testid=screen-idle]")
+
+
+def test_ledger_pdf_export_button_downloads_every_record(shop, page):
+    page.click("[data-testid=open-ledger]")
+    page.wait_for_selector("[data-testid=screen-ledger]")
+    assert page.inner_text("[data-testid=export-pdf]") == "导出 PDF"
+    with page.expect_download(timeout=60_000) as info:
+        page.click("[data-testid=export-pdf]")
+    download = info.value
+    assert re.fullmatch(r"ledger-T001-\d{8}\.pdf", download.suggested_filename)
+    data = Path(download.path()).read_bytes()
+    assert data.startswith(b"%PDF-")
+    text = "\n".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(data)).pages)
+    assert "农资经营台账" in text
+    assert all(f"T001-{r['seq']:06d}" in text for r in sale_records(shop.ledger))
+    page.wait_for_selector("[data-testid=export-pdf]:not([disabled])")
     page.click("[data-testid=close-ledger]")
     page.wait_for_selector("[data-testid=screen-idle]")
 

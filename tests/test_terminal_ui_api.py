@@ -1,20 +1,29 @@
 """The kiosk session and its HTTP API in-process, with an agent that never
 reaches a network (every decision offline): the clerk PIN and its lock-out,
 hostile or out-of-order requests refused with a reason code and nothing
-changed, configuration errors naming the key, and the CSV export."""
+changed, configuration errors naming the key, and the CSV and PDF exports."""
 
 from __future__ import annotations
 
+import io
+import json
+import random
+import re
 import tomllib
+from pathlib import Path
 
+import pypdf
 import pytest
 from fastapi.testclient import TestClient
 
+from firmware import ledger_pdf
 from firmware.config import ConfigError, parse
 from firmware.counter import Identity
 from firmware.kiosk import Kiosk, KioskSettings, _settings, load, pin_hash, Clerk
 from terminal_ui.app import create_app
+from protocols import reasons
 from tests.support import quota_fixtures as fx
+from tests.support.kiosk_district import IMIDACLOPRID, label_code
 from tests.test_offline_counter import KEY, sync
 
 pytestmark = pytest.mark.timeout(30)
@@ -100,3 +109,98 @@ def test_kiosk_config_errors_name_the_key(tmp_path):
     bad.write_text(f'[terminal]\nid = "T9"\nkey = "{KEY.hex()}"\n[kiosk]\nvoice = "yes"\n')
     with pytest.raises(ConfigError, match=r"t.toml: kiosk.voice must be bool"):
         load(bad)
+
+
+# ---------------------------------------------------------------- ledger PDF
+
+def pdf_pages(data: bytes) -> list[str]:
+    assert data.startswith(b"%PDF-")
+    return [page.extract_text() for page in pypdf.PdfReader(io.BytesIO(data)).pages]
+
+
+def test_ledger_pdf_lists_every_record_for_an_inspector(client, kiosk):
+    """Sales online and offline, a void, a refusal and a packaging return: each
+    record's number, type and mode is in the PDF's text, under the Chinese title
+    with shop, terminal, export time and range; the subject is its id, never a name."""
+    ledger = kiosk.agent.ledger
+    ledger.append("sale", {"subject": "S2", "items": [{"product": fx.UREA[0], "spec": fx.UREA[1], "packs": 1,
+                                                       "decision": "approve"}],
+                           "identity": "card", "mode": "online", "clerk": "c1", "auth": "A-1"}, kiosk.wall_ms())
+    client.post("/api/signin", json={"pin": "2468"})
+    kiosk.identified(Identity("S1", "card", "CARD-1"))
+    client.post("/api/scan", json={"text": "6990000000268"})
+    assert client.post("/api/checkout").json()["record_id"] == "T9-000002"            # offline sale
+    assert client.post("/api/void", json={}).json()["voided"]                         # T9-000003
+    client.post("/api/finish")
+    kiosk.identified(Identity("S1", "card", "CARD-1"))
+    label = label_code(*IMIDACLOPRID, random.Random(3))
+    client.post("/api/scan", json={"text": label})
+    assert client.post("/api/checkout").json()["record_id"] == "T9-000004"            # offline, with its code
+    client.post("/api/finish")
+    kiosk.identified(Identity("S1", "card", "CARD-1"))
+    banned = client.get("/api/catalogue", params={"q": "百草枯"}).json()["products"][0]
+    client.post("/api/cart", json={"product": banned["product"], "spec": banned["spec"]})
+    refused = client.post("/api/checkout").json()
+    assert refused["record_id"] == "T9-000005" and not refused["approved"]
+    client.post("/api/finish")
+    kiosk.identified(Identity("S1", "card", "CARD-1"))
+    client.post("/api/return/start")
+    client.post("/api/return/scan", json={"text": label})
+    assert client.post("/api/return/commit").json()["seq"] == 6
+    records = [json.loads(text) for text in ledger.rows()]
+    assert [r["type"] for r in records] == ["sale", "sale", "void", "sale", "refusal", "return"]
+
+    res = client.get("/api/ledger.pdf")
+    assert res.status_code == 200 and res.headers["content-type"] == "application/pdf"
+    assert re.fullmatch(r'attachment; filename="ledger-T9-\d{8}\.pdf"', res.headers["content-disposition"])
+    pages = pdf_pages(res.content)
+    text = "\n".join(pages)
+    assert len(pages) == 1 and "第 1 页 / 共 1 页" in text
+    assert "农资经营台账" in text and "测试店" in text and "shop-T9" in text and "T9" in text
+    assert "单号 T9-000001 至 T9-000006，共 6 条" in text and "导出时间：" in text
+    for seq in range(1, 7):
+        assert f"T9-{seq:06d}" in text
+    for word in ("销售", "作废", "拒售", "回收", "联网", "离线", "尿素", "吡虫啉"):
+        assert word in text, word
+    unit_code = records[5]["body"]["codes"][0]
+    assert unit_code in text.replace("\n", "")
+    assert re.search(r"T9-000003.*T9-000002", text.replace("\n", " "))                 # the void names its sale
+    assert re.search(r"T9-000006.*T9-000004", text.replace("\n", " "))                 # the return its sale
+    assert reasons.text(records[4]["body"]["reasons"][0]) in text.replace("\n", "")
+    csv_text = client.get("/api/ledger.csv").content.decode("utf-8-sig")
+    assert "测试S1" not in text and "测试S2" not in text and "测试S1" not in csv_text   # names never exported
+
+
+@pytest.mark.timeout(180)
+def test_ledger_pdf_of_thousands_of_records_numbers_its_pages(client, kiosk):
+    ledger = kiosk.agent.ledger
+    ledger.db.conn.execute("PRAGMA synchronous=OFF")          # test setup only: 3000 fsyncs would be slow
+    n = 3000
+    for i in range(n):
+        ledger.append("sale", {"subject": "S%d" % (1 + i % 2), "items": [{"product": fx.UREA[0], "spec": fx.UREA[1],
+                                                                         "packs": 1 + i % 3, "decision": "approve"}],
+                               "identity": "card", "mode": "offline" if i % 4 else "online", "clerk": "c1"},
+                      kiosk.wall_ms() + i * 60_000)
+    pages = pdf_pages(client.get("/api/ledger.pdf").content)
+    total = len(pages)
+    per_page = []
+    for number, page in enumerate(pages, 1):
+        assert f"第 {number} 页 / 共 {total} 页" in page
+        per_page.append([int(s) for s in re.findall(r"^T9-(\d{6})\b", page, re.M)])
+    assert [seq for seq in sum(per_page, [])] == list(range(1, n + 1))     # every record once, in order
+    assert "单号 T9-000001 至 T9-003000，共 3000 条" in pages[0]
+    # Rows of equal height: every page after the first but the last is full
+    # alike, so the page count is exactly what the rows need.
+    middle = {len(p) for p in per_page[1:-1]}
+    assert len(middle) == 1 and 0 < len(per_page[-1]) <= middle.pop() and total > 20
+
+
+def test_ledger_pdf_refusals_name_the_missing_font_package_or_the_export_running(client, kiosk, monkeypatch):
+    monkeypatch.setattr(ledger_pdf, "FONT_CANDIDATES", (Path("/nonexistent/wqy-microhei.ttc"),))
+    res = client.get("/api/ledger.pdf")
+    assert res.status_code == 409 and res.json()["code"] == "ledger_pdf_font_missing"
+    assert "fonts-wqy-microhei" in res.json()["zh"] and "fonts-wqy-microhei" in res.json()["en"]
+    monkeypatch.undo()
+    with kiosk._pdf_lock:
+        assert client.get("/api/ledger.pdf").json()["code"] == "ledger_pdf_busy"
+    assert client.get("/api/ledger.pdf").status_code == 200

@@ -3,12 +3,17 @@
     python -m firmware face enroll   --gallery PATH --subject ID --image FILE [--image FILE...]
     python -m firmware face identify --gallery PATH --image FILE
     python -m firmware face verify   --gallery PATH --subject ID --image FILE
+    python -m firmware face encode   --subject ID --image FILE [--image FILE...]
 
 Each prints one JSON object on stdout. identify: `subject` (null when refused),
 `distance`, `margin`, and `reason` when refused; verify: `subject`, `match`,
 `distance`, `reason` when not matched; enroll: `subject`, `enrolled` (photos
 used), `encodings` (kept for the subject), `rejected`, `similar`, `reason` when
-nothing was enrolled. A refusal is an answer, not a failure: the exit status is 0
+nothing was enrolled; encode: `subject`, `enrolled`, `rejected`, `reason` as
+enroll does, `model`, and `encodings` as the list itself (lists of 128 numbers,
+empty when refused), one line to append to the file `python -m gateway faces
+import` reads, so the shop galleries are built from the same checks and model
+the counter uses. A refusal is an answer, not a failure: the exit status is 0
 whether or not a face matched or was enrolled, 2 for bad usage, 1 for input that
 cannot be read (image, gallery, device key), with the reason on stderr.
 
@@ -63,6 +68,12 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                           help="refuse when the next subject is closer than this to the best (default %(default)s)")
     verify = sub.add_parser("verify", help="is this the card holder? (1:1)")
     common(verify, subject=True, many=False)
+    encode = sub.add_parser("encode", help="a subject's encodings for `python -m gateway faces import` (no gallery)")
+    encode.add_argument("--subject", required=True, help="subject id (as on the subject card)")
+    encode.add_argument("--image", required=True, action="append", type=Path,
+                        help="photo file (repeat for several photos)")
+    encode.add_argument("--max-distance", type=float, default=MatchConfig.max_distance,
+                        help="largest distance between two photos of the subject (default %(default)s)")
     return parser
 
 
@@ -140,7 +151,21 @@ def _verify(args, config: MatchConfig) -> dict:
     return matcher.verify(args.subject, capture.encoding).as_dict()
 
 
-COMMANDS = {"enroll": _enroll, "identify": _identify, "verify": _verify}
+def _encode(args, config: MatchConfig) -> dict:
+    """Enrollment into an empty gallery: the same photo checks, no file written."""
+    from firmware.face.enrollment import enroll
+    from firmware.face.pipeline import FacePipeline
+
+    images = [(str(p), _read_image(p)) for p in args.image]
+    updated, report = enroll(FacePipeline(), gallery_file.Gallery(), args.subject, images, config=config)
+    out = report.as_dict()
+    del out["similar"]  # nothing to compare with here: the gateway's import reports it
+    out["model"] = gallery_file.MODEL
+    out["encodings"] = [[float(v) for v in row] for row in updated.encodings_of(args.subject)]
+    return out
+
+
+COMMANDS = {"enroll": _enroll, "identify": _identify, "verify": _verify, "encode": _encode}
 
 
 def main(argv=None, prog: str = "python -m firmware face") -> int:

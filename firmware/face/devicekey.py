@@ -1,8 +1,10 @@
 """Where the device key for the face gallery comes from.
 
 On a provisioned terminal the key is written once at provisioning to
-/etc/agri-quota/face-gallery.key (root-owned, 0600) and the gateway seals each
-shop's gallery for it. On a developer machine there is no provisioning, so the
+/etc/agri/face-gallery.key (the agent's user, 0600; firmware/deploy/README.md) and
+the agent seals the gallery config sync delivers under it (firmware/face/synced.py,
+which also says where the agent looks for it). On a developer machine there is
+no provisioning, so the
 default is a per-user file that `enroll` creates on first use; that keeps
 `python -m firmware face enroll ...` then `... identify ...` working with no
 options while still never writing a gallery in the clear.

@@ -2,9 +2,10 @@
 
 Only encodings are kept, never photos (ARCHITECTURE: personal data minimised). The
 gateway builds the gallery for a shop (its town's subjects plus recent buyers) and
-distributes it; on the terminal it is encrypted at rest with AES-256-GCM under the
-device key, so a stolen SD card yields nothing usable. The format is specified in
-docs/face.md; in short:
+distributes it (config sync, `firmware/face/synced.py`); on the terminal it is
+encrypted at rest with AES-256-GCM under the device key, so a stolen SD card
+yields nothing usable. The format is specified in docs/face.md and the payload
+in protocols/facegallery.py, shared with the gateway; in short:
 
     container  = magic "AQFACE" | version u8 (1) | flags u8 (bit 0: sealed)
                  [sealed: key id 8 bytes | nonce 12 bytes | AES-GCM(payload), tag last;
@@ -27,10 +28,8 @@ actionable message where AES-GCM alone only says "invalid tag".
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
-import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +41,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from firmware.face import errors
 from firmware.face.errors import GalleryError
+from protocols import facegallery
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,8 @@ FLAG_SEALED = 0x01
 KEY_ID_LEN = 8
 NONCE_LEN = 12
 SEALED_HEADER_LEN = len(MAGIC) + 2 + KEY_ID_LEN + NONCE_LEN  # 28
-MODEL = "dlib_face_recognition_resnet_model_v1/5pt"
-DIM = 128
-ALIGN = 16
+MODEL = facegallery.MODEL
+DIM = facegallery.DIM
 
 
 def key_id(key: bytes) -> bytes:
@@ -125,41 +124,20 @@ class Gallery:
 # ---- payload ------------------------------------------------------------------------
 
 def encode(gallery: Gallery) -> bytes:
-    """The plaintext payload (what the gateway builds for a shop)."""
-    header = json.dumps({
-        "model": gallery.model,
-        "dim": DIM,
-        "subjects": list(gallery.subjects),
-        "counts": [int(c) for c in gallery.counts],
-        "created": gallery.created,
-    }, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    pad = (-(4 + len(header))) % ALIGN
-    header += b" " * pad
-    body = np.ascontiguousarray(gallery.embeddings, dtype="<f4").tobytes()
-    return struct.pack("<I", len(header)) + header + body
+    """The plaintext payload (what the gateway builds for a shop; the format is
+    protocols/facegallery.py, shared with the gateway)."""
+    head = facegallery.header(gallery.subjects, [int(c) for c in gallery.counts], gallery.created, gallery.model)
+    return head + np.ascontiguousarray(gallery.embeddings, dtype="<f4").tobytes()
 
 
 def decode(payload) -> Gallery:
     view = memoryview(payload)
-    if len(view) < 4:
-        raise GalleryError(errors.GALLERY_INVALID, "payload truncated")
-    (hlen,) = struct.unpack_from("<I", view, 0)
-    if 4 + hlen > len(view):
-        raise GalleryError(errors.GALLERY_INVALID, "header length %d beyond the payload" % hlen)
     try:
-        header = json.loads(bytes(view[4:4 + hlen]).decode("utf-8"))
-        subjects, counts = header["subjects"], header["counts"]
-        model, dim = header["model"], int(header["dim"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise GalleryError(errors.GALLERY_INVALID, "bad header: %s" % exc) from None
-    if model != MODEL or dim != DIM:
-        raise GalleryError(errors.GALLERY_INVALID, "encodings from model %s/%d, this terminal uses %s/%d"
-                           % (model, dim, MODEL, DIM))
-    body = view[4 + hlen:]
-    if len(body) % (4 * DIM):
-        raise GalleryError(errors.GALLERY_INVALID, "encoding block of %d bytes is not whole rows" % len(body))
-    emb = np.frombuffer(body, dtype="<f4").reshape(-1, DIM)
-    return Gallery(subjects, counts, emb, model, header.get("created", ""))
+        header, offset = facegallery.parse(view)
+    except facegallery.FormatError as exc:
+        raise GalleryError(errors.GALLERY_INVALID, str(exc)) from None
+    emb = np.frombuffer(view[offset:], dtype="<f4").reshape(-1, DIM)
+    return Gallery(header["subjects"], header["counts"], emb, header["model"], header.get("created", ""))
 
 
 # ---- container ----------------------------------------------------------------------
@@ -223,8 +201,15 @@ def load(path, key: bytes | None, allow_plain: bool = False) -> Gallery:
 
 def save(path, gallery: Gallery, key: bytes, randbytes: Callable[[int], bytes] = os.urandom) -> None:
     """Write sealed, atomically: a power cut leaves the old gallery or the new one."""
+    save_payload(path, encode(gallery), key, randbytes)
+    log.info("gallery saved path=%s subjects=%d rows=%d", path, len(gallery), len(gallery.embeddings))
+
+
+def save_payload(path, payload: bytes, key: bytes, randbytes: Callable[[int], bytes] = os.urandom) -> None:
+    """Seal a payload as it came (from the gateway, its digest intact) and write
+    it atomically: temporary file, fsync, rename, fsync of the folder."""
     path = Path(path)
-    blob = seal(encode(gallery), key, randbytes)
+    blob = seal(payload, key, randbytes)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
@@ -237,4 +222,13 @@ def save(path, gallery: Gallery, key: bytes, randbytes: Callable[[int], bytes] =
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    log.info("gallery saved path=%s subjects=%d rows=%d", path, len(gallery), len(gallery.embeddings))
+    try:
+        folder = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(folder)  # the rename itself survives a power cut
+    except OSError:
+        pass
+    finally:
+        os.close(folder)

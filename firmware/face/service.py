@@ -10,6 +10,7 @@ the clerk's screen shows it and the ledger records it the same way as a mismatch
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from dataclasses import dataclass
 
@@ -40,36 +41,66 @@ class LiveIdentification:
 
 
 class FaceService:
+    """`pipeline` None: the real one (firmware.face.pipeline), loaded at the first
+    frame, so an agent that never sees a face never pays dlib's second of start-up.
+
+    The gallery can be replaced while the service runs (`set_gallery`, called when
+    config sync stores a new one): the matcher is rebuilt beside the old one and
+    swapped in one assignment, and each call works on the matcher it started with."""
+
     def __init__(self, pipeline, gallery, match: MatchConfig | None = None,
                  policy: LivenessPolicy | None = None, live: LivenessConfig | None = None):
-        self.pipeline = pipeline
-        self.matcher = Matcher(gallery, match)
+        self._pipeline = pipeline
+        self._pipeline_lock = threading.Lock()
+        self.match = match or MatchConfig()
+        self.matcher = Matcher(gallery, self.match)
         self.policy = policy or LivenessPolicy()
         self.live = live or LivenessConfig()
 
+    @property
+    def pipeline(self):
+        if self._pipeline is None:
+            with self._pipeline_lock:
+                if self._pipeline is None:
+                    from firmware.face.pipeline import FacePipeline
+                    self._pipeline = FacePipeline()
+        return self._pipeline
+
+    @property
+    def gallery(self):
+        return self.matcher.gallery
+
+    def set_gallery(self, gallery) -> None:
+        """Match against `gallery` from the next call on."""
+        self.matcher = Matcher(gallery, self.match)
+        log.info("face service gallery replaced subjects=%d", len(gallery))
+
     def identify(self, frame) -> Identification:
         """1:N on one frame (an RGB array)."""
+        matcher = self.matcher
         try:
             capture = self.pipeline.capture(frame)
         except PoorCapture as exc:
             return Identification(None, None, None, exc.code)
-        return self.matcher.identify(capture.encoding)
+        return matcher.identify(capture.encoding)
 
     def verify(self, subject: str, frame) -> Verification:
         """1:1 against the card holder on one frame."""
-        if self.matcher.gallery.index_of(subject) is None:
+        matcher = self.matcher
+        if matcher.gallery.index_of(subject) is None:
             return Verification(subject, False, None, errors.NOT_ENROLLED)
         try:
             capture = self.pipeline.capture(frame)
         except PoorCapture as exc:
             return Verification(subject, False, None, exc.code)
-        return self.matcher.verify(subject, capture.encoding)
+        return matcher.verify(subject, capture.encoding)
 
     def identify_burst(self, frames, product_class: str) -> LiveIdentification:
         """Identify from a burst of consecutive frames, checking liveness when the
         product class requires it. The sharpest usable frame is matched; refused
         frames are skipped, and when none is usable the commonest reason is given."""
         need_live = self.policy.required_for(product_class)
+        matcher = self.matcher
         captures, refusals = [], Counter()
         for frame in frames:
             try:
@@ -80,7 +111,7 @@ class FaceService:
             code = refusals.most_common(1)[0][0] if refusals else errors.NO_FACE
             return LiveIdentification(Identification(None, None, None, code), None)
         best = max(captures, key=lambda c: c.sharpness)
-        result = self.matcher.identify(best.encoding)
+        result = matcher.identify(best.encoding)
         checked = None
         if need_live:
             checked = liveness.check([(c.landmarks, c.encoding) for c in captures], self.live)

@@ -11,6 +11,7 @@ const T = {
   signout: ["退出", "Sign out"], invite: ["请刷卡或看摄像头", "Tap the card or look at the camera"],
   inviteSub: ["把主体信息卡放在读卡区", "Place the subject card on the reader"],
   ledger: ["台账", "Ledger"], back: ["返回", "Back"], exportCsv: ["导出 CSV", "Export CSV"],
+  exportPdf: ["导出 PDF", "Export PDF"], pdfBusy: ["正在生成 PDF…", "Making the PDF…"],
   subject: ["购买主体", "Buyer"], town: ["所属", "Area"], grade: ["信用等级", "Credit grade"],
   unknownGrade: ["未知", "unknown"], remaining: ["剩余定额", "Remaining quota"],
   scanHere: ["扫描标签二维码 / 条码，或输入", "Scan label QR / barcode, or type"],
@@ -43,6 +44,7 @@ let view = null;       // "ledger" overlays the counter screens
 let pin = "";
 let search = { q: "", results: [] };
 let ledger = null;
+let pdfBusy = false;   // one PDF export at a time; the button says it is working
 window.__shown = [];   // every decision banner ever rendered (tests read it)
 
 const $ = (sel) => document.querySelector(sel);
@@ -232,6 +234,22 @@ function returnScreen() {
 }
 
 async function openLedger() { view = "ledger"; ledger = await api("GET", "/api/ledger?limit=50"); render(); }
+// Fetched rather than a plain link: a big ledger takes a while on a Pi (the
+// button says so meanwhile), and a refusal (no Chinese font installed) shows
+// as a message instead of a failed download.
+async function exportPdf() {
+  if (pdfBusy) return;
+  pdfBusy = true; render();
+  try {
+    const res = await fetch("/api/ledger.pdf");
+    if (!res.ok) { const data = await res.json().catch(() => ({})); toast(data.zh ? rz(data) : res.status); return; }
+    const name = (/filename="([^"]+)"/.exec(res.headers.get("Content-Disposition") || "") || [])[1] || "ledger.pdf";
+    const url = URL.createObjectURL(await res.blob());
+    const a = h("a", { href: url, download: name });
+    document.body.append(a); a.click(); a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  } catch (e) { toast(String(e)); } finally { pdfBusy = false; render(); }
+}
 function ledgerScreen() {
   const rows = (ledger ? ledger.rows : []).map((r) => h("tr", { testid: "ledger-row-" + r.seq },
     h("td", {}, r.seq), h("td", {}, r.time.slice(5)), h("td", {}, t("type_" + r.type),
@@ -242,6 +260,7 @@ function ledgerScreen() {
   return h("div", { class: "col", style: "flex:1", testid: "screen-ledger" },
     h("div", { class: "row" }, h("h3", { style: "flex:1;margin:4px 0" }, t("ledger")),
       h("a", { href: "/api/ledger.csv", download: "ledger.csv", testid: "export-csv" }, h("button", {}, t("exportCsv"))),
+      h("button", { testid: "export-pdf", disabled: pdfBusy, onclick: exportPdf }, pdfBusy ? t("pdfBusy") : t("exportPdf")),
       h("button", { testid: "close-ledger", onclick: () => { view = null; render(); } }, t("back"))),
     h("div", { class: "panel", style: "flex:1" }, h("table", {}, rows)));
 }
