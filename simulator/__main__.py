@@ -7,6 +7,7 @@ from protocols.cli import dispatch
 COMMANDS = {
     "run": ("simulator.run_cli", "drive N terminal agents through the real code"),
     "demo": ("simulator.demo_cli", "the district demo: broker, gateway, simulated shops"),
+    "scorecard": ("simulator.scorecard", "render a run's JSON report as tables and an HTML page"),
 }
 
 if __name__ == "__main__":

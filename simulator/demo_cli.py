@@ -12,9 +12,9 @@ the counters (`agent.counter`), following the district's purchase pattern,
 with a live view until Ctrl-C (or --duration seconds); at the end every
 terminal ledger is reconciled with what the gateway stored.
 
-Still to come (issue 8): a virtual clock (sales now carry the wall time, so a
-night-time run sells outside opening hours), faces and the PN532 emulator at
-the counter, injected misuse and faults, the scorecard, the kiosk UI.
+The demo plays on the wall clock (a night-time demo sells outside opening
+hours); `python -m simulator run --days D` plays a season on the virtual clock
+with misuse, faults and the scorecard (simulator/season_run.py).
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ def main(argv, prog):
                           markup=False, highlight=False)
         console.print(f"broker {broker.url} · gateway db {db} · logs and district files in {workdir}",
                       markup=False, highlight=False)
-        _wait_synced(fleet, 20, console)
+        wait_synced(fleet, 20, console)
         shoppers = Shoppers(district, fleet, seed=args.seed)
         started = time.monotonic()
         seller = threading.Thread(target=shoppers.run, args=(args.rate, stop), name="shoppers", daemon=True)
@@ -246,7 +246,7 @@ def main(argv, prog):
         broker.stop()
 
 
-def _wait_synced(fleet: Fleet, timeout: float, console: Console) -> None:
+def wait_synced(fleet: Fleet, timeout: float, console: Console) -> None:
     """Until every terminal holds the catalogue, params, its shop and its town's
     subjects, so an offline fallback can decide from the first sale; a terminal
     still behind after `timeout` sells anyway (online decisions do not need it)."""

@@ -26,6 +26,7 @@ day at the counters.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -125,11 +126,14 @@ class Subject:
     plots: tuple         # ({"id", "crop", "area_cmu"}, ...)
     permits: tuple       # ({"id", "ingredients", "until"}, ...)
     card: SubjectCard
+    group: str | None = None   # household of farmers who buy for each other (split_purchase_group)
 
     def entry(self) -> dict:
         """The registry entry (`gateway subjects import`, JSON lines)."""
         out = {"id": self.id, "status": "active", "town": self.town, "name": self.name, "kind": self.kind,
                "village": self.village, "plots": [dict(p) for p in self.plots]}
+        if self.group:
+            out["group"] = self.group
         if self.permits:
             out["permits"] = [dict(p, ingredients=list(p["ingredients"])) for p in self.permits]
         return out
@@ -367,8 +371,33 @@ def generate(seed: int = 1, shops: int = 20, subjects: int | None = None, villag
         subject_list.append(Subject(sid, kind, sname, village.town, village.code, home.id, tuple(plots),
                                     tuple(permits), SubjectCard(card_no, uid, payload, issued.isoformat(),
                                                                 expires.isoformat())))
+    subject_list = _households(random.Random(f"{seed}-households"), subject_list)
     return District(code, name, seed, town_list, village_list, shop_list, subject_list, load_products(catalogue),
                     registry_seed, catalogue, params)
+
+
+def _households(rng: random.Random, subjects: list[Subject]) -> list[Subject]:
+    """About a third of the farmers share a household with one or two others of
+    their village (registered separately, each with plots of their own). Drawn
+    from a random stream of its own, so the rest of the district is what it was."""
+    by_village: dict[str, list[int]] = {}
+    for i, s in enumerate(subjects):
+        if s.kind == "farmer":
+            by_village.setdefault(s.village, []).append(i)
+    out = list(subjects)
+    for village, members in sorted(by_village.items()):
+        rng.shuffle(members)
+        n = 0
+        while len(members) >= 2:
+            if rng.random() >= 0.15:
+                members = members[1:]
+                continue
+            size = min(len(members), rng.choice((2, 2, 3)))
+            n += 1
+            for i in members[:size]:
+                out[i] = dataclasses.replace(out[i], group=f"HH{village}{n:03d}")
+            members = members[size:]
+    return out
 
 
 # ---------------------------------------------------------------- purchase pattern
@@ -390,13 +419,23 @@ def _poisson(rng: random.Random, lam: float) -> int:
         k += 1
 
 
-def _minute(rng: random.Random, hours: str) -> int:
-    """A minute within opening hours, busier in the first hours (farmers buy
-    before going out to the fields): a triangular draw with its mode at opening."""
+def opening_spans(hours: str) -> list[tuple[int, int]]:
+    """"07:30-12:00,13:00-18:30" -> [(450, 720), (780, 1110)], minutes of the day."""
     spans = []
     for part in hours.split(","):
         a, b = part.split("-")
         spans.append((int(a[:2]) * 60 + int(a[3:]), int(b[:2]) * 60 + int(b[3:])))
+    return spans
+
+
+def is_open(shop: Shop, minute: int) -> bool:
+    return any(a <= minute < b for a, b in opening_spans(shop.hours))
+
+
+def _minute(rng: random.Random, hours: str) -> int:
+    """A minute within opening hours, busier in the first hours (farmers buy
+    before going out to the fields): a triangular draw with its mode at opening."""
+    spans = opening_spans(hours)
     start, end = rng.choices(spans, weights=[b - a for a, b in spans])[0]
     return min(end - 1, int(rng.triangular(start, end, start)))
 

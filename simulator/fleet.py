@@ -26,10 +26,13 @@ from simulator.processes import terminal_config_text
 class Fleet:
     def __init__(self, workdir: Path, broker_url: str, creds: list[Credentials], seed: int = 1,
                  ack_timeout: float = 5.0, batch: int = 100, shops: dict[str, str] | None = None,
-                 extra_toml: str = ""):
+                 extra_toml: str = "", brokers: dict[str, str] | None = None,
+                 clocks: dict[str, Callable[[], int]] | None = None, heartbeat_s: float | None = None):
         """`shops` links terminals to their shop ids (default: the terminal id);
         `extra_toml` is appended to every agent's config, e.g. a [counter] section
-        with the registry keys the district's cards are signed with."""
+        with the registry keys the district's cards are signed with; `brokers`
+        and `clocks` give single terminals their own broker URL (a netem link
+        that can cut them off) and their own wall clock (one that drifts)."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.rng = random.Random(seed)
@@ -39,17 +42,48 @@ class Fleet:
         self._lock = threading.Lock()
         self._committed: list[dict[int, float]] = []
         self.agents: list[Agent] = []
+        self._configs = {}
+        self.down: set[str] = set()     # terminals without power
+        self._clocks = clocks or {}
         for i, c in enumerate(creds):
-            text = terminal_config_text(c, broker_url, self.workdir / f"{c.terminal}.ledger.db",
-                                        ack_timeout=ack_timeout, batch=batch,
-                                        shop=(shops or {}).get(c.terminal))
+            text = terminal_config_text(c, (brokers or {}).get(c.terminal, broker_url),
+                                        self.workdir / f"{c.terminal}.ledger.db", ack_timeout=ack_timeout,
+                                        batch=batch, shop=(shops or {}).get(c.terminal))
             config = parse(tomllib.loads(text + extra_toml), self.workdir)
             config.reserve_bytes = 0
+            if heartbeat_s:
+                config.uplink.heartbeat = heartbeat_s
+            self._configs[c.terminal] = config
             pending: dict[int, float] = {}
             self._committed.append(pending)
-            self.agents.append(Agent(config, on_acked=self._acked_hook(pending)))
+            self.agents.append(self._new_agent(config, pending))
         self._by_terminal = {a.terminal: a for a in self.agents}
         self._pending = {a.terminal: p for a, p in zip(self.agents, self._committed)}
+
+    def _new_agent(self, config, pending: dict[int, float]) -> Agent:
+        clock = self._clocks.get(config.terminal)
+        kwargs = {"wall_ms": clock} if clock else {}
+        return Agent(config, on_acked=self._acked_hook(pending), **kwargs)
+
+    def power_off(self, terminal: str) -> None:
+        """The terminal loses power: its agent is dropped without a goodbye (no
+        "offline" status, no MQTT DISCONNECT: the broker sees the socket die and
+        sends the will). Whatever it committed is on its disk."""
+        agent = self._by_terminal[terminal]
+        agent.uplink.abandon()
+        agent.ledger.close()
+        agent.config_store.close()
+        self.down.add(terminal)
+
+    def power_on(self, terminal: str) -> Agent:
+        """It boots again: a new agent from what is on its disk alone."""
+        index = next(i for i, a in enumerate(self.agents) if a.terminal == terminal)
+        agent = self._new_agent(self._configs[terminal], self._committed[index])
+        self.agents[index] = agent
+        self._by_terminal[terminal] = agent
+        agent.start()
+        self.down.discard(terminal)
+        return agent
 
     def _acked_hook(self, pending: dict[int, float]) -> Callable[[int, int], None]:
         def hook(old: int, new: int) -> None:
@@ -67,7 +101,8 @@ class Fleet:
 
     def stop(self) -> None:
         for agent in self.agents:
-            agent.stop()
+            if agent.terminal not in self.down:
+                agent.stop()
 
     def sell(self, index: int) -> None:
         agent = self.agents[index]
@@ -99,6 +134,9 @@ class Fleet:
             for i in range(len(self.agents)):
                 self.sell(i)
                 tick(1)
+
+    def ledger_path(self, terminal: str) -> Path:
+        return self._configs[terminal].ledger_path
 
     def agent(self, terminal: str) -> Agent:
         return self._by_terminal[terminal]

@@ -40,10 +40,24 @@ class Link:
     def cut(self) -> None:
         self._cut.set()
 
+    def unplug(self) -> None:
+        """The shop's router dies: established connections close at once (the
+        client notices without waiting for its keepalive), new ones hang."""
+        self._cut.set()
+        self._close(self._take())
+
     def restore(self) -> None:
+        pairs = self._take()
+        self._cut.clear()
+        self._close(pairs)
+
+    def _take(self) -> list:
         with self._lock:
             pairs, self._pairs = self._pairs, []
-        self._cut.clear()
+        return pairs
+
+    @staticmethod
+    def _close(pairs: list) -> None:
         for a, b in pairs:
             for s in (a, b):
                 if s is not None:

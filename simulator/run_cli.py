@@ -5,18 +5,17 @@ Without --broker it starts its own Mosquitto and gateway process in the work
 directory; with --broker and --db it uses a running gateway whose database is
 --db (terminals are registered there).
 
-The full district simulator (towns, farmers, misuse, faults, scorecard) is its
-own piece of work; this is the minimal fleet driver the tests and benchmarks use.
+With --days it plays a season of a generated district instead, on the virtual
+clock, with --misuse and --faults, and ends with the scorecard
+(simulator/season_run.py). Without it, it is the plain fleet driver the tests
+and benchmarks use: --rate sales a second for --duration seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 from rich.console import Console
@@ -67,7 +66,19 @@ def main(argv, prog):
     parser.add_argument("--workdir", help="where ledgers and logs go (default: a temporary directory)")
     parser.add_argument("--report", help="write the JSON report here")
     parser.add_argument("--seed", type=int, default=1)
+    from simulator import season_run   # it builds on this module's reconcile
+    season_run.add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.days is not None:
+        if args.broker or args.db:
+            parser.error("--days runs its own broker and gateway; --broker/--db are for the plain driver")
+        if args.days < 1 or args.terminals < 2:
+            parser.error("--days needs at least one day and two terminals")
+        args.workdir = args.workdir or tempfile.mkdtemp(prefix="season-")
+        try:
+            return season_run.main(args, Console(stderr=True))
+        except ValueError as err:
+            parser.error(str(err))
     if bool(args.broker) != bool(args.db):
         parser.error("--broker and --db go together")
     console = Console(stderr=True)

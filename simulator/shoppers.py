@@ -40,6 +40,7 @@ class Shoppers:
         self.terminal_of = {s.id: s.terminal for s in district.shops}
         self.tally = collections.Counter()        # approve, partial, refuse, online, offline, errors
         self.codes = collections.Counter()        # reason codes of refused lines and carts
+        self.auth_ms: list[float] = []            # online authorization round trips
         self.lock = threading.Lock()
 
     def next_purchase(self) -> Purchase:
@@ -70,12 +71,19 @@ class Shoppers:
             log.warning("counter error terminal=%s subject=%s: %s", terminal, subject.id, err)
             return None
         self.fleet.note_committed(terminal, outcome.seq, started)
+        self.count(outcome, agent)
+        return outcome
+
+    def count(self, outcome, agent) -> None:
+        """Tally a checkout; an online one adds its authorization round trip."""
+        rtt = agent.auth.last_rtt_ms if outcome.mode == "online" else None
         with self.lock:
             self.tally[outcome.decision] += 1
             self.tally[outcome.mode] += 1
             if outcome.decision != "approve":
                 self.codes.update(outcome.codes)
-        return outcome
+            if rtt is not None:
+                self.auth_ms.append(rtt)
 
     def run(self, rate: float, stop: threading.Event) -> None:
         """Serve purchases at `rate` per second (whole district) until `stop`;
