@@ -491,11 +491,14 @@ class Kiosk:
             self.card_present = False
         self._changed()
 
-    def face_check(self, product_class: str = "normal") -> None:
+    def face_check(self, product_class: str = "normal") -> dict:
         """The buyer looks at the camera: frames matched against the shop's face
         gallery as last synced (`Counter.identify_by_face`; a burst with the
         liveness check when the product class needs it). With a card already
-        tapped it confirms the holder (card+face)."""
+        tapped it confirms the holder (card+face). Returns what the page shows
+        next to its face button: `{"identified": true, "subject", "method"}`,
+        or `{"identified": false, "code", "zh", "en", "action"}` (no match, too
+        dark, not live...), which is also the session's message."""
         self._need_clerk()
         if self.camera is None:
             raise KioskError("camera_unavailable")
@@ -511,10 +514,23 @@ class Kiosk:
             log.info("face refused terminal=%s code=%s", self.config.terminal, exc.code)
             with self._lock:
                 self._message(exc)
+                refused = dict(self.message, identified=False)
             self.voice.say("refused", exc.code)
             self._changed()
-            return
+            return refused
         self.identified(identity)
+        return {"identified": True, "subject": identity.subject, "method": identity.method}
+
+    def _face_retry_lines(self, identity: Identity) -> list:
+        """After a decision that asked for the face (`face_required`): the lines
+        refused for it, kept for the card holder now confirmed by face, so the
+        clerk decides them again instead of scanning them again. Lines already
+        sold are not repeated."""
+        if (self.screen != "result" or not self.outcome or self.identity is None
+                or identity.method != "card+face" or self.identity.subject != identity.subject):
+            return []
+        return [line for line, item in zip(self.cart.lines, self.outcome.get("items") or [])
+                if item["decision"] == "refuse" and any(r["code"] == "face_required" for r in item["reasons"])]
 
     def identified(self, identity: Identity) -> None:
         """A subject identified (card, face): the sale screen with its panel."""
@@ -528,8 +544,10 @@ class Kiosk:
                 self._message(KioskError("kiosk_busy"))
             else:
                 if self.screen in ("result", "idle") or (self.identity and self.identity.subject != identity.subject):
+                    retry = self._face_retry_lines(identity)
                     self._reset_session()
                     self.card_present = identity.card is not None
+                    self.cart = Cart(retry)
                 self.identity = identity
                 self.subject_view = self.subject_panel(identity)
                 if self.screen != "return":
@@ -538,7 +556,10 @@ class Kiosk:
         self._changed()
 
     def subject_panel(self, identity: Identity) -> dict:
-        """Masked name, place, credit grade if known, remaining quota per category."""
+        """Masked name, village, credit grade, remaining quota per category: what
+        the clerk needs to serve the buyer, nothing more. Village name and grade
+        come with the synced registry entry (docs/protocol.md "Configuration
+        sync"); `grade` is None when the gateway sent none ("not rated")."""
         store = self.agent.config_store
         entry = store.subject(identity.subject) or {}
         params = store.params()
@@ -564,8 +585,8 @@ class Kiosk:
         return {
             "id": identity.subject, "method": identity.method, "card": bool(identity.card),
             "name": _receipt.mask_name(entry.get("name")), "known": bool(entry),
-            "town": entry.get("town"), "village": entry.get("village"),
-            "grade": entry.get("grade") or entry.get("credit_grade"),
+            "town": entry.get("town"), "village": entry.get("village"), "village_name": entry.get("village_name"),
+            "grade": entry.get("grade") if entry.get("grade") in ("A", "B", "C") else None,
             "status": entry.get("status"), "quota": bars,
         }
 

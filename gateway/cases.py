@@ -8,7 +8,10 @@ when its deadline passes, and closes only after an on-site inspection.
 
 Every change writes a `case_events` row (who, when, from, to, detail) in the
 same transaction as the change: the timeline is the audit. A subject's
-confirmed or penalised cases set its credit grade (A/B/C).
+confirmed or penalised cases set its credit grade (A/B/C); the grades below A
+are kept in `credit_grades` for the terminals' `subjects` section
+(gateway/quota.py `terminal_entries`), and a change bumps that section's
+version, so the shop counters show it without a restart.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import logging
 import sqlite3
 from pathlib import Path
 
-from gateway import grid, upstream_outbox, users
+from gateway import grid, quota, upstream_outbox, users
 from gateway.users import LEVEL_RANK, User
 from protocols.reasons import ReasonError, register
 
@@ -87,6 +90,12 @@ CREATE TABLE IF NOT EXISTS case_events (
     detail      TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS case_events_case ON case_events(case_id, id);
+CREATE INDEX IF NOT EXISTS cases_outcome ON cases(outcome, closed);
+CREATE TABLE IF NOT EXISTS credit_grades (
+    subject     TEXT PRIMARY KEY,   -- only subjects below A: no row means A
+    grade       TEXT NOT NULL,
+    updated     INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS case_photos (
     id          INTEGER PRIMARY KEY,
     case_id     INTEGER NOT NULL,
@@ -279,14 +288,22 @@ def add_photo(conn, now: int, user: User, case_id: int, data: bytes, photos_dir:
     return cur.lastrowid
 
 
-def close(conn, now: int, user: User, case_id: int, outcome: str, notes: str | None = None) -> dict:
-    """Only an inspected case closes: the bureau's loop needs the on-site check."""
+def close(conn, now: int, user: User, case_id: int, outcome: str, notes: str | None = None,
+          cfg: dict | None = None) -> dict:
+    """Only an inspected case closes: the bureau's loop needs the on-site check.
+    A confirmed or penalised case re-grades its subject at once (`cfg`: the
+    rules configuration, default thresholds when None)."""
     if outcome not in OUTCOMES:
         raise CaseError("case_bad_input", f"outcome must be one of {', '.join(OUTCOMES)}")
     case = _for_action(conn, user, case_id, ("inspected",))
     conn.execute("UPDATE cases SET state='closed', outcome=?, closed=?, updated=? WHERE id=?",
                  [outcome, now, now, case_id])
     _event(conn, case_id, now, user.name, "closed", "inspected", "closed", {"outcome": outcome, "notes": _notes(notes)})
+    if outcome in COUNTS_AGAINST and case["subject"]:
+        if cfg is None:
+            from gateway.rules import config as rules_config
+            cfg = rules_config.load()
+        refresh_grades(conn, now, cfg, [case["subject"]])
     upstream_outbox.enqueue(conn, now, "case", {
         "case": case_id, "shop": case["shop"], "subject": case["subject"], "codes": case["codes"].split(","),
         "result": case["result"], "outcome": outcome, "closed": now, "opened": case["opened"]})
@@ -309,8 +326,51 @@ def grade(conn: sqlite3.Connection, subject: str, now: int, cfg: dict) -> dict:
     A below `b_from`, B below `c_from`, C from there (counts per case, i.e. per
     inspected incident, not per record, so one bad afternoon is one mark)."""
     c = cfg["credit"]
-    since = now - int(c["months"] * 30.5 * 86_400_000)
     n = conn.execute("SELECT count(*) FROM cases WHERE subject=? AND outcome IN ('confirmed', 'penalised') "
-                     "AND closed >= ?", [subject, since]).fetchone()[0]
-    letter = "C" if n >= c["c_from"] else "B" if n >= c["b_from"] else "A"
-    return {"grade": letter, "confirmed": n, "months": c["months"]}
+                     "AND closed >= ?", [subject, _credit_since(now, c)]).fetchone()[0]
+    return {"grade": _letter(n, c), "confirmed": n, "months": c["months"]}
+
+
+def _credit_since(now: int, c: dict) -> int:
+    return now - int(c["months"] * 30.5 * 86_400_000)
+
+
+def _letter(n: int, c: dict) -> str:
+    return "C" if n >= c["c_from"] else "B" if n >= c["b_from"] else "A"
+
+
+def refresh_grades(conn: sqlite3.Connection, now: int, cfg: dict, subjects: list[str] | None = None) -> list[str]:
+    """Bring `credit_grades` up to date, for some subjects (a case just
+    closed) or for all that are or were below A (the sweep: a mark older than
+    `months` no longer counts, so grades also rise with time). Returns the
+    subjects whose grade changed; a change gives the terminals' `subjects`
+    section a new version (quota.bump_subjects_rev), in this transaction."""
+    c = cfg["credit"]
+    since = _credit_since(now, c)
+    counted = "outcome IN ('confirmed', 'penalised') AND closed >= ?"
+    if subjects is None:
+        counts = dict(conn.execute(f"SELECT subject, count(*) FROM cases WHERE {counted} AND subject IS NOT NULL "
+                                   "GROUP BY subject", [since]))
+        held = dict(conn.execute("SELECT subject, grade FROM credit_grades"))
+    else:
+        wanted = json.dumps(sorted(set(subjects)))
+        counts = dict(conn.execute(f"SELECT subject, count(*) FROM cases WHERE {counted} "
+                                   "AND subject IN (SELECT value FROM json_each(?)) GROUP BY subject", [since, wanted]))
+        held = dict(conn.execute("SELECT subject, grade FROM credit_grades "
+                                 "WHERE subject IN (SELECT value FROM json_each(?))", [wanted]))
+    changed = []
+    for subject in sorted(set(counts) | set(held) | set(subjects or ())):
+        letter = _letter(counts.get(subject, 0), c)
+        if held.get(subject, "A") == letter:
+            continue
+        if letter == "A":
+            conn.execute("DELETE FROM credit_grades WHERE subject=?", [subject])
+        else:
+            conn.execute("INSERT INTO credit_grades(subject, grade, updated) VALUES (?, ?, ?) "
+                         "ON CONFLICT(subject) DO UPDATE SET grade=excluded.grade, updated=excluded.updated",
+                         [subject, letter, now])
+        changed.append(subject)
+    if changed:
+        quota.bump_subjects_rev(conn)
+        log.info("credit grades changed subjects=%s", ",".join(changed[:20]))
+    return changed

@@ -149,9 +149,9 @@ class ConfigPusher:
         if name == configsync.SUBJECTS:
             key = ("subjects", version, tuple(context["scope"]))
             if key not in self._texts:
-                entries = [quota.public_entry(json.loads(data)) for (data,) in conn.execute(
+                entries = quota.terminal_entries(conn, [json.loads(data) for (data,) in conn.execute(
                     "SELECT data FROM subjects WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
-                    [json.dumps(context["scope"])])]
+                    [json.dumps(context["scope"])])])
                 content = {"subjects": entries}
                 if context["shop"].get("town"):
                     content["town"] = context["shop"]["town"]

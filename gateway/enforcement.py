@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from gateway import quota
+from gateway import cases, quota
 from gateway.authz import AuthService
 from gateway.configpush import ConfigPusher
 from gateway.ingest import Ingest
@@ -27,6 +27,10 @@ class Enforcement:
         self._publish = publish
         with store.lock:
             quota.ensure_schema(store.conn, wall_ms())
+            # The `subjects` section carries village names (grid) and credit
+            # grades (cases), tables the supervision process owns: created here
+            # too, so the first push already has them (quota.terminal_entries).
+            cases.ensure_schema(store.conn)
         self.cache = quota.ConfigCache()
         # Stored records are applied to the balances by a follower in the
         # supervision process (gateway/supervision_runtime.py), after ingest's

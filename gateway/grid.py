@@ -211,6 +211,7 @@ def import_grid(conn: sqlite3.Connection, data: dict, source: str = "grid") -> t
     ensure_schema(conn)
     conn.execute("BEGIN IMMEDIATE")
     try:
+        villages = dict(conn.execute("SELECT code, name FROM areas WHERE level = 'village'"))
         conn.executemany(
             "INSERT INTO areas(code, level, name, parent) VALUES (:code, :level, :name, :parent) "
             "ON CONFLICT(code) DO UPDATE SET level=excluded.level, name=excluded.name, parent=excluded.parent",
@@ -225,6 +226,10 @@ def import_grid(conn: sqlite3.Connection, data: dict, source: str = "grid") -> t
         if has_sales:
             conn.executemany("UPDATE sales SET village=:village, town=:town, district=:district "
                              "WHERE shop=:id AND (town IS NOT :town OR village IS NOT :village)", shops_)
+        if any(villages.get(a["code"]) != a["name"] for a in areas if a["level"] == "village"):
+            # terminals show the subject's village by name (quota.terminal_entries)
+            from gateway import quota
+            quota.bump_subjects_rev(conn)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -368,18 +368,60 @@ def authorize(conn: sqlite3.Connection, cache: ConfigCache, terminal: str, reque
     if approved:
         fields["auth"] = auth_wire_id(rowid)
     if entry is not None:
-        fields["subject"] = public_entry(entry)
+        fields["subject"] = terminal_entries(conn, [entry])[0]
     return _with_balances(conn, fields, terminal, subject, periods)
 
 
-def public_entry(entry: dict) -> dict:
+def public_entry(entry: dict, village_name: str | None = None, grade: str | None = None) -> dict:
     """The registry fields a terminal needs to decide offline, nothing more:
-    ID numbers and contact details stay at the gateway."""
+    ID numbers and contact details stay at the gateway. `village_name` and
+    `grade` are what the clerk's subject panel shows (`terminal_entries`)."""
     out = {"id": entry["id"], "status": entry.get("status", "active")}
-    for name in ("town", "name", "plots", "permits", "allowances"):
+    for name in ("town", "village", "name", "plots", "permits", "allowances"):
         if entry.get(name) not in (None, "", [], {}):
             out[name] = entry[name]
+    if village_name and out.get("village"):
+        out["village_name"] = village_name
+    if grade in configsync.GRADES:
+        out["grade"] = grade
     return out
+
+
+def terminal_entries(conn: sqlite3.Connection, entries: list[dict]) -> list[dict]:
+    """Registry entries as terminals get them (the `subjects` section, the
+    subject of an authorization response): `public_entry` plus the name of the
+    subject's village from the supervision grid and its current credit grade
+    (gateway/cases.py keeps `credit_grades`: a subject without a row is A).
+    Without the grid or the case tables (a gateway that never ran supervision)
+    those fields are left out, and the terminal shows "not rated"."""
+    ids = json.dumps([e["id"] for e in entries])
+    villages = json.dumps(sorted({e["village"] for e in entries if isinstance(e.get("village"), str)}))
+    names: dict[str, str] = {}
+    grades: dict[str, str] | None = None
+    try:
+        names = dict(conn.execute("SELECT code, name FROM areas WHERE level = 'village' "
+                                  "AND code IN (SELECT value FROM json_each(?))", [villages]))
+    except sqlite3.OperationalError:
+        pass  # no grid imported on this gateway
+    try:
+        grades = dict(conn.execute("SELECT subject, grade FROM credit_grades "
+                                   "WHERE subject IN (SELECT value FROM json_each(?))", [ids]))
+    except sqlite3.OperationalError:
+        grades = None  # no case workflow here: nobody is rated
+    return [public_entry(e, names.get(e.get("village")), None if grades is None else grades.get(e["id"], "A"))
+            for e in entries]
+
+
+def bump_subjects_rev(conn: sqlite3.Connection) -> int | None:
+    """A new version of every terminal's `subjects` section (inside the
+    caller's transaction): for a registry import, and for what the section
+    carries from elsewhere (a credit grade, a village's name). None when the
+    quota ledger's tables are not there (a supervision-only database)."""
+    try:
+        row = conn.execute("UPDATE quota_meta SET value = value + 1 WHERE key = 'subjects_rev' RETURNING value").fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return row[0] if row else None
 
 
 def _with_balances(conn, fields: dict, terminal: str, subject: str, periods: dict) -> dict:

@@ -151,7 +151,7 @@ def _parse_csv(text: str, name: str) -> list[dict]:
         sid = row.get("subject") or row.get("id")
         entry = subjects.setdefault(sid, {"id": sid, "plots": []})
         wheres.setdefault(sid, where)
-        for field in ("status", "town", "name", "id_number", "group"):
+        for field in ("status", "town", "village", "name", "id_number", "group"):
             if row.get(field) and field not in entry:
                 entry[field] = row[field]
         if row.get("crop"):
@@ -171,7 +171,7 @@ def import_subjects(conn: sqlite3.Connection, subjects: list[dict], now_ms: int)
     quota.ensure_schema(conn, now_ms)
     conn.execute("BEGIN IMMEDIATE")
     try:
-        rev = conn.execute("UPDATE quota_meta SET value = value + 1 WHERE key = 'subjects_rev' RETURNING value").fetchone()[0]
+        rev = quota.bump_subjects_rev(conn)
         for entry in subjects:
             conn.execute(
                 "INSERT INTO subjects(id, town, status, data, rev, updated) VALUES (?, ?, ?, ?, ?, ?) "

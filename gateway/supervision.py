@@ -60,6 +60,7 @@ class Supervision:
             self.sweeper.tick(now)
             self.sweeper._tx(lambda: cases.file_new_violations(self.conn, now, self.cfg))
             self.sweeper._tx(lambda: cases.escalate_due(self.conn, now, self.cfg))
+            self.sweeper._tx(lambda: cases.refresh_grades(self.conn, now, self.cfg))
 
     def start(self, interval: float = 2.0) -> None:
         def loop():

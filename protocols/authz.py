@@ -24,9 +24,9 @@ Integers only (the canonical encoding has no floats); pure; runs on MicroPython.
 
 import binascii
 
-from protocols import canonical, envelope, reasons
+from protocols import canonical, configsync, envelope, reasons
 from protocols.card import iso_from_days
-from protocols.schema import BOOL, ENUM, HEX, ID, INT, LIST, MAP, OBJ, OBJECT, STR, SchemaError, check
+from protocols.schema import BOOL, ENUM, HEX, ID, INT, LIST, MAP, OBJ, STR, SchemaError, check
 
 VERSION = 1
 MAX_AUTH_BYTES = 32 * 1024
@@ -84,11 +84,7 @@ DECISION = OBJ(
               "policy": INT(0), "params_version": INT(0), "catalogue_version": INT(0)},
 )
 
-SUBJECT_ENTRY = OBJ(
-    required={"id": ID, "status": ENUM("active", "suspended", "revoked")},
-    optional={"town": STR(64), "name": STR(64), "plots": LIST(OBJECT, 0, 500),
-              "permits": LIST(OBJECT, 0, 50), "allowances": CONSUMPTION},
-)
+SUBJECT_ENTRY = configsync.SUBJECT  # one shape for the entry, in the config section and here
 
 RESPONSE = OBJ(
     required={"v": INT(1, 1), "terminal": ID, "id": ID, "sale_id": ID, "status": ENUM(OK, ERROR),

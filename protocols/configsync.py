@@ -8,7 +8,8 @@ an integer version that only the gateway assigns:
     catalogue    the product catalogue (docs/catalogue.md)
     params       the policy parameters and norms (docs/policy.md)
     shop         this terminal's shop: town, designated for restricted-use
-    subjects     registry entries of the shop's town (plots, permits, status)
+    subjects     registry entries of the shop's town (plots, permits, status;
+                 village and credit grade for the clerk's screen)
     balances     used quota of those subjects, as of a quota revision
     revocations  revoked card numbers, for protocols.card.verify
     gallery      the face encodings of those subjects (protocols/facegallery.py)
@@ -68,9 +69,16 @@ CHUNK = OBJ(required={
 })
 
 _USED = MAP(MAP(INT(-10 ** 12, 10 ** 12), 16), 64)
+GRADES = ("A", "B", "C")
+# A registry entry as terminals get it: in the `subjects` section and in an
+# authorization response's `subject` (protocols/authz.py uses this one shape).
+# `village` (code) and `village_name` (from the supervision grid) and `grade`
+# (the credit grade, docs/supervision.md) are for the clerk's subject panel
+# only; the policy never reads them.
 SUBJECT = OBJ(
     required={"id": ID, "status": ENUM("active", "suspended", "revoked")},
-    optional={"town": STR(64), "name": STR(64), "plots": LIST(OBJECT, 0, 500),
+    optional={"town": STR(64), "village": STR(64), "village_name": STR(100), "grade": ENUM(*GRADES),
+              "name": STR(64), "plots": LIST(OBJECT, 0, 500),
               "permits": LIST(OBJECT, 0, 50), "allowances": MAP(INT(-10 ** 12, 10 ** 12), 64)},
 )
 

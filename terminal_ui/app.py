@@ -163,9 +163,9 @@ def create_app(kiosk: Kiosk) -> FastAPI:
 
     @app.post("/api/face")
     def face(body: FaceBody) -> dict:
-        """Identify the buyer at the camera against the synced face gallery."""
-        kiosk.face_check(body.product_class)
-        return {"ok": True}
+        """Identify the buyer at the camera against the synced face gallery: the
+        outcome (identified, or the face reason in words) for the page to show."""
+        return kiosk.face_check(body.product_class)
 
     @app.post("/api/reprint")
     def reprint() -> dict:

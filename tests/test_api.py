@@ -21,7 +21,8 @@ def world(tmp_path_factory):
     clock = {"now": T0}
     db = build(root, clock)
     clock["now"] = T0 + 300_000
-    app = create_app(db, clock=lambda: clock["now"], photos_dir=root / "photos", sse_interval=0.05)
+    app = create_app(db, clock=lambda: clock["now"], photos_dir=root / "photos", sse_interval=0.05,
+                     session_clock=lambda: clock["now"])
     with TestClient(app) as client:
         yield client, db, clock
 

@@ -130,3 +130,39 @@ def test_dismissed_cases_do_not_lower_the_grade(conn):
         cases.inspect(conn, NOW, d, case_id, "no_violation_found")
         cases.close(conn, NOW, d, case_id, "dismissed" if i < 2 else "confirmed")
     assert cases.grade(conn, "S9", NOW, CFG) == {"grade": "B", "confirmed": 1, "months": 12}
+
+
+def test_grades_for_the_terminals_follow_closed_cases_and_age_out(conn):
+    """What the shop terminals get (`quota.terminal_entries`): the village by
+    name and the grade; each grade change bumps the `subjects` section's
+    version (a confirmed case at once, an expired mark at the sweep)."""
+    from gateway import quota
+    quota.ensure_schema(conn, NOW)
+    rev = lambda: conn.execute("SELECT value FROM quota_meta WHERE key='subjects_rev'").fetchone()[0]  # noqa: E731
+    entries = [{"id": "S1", "status": "active", "town": TOWN1, "village": VILLAGE1, "id_number": "330102199001011234"},
+               {"id": "S2", "status": "active", "town": TOWN1}]
+    assert quota.terminal_entries(conn, entries) == [
+        {"id": "S1", "status": "active", "town": TOWN1, "village": VILLAGE1, "village_name": "东湖村", "grade": "A"},
+        {"id": "S2", "status": "active", "town": TOWN1, "grade": "A"}]
+    d = user(conn, "d1", "district", "330113")
+    start = rev()
+    seen = []
+    for i, outcome in enumerate(("dismissed", "confirmed", "confirmed", "confirmed")):
+        violate(conn, "top_buyer", f"g{i}", subject="S1")
+        case_id = conn.execute("SELECT max(id) FROM cases").fetchone()[0]
+        cases.inspect(conn, NOW + i, d, case_id, "violation_found")
+        cases.close(conn, NOW + i, d, case_id, outcome)
+        seen.append((quota.terminal_entries(conn, entries)[0]["grade"], rev() - start))
+    assert seen == [("A", 0), ("B", 1), ("B", 1), ("C", 2)]    # a version only when the grade changes
+    assert quota.terminal_entries(conn, entries)[1]["grade"] == "A"
+    assert cases.refresh_grades(conn, NOW + 10, CFG) == [] and rev() == start + 2
+    later = NOW + int(13 * 30.5 * 86_400_000)          # the marks are older than credit.months = 12
+    assert cases.refresh_grades(conn, later, CFG) == ["S1"] and rev() == start + 3
+    assert quota.terminal_entries(conn, entries)[0]["grade"] == "A"
+    assert conn.execute("SELECT count(*) FROM credit_grades").fetchone()[0] == 0
+    renamed = {"areas": [dict(a, name="东湖社区") if a["code"] == VILLAGE1 else a for a in GRID["areas"]],
+               "shops": GRID["shops"]}
+    grid.import_grid(conn, renamed)                    # a village renamed: the terminals show the new name
+    assert rev() == start + 4 and quota.terminal_entries(conn, entries)[0]["village_name"] == "东湖社区"
+    grid.import_grid(conn, renamed)                    # the same grid again changes nothing
+    assert rev() == start + 4

@@ -6,10 +6,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import pytest
 
+from gateway.rules import config as rules_config
 from protocols import catalogue, configsync
 from simulator.processes import wait_for
 from tests.support import quota_fixtures as fx
@@ -71,6 +73,46 @@ def test_malformed_section_content_is_refused():
     with pytest.raises(configsync.Invalid) as err:
         configsync.Assembler().add(configsync.decode(payload, KEY))
     assert err.value.code == "config_invalid"
+
+
+RATED = {"id": "S0001", "status": "active", "town": "330113001", "village": "330113001001",
+         "village_name": "东湖村", "grade": "B", "name": "测试S0001", "plots": []}
+
+
+def test_subject_entries_may_carry_village_and_grade_and_nothing_unknown():
+    assert configsync.check_section("subjects", {"subjects": [RATED, {"id": "S0002", "status": "active"}]})
+    for bad in (dict(RATED, grade="D"), dict(RATED, grade="a"), dict(RATED, village_name="村" * 101),
+                dict(RATED, id_number="330102199001011234")):
+        with pytest.raises(configsync.Invalid) as err:
+            configsync.check_section("subjects", {"subjects": [bad]})
+        assert err.value.code == "config_invalid"
+    from protocols import authz
+    assert authz.SUBJECT_ENTRY is configsync.SUBJECT   # the authorization response carries the same entry
+
+
+def test_a_rated_subjects_section_assembles_under_micropython(micropython):
+    good = configsync.encode_chunks(KEY, "T1", 1, "subjects", 8, configsync.section_text({"subjects": [RATED]}), 60)
+    bad = configsync.encode_chunks(KEY, "T1", 1, "subjects", 9,
+                                   configsync.section_text({"subjects": [dict(RATED, grade="D")]}), 60)
+    script = (
+        "from protocols import configsync\n"
+        "key = bytes(range(32))\n"
+        "a = configsync.Assembler()\n"
+        "for p in GOOD:\n"
+        "    out = a.add(configsync.decode(p, key))\n"
+        "e = out[2]['subjects'][0]\n"
+        "print(out[1], e['village'], e['grade'], e['village_name'] == '\u4e1c\u6e56\u6751')\n"
+        "b = configsync.Assembler()\n"
+        "try:\n"
+        "    for p in BAD:\n"
+        "        b.add(configsync.decode(p, key))\n"
+        "except configsync.Invalid as err:\n"
+        "    print(err.code)\n"
+    )
+    result = micropython("GOOD = %r\nBAD = %r\n" % (good, bad) + script)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["8 330113001001 B True", "config_invalid"]
+    assert len(good) > 2   # several chunks, so the entry crossed chunk boundaries
 
 
 def test_config_messages_run_under_micropython(micropython):
@@ -153,6 +195,53 @@ def test_imports_while_running_reach_the_terminals(district, tmp_path):
     assert (who.subject, who.method, who.card) == ("S0001", "card", "CARD-OK")
     out = t1.counter.decide_offline(who, [{"product": fx.UREA[0], "spec": fx.UREA[1], "packs": 1}])
     assert out["codes"] == ["product_banned"]  # the terminal decides with the new catalogue
+
+
+def test_a_confirmed_case_reaches_the_running_terminals_as_the_subjects_grade(district, tmp_path):
+    """The subject's village (code and name from the grid) and credit grade
+    travel in the `subjects` section; a case closed as confirmed at the gateway
+    gives the section a new version, and the running terminals take the new
+    grade without a restart. ID numbers stay at the gateway."""
+    from gateway import cases, grid, users, violations
+    from gateway.store import connect
+    from gateway.supervision import ensure_schema
+    from tests.support.supervision import DISTRICT, GRID, VILLAGE1
+    t1 = district.agents["T001"]
+    entry = dict(fx.subjects({"S0042": 3})[0], village=VILLAGE1, id_number="330102199001011234")
+    conn = connect(district.db)
+    try:
+        ensure_schema(conn)
+        grid.import_grid(conn, GRID)
+        gateway_cli("subjects", "import", str(fx.write_jsonl(tmp_path / "s.jsonl", [entry])), "--db", str(district.db))
+        synced = wait_for(lambda: (lambda e: e if e and e.get("village_name") else None)(t1.config_store.subject("S0042")),
+                          30, "S0042 with its village on T001")
+        assert (synced["village"], synced["village_name"], synced["grade"]) == (VILLAGE1, "东湖村", "A")
+        assert "id_number" not in synced and "330102199001011234" not in json.dumps(t1.config_store.section("subjects"))
+        assert set(synced) <= {"id", "status", "town", "village", "village_name", "grade", "name", "plots", "permits",
+                               "allowances"}
+        before = t1.config_store.versions()["subjects"]
+        now = int(time.time() * 1000)
+        users.add_user(conn, "grade-d1", "district", DISTRICT, "password-1", now)
+        conn.execute("BEGIN IMMEDIATE")   # the gateway's sweep files violations too: one at a time
+        violations.report(conn, now, "banned_product_sold", "grade-test:S0042", subject="S0042", shop="SHOP1")
+        cases.file_new_violations(conn, now, rules_config.load())
+        conn.execute("COMMIT")
+        (case_id,) = conn.execute("SELECT id FROM cases WHERE subject = 'S0042'").fetchone()
+        inspector = users.user_by_name(conn, "grade-d1")
+        conn.execute("BEGIN IMMEDIATE")
+        cases.inspect(conn, now, inspector, case_id, "violation_found")
+        cases.close(conn, now, inspector, case_id, "confirmed")
+        conn.execute("COMMIT")
+        assert cases.grade(conn, "S0042", now, rules_config.load())["grade"] == "B"
+    finally:
+        conn.close()
+    for name in district.names:
+        store = district.agents[name].config_store
+        wait_for(lambda: store.subject("S0042").get("grade") == "B", 30, f"{name} taking S0042's grade B")
+        assert store.versions()["subjects"] != before
+        assert store.subject("S0041").get("grade") == "A"   # the others as they were
+        wait_for(lambda: district.reported_versions(name).get("subjects") == str(store.versions()["subjects"]), 20,
+                 f"{name} reporting the new subjects version")
 
 
 # ---------------------------------------------------------------- face gallery

@@ -3,7 +3,9 @@ against the terminal agent as a real process on simulated hardware (PN532
 emulator, printer emulator, still-image camera), talking to a real Mosquitto and
 the real gateway: sign in, a card tap, scanning, approved and refused sales, the
 same flow offline with the broker killed, a packaging return linked to its sale,
-the ledger and its exports (CSV, PDF), and the agent killed between decision and commit.
+the ledger and its exports (CSV, PDF), a face enrolled at the gateway identified
+with the face button, a refusal that asks for the face, and the agent killed
+between decision and commit.
 Screens are saved at 800x480 under docs/screenshots/terminal-*.png."""
 
 from __future__ import annotations
@@ -113,7 +115,12 @@ def test_sign_in_then_a_card_tap_shows_the_subject_and_quota(shop, page):
     shot(page, "idle")
     tap_and_wait(shop, page, "S-0001")
     assert page.inner_text("[data-testid=subject-name]") == "王*国"     # masked; never the full name
-    assert "王建国" not in page.inner_text("body")
+    assert "王建国" not in page.inner_text("body") and "330184196503121234" not in page.inner_text("body")
+    # the village by name and the credit grade, from the gateway's subjects section
+    assert page.inner_text("[data-testid=subject-village]") == "所属: 东湖村"
+    assert page.get_attribute("[data-testid=subject-grade]", "data-grade") == "A"
+    assert page.inner_text("[data-testid=subject-grade]") == "A"
+    assert page.get_attribute("[data-testid=subject-id]", "data-method") == "card"
     # 10 mu of rice at 15 kg N/mu: 150 kg of nitrogen for the year
     assert page.inner_text("[data-testid=quota-remaining-fert_n]") == "150 kg"
     assert page.inner_text("[data-testid=quota-remaining-pesticide_g]") == "3 kg"
@@ -161,6 +168,8 @@ def test_refused_restricted_product_shows_the_reason_and_what_to_do(shop, page):
     assert "该主体没有此限制使用农药的使用许可" in text
     assert page.inner_text("[data-testid=action-0]") == "可以：请从清单中移除该商品"
     assert page.locator("[data-testid=void]").count() == 0     # nothing sold, nothing to void
+    assert "限制使用农药须同时刷脸核验" in text
+    assert page.inner_text("[data-testid=face-check]") == "刷脸核验"   # the decision asks for the face
     shot(page, "refused")
     next_customer(shop, page)
 
@@ -249,6 +258,60 @@ def test_ledger_pdf_export_button_downloads_every_record(shop, page):
     page.wait_for_selector("[data-testid=export-pdf]:not([disabled])")
     page.click("[data-testid=close-ledger]")
     page.wait_for_selector("[data-testid=screen-idle]")
+
+
+def test_the_face_button_identifies_a_buyer_enrolled_at_the_gateway(shop, page):
+    """S-0001's photo enrolled at the gateway (`firmware face encode` + `gateway
+    faces import`) reaches the terminal's gallery; at the idle screen a stranger
+    at the camera is "no match" in words, and another photo of S-0001 opens the
+    subject panel identified by face."""
+    from tests.support import face_images as fi
+    assert shop.enrol_face("S-0001", fi.path("obama2.jpg"))["imported"] == 1
+    wait_for(lambda: shop.gallery_subjects() >= 1, 60, "the terminal's face gallery with S-0001")
+    page.wait_for_selector("[data-testid=screen-idle]")
+    assert page.inner_text("[data-testid=face-check]") == "刷脸"
+    try:
+        shop.show_camera(fi.path("astronaut.png"))             # nobody enrolled here
+        page.click("[data-testid=face-check]")
+        page.wait_for_selector("[data-testid=face-outcome][data-code=face_no_match]", timeout=60_000)
+        assert page.inner_text("[data-testid=face-outcome]") == "未找到匹配的登记人员，请刷卡"
+        assert page.inner_text("[data-testid=face-check]") == "刷脸"   # ready for the next try
+        shop.show_camera(fi.path("obama.jpg"))                 # another photo than the one enrolled
+        page.click("[data-testid=face-check]")
+        page.wait_for_selector("[data-testid=subject-id][data-method=face]", timeout=60_000)
+        assert page.inner_text("[data-testid=subject-id]") == "S-0001 · 刷脸"
+        assert page.inner_text("[data-testid=subject-name]") == "王*国"
+        assert page.inner_text("[data-testid=subject-village]") == "所属: 东湖村"
+        assert page.locator("[data-testid=quota-fert_n]").count() == 1       # the quota as for a card tap
+        assert page.locator("[data-testid=face-outcome]").count() == 0
+        shot(page, "face")
+    finally:
+        shop.show_camera(None)
+    next_customer(shop, page)
+
+
+def test_a_refusal_that_asks_for_the_face_offers_the_face_check_and_says_why_it_failed(shop, page):
+    """Card tapped, a restricted product refused with face_required: the face
+    button runs the liveness burst; a photo held to the camera is a still, so
+    the answer is "not live", in words next to the button."""
+    from tests.support import face_images as fi
+    tap_and_wait(shop, page, "S-0001")
+    page.fill("[data-testid=search-input]", "磷化铝")
+    page.click(f"[data-testid=result-{RESTRICTED[0]}-{RESTRICTED[1]}]")
+    page.wait_for_selector("[data-testid=cart-line-0]")
+    page.click("[data-testid=checkout]")
+    page.wait_for_selector("[data-testid=decision][data-decision=refuse]")
+    try:
+        shop.show_camera(fi.path("obama.jpg"))                 # a photo of the card holder, held up
+        page.click("[data-testid=face-check]")
+        page.wait_for_selector("[data-testid=face-check][data-busy='1']:has-text('请看摄像头…')")
+        page.wait_for_selector("[data-testid=face-outcome][data-code=face_not_live]", timeout=60_000)
+        assert page.inner_text("[data-testid=face-outcome]") == "未通过活体检测，请眨眼或轻微转头"
+        assert page.get_attribute("[data-testid=subject-id]", "data-method") == "card"   # not confirmed
+        shot(page, "face-required")
+    finally:
+        shop.show_camera(None)
+    next_customer(shop, page)
 
 
 def test_the_ui_never_shows_approved_before_the_sale_is_committed(shop, browser, tmp_path):

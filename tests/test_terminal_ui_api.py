@@ -23,7 +23,7 @@ from firmware.kiosk import Kiosk, KioskSettings, _settings, load, pin_hash, Cler
 from terminal_ui.app import create_app
 from protocols import reasons
 from tests.support import quota_fixtures as fx
-from tests.support.kiosk_district import IMIDACLOPRID, label_code
+from tests.support.kiosk_district import IMIDACLOPRID, RESTRICTED, label_code
 from tests.test_offline_counter import KEY, sync
 
 pytestmark = pytest.mark.timeout(30)
@@ -92,6 +92,54 @@ def test_offline_sale_through_the_api_is_committed_then_shown(client, kiosk):
     assert [r["type"] for r in rows] == ["void", "sale"] and rows[1]["mode"] == "offline"
     csv_text = client.get("/api/ledger.csv").content.decode("utf-8-sig")
     assert csv_text.splitlines()[0].startswith("seq,time,type") and "尿素" in csv_text
+
+
+def test_subject_panel_shows_the_village_by_name_and_the_credit_grade(client, kiosk):
+    """The synced entry's village name and grade reach the panel; a subject the
+    gateway sent no grade for is "not rated" (None), not guessed."""
+    entries = fx.subjects({"S1": 10, "S2": 8})
+    entries[0].update(village="330113001001", village_name="东湖村", grade="C")
+    sync(kiosk.agent.config_store, subjects=entries)
+    client.post("/api/signin", json={"pin": "2468"})
+    kiosk.identified(Identity("S1", "card", "CARD-1"))
+    panel = client.get("/api/state").json()["subject"]
+    assert (panel["village_name"], panel["village"], panel["grade"]) == ("东湖村", "330113001001", "C")
+    assert panel["name"] != "测试S1" and not {"plots", "permits", "allowances"} & set(panel)   # only what the clerk needs
+    client.post("/api/finish")
+    kiosk.identified(Identity("S2", "card", "CARD-2"))
+    panel = client.get("/api/state").json()["subject"]
+    assert (panel["village_name"], panel["grade"], panel["town"]) == (None, None, fx.TOWN)
+
+
+def test_a_face_check_after_face_required_keeps_the_refused_lines_for_the_card_holder(client, kiosk):
+    """Restricted products need card and face: after the refusal the clerk has
+    the buyer look at the camera, and only the lines refused for the face come
+    back to the cart (the urea already sold is not sold twice)."""
+    client.post("/api/signin", json={"pin": "2468"})
+    kiosk.identified(Identity("S1", "card", "CARD-1"))
+    client.post("/api/scan", json={"text": "6990000000268"})
+    client.post("/api/cart", json={"product": RESTRICTED[0], "spec": RESTRICTED[1]})
+    out = client.post("/api/checkout").json()
+    refused = [item for item in out["items"] if item["decision"] == "refuse"]
+    assert out["decision"] == "partial" and [item["product"] for item in refused] == [RESTRICTED[0]]
+    assert "face_required" in [r["code"] for r in refused[0]["reasons"]]
+    kiosk.identified(Identity("S1", "card+face", "CARD-1"))      # what POST /api/face gives with the card on the reader
+    state = client.get("/api/state").json()
+    assert state["screen"] == "sale" and state["subject"]["method"] == "card+face" and state["outcome"] is None
+    assert [(line["product"], line["packs"]) for line in state["cart"]] == [(RESTRICTED[0], 1)]
+    assert kiosk.agent.ledger.head == 1                          # nothing decided again yet
+    client.post("/api/finish")
+    kiosk.identified(Identity("S1", "card", "CARD-1"))
+    assert client.get("/api/state").json()["cart"] == []         # a new customer starts empty
+
+
+def test_face_check_without_a_camera_says_so_and_bad_requests_are_refused(client, kiosk):
+    assert client.post("/api/face", json={}).json()["code"] == "clerk_required"
+    client.post("/api/signin", json={"pin": "2468"})
+    res = client.post("/api/face", json={"product_class": "restricted"})
+    assert res.status_code == 409 and res.json()["code"] == "camera_unavailable"
+    assert client.post("/api/face", json={"product_class": "banned"}).status_code == 422
+    assert kiosk.snapshot()["screen"] == "idle" and kiosk.identity is None
 
 
 def test_search_lists_banned_products_marked(client, kiosk):

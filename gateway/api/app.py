@@ -36,7 +36,7 @@ from gateway.rules import config as rules_config
 from gateway.rules import engine, local_parts
 from gateway.users import User
 from protocols import policy, reasons
-from protocols.clock import wall_ms as now_ms
+from protocols.clock import real_ms, wall_ms as now_ms
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,9 @@ class Close(BaseModel):
 def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
                rules_cfg: dict | None = None, photos_dir: str | FsPath | None = None,
                params: dict | None = None, token_ttl_ms: int = users.TOKEN_TTL_MS,
-               sse_interval: float = 1.0) -> FastAPI:
+               sse_interval: float = 1.0, session_clock: Callable[[], int] = real_ms) -> FastAPI:
+    """`clock` is the district's calendar (virtual in a simulation);
+    `session_clock` times logins, which belong to the person at the screen."""
     db = Db(db_path)
     cfg = rules_cfg or rules_config.load()
     tz = cfg["grid"]["tz_minutes"]
@@ -182,7 +184,7 @@ def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
             token = request.cookies.get(COOKIE)
         if token is None and request.method != "GET" and request.cookies.get(COOKIE):
             raise ApiError(403, "csrf_header_required")
-        user = users.by_token(db.conn(), token or "", clock())
+        user = users.by_token(db.conn(), token or "", session_clock())
         if user is None:
             raise ApiError(401, "unauthenticated")
         return user
@@ -234,14 +236,14 @@ def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
         if len(recent) >= 5:
             raise ApiError(429, "too_many_attempts")
         with db.write() as conn:
-            result = users.login(conn, body.name, body.password, clock(), token_ttl_ms)
+            result = users.login(conn, body.name, body.password, session_clock(), token_ttl_ms)
         if result is None:
             failures[body.name] = recent + [now]
             raise ApiError(401, "login_failed")
         failures.pop(body.name, None)
         token, user = result
         response.set_cookie(COOKIE, token, max_age=token_ttl_ms // 1000, httponly=True, samesite="strict")
-        return {"token": token, "expires": clock() + token_ttl_ms,
+        return {"token": token, "expires": session_clock() + token_ttl_ms,
                 "user": {"name": user.name, "role": user.role, "area": user.area, "area_name": area_name(user.area)}}
 
     @app.post("/api/logout", tags=["auth"])
@@ -441,7 +443,7 @@ def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
     @app.post("/api/cases/{case_id}/close", tags=["cases"])
     def close_case(body: Close, case_id: int = Path(ge=1, le=MAX_ID), user: User = Depends(current_user)) -> dict:
         case_or_404(user, case_id)
-        return _act(lambda conn: cases.close(conn, clock(), user, case_id, body.outcome, body.notes))
+        return _act(lambda conn: cases.close(conn, clock(), user, case_id, body.outcome, body.notes, cfg))
 
     @app.post("/api/cases/{case_id}/photos", tags=["cases"],
               openapi_extra={"requestBody": {"required": True, "content": {

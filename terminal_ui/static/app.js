@@ -13,7 +13,11 @@ const T = {
   ledger: ["台账", "Ledger"], back: ["返回", "Back"], exportCsv: ["导出 CSV", "Export CSV"],
   exportPdf: ["导出 PDF", "Export PDF"], pdfBusy: ["正在生成 PDF…", "Making the PDF…"],
   subject: ["购买主体", "Buyer"], town: ["所属", "Area"], grade: ["信用等级", "Credit grade"],
-  unknownGrade: ["未知", "unknown"], remaining: ["剩余定额", "Remaining quota"],
+  notRated: ["未评级", "not rated"], remaining: ["剩余定额", "Remaining quota"],
+  method_card: ["刷卡", "card"], method_face: ["刷脸", "face"], "method_card+face": ["刷卡+刷脸", "card + face"],
+  method_override: ["店员担保", "clerk override"],
+  face: ["刷脸", "Face check"], faceConfirm: ["刷脸核验", "Face check"],
+  faceLook: ["请看摄像头…", "Look at the camera…"],
   scanHere: ["扫描标签二维码 / 条码，或输入", "Scan label QR / barcode, or type"],
   add: ["加入", "Add"], search: ["搜索目录", "Search catalogue"], cart: ["购物清单", "Cart"],
   emptyCart: ["还没有商品，请扫码", "No products yet: scan"], checkout: ["核准并结算", "Decide & sell"],
@@ -45,6 +49,7 @@ let pin = "";
 let search = { q: "", results: [] };
 let ledger = null;
 let pdfBusy = false;   // one PDF export at a time; the button says it is working
+let face = { busy: false, outcome: null };   // the face check running, or why the last one failed
 window.__shown = [];   // every decision banner ever rendered (tests read it)
 
 const $ = (sel) => document.querySelector(sel);
@@ -112,12 +117,32 @@ async function signIn() {
   try { await api("POST", "/api/signin", { pin: p }); } catch (e) { render(); }
 }
 
+// The buyer looks at the camera; the check takes a moment (a burst of frames
+// with the liveness check for restricted products), so the button says so, and
+// a refusal stays next to it in plain words (no match, too dark, not live...).
+async function faceCheck(productClass) {
+  if (face.busy) return;
+  face = { busy: true, outcome: null }; render();
+  try {
+    const out = await api("POST", "/api/face", { product_class: productClass });
+    face.outcome = out.identified ? null : out;
+  } catch (e) { face.outcome = e && e.code ? e : null; } finally { face.busy = false; render(); }
+}
+function faceButton(productClass, label, big) {
+  return h("div", { class: "col face" + (big ? " big" : ""), testid: "face-box" },
+    h("button", { class: "primary face-btn", testid: "face-check", disabled: face.busy, "data-busy": face.busy ? "1" : "0",
+      onclick: () => faceCheck(productClass) }, face.busy ? t("faceLook") : t(label)),
+    face.outcome ? h("div", { class: "face-outcome", testid: "face-outcome", "data-code": face.outcome.code },
+      rz(face.outcome)) : null);
+}
+
 function idleScreen() {
   return h("div", { class: "col center", testid: "screen-idle" },
     h("div", { class: "cardicon" }, "💳"),
     h("div", { class: "invite", testid: "invite" }, t("invite")),
     h("div", { class: "invite-sub" }, t("inviteSub")),
-    h("div", { class: "row", style: "justify-content:center;margin-top:24px" },
+    faceButton("normal", "face", true),
+    h("div", { class: "row", style: "justify-content:center;margin-top:12px" },
       h("button", { testid: "open-ledger", onclick: openLedger }, t("ledger")),
       h("button", { testid: "signout", onclick: () => api("POST", "/api/signout") }, t("signout"))));
 }
@@ -132,9 +157,12 @@ function subjectPanel() {
   return h("div", { class: "panel col", id: "subject", testid: "subject-panel" },
     h("div", { class: "muted" }, t("subject")),
     h("div", { class: "subject-name", testid: "subject-name" }, s.name),
-    h("div", { class: "muted", testid: "subject-id" }, `${s.id} · ${s.method}`),
-    h("div", { class: "muted" }, `${t("town")}: ${s.village || s.town || "—"} · ${t("grade")}: `,
-      h("span", { testid: "subject-grade" }, s.grade || t("unknownGrade"))),
+    h("div", { class: "muted", testid: "subject-id", "data-method": s.method }, `${s.id} · ${t("method_" + s.method)}`),
+    h("div", { class: "row place" },
+      h("span", { class: "muted", testid: "subject-village" }, `${t("town")}: ${s.village_name || s.village || s.town || "—"}`),
+      h("span", { class: "muted" }, t("grade") + ":"),
+      h("span", { class: "grade " + (s.grade ? "grade-" + s.grade : "none"), testid: "subject-grade",
+        "data-grade": s.grade || "" }, s.grade || t("notRated"))),
     h("div", { class: "muted", style: "margin-top:6px" }, t("remaining")), bars);
 }
 
@@ -199,6 +227,9 @@ function resultScreen() {
       h("button", { class: "primary", testid: "finish", onclick: () => api("POST", "/api/finish") }, t("newCustomer")))];
   }
   window.__shown.push(o.decision);
+  const askFace = !o.approved || o.decision === "partial";
+  const needFace = askFace && S.subject && S.subject.method !== "card+face"
+    && o.items.some((it) => it.decision === "refuse" && it.reasons.some((r) => r.code === "face_required"));
   const items = o.items.map((it, i) => h("div", { class: "item", testid: "item-" + i, "data-decision": it.decision },
     h("div", { class: "row" }, h("b", { style: "flex:1" }, `${it.name} ×${it.packs}`),
       h("span", { class: "tag" }, it.decision === "approve" ? t("sold") : t("refused"))),
@@ -211,6 +242,7 @@ function resultScreen() {
       o.approved && o.mode === "offline" ? h("span", { class: "offline-mark", testid: "offline-mark" }, t("offlineSale")) : null),
     h("div", { testid: "record-id" }, `${t("record")} ${o.record_id}`),
     h("div", { class: "panel", style: "flex:1" }, items), receiptLine(),
+    needFace ? faceButton("restricted", "faceConfirm", false) : null,
     h("div", { class: "row" },
       h("button", { class: "primary", style: "flex:2", testid: "finish", onclick: () => api("POST", "/api/finish") }, t("newCustomer")),
       o.approved && !o.voided ? h("button", { class: "danger", testid: "void", onclick: () => api("POST", "/api/void", { reason: "clerk_void" }) }, t("void")) : null,
@@ -276,6 +308,7 @@ function render() {
   main.replaceChildren();
   let screen = S.screen;
   if (view === "ledger" && S.clerk && !["deciding"].includes(screen)) screen = "ledger";
+  if (screen !== render.lastScreen) face.outcome = null;   // a refusal belongs to the screen it was asked on
   const parts = { signin: signinScreen, idle: idleScreen, sale: saleScreen, deciding: saleScreen,
     result: resultScreen, return: returnScreen, ledger: ledgerScreen }[screen]();
   main.append(...[parts].flat().filter(Boolean));
@@ -288,7 +321,11 @@ function render() {
   if (focus && focus.tagName === "INPUT") focus.focus();
   if (screen !== render.lastScreen) { render.lastScreen = screen; $("#toast").hidden = true; }
   const msg = S.message;
-  if (msg && msg.code && msg !== render.lastMsg) { render.lastMsg = msg; toast(rz(msg)); }
+  if (msg && msg.code && msg !== render.lastMsg) {
+    render.lastMsg = msg;
+    // a face check's outcome is shown next to its button, not twice
+    if (!face.busy && !(face.outcome && face.outcome.code === msg.code)) toast(rz(msg));
+  }
   main.dataset.screen = screen;
   if (screen === "sale" && S.subject) window.__subjectShownAt = window.__subjectShownAt || Date.now();
 }

@@ -4,7 +4,9 @@ the shop loaded with its CLIs), and the terminal agent with its kiosk UI as a
 real process (`python -m terminal_ui`) on simulated hardware: the PN532 emulator
 and the printer emulator on pseudo-terminals owned by this process, and a
 still-image camera. A subject card signed by a test registry key is put on the
-reader's field like a farmer's tap."""
+reader's field like a farmer's tap; a face is enrolled at the gateway as an
+enrollment station does it, and a photo put in front of the camera twin.
+The supervision grid is imported, so the subject panel names the village."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -24,8 +27,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from firmware.kiosk import pin_hash
-from gateway import fleet
-from gateway.store import Store
+from gateway import fleet, grid
+from gateway.store import Store, connect
 from hardware.pn532.emulated_cards import Ntag21x
 from hardware.pn532.emulator import PN532Emulator
 from hardware.pn532.poller import REMOVAL_MISSES
@@ -35,6 +38,7 @@ from simulator.broker import Mosquitto, free_port
 from simulator.processes import GatewayProcess, provision_terminals, terminal_config_text, wait_for
 from tests.support import quota_fixtures as fx
 from tests.support.quota_district import gateway_cli
+from tests.support.supervision import GRID, VILLAGE1
 
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAY_PASSWORD = "gateway-test-password"
@@ -45,8 +49,8 @@ SHOP = "shop-T001"
 CLERK, CLERK_NAME, PIN = "c1", "李梅", "2468"
 
 SUBJECTS = [
-    {"id": "S-0001", "status": "active", "town": fx.TOWN, "name": "王建国",
-     "plots": [{"id": "P1", "crop": "rice", "area_cmu": 1000}]},
+    {"id": "S-0001", "status": "active", "town": fx.TOWN, "village": VILLAGE1, "name": "王建国",
+     "id_number": "330184196503121234", "plots": [{"id": "P1", "crop": "rice", "area_cmu": 1000}]},
     {"id": "S-0002", "status": "active", "town": fx.TOWN, "name": "绿野水稻专业合作社",
      "plots": [{"id": "P1", "crop": "rice", "area_cmu": 5000}]},
 ]
@@ -76,6 +80,11 @@ class KioskShop:
         self.db = self.root / "gateway.db"
         self.creds = provision_terminals(self.db, [TERMINAL])[0]
         fx.add_shops(self.db, {SHOP: (fx.TOWN, False)})
+        conn = connect(self.db)
+        try:
+            grid.import_grid(conn, GRID)        # village names for the subject panel (东湖村)
+        finally:
+            conn.close()
         params = self.root / "params.json"
         params.write_text(json.dumps(fx.params()), "utf-8")
         gateway_cli("policy", "import", str(params), "--db", str(self.db))
@@ -91,7 +100,8 @@ class KioskShop:
         self.printer = PrinterEmulator().start()
         stills = self.root / "camera"
         stills.mkdir(exist_ok=True)
-        cv2.imwrite(str(stills / "counter.jpg"), np.full((240, 320, 3), 200, np.uint8))
+        self.camera_image = stills / "counter.jpg"
+        self.show_camera(None)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ledger = self.root / f"{TERMINAL}.ledger.db"
@@ -171,6 +181,44 @@ class KioskShop:
         otherwise a quick re-tap of the same card is no new tap at all."""
         self.reader.remove()
         self.reader.wait_empty_polls(REMOVAL_MISSES + 1)
+
+    # -- faces
+
+    def enrol_face(self, subject: str, photo: Path) -> dict:
+        """What an enrollment station does: the photo through the counter's own
+        capture checks and model (`python -m firmware face encode`), then
+        `python -m gateway faces import` into the running gateway's database."""
+        proc = subprocess.run([sys.executable, "-m", "firmware", "face", "encode", "--subject", subject,
+                               "--image", str(photo)], env=env(), cwd=ROOT, capture_output=True, text=True,
+                              timeout=180)
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr)
+        path = self.root / f"faces-{subject}.jsonl"
+        path.write_text(proc.stdout.strip() + "\n", "utf-8")
+        return json.loads(gateway_cli("faces", "import", str(path), "--db", str(self.db)).stdout)
+
+    def gallery_subjects(self) -> int:
+        """Subjects in the face gallery the terminal runs (its config store's summary)."""
+        path = self.ledger.with_name(self.ledger.stem + ".config.db")
+        if not path.exists():
+            return 0
+        conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=10)
+        try:
+            row = conn.execute("SELECT content FROM sections WHERE name = 'gallery'").fetchone()
+        finally:
+            conn.close()
+        return json.loads(row[0]).get("subjects", 0) if row else 0
+
+    def show_camera(self, photo: Path | None) -> None:
+        """Put a photo in front of the camera twin (None: the empty counter).
+        Replaced atomically under the same name: the twin reads the file again
+        for every frame, so the next frame is the new picture."""
+        image = cv2.imread(str(photo), cv2.IMREAD_COLOR) if photo else np.full((240, 320, 3), 200, np.uint8)
+        tmp = self.camera_image.with_name(".next.jpg.tmp")
+        ok, data = cv2.imencode(".jpg", image)
+        assert ok, photo
+        tmp.write_bytes(data.tobytes())
+        os.replace(tmp, self.camera_image)
 
     # -- the broker
 
