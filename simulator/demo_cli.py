@@ -4,70 +4,46 @@ In ./var/demo (emptied first): generates Linping district from --seed
 (simulator/district.py), seeds it into a fresh gateway database with the
 gateway's own import functions (grid, subjects, policy, catalogue), provisions
 one terminal per shop and creates a district and a town login, starts
-Mosquitto with per-terminal passwords and ACLs, the gateway with the
+Mosquitto with per-terminal passwords and ACLs and the gateway with its
 supervision API and dashboard (--http, default 127.0.0.1:8080, another free
-port when that one is taken), and one real terminal agent per shop in this
-process. Buyers then tap their signed cards and have their packs scanned at
-the counters (`agent.counter`), following the district's purchase pattern,
-with a live view until Ctrl-C (or --duration seconds); at the end every
-terminal ledger is reconciled with what the gateway stored.
+port when that one is taken), then plays a season on the virtual clock
+(simulator/season_run.py: --days days of --day-seconds real seconds each, the
+district's buyers at every counter, and the misuse and faults of --misuse and
+--faults, so the dashboard has violations and cases to show).
 
-The demo plays on the wall clock (a night-time demo sells outside opening
-hours); `python -m simulator run --days D` plays a season on the virtual clock
-with misuse, faults and the scorecard (simulator/season_run.py).
+One shop's counter runs as the clerk sees it: the kiosk UI (`python -m
+terminal_ui`) on the PN532 and printer emulators, its URL and the clerk's PIN
+printed; now and then a farmer taps a card there. At the end of the season
+the ledgers are reconciled with the gateway and the scorecard printed; the
+demo then keeps serving until Ctrl-C (or stops after --duration seconds).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import secrets
 import shutil
 import signal
 import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
+from argparse import Namespace
 from pathlib import Path
 
-from rich.console import Console, Group
-from rich.live import Live
-from rich.table import Table
+from rich.console import Console
 
-from gateway import fleet as gateway_fleet
-from gateway.store import Store
 from protocols import configsync
-from simulator import district as district_model
-from simulator.broker import Mosquitto
+from simulator import misuse, scorecard
+from simulator.broker import free_port
+from simulator.counter_kiosk import CLERK_NAME, PIN, CounterKiosk
 from simulator.fleet import Fleet
-from simulator.processes import GatewayProcess, ROOT as PROJECT_ROOT, _env, wait_for
-from simulator.run_cli import percentile, reconcile
-from simulator.seeding import counter_toml, seed
-from simulator.shoppers import Shoppers
+from simulator.processes import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNCED = (configsync.CATALOGUE, configsync.PARAMS, configsync.SHOP, configsync.SUBJECTS)
-
-
-class HttpGateway(GatewayProcess):
-    """`gateway run` with `--http`: GatewayProcess has no way to pass extra
-    arguments yet (simulator/processes.py is shared with the fault drills)."""
-
-    def __init__(self, *args, http: str, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.http = http
-
-    def start(self) -> "HttpGateway":
-        env = _env()
-        env["GATEWAY_MQTT_PASSWORD"] = self.password or ""
-        cmd = [sys.executable, "-m", "gateway", "run", "--broker", self.broker_url, "--db", str(self.db),
-               "--username", self.username, "--http", self.http]
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=self._log, cwd=PROJECT_ROOT)
-        return self
+DEMO_FAULTS = "broker_restart,shop_offline,power_loss,clock_drift"
 
 
 def pick_http(text: str) -> tuple[str, int]:
@@ -118,40 +94,6 @@ def gateway_figures(db: Path) -> dict:
     return out
 
 
-def _view(shoppers: Shoppers, fleet: Fleet, db: Path, started: float, title: str) -> Group:
-    figures = gateway_figures(db)
-    snap = shoppers.snapshot()
-    tally = snap["tally"]
-    table = Table(title=title)
-    table.add_column("")
-    table.add_column("", justify="right")
-    table.add_row("shops / terminals", str(len(fleet.agents)))
-    table.add_row("sales approved (of which partial)",
-                  f"{tally.get('approve', 0) + tally.get('partial', 0):,} ({tally.get('partial', 0):,})")
-    table.add_row("refused at the counter", f"{tally.get('refuse', 0):,}")
-    table.add_row("decided online / offline", f"{tally.get('online', 0):,} / {tally.get('offline', 0):,}")
-    if tally.get("errors"):
-        table.add_row("counter errors", f"{tally['errors']:,}")
-    table.add_row("records stored at the gateway", f"{figures['stored']:,}")
-    table.add_row("waiting to upload", f"{fleet.backlog():,}")
-    lat = fleet.latencies_ms[-2000:]
-    if lat:
-        table.add_row("commit → gateway ack p50 / p99", f"{percentile(lat, 50):.0f} / {percentile(lat, 99):.0f} ms")
-    table.add_row("violations", f"{sum(figures['violations'].values()):,}")
-    table.add_row("open cases", f"{figures['open_cases']:,}")
-    table.add_row("ingest alerts", str(figures["alerts"]))
-    table.add_row("simulated day (pattern)", shoppers.day.isoformat())
-    table.add_row("running for", f"{time.monotonic() - started:,.0f} s")
-    detail = Table(title="refusal reasons · violations", show_header=False)
-    detail.add_column("")
-    detail.add_column("", justify="right")
-    for code, n in list(snap["codes"].items())[:6]:
-        detail.add_row(f"[yellow]{code}[/]", f"{n:,}")
-    for code, n in list(figures["violations"].items())[:6]:
-        detail.add_row(f"[red]{code}[/]", f"{n:,}")
-    return Group(table, detail)
-
-
 def main(argv, prog):
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -159,91 +101,92 @@ def main(argv, prog):
                         help="shops in the district, one terminal each (default 20)")
     parser.add_argument("--subjects", type=int, help="farmers and cooperatives (default 60 per shop)")
     parser.add_argument("--seed", type=int, default=1, help="the district and its buyers (default 1)")
-    parser.add_argument("--rate", type=float, default=3.0, help="customers per second, whole district (default 3)")
-    parser.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0: until Ctrl-C)")
+    parser.add_argument("--days", type=int, default=30, help="simulated days (default 30)")
+    parser.add_argument("--day-seconds", type=float, default=60.0, help="real seconds per simulated day (default 60)")
+    parser.add_argument("--start", default="2026-04-01", help="first simulated day (default 2026-04-01, spring)")
+    parser.add_argument("--misuse", default="all", help=f"injected misuse (default all): {', '.join(misuse.MISUSE)}")
+    parser.add_argument("--faults", default=DEMO_FAULTS, help=f"injected faults (default {DEMO_FAULTS})")
+    parser.add_argument("--duration", type=float, default=0,
+                        help="stop after this many seconds of selling (0: play the season, then serve until Ctrl-C)")
     parser.add_argument("--http", default="127.0.0.1:8080",
                         help="dashboard HOST:PORT (default 127.0.0.1:8080; a free port if taken)")
     parser.add_argument("--workdir", default=str(ROOT / "var" / "demo"))
     parser.add_argument("--report", help="write the final figures as JSON here")
     args = parser.parse_args(argv)
-    if args.shops < 1 or args.rate <= 0:
-        parser.error("--shops and --rate must be positive")
+    if args.shops < 2 or args.days < 1 or args.day_seconds <= 0:
+        parser.error("--shops must be at least 2, --days and --day-seconds positive")
+    from simulator.season_run import SeasonRun
+
     console = Console()
     t0 = time.monotonic()
     workdir = Path(args.workdir)
     if workdir.exists():  # demo data is throwaway: every start seeds a new district
         shutil.rmtree(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-
-    district = district_model.generate(args.seed, args.shops, args.subjects)
-    db = workdir / "gateway.db"
-    seeded = seed(db, district, workdir / "district")
-    gateway_password = secrets.token_urlsafe(18)
-    store = Store(db)
-    try:
-        passwd, acl = gateway_fleet.write_broker_auth(store, workdir / "broker-auth", gateway_password)
-    finally:
-        store.close()
-    broker = Mosquitto(workdir / "broker", password_file=passwd, acl_file=acl).start()
     host, port = pick_http(args.http)
     url = f"http://{host}:{port}/"
-    gateway = HttpGateway(db, broker.url, workdir / "gateway.log", username=gateway_fleet.GATEWAY_USER,
-                          password=gateway_password, http=f"{host}:{port}").start()
-    fleet = shoppers = seller = None
+    run_args = Namespace(terminals=args.shops, days=args.days, day_seconds=args.day_seconds, start=args.start,
+                         misuse=args.misuse, faults=args.faults, heartbeat=1.0, workers=4, http=f"{host}:{port}",
+                         towns=None, subjects=args.subjects, seed=args.seed, workdir=str(workdir), lead=8.0)
     try:
-        shops = {s.terminal: s.id for s in district.shops}
-        fleet = Fleet(workdir / "terminals", broker.url, [seeded.creds[t] for t in shops], seed=args.seed,
-                      shops=shops, extra_toml=counter_toml(district))
-        fleet.start()
-        console.print(f"[bold]{district.name}[/] ({district.code}): {len(district.towns)} towns, "
-                      f"{len(district.villages)} villages, {len(district.shops)} shops "
-                      f"({sum(s.designated for s in district.shops)} designated), "
-                      f"{len(district.subjects):,} subjects · seed {args.seed}")
+        run_ = SeasonRun(run_args, console)
+    except ValueError as err:
+        parser.error(str(err))
+    counter_shop = run_.district.shops[0]
+    run_.kiosk_terminals = frozenset({counter_shop.terminal})
+    signal.signal(signal.SIGTERM, lambda *_: run_.stop.set())
+    signal.signal(signal.SIGINT, lambda *_: run_.stop.set())
+    kiosk = None
+    try:
+        try:
+            run_.start()
+        except ValueError as err:   # a misuse the district is too small for
+            console.print(f"[red]{err}[/]")
+            return 2
         try:
             wait_for(lambda: dashboard_up(url), 60, f"the dashboard at {url}", interval=0.1)
         except TimeoutError as err:
             console.print(f"[red]{err}[/]; see {workdir / 'gateway.log'}")
             return 1
         console.print(f"dashboard: {url}  (ready after {time.monotonic() - t0:.1f} s)", markup=False, highlight=False)
-        for login in seeded.logins:
+        for login in run_.seeded.logins:
             console.print(f"login: {login.name} / {login.password}  ({login.role} {login.area} {login.area_name})",
                           markup=False, highlight=False)
-        console.print(f"broker {broker.url} · gateway db {db} · logs and district files in {workdir}",
+        kiosk = CounterKiosk(workdir / "counter", run_.district, counter_shop,
+                             run_.seeded.creds[counter_shop.terminal], run_.broker.url,
+                             f"127.0.0.1:{free_port()}").start()
+        kiosk.visitors(every_s=max(20.0, args.day_seconds / 2), seed=args.seed)
+        console.print(f"counter: {kiosk.url}  ({counter_shop.name}; clerk {CLERK_NAME}, PIN {PIN})",
                       markup=False, highlight=False)
-        wait_synced(fleet, 20, console)
-        shoppers = Shoppers(district, fleet, seed=args.seed)
-        started = time.monotonic()
-        seller = threading.Thread(target=shoppers.run, args=(args.rate, stop), name="shoppers", daemon=True)
-        seller.start()
-        title = f"{district.name} demo · dashboard {url}"
-        with Live(_view(shoppers, fleet, db, started, title), console=console, refresh_per_second=2) as live:
-            while not stop.is_set():
-                if args.duration and time.monotonic() - started >= args.duration:
-                    stop.set()
-                    break
-                stop.wait(0.5)
-                live.update(_view(shoppers, fleet, db, started, title))
-        seller.join(timeout=10)
-        if not console.is_terminal:
-            console.print()  # Live leaves its last frame without a line end when piped
-        drained = fleet.wait_acked(30)
-        report = reconcile(db, fleet)
-        report.update({"drained": drained, "dashboard": url, "logins": [vars(l) for l in seeded.logins],
-                       **shoppers.snapshot(), **{k: v for k, v in gateway_figures(db).items() if k != "stored"}})
+        console.print(f"broker {run_.broker.url} · gateway db {run_.db} · logs and district files in {workdir}",
+                      markup=False, highlight=False)
+        if args.duration:
+            threading.Timer(args.duration, run_.stop.set).start()
+
+        def describe(stored: int) -> str:
+            figures = gateway_figures(run_.db)
+            return (f"stored {stored:,} · violations {sum(figures['violations'].values()):,} · "
+                    f"open cases {figures['open_cases']:,}")
+
+        run_.play(describe)
+        report = run_.finish()
+        report.update({"dashboard": url, "counter": kiosk.url, "logins": [vars(l) for l in run_.seeded.logins],
+                       "tally": report["sales"], "codes": report["refusal_codes"]})
+        for table in scorecard.tables(report):
+            console.print(table)
         if args.report:
-            Path(args.report).write_text(json.dumps(report, ensure_ascii=False, indent=1))
+            Path(args.report).write_text(json.dumps(report, ensure_ascii=False, indent=1), "utf-8")
+            scorecard.write_html(report, str(Path(args.report).with_suffix(".html")))
         console.print(f"sent {report['sent']:,} · stored {report['stored']:,} · lost {report['lost']} · "
                       f"duplicated {report['duplicated']}", markup=False, highlight=False)
-        return 0 if report["lost"] == 0 and report["duplicated"] == 0 and drained else 1
+        if not run_.stop.is_set():
+            console.print(f"the season is over; still serving {url} and {kiosk.url} — Ctrl-C to stop",
+                          markup=False, highlight=False)
+            run_.stop.wait()
+        return 0 if report["lost"] == 0 and report["duplicated"] == 0 and report["drained"] else 1
     finally:
-        stop.set()
-        if fleet:
-            fleet.stop()
-        gateway.stop()
-        broker.stop()
+        if kiosk:
+            kiosk.close()
+        run_.close()
 
 
 def wait_synced(fleet: Fleet, timeout: float, console: Console) -> None:

@@ -51,6 +51,23 @@ LINPING_TOWNS = (
     ("塘栖镇", 30.484, 120.186),
 )
 
+
+
+def synthetic_towns(n: int, centre=(30.42, 120.27), spacing_km: float = 4.0) -> tuple:
+    """`n` towns on a grid around the district centre, for districts bigger than
+    the real one (a benchmark with a thousand shops gives each town about ten,
+    as a real town has, instead of a hundred per real street)."""
+    side = math.ceil(math.sqrt(n))
+    step_lat = spacing_km / 111.0
+    step_lon = spacing_km / (111.0 * math.cos(math.radians(centre[0])))
+    out = []
+    for i in range(n):
+        row, col = divmod(i, side)
+        out.append((f"第{i + 1}镇", round(centre[0] + (row - side / 2) * step_lat, 4),
+                    round(centre[1] + (col - side / 2) * step_lon, 4)))
+    return tuple(out)
+
+
 # Crops with norms in the shipped policy params, weighted roughly as Linping
 # grows them: paddy rice first, then vegetables, tea and orchards.
 CROPS = (("rice", 45), ("vegetable", 30), ("tea", 10), ("citrus", 15))

@@ -74,7 +74,7 @@ class Planner:
         self.season = season
         self.rng = random.Random(f"{seed}-misuse")
         self.plan = Plan()
-        self.used_shops: set[str] = set()
+        self.used_shops: set[str] = set(season.closed_shops)   # never the demo's kiosk
 
     # -- picking
 
@@ -94,8 +94,8 @@ class Planner:
         return s
 
     def shop(self, pred: Callable[[Shop], bool] = lambda s: True, fresh: bool = True) -> Shop:
-        pool = [s for s in self.d.shops if pred(s) and not (fresh and s.id in self.used_shops)]
-        pool = pool or [s for s in self.d.shops if pred(s)]
+        mine = [s for s in self.d.shops if pred(s) and s.id not in self.season.closed_shops]
+        pool = [s for s in mine if not (fresh and s.id in self.used_shops)] or mine
         if not pool:
             raise ValueError("no shop fits this misuse in the district; try a larger one")
         s = self.rng.choice(pool)
@@ -252,7 +252,7 @@ def split_purchase_group(p: Planner) -> None:
     for s in p.d.subjects:
         if s.group and s.id not in p.season.reserved:
             groups.setdefault(s.group, []).append(s)
-    ok = [m for g, m in sorted(groups.items()) if len(m) >= 2
+    ok = [m for g, m in sorted(groups.items()) if len(m) >= 2 and m[0].home_shop not in p.season.closed_shops
           and all(p.allowance(x, "fert_n", 4) >= 60_000 for x in m)]
     if not ok:
         raise ValueError("no household can be used for split_purchase_group; try a larger district")

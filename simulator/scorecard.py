@@ -274,8 +274,8 @@ def tables(report: dict) -> list[Table]:
     gateway = report.get("gateway") if isinstance(report.get("gateway"), dict) else {}
     if _num(gateway.get("cpu_s")) is not None:
         perf.add_row("网关 CPU gateway CPU (s)", _fmt(gateway.get("cpu_s")))
-    if _num(gateway.get("rss_mb")) is not None:
-        perf.add_row("网关内存峰值 gateway peak RSS (MB)", _fmt(gateway.get("rss_mb")))
+    if _num(gateway.get("peak_rss_mb", gateway.get("rss_mb"))) is not None:
+        perf.add_row("网关内存峰值 gateway peak RSS (MB)", _fmt(gateway.get("peak_rss_mb", gateway.get("rss_mb"))))
     if _num(report.get("terminal_rss_mb")) is not None:
         perf.add_row("终端代理内存 terminal agent RSS (MB)", _fmt(report.get("terminal_rss_mb")))
     if not perf.rows:
@@ -527,8 +527,9 @@ def _headline(report: dict) -> str:
     gateway = report.get("gateway") if isinstance(report.get("gateway"), dict) else {}
     if _num(gateway.get("cpu_s")) is not None:
         cards.append(_card("网关 CPU（秒）", "Gateway CPU s", _fmt(gateway.get("cpu_s"))))
-    if _num(gateway.get("rss_mb")) is not None:
-        cards.append(_card("网关内存峰值（MB）", "Gateway peak RSS MB", _fmt(gateway.get("rss_mb"))))
+    if _num(gateway.get("peak_rss_mb", gateway.get("rss_mb"))) is not None:
+        cards.append(_card("网关内存峰值（MB）", "Gateway peak RSS MB",
+                           _fmt(gateway.get("peak_rss_mb", gateway.get("rss_mb")))))
     if _num(report.get("terminal_rss_mb")) is not None:
         cards.append(_card("终端内存（MB）", "Terminal RSS MB", _fmt(report.get("terminal_rss_mb"))))
     cards.append(_card("注入故障", "Faults", _fmt(len([f for f in report.get("faults") or [] if isinstance(f, dict)]))))

@@ -74,6 +74,7 @@ class Season:
         self._events: list[Event] = []
         self._order = itertools.count()
         self.reserved: set[str] = set()           # subjects a misuse uses: no natural buying
+        self.closed_shops: set[str] = set()       # shops whose counter is not ours to play (the demo's kiosk)
         self.quiet: dict[str, tuple[int, int]] = {}  # subject -> (from, to): buys nowhere then
         self.skipped = collections.Counter()      # natural purchases not made, by why
         self.lock = threading.Lock()
@@ -103,6 +104,8 @@ class Season:
             groups: set[str] = set()
             for p in purchases_on(self.district, self.rng, date):
                 subject = self.district.subject(p.subject)
+                if p.shop in self.closed_shops:
+                    continue
                 if p.subject in self.reserved or p.subject in buyers or (subject.group and subject.group in groups):
                     continue
                 buyers.add(p.subject)

@@ -45,7 +45,7 @@ from simulator.season import Season, local_ms
 from simulator.seeding import counter_toml, seed
 
 DEFAULT_START = "2026-04-06"     # a Monday in the spring rush
-SETUP_LEAD_S = 20.0              # real seconds of virtual night before the first morning
+SETUP_LEAD_S = 20.0              # real seconds of virtual night before the first morning (default)
 
 
 def add_arguments(parser) -> None:
@@ -58,6 +58,8 @@ def add_arguments(parser) -> None:
     g.add_argument("--heartbeat", type=float, default=1.0, help="terminal status heartbeat, real seconds")
     g.add_argument("--workers", type=int, default=4, help="threads serving the counters")
     g.add_argument("--http", help="also serve the dashboard on HOST:PORT")
+    g.add_argument("--towns", type=int, help="that many generated towns instead of the district's real ones")
+    g.add_argument("--subjects", type=int, help="subjects in the district (default 60 per shop)")
     g.add_argument("--html", help="write the HTML scorecard here (default: next to --report)")
 
 
@@ -72,101 +74,160 @@ def rules_toml(speed: float, heartbeat_s: float) -> str:
     return f"[silent]\nminutes = {silent}\n\n[hours]\ngrace_minutes = {grace}\n"
 
 
-def run(args, console: Console) -> dict:
-    misuse_kinds = misuse.parse_kinds(args.misuse, misuse.MISUSE, "misuse")
-    fault_kinds = misuse.parse_kinds(args.faults, misuse.FAULTS, "fault")
-    workdir = Path(args.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    speed = 86_400 / args.day_seconds
-    start = dt.date.fromisoformat(args.start)
-    district = district_model.generate(args.seed, args.terminals)
-    clock = _clock.virtual(local_ms(start, 6 * 60) - int(SETUP_LEAD_S * speed * 1000), speed)
-    _clock.CLOCK = clock                      # this process: the fleet's agents
-    os.environ[_clock.ENV] = clock.spec()     # the gateway and anything else started from here
-    season = Season(district, clock, start, args.days, seed=args.seed, workers=args.workers)
-    plan = misuse.make_plan(district, season, args.seed, misuse_kinds, fault_kinds)
-    natural = season.add_natural()
+class SeasonRun:
+    """The phases of a run, for `run` below and for the demo (which adds a
+    kiosk and keeps serving after the season): start, play, finish, close."""
 
-    db = workdir / "gateway.db"
-    seeded = seed(db, district, workdir / "district", now_ms=clock.wall_ms())
-    store = Store(db)
-    gateway_password = secrets.token_urlsafe(18)
-    try:
-        passwd, acl = gateway_fleet.write_broker_auth(store, workdir / "broker-auth", gateway_password)
-    finally:
-        store.close()
-    broker = Mosquitto(workdir / "broker", password_file=passwd, acl_file=acl).start()
-    rules = workdir / "rules.toml"
-    rules.write_text(rules_toml(speed, args.heartbeat), "utf-8")
-    extra = ["--rules", str(rules), "--sweep-interval", "0.5"] + (["--http", args.http] if args.http else [])
-    gateway = GatewayProcess(db, broker.url, workdir / "gateway.log", username=gateway_fleet.GATEWAY_USER,
-                             password=gateway_password, extra_args=extra).start()
-    links = {t: Link("127.0.0.1", broker.port).start() for t in sorted(plan.links)}
-    fleet = None
-    stop = threading.Event()
-    wall_started = time.monotonic()
-    series: list[list[float]] = []
-    try:
-        shops = {s.terminal: s.id for s in district.shops}
-        clocks = {t: (lambda d=d: clock.wall_ms() + d) for t, d in plan.drift.items()}
-        fleet = Fleet(workdir / "terminals", broker.url, [seeded.creds[t] for t in shops], seed=args.seed,
-                      shops=shops, extra_toml=counter_toml(district), brokers={t: l.url for t, l in links.items()},
-                      clocks=clocks, heartbeat_s=args.heartbeat)
-        season.attach(fleet)
-        season.links, season.broker = links, broker
-        fleet.start()
-        console.print(f"{district.name}: {len(district.shops)} shops, {len(district.subjects):,} subjects; "
-                      f"{args.days} days from {start} at {speed:,.0f}x; {natural:,} purchases planned, "
-                      f"{len(plan.injections)} injections", highlight=False)
-        wait_synced(fleet, 60, console)
+    def __init__(self, args, console: Console, kiosk_terminals: frozenset = frozenset()):
+        """`kiosk_terminals` run outside the fleet (the demo's kiosk process):
+        no agent here, and the season's buyers skip their shops."""
+        self.args, self.console = args, console
+        self.kiosk_terminals = kiosk_terminals
+        self.misuse_kinds = misuse.parse_kinds(args.misuse, misuse.MISUSE, "misuse")
+        self.fault_kinds = misuse.parse_kinds(args.faults, misuse.FAULTS, "fault")
+        if (self.misuse_kinds or self.fault_kinds) and args.days < 7:
+            raise ValueError("misuse and faults are spread over a week: --days must be at least 7")
+        self.workdir = Path(args.workdir)
+        self.speed = 86_400 / args.day_seconds
+        self.start_date = dt.date.fromisoformat(args.start)
+        towns = district_model.synthetic_towns(args.towns) if args.towns else district_model.LINPING_TOWNS
+        self.district = district_model.generate(args.seed, args.terminals, args.subjects, towns=towns)
+        self.db = self.workdir / "gateway.db"
+        self.broker = self.gateway = self.fleet = None
+        self.links: dict[str, Link] = {}
+        self.series: list[list[float]] = []
+        self.stop = threading.Event()
+        self.seeded = None
+
+    def start(self) -> "SeasonRun":
+        args, console = self.args, self.console
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        raise_open_files()
+        speed = self.speed
+        lead = getattr(args, "lead", SETUP_LEAD_S)
+        clock = self.clock = _clock.virtual(local_ms(self.start_date, 6 * 60) - int(lead * speed * 1000), speed)
+        _clock.CLOCK = clock                      # this process: the fleet's agents
+        os.environ[_clock.ENV] = clock.spec()     # the gateway and anything else started from here
+        season = self.season = Season(self.district, clock, self.start_date, args.days, seed=args.seed,
+                                      workers=args.workers)
+        season.closed_shops = {s.id for s in self.district.shops if s.terminal in self.kiosk_terminals}
+        self.plan = misuse.make_plan(self.district, season, args.seed, self.misuse_kinds, self.fault_kinds)
+        natural = season.add_natural()
+        self.seeded = seed(self.db, self.district, self.workdir / "district", now_ms=clock.wall_ms())
+        store = Store(self.db)
+        self.gateway_password = secrets.token_urlsafe(18)
+        try:
+            passwd, acl = gateway_fleet.write_broker_auth(store, self.workdir / "broker-auth", self.gateway_password)
+        finally:
+            store.close()
+        self.broker = Mosquitto(self.workdir / "broker", password_file=passwd, acl_file=acl).start()
+        rules = self.workdir / "rules.toml"
+        rules.write_text(rules_toml(speed, args.heartbeat), "utf-8")
+        extra = ["--rules", str(rules), "--sweep-interval", "0.5"] + (["--http", args.http] if args.http else [])
+        self.gateway = GatewayProcess(self.db, self.broker.url, self.workdir / "gateway.log",
+                                      username=gateway_fleet.GATEWAY_USER, password=self.gateway_password,
+                                      extra_args=extra).start()
+        self.links = {t: Link("127.0.0.1", self.broker.port).start() for t in sorted(self.plan.links)}
+        self.wall_started = time.monotonic()
+        shops = {s.terminal: s.id for s in self.district.shops if s.terminal not in self.kiosk_terminals}
+        clocks = {t: (lambda d=d: clock.wall_ms() + d) for t, d in self.plan.drift.items()}
+        self.fleet = Fleet(self.workdir / "terminals", self.broker.url, [self.seeded.creds[t] for t in shops],
+                           seed=args.seed, shops=shops, extra_toml=counter_toml(self.district),
+                           brokers={t: link.url for t, link in self.links.items()}, clocks=clocks,
+                           heartbeat_s=args.heartbeat)
+        season.attach(self.fleet)
+        season.links, season.broker = self.links, self.broker
+        self.fleet.start()
+        console.print(f"{self.district.name}: {len(self.district.shops)} shops, {len(self.district.subjects):,} "
+                      f"subjects; {args.days} days from {self.start_date} at {speed:,.0f}x; {natural:,} purchases "
+                      f"planned, {len(self.plan.injections)} injections", highlight=False)
+        wait_synced(self.fleet, 60, console)
+        return self
+
+    def play(self, describe=None) -> None:
+        """The season, with a progress bar in virtual time; `describe()` adds a
+        line of figures to it once a second."""
+        season, clock = self.season, self.clock
         first_ms = clock.wall_ms()
         columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[day]}"),
-                   TimeElapsedColumn())
+                   TimeElapsedColumn(), TextColumn("{task.fields[status]}"))
         last_sample = [0.0]
-        with Progress(*columns, console=console) as progress:
-            task = progress.add_task("season", total=season.end_ms - first_ms, day="")
+        with Progress(*columns, console=self.console) as progress:
+            task = progress.add_task("season", total=season.end_ms - first_ms, day="", status="")
 
             def tick(now_ms: int) -> None:
                 date = dt.datetime.fromtimestamp(now_ms / 1000, dt.timezone(dt.timedelta(hours=8)))
                 progress.update(task, completed=max(0, now_ms - first_ms), day=date.strftime("%m-%d %H:%M"))
                 if time.monotonic() - last_sample[0] >= 1.0:
                     last_sample[0] = time.monotonic()
-                    series.append([round(time.monotonic() - wall_started, 1), _stored(db)])
+                    stored = _stored(self.db)
+                    self.series.append([round(time.monotonic() - self.wall_started, 1), stored])
+                    if describe is not None:
+                        progress.update(task, status=describe(stored))
 
-            season.play(stop, tick)
-        for link in links.values():
+            season.play(self.stop, tick)
+
+    def finish(self) -> dict:
+        """Every link back, every terminal powered, drained, reconciled, judged."""
+        args, season, fleet = self.args, self.season, self.fleet
+        for link in self.links.values():
             link.restore()
         for terminal in sorted(fleet.down):
             fleet.power_on(terminal)
         drained = fleet.wait_acked(120)
-        settle_violations(db)
-        report = reconcile(db, fleet)
-        detection, injections = judge.judge(plan, judge.violations(db))
-        gateway_usage = process_usage(gateway.proc.pid) if gateway.proc else {}
+        settle_violations(self.db)
+        report = reconcile(self.db, fleet)
+        detection, injections = judge.judge(self.plan, judge.violations(self.db))
+        snapshot = season.shoppers.snapshot()
         report.update({
-            "terminals": args.terminals, "days": args.days, "seed": args.seed, "speed": speed,
-            "virtual_start_ms": local_ms(start, 0), "virtual_end_ms": season.end_ms,
-            "wall_s": round(time.monotonic() - wall_started, 1), "drained": drained,
-            "sales": dict(season.shoppers.snapshot()["tally"]), "skipped": dict(season.skipped),
-            "refusal_codes": season.shoppers.snapshot()["codes"], "season_errors": season.errors,
+            "terminals": args.terminals, "days": args.days, "seed": args.seed, "speed": self.speed,
+            "virtual_start_ms": local_ms(self.start_date, 0), "virtual_end_ms": season.end_ms,
+            "wall_s": round(time.monotonic() - self.wall_started, 1), "drained": drained,
+            "sales": dict(snapshot["tally"]), "skipped": dict(season.skipped),
+            "refusal_codes": snapshot["codes"], "season_errors": season.errors,
             "detection": detection,
             "injections": [i for i in injections if not i["fault"]],
             "faults": [i for i in injections if i["fault"]],
             "authorization_ms": latency(season.shoppers.auth_ms),
-            "throughput": {"records_per_s": _rate(series), "series": series},
-            "per_day": per_day(db, start, args.days),
-            "gateway": gateway_usage, "terminal_rss_mb": None,
+            "throughput": {"records_per_s": _rate(self.series), "series": self.series},
+            "per_day": per_day(self.db, self.start_date, args.days),
+            "gateway": process_usage(self.gateway.proc.pid) if self.gateway.proc else {},
+            "fleet_rss_mb": own_rss_mb(),
         })
         return report
-    finally:
-        stop.set()
-        if fleet:
-            fleet.stop()
-        for link in links.values():
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.fleet:
+            self.fleet.stop()
+        for link in self.links.values():
             link.close()
-        gateway.stop()
-        broker.stop()
+        if self.gateway:
+            self.gateway.stop()
+        if self.broker:
+            self.broker.stop()
         os.environ.pop(_clock.ENV, None)
+
+
+def run(args, console: Console) -> dict:
+    run_ = SeasonRun(args, console)
+    try:
+        run_.start()
+        run_.play()
+        return run_.finish()
+    finally:
+        run_.close()
+
+
+def raise_open_files() -> None:
+    """Each agent holds a socket and a few SQLite files, and Mosquitto (started
+    from here) a socket per agent: a thousand terminals need more than the
+    usual 1,024 descriptors."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard))
 
 
 def settle_violations(db: Path, quiet_s: float = 3.0, timeout: float = 60.0) -> None:
@@ -258,7 +319,7 @@ def process_usage(pid: int) -> dict:
         pids += [int(p) for p in out]
     except OSError:
         pass
-    cpu = rss = 0.0
+    cpu = rss = peak = 0.0
     tick = os.sysconf("SC_CLK_TCK")
     for p in pids:
         try:
@@ -267,9 +328,19 @@ def process_usage(pid: int) -> dict:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     rss += int(line.split()[1]) / 1024
+                elif line.startswith("VmHWM:"):
+                    peak += int(line.split()[1]) / 1024
         except (OSError, IndexError, ValueError):
             continue
-    return {"cpu_s": round(cpu, 1), "rss_mb": round(rss, 1), "processes": len(pids)}
+    return {"cpu_s": round(cpu, 1), "rss_mb": round(rss, 1), "peak_rss_mb": round(peak, 1), "processes": len(pids)}
+
+
+def own_rss_mb() -> float:
+    """Resident memory of this process alone: the fleet of in-process agents."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
 
 
 def main(args, console: Console) -> int:

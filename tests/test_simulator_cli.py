@@ -1,6 +1,8 @@
 """The simulator's command lines run the real fleet end to end."""
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -34,17 +36,23 @@ def test_demo_serves_the_dashboard_sells_refuses_and_reconciles(tmp_path):
     counters, some sales approved and some refused; nothing lost or duplicated."""
     port = free_port()
     report = tmp_path / "report.json"
-    proc = subprocess.Popen([sys.executable, "-m", "simulator", "demo", "--shops", "5", "--rate", "15",
-                             "--duration", "6", "--http", f"127.0.0.1:{port}", "--report", str(report),
+    proc = subprocess.Popen([sys.executable, "-m", "simulator", "demo", "--shops", "5", "--day-seconds", "6",
+                             "--misuse", "card_sharing,banned_sold", "--faults", "",
+                             "--duration", "15", "--http", f"127.0.0.1:{port}", "--report", str(report),
                              "--workdir", str(tmp_path / "demo")],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)   # its broker, gateway and kiosk go with it on failure
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
     reader.start()
     try:
         def printed(prefix):
             return [l for l in list(lines) if l.startswith(prefix)]
-        wait_for(lambda: printed("dashboard: ") and len(printed("login: ")) == 2, 60, "dashboard URL and logins")
+        wait_for(lambda: printed("dashboard: ") and len(printed("login: ")) == 2 and printed("counter: "), 90,
+                 "dashboard URL, logins and the counter's URL")
+        counter = printed("counter: ")[0].split()[1]
+        assert "PIN" in printed("counter: ")[0]
+        assert httpx.get(counter + "api/state", timeout=5).json()["screen"] in ("signin", "idle")
         url = printed("dashboard: ")[0].split()[1]
         assert url == f"http://127.0.0.1:{port}/"
         assert httpx.get(url, timeout=5).status_code == 200
@@ -59,7 +67,7 @@ def test_demo_serves_the_dashboard_sells_refuses_and_reconciles(tmp_path):
         proc.wait(timeout=90)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     reader.join(timeout=5)
     out = "".join(lines)
