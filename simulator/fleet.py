@@ -20,6 +20,7 @@ from firmware.agent import Agent
 from firmware.config import parse
 from firmware.loadgen import sale_body
 from gateway.fleet import Credentials
+from simulator import manyfds
 from simulator.processes import terminal_config_text
 
 
@@ -33,6 +34,7 @@ class Fleet:
         with the registry keys the district's cards are signed with; `brokers`
         and `clocks` give single terminals their own broker URL (a netem link
         that can cut them off) and their own wall clock (one that drifts)."""
+        manyfds.lift()   # a thousand agents hold far more than 1,024 descriptors
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.rng = random.Random(seed)

@@ -271,18 +271,32 @@ def split_purchase_group(p: Planner) -> None:
                     "split_purchase_group")
 
 
-def _permit_holder(p: Planner) -> tuple[Subject, str]:
-    s = p.subject(lambda s: bool(s.permits) and not s.group)
-    return s, s.permits[0]["ingredients"][0]
+def _restricted_sale(p: Planner) -> tuple[Subject, object, list[dict]]:
+    """A subject and a restricted-use product (designated shops only) it holds a
+    permit for, when the catalogue on the run's dates and the registry allow;
+    else any subject and product, and the missing permit is expected too."""
+    products = p.products(_catalogue.RESTRICTED, designated=True)
+    if not products:
+        raise ValueError("the catalogue has no restricted-use product on these dates")
+    for prod in products:
+        st = _catalogue.status_on(p.d.catalogue, p.d.catalogue["products"][prod.key], p.day(0).isoformat())
+        ingredients = set(st.get("restricted") or [])
+        holders = [s for s in p.d.subjects if s.id not in p.season.reserved and not s.group and any(
+            ingredients <= set(pm["ingredients"]) for pm in s.permits)]
+        if holders:
+            s = p.rng.choice(holders)
+            p.season.reserved.add(s.id)
+            return s, prod, []
+    s = p.subject(lambda s: not s.group)
+    return s, products[0], [expect("restricted_sold_no_permit", s.id)]
 
 
 def restricted_not_designated(p: Planner) -> None:
     shop = p.shop(lambda s: not s.designated)
-    s, ingredient = _permit_holder(p)
-    prod = p.products(_catalogue.RESTRICTED, designated=True, ingredient=ingredient)[0]
+    s, prod, also = _restricted_sale(p)
     t = p.when(1, first_open(shop, 120))
     p.add(Injection("restricted_not_designated", t, shop.id, shop.terminal, s.id,
-                    [expect("restricted_sold_not_designated", s.id, shop.terminal)],
+                    [expect("restricted_sold_not_designated", s.id, shop.terminal)] + also,
                     f"{prod.name} by a shop without the licence (tampered terminal)"))
     p.season.at(t, lambda se: forged_sale(se, shop.id, s, prod), shop.id, "restricted_not_designated")
 
@@ -300,11 +314,10 @@ def restricted_no_permit(p: Planner) -> None:
 
 def face_missing(p: Planner) -> None:
     shop = p.shop(lambda s: s.designated, fresh=False)
-    s, ingredient = _permit_holder(p)
-    prod = p.products(_catalogue.RESTRICTED, designated=True, ingredient=ingredient)[0]
+    s, prod, also = _restricted_sale(p)
     t = p.when(3, first_open(shop, 200))
     p.add(Injection("face_missing", t, shop.id, shop.terminal, s.id,
-                    [expect("face_check_missing", s.id, shop.terminal)],
+                    [expect("face_check_missing", s.id, shop.terminal)] + also,
                     f"{prod.name} on the card alone where card and face are required"))
     p.season.at(t, lambda se: forged_sale(se, shop.id, s, prod, identity="card"), shop.id, "face_missing")
 

@@ -104,7 +104,9 @@ class SeasonRun:
         self.workdir.mkdir(parents=True, exist_ok=True)
         raise_open_files()
         speed = self.speed
-        lead = getattr(args, "lead", SETUP_LEAD_S)
+        # setting up takes longer with more terminals (agents, config sync); the
+        # clock must not reach the first morning before the counters are ready
+        lead = getattr(args, "lead", None) or SETUP_LEAD_S + 0.25 * args.terminals
         clock = self.clock = _clock.virtual(local_ms(self.start_date, 6 * 60) - int(lead * speed * 1000), speed)
         _clock.CLOCK = clock                      # this process: the fleet's agents
         os.environ[_clock.ENV] = clock.spec()     # the gateway and anything else started from here
@@ -141,7 +143,11 @@ class SeasonRun:
         console.print(f"{self.district.name}: {len(self.district.shops)} shops, {len(self.district.subjects):,} "
                       f"subjects; {args.days} days from {self.start_date} at {speed:,.0f}x; {natural:,} purchases "
                       f"planned, {len(self.plan.injections)} injections", highlight=False)
-        wait_synced(self.fleet, 60, console)
+        wait_synced(self.fleet, 30 + 0.15 * args.terminals, console)
+        first_morning = local_ms(self.start_date, 6 * 60)
+        if clock.wall_ms() > first_morning:
+            console.print(f"[yellow]setting up took longer than the {lead:.0f} s allowed: the season starts "
+                          f"{(clock.wall_ms() - first_morning) / 3_600_000:.1f} simulated hours late[/]")
         return self
 
     def play(self, describe=None) -> None:
