@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 RECENT_DAYS = 90
 RESEND_AFTER_S = 15.0   # the same version is not pushed again sooner, unless asked by a status
 GALLERY_RESEND_AFTER_S = 60.0
+MAX_RESEND_S = 300.0    # each unconfirmed re-send of one version waits twice as long, up to this
 GALLERY_CACHE = 8       # gallery versions kept built (one per town being served, roughly)
 
 
@@ -61,7 +62,7 @@ class ConfigPusher:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._reported: dict[str, dict[str, int]] = {}
         self._online: set[str] = set()
-        self._sent: dict[tuple[str, str], tuple[int, float]] = {}
+        self._sent: dict[tuple[str, str], tuple[int, float, int]] = {}   # -> (version, when, times sent)
         self._texts: dict[tuple[str, int], str] = {}
         self._galleries: dict[int, tuple[str, str]] = {}   # version -> (text, digest), oldest first
         self._thread: threading.Thread | None = None
@@ -253,7 +254,10 @@ class ConfigPusher:
                     wait = RESEND_AFTER_S if asked else GALLERY_RESEND_AFTER_S
                 else:
                     wait = 1.0 if asked else RESEND_AFTER_S
-                if sent and sent[0] == version and now_s - sent[1] < wait:
+                # a terminal too busy to confirm must not be buried in copies
+                # (a thousand of them at once were, each getting every section
+                # four times): every re-send of the same version waits longer
+                if sent and sent[0] == version and now_s - sent[1] < min(MAX_RESEND_S, wait * 2 ** (sent[2] - 1)):
                     continue
                 if (name == configsync.BALANCES and reported.get(name) is not None and sent
                         and now_s - sent[1] < self.balances_every_s):
@@ -271,7 +275,8 @@ class ConfigPusher:
         for name, version, text in due:
             for payload in configsync.encode_chunks(key, terminal, self.wall_ms(), name, version, text):
                 self.publish(terminal, payload, False)
-            self._sent[(terminal, name)] = (version, now_s)
+            prev = self._sent.get((terminal, name))
+            self._sent[(terminal, name)] = (version, now_s, prev[2] + 1 if prev and prev[0] == version else 1)
             log.info("config pushed terminal=%s section=%s version=%d bytes=%d", terminal, name, version, len(text))
         self.publish(terminal, configsync.encode_manifest(key, terminal, self.wall_ms(), manifest), True)
         self.pushed += len(due)

@@ -33,6 +33,25 @@ log = logging.getLogger(__name__)
 CLERK, CLERK_NAME, PIN = "clerk1", "李梅", "2468"
 
 
+def start_kiosk(config: Path, log_path: Path, env: dict, timeout: float = 60.0) -> subprocess.Popen:
+    """`python -m terminal_ui --config` as a child, once it says READY (it
+    serves); its stderr appended to `log_path`."""
+    log_file = open(log_path, "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "terminal_ui", "--config", str(config)], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=log_file)
+    ready = threading.Event()
+
+    def read():
+        for line in proc.stdout:
+            if line.startswith(b"READY"):
+                ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    if not ready.wait(timeout):
+        raise TimeoutError(f"the kiosk did not start in {timeout:.0f} s; see {log_path}")
+    return proc
+
+
 class CounterKiosk:
     def __init__(self, workdir: Path, district: District, shop: Shop, creds: Credentials, broker_url: str,
                  http: str):
@@ -62,19 +81,7 @@ class CounterKiosk:
                  f'http = "{self.http}"\n'
                  f'[[kiosk.clerks]]\nid = "{CLERK}"\nname = "{CLERK_NAME}"\npin_sha256 = "{pin_hash(CLERK, PIN)}"\n')
         config.write_text(text, "utf-8")
-        log_file = open(self.workdir / "kiosk.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "terminal_ui", "--config", str(config)], env=_env(),
-                                     cwd=ROOT, stdout=subprocess.PIPE, stderr=log_file)
-        ready = threading.Event()
-
-        def read():
-            for line in self.proc.stdout:
-                if line.startswith(b"READY"):
-                    ready.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        if not ready.wait(timeout):
-            raise TimeoutError(f"the kiosk did not start in {timeout:.0f} s; see {self.workdir / 'kiosk.log'}")
+        self.proc = start_kiosk(config, self.workdir / "kiosk.log", _env(), timeout)
         return self
 
     def tap(self, subject_id: str) -> None:

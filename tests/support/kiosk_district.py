@@ -17,7 +17,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import cv2
@@ -35,6 +34,7 @@ from hardware.pn532.poller import REMOVAL_MISSES
 from hardware.printer.emulator import PrinterEmulator
 from protocols import card as card_format
 from simulator.broker import Mosquitto, free_port
+from simulator.counter_kiosk import start_kiosk
 from simulator.processes import GatewayProcess, provision_terminals, terminal_config_text, wait_for
 from tests.support import quota_fixtures as fx
 from tests.support.quota_district import gateway_cli
@@ -123,19 +123,7 @@ class KioskShop:
     # -- the agent process
 
     def start_agent(self, extra_env: dict | None = None, wait: float = 60.0) -> None:
-        log = open(self.root / "terminal.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "terminal_ui", "--config", str(self.config)],
-                                     env=env() | (extra_env or {}), cwd=ROOT, stdout=subprocess.PIPE, stderr=log)
-        ready = threading.Event()
-
-        def read():
-            for line in self.proc.stdout:
-                if line.startswith(b"READY"):
-                    ready.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        if not ready.wait(wait):
-            raise TimeoutError(f"kiosk agent not ready after {wait}s; see {self.root / 'terminal.log'}")
+        self.proc = start_kiosk(self.config, self.root / "terminal.log", env() | (extra_env or {}), wait)
 
     def kill_agent(self) -> None:
         if self.proc and self.proc.poll() is None:
