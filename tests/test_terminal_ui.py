@@ -156,13 +156,18 @@ def test_approved_sale_prints_a_receipt_with_items_and_record_number(shop, page)
     next_customer(shop, page)
 
 
-def test_refused_restricted_product_shows_the_reason_and_what_to_do(shop, page):
+def restricted_refused(shop, page):
+    """S-0001 (no permit) asks for aluminium phosphide at a shop without the licence: refused."""
     tap_and_wait(shop, page, "S-0001")
     page.fill("[data-testid=search-input]", "磷化铝")
     page.click(f"[data-testid=result-{RESTRICTED[0]}-{RESTRICTED[1]}]")
     page.wait_for_selector("[data-testid=cart-line-0]")
     page.click("[data-testid=checkout]")
     page.wait_for_selector("[data-testid=decision][data-decision=refuse]")
+
+
+def test_refused_restricted_product_shows_the_reason_and_what_to_do(shop, page):
+    restricted_refused(shop, page)
     text = page.inner_text("[data-testid=item-0]")
     assert "限制使用农药只能在定点经营门店购买" in text
     assert "该主体没有此限制使用农药的使用许可" in text
@@ -295,12 +300,7 @@ def test_a_refusal_that_asks_for_the_face_offers_the_face_check_and_says_why_it_
     button runs the liveness burst; a photo held to the camera is a still, so
     the answer is "not live", in words next to the button."""
     from tests.support import face_images as fi
-    tap_and_wait(shop, page, "S-0001")
-    page.fill("[data-testid=search-input]", "磷化铝")
-    page.click(f"[data-testid=result-{RESTRICTED[0]}-{RESTRICTED[1]}]")
-    page.wait_for_selector("[data-testid=cart-line-0]")
-    page.click("[data-testid=checkout]")
-    page.wait_for_selector("[data-testid=decision][data-decision=refuse]")
+    restricted_refused(shop, page)
     try:
         shop.show_camera(fi.path("obama.jpg"))                 # a photo of the card holder, held up
         page.click("[data-testid=face-check]")
