@@ -21,6 +21,16 @@ sent again only after `GALLERY_RESEND_AFTER_S` (after `RESEND_AFTER_S` when the
 terminal's status asks: the status it sends after storing each smaller section
 must not restart a gallery still on its way).
 
+What a terminal should run is cheap to ask again and again (every status,
+every sweep, a thousand terminals): its shop, its scope of subjects and the
+versions that follow from them are kept per terminal and read again only when
+the generation changes (a section stored, subjects or faces revised) or after
+`CONTEXT_TTL_S` (new buyers from other towns join the scope, a shop's record
+changed); balances, which move with every sale, are looked up each time. A
+status that reports new versions is answered at once; a heartbeat repeating
+the last ones, and the periodic sweep, look at a terminal at most every
+`SWEEP_EVERY_S`, or at once after a change of generation.
+
 Reads use their own SQLite connection (WAL readers never block the writers).
 """
 
@@ -46,6 +56,9 @@ RESEND_AFTER_S = 15.0   # the same version is not pushed again sooner, unless as
 GALLERY_RESEND_AFTER_S = 60.0
 MAX_RESEND_S = 300.0    # each unconfirmed re-send of one version waits twice as long, up to this
 GALLERY_CACHE = 8       # gallery versions kept built (one per town being served, roughly)
+TEXT_CACHE = 256        # section texts kept built (subjects: one per scope, i.e. per town)
+CONTEXT_TTL_S = 30.0    # a terminal's shop and scope are read again at least this often
+SWEEP_EVERY_S = 15.0    # each online terminal is looked at this often (balances: every 30 s)
 
 
 class ConfigPusher:
@@ -65,6 +78,9 @@ class ConfigPusher:
         self._sent: dict[tuple[str, str], tuple[int, float, int]] = {}   # -> (version, when, times sent)
         self._texts: dict[tuple[str, int], str] = {}
         self._galleries: dict[int, tuple[str, str]] = {}   # version -> (text, digest), oldest first
+        self._contexts: dict[str, tuple[tuple, float, dict, dict]] = {}  # -> (generation, when, versions, context)
+        self._swept: dict[str, float] = {}
+        self._swept_generation: tuple | None = None
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         self.pushed = 0
@@ -112,36 +128,85 @@ class ConfigPusher:
                 return
             try:
                 if item:
-                    kind, terminal, versions = item
-                    if kind == "offline":
-                        self._online.discard(terminal)
-                    else:
-                        self._online.add(terminal)
-                        self._reported[terminal] = versions
-                        self.push(terminal, asked=True)
+                    self.handle(*item)
                 if self._monotonic() >= next_sweep:
                     next_sweep = self._monotonic() + self.interval_s
-                    for terminal in sorted(self._online):
-                        self.push(terminal, asked=False)
+                    self.sweep()
             except Exception:
                 log.exception("config push failed")
 
+    def handle(self, kind: str, terminal: str, versions: dict | None) -> int:
+        """A terminal's status: push what it lacks; returns how many sections."""
+        if kind == "offline":
+            self._online.discard(terminal)
+            return 0
+        if terminal in self._online and versions == self._reported.get(terminal) and not self._awaiting(terminal):
+            return self.visit(terminal)   # a heartbeat, everything sent confirmed: nothing new from the terminal
+        self._online.add(terminal)
+        self._reported[terminal] = versions
+        self._swept[terminal] = self._monotonic()
+        return self.push(terminal, asked=True)
+
     # -- what a terminal should run
+
+    def sweep(self) -> int:
+        """Push what is due to the online terminals not visited for
+        `SWEEP_EVERY_S` (to all of them after a change of generation)."""
+        generation = self._generation(self._db())
+        changed = generation != self._swept_generation
+        self._swept_generation = generation
+        return sum(self.visit(terminal, force=changed) for terminal in sorted(self._online))
+
+    def visit(self, terminal: str, force: bool = False) -> int:
+        """Push what is due to a terminal unless it was looked at in the last
+        `SWEEP_EVERY_S` (a heartbeat repeating the versions it runs is such a
+        visit: a thousand terminals every few seconds must not each cost
+        the database a look)."""
+        now_s = self._monotonic()
+        if not force and now_s - self._swept.get(terminal, -SWEEP_EVERY_S) < SWEEP_EVERY_S:
+            return 0
+        self._swept[terminal] = now_s
+        return self.push(terminal, asked=False)
+
+    def _awaiting(self, terminal: str) -> bool:
+        """Whether a version sent to the terminal is not the one it reports."""
+        reported = self._reported.get(terminal, {})
+        for name in configsync.SECTIONS:
+            sent = self._sent.get((terminal, name))
+            if sent is not None and sent[0] != reported.get(name):
+                return True
+        return False
+
+    @staticmethod
+    def _generation(conn) -> tuple:
+        """Changes whenever a stored section, the subjects or the faces change."""
+        sections = conn.execute("SELECT name, version FROM config_sections ORDER BY name").fetchall()
+        meta = conn.execute("SELECT key, value FROM quota_meta WHERE key IN ('subjects_rev', 'faces_rev') "
+                            "ORDER BY key").fetchall()
+        return tuple(sections), tuple(meta)
 
     def versions(self, conn, terminal: str) -> tuple[dict[str, int], dict]:
         """The versions the gateway holds for a terminal, computed cheaply (no
         section is serialised), and what building the content needs."""
-        out = dict(conn.execute("SELECT name, version FROM config_sections").fetchall())
-        shop = quota.shop_info(conn, quota.terminal_shop(conn, terminal))
-        shop_text = configsync.section_text(shop)
-        out[configsync.SHOP] = int(configsync.digest(shop_text)[:12], 16)
-        out[configsync.SUBJECTS] = conn.execute("SELECT value FROM quota_meta WHERE key = 'subjects_rev'").fetchone()[0]
-        scope = self._scope(conn, terminal, shop.get("town"))
+        generation = self._generation(conn)
+        now_s = self._monotonic()
+        held = self._contexts.get(terminal)
+        if held is None or held[0] != generation or now_s - held[1] >= CONTEXT_TTL_S:
+            fixed = {name: version for name, version in generation[0]}
+            shop = quota.shop_info(conn, quota.terminal_shop(conn, terminal))
+            shop_text = configsync.section_text(shop)
+            fixed[configsync.SHOP] = int(configsync.digest(shop_text)[:12], 16)
+            fixed[configsync.SUBJECTS] = dict(generation[1]).get("subjects_rev", 0)
+            scope = self._scope(conn, terminal, shop.get("town"))
+            fixed[configsync.GALLERY] = faces.gallery_version(conn, scope)
+            held = (generation, now_s, fixed, {"shop": shop, "shop_text": shop_text, "scope": scope,
+                                               "scope_json": json.dumps(scope)})
+            self._contexts[terminal] = held
+        out = dict(held[2])
         row = conn.execute("SELECT max(rev) FROM quota_used WHERE subject IN (SELECT value FROM json_each(?))",
-                           [json.dumps(scope)]).fetchone()
+                           [held[3]["scope_json"]]).fetchone()
         out[configsync.BALANCES] = row[0] or 0
-        out[configsync.GALLERY] = faces.gallery_version(conn, scope)
-        return out, {"shop": shop, "shop_text": shop_text, "scope": scope}
+        return out, held[3]
 
     def content(self, conn, terminal: str, name: str, version: int, context: dict) -> str:
         """The canonical text of one section for a terminal."""
@@ -156,8 +221,9 @@ class ConfigPusher:
                 content = {"subjects": entries}
                 if context["shop"].get("town"):
                     content["town"] = context["shop"]["town"]
-                self._texts = {k: v for k, v in self._texts.items() if k[0] != "subjects"}  # keep one scope's worth
                 self._texts[key] = configsync.section_text(content)
+                while len(self._texts) > TEXT_CACHE:   # a town's terminals share one scope, mostly
+                    del self._texts[next(iter(self._texts))]
             return self._texts[key]
         if name == configsync.BALANCES:
             return self._balances(conn, terminal, context["scope"], version)
@@ -266,8 +332,9 @@ class ConfigPusher:
             if not due:
                 return 0
             manifest = {}
+            built = {name: text for name, _, text in due}
             for name, version in versions.items():
-                text = self.content(conn, terminal, name, version, context)
+                text = built.get(name) or self.content(conn, terminal, name, version, context)
                 manifest[name] = {"version": version, "digest": self._digest(conn, name, version, text, context),
                                   "size": len(text)}
         finally:

@@ -8,6 +8,10 @@ own (so it sees every terminal's last status at once on connect) and keeps
 published the moment the terminal connects, so receive time minus the
 terminal's stamp is the skew plus a network delay of milliseconds; retained
 copies replayed later are recognised by the broker's retain flag and skipped.
+
+Statuses are stored in one transaction every `FLUSH_S`, the latest per
+terminal: a thousand terminals announcing themselves every few seconds would
+otherwise be hundreds of separate commits a second on the gateway's database.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from protocols import envelope, topics
 from protocols.clock import wall_ms as now_ms
 
 log = logging.getLogger(__name__)
+
+FLUSH_S = 0.5
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS terminal_status (
@@ -72,6 +78,9 @@ class FleetWatcher:
         self.lock = threading.Lock()
         self.broker = broker
         self.wall_ms = wall_ms
+        self._pending: dict[str, tuple[bytes, int, bool]] = {}   # terminal -> (payload, received, retained)
+        self._stop = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_loop, name="fleet-status", daemon=True)
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True,
                              protocol=mqtt.MQTTv311)
         if username:
@@ -85,18 +94,47 @@ class FleetWatcher:
         parsed = topics.parse(message.topic)
         if parsed is None or parsed[1] != topics.STATUS:
             return
+        received = self.wall_ms()
         with self.lock:
-            try:
-                apply(self.conn, parsed[0], message.payload, self.wall_ms(), bool(message.retain))
-            except sqlite3.Error:
-                log.exception("could not store status terminal=%s", parsed[0])
+            held = self._pending.get(parsed[0])
+            if held is not None and held[0] == message.payload:
+                return
+            if held is not None and not held[2] and message.retain:
+                return   # a live status already waits: the replayed copy is older
+            self._pending[parsed[0]] = (message.payload, received, bool(message.retain))
+
+    def flush(self) -> int:
+        """Store the statuses received since the last flush; returns how many."""
+        with self.lock:
+            pending, self._pending = self._pending, {}
+        if not pending:
+            return 0
+        try:
+            self.conn.execute("BEGIN")
+            for terminal, (payload, received, retained) in pending.items():
+                apply(self.conn, terminal, payload, received, retained)
+            self.conn.execute("COMMIT")
+        except sqlite3.Error:
+            log.exception("could not store %d statuses", len(pending))
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+        return len(pending)
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(FLUSH_S):
+            self.flush()
 
     def start(self) -> None:
         host, port = topics.parse_broker_url(self.broker)
         self.client.connect_async(host, port, keepalive=30)
         self.client.loop_start()
+        self._flusher.start()
 
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+        self._stop.set()
+        if self._flusher.is_alive():
+            self._flusher.join(timeout=5)
+        self.flush()
         self.conn.close()

@@ -17,6 +17,10 @@ from gateway.rules import engine
 
 log = logging.getLogger(__name__)
 
+# the monthly ranking reads the whole month: on a sped-up clock (the
+# simulator) not more often than this many real seconds
+TOP_BUYERS_REAL_S = 30.0
+
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
     engine.ensure_schema(conn)
@@ -38,7 +42,7 @@ class Supervision:
         ensure_schema(conn)
         catalogue, params = engine.current_config(conn)
         self.hook = engine.RecordHook(cfg, catalogue, params)
-        self.sweeper = engine.Sweeper(conn, cfg, clock, params)
+        self.sweeper = engine.Sweeper(conn, cfg, clock, params, top_buyers_real_s=TOP_BUYERS_REAL_S)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

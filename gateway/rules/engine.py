@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import time
 from typing import Callable
 
 from gateway import grid, subjects_view, violations
@@ -270,13 +271,21 @@ class Sweeper:
     """Time-window rules and alert conversion; `tick()` from a timer thread or a test."""
 
     def __init__(self, conn: sqlite3.Connection, cfg: dict, clock: Callable[[], int],
-                 params: dict | None = None, lock=None):
+                 params: dict | None = None, lock=None, top_buyers_real_s: float = 0.0,
+                 monotonic: Callable[[], float] = time.monotonic):
+        """The monthly ranking is redone every clock hour, and never sooner
+        than `top_buyers_real_s` real seconds after the last one: on a clock a
+        simulator runs a thousand times faster, an hour is a second, and the
+        ranking reads the whole month's sales."""
         self.conn = conn
         self.cfg = cfg
         self.clock = clock
         self.params = params or load_params()
         self.lock = lock
         self.last_top_buyers = 0
+        self.top_buyers_real_s = top_buyers_real_s
+        self._monotonic = monotonic
+        self._last_top_buyers_real: float | None = None
 
     def _state(self, name: str) -> int:
         row = self.conn.execute("SELECT value FROM sweep_state WHERE name=?", [name]).fetchone()
@@ -304,9 +313,12 @@ class Sweeper:
         now = self.clock() if now is None else now
         new = self._tx(lambda: self.sweep_alerts(now))
         new += self._tx(lambda: self.sweep_terminals(now))
-        if now - self.last_top_buyers >= 3_600_000:
+        real = self._monotonic()
+        if now - self.last_top_buyers >= 3_600_000 and (
+                self._last_top_buyers_real is None or real - self._last_top_buyers_real >= self.top_buyers_real_s):
             new += self._tx(lambda: self.sweep_top_buyers(now))
             self.last_top_buyers = now
+            self._last_top_buyers_real = real
         return new
 
     def sweep_alerts(self, now: int) -> int:
@@ -365,8 +377,11 @@ class Sweeper:
             shop_of.setdefault(subject, shop)
         rows = []
         categories = self.params.get("categories", {})
+        infos: dict[str, dict | None] = {}
         for (subject, cat), amount in used.items():
-            info = subjects_view.lookup(self.conn, subject)
+            if subject not in infos:
+                infos[subject] = subjects_view.lookup(self.conn, subject)
+            info = infos[subject]
             if info is None or cat not in categories:
                 continue
             try:
