@@ -16,6 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from simulator import lifeline
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -85,7 +87,7 @@ class Mosquitto:
     def start(self) -> "Mosquitto":
         conf = self._write_config()
         self.proc = subprocess.Popen([self.binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+                                     stderr=subprocess.PIPE, preexec_fn=lifeline.bind)
         try:
             wait_port("127.0.0.1", self.port)
         except TimeoutError:

@@ -24,6 +24,7 @@ from hardware.pn532.emulated_cards import Ntag21x
 from hardware.pn532.emulator import PN532Emulator
 from hardware.printer.emulator import PrinterEmulator
 from protocols import card as card_format
+from simulator import lifeline
 from simulator.district import District, Shop
 from simulator.processes import ROOT, _env, terminal_config_text
 from simulator.seeding import counter_toml
@@ -38,7 +39,7 @@ def start_kiosk(config: Path, log_path: Path, env: dict, timeout: float = 60.0) 
     serves); its stderr appended to `log_path`."""
     log_file = open(log_path, "ab")
     proc = subprocess.Popen([sys.executable, "-m", "terminal_ui", "--config", str(config)], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=log_file)
+                            stdout=subprocess.PIPE, stderr=log_file, preexec_fn=lifeline.bind)
     ready = threading.Event()
 
     def read():

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from gateway import fleet
 from gateway.store import Store
+from simulator import lifeline
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,7 +73,8 @@ class GatewayProcess(_Child):
             cmd += ["--username", self.username]
             env["GATEWAY_MQTT_PASSWORD"] = self.password or ""
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=self._log, cwd=ROOT)
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=self._log, cwd=ROOT,
+                                     preexec_fn=lifeline.bind)
         return self
 
 
@@ -93,7 +95,7 @@ class TerminalProcess(_Child):
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "firmware", "run", "--config", str(self.config)],
-            env=_env(), stdout=subprocess.PIPE, stderr=self._log, cwd=ROOT)
+            env=_env(), stdout=subprocess.PIPE, stderr=self._log, cwd=ROOT, preexec_fn=lifeline.bind)
         self._ready.clear()
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
         if not self._ready.wait(wait):
