@@ -13,6 +13,12 @@ approved. A full or read-only disk makes `append` raise `LedgerFull` or
 `LedgerReadOnly` and leaves every existing row as it was; `append` also refuses
 in advance when free space falls below a reserve, so the clerk gets a clear
 message before SQLite ever runs out of room mid-transaction.
+
+The acknowledged watermark is the one write that is not flushed on its own
+(synchronous=NORMAL for that commit: it reaches the disk with the next sale,
+or the next checkpoint): losing it to a power cut costs a re-send, which the
+gateway drops as a duplicate, while an fsync per ack was a flash write on
+the Pi for every batch the gateway confirmed.
 """
 
 from __future__ import annotations
@@ -141,8 +147,8 @@ class Ledger:
     def _set(self, key: str, value) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", [key, str(value)])
 
-    def _transaction(self):
-        return _Transaction(self.db.conn)
+    def _transaction(self, durable: bool = True):
+        return _Transaction(self.db.conn, durable)
 
     # -- writing
 
@@ -190,7 +196,7 @@ class Ledger:
                 log.warning("ignoring ack beyond head terminal=%s upto=%d head=%d", self.terminal, upto, self._next_seq - 1)
                 return False
             try:
-                with self._transaction():
+                with self._transaction(durable=False):
                     self._set("acked", upto)
             except sqlite3.Error as err:
                 # Losing a watermark update only means re-sending; the gateway dedups.
@@ -234,25 +240,40 @@ class Ledger:
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, rolling back on any error."""
+    """BEGIN IMMEDIATE ... COMMIT, rolling back on any error; `durable=False`
+    commits without waiting for the disk (synchronous=NORMAL for this one)."""
 
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: sqlite3.Connection, durable: bool = True):
         self.conn = conn
+        self.durable = durable
 
     def __enter__(self):
-        self.conn.execute("BEGIN IMMEDIATE")
+        if not self.durable:
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._restore()
+            raise
         return self.conn
 
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            try:
-                self.conn.execute("COMMIT")
-            except sqlite3.Error:
+        try:
+            if exc_type is None:
+                try:
+                    self.conn.execute("COMMIT")
+                except sqlite3.Error:
+                    self._rollback()
+                    raise
+            else:
                 self._rollback()
-                raise
-        else:
-            self._rollback()
+        finally:
+            self._restore()
         return False
+
+    def _restore(self):
+        if not self.durable:
+            self.conn.execute("PRAGMA synchronous=FULL")
 
     def _rollback(self):
         try:

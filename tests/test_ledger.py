@@ -48,6 +48,21 @@ def test_outbox_is_the_rows_above_the_watermark(ledger):
     assert ledger.acked == 4
 
 
+def test_only_the_watermark_commit_skips_the_flush(ledger):
+    """An ack is committed without waiting for the disk (a lost watermark is a
+    re-send); every sale after it is flushed again (synchronous=FULL = 2)."""
+    conn = ledger.db.conn
+    ledger.append("sale", sale(1), 1)
+    seen = []
+    conn.set_trace_callback(lambda sql: seen.append(sql) if sql.startswith("PRAGMA synchronous") else None)
+    assert ledger.mark_acked(1)
+    conn.set_trace_callback(None)
+    assert seen == ["PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL"]
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+    ledger.append("sale", sale(2), 2)
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2 and ledger.acked == 1
+
+
 def test_ledger_and_watermark_survive_reopening(tmp_path):
     path = tmp_path / "ledger.db"
     led = Ledger(path, "T1", KEY, reserve_bytes=0)
