@@ -86,8 +86,9 @@ def main() -> int:
     parser.add_argument("--towns", type=int, default=100)
     parser.add_argument("--subjects-per-shop", type=int, default=20)
     parser.add_argument("--workers", type=int, default=16)
-    parser.add_argument("--heartbeat", type=float, default=30.0,
-                        help="terminal status heartbeat, real seconds (1,000 terminals: 33 messages/s)")
+    parser.add_argument("--heartbeat", type=float,
+                        help="terminal status heartbeat, real seconds (default: the season runner's, "
+                             "a twelfth of a simulated day)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", help="write the figures here as JSON")
     parser.add_argument("--keep", help="keep the run's files in this directory")

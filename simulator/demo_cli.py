@@ -125,7 +125,7 @@ def main(argv, prog):
     host, port = pick_http(args.http)
     url = f"http://{host}:{port}/"
     run_args = Namespace(terminals=args.shops, days=args.days, day_seconds=args.day_seconds, start=args.start,
-                         misuse=args.misuse, faults=args.faults, heartbeat=1.0, workers=4, http=f"{host}:{port}",
+                         misuse=args.misuse, faults=args.faults, heartbeat=None, workers=4, http=f"{host}:{port}",
                          towns=None, subjects=args.subjects, seed=args.seed, workdir=str(workdir), lead=8.0)
     try:
         run_ = SeasonRun(run_args, console)

@@ -360,7 +360,9 @@ def ledger_tampering(p: Planner) -> None:
                     until_ms=cut + 2 * HOUR))
     seqs: list[int] = []
     term = shop.terminal
-    p.season.at(cut, lambda se: se.links[term].unplug(), None, "unplug")
+    # on the shop's own worker, in order: a counter running late must still
+    # sell offline, and delete before the link is back
+    p.season.at(cut, lambda se: se.links[term].unplug(), shop.id, "unplug")
     p.season.at(cut + 20 * MINUTE, lambda se: seqs.append(counter_sale(se, shop.id, s1, [(prod.ean, 1)]).seq),
                 shop.id, "ledger_tampering")
     p.season.at(cut + 40 * MINUTE, lambda se: seqs.append(counter_sale(se, shop.id, s2, [(prod.ean, 1)]).seq),
@@ -379,7 +381,7 @@ def ledger_tampering(p: Planner) -> None:
         p.plan.tampered.setdefault(term, set()).add(victim)
         se.fleet.power_on(term)
     p.season.at(cut + 60 * MINUTE, tamper, shop.id, "ledger_tampering")
-    p.season.at(cut + 2 * HOUR, lambda se: se.links[term].restore(), None, "restore")
+    p.season.at(cut + 2 * HOUR, lambda se: se.links[term].restore(), shop.id, "restore")
     p.season.offline_windows.append(({shop.id}, cut, cut + 2 * HOUR))
 
 

@@ -13,6 +13,8 @@ violations judged against the plan.
 Rule thresholds that are about real time are scaled to the clock (a
 terminal's heartbeat is `--heartbeat` real seconds, so the silence limit must
 be several of those in virtual minutes); the rest are the gateway's defaults.
+By default the heartbeat is chosen so that the silence limit is a simulated
+day, shorter than the two-day outages the faults inject, whatever the speed.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ def add_arguments(parser) -> None:
     g.add_argument("--day-seconds", type=float, default=20.0, help="real seconds per simulated day (default 20)")
     g.add_argument("--misuse", default="", help=f"comma-separated, or all: {', '.join(misuse.MISUSE)}")
     g.add_argument("--faults", default="", help=f"comma-separated, or all: {', '.join(misuse.FAULTS)}")
-    g.add_argument("--heartbeat", type=float, default=1.0, help="terminal status heartbeat, real seconds")
+    g.add_argument("--heartbeat", type=float, help="terminal status heartbeat, real seconds "
+                   "(default: a twelfth of a simulated day, between 0.5 and 60)")
     g.add_argument("--workers", type=int, default=4, help="threads serving the counters")
     g.add_argument("--http", help="also serve the dashboard on HOST:PORT")
     g.add_argument("--towns", type=int, help="that many generated towns instead of the district's real ones")
@@ -63,14 +66,25 @@ def add_arguments(parser) -> None:
     g.add_argument("--html", help="write the HTML scorecard here (default: next to --report)")
 
 
+SILENT_HEARTBEATS = 12            # missed heartbeats before a terminal counts as silent
+
+
+def default_heartbeat(speed: float) -> float:
+    """Real seconds between heartbeats that put the silence limit at one
+    simulated day (1.25 s at a day in 15 s; 5 s at a day a minute)."""
+    return min(60.0, max(0.5, 86_400 / speed / SILENT_HEARTBEATS))
+
+
 def rules_toml(speed: float, heartbeat_s: float) -> str:
     """The thresholds that absorb real-time slop, scaled to the clock, never
     below their defaults: silence after twelve missed heartbeats (a broker
     restart or a busy gateway costs seconds of real time, hours on the clock);
-    opening-hours grace of half a real second (a checkout that waits 200 ms for
-    its authorization is stamped 20 virtual minutes after the buyer came in)."""
-    silent = max(30, math.ceil(12 * heartbeat_s * speed / 60))
-    grace = max(10, math.ceil(0.5 * speed / 60))
+    opening-hours grace of two real seconds (a checkout that waits 200 ms for
+    its authorization is stamped 5 to 20 virtual minutes after the buyer came
+    in, a busy second more), but at most an hour, so that the injected sale
+    an hour and a half after closing is still out of hours."""
+    silent = max(30, math.ceil(SILENT_HEARTBEATS * heartbeat_s * speed / 60))
+    grace = max(10, min(60, math.ceil(2.0 * speed / 60)))
     return f"[silent]\nminutes = {silent}\n\n[hours]\ngrace_minutes = {grace}\n"
 
 
@@ -89,6 +103,7 @@ class SeasonRun:
             raise ValueError("misuse and faults are spread over a week: --days must be at least 7")
         self.workdir = Path(args.workdir)
         self.speed = 86_400 / args.day_seconds
+        self.heartbeat = getattr(args, "heartbeat", None) or default_heartbeat(self.speed)
         self.start_date = dt.date.fromisoformat(args.start)
         towns = district_model.synthetic_towns(args.towns) if args.towns else district_model.LINPING_TOWNS
         self.district = district_model.generate(args.seed, args.terminals, args.subjects, towns=towns)
@@ -124,7 +139,7 @@ class SeasonRun:
             store.close()
         self.broker = Mosquitto(self.workdir / "broker", password_file=passwd, acl_file=acl).start()
         rules = self.workdir / "rules.toml"
-        rules.write_text(rules_toml(speed, args.heartbeat), "utf-8")
+        rules.write_text(rules_toml(speed, self.heartbeat), "utf-8")
         extra = ["--rules", str(rules), "--sweep-interval", "0.5"] + (["--http", args.http] if args.http else [])
         self.gateway = GatewayProcess(self.db, self.broker.url, self.workdir / "gateway.log",
                                       username=gateway_fleet.GATEWAY_USER, password=self.gateway_password,
@@ -136,7 +151,7 @@ class SeasonRun:
         self.fleet = Fleet(self.workdir / "terminals", self.broker.url, [self.seeded.creds[t] for t in shops],
                            seed=args.seed, shops=shops, extra_toml=counter_toml(self.district),
                            brokers={t: link.url for t, link in self.links.items()}, clocks=clocks,
-                           heartbeat_s=args.heartbeat)
+                           heartbeat_s=self.heartbeat)
         season.attach(self.fleet)
         season.links, season.broker = self.links, self.broker
         self.fleet.start()
@@ -187,6 +202,7 @@ class SeasonRun:
         snapshot = season.shoppers.snapshot()
         report.update({
             "terminals": args.terminals, "days": args.days, "seed": args.seed, "speed": self.speed,
+            "heartbeat_s": round(self.heartbeat, 2),
             "virtual_start_ms": local_ms(self.start_date, 0), "virtual_end_ms": season.end_ms,
             "wall_s": round(time.monotonic() - self.wall_started, 1), "drained": drained,
             "sales": dict(snapshot["tally"]), "skipped": dict(season.skipped),
