@@ -40,7 +40,11 @@ def _synced_gallery(config: AgentConfig) -> SyncedGallery:
 
 class Agent:
     def __init__(self, config: AgentConfig, wall_ms: Callable[[], int] = now_ms,
-                 on_acked: Callable[[int, int], None] | None = None, rng: random.Random | None = None):
+                 on_acked: Callable[[int, int], None] | None = None, rng: random.Random | None = None,
+                 network=None):
+        """`network`: a loop shared with other agents' connections (the
+        simulator's fleet, simulator/netloop.py); by default the uplink runs
+        paho's own network thread."""
         self.config = config
         self.terminal = config.terminal
         self.wall_ms = wall_ms
@@ -54,7 +58,7 @@ class Agent:
         self.config_store = ConfigStore(config_path, wall_ms, gallery=self.face_gallery)
         self.config_store.index_ledger(self.ledger)
         self.uplink = Uplink(self.ledger, config.uplink, versions=self.config_store.versions_map,
-                             wall_ms=wall_ms, on_acked=on_acked)
+                             wall_ms=wall_ms, on_acked=on_acked, network=network)
         self.sync = ConfigReceiver(self.config_store, self.terminal, config.key,
                                    on_change=lambda name: self.uplink.publish_status())
         self.uplink.subscribe(topics.CONFIG, self.sync.on_message)

@@ -48,8 +48,12 @@ class UplinkSettings:
 class Uplink:
     def __init__(self, ledger: Ledger, settings: UplinkSettings, versions: dict | Callable[[], dict] | None = None,
                  monotonic=time.monotonic, wall_ms=now_ms,
-                 on_acked: Callable[[int, int], None] | None = None):
+                 on_acked: Callable[[int, int], None] | None = None, network=None):
+        """`network`, if given, runs the MQTT client's socket instead of paho's
+        own thread: anything with `add(client)` (after connect_async) and
+        `remove(client)`."""
         self.ledger = ledger
+        self._network = network
         self.settings = settings
         self.terminal = ledger.terminal
         self.versions = versions or {}
@@ -92,7 +96,10 @@ class Uplink:
     def start(self) -> None:
         host, port = topics.parse_broker_url(self.settings.broker)
         self.client.connect_async(host, port, keepalive=self.settings.keepalive)
-        self.client.loop_start()
+        if self._network is not None:
+            self._network.add(self.client)
+        else:
+            self.client.loop_start()
         self._sender = threading.Thread(target=self._send_loop, name=f"uplink-{self.terminal}", daemon=True)
         self._sender.start()
 
@@ -108,7 +115,17 @@ class Uplink:
                     self.terminal, "offline", time_ms=self._wall_ms()), qos=1, retain=True)
                 info.wait_for_publish(timeout=2)
             self.client.disconnect()
+            if self._network is not None:   # paho closes the socket once DISCONNECT is written
+                deadline = self._monotonic() + 2
+                while self.client.socket() is not None and self._monotonic() < deadline:
+                    time.sleep(0.01)
         finally:
+            self._stop_network()
+
+    def _stop_network(self) -> None:
+        if self._network is not None:
+            self._network.remove(self.client)
+        else:
             self.client.loop_stop()
 
     def abandon(self) -> None:
@@ -118,7 +135,7 @@ class Uplink:
         with self._wake:
             self._stopping = True
             self._wake.notify_all()
-        self.client.loop_stop()
+        self._stop_network()
         sock = self.client.socket()
         if sock is not None:
             sock.close()

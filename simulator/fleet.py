@@ -20,8 +20,12 @@ from firmware.agent import Agent
 from firmware.config import parse
 from firmware.loadgen import sale_body
 from gateway.fleet import Credentials
-from simulator import manyfds
+from simulator.netloop import NetLoop
 from simulator.processes import terminal_config_text
+
+
+PER_LOOP = 50      # connections per network thread: ack and config handling runs on it, with fsyncs
+LOOPS_MAX = 16
 
 
 class Fleet:
@@ -34,7 +38,6 @@ class Fleet:
         with the registry keys the district's cards are signed with; `brokers`
         and `clocks` give single terminals their own broker URL (a netem link
         that can cut them off) and their own wall clock (one that drifts)."""
-        manyfds.lift()   # a thousand agents hold far more than 1,024 descriptors
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.rng = random.Random(seed)
@@ -47,6 +50,9 @@ class Fleet:
         self._configs = {}
         self.down: set[str] = set()     # terminals without power
         self._clocks = clocks or {}
+        # a few threads in epoll run every agent's connection (simulator/netloop.py)
+        self.loops = [NetLoop(f"net-{i}") for i in range(max(1, min(LOOPS_MAX, -(-len(creds) // PER_LOOP))))]
+        self._loop_of = {c.terminal: self.loops[i % len(self.loops)] for i, c in enumerate(creds)}
         for i, c in enumerate(creds):
             text = terminal_config_text(c, (brokers or {}).get(c.terminal, broker_url),
                                         self.workdir / f"{c.terminal}.ledger.db", ack_timeout=ack_timeout,
@@ -65,7 +71,7 @@ class Fleet:
     def _new_agent(self, config, pending: dict[int, float]) -> Agent:
         clock = self._clocks.get(config.terminal)
         kwargs = {"wall_ms": clock} if clock else {}
-        return Agent(config, on_acked=self._acked_hook(pending), **kwargs)
+        return Agent(config, on_acked=self._acked_hook(pending), network=self._loop_of[config.terminal], **kwargs)
 
     def power_off(self, terminal: str) -> None:
         """The terminal loses power: its agent is dropped without a goodbye (no
@@ -105,6 +111,8 @@ class Fleet:
         for agent in self.agents:
             if agent.terminal not in self.down:
                 agent.stop()
+        for loop in self.loops:
+            loop.close()
 
     def sell(self, index: int) -> None:
         agent = self.agents[index]
