@@ -130,3 +130,31 @@ def test_grid_import_rejects_a_bad_file_and_changes_nothing(gw):
     with pytest.raises(grid.GridError, match=r"shops\[0\].village"):
         grid.import_grid(store.conn, bad)
     assert grid.shop(store.conn, "X1") is None and len(grid.shops(store.conn)) == 4
+
+
+def test_the_monthly_ranking_reads_without_holding_the_write_lock(gw, monkeypatch):
+    """On a busy day the month's read took the low-priority supervision process
+    over a minute inside BEGIN IMMEDIATE, and ingest, authorizations and
+    statuses timed out waiting: the read now holds no transaction."""
+    store = gw[0]
+    sweeper = Sweeper(store.conn, config.load(), clock=lambda: T0)
+    seen = []
+    real = sweeper.month_usage
+    monkeypatch.setattr(sweeper, "month_usage", lambda now: seen.append(store.conn.in_transaction) or real(now))
+    sweeper.tick(T0 + 2 * 3600_000)
+    assert seen == [False]
+
+
+def test_registry_lookups_one_by_one_and_many_at_once_agree(gw):
+    from gateway import subjects_view
+    from tests.support import quota_fixtures as fx
+    store = gw[0]
+    entries = fx.subjects({"S1": 3, "S2": 5, "S3": 1})
+    entries[1]["group"] = "H1"
+    registry.import_subjects(store.conn, entries, T0)
+    many = subjects_view.lookup_many(store.conn, ["S1", "S2", "S3", "NOBODY", None])
+    assert set(many) == {"S1", "S2", "S3"}
+    for sid in ("S1", "S2", "S3"):
+        assert many[sid] == subjects_view.lookup(store.conn, sid)
+    assert many["S2"]["plots"][0]["area_cmu"] == 500 and many["S2"]["group"] == "H1"
+    assert subjects_view.lookup(store.conn, "NOBODY") is None and subjects_view.group_of(store.conn, "S2") == "H1"

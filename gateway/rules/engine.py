@@ -316,7 +316,7 @@ class Sweeper:
         real = self._monotonic()
         if now - self.last_top_buyers >= 3_600_000 and (
                 self._last_top_buyers_real is None or real - self._last_top_buyers_real >= self.top_buyers_real_s):
-            new += self._tx(lambda: self.sweep_top_buyers(now))
+            new += self.sweep_top_buyers(now)
             self.last_top_buyers = now
             self._last_top_buyers_real = real
         return new
@@ -377,11 +377,9 @@ class Sweeper:
             shop_of.setdefault(subject, shop)
         rows = []
         categories = self.params.get("categories", {})
-        infos: dict[str, dict | None] = {}
+        infos = subjects_view.lookup_many(self.conn, {subject for subject, _ in used})
         for (subject, cat), amount in used.items():
-            if subject not in infos:
-                infos[subject] = subjects_view.lookup(self.conn, subject)
-            info = infos[subject]
+            info = infos.get(subject)
             if info is None or cat not in categories:
                 continue
             try:
@@ -393,8 +391,13 @@ class Sweeper:
         return month, rows
 
     def sweep_top_buyers(self, now: int) -> int:
+        """The month is read without the write lock (on a busy day that read
+        took the low-priority supervision process over a minute, and ingest,
+        authorizations and statuses waited for it); only the findings are
+        written in a transaction."""
         month, rows = self.month_usage(now)
-        return report_all(self.conn, now, top_buyers_rule.top_buyers(month, rows, self.cfg))
+        findings = top_buyers_rule.top_buyers(month, rows, self.cfg)
+        return self._tx(lambda: report_all(self.conn, now, findings))
 
 
 def run_sweeper(sweeper: Sweeper, stop, interval: float = 5.0, extra: list[Callable[[], None]] | None = None) -> None:
