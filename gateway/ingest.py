@@ -1,8 +1,8 @@
 """Ingest: verified batches in, one durable group commit, then the acks.
 
-Verification (JSON, schema, HMAC) runs on the MQTT network thread as messages
-arrive; storing runs on one writer thread that drains everything queued into a
-single transaction. One fsync then covers hundreds of records, which is where
+Verification (JSON, schema, HMAC) runs in verifier processes as messages
+arrive (inline for tests and tools); storing is one writer that drains
+everything verified into a single transaction. One fsync then covers hundreds of records, which is where
 the throughput comes from, and acks are published only after that COMMIT, so
 an ack always means "on disk here".
 
@@ -25,6 +25,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
+
+import msgspec
 
 from gateway.store import KeyCache, Store
 from gateway.fastpath import check_batch_fast
@@ -74,17 +76,28 @@ class Stats:
     alerts: int = 0
 
 
-@dataclass
-class _Status:
+class _Status(msgspec.Struct, array_like=True, tag="S"):
     terminal: str
-    message: dict
+    message: dict | None
 
 
-@dataclass
-class _Quarantine:
+class _Quarantine(msgspec.Struct, array_like=True, tag="Q"):
     topic: str
     rejected: Rejected
     payload: bytes
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(list[Batch | _Status | _Quarantine])
+
+
+def encode_verified(items: list) -> bytes:
+    """What a verifier process sends the writer: its results, as msgpack."""
+    return _encoder.encode(items)
+
+
+def decode_verified(data: bytes) -> list:
+    return _decoder.decode(data)
 
 
 def verify_message(is_status: bool, topic: str, payload: bytes, key_for) -> object:
@@ -144,11 +157,6 @@ class Ingest:
         self.store = store
         self.publish_ack = publish_ack
         self.wall_ms = wall_ms
-        # Called inside the ingest transaction for each record stored for the
-        # first time: (connection, terminal, entry, now_ms). What they write
-        # (quota consumption, violations) commits atomically with the record,
-        # so a record is applied exactly once however often it is delivered.
-        self.on_stored: list[Callable[[sqlite3.Connection, str, Entry, int], None]] = []
         self.followers: list[Follower] = []
         self._next_rid = 1
         self.stats = Stats()
@@ -311,9 +319,8 @@ class Ingest:
             try:
                 for item in group:
                     if isinstance(item, Batch):
-                        self._apply_batch(conn, item, now)
+                        top = self._apply_batch(conn, item, now)
                         touched.add(item.terminal)
-                        top = max((e.seq for e in item.entries if e.seq is not None), default=None)
                         if top is not None:
                             seen[item.terminal] = max(top, seen.get(item.terminal) or 0)
                     elif isinstance(item, _Status):
@@ -338,9 +345,12 @@ class Ingest:
         self.stats.commits += 1
         return [(t, self._progress[t].upto, seen.get(t)) for t in sorted(touched)]
 
-    def _apply_batch(self, conn, batch: Batch, now: int) -> None:
+    def _apply_batch(self, conn, batch: Batch, now: int) -> int | None:
+        """Store a batch's records; returns the highest seq it carried."""
         terminal = batch.terminal
         progress = self._progress.setdefault(terminal, Progress())
+        if self._next_in_line(progress, batch):
+            return batch.entries[-1].seq
         topic = f"agri/v1/t/{terminal}/up"
         expected = batch.after + 1
         for entry in batch.entries:
@@ -362,6 +372,30 @@ class Ingest:
                 self._quarantine(conn, now, topic, terminal, seq, True, entry.reason, entry.detail, entry.text.encode())
                 self._alert(conn, now, entry.reason, terminal, seq, None, entry.detail)
                 progress.account(seq, seq)
+        return max((e.seq for e in batch.entries if e.seq is not None), default=None)
+
+    def _next_in_line(self, progress: Progress, batch: Batch) -> bool:
+        """The common case, taken whole: every record verified, each the next
+        of the terminal's sequence and chained to the one before, nothing
+        held out of order. Queued for the bulk insert in one step, as `_store`
+        would one by one; anything else goes record by record."""
+        entries = batch.entries
+        expected = progress.upto + 1
+        if progress.above or batch.after != progress.upto or not (progress.last_seq == progress.upto or expected == 1):
+            return False
+        before = envelope.GENESIS if expected == 1 else progress.last_digest
+        for entry in entries:
+            if entry.seq != expected or not entry.ok or entry.prev != before:
+                return False
+            before = entry.digest
+            expected += 1
+        terminal = batch.terminal
+        self._fresh.extend([(terminal, entry) for entry in entries])
+        self.stats.stored += len(entries)
+        progress.upto = progress.last_seq = expected - 1
+        progress.last_digest = before
+        progress.max_seq = max(progress.max_seq, expected - 1)
+        return True
 
     def _store(self, conn, now: int, terminal: str, progress: Progress, entry: Entry) -> None:
         seq = entry.seq
@@ -401,14 +435,12 @@ class Ingest:
             return
         self.stats.stored += 1
         self._check_chain(conn, now, terminal, progress, entry)
-        for hook in self.on_stored:
-            hook(conn, terminal, entry, now)
         progress.last_seq, progress.last_digest = seq, entry.digest
         progress.max_seq = max(progress.max_seq, seq)
         progress.account(seq, seq)
 
     def _flush(self, conn, now: int) -> None:
-        """Insert the queued new records, then run the hooks.
+        """Insert the queued new records.
 
         Multi-row INSERTs of up to INSERT_CHUNK rows, not executemany: sqlite3
         releases the GIL around every step, and each time it wants the GIL back
@@ -425,9 +457,6 @@ class Ingest:
                 values += (t, e.seq, e.type, e.time, e.digest, e.prev, e.text, now, i)
             conn.execute(_insert_statement(len(chunk)), values)
         self._next_rid = rid + len(fresh)
-        for terminal, entry in fresh:
-            for hook in self.on_stored:
-                hook(conn, terminal, entry, now)
 
     def _check_chain(self, conn, now: int, terminal: str, progress: Progress, entry: Entry) -> None:
         seq = entry.seq

@@ -9,7 +9,7 @@ turns on the GIL and none runs at full speed. Here each stage is a process:
   sends back;
 - the verifiers (`python -m gateway.verifier DB`, `--verifiers` of them)
   parse and check the messages (pure CPU) and write the verified items,
-  pickled, straight into a pipe the writer reads;
+  as msgpack, straight into a pipe the writer reads;
 - the writer (`python -m gateway.ingest_process DB FDS`) is one thread: it
   reads whatever is waiting on its pipes, stores it in one transaction
   (`Ingest.process`), and writes one small frame per acknowledgement.
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import select
 import struct
 import subprocess
@@ -46,7 +45,7 @@ _ACK = struct.Struct("!QQ")  # upto, seen + 1 (0: no seen)
 
 def writer_main(db_path: str, in_fds: list[int]) -> None:
     """The writer stage: verified items in (one pipe per verifier), acks out (stdout)."""
-    from gateway.ingest import Ingest
+    from gateway.ingest import Ingest, decode_verified
     from gateway.store import Store
 
     out_fd = sys.stdout.fileno()
@@ -80,7 +79,7 @@ def writer_main(db_path: str, in_fds: list[int]) -> None:
                 del readers[fd]
                 continue
             for frame in batch:
-                group.extend(pickle.loads(frame))
+                group.extend(decode_verified(frame))
         if group:
             ingest.process(group, idle)
         if not readers:

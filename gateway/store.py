@@ -3,6 +3,10 @@ everything that could not be accepted, with its reason.
 
 Key facts the schema keeps:
 - `records` has one row per (terminal, seq): a record delivered again is a no-op.
+  Rows are kept in storage order (`rid`, the rowid), so ingest appends at the
+  end of the table and the unique (terminal, seq) index stays small; a
+  WITHOUT ROWID table keyed by (terminal, seq) made every insert a write into
+  the middle of a b-tree of whole ~600-byte rows.
 - `quarantine` keeps what failed verification, with the reason and the raw
   bytes: nothing that arrives is silently dropped.
 - `missing` holds sequence ranges a terminal's ledger no longer has (a deleted
@@ -22,7 +26,21 @@ from pathlib import Path
 
 from gateway import violations
 
-SCHEMA = """
+RECORDS_TABLE = """
+CREATE TABLE IF NOT EXISTS records (
+    rid         INTEGER PRIMARY KEY,   -- storage order, for followers (gateway/follow.py)
+    terminal    TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    type        TEXT NOT NULL,
+    time        INTEGER NOT NULL,
+    digest      TEXT NOT NULL,
+    prev        TEXT NOT NULL,
+    record      TEXT NOT NULL,
+    received    INTEGER NOT NULL
+)"""
+
+SCHEMA = RECORDS_TABLE + """;
+CREATE UNIQUE INDEX IF NOT EXISTS records_key ON records(terminal, seq);
 CREATE TABLE IF NOT EXISTS terminals (
     id          TEXT PRIMARY KEY,
     key         TEXT NOT NULL,
@@ -34,19 +52,6 @@ CREATE TABLE IF NOT EXISTS terminals (
     last_seen   INTEGER,
     created     INTEGER
 );
-CREATE TABLE IF NOT EXISTS records (
-    terminal    TEXT NOT NULL,
-    seq         INTEGER NOT NULL,
-    type        TEXT NOT NULL,
-    time        INTEGER NOT NULL,
-    digest      TEXT NOT NULL,
-    prev        TEXT NOT NULL,
-    record      TEXT NOT NULL,
-    received    INTEGER NOT NULL,
-    rid         INTEGER NOT NULL,   -- storage order, for followers (gateway/follow.py)
-    PRIMARY KEY (terminal, seq)
-) WITHOUT ROWID;
-CREATE UNIQUE INDEX IF NOT EXISTS records_rid ON records(rid);
 CREATE TABLE IF NOT EXISTS quarantine (
     id          INTEGER PRIMARY KEY,
     received    INTEGER NOT NULL,
@@ -87,9 +92,36 @@ def connect(path: str | Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
+    _migrate_records(conn)
     conn.executescript(SCHEMA)
     violations.ensure_schema(conn)
     return conn
+
+
+def _migrate_records(conn: sqlite3.Connection) -> None:
+    """Databases from before rid became the rowid keep every row: they are
+    copied, in storage order, into the current layout once, under the write
+    lock (the other gateway processes open the store after the first)."""
+    def old_layout() -> bool:
+        row = conn.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='records'").fetchone()
+        return bool(row) and "WITHOUT ROWID" in row[0].upper()
+
+    if not old_layout():
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if old_layout():
+            conn.execute("ALTER TABLE records RENAME TO records_old")
+            conn.execute("DROP INDEX IF EXISTS records_rid")
+            conn.execute(RECORDS_TABLE)
+            conn.execute("INSERT INTO records(rid, terminal, seq, type, time, digest, prev, record, received) "
+                         "SELECT rid, terminal, seq, type, time, digest, prev, record, received "
+                         "FROM records_old ORDER BY rid")
+            conn.execute("DROP TABLE records_old")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 class Store:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import struct
 import subprocess
 import sys
@@ -76,7 +75,7 @@ class _Frames:
 def worker_main(db_path: str) -> None:
     """The verifier process: raw messages in, verified items out, in order.
     Everything that arrived together is verified and answered in one write."""
-    from gateway.ingest import verify_message
+    from gateway.ingest import encode_verified, verify_message
     from gateway.store import KeyCache, Store
 
     key_for = KeyCache(Store(db_path))
@@ -92,7 +91,7 @@ def worker_main(db_path: str) -> None:
             kind, n = _HEADER.unpack_from(frame)
             topic = frame[_HEADER.size:_HEADER.size + n].decode()
             items.append(verify_message(kind == _STATUS, topic, frame[_HEADER.size + n:], key_for))
-        data = pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
+        data = encode_verified(items)
         view = memoryview(_LEN.pack(len(data)) + data)
         while view:
             view = view[os.write(out_fd, view):]
@@ -111,13 +110,15 @@ class _Worker:
         self.reader.start()
 
     def _collect(self) -> None:
+        from gateway.ingest import decode_verified
+
         frames = _Frames(self.proc.stdout.fileno())
         while True:
             batch = frames.read()
             if batch is None:
                 return
             for frame in batch:
-                self.deliver(pickle.loads(frame))
+                self.deliver(decode_verified(frame))
 
     def send(self, data: bytes) -> bool:
         try:

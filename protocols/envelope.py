@@ -141,8 +141,11 @@ def digest(record, checked=False):
     return sha256_hex(signing_bytes(record, checked))
 
 
+RECORD_MAC_PREFIX = b"record:"
+
+
 def mac(key, signed_bytes):
-    return _hex(hmac_sha256(key, b"record:" + signed_bytes))
+    return _hex(hmac_sha256(key, RECORD_MAC_PREFIX + signed_bytes))
 
 
 def make_record(key, terminal, seq, prev, time_ms, rtype, body):

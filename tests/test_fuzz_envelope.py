@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.verify import Batch, Rejected, check_batch
-from protocols import envelope, reasons
+from protocols import canonical, envelope, reasons
 from tests.records_factory import KEY, batch, chain
 
 GOOD = chain("T1", 3)
@@ -151,3 +151,67 @@ def test_fast_path_takes_honest_batches_without_falling_back(monkeypatch):
     assert [e.ok for e in result.entries] == [True, True, True]
     assert [e.text for e in result.entries] == [envelope.stored_text(r) for r in GOOD]
     assert [e.digest for e in result.entries] == [envelope.digest(r) for r in GOOD]
+
+
+def _signed(rtype: str, body: dict) -> dict:
+    """A record signed over whatever body it is given, valid or not."""
+    record = {"v": 1, "terminal": "T1", "seq": 1, "prev": envelope.GENESIS, "time": 1764300000001,
+              "type": rtype, "body": body}
+    record["mac"] = envelope.mac(KEY, envelope.signing_bytes(record))
+    return record
+
+
+NESTED_TEXT_FIELDS = {
+    "item product": lambda t: ("sale", {**GOOD[0]["body"], "items": [{"product": t, "packs": 1}]}),
+    "item reason": lambda t: ("sale", {**GOOD[0]["body"], "items": [{"product": "P1", "packs": 1, "reasons": ["ok", t]}]}),
+    "consumption key": lambda t: ("sale", {**GOOD[0]["body"], "consumption": {t: 5}}),
+    "optional card": lambda t: ("sale", {**GOOD[0]["body"], "card": t}),
+    "refusal reasons": lambda t: ("refusal", {"items": [], "reasons": [t], "clerk": "c1"}),
+    "event digest": lambda t: ("event", {"code": "tamper", "digest": t}),
+    "heartbeat versions key": lambda t: ("heartbeat", {"uptime_s": 1, "backlog": 0, "versions": {t: "v1"}}),
+}
+
+
+@settings(max_examples=400)
+@given(st.sampled_from(sorted(NESTED_TEXT_FIELDS)),
+       st.text(max_size=70) | st.text("abcdef0123456789ABC", min_size=64, max_size=64))
+def test_fast_path_checks_character_sets_of_nested_fields_as_the_schema_does(field, text):
+    rtype, body = NESTED_TEXT_FIELDS[field](text)
+    payload = envelope.encode_batch("T1", 0, [envelope.stored_text(_signed(rtype, body))])
+    fast, general = check_batch_fast("T1", payload, key_for), check_batch("T1", payload, key_for)
+    assert isinstance(general, Batch)
+    assert fast == general
+
+
+def _signed_text(rtype: str, body_bytes: bytes) -> str:
+    """A record whose body is exactly `body_bytes`, signed over those bytes
+    with the terminal's real key, as a modified terminal could."""
+    tail = ('"prev":"%s","seq":1,"terminal":"T1","time":1764300000001,"type":"%s","v":1}'
+            % (envelope.GENESIS, rtype)).encode()
+    signed = b'{"body":' + body_bytes + b"," + tail
+    return (b'{"body":' + body_bytes + b',"mac":"' + envelope.mac(KEY, signed).encode() + b'",' + tail).decode()
+
+
+@settings(max_examples=300)
+@given(st.booleans(), st.booleans(), st.sampled_from([None, 1, 2]), st.text(max_size=12))
+def test_fast_path_refuses_a_signed_body_that_is_not_canonical_as_the_general_path_does(
+        sort_keys, ensure_ascii, indent, clerk):
+    body = {**GOOD[0]["body"], "clerk": "c1", "items": [{"product": "P1", "packs": 2, "spec": clerk}]}
+    body_bytes = json.dumps(body, sort_keys=sort_keys, ensure_ascii=ensure_ascii, indent=indent,
+                            separators=(",", ":") if indent is None else None).encode()
+    payload = envelope.encode_batch("T1", 0, [_signed_text("sale", body_bytes)])
+    general = check_batch("T1", payload, key_for)
+    assert check_batch_fast("T1", payload, key_for) == general
+    assert general.entries[0].ok is (body_bytes == canonical.encode(body))
+
+
+@settings(max_examples=200)
+@given(st.binary(max_size=200), st.binary(max_size=1000))
+def test_fast_path_record_mac_is_hmac_sha256_for_any_key_length(key, record_bytes):
+    import hashlib
+    import hmac
+
+    from gateway.fastpath import _Hmac
+
+    expected = hmac.new(key, envelope.RECORD_MAC_PREFIX + record_bytes, hashlib.sha256).hexdigest()
+    assert _Hmac(key).hexdigest(record_bytes) == expected == envelope.mac(key, record_bytes)

@@ -202,3 +202,47 @@ def test_verifier_that_keeps_dying_falls_back_to_verifying_in_process(tmp_path):
     assert store.count_records() == 6
     assert acks[-1][:2] == ("T1", 6)
     store.close()
+
+
+OLD_RECORDS_LAYOUT = """
+CREATE TABLE records (
+    terminal TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, time INTEGER NOT NULL,
+    digest TEXT NOT NULL, prev TEXT NOT NULL, record TEXT NOT NULL, received INTEGER NOT NULL,
+    rid INTEGER NOT NULL, PRIMARY KEY (terminal, seq)) WITHOUT ROWID;
+CREATE UNIQUE INDEX records_rid ON records(rid);
+"""
+
+
+def test_database_of_the_old_records_layout_keeps_every_record_and_goes_on(tmp_path):
+    """Before rid was the rowid, records was a WITHOUT ROWID table keyed by
+    (terminal, seq). Opening such a database moves every row, in storage
+    order, and ingest continues the chain."""
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(OLD_RECORDS_LAYOUT)
+    records = chain("T1", 6)
+    for rid, r in zip((3, 1, 2), records[:3]):  # storage order differs from seq order
+        conn.execute("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     ["T1", r["seq"], "sale", r["time"], envelope.digest(r), r["prev"], envelope.stored_text(r), 7, rid])
+    conn.commit()
+    conn.close()
+
+    store = Store(path)
+    provision(store, "T1", "shop", 0, key_hex=KEY.hex())
+    layout = store.conn.execute("SELECT sql FROM sqlite_master WHERE name='records'").fetchone()[0]
+    assert "WITHOUT ROWID" not in layout.upper()
+    assert store.conn.execute("SELECT rid, seq FROM records ORDER BY rid").fetchall() == [(1, 2), (2, 3), (3, 1)]
+    store.conn.execute("UPDATE terminals SET acked_upto = 3 WHERE id = 'T1'")
+    acks = []
+    ingest = Ingest(store, lambda t, upto, seen: acks.append((t, upto, seen)), wall_ms=lambda: 9)
+    ingest.start()
+    send(ingest, "T1", batch("T1", 0, records))  # the first three again, and three new
+    ingest.stop()
+    assert list(store.export("T1")) == [envelope.stored_text(r) for r in records]
+    assert store.conn.execute("SELECT max(rid) FROM records").fetchone()[0] == 6
+    assert ingest.stats.duplicates == 3 and store.alerts() == []
+    assert acks[-1] == ("T1", 6, 6)
+    store.close()
+    Store(path).close()  # and opening it again changes nothing
