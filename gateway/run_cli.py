@@ -30,8 +30,10 @@ def main(argv, prog):
     parser.add_argument("--ingest", choices=("process", "threads"), default="process",
                         help="process: ingest as a pipeline of child processes, verifier then writer (default); "
                              "threads: in this process, with --verifiers verifier processes")
-    parser.add_argument("--verifiers", type=int, default=1,
-                        help="verifier processes (with --ingest threads, 0 verifies in-process)")
+    parser.add_argument("--verifiers", type=int, default=2,
+                        help="verifier processes (default 2: verifying is the costliest stage, and with one "
+                             "a two-core machine's second core idles under a flood; with --ingest threads, "
+                             "0 verifies in-process)")
     parser.add_argument("--no-supervision", action="store_true",
                         help="ingest only: for extra ingest workers beside one that supervises")
     parser.add_argument("--log-level", default="INFO")

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 class GatewayService:
     def __init__(self, store: Store, broker: str, username: str | None = None, password: str | None = None,
-                 client_id: str = "gateway", share_group: str | None = None, verifiers: int = 1,
+                 client_id: str = "gateway", share_group: str | None = None, verifiers: int = 2,
                  ingest_process: bool = False):
         """`ingest_process`: run ingest as a pipeline of child processes
         (gateway/ingest_process.py), the deployed default; otherwise in this
