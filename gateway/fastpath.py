@@ -1,18 +1,18 @@
 """The fast way through verification for the messages honest terminals send.
 
 `protocols.schema` is the one definition of every message shape; here it is
-translated, once at import, into msgspec types, so a whole batch is parsed and
-checked against the schema in C. Each record's body is kept as the raw bytes
-it arrived as, and the MAC is checked over those bytes (`{"body":` + raw +
-`,` + the envelope tail): an honest terminal sends its ledger rows verbatim,
-which are canonical. That the body is canonical is checked by encoding the
-decoded body again in C (msgspec with sorted keys writes exactly the
-canonical bytes) and comparing: a terminal holding its key could otherwise
-sign, and have stored, a body with spaces or keys out of order, which the
-general path rejects.
+translated, once at import, into msgspec types: one per record type, the
+envelope with that type's body in it. Each record arrives as the text of the
+terminal's ledger row, which is canonical; it is decoded and checked against
+its type's schema in C, and encoded again in C (msgspec with sorted keys
+writes exactly the canonical bytes): if that gives back the same bytes, the
+text is canonical, the MAC is checked over it less its MAC field, and the
+text is stored as it came. Without that comparison a terminal holding its
+key could sign, and have stored, a record with spaces or keys out of order,
+which the general path rejects.
 
 Anything the fast path does not accept — a schema error anywhere in the batch,
-a MAC that fails over the raw bytes — goes to the general path in
+text that is not canonical, a MAC that fails — goes to the general path in
 `gateway.verify`, which re-encodes canonically and names the precise reason per
 record. The fast path only ever accepts what the general path would accept.
 """
@@ -161,19 +161,31 @@ def _hmac_for(key: bytes) -> _Hmac:
     return h
 
 
-Record = to_type(envelope.ENVELOPE, "Record")  # body is msgspec.Raw (schema OBJECT)
 BatchMsg = msgspec.defstruct(
     "BatchMsg",
     [("v", to_type(schema.INT(1, 1))), ("terminal", IdStr), ("after", to_type(schema.INT(0))),
-     ("records", Annotated[list[Record], Meta(min_length=1, max_length=envelope.MAX_BATCH_RECORDS)])],
+     ("records", Annotated[list[msgspec.Raw], Meta(min_length=1, max_length=envelope.MAX_BATCH_RECORDS)])],
     forbid_unknown_fields=True,
 )
 _batch_decoder = msgspec.json.Decoder(BatchMsg)
 _canonical = msgspec.json.Encoder(order="sorted").encode
-_bodies = {}
-for _rtype, _spec in records.BODIES.items():
-    _bodies[_rtype] = (msgspec.json.Decoder(to_type(_spec, "Body" + _rtype.title())).decode,
-                       charset_checker(_spec, _rtype))
+
+
+def _record_spec(rtype: str):
+    """The envelope with the body of one record type in it."""
+    fields = dict(envelope.ENVELOPE[1])
+    fields["type"] = (schema.ENUM(rtype), True)
+    fields["body"] = (records.BODIES[rtype], True)
+    return ("obj", fields)
+
+
+# type name as it appears in a record's text -> (decoder of the whole record, charset check)
+_by_type = {rtype.encode(): (msgspec.json.Decoder(to_type(_record_spec(rtype), "Record" + rtype.title())).decode,
+                             charset_checker(_record_spec(rtype), rtype))
+            for rtype in records.BODIES}
+_TYPE_KEY = b'"type":"'
+_MAC_FIELD = b',"mac":"'
+_MAC_FIELD_LEN = len(_MAC_FIELD) + 64 + 1  # the key, 64 hex digits, the closing quote
 
 
 def check_batch_fast(topic_terminal: str, payload: bytes, key_for) -> Batch | Rejected:
@@ -196,30 +208,29 @@ def _fast(topic_terminal: str, payload: bytes, key_for) -> Batch | Rejected:
     if key is None:
         raise _Fallback
     mac = _hmac_for(key).hexdigest
-    canonical = _canonical
+    canonical, by_type = _canonical, _by_type
     entries = []
     append = entries.append
     sha256 = hashlib.sha256
     compare = hmac.compare_digest
-    for r in msg.records:
-        if r.terminal != terminal or r.v != 1:
+    for item in msg.records:
+        raw = bytes(item)
+        # A canonical record ends `"type":"<type>","v":1}`: the type picks the decoder, which
+        # takes only that type, so a wrong guess cannot pass.
+        at = raw.rfind(_TYPE_KEY) + len(_TYPE_KEY)
+        decoder = by_type.get(raw[at:raw.find(b'"', at)])
+        if decoder is None:
             raise _Fallback
-        rtype = r.type
-        raw = bytes(r.body)
-        decode, check = _bodies[rtype]
-        body = decode(raw)
-        check(body)
-        if canonical(body) != raw:
+        decode, check = decoder
+        r = decode(raw)
+        check(r)
+        if r.terminal != terminal or canonical(r) != raw:
             raise _Fallback
-        if not _HEX_CHARS.issuperset(r.prev):
+        # What was signed is the record without its MAC field, which in canonical
+        # order follows the body; nothing after it can contain its key.
+        cut = raw.rfind(_MAC_FIELD)
+        signed = raw[:cut] + raw[cut + _MAC_FIELD_LEN:]
+        if len(signed) > envelope.MAX_RECORD_BYTES or not compare(mac(signed), r.mac):
             raise _Fallback
-        tail = ('"prev":"%s","seq":%d,"terminal":"%s","time":%d,"type":"%s","v":1}' % (
-            r.prev, r.seq, terminal, r.time, rtype)).encode()
-        signed = b'{"body":' + raw + b"," + tail
-        if len(signed) > envelope.MAX_RECORD_BYTES:
-            raise _Fallback
-        if not compare(mac(signed), r.mac):
-            raise _Fallback
-        stored = (b'{"body":' + raw + b',"mac":"' + r.mac.encode() + b'",' + tail).decode()
-        append(Entry(r.seq, True, stored, rtype, r.time, sha256(signed).hexdigest(), r.prev))
+        append(Entry(r.seq, True, raw.decode(), r.type, r.time, sha256(signed).hexdigest(), r.prev))
     return Batch(terminal, msg.after, entries)

@@ -35,7 +35,7 @@ import zlib
 from pathlib import Path
 from typing import Callable
 
-from gateway.verifier import _LEN, _STATUS, _UP, _Frames, _frame, batch_scheduling
+from gateway.verifier import _LEN, _STATUS, _UP, _Frames, _frame
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,6 @@ def writer_main(db_path: str, in_fds: list[int]) -> None:
     """The writer stage: verified items in (one pipe per verifier), acks out (stdout)."""
     from gateway.ingest import Ingest, decode_verified
     from gateway.store import Store
-
-    batch_scheduling()
 
     out_fd = sys.stdout.fileno()
 

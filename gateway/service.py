@@ -42,7 +42,11 @@ class GatewayService:
         if username:
             client.username_pw_set(username, password)
         client.reconnect_delay_set(0.2, 5)
-        client.max_inflight_messages_set(1000)
+        # No cap on our publishes in flight (acks, config, authorizations): with
+        # a cap, paho scans every message in flight on each PUBACK to find one
+        # to release, which under a flood of acks grew to a tenth of this
+        # process's time. The broker takes them as they come.
+        client.max_inflight_messages_set(0)
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

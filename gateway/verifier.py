@@ -72,13 +72,16 @@ class _Frames:
             self.buf += chunk
 
 
-def batch_scheduling() -> None:
-    """SCHED_BATCH for a pipeline stage (Linux): the scheduler no longer lets
-    it preempt the running task each time a pipe wakes it. Under a flood of
-    small messages the network thread is the narrowest point, and a verifier
-    or the writer woken for every message would keep taking its core; the
-    stages have their pipes to catch up from. Nothing changes where the
-    policy is missing."""
+def _batch_scheduling() -> None:
+    """SCHED_BATCH for the verifier (Linux): the scheduler no longer lets it
+    preempt the running task each time its pipe wakes it. Under a flood of
+    small messages the network thread is the narrowest point and writes to
+    the verifier for every message; with verifiers taking the core from it
+    each time, two of them held the one-record-a-message rate on two cores
+    to about 14,000 a second, against 20,000 to 25,000 without (measured
+    with bench_ingest). The verifier has its pipe to catch up from. The writer keeps the normal
+    policy: it wakes far less often, and acks wait for it. Nothing changes
+    where the policy is missing."""
     try:
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     except (AttributeError, OSError):
@@ -90,7 +93,7 @@ def worker_main(db_path: str) -> None:
     Everything that arrived together is verified and answered in one write."""
     from gateway.ingest import encode_verified, verify_message
 
-    batch_scheduling()
+    _batch_scheduling()
     from gateway.store import KeyCache, Store
 
     key_for = KeyCache(Store(db_path))

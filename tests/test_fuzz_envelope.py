@@ -215,3 +215,15 @@ def test_fast_path_record_mac_is_hmac_sha256_for_any_key_length(key, record_byte
 
     expected = hmac.new(key, envelope.RECORD_MAC_PREFIX + record_bytes, hashlib.sha256).hexdigest()
     assert _Hmac(key).hexdigest(record_bytes) == expected == envelope.mac(key, record_bytes)
+
+
+@settings(max_examples=200)
+@given(st.text(min_size=64, max_size=64) | st.text("0123456789abcdefABCDEFé", min_size=64, max_size=64))
+def test_a_mac_of_any_64_characters_is_refused_not_crashing_the_fast_path(mac):
+    """hmac.compare_digest raises on non-ASCII text; a crafted record must not
+    take the verifier process (and every terminal's ingest) down with it."""
+    record = dict(GOOD[0], mac=mac)
+    payload = envelope.encode_batch("T1", 0, [canonical.encode(record).decode()])
+    fast = check_batch_fast("T1", payload, key_for)
+    assert fast == check_batch("T1", payload, key_for)
+    assert fast.entries[0].ok is (mac == GOOD[0]["mac"])
