@@ -29,8 +29,8 @@ from msgspec import Meta
 from gateway.verify import Batch, Entry, Rejected, check_batch
 from protocols import envelope, records, schema
 
-_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.:")
-_HEX_CHARS = frozenset("0123456789abcdef")
+_ID_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.:"
+_HEX_BYTES = b"0123456789abcdef"
 # msgspec checks lengths in C; the character sets of ids and hex are checked by
 # `charset_checker`, which is several times cheaper than a regex per field.
 IdStr = Annotated[str, Meta(min_length=1, max_length=64)]
@@ -75,9 +75,10 @@ def to_type(spec, name: str = "Obj") -> Any:
 def charset_checker(spec, name: str):
     """A function checking, for a decoded value of `spec`, the character sets
     of every id (map keys included) and hex field: it gathers them and makes
-    one set test per kind. Generated as source once at import, like
-    dataclasses does, because a call per field cost more than the JSON
-    decoding itself."""
+    one test per kind, deleting the allowed bytes from their UTF-8 in C (a
+    third of the time of a set test per character). Generated as source once
+    at import, like dataclasses does, because a call per field cost more than
+    the JSON decoding itself."""
     lines: list[str] = []
     counter = iter(range(1000))
 
@@ -97,16 +98,24 @@ def charset_checker(spec, name: str):
             lines.append(f"{indent}ids.append({expr})")
         elif kind == "hex":
             lines.append(f"{indent}hexes.append({expr})")
+        elif kind == "list" and s[1][0] in ("id", "hex"):
+            lines.append(f"{indent}{'ids' if s[1][0] == 'id' else 'hexes'} += {expr}")
         elif kind == "list" and has_checks(s[1]):
             item = f"x{next(counter)}"
             lines.append(f"{indent}for {item} in {expr}:")
             emit(s[1], item, indent + "    ")
+        elif kind == "map" and not has_checks(s[1]):
+            lines.append(f"{indent}ids += {expr}")  # its keys
         elif kind == "map":
             key, value = f"k{next(counter)}", f"x{next(counter)}"
             lines.append(f"{indent}for {key}, {value} in {expr}.items():")
             lines.append(f"{indent}    ids.append({key})")
             emit(s[1], value, indent + "    ")
         elif kind == "obj":
+            if "." in expr:
+                local = f"o{next(counter)}"
+                lines.append(f"{indent}{local} = {expr}")
+                expr = local
             for field, (sub, required) in s[1].items():
                 if not has_checks(sub):
                     continue
@@ -120,9 +129,10 @@ def charset_checker(spec, name: str):
 
     emit(spec, "v", "    ")
     source = "\n".join([f"def check_{name}(v):", "    ids = []", "    hexes = []", *lines,
-                        "    if not ID.issuperset(''.join(ids)) or not HEX.issuperset(''.join(hexes)):",
+                        "    if ''.join(ids).encode().translate(None, ID) or "
+                        "''.join(hexes).encode().translate(None, HEX):",
                         "        raise Fallback"])
-    namespace = {"ID": _ID_CHARS, "HEX": _HEX_CHARS, "UNSET": msgspec.UNSET, "Fallback": _Fallback}
+    namespace = {"ID": _ID_BYTES, "HEX": _HEX_BYTES, "UNSET": msgspec.UNSET, "Fallback": _Fallback}
     exec(compile(source, f"<charset checker {name}>", "exec"), namespace)
     return namespace[f"check_{name}"]
 
