@@ -2,9 +2,9 @@
 
 Verification (JSON, schema, HMAC) runs in verifier processes as messages
 arrive (inline for tests and tools); storing is one writer that drains
-everything verified into a single transaction. One fsync then covers hundreds of records, which is where
-the throughput comes from, and acks are published only after that COMMIT, so
-an ack always means "on disk here".
+everything verified into a single transaction. One fsync then covers
+hundreds of records, which is where the throughput comes from, and acks are
+published only after that COMMIT, so an ack always means "on disk here".
 
 Sequence bookkeeping per terminal (`Progress`): `upto` is the cumulative ack,
 `above` the accounted sequence ranges beyond it (records that arrived early,
@@ -381,7 +381,8 @@ class Ingest:
         would one by one; anything else goes record by record."""
         entries = batch.entries
         expected = progress.upto + 1
-        if progress.above or batch.after != progress.upto or not (progress.last_seq == progress.upto or expected == 1):
+        if not entries or progress.above or batch.after != progress.upto \
+                or not (progress.last_seq == progress.upto or expected == 1):
             return False
         before = envelope.GENESIS if expected == 1 else progress.last_digest
         for entry in entries:
