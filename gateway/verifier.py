@@ -79,9 +79,9 @@ def _batch_scheduling() -> None:
     the verifier for every message; with verifiers taking the core from it
     each time, two of them held the one-record-a-message rate on two cores
     to about 14,000 a second, against 20,000 to 25,000 without (measured
-    with bench_ingest). The verifier has its pipe to catch up from. The writer keeps the normal
-    policy: it wakes far less often, and acks wait for it. Nothing changes
-    where the policy is missing."""
+    with bench_ingest). The verifier has its pipe to catch up from. The
+    writer keeps the normal policy: it wakes far less often, and acks wait
+    for it. Nothing changes where the policy is missing."""
     try:
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     except (AttributeError, OSError):
@@ -92,9 +92,9 @@ def worker_main(db_path: str) -> None:
     """The verifier process: raw messages in, verified items out, in order.
     Everything that arrived together is verified and answered in one write."""
     from gateway.ingest import encode_verified, verify_message
+    from gateway.store import KeyCache, Store
 
     _batch_scheduling()
-    from gateway.store import KeyCache, Store
 
     key_for = KeyCache(Store(db_path))
 

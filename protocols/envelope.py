@@ -97,14 +97,21 @@ try:
 except ImportError:  # MicroPython ports without micropython-lib's hmac
 
     def hmac_sha256(key, data):
-        if len(key) > 64:
-            key = hashlib.sha256(key).digest()
-        key = key + b"\x00" * (64 - len(key))
-        inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        inner_pad, outer_pad = hmac_pads(key)
+        inner = hashlib.sha256(inner_pad)
         inner.update(data)
-        outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+        outer = hashlib.sha256(outer_pad)
         outer.update(inner.digest())
         return outer.digest()
+
+
+def hmac_pads(key):
+    """The two 64-byte blocks HMAC-SHA256 (RFC 2104) hashes first: the key,
+    hashed if longer than a block, zero-padded, xored with 0x36 and 0x5c."""
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    key = key + b"\x00" * (64 - len(key))
+    return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
 
 
 def constant_time_equal(a, b):

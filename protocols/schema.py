@@ -20,8 +20,8 @@ precisely what was wrong with it.
 
 from protocols.canonical import MAX_SAFE_INT
 
-_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.:")
-_HEX_CHARS = frozenset("0123456789abcdef")
+ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.:")
+HEX_CHARS = frozenset("0123456789abcdef")
 
 
 class SchemaError(ValueError):
@@ -42,7 +42,7 @@ class SchemaError(ValueError):
 
 
 def is_id(value):
-    return isinstance(value, str) and 0 < len(value) <= 64 and _ID_CHARS.issuperset(value)
+    return isinstance(value, str) and 0 < len(value) <= 64 and ID_CHARS.issuperset(value)
 
 
 def _compile_obj(schema):
@@ -143,7 +143,7 @@ def _compile_hex(schema):
     problem = "expected %d lowercase hex digits" % length
 
     def check_hex(value):
-        if not isinstance(value, str) or len(value) != length or not _HEX_CHARS.issuperset(value):
+        if not isinstance(value, str) or len(value) != length or not HEX_CHARS.issuperset(value):
             raise SchemaError("", problem)
 
     return check_hex
