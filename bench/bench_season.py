@@ -12,8 +12,9 @@ asks for:
 - authorization round trip p50/p99 (terminal -> broker -> gateway -> back);
 - gateway CPU (seconds, and as a share of one core over the run) and resident
   memory of its process tree at the end;
-- memory of one terminal agent: the resident size of a real `python -m
-  firmware run` process, measured on its own after the season, and the fleet
+- memory of one terminal agent: the resident size of a real agent process
+  (`python -m simulator sell`: the agent of `python -m firmware run` with the
+  synthetic counter), measured on its own after the season, and the fleet
   process's resident size divided by the number of agents in it;
 - lost / duplicated records, detection recall, and natural purchases skipped
   because a counter fell behind the clock (`late`), the sign of a machine
@@ -61,11 +62,11 @@ def one_agent_rss(workdir: Path) -> float | None:
     try:
         creds = provision_terminals(workdir / "rss-gateway.db", ["RSS1"])[0]
         config = workdir / "rss-terminal.toml"
-        config.write_text(terminal_config_text(creds, broker.url, workdir / "rss-ledger.db", rate=5.0, count=0),
+        config.write_text(terminal_config_text(creds, broker.url, workdir / "rss-ledger.db"),
                           "utf-8")
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         env.pop("AGRI_CLOCK", None)
-        proc = subprocess.Popen([sys.executable, "-m", "firmware", "run", "--config", str(config)], cwd=ROOT,
+        proc = subprocess.Popen([sys.executable, "-m", "simulator", "sell", "--config", str(config), "--rate", "5"], cwd=ROOT,
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             time.sleep(8)

@@ -1,9 +1,6 @@
-"""`python -m firmware run --config FILE`: run the terminal agent until stopped.
-
-With a `[load]` section the agent sells by itself and prints one line per sale
-to stdout *after* it is committed:  `APPROVED <seq> <sale_id>`. Fault drills
-read these lines as "what the clerk saw approved". SIGUSR1 stops selling.
-`READY <terminal>` is printed once signals are handled and the agent runs.
+"""`python -m firmware run --config FILE`: run the terminal agent until stopped
+(SIGTERM or SIGINT). `READY <terminal>` is printed once signals are handled and
+the agent runs.
 """
 
 import argparse
@@ -15,7 +12,6 @@ import threading
 from firmware.agent import Agent
 from firmware.config import ConfigError, load
 from firmware.ledger import LedgerError
-from firmware.loadgen import LoadGenerator
 
 
 def main(argv, prog):
@@ -26,8 +22,7 @@ def main(argv, prog):
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        config = load(args.config)
-        agent = Agent(config)
+        agent = Agent(load(args.config))
     except (ConfigError, LedgerError) as err:
         print(f"{prog}: {err}", file=sys.stderr)
         return 2
@@ -35,25 +30,8 @@ def main(argv, prog):
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     agent.start()
-    generator = None
-    if config.load:
-        def approved(stored, body):
-            sys.stdout.write(f"APPROVED {stored.seq} {body['sale_id']}\n")
-            sys.stdout.flush()
-
-        def refused(err):
-            sys.stdout.write(f"REFUSED {err.code}\n")
-            sys.stdout.flush()
-
-        generator = LoadGenerator(agent, config.load, approved, refused)
-        # SIGUSR1 closes the counter but keeps the agent uploading, so a drill
-        # can wait for the backlog to drain.
-        signal.signal(signal.SIGUSR1, lambda *_: generator.stop())
-        threading.Thread(target=generator.run, name="loadgen", daemon=True).start()
-    sys.stdout.write(f"READY {config.terminal}\n")
+    sys.stdout.write(f"READY {agent.terminal}\n")
     sys.stdout.flush()
     stop.wait()
-    if generator:
-        generator.stop()
     agent.stop()
     return 0

@@ -34,10 +34,8 @@ and the file, so a technician in a shop can fix it from the message alone.
     max_distance = 0.5           # docs/face.md "Matching"
     min_margin = 0.1
 
-    [load]                       # optional: a counter that sells by itself
-    rate = 5.0                   # sales per second
-    count = 0                    # stop after this many (0: until stopped)
-    seed = 1
+Any other table is refused by name: a misspelt table would otherwise be
+silently ignored and its settings left at their defaults.
 """
 
 from __future__ import annotations
@@ -52,13 +50,6 @@ from protocols import schema
 
 class ConfigError(ValueError):
     pass
-
-
-@dataclass
-class LoadSettings:
-    rate: float = 5.0
-    count: int = 0
-    seed: int = 1
 
 
 @dataclass
@@ -85,9 +76,7 @@ class AgentConfig:
     ledger_path: Path
     reserve_bytes: int
     uplink: UplinkSettings
-    load: LoadSettings | None = None
     source: Path | None = None
-    extra: dict = field(default_factory=dict)
     counter: CounterSettings = field(default_factory=CounterSettings)
     face: FaceSettings = field(default_factory=FaceSettings)
 
@@ -105,7 +94,14 @@ def _get(table: dict, key: str, kind, where: str, default=None, required=False):
     return value
 
 
+TABLES = ("terminal", "ledger", "broker", "uplink", "counter", "face", "kiosk")
+
+
 def parse(data: dict, base: Path, source: Path | None = None) -> AgentConfig:
+    unknown = sorted(set(data) - set(TABLES))
+    if unknown:
+        raise ConfigError(f"unknown table [{unknown[0]}]; the agent reads only " +
+                          ", ".join(f"[{t}]" for t in TABLES))
     terminal_t = data.get("terminal") or {}
     terminal = _get(terminal_t, "id", str, "terminal", required=True)
     if not schema.is_id(terminal):
@@ -150,19 +146,9 @@ def parse(data: dict, base: Path, source: Path | None = None) -> AgentConfig:
     except ValueError as err:
         raise ConfigError(f"broker.url: {err}") from None
 
-    load = None
-    if "load" in data:
-        load_t = data["load"]
-        load = LoadSettings(
-            rate=_get(load_t, "rate", float, "load", default=5.0),
-            count=_get(load_t, "count", int, "load", default=0),
-            seed=_get(load_t, "seed", int, "load", default=1),
-        )
-        if load.rate <= 0:
-            raise ConfigError("load.rate must be positive")
     counter = _counter(data.get("counter") or {}, base)
     face = _face(data.get("face") or {}, base)
-    return AgentConfig(terminal, key, shop, ledger_path, int(reserve_mb * 1024 * 1024), settings, load, source,
+    return AgentConfig(terminal, key, shop, ledger_path, int(reserve_mb * 1024 * 1024), settings, source,
                        counter=counter, face=face)
 
 

@@ -8,6 +8,7 @@ COMMANDS = {
     "run": ("simulator.run_cli", "drive N terminal agents through the real code"),
     "demo": ("simulator.demo_cli", "the district demo: broker, gateway, simulated shops"),
     "scorecard": ("simulator.scorecard", "render a run's JSON report as tables and an HTML page"),
+    "sell": ("simulator.sell_cli", "one real terminal agent whose counter sells by itself (fault drills)"),
 }
 
 if __name__ == "__main__":

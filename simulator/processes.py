@@ -80,23 +80,29 @@ class GatewayProcess(_Child):
 
 
 class TerminalProcess(_Child):
-    """`python -m firmware run` with a [load] section; collects the APPROVED lines
-    it prints after each commit: the sales a clerk would have seen approved."""
+    """`python -m simulator sell`: a real agent whose counter sells by itself.
+    Collects the APPROVED lines it prints after each commit (the sales a clerk
+    would have seen approved) across restarts of the process."""
 
-    def __init__(self, config: Path, log_path: Path):
+    def __init__(self, config: Path, log_path: Path, rate: float, count: int = 0, seed: int = 1):
         self.config, self.log_path = Path(config), Path(log_path)
+        self.load = ["--rate", str(rate), "--count", str(count), "--seed", str(seed)]
         self.proc: subprocess.Popen | None = None
         self.approved: list[int] = []
         self.refused: list[str] = []
+        self.stopped_head: int | None = None  # set by STOPPED: selling is over
         self._lock = threading.Lock()
         self._ready = threading.Event()
+        self._stopped = threading.Event()
 
     def start(self, wait: float = 30.0) -> "TerminalProcess":
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "firmware", "run", "--config", str(self.config)],
-            env=_env(), stdout=subprocess.PIPE, stderr=self._log, cwd=ROOT, preexec_fn=lifeline.bind)
         self._ready.clear()
+        self._stopped.clear()
+        self.stopped_head = None
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "simulator", "sell", "--config", str(self.config), *self.load],
+            env=_env(), stdout=subprocess.PIPE, stderr=self._log, cwd=ROOT, preexec_fn=lifeline.bind)
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
         if not self._ready.wait(wait):
             raise TimeoutError(f"terminal agent {self.config} not ready after {wait}s; see {self.log_path}")
@@ -112,29 +118,37 @@ class TerminalProcess(_Child):
                     self.refused.append(parts[1])
                 elif parts[:1] == ["READY"]:
                     self._ready.set()
+                elif parts[:1] == ["STOPPED"]:
+                    self.stopped_head = int(parts[1])
+                    self._stopped.set()
 
-    def stop_selling(self) -> None:
-        """SIGUSR1: the counter closes; the agent keeps uploading its backlog."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGUSR1)
+    def stop_selling(self, timeout: float = 30.0) -> None:
+        """SIGUSR1, then wait until the agent confirms (STOPPED) that its
+        counter is closed: every sale it approved has been reported by then,
+        and none will follow. The agent keeps uploading its backlog."""
+        if not self.selling():
+            return
+        self.proc.send_signal(signal.SIGUSR1)
+        if not self._stopped.wait(timeout):
+            raise TimeoutError(f"terminal agent {self.config} did not stop selling in {timeout}s; see {self.log_path}")
+
+    def selling(self) -> bool:
+        """True while the process lives and has not confirmed STOPPED."""
+        return bool(self.proc) and self.proc.poll() is None and not self._stopped.is_set()
 
     def approved_count(self) -> int:
         with self._lock:
             return len(self.approved)
 
 
-
-def terminal_config_text(creds: fleet.Credentials, broker_url: str, ledger: Path, rate: float = 0.0,
-                         count: int = 0, seed: int = 1, ack_timeout: float = 3.0, batch: int = 100,
-                         shop: str | None = None) -> str:
+def terminal_config_text(creds: fleet.Credentials, broker_url: str, ledger: Path, ack_timeout: float = 3.0,
+                         batch: int = 100, shop: str | None = None) -> str:
     text = (
         f'[terminal]\nid = "{creds.terminal}"\nkey = "{creds.key_hex}"\nshop = "{shop or creds.terminal}"\n\n'
         f'[ledger]\npath = "{ledger}"\nreserve_mb = 1\n\n'
         f'[broker]\nurl = "{broker_url}"\nusername = "{creds.terminal}"\npassword = "{creds.mqtt_password}"\n\n'
         f'[uplink]\nbatch = {batch}\nack_timeout_s = {ack_timeout}\n'
     )
-    if rate > 0:
-        text += f"\n[load]\nrate = {rate}\ncount = {count}\nseed = {seed}\n"
     return text
 
 

@@ -38,6 +38,7 @@ def test_broker_killed_and_restarted_while_terminals_keep_selling(district_facto
     d.wait_selling(sold_at_kill + 150)  # the counter keeps selling with the broker down
     d.broker.start()
     d.wait_selling(1800, timeout=120)
+    d.stop_selling()
     d.wait_synced()
     d.assert_consistent()
     assert d.alerts() == []
@@ -50,6 +51,7 @@ def test_gateway_killed_mid_stream_and_restarted(district_factory):
     d.wait_selling(d.approved() + 200)
     d.gateway.start()
     d.wait_selling(1800, timeout=120)
+    d.stop_selling()
     d.wait_synced()
     d.assert_consistent()
     assert d.alerts() == []
@@ -63,6 +65,7 @@ def test_gateway_killed_repeatedly_under_load_counts_each_record_once(district_f
         time.sleep(0.3)  # let some batches queue at the broker for the dead session
         d.gateway.start()
     d.wait_selling(2400, timeout=120)
+    d.stop_selling()
     d.wait_synced()
     d.assert_consistent()
 
@@ -75,8 +78,7 @@ def test_terminal_killed_mid_stream_and_restarted(district_factory):
         victim.kill()  # SIGKILL in the middle of selling and uploading
         victim.start()
     d.wait_selling(d.approved() + 80)
-    for t in d.terminals.values():
-        t.stop_selling()
+    d.stop_selling()
     d.wait_synced()
     d.assert_consistent()
     assert d.alerts() == []
@@ -96,8 +98,7 @@ def test_network_cut_for_minutes_then_backlog_drains_in_order(district_factory):
     backlog = {name: d.ledgers[name] for name in d.names}
     d.link.restore()
     t0 = time.monotonic()
-    for t in d.terminals.values():
-        t.stop_selling()
+    d.stop_selling()
     d.wait_synced(180)
     drain_s = time.monotonic() - t0
     d.assert_consistent()
@@ -133,8 +134,7 @@ def test_altered_and_deleted_ledger_rows_raise_alerts_naming_terminal_and_seq(di
     conn.close()
     victim.start()
     d.link.restore()
-    for t in d.terminals.values():
-        t.stop_selling()
+    d.stop_selling()
 
     def alerts_seen():
         kinds = {(a["kind"], a["terminal"], a["seq"]) for a in d.alerts()}
@@ -162,8 +162,7 @@ def test_ingest_process_killed_mid_stream_loses_nothing(district_factory):
     d.wait_selling(d.approved() + 120)
     wait_for(lambda: [p for p in _children(d.gateway.proc.pid, "gateway.ingest_process") if p != child],
              20, "a new ingest process")
-    for t in d.terminals.values():
-        t.stop_selling()
+    d.stop_selling()
     d.wait_synced()
     d.assert_consistent()
     assert d.alerts() == []

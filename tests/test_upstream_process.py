@@ -52,6 +52,7 @@ def test_gateway_run_upstream_delivers_every_record_once_in_order_through_an_out
     wait_for(lambda: platform.rejected >= 3 and d.approved() >= 40, 90, "three refused batches while selling")
     platform.failing = False
     d.wait_selling(2 * SALES_PER_TERMINAL, timeout=120)
+    d.stop_selling()
     d.wait_synced()
     d.assert_consistent()
     total = d.stored()

@@ -49,10 +49,10 @@ class District:
         for i, creds in enumerate(self.creds):
             ledger = self.root / f"{creds.terminal}.ledger.db"
             config = self.root / f"{creds.terminal}.toml"
-            config.write_text(terminal_config_text(creds, url, ledger, rate=rate, count=count, seed=i + 1,
-                                                   ack_timeout=ack_timeout))
+            config.write_text(terminal_config_text(creds, url, ledger, ack_timeout=ack_timeout))
             self.ledgers[creds.terminal] = ledger
-            self.terminals[creds.terminal] = TerminalProcess(config, self.root / f"{creds.terminal}.log")
+            self.terminals[creds.terminal] = TerminalProcess(config, self.root / f"{creds.terminal}.log",
+                                                             rate=rate, count=count, seed=i + 1)
 
     def start(self) -> "District":
         self.gateway.start()
@@ -91,6 +91,12 @@ class District:
         acked = self.acked()
         return all(acked.get(name, 0) == ledger_head(path) > 0 for name, path in self.ledgers.items())
 
+    def stop_selling(self) -> None:
+        """Close every counter and wait for each agent to confirm it: after
+        this, the approved lists and the ledgers no longer change."""
+        for terminal in self.terminals.values():
+            terminal.stop_selling()
+
     def wait_selling(self, at_least: int, timeout: float = 60) -> None:
         wait_for(lambda: self.approved() >= at_least, timeout, f"{at_least} approved sales")
 
@@ -106,7 +112,13 @@ class District:
 
     def assert_consistent(self) -> None:
         """Every ledger equals what the gateway stored for it: nothing missing,
-        nothing twice, nothing altered; every sale reported approved is there."""
+        nothing twice, nothing altered; every sale reported approved is there.
+
+        Only meaningful once no counter sells (`stop_selling`, or the agent is
+        dead): a sale committed between reading a ledger and reading the
+        approved list would otherwise look lost."""
+        still_selling = [name for name, t in self.terminals.items() if t.selling()]
+        assert not still_selling, f"compared while {still_selling} still sell: call stop_selling() first"
         store = Store(self.db)
         try:
             total = 0

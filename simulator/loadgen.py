@@ -1,5 +1,10 @@
 """A counter that sells by itself: synthetic sales at a steady rate through the
-real agent, for soak tests, benchmarks and fault drills on a real device.
+real agent, for soak tests, benchmarks and fault drills.
+
+It lives in the simulator, not in `firmware`, because every sale it makes is a
+signed record in the shop's legal ledger: a shipped terminal must have no way,
+by configuration or otherwise, to switch it on. `python -m simulator sell`
+(simulator/sell_cli.py) runs a real agent with it.
 
 Every sale goes through `Agent.record`, so "approved" is reported (the
 `on_approved` callback) only after the ledger commit, exactly as at the counter.
@@ -14,7 +19,6 @@ import time
 from typing import Callable
 
 from firmware.agent import Agent
-from firmware.config import LoadSettings
 from firmware.ledger import LedgerError, Stored
 
 PRODUCTS = ("PD20080001", "PD20111234", "PD20171234", "FERT2019001", "FERT2020456")
@@ -30,6 +34,18 @@ def sale_body(rng: random.Random, terminal: str, n: int) -> dict:
         "clerk": "clerk1",
         "sale_id": f"{terminal}-{n}",
     }
+
+
+class LoadSettings:
+    """How the synthetic counter sells: `rate` sales a second, `count` in all
+    (0: until stopped), the sales drawn from a generator seeded with `seed`."""
+
+    def __init__(self, rate: float = 5.0, count: int = 0, seed: int = 1):
+        if not rate > 0:
+            raise ValueError("rate must be positive")
+        if count < 0:
+            raise ValueError("count must not be negative")
+        self.rate, self.count, self.seed = rate, count, seed
 
 
 class LoadGenerator:
