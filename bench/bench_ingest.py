@@ -188,7 +188,7 @@ def role_bare(port: int, expected: int) -> None:
     print(json.dumps({"messages": len(times), "rate": rate}))
 
 
-def measure_gateway(db: Path, port: int, expected_records: int, timeout: float = 300,
+def measure_gateway(db: Path, port: int, expected_records: int, keys: dict[str, bytes], timeout: float = 300,
                     extra_args: tuple[str, ...] = ()) -> dict:
     """Start the gateway process and watch its acks: an ack for `upto` N means
     every record up to N of that terminal is committed. Watching acks rather
@@ -201,7 +201,8 @@ def measure_gateway(db: Path, port: int, expected_records: int, timeout: float =
     def on_message(client, userdata, message):
         if message.retain:  # an earlier run's last ack, kept by the broker: not this run's work
             return
-        terminal, upto, _ = envelope.decode_ack(message.payload)
+        terminal = topics.parse(message.topic)[0]
+        terminal, upto, _ = envelope.decode_ack(message.payload, keys[terminal])
         with lock:
             if upto > acked.get(terminal, 0):
                 acked[terminal] = upto
@@ -227,7 +228,7 @@ def measure_gateway(db: Path, port: int, expected_records: int, timeout: float =
 
 
 def measure_rates(work: Path, port: int, template: Path, singles: list, batches: list, batched_records: int,
-                  extra: tuple, progress, label: str) -> dict:
+                  keys: dict[str, bytes], extra: tuple, progress, label: str) -> dict:
     """One round: the bare subscriber's rate (the limit), then the gateway's
     with one record per message and with batches, each from a queue the
     same broker holds, back to back."""
@@ -243,13 +244,13 @@ def measure_rates(work: Path, port: int, template: Path, singles: list, batches:
     shutil.copy(template, db1)
     make_session(port, "gateway")
     publish_all(port, singles, progress, label + "queueing one-record messages")
-    out["single"] = measure_gateway(db1, port, len(singles), extra_args=extra)
+    out["single"] = measure_gateway(db1, port, len(singles), keys, extra_args=extra)
 
     db2 = work / "batched.db"
     shutil.copy(template, db2)
     make_session(port, "gateway")
     publish_all(port, batches, progress, label + "queueing batched messages")
-    out["batched"] = measure_gateway(db2, port, batched_records, extra_args=extra)
+    out["batched"] = measure_gateway(db2, port, batched_records, keys, extra_args=extra)
     drop_session(port, "gateway")  # or the next round's messages would queue for it twice over
     for path in (db1, db2):
         for suffix in ("", "-wal", "-shm"):
@@ -295,6 +296,7 @@ def main() -> int:
     try:
         template = work / "template.db"
         creds = provision_terminals(template, [f"B{i:03d}" for i in range(TERMINALS)])
+        keys = {c.terminal: bytes.fromhex(c.key_hex) for c in creds}
         with Progress(*columns, console=console) as progress:
             task = progress.add_task("signing records", total=2)
             singles = signed_messages(creds, 1, args.messages)
@@ -304,7 +306,7 @@ def main() -> int:
 
             for round_no in range(1, args.rounds + 1):
                 rounds.append(measure_rates(work, broker.port, template, singles, batches,
-                                            TERMINALS * (args.batched_records // TERMINALS), extra, progress,
+                                            TERMINALS * (args.batched_records // TERMINALS), keys, extra, progress,
                                             f"round {round_no}/{args.rounds}: "))
         # 3. latency at a steady load, and 4. backlog drain
         db3 = work / "live.db"

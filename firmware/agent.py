@@ -57,7 +57,7 @@ class Agent:
         self.face_gallery.subscribe(self.face.set_gallery)
         self.config_store = ConfigStore(config_path, wall_ms, gallery=self.face_gallery)
         self.config_store.index_ledger(self.ledger)
-        self.uplink = Uplink(self.ledger, config.uplink, versions=self.config_store.versions_map,
+        self.uplink = Uplink(self.ledger, config.uplink, config.key, versions=self.config_store.versions_map,
                              wall_ms=wall_ms, on_acked=on_acked, network=network)
         self.sync = ConfigReceiver(self.config_store, self.terminal, config.key,
                                    on_change=lambda name: self.uplink.publish_status())

@@ -3,6 +3,9 @@
 The watermark moves only on the gateway's end-to-end ack ("everything up to
 seq N is committed"), never on a broker PUBACK: a PUBACK only says the broker
 has the message, and a broker restart or a gateway crash can still lose it.
+An ack counts only with a good MAC under this terminal's key (prefix "ack:",
+docs/protocol.md): rows below the watermark are never sent again, so an ack
+anyone else could write would be a way to make the terminal drop records.
 Everything the uplink knows survives in the ledger (rows and watermark), so
 after a restart it simply resumes from the watermark; paho keeps nothing on disk.
 
@@ -46,13 +49,17 @@ class UplinkSettings:
 
 
 class Uplink:
-    def __init__(self, ledger: Ledger, settings: UplinkSettings, versions: dict | Callable[[], dict] | None = None,
+    def __init__(self, ledger: Ledger, settings: UplinkSettings, key: bytes,
+                 versions: dict | Callable[[], dict] | None = None,
                  monotonic=time.monotonic, wall_ms=now_ms,
                  on_acked: Callable[[int, int], None] | None = None, network=None):
-        """`network`, if given, runs the MQTT client's socket instead of paho's
+        """`key`: the terminal's record key, which also MACs the gateway's acks.
+        `network`, if given, runs the MQTT client's socket instead of paho's
         own thread: anything with `add(client)` (after connect_async) and
         `remove(client)`."""
         self.ledger = ledger
+        self._key = key
+        self.refused_acks = 0
         self._network = network
         self.settings = settings
         self.terminal = ledger.terminal
@@ -210,9 +217,12 @@ class Uplink:
                     log.exception("handler failed terminal=%s topic=%s", self.terminal, message.topic)
             return
         try:
-            terminal, upto, seen = envelope.decode_ack(message.payload)
+            terminal, upto, seen = envelope.decode_ack(message.payload, self._key)
         except envelope.Invalid as err:
-            log.warning("bad ack terminal=%s: %s", self.terminal, err)
+            # no MAC or a bad one: not from the gateway (or altered on the way);
+            # the watermark stays, the uplink re-sends after ack_timeout
+            self.refused_acks += 1
+            log.warning("ack refused terminal=%s reason=%s: %s", self.terminal, err.code, err)
             return
         if terminal != self.terminal:
             log.warning("ack for another terminal ignored terminal=%s other=%s", self.terminal, terminal)

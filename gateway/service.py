@@ -52,8 +52,9 @@ class GatewayService:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         self.client = client
+        self._key_for = KeyCache(store)  # acks are MACed with the terminal's key
         if ingest_process:
-            self.ingest = IngestProcess(store.path, self._publish_ack, key_for=KeyCache(store),
+            self.ingest = IngestProcess(store.path, self._publish_ack, key_for=self._key_for,
                                         verifiers=verifiers)
         else:
             self.ingest = Ingest(store, self._publish_ack, verifiers=verifiers)
@@ -105,7 +106,10 @@ class GatewayService:
             self.enforcement.on_message(terminal, leaf, message.payload)
 
     def _publish_ack(self, terminal: str, upto: int, seen: int | None) -> None:
-        self.client.publish(topics.topic(terminal, topics.ACK), envelope.encode_ack(terminal, upto, seen),
+        key = self._key_for(terminal)
+        if key is None:  # ingest acks only registered terminals; a terminal removed since gets none
+            return
+        self.client.publish(topics.topic(terminal, topics.ACK), envelope.encode_ack(key, terminal, upto, seen),
                             qos=1, retain=True)
 
     def _publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:

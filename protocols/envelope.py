@@ -11,7 +11,8 @@ record before, `seq` counts up from 1 without holes).
     mac    = HMAC-SHA256(terminal_key, b"record:" + canonical(record without "mac"))
 
 The "record:" prefix separates record MACs from anything else a terminal key may
-ever sign. Everything here is pure and runs on MicroPython.
+ever sign; the gateway's acks carry their own MAC under the same key, prefix
+"ack:", so a forged ack cannot move a terminal's watermark. Everything here is pure and runs on MicroPython.
 """
 
 import binascii
@@ -64,7 +65,8 @@ ENVELOPE = OBJ(
 BATCH = OBJ(
     required={"v": INT(1, 1), "terminal": ID, "after": INT(0), "records": LIST(OBJECT, 1, MAX_BATCH_RECORDS)},
 )
-ACK_SCHEMA = OBJ(required={"v": INT(1, 1), "terminal": ID, "upto": INT(0)}, optional={"seen": INT(0)})
+ACK_SCHEMA = OBJ(required={"v": INT(1, 1), "terminal": ID, "upto": INT(0), "mac": HEX(64)},
+                 optional={"seen": INT(0)})
 STATUS_SCHEMA = OBJ(
     required={"v": INT(1, 1), "terminal": ID, "state": ENUM("online", "offline")},
     optional={"time": INT(0), "head": INT(0), "acked": INT(0), "versions": MAP(STR(64), 16)},
@@ -252,15 +254,36 @@ def decode_batch(payload):
     return batch["terminal"], batch["after"], batch["records"]
 
 
-def encode_ack(terminal, upto, seen=None):
+ACK_MAC_PREFIX = b"ack:"
+
+
+def ack_mac(key, message):
+    """HMAC-SHA256(terminal key, b"ack:" + canonical(ack without "mac")).
+
+    An ack moves the terminal's watermark, and rows below the watermark are
+    never sent again: a forged ack (from anyone who can publish on the ack
+    topic, or in the path of a connection without TLS) would make the
+    terminal give up records the gateway never stored. The terminal's own
+    key signs it, so only the gateway (which holds that key) can."""
+    return _hex(hmac_sha256(key, ACK_MAC_PREFIX + canonical.encode(_unsigned(message))))
+
+
+def encode_ack(key, terminal, upto, seen=None):
+    """The gateway's cumulative ack for `terminal`, MACed with its key."""
     message = {"v": VERSION, "terminal": terminal, "upto": upto}
     if seen is not None:
         message["seen"] = seen
+    message["mac"] = ack_mac(key, message)
     return canonical.encode(message)
 
 
-def decode_ack(payload):
+def decode_ack(payload, key):
+    """(terminal, upto, seen) of an ack that carries a good MAC under `key`;
+    Invalid otherwise: `schema_invalid` without a MAC, `bad_mac` with a wrong
+    one (another key, an altered field)."""
     ack = check_shape(parse_json(payload, MAX_CONTROL_BYTES), ACK_SCHEMA, "ack")
+    if not _compare(ack_mac(key, ack), ack["mac"]):
+        raise Invalid("bad_mac", "ack for %s upto %d" % (ack["terminal"], ack["upto"]))
     return ack["terminal"], ack["upto"], ack.get("seen")
 
 

@@ -25,6 +25,23 @@ TERMINAL_SUBSCRIBES = (ACK, CONFIG, AUTH_RESP)
 GATEWAY_SUBSCRIBES = (ROOT + "/+/" + UP, ROOT + "/+/" + STATUS, ROOT + "/+/" + AUTH_REQ)
 
 
+# What `is_terminal_id` accepts: stricter than the wire's `id` grammar (which
+# also allows ":"), because a terminal id is also a broker username, a line
+# of Mosquitto's password file ("user:hash"), a client id, an ACL topic level
+# and a certificate's CN.
+TERMINAL_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.")
+TERMINAL_ID_MAX = 64
+TERMINAL_ID_RULE = "1-64 characters of A-Z a-z 0-9 _ - . starting with a letter or digit"
+
+
+def is_terminal_id(name):
+    """A terminal id as provisioning accepts it (TERMINAL_ID_RULE): the first
+    character a letter or digit, so an id is never an option ("-x") or a
+    hidden file name (".x") where it becomes a file name or an argument."""
+    return (isinstance(name, str) and 0 < len(name) <= TERMINAL_ID_MAX and TERMINAL_ID_CHARS.issuperset(name)
+            and name[0] not in "_-.")
+
+
 def topic(terminal, leaf):
     if not is_id(terminal) or "/" in terminal:
         raise ValueError("bad terminal id %r" % (terminal,))
@@ -48,15 +65,22 @@ def parse(name):
     return terminal, leaf
 
 
+def broker_uses_tls(url):
+    """True for `mqtts://` (MQTT over TLS), False for `mqtt://`."""
+    return url.startswith("mqtts://")
+
+
 def parse_broker_url(url):
-    """`mqtt://host:port` -> (host, port). The port defaults to 1883."""
-    prefix = "mqtt://"
+    """`mqtt://host:port` or `mqtts://host:port` (TLS) -> (host, port). The
+    port defaults to 1883, and to 8883 for mqtts."""
+    tls = broker_uses_tls(url)
+    prefix = "mqtts://" if tls else "mqtt://"
     if not url.startswith(prefix):
-        raise ValueError("broker URL must look like mqtt://HOST:PORT, got %r" % (url,))
+        raise ValueError("broker URL must look like mqtt://HOST:PORT or mqtts://HOST:PORT, got %r" % (url,))
     rest = url[len(prefix):].rstrip("/")
     if "@" in rest:
         raise ValueError("put broker credentials in the config, not in the URL")
-    host, port = rest, 1883
+    host, port = rest, 8883 if tls else 1883
     if rest.startswith("["):  # [IPv6]:port
         end = rest.find("]")
         host, tail = rest[1:end], rest[end + 1:]

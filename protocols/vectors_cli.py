@@ -92,6 +92,24 @@ def _bad_records(good):
     return cases
 
 
+def _bad_acks():
+    """Acks a terminal must refuse (its watermark stays): no MAC, a MAC under
+    another key, a field changed after signing, a record MAC's prefix."""
+    good = json.loads(envelope.encode_ack(KEY, "T-330110-0001", 41, 42))
+    unsigned = {k: v for k, v in good.items() if k != "mac"}
+
+    def text(message):
+        return canonical.dumps(message)
+
+    other_key = dict(unsigned, mac=envelope.ack_mac(bytes(32), unsigned))
+    moved = dict(good, upto=99)
+    as_record = dict(unsigned, mac=envelope.mac(KEY, canonical.encode(unsigned)))
+    return [("no mac", text(unsigned), "schema_invalid"),
+            ("another key", text(other_key), "bad_mac"),
+            ("upto raised after signing", text(moved), "bad_mac"),
+            ("record prefix", text(as_record), "bad_mac")]
+
+
 def build():
     records = _records()
     return {
@@ -107,7 +125,8 @@ def build():
         "bad_records": _bad_records(records[0]["record"]),
         "bad_payloads": [{"name": n, "payload_hex": p.hex(), "reason": r} for n, p, r in BAD_PAYLOADS],
         "ack": {"terminal": "T-330110-0001", "upto": 41, "seen": 42,
-                "payload": envelope.encode_ack("T-330110-0001", 41, 42).decode()},
+                "payload": envelope.encode_ack(KEY, "T-330110-0001", 41, 42).decode()},
+        "bad_acks": [{"name": n, "payload": p, "reason": r} for n, p, r in _bad_acks()],
     }
 
 

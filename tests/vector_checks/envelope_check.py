@@ -56,7 +56,15 @@ def run_checks(path):
             raise AssertionError("%s: accepted" % case["name"])
         count += 1
     ack = vectors["ack"]
-    assert envelope.encode_ack(ack["terminal"], ack["upto"], ack["seen"]).decode() == ack["payload"]
-    assert envelope.decode_ack(ack["payload"].encode()) == (ack["terminal"], ack["upto"], ack["seen"])
+    assert envelope.encode_ack(key, ack["terminal"], ack["upto"], ack["seen"]).decode() == ack["payload"]
+    assert envelope.decode_ack(ack["payload"].encode(), key) == (ack["terminal"], ack["upto"], ack["seen"])
     count += 1
+    for case in vectors["bad_acks"]:
+        try:
+            envelope.decode_ack(case["payload"].encode(), key)
+        except envelope.Invalid as err:
+            assert err.code == case["reason"], "%s: got %s, want %s" % (case["name"], err.code, case["reason"])
+        else:
+            raise AssertionError("ack %s: accepted" % case["name"])
+        count += 1
     return count
