@@ -38,13 +38,16 @@ class AuthClient:
             return "%016x" % self._rng.getrandbits(64)
 
     def request(self, sale_id: str, subject: str, identity: str, cart: list, deadline_s: float,
-                card: str | None = None, clerk: str | None = None, request_id: str | None = None) -> dict | None:
-        """The verified response, or None when there is none within the deadline."""
+                card: str | None = None, clerk: str | None = None, request_id: str | None = None,
+                proof: dict | None = None) -> dict | None:
+        """The verified response, or None when there is none within the deadline.
+        `proof`: the identity proof (`authz.PROOF`); without it the gateway
+        refuses a claimed identity (`identity_unproven`)."""
         if not self.uplink.connected:
             return None
         request_id = request_id or self.new_id()
         payload = authz.encode_request(self._key, self.terminal, request_id, sale_id, self._wall_ms(), subject,
-                                       identity, cart, card=card, clerk=clerk)
+                                       identity, cart, card=card, clerk=clerk, proof=proof)
         slot = [threading.Event(), None]
         with self._lock:
             self._pending[request_id] = slot

@@ -20,6 +20,14 @@ Chinese texts for the screen (`reasons.text(code, "en")` for English).
 
 Errors identifying a subject raise `CounterError` (or `card.CardRejected`,
 `labelcode.LabelError` for scans), each with a stable `code`.
+
+Each `Identity` carries the proof of how it was established (`proof`, the
+`authz.PROOF` shape): the card's signed payload and UID from `read_card`, the
+face match (distance, gallery version) from `identify_face`, the clerk's
+reason from `identify_override`. `checkout` sends it with the authorization
+request; the gateway refuses a claimed identity without it
+(`identity_unproven`), so an Identity built by hand, without a proof, sells
+offline only.
 """
 
 from __future__ import annotations
@@ -54,6 +62,10 @@ class Identity:
     subject: str
     method: str                 # card, face, card+face, override
     card: str | None = None     # card number when a card was tapped
+    # What shows the identity was checked (authz.PROOF: "card", "face",
+    # "override"), sent with the authorization request. Not part of equality:
+    # two identities of the same subject by the same method are the same buyer.
+    proof: dict | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -126,28 +138,52 @@ class Counter:
 
     def read_card(self, payload: bytes, uid: bytes) -> Identity:
         """Verify a card as read (signature, UID binding, the synced revocation
-        list, validity dates); raises card.CardRejected with the reason."""
-        return self.identify_card(_card.verify(payload, uid, self.trusted, self.today(), self.store.revoked()))
+        list, validity dates); raises card.CardRejected with the reason. The
+        identity carries the payload and UID as its proof for the gateway."""
+        card = _card.verify(payload, uid, self.trusted, self.today(), self.store.revoked())
+        return self.identify_card(card, payload)
 
-    def identify_card(self, card: _card.Card) -> Identity:
+    def identify_card(self, card: _card.Card, payload: bytes | None = None) -> Identity:
         """A card already verified by the reader service; the revocation list is
-        checked again because it may have been synced since."""
+        checked again because it may have been synced since. `payload`: the
+        signed payload as read (its UID is the card's), the proof the gateway
+        asks for; without it the gateway refuses the sale online."""
         if card.card_no in self.store.revoked():
             raise _card.CardRejected("card_revoked", "card %s is on the revocation list" % card.card_no)
-        return Identity(card.subject_id, "card", card.card_no)
+        proof = {"card": authz.card_proof(payload, card.uid)} if payload is not None else None
+        return Identity(card.subject_id, "card", card.card_no, proof)
 
     def identify_face(self, match, with_card: Identity | None = None) -> Identity:
-        """A face match result (firmware.face: `.subject`, `.reason`). With a card
-        identity it confirms the card holder (card+face, needed for restricted
-        products where configured); alone it identifies by face."""
+        """A face match result (firmware.face: `.subject`, `.reason`, and the
+        `.distance` or `.identification.distance` that goes into the proof).
+        With a card identity it confirms the card holder (card+face, needed for
+        restricted products where configured); alone it identifies by face."""
         subject = getattr(match, "subject", None)
         if subject is None:
             raise CounterError(getattr(match, "reason", None) or "face_no_match")
+        face = self._face_proof(match)
         if with_card is not None:
             if with_card.subject != subject:
                 raise CounterError("face_card_mismatch", "card %s, face %s" % (with_card.subject, subject))
-            return Identity(subject, "card+face", with_card.card)
-        return Identity(subject, "face")
+            proof = dict(with_card.proof or {})
+            if face is not None:
+                proof["face"] = face
+            return Identity(subject, "card+face", with_card.card, proof or None)
+        return Identity(subject, "face", None, {"face": face} if face is not None else None)
+
+    def _face_proof(self, match) -> dict | None:
+        """The match as the gateway sees it: distance, margin and liveness as
+        the face service found them, against the gallery version this terminal
+        runs. None when the result says no distance (nothing to prove)."""
+        found = getattr(match, "identification", match)
+        distance = getattr(found, "distance", None)
+        if not isinstance(distance, (int, float)):
+            return None
+        margin = getattr(found, "margin", None)
+        liveness = getattr(match, "liveness", None)
+        return authz.face_proof(distance, self.store.versions().get("gallery", 0),
+                                margin if isinstance(margin, (int, float)) else None,
+                                getattr(liveness, "live", None) if liveness is not None else None)
 
     def identify_by_face(self, frames, product_class: str = "normal", with_card: Identity | None = None) -> Identity:
         """Camera frames (RGB arrays, a burst for liveness) matched 1:N against
@@ -161,10 +197,20 @@ class Counter:
             match = face.identify_burst(frames, product_class)
         return self.identify_face(match, with_card)
 
-    def identify_override(self, subject: str) -> Identity:
-        """The clerk vouches for the buyer; the policy refuses it unless the
-        district allows overrides, and the record says so either way."""
-        return Identity(subject, "override")
+    def identify_override(self, subject: str, reason: str | None = None, text: str | None = None) -> Identity:
+        """The clerk vouches for the buyer, for a `reason` from
+        `authz.OVERRIDE_REASONS` (`override_other` with a `text`); the policy
+        refuses it unless the district allows overrides, and the record says
+        so either way. Without a reason it is refused, online and offline
+        (`identity_unproven`); an unknown reason raises CounterError."""
+        if reason is None:
+            return Identity(subject, "override")
+        if reason not in authz.OVERRIDE_REASONS:
+            raise CounterError("override_reason_missing", "unknown override reason %r" % (reason,))
+        text = (text or "").strip()[:200] or None
+        if reason in authz.OVERRIDE_NEEDS_TEXT and not text:
+            raise CounterError("override_reason_missing", "%s needs a note" % reason)
+        return Identity(subject, "override", None, {"override": authz.override_proof(reason, text)})
 
     # -- cart
 
@@ -202,6 +248,10 @@ class Counter:
         params, catalogue = self.store.params(), self.store.catalogue()
         if params is None or catalogue is None:
             decision = authz.refusal("offline", date, cart, "offline_no_config")
+        elif identity.method == "override" and "override" not in (identity.proof or {}):
+            # a card or a face was checked here; an override is only a clerk's word and its reason
+            decision = authz.refusal("offline", date, cart, "identity_unproven", ("override_reason_missing",),
+                                     "identify")
         else:
             subject = self.store.subject(identity.subject)
             if subject is None:
@@ -226,7 +276,7 @@ class Counter:
         lines = cart.as_policy_cart()
         auth_id = None
         response = self.auth.request(sale_id, identity.subject, identity.method, lines, self.deadline_s,
-                                     card=identity.card, clerk=clerk)
+                                     card=identity.card, clerk=clerk, proof=identity.proof)
         if response is not None and response["status"] == authz.OK:
             decision = response["decision"]
             auth_id = response.get("auth")

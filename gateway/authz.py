@@ -12,6 +12,18 @@ terminal sees is already counted here.
 It shares the store's connection and lock with ingest: a lock handoff costs
 microseconds, where two SQLite connections would contend through the busy
 handler's sleeps (up to 100 ms).
+
+Before anything is decided, the request must prove the identity it claims
+(`authz.check_proof`): a card by its signed payload and UID, checked against
+the registry keys (`gateway subjects keys add`) and the revocation list, and
+naming the claimed subject; a face by the match the terminal signed, for a
+subject enrolled here and served by the terminal's shop (its gallery holds
+nobody else); an override by its reason. A request without that proof is
+refused with `identity_unproven` and consumes nothing: a terminal's key proves
+only which terminal asks. The answer carries the subject's registry entry only
+to a terminal whose shop serves the subject's area, or that showed the
+subject's card (`registry.serves`): a terminal cannot read the registry of
+other towns by asking about its subjects.
 """
 
 from __future__ import annotations
@@ -20,12 +32,13 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
+import sqlite3
+from dataclasses import dataclass, field
 from typing import Callable
 
-from gateway import quota
+from gateway import quota, registry
 from gateway.store import Store
-from protocols import authz, policy
+from protocols import authz, card, configsync, policy
 from protocols.clock import wall_ms as now_ms
 
 log = logging.getLogger(__name__)
@@ -42,6 +55,33 @@ class AuthStats:
     refused: int = 0
     replayed: int = 0
     commits: int = 0
+    unproven: int = 0                                          # refused: identity not proven
+    overrides: dict[str, int] = field(default_factory=dict)   # shop -> clerk overrides approved
+
+
+class IdentityContext:
+    """What a card proof is checked against: the trusted registry keys and the
+    revocation list, read again when either changes (two cheap queries per
+    group of requests; a revocation applies from the next group on)."""
+
+    def __init__(self):
+        self._stamp = None
+        self.trusted: dict = {}
+        self.revoked: frozenset = frozenset()
+
+    def refresh(self, conn) -> "IdentityContext":
+        try:
+            keys = conn.execute("SELECT count(*), coalesce(max(added), 0), coalesce(max(key_id), '') "
+                                "FROM registry_keys").fetchone()
+        except sqlite3.OperationalError:
+            keys = None
+        row = conn.execute("SELECT version FROM config_sections WHERE name = ?", [configsync.REVOCATIONS]).fetchone()
+        stamp = (keys, row[0] if row else None)
+        if stamp != self._stamp:
+            self.trusted = card.trust_store(registry.trusted_keys(conn))
+            self.revoked = frozenset(registry.revocations(conn))
+            self._stamp = stamp
+        return self
 
 
 class AuthService:
@@ -60,6 +100,7 @@ class AuthService:
         self._thread: threading.Thread | None = None
         self._last_sweep = monotonic()
         self.stats = AuthStats()
+        self.identity = IdentityContext()
 
     # -- network thread
 
@@ -133,10 +174,11 @@ class AuthService:
             self.cache.get(conn)
             conn.execute("BEGIN IMMEDIATE")
             try:
+                self.identity.refresh(conn)
                 for terminal, request, key in group:
                     conn.execute("SAVEPOINT authz_one")
                     try:
-                        fields = quota.authorize(conn, self.cache, terminal, request, now)
+                        fields = self.authorize(conn, terminal, request, now)
                         conn.execute("RELEASE authz_one")
                     except Exception as err:  # noqa: BLE001 - one bad request must not fail the group
                         conn.execute("ROLLBACK TO authz_one")
@@ -170,6 +212,61 @@ class AuthService:
             payload = authz.encode_response(key, terminal, request["id"], request["sale_id"], now, **fields)
             out.append((terminal, payload))
         return out
+
+    def authorize(self, conn, terminal: str, request: dict, now: int) -> dict:
+        """One request inside the group's transaction: its identity proof
+        first, then the quota ledger's decision, then what of the subject's
+        registry entry this terminal may see. Returns the response fields."""
+        area = registry.terminal_area(conn, terminal)
+        replay = conn.execute("SELECT 1 FROM authorizations WHERE terminal = ? AND sale_id = ?",
+                              [terminal, request["sale_id"]]).fetchone()
+        shown = None
+        if replay is None:  # a repeated request gets its first answer, whatever its proof says now
+            try:
+                shown = self._proven(conn, request, now, area)
+            except authz.Invalid as err:
+                self.stats.unproven += 1
+                log.warning("authorization refused: identity unproven terminal=%s sale=%s subject=%s identity=%s "
+                            "reason=%s detail=%s", terminal, request["sale_id"], request["subject"],
+                            request["identity"], err.code, err.detail)
+                return {"status": authz.OK,
+                        "decision": authz.unproven("online", authz.local_date(now), request["cart"], err)}
+        fields = quota.authorize(conn, self.cache, terminal, request, now)
+        entry = fields.get("subject")
+        if entry is not None and not (shown is not None and shown.subject_id == entry["id"]) \
+                and not registry.serves(area, entry):
+            # neither the terminal's area nor the subject's card: the decision, not the registry
+            for name in ("subject", "used", "rev", "acked"):
+                fields.pop(name, None)
+        decision = fields.get("decision")
+        if request["identity"] == "override" and not fields.get("replayed") and decision \
+                and decision["decision"] != "refuse":
+            shop = quota.terminal_shop(conn, terminal) or terminal
+            self.stats.overrides[shop] = self.stats.overrides.get(shop, 0) + 1
+            reason = request["proof"]["override"]
+            log.info("clerk override approved terminal=%s shop=%s sale=%s subject=%s reason=%s overrides=%d",
+                     terminal, shop, request["sale_id"], request["subject"], reason["reason"],
+                     self.stats.overrides[shop])
+        return fields
+
+    def _proven(self, conn, request: dict, now: int, area: dict):
+        """The verified card of the request (None when it claims none), or
+        authz.Invalid: the proof fails, or claims a face match the terminal
+        cannot have made (a subject not enrolled here, or outside the shop's
+        area, whose gallery holds no one else)."""
+        verified = authz.check_proof(request, self.identity.trusted, authz.local_date(now), self.identity.revoked)
+        if "face" in authz.NEEDS[request["identity"]]:
+            subject = request["subject"]
+            entry = quota.subject_entry(conn, subject)
+            if entry is None or not registry.serves(area, entry):
+                raise authz.Invalid("identity_unproven", f"face match for {subject}, not in the shop's gallery")
+            try:
+                enrolled = conn.execute("SELECT 1 FROM faces WHERE subject = ?", [subject]).fetchone()
+            except sqlite3.OperationalError:
+                enrolled = None
+            if enrolled is None:
+                raise authz.Invalid("identity_unproven", f"face match for {subject}, who has no face enrolled")
+        return verified
 
     def _maybe_sweep(self) -> None:
         if self._monotonic() - self._last_sweep < SWEEP_EVERY_S:

@@ -21,12 +21,21 @@ sent again only after `GALLERY_RESEND_AFTER_S` (after `RESEND_AFTER_S` when the
 terminal's status asks: the status it sends after storing each smaller section
 must not restart a gallery still on its way).
 
+A terminal's scope of subjects (the `subjects`, `balances` and `gallery`
+sections) is the area its shop serves: the subjects of the shop's town, or of
+its village (`registry.area_subjects`), and nobody else. Registry entries carry
+names, plots and villages; a buyer from another town reaches the terminal only
+in the answer to an authorization that showed the buyer's card (gateway/authz.py),
+which the terminal keeps for offline use. Before, recent buyers joined the
+scope, so a terminal could pull any subject's entry into its next push by
+asking about it once.
+
 What a terminal should run is cheap to ask again and again (every status,
 every sweep, a thousand terminals): its shop, its scope of subjects and the
 versions that follow from them are kept per terminal and read again only when
 the generation changes (a section stored, subjects or faces revised) or after
-`CONTEXT_TTL_S` (new buyers from other towns join the scope, a shop's record
-changed); balances, which move with every sale, are looked up each time. A
+`CONTEXT_TTL_S` (a shop's record changed); balances, which move with every
+sale, are looked up each time. A
 status that reports new versions is answered at once; a heartbeat repeating
 the last ones, and the periodic sweep, look at a terminal at most every
 `SWEEP_EVERY_S`, or at once after a change of generation.
@@ -45,13 +54,12 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from gateway import faces, quota
+from gateway import faces, quota, registry
 from protocols import authz, configsync, envelope, facegallery
 from protocols.clock import wall_ms as now_ms
 
 log = logging.getLogger(__name__)
 
-RECENT_DAYS = 90
 RESEND_AFTER_S = 15.0   # the same version is not pushed again sooner, unless asked by a status
 GALLERY_RESEND_AFTER_S = 60.0
 MAX_RESEND_S = 300.0    # each unconfirmed re-send of one version waits twice as long, up to this
@@ -197,7 +205,7 @@ class ConfigPusher:
             shop_text = configsync.section_text(shop)
             fixed[configsync.SHOP] = int(configsync.digest(shop_text)[:12], 16)
             fixed[configsync.SUBJECTS] = dict(generation[1]).get("subjects_rev", 0)
-            scope = self._scope(conn, terminal, shop.get("town"))
+            scope = self._scope(conn, terminal)
             fixed[configsync.GALLERY] = faces.gallery_version(conn, scope)
             held = (generation, now_s, fixed, {"shop": shop, "shop_text": shop_text, "scope": scope,
                                                "scope_json": json.dumps(scope)})
@@ -267,19 +275,11 @@ class ConfigPusher:
             return self._gallery(conn, context["scope"], version)[1]
         return configsync.digest(text)
 
-    def _scope(self, conn, terminal: str, town: str | None) -> list[str]:
-        """The shop's town's subjects and this terminal's recent buyers."""
-        since = self.wall_ms() - RECENT_DAYS * 86400 * 1000
-        ids = set()
-        if town:
-            ids.update(r[0] for r in conn.execute("SELECT id FROM subjects WHERE town = ?", [town]))
-        ids.update(r[0] for r in conn.execute(
-            "SELECT DISTINCT subject FROM authorizations WHERE terminal = ? AND time > ? AND subject IS NOT NULL",
-            [terminal, since]))
-        ids.update(r[0] for r in conn.execute(
-            "SELECT DISTINCT subject FROM quota_sales WHERE terminal = ? AND time > ? AND subject IS NOT NULL",
-            [terminal, since]))
-        return sorted(ids)
+    @staticmethod
+    def _scope(conn, terminal: str) -> list[str]:
+        """The subjects of the area the terminal's shop serves, and only those:
+        not the buyers it asked about (see the module's docstring)."""
+        return registry.area_subjects(conn, registry.terminal_area(conn, terminal))
 
     def _balances(self, conn, terminal: str, subjects: list[str], version: int) -> str:
         params = json.loads(conn.execute("SELECT content FROM config_sections WHERE name = 'params'").fetchone()[0])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from gateway import cases, quota
+from gateway import cases, quota, registry
 from gateway.authz import AuthService
 from gateway.configpush import ConfigPusher
 from gateway.ingest import Ingest
@@ -31,6 +31,9 @@ class Enforcement:
             # grades (cases), tables the supervision process owns: created here
             # too, so the first push already has them (quota.terminal_entries).
             cases.ensure_schema(store.conn)
+            # The registry keys that sign subject cards: authorization checks
+            # the card a request shows against them (gateway/authz.py).
+            registry.ensure_keys(store.conn)
         self.cache = quota.ConfigCache()
         # Stored records are applied to the balances by a follower in the
         # supervision process (gateway/supervision_runtime.py), after ingest's

@@ -7,6 +7,16 @@ one transaction, so a bad file changes nothing; each bumps the version the
 config sync pushes to terminals. ID numbers and other extra fields of a subject
 are kept here and never leave the gateway (`quota.public_entry`).
 
+The registry keys (`subjects keys add`): the Ed25519 public keys that sign
+subject cards. The gateway checks the card an authorization request shows
+(protocols/authz.py `check_proof`) against them and the revocation list; a
+gateway that trusts no key refuses every card (`card_unknown`).
+
+Which subjects a terminal may see (`terminal_area`, `serves`, `area_subjects`):
+those of its shop's town, or of its shop's village. The `subjects` section
+carries exactly those; a subject from elsewhere reaches a terminal only in the
+answer to an authorization that showed that subject's card.
+
 A subject may name a `group` (an id): the household or cooperative it buys
 with. It is optional and gateway-only: the terminals decide per subject and
 never see it; the supervision rules use it to catch one purchase split across
@@ -22,7 +32,7 @@ import sqlite3
 from decimal import Decimal, InvalidOperation
 
 from gateway import quota
-from protocols import catalogue, configsync, policy
+from protocols import card, catalogue, configsync, policy
 from protocols.schema import is_id
 
 STATUSES = ("active", "suspended", "revoked")
@@ -225,3 +235,105 @@ def load_params(path: str) -> dict:
 def revocations(conn: sqlite3.Connection) -> list[str]:
     row = conn.execute("SELECT content FROM config_sections WHERE name = ?", [configsync.REVOCATIONS]).fetchone()
     return list(json.loads(row[0])["cards"]) if row else []
+
+
+# ---------------------------------------------------------------- registry keys
+
+KEYS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS registry_keys (
+    key_id      TEXT PRIMARY KEY,   -- card.key_id: first 4 bytes of SHA-256 of the key, hex
+    public_key  TEXT NOT NULL,      -- 32-byte Ed25519 public key, hex
+    added       INTEGER NOT NULL
+);
+"""
+
+
+def ensure_keys(conn: sqlite3.Connection) -> None:
+    conn.executescript(KEYS_SCHEMA)
+
+
+def parse_key(text: str) -> bytes:
+    """A registry public key given as 64 hex digits."""
+    try:
+        raw = bytes.fromhex(text.strip())
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise RegistryError(f"registry key {text!r}: expected 64 hex digits (an Ed25519 public key)")
+    return raw
+
+
+def add_keys(conn: sqlite3.Connection, keys: list[bytes], now_ms: int) -> int:
+    """Trust these registry keys (idempotent); returns how many are trusted."""
+    ensure_keys(conn)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for key in keys:
+            conn.execute("INSERT OR IGNORE INTO registry_keys(key_id, public_key, added) VALUES (?, ?, ?)",
+                         [card.key_id(key).hex(), bytes(key).hex(), now_ms])
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return len(trusted_keys(conn))
+
+
+def remove_keys(conn: sqlite3.Connection, keys: list[bytes]) -> int:
+    """Stop trusting these keys (cards they signed are refused from now on)."""
+    ensure_keys(conn)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for key in keys:
+            conn.execute("DELETE FROM registry_keys WHERE public_key = ?", [bytes(key).hex()])
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return len(trusted_keys(conn))
+
+
+def trusted_keys(conn: sqlite3.Connection) -> list[bytes]:
+    """The registry keys the gateway trusts, oldest first; none before the first `keys add`."""
+    try:
+        return [bytes.fromhex(k) for (k,) in conn.execute("SELECT public_key FROM registry_keys ORDER BY added, key_id")]
+    except sqlite3.OperationalError:
+        return []
+
+
+# ---------------------------------------------------------------- who may see whom
+
+def terminal_area(conn: sqlite3.Connection, terminal: str) -> dict:
+    """{"town", "village"} of the terminal's shop (supervision grid), each
+    present when known; empty for a terminal without a shop on record."""
+    shop = quota.terminal_shop(conn, terminal)
+    if not shop:
+        return {}
+    try:
+        row = conn.execute("SELECT town, village FROM shops WHERE id = ?", [shop]).fetchone()
+    except sqlite3.Error:
+        row = None
+    out = {}
+    if row and row[0]:
+        out["town"] = str(row[0])
+    if row and row[1]:
+        out["village"] = str(row[1])
+    return out
+
+
+def serves(area: dict, entry: dict) -> bool:
+    """Whether a shop of `area` (terminal_area) serves the subject of registry
+    `entry`: the subject lives in the shop's town, or in its village."""
+    if area.get("town") and entry.get("town") == area["town"]:
+        return True
+    return bool(area.get("village")) and entry.get("village") == area["village"]
+
+
+def area_subjects(conn: sqlite3.Connection, area: dict) -> list[str]:
+    """Ids of the subjects a shop of `area` serves (`serves`), sorted."""
+    ids = set()
+    if area.get("town"):
+        ids.update(r[0] for r in conn.execute("SELECT id FROM subjects WHERE town = ?", [area["town"]]))
+    if area.get("village"):
+        ids.update(r[0] for r in conn.execute("SELECT id FROM subjects WHERE json_extract(data, '$.village') = ?",
+                                              [area["village"]]))
+    return sorted(ids)

@@ -2,6 +2,9 @@
 
     subjects import FILE --db PATH     subjects and plots, CSV (one row per plot) or JSON lines;
                                        optional `group` (household, cooperative: docs/supervision.md)
+    subjects keys add|remove KEY... --db PATH
+                                       trust (or stop trusting) registry keys that sign subject cards
+                                       (64 hex digits each); `subjects keys list` prints them
     catalogue import FILE --db PATH    the product catalogue (docs/catalogue.md)
     policy import FILE --db PATH       the policy parameters and norms (docs/policy.md)
     revoke CARD_NO... --db PATH        add (or --undo: remove) card numbers on the revocation list
@@ -56,6 +59,8 @@ def _import_parser(prog: str, what: str) -> argparse.ArgumentParser:
 
 
 def _subjects(argv, prog):
+    if argv[:1] == ["keys"]:
+        return _keys(argv[1:], prog + " keys")
     args = _import_parser(prog, "subjects and plots (CSV or JSON lines)").parse_args(argv)
     text = Path(args.file).read_text("utf-8")
     subjects = registry.parse_subjects(text, Path(args.file).name)
@@ -63,6 +68,29 @@ def _subjects(argv, prog):
     rev = registry.import_subjects(conn, subjects, _now())
     plots = sum(len(s["plots"]) for s in subjects)
     print(f"imported {len(subjects)} subjects with {plots} plots (registry revision {rev})")
+    return 0
+
+
+def _keys(argv, prog):
+    parser = argparse.ArgumentParser(prog=prog, description="the registry keys the gateway checks subject cards "
+                                     "with (authorization requests show the card: docs/protocol.md)")
+    parser.add_argument("action", choices=["add", "remove", "list"])
+    parser.add_argument("keys", nargs="*", help="Ed25519 public keys, 64 hex digits each")
+    parser.add_argument("--db", required=True)
+    args = parser.parse_args(argv)
+    if args.action != "list" and not args.keys:
+        parser.error(f"{args.action} needs at least one key")
+    keys = [registry.parse_key(k) for k in args.keys]
+    conn = _connect(args.db, args.action != "add")
+    if args.action == "add":
+        count = registry.add_keys(conn, keys, _now())
+    elif args.action == "remove":
+        count = registry.remove_keys(conn, keys)
+    else:
+        for key in registry.trusted_keys(conn):
+            print(key.hex())
+        return 0
+    print(f"{count} registry key(s) trusted")
     return 0
 
 

@@ -19,12 +19,23 @@ A forged response would let a broker operator approve a sale the gateway never
 saw; a forged request could only consume a subject's quota, and the broker ACL
 already keeps other terminals off this topic.
 
+A request carries the proof of the identity it claims (`proof`), because a
+terminal's own key proves only which terminal asks, not who is buying: with
+nothing but its key a terminal could otherwise spend any subject's quota by
+naming the subject. The card's signed payload and UID (the gateway verifies
+them with `protocols.card.verify`, against the registry keys and the
+revocation list, and that the card names the claimed subject); the face
+match the terminal computed (distance, gallery version: signed by the request
+MAC, which is all a terminal can sign); the clerk's override reason.
+`check_proof` is the gateway's check, pure like the rest.
+
 Integers only (the canonical encoding has no floats); pure; runs on MicroPython.
 """
 
 import binascii
 
 from protocols import canonical, configsync, envelope, reasons
+from protocols import card as _card
 from protocols.card import iso_from_days
 from protocols.schema import BOOL, ENUM, HEX, ID, INT, LIST, MAP, OBJ, STR, SchemaError, check
 
@@ -47,7 +58,40 @@ reasons.register({
     "offline_subject_unknown": ("网络中断：本机没有该主体的登记和定额数据，无法离线销售", "Offline: this terminal holds no registry entry or balance for the subject"),
 })
 
+reasons.register({
+    "identity_unproven": ("身份未经核验：请刷主体信息卡、刷脸，或由店员选择代为确认的原因",
+                          "Identity not proven: tap the subject card, use the face check, or give the override reason"),
+    "card_subject_mismatch": ("卡上的主体与所报主体不一致", "The card belongs to another subject than the one named"),
+    "override_reason_missing": ("店员代为确认须选择原因（选“其他”须写明）",
+                                "A clerk override needs a reason (and a note when the reason is 'other')"),
+})
+
+# Why a clerk vouches for a buyer instead of a card or a face: a fixed list, so
+# the override-rate rule and the inspectors can tell a broken reader from routine.
+OVERRIDE_REASONS = ("override_card_lost", "override_card_damaged", "override_card_pending",
+                    "override_reader_fault", "override_camera_fault", "override_other")
+reasons.register({
+    "override_card_lost": ("卡已挂失，补办中", "Card lost, replacement pending"),
+    "override_card_damaged": ("卡损坏，无法读取", "Card damaged, cannot be read"),
+    "override_card_pending": ("新登记主体，尚未发卡", "Newly registered, card not issued yet"),
+    "override_reader_fault": ("读卡器故障", "Card reader out of order"),
+    "override_camera_fault": ("摄像头故障，无法刷脸", "Camera out of order, no face check"),
+    "override_other": ("其他原因（须写明）", "Other reason (a note is required)"),
+})
+OVERRIDE_NEEDS_TEXT = ("override_other",)
+
+FACE_SCALE = 10000          # face distances travel as integers: 1/10000 of the encoding distance
+FACE_MAX_DISTANCE = 6000    # 0.6: dlib's own tolerance, above the terminals' 0.5 (docs/face.md)
+MAX_CARD_PAYLOAD = 300      # bytes; the largest card payload (docs/cards.md) is 281
+
 IDENTITY = ENUM("card", "face", "card+face", "override")
+NEEDS = {"card": ("card",), "face": ("face",), "card+face": ("card", "face"), "override": ("override",)}
+
+CARD_PROOF = OBJ(required={"payload": HEX(2, 2 * MAX_CARD_PAYLOAD), "uid": HEX(8, 20)})
+FACE_PROOF = OBJ(required={"distance": INT(0, 10 * FACE_SCALE), "gallery": INT(0)},
+                 optional={"margin": INT(0, 10 * FACE_SCALE), "live": BOOL})
+OVERRIDE_PROOF = OBJ(required={"reason": ENUM(*OVERRIDE_REASONS)}, optional={"text": STR(200)})
+PROOF = OBJ(optional={"card": CARD_PROOF, "face": FACE_PROOF, "override": OVERRIDE_PROOF})
 DECISION_VALUE = ENUM("approve", "partial", "refuse")
 CONSUMPTION = MAP(INT(-10 ** 12, 10 ** 12), 64)
 USED = MAP(MAP(INT(-10 ** 12, 10 ** 12), 16), 64)  # category -> period -> used
@@ -66,7 +110,7 @@ REQUEST = OBJ(
         "cart": LIST(LINE, 1, 100),
         "mac": HEX(64),
     },
-    optional={"card": ID, "clerk": ID},
+    optional={"card": ID, "clerk": ID, "proof": PROOF},
 )
 
 ITEM_DECISION = OBJ(
@@ -144,15 +188,104 @@ def wire_decision(result):
     })
 
 
-def refusal(mode, date, cart, code):
+def refusal(mode, date, cart, code, more=(), action=None):
     """A whole-cart refusal for a reason outside the policy (unknown subject,
-    no synced config): same shape as a policy decision."""
+    no synced config, an unproven identity): same shape as a policy decision.
+    `more`: further codes after `code` (the specific cause); `action`: what
+    the clerk can do (protocols.policy.ACTIONS)."""
+    codes = [code] + [c for c in more if c != code]
     items = []
     for line, entry in enumerate(cart):
         items.append({"line": line, "product": entry.get("product"), "spec": entry.get("spec"),
-                      "packs": entry.get("packs"), "decision": "refuse", "reasons": [code], "consumption": {}})
-    return {"decision": "refuse", "mode": mode, "date": date, "codes": [code], "reasons": [code],
-            "consumption": {}, "items": items}
+                      "packs": entry.get("packs"), "decision": "refuse", "reasons": list(codes), "consumption": {}})
+    out = {"decision": "refuse", "mode": mode, "date": date, "codes": codes, "reasons": list(codes),
+           "consumption": {}, "items": items}
+    if action is not None:
+        out["action"] = action
+    return out
+
+
+# ---------------------------------------------------------------- identity proof
+
+def card_proof(payload, uid):
+    """The proof of a card identity: the payload as read and the UID it was read from."""
+    return {"payload": binascii.hexlify(bytes(payload)).decode(), "uid": binascii.hexlify(bytes(uid)).decode()}
+
+
+def face_proof(distance, gallery, margin=None, live=None):
+    """The proof of a face identity: the match the terminal computed (encoding
+    distance as a float, 0.4 -> 4000) against gallery version `gallery`."""
+    out = {"distance": _scaled(distance), "gallery": gallery}
+    if margin is not None:
+        out["margin"] = _scaled(margin)
+    if live is not None:
+        out["live"] = bool(live)
+    return out
+
+
+def _scaled(value):
+    return min(10 * FACE_SCALE, max(0, int(value * FACE_SCALE + 0.5)))
+
+
+def override_proof(reason, text=None):
+    """The proof of a clerk override: its reason from OVERRIDE_REASONS and an optional note."""
+    out = {"reason": reason}
+    if text:
+        out["text"] = text
+    return out
+
+
+def check_proof(request, trusted, today, revoked=(), face_max=FACE_MAX_DISTANCE):
+    """The verified card of a request (None when it claims no card), or
+    Invalid with the code the clerk sees.
+
+    `trusted` maps key id to registry public key (`card.trust_store`), `today`
+    is the checker's own date, `revoked` holds revoked card numbers. What it
+    checks is what the request alone can show: the card is signed by the
+    registry, bound to the UID, valid today, not revoked, and names the claimed
+    subject (and card number); the face match is within `face_max` on a
+    gallery; the override names a reason (with a note for "other"). What needs
+    the registry (the subject enrolled, in the terminal's area) is the
+    caller's."""
+    proof = request.get("proof") or {}
+    identity = request["identity"]
+    for part in NEEDS[identity]:
+        if part not in proof:
+            raise Invalid("identity_unproven", "%s claimed without %s proof" % (identity, part))
+    verified = None
+    if "card" in NEEDS[identity]:
+        try:
+            payload = binascii.unhexlify(proof["card"]["payload"])
+            uid = binascii.unhexlify(proof["card"]["uid"])
+        except (ValueError, TypeError):
+            raise Invalid("card_tampered", "card proof is not whole bytes")
+        try:
+            verified = _card.verify(payload, uid, trusted, today, revoked)
+        except _card.CardRejected as err:
+            raise Invalid(err.code, err.detail)
+        if verified.subject_id != request["subject"]:
+            raise Invalid("card_subject_mismatch", "card %s is %s's, request names %s"
+                          % (verified.card_no, verified.subject_id, request["subject"]))
+        if request.get("card") is not None and request["card"] != verified.card_no:
+            raise Invalid("card_subject_mismatch", "request names card %s, the proof is card %s"
+                          % (request["card"], verified.card_no))
+    if "face" in NEEDS[identity]:
+        face = proof["face"]
+        if face["gallery"] == 0:
+            raise Invalid("identity_unproven", "face match without a gallery")
+        if face["distance"] > face_max:
+            raise Invalid("identity_unproven", "face distance %d above %d" % (face["distance"], face_max))
+    if "override" in NEEDS[identity]:
+        override = proof["override"]
+        if override["reason"] in OVERRIDE_NEEDS_TEXT and not (override.get("text") or "").strip():
+            raise Invalid("override_reason_missing", "%s without a note" % override["reason"])
+    return verified
+
+
+def unproven(mode, date, cart, err):
+    """The refusal of a request whose identity is not proven (`check_proof`'s
+    Invalid): `identity_unproven` first, the specific cause after it."""
+    return refusal(mode, date, cart, "identity_unproven", (err.code,), "identify")
 
 
 def _mac(key, prefix, message):
@@ -179,9 +312,12 @@ def _verify(message, key, prefix):
 
 # ---------------------------------------------------------------- request
 
-def encode_request(key, terminal, request_id, sale_id, time_ms, subject, identity, cart, card=None, clerk=None):
+def encode_request(key, terminal, request_id, sale_id, time_ms, subject, identity, cart, card=None, clerk=None,
+                   proof=None):
     """Signed request bytes; checked against the schema first, so a terminal
-    never sends what the gateway would refuse for its shape."""
+    never sends what the gateway would refuse for its shape. `proof`: the
+    identity proof (PROOF: `card_proof`, `face_proof`, `override_proof` under
+    "card", "face", "override")."""
     message = {"v": VERSION, "terminal": terminal, "id": request_id, "sale_id": sale_id, "time": time_ms,
                "subject": subject, "identity": identity,
                "cart": [{"product": c["product"], "spec": c["spec"], "packs": c["packs"]} for c in cart],
@@ -190,6 +326,8 @@ def encode_request(key, terminal, request_id, sale_id, time_ms, subject, identit
         message["card"] = card
     if clerk is not None:
         message["clerk"] = clerk
+    if proof:
+        message["proof"] = proof
     try:
         check(message, REQUEST, "request")
     except SchemaError as err:

@@ -5,6 +5,8 @@ A schema is a plain tuple, so message shapes are data that both sides share:
     ("str", max_len)            a string of at most max_len characters
     ("id",)                     1-64 chars of A-Z a-z 0-9 _ - . :
     ("hex", length)             lowercase hex of exactly `length` characters
+    ("hex", lo, hi)             lowercase hex of lo..hi characters (a variable-length byte
+                                string, e.g. a card payload; an odd length is the reader's to refuse)
     ("int", lo, hi)             an integer (not a bool) with lo <= n <= hi
     ("bool",)
     ("enum", (a, b, ...))       one of the listed strings
@@ -139,11 +141,14 @@ def _check_id(value):
 
 
 def _compile_hex(schema):
-    length = schema[1]
-    problem = "expected %d lowercase hex digits" % length
+    lo, hi = schema[1], schema[-1]
+    if lo == hi:
+        problem = "expected %d lowercase hex digits" % lo
+    else:
+        problem = "expected %d..%d lowercase hex digits" % (lo, hi)
 
     def check_hex(value):
-        if not isinstance(value, str) or len(value) != length or not HEX_CHARS.issuperset(value):
+        if not isinstance(value, str) or not lo <= len(value) <= hi or not HEX_CHARS.issuperset(value):
             raise SchemaError("", problem)
 
     return check_hex
@@ -236,5 +241,10 @@ def OBJ(required=None, optional=None):
     return ("obj", fields)
 
 
-def HEX(length):
-    return ("hex", length)
+def HEX(length, max_length=None):
+    """Exactly `length` hex digits, or `length`..`max_length` of them. The
+    fixed form stays a 2-tuple: record schemas use only it, and the gateway's
+    fast path reads its length from `spec[1]`."""
+    if max_length is None or max_length == length:
+        return ("hex", length)
+    return ("hex", length, max_length)

@@ -54,6 +54,9 @@ class QuotaDistrict:
         gateway_cli("policy", "import", str(self.params_file), "--db", str(self.db))
         subjects_file = fx.write_jsonl(self.root / "subjects.jsonl", fx.subjects(subjects or {}))
         gateway_cli("subjects", "import", str(subjects_file), "--db", str(self.db))
+        # the registry keys the gateway checks the cards of authorization requests with: the test
+        # registry's (fx.issue_card, fx.card_identity) and the district's own
+        gateway_cli("subjects", "keys", "add", fx.registry_public_hex(), *registry_keys, "--db", str(self.db))
         store = Store(self.db)
         passwd, acl = fleet.write_broker_auth(store, self.root / "broker-auth", GATEWAY_PASSWORD)
         store.close()

@@ -74,3 +74,40 @@ def add_shops(db: Path, shops: dict[str, tuple[str, bool]]) -> None:
         conn.commit()
     finally:
         conn.close()
+
+
+# ---------------------------------------------------------------- subject cards (identity proof)
+
+REGISTRY_SEED = bytes(range(101, 133))   # the test registry's Ed25519 seed: signs the cards tests show
+
+
+def registry_key():
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    return Ed25519PrivateKey.from_private_bytes(REGISTRY_SEED)
+
+
+def registry_public_hex() -> str:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    return registry_key().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+
+
+def issue_card(subject: str, card_no: str | None = None, uid: bytes | None = None, issued: str = "2020-01-01",
+               expires: str = "2099-12-31", key=None) -> tuple[bytes, bytes]:
+    """(payload, uid) of a subject card signed by the test registry (or `key`),
+    as a reader reads it; the UID is derived from the card number."""
+    import hashlib
+    from protocols import card
+    card_no = card_no or "C-" + subject
+    uid = uid or b"\x04" + hashlib.sha256(card_no.encode()).digest()[:6]
+    issued_card = card.Card(uid, subject, card_no, "330113", issued, expires)
+    return card.issue(issued_card, key or registry_key()), uid
+
+
+def card_identity(subject: str, card_no: str | None = None):
+    """A card identity as `Counter.read_card` returns it, with the card's
+    payload and UID as its proof, for tests that skip the reader."""
+    from firmware.counter import Identity
+    from protocols import authz
+    card_no = card_no or "C-" + subject
+    payload, uid = issue_card(subject, card_no)
+    return Identity(subject, "card", card_no, {"card": authz.card_proof(payload, uid)})
