@@ -103,7 +103,7 @@ def test_card_and_face_needs_both_and_a_face_needs_a_close_match_on_a_gallery():
 
 
 def test_an_override_needs_a_reason_from_the_list_and_other_needs_a_note():
-    assert rejected(claim("override", "S1")) == "identity_unproven"
+    assert rejected(claim("override", "S1")) == "override_reason_missing"
     assert rejected(claim("override", "S1", {"override": authz.override_proof("override_reader_fault")})) == "ok"
     assert rejected(claim("override", "S1", {"override": authz.override_proof("override_other")})) \
         == "override_reason_missing"
@@ -235,7 +235,8 @@ def test_a_proper_card_is_approved_and_brings_that_subjects_entry_only(gateway):
 
 def test_an_override_needs_its_reason_and_is_counted_per_shop(gateway):
     refused = ask(gateway, "S1", "override")
-    assert refused["decision"]["codes"] == ["identity_unproven"] and used_n(gateway, "S1") == 0
+    assert refused["decision"]["codes"] == ["identity_unproven", "override_reason_missing"]
+    assert used_n(gateway, "S1") == 0
     note = ask(gateway, "S1", "override", {"override": authz.override_proof("override_other")})
     assert note["decision"]["codes"] == ["identity_unproven", "override_reason_missing"]
     for _ in range(2):
