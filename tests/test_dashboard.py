@@ -3,7 +3,7 @@ gateway process fed by real terminal agents through a real Mosquitto with
 per-terminal credentials: per-role areas, a violation followed from its record
 to an assigned case through inspection and closing to the subject's grade, and
 a terminal going offline on the fleet page without a reload. Screenshots of the
-main pages go to docs/screenshots/."""
+main pages only when asked: scripts/screenshots.sh (tests/support/screenshots.py)."""
 
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ from gateway.store import Store
 from gateway.supervision import ensure_schema
 from simulator.broker import Mosquitto, free_port, wait_port
 from simulator.processes import terminal_config_text, wait_for
+from tests.support import screenshots
 from tests.support.supervision import GRID, TERMINAL_SHOPS, VILLAGE1, VILLAGE3, DISTRICT, TOWN1
 
 ROOT = Path(__file__).resolve().parents[1]
-SHOTS = ROOT / "docs" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "dashboard-pass-1"
 GATEWAY_PASSWORD = "gateway-secret-1"
@@ -135,8 +135,7 @@ def login(browser, url, name, viewport=None):
 
 
 def shot(page, name):
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    screenshots.save(page, name, full_page=True)
 
 
 def api_cases(url, name):
