@@ -11,9 +11,15 @@ and the file, so a technician in a shop can fix it from the message alone.
     reserve_mb = 8               # refuse new sales below this much free space
 
     [broker]
-    url = "mqtt://127.0.0.1:1883"
+    url = "mqtts://broker.example:8883"   # mqtt://HOST:1883 without TLS (a test bench only)
     username = "T0001"
     password = "..."
+    ca = "ca.crt"                # the CA that signed the broker's certificate (mqtts only;
+                                 # default: the system's CAs); the broker's name is checked too
+    cert = "T0001.crt"           # optional: a client certificate with CN = terminal id, and
+    key = "T0001.key"            # its key (0600), for the broker's certificate listener
+                                 # (`gateway pki issue T0001`; username and password unused there)
+                                 # paths relative to this file
 
     [uplink]
     batch = 100
@@ -45,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from firmware.uplink import UplinkSettings
-from protocols import schema
+from protocols import schema, topics
 
 
 class ConfigError(ValueError):
@@ -104,8 +110,8 @@ def parse(data: dict, base: Path, source: Path | None = None) -> AgentConfig:
                           ", ".join(f"[{t}]" for t in TABLES))
     terminal_t = data.get("terminal") or {}
     terminal = _get(terminal_t, "id", str, "terminal", required=True)
-    if not schema.is_id(terminal):
-        raise ConfigError(f"terminal.id {terminal!r} must be 1-64 characters of A-Z a-z 0-9 _ - . :")
+    if not topics.is_terminal_id(terminal):
+        raise ConfigError(f"terminal.id {terminal!r} must be {topics.TERMINAL_ID_RULE}")
     key_hex = _get(terminal_t, "key", str, "terminal", required=True)
     try:
         key = bytes.fromhex(key_hex)
@@ -129,6 +135,9 @@ def parse(data: dict, base: Path, source: Path | None = None) -> AgentConfig:
         broker=_get(broker_t, "url", str, "broker", default="mqtt://127.0.0.1:1883"),
         username=_get(broker_t, "username", str, "broker", default=None),
         password=_get(broker_t, "password", str, "broker", default=None),
+        ca=_broker_file(broker_t, "ca", base),
+        cert=_broker_file(broker_t, "cert", base),
+        key=_broker_file(broker_t, "key", base),
         batch=_get(uplink_t, "batch", int, "uplink", default=100),
         window=_get(uplink_t, "window", int, "uplink", default=2000),
         ack_timeout=_get(uplink_t, "ack_timeout_s", float, "uplink", default=5.0),
@@ -141,15 +150,30 @@ def parse(data: dict, base: Path, source: Path | None = None) -> AgentConfig:
     if settings.window < settings.batch:
         raise ConfigError("uplink.window must be at least uplink.batch")
     try:
-        from protocols.topics import parse_broker_url
-        parse_broker_url(settings.broker)
+        topics.parse_broker_url(settings.broker)
     except ValueError as err:
         raise ConfigError(f"broker.url: {err}") from None
+    if not topics.broker_uses_tls(settings.broker):
+        for name in ("ca", "cert", "key"):
+            if getattr(settings, name):
+                raise ConfigError(f"broker.{name} is for TLS: broker.url must be mqtts://HOST:PORT")
+    if bool(settings.cert) != bool(settings.key):
+        raise ConfigError("broker.cert and broker.key go together")
 
     counter = _counter(data.get("counter") or {}, base)
     face = _face(data.get("face") or {}, base)
     return AgentConfig(terminal, key, shop, ledger_path, int(reserve_mb * 1024 * 1024), settings, source,
                        counter=counter, face=face)
+
+
+def _broker_file(table: dict, key: str, base: Path) -> str | None:
+    text = _get(table, key, str, "broker", default=None)
+    if text is None:
+        return None
+    path = Path(text) if Path(text).is_absolute() else base / text
+    if not path.is_file():
+        raise ConfigError(f"broker.{key}: no such file {path}")
+    return str(path)
 
 
 def _face(table: dict, base: Path) -> FaceSettings:

@@ -36,9 +36,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class UplinkSettings:
-    broker: str = "mqtt://127.0.0.1:1883"
+    broker: str = "mqtt://127.0.0.1:1883"   # mqtts://HOST:8883 for MQTT over TLS
     username: str | None = None
     password: str | None = None
+    ca: str | None = None       # CA certificate the broker's is checked against (mqtts)
+    cert: str | None = None     # client certificate, CN = terminal id (the broker's certificate listener)
+    key: str | None = None      # its private key
     batch: int = 100            # records per message
     window: int = 2000          # records in flight beyond the watermark
     ack_timeout: float = 5.0    # seconds without progress before re-sending
@@ -90,6 +93,7 @@ class Uplink:
                              clean_session=True, protocol=mqtt.MQTTv311)
         if settings.username:
             client.username_pw_set(settings.username, settings.password)
+        self._host, self._port = transport.prepare(client, settings.broker, settings.ca, settings.cert, settings.key)
         client.will_set(self._status, envelope.encode_status(self.terminal, "offline"), qos=1, retain=True)
         client.reconnect_delay_set(settings.min_backoff, settings.max_backoff)
         client.max_inflight_messages_set(64)
@@ -101,8 +105,7 @@ class Uplink:
     # -- lifecycle
 
     def start(self) -> None:
-        host, port = topics.parse_broker_url(self.settings.broker)
-        self.client.connect_async(host, port, keepalive=self.settings.keepalive)
+        self.client.connect_async(self._host, self._port, keepalive=self.settings.keepalive)
         if self._network is not None:
             self._network.add(self.client)
         else:

@@ -22,7 +22,7 @@ import sqlite3
 import threading
 from typing import Callable
 
-from protocols import envelope, topics
+from protocols import envelope, topics, transport
 from protocols.clock import wall_ms as now_ms
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,8 @@ def apply(conn: sqlite3.Connection, terminal: str, payload: bytes, received: int
 
 class FleetWatcher:
     def __init__(self, db_path: str, broker: str, username: str | None = None, password: str | None = None,
-                 client_id: str = "gateway-fleet", wall_ms: Callable[[], int] = now_ms):
+                 client_id: str = "gateway-fleet", wall_ms: Callable[[], int] = now_ms,
+                 ca: str | None = None, cert: str | None = None, key: str | None = None):
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
@@ -85,6 +86,7 @@ class FleetWatcher:
                              protocol=mqtt.MQTTv311)
         if username:
             client.username_pw_set(username, password)
+        self._host, self._port = transport.prepare(client, broker, ca, cert, key)
         client.reconnect_delay_set(0.2, 5)
         client.on_connect = lambda c, u, f, rc, p: c.subscribe(topics.ROOT + "/+/" + topics.STATUS, 1)
         client.on_message = self._on_message
@@ -125,8 +127,7 @@ class FleetWatcher:
             self.flush()
 
     def start(self) -> None:
-        host, port = topics.parse_broker_url(self.broker)
-        self.client.connect_async(host, port, keepalive=30)
+        self.client.connect_async(self._host, self._port, keepalive=30)
         self.client.loop_start()
         self._flusher.start()
 

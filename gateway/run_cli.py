@@ -1,9 +1,17 @@
-"""`python -m gateway run --broker mqtt://HOST:PORT --db PATH [--http HOST:PORT]`: ingest, supervision
-rules and cases, and (with --http) the supervision API and dashboard, until stopped.
+"""`python -m gateway run --broker mqtt[s]://HOST:PORT --db PATH [--ca FILE] [--http HOST:PORT]`: ingest,
+supervision rules and cases, and (with --http) the supervision API and dashboard, until stopped.
 
 Ingest runs in this process (with its verifier process); the supervision side
 runs as a child, `gateway supervise`, at a lower priority, so the dashboard and
-the rules never slow down storing and acknowledging records."""
+the rules never slow down storing and acknowledging records.
+
+Each process connects as its own broker user (the broker binds client ids to
+usernames): this one as --username (default `gateway`'s), the child as
+USERNAME-supervise, both with the password in --password-env (`gateway
+terminal broker-auth` writes both users). Over TLS (mqtts://) both check the
+broker against --ca; --cert/--key present a client certificate for this
+process, --supervise-cert/--supervise-key one for the child (on the broker's
+certificate listener each certificate's CN is its process's username)."""
 
 import argparse
 import logging
@@ -27,6 +35,11 @@ def main(argv, prog):
     parser.add_argument("--password-env", default="GATEWAY_MQTT_PASSWORD",
                         help="name of the environment variable holding the broker password")
     parser.add_argument("--client-id", default="gateway")
+    parser.add_argument("--ca", help="CA certificate that signed the broker's (mqtts:// only)")
+    parser.add_argument("--cert", help="client certificate for this process (mqtts:// only)")
+    parser.add_argument("--key", help="its private key")
+    parser.add_argument("--supervise-cert", help="client certificate for the supervision child (CN USERNAME-supervise)")
+    parser.add_argument("--supervise-key", help="its private key")
     parser.add_argument("--ingest", choices=("process", "threads"), default="process",
                         help="process: ingest as a pipeline of child processes, verifier then writer (default); "
                              "threads: in this process, with --verifiers verifier processes")
@@ -45,7 +58,7 @@ def main(argv, prog):
         store = Store(args.db)
         service = GatewayService(store, args.broker, args.username, os.environ.get(args.password_env),
                                  client_id=args.client_id, verifiers=args.verifiers,
-                                 ingest_process=args.ingest == "process")
+                                 ingest_process=args.ingest == "process", ca=args.ca, cert=args.cert, key=args.key)
         supervise_args = supervision_runtime.child_arguments(args)
     except (OSError, ValueError) as err:
         print(f"{prog}: {err}", file=sys.stderr)

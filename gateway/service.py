@@ -28,11 +28,13 @@ log = logging.getLogger(__name__)
 class GatewayService:
     def __init__(self, store: Store, broker: str, username: str | None = None, password: str | None = None,
                  client_id: str = "gateway", share_group: str | None = None, verifiers: int = 2,
-                 ingest_process: bool = False):
+                 ingest_process: bool = False, ca: str | None = None, cert: str | None = None,
+                 key: str | None = None):
         """`ingest_process`: run ingest as a pipeline of child processes
         (gateway/ingest_process.py), the deployed default; otherwise in this
         process. `verifiers`: verifier processes (0: verify inline, threads
-        mode only, for tests and tools)."""
+        mode only, for tests and tools). `ca`, `cert`, `key`: TLS files for an
+        mqtts:// broker (protocols/transport.py)."""
         self.store = store
         self.broker = broker
         self.connected = threading.Event()
@@ -41,6 +43,7 @@ class GatewayService:
                              protocol=mqtt.MQTTv311)
         if username:
             client.username_pw_set(username, password)
+        self._host, self._port = transport.prepare(client, broker, ca, cert, key)
         client.reconnect_delay_set(0.2, 5)
         # No cap on our publishes in flight (acks, config, authorizations): with
         # a cap, paho scans every message in flight on each PUBACK to find one
@@ -64,8 +67,7 @@ class GatewayService:
     def start(self) -> None:
         self.ingest.start()
         self.enforcement.start()
-        host, port = topics.parse_broker_url(self.broker)
-        self.client.connect_async(host, port, keepalive=30)
+        self.client.connect_async(self._host, self._port, keepalive=30)
         self.client.loop_start()
 
     def stop(self) -> None:

@@ -35,13 +35,27 @@ def _die_with_parent(parent: int, stop: threading.Event) -> None:
     threading.Thread(target=poll, daemon=True).start()
 
 
+def _default_username() -> str | None:
+    from gateway import fleet
+
+    if os.environ.get("GATEWAY_SUPERVISE_MQTT_USERNAME"):
+        return os.environ["GATEWAY_SUPERVISE_MQTT_USERNAME"]
+    base = os.environ.get("GATEWAY_MQTT_USERNAME")
+    return fleet.supervise_user(base) if base else None
+
+
 def main(argv, prog):
     parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("--broker", default="mqtt://127.0.0.1:1883")
     parser.add_argument("--db", required=True)
-    parser.add_argument("--username", default=os.environ.get("GATEWAY_MQTT_USERNAME"))
+    parser.add_argument("--username", default=_default_username(),
+                        help="broker user (env GATEWAY_SUPERVISE_MQTT_USERNAME, else $GATEWAY_MQTT_USERNAME-supervise): "
+                             "never the ingest process's own, whose connection it would take")
     parser.add_argument("--password-env", default="GATEWAY_MQTT_PASSWORD")
     parser.add_argument("--client-id", default="gateway")
+    parser.add_argument("--ca", help="CA certificate that signed the broker's (mqtts:// only)")
+    parser.add_argument("--cert", help="client certificate (mqtts:// only)")
+    parser.add_argument("--key", help="its private key")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--parent", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--nice", type=int, default=5, help="lower CPU priority than ingest (default 5)")

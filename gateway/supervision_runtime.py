@@ -42,13 +42,19 @@ def child_arguments(args) -> list[str]:
         parse_hostport(args.http)
     if args.upstream and not os.environ.get(args.upstream_key_env):
         raise ValueError(f"--upstream needs a signing key in ${args.upstream_key_env}")
+    from gateway import fleet
+
     out = ["--db", args.db, "--broker", args.broker, "--client-id", args.client_id,
            "--sweep-interval", str(args.sweep_interval), "--upstream-key-env", args.upstream_key_env,
            "--password-env", args.password_env, "--log-level", args.log_level]
-    for name in ("http", "rules", "photos", "upstream", "username"):
+    for name in ("http", "rules", "photos", "upstream", "ca"):
         value = getattr(args, name)
         if value:
             out += ["--" + name, value]
+    if args.username:   # its own broker user: the broker binds the client id to it
+        out += ["--username", fleet.supervise_user(args.username)]
+    if args.supervise_cert or args.supervise_key:
+        out += ["--cert", args.supervise_cert or "", "--key", args.supervise_key or ""]
     return out
 
 
@@ -87,7 +93,8 @@ class Runtime:
         from gateway.fleet_status import FleetWatcher
 
         self.watcher = FleetWatcher(args.db, args.broker, username, password,
-                                    client_id=f"{args.client_id}-fleet", wall_ms=clock)
+                                    client_id=f"{args.client_id}-fleet", wall_ms=clock,
+                                    ca=args.ca, cert=args.cert, key=args.key)
         self.server = None
         self.thread = None
 

@@ -4,6 +4,12 @@ restarted: the demo, the simulator and the fault tests all use it.
 Persistence is on (in the broker's own directory), so a restarted broker still
 holds the gateway's queued session, as a production broker would; queues are
 unbounded because the terminals' own flow control bounds them.
+
+`Mosquitto.generated` runs the configuration the project generates for
+production (`gateway terminal broker-auth`, gateway/brokerconf.py: client ids
+bound to usernames, the payload limit, and with a PKI the TLS listeners) on
+free ports; the plain constructor writes a minimal configuration of its own
+for tests that are not about the trust boundary.
 """
 
 from __future__ import annotations
@@ -38,7 +44,12 @@ def wait_port(host: str, port: int, timeout: float = 10.0) -> None:
 
 class Mosquitto:
     def __init__(self, workdir: str | Path, port: int | None = None,
-                 password_file: Path | None = None, acl_file: Path | None = None):
+                 password_file: Path | None = None, acl_file: Path | None = None,
+                 config: Path | None = None, tls_port: int | None = None, cert_port: int | None = None,
+                 ca: Path | None = None):
+        """`config`: run this mosquitto.conf as it is (made for `port`,
+        `tls_port`, `cert_port`; `ca` checks the broker over TLS) instead of
+        writing one."""
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(binary).exists():
             raise FileNotFoundError("mosquitto is not installed (Debian: apt-get install mosquitto)")
@@ -50,12 +61,55 @@ class Mosquitto:
         self.acl_file = acl_file
         self.proc: subprocess.Popen | None = None
         self.log_path = self.dir / "mosquitto.log"
+        self.config = config
+        self.tls_port, self.cert_port, self.ca = tls_port, cert_port, ca
+        self._regenerate = None
+
+    @classmethod
+    def generated(cls, workdir: str | Path, store, gateway_password: str,
+                  pki_dir: str | Path | None = None) -> "Mosquitto":
+        """A broker on the generated configuration (gateway/brokerconf.py) for
+        the terminals in `store`, on free loopback ports, persisting and
+        logging in `workdir`; TLS listeners when `pki_dir` holds a PKI
+        (gateway/pki.py). After provisioning more terminals, `regenerate`."""
+        from gateway import brokerconf
+
+        workdir = Path(workdir)
+        listeners = brokerconf.Listeners(free_port(), free_port() if pki_dir else None,
+                                         free_port() if pki_dir else None, "127.0.0.1")
+
+        def write(store) -> "brokerconf.BrokerFiles":
+            return brokerconf.write(store, workdir / "auth", gateway_password, listeners, pki_dir=pki_dir,
+                                    data_dir=workdir, log_file=workdir / "mosquitto.log", run_as=getpass.getuser())
+
+        files = write(store)
+        broker = cls(workdir, listeners.port, config=files.conf, tls_port=listeners.tls_port,
+                     cert_port=listeners.cert_port, ca=files.ca)
+        broker._regenerate = write
+        return broker
+
+    def regenerate(self, store) -> None:
+        """Rewrite the generated files from `store` and have the broker reload them."""
+        self._regenerate(store)
+        self.reload()
 
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
+    @property
+    def tls_url(self) -> str:
+        """MQTT over TLS with a username and password (check the broker with `ca`)."""
+        return f"mqtts://127.0.0.1:{self.tls_port}"
+
+    @property
+    def cert_url(self) -> str:
+        """MQTT over TLS with a client certificate whose CN is the username."""
+        return f"mqtts://127.0.0.1:{self.cert_port}"
+
     def _write_config(self) -> Path:
+        if self.config is not None:
+            return self.config
         lines = [
             # run as whoever started us: as root, Mosquitto would otherwise switch
             # to the `mosquitto` user, who cannot read our temporary files

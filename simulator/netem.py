@@ -19,8 +19,12 @@ log = logging.getLogger(__name__)
 
 
 class Link:
-    def __init__(self, target_host: str, target_port: int, listen_port: int = 0):
+    def __init__(self, target_host: str, target_port: int, listen_port: int = 0, scheme: str = "mqtt"):
+        """`scheme`: of the URL clients use, "mqtts" in front of a TLS listener
+        (the bytes pass through untouched; the broker's certificate names
+        127.0.0.1, where the link listens)."""
         self.target = (target_host, target_port)
+        self.scheme = scheme
         self._server = socket.create_server(("127.0.0.1", listen_port))
         self.port = self._server.getsockname()[1]
         self._cut = threading.Event()
@@ -31,7 +35,7 @@ class Link:
 
     @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> "Link":
         self._thread.start()

@@ -17,7 +17,9 @@ sockets at once, through paho's external-loop callbacks:
   back-off (`reconnect_delay_set`), doubling up to its maximum, as
   `loop_forever` would, on a small pool of threads so that a connect that
   hangs (a cut network) holds no other client up;
-- `remove` ends all that for a client (stop, power cut) without a reconnect.
+- `remove` ends all that for a client (stop, power cut) without a reconnect;
+- over TLS, what the SSL object has already decrypted is read at once
+  (`_read_buffered`): epoll only sees the kernel's buffer.
 """
 
 from __future__ import annotations
@@ -116,6 +118,7 @@ class NetLoop:
             try:
                 if events & selectors.EVENT_READ:
                     client.loop_read()
+                    _read_buffered(client)
                 if events & selectors.EVENT_WRITE and client in self._clients:
                     client.loop_write()
             except Exception:   # one client's failure must not stop the others
@@ -225,6 +228,19 @@ class NetLoop:
             log.debug("connect failed %s: %s", client._client_id, err)
             ok = False
         self._post("connected" if ok else "failed", client)
+
+
+def _read_buffered(client: mqtt.Client, most: int = 10_000) -> None:
+    """Over TLS, bytes already decrypted wait in the SSL object, not in the
+    kernel, so epoll will not report them again: read until none is left (as
+    paho's own loop does by checking `pending()` before it selects)."""
+    for _ in range(most):
+        sock = client.socket()
+        pending = getattr(sock, "pending", None)
+        if pending is None or pending() <= 0:
+            return
+        if client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
+            return
 
 
 def _disconnected_on_purpose(client: mqtt.Client) -> bool:

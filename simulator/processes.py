@@ -59,9 +59,12 @@ class _Child:
 
 class GatewayProcess(_Child):
     def __init__(self, db: Path, broker_url: str, log_path: Path, username: str | None = None,
-                 password: str | None = None, extra_args: list[str] | tuple[str, ...] = ()):
+                 password: str | None = None, extra_args: list[str] | tuple[str, ...] = (),
+                 ca: Path | None = None):
+        """`ca`: the CA of an mqtts:// broker (`gateway run --ca`)."""
         self.db, self.broker_url, self.log_path = Path(db), broker_url, Path(log_path)
         self.username, self.password = username, password
+        self.ca = ca
         self.extra_args = list(extra_args)  # e.g. ["--http", "127.0.0.1:8080"]
         self.proc: subprocess.Popen | None = None
 
@@ -72,6 +75,8 @@ class GatewayProcess(_Child):
         if self.username:
             cmd += ["--username", self.username]
             env["GATEWAY_MQTT_PASSWORD"] = self.password or ""
+        if self.ca:
+            cmd += ["--ca", str(self.ca)]
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=self._log, cwd=ROOT,
                                      preexec_fn=lifeline.bind)
@@ -142,11 +147,15 @@ class TerminalProcess(_Child):
 
 
 def terminal_config_text(creds: fleet.Credentials, broker_url: str, ledger: Path, ack_timeout: float = 3.0,
-                         batch: int = 100, shop: str | None = None) -> str:
+                         batch: int = 100, shop: str | None = None, ca: Path | None = None,
+                         cert: Path | None = None, key: Path | None = None) -> str:
+    """The agent's TOML; `ca` (and a client certificate `cert`, `key`) for an
+    mqtts:// broker."""
+    tls = "".join(f'{name} = "{path}"\n' for name, path in (("ca", ca), ("cert", cert), ("key", key)) if path)
     text = (
         f'[terminal]\nid = "{creds.terminal}"\nkey = "{creds.key_hex}"\nshop = "{shop or creds.terminal}"\n\n'
         f'[ledger]\npath = "{ledger}"\nreserve_mb = 1\n\n'
-        f'[broker]\nurl = "{broker_url}"\nusername = "{creds.terminal}"\npassword = "{creds.mqtt_password}"\n\n'
+        f'[broker]\nurl = "{broker_url}"\nusername = "{creds.terminal}"\npassword = "{creds.mqtt_password}"\n{tls}\n'
         f'[uplink]\nbatch = {batch}\nack_timeout_s = {ack_timeout}\n'
     )
     return text

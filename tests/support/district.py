@@ -1,6 +1,13 @@
-"""A small district for fault drills: a real Mosquitto with per-terminal
-credentials and ACLs, the gateway and the terminal agents as real processes,
-optionally behind a `netem.Link` that can cut a shop's network."""
+"""A small district for fault drills: a real Mosquitto on the configuration
+the project generates (`gateway terminal broker-auth`: per-terminal
+credentials and ACLs, client ids bound to usernames, TLS listeners from a
+throwaway CA made for the run), the gateway and the terminal agents as real
+processes over TLS, optionally behind `netem` links that can cut the shops'
+network.
+
+Every second terminal (T002, T004, ...) authenticates with a client
+certificate on the broker's certificate listener, the others with their
+password over TLS, so every drill runs both ways."""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ import sqlite3
 from pathlib import Path
 
 from firmware.ledger import export_lines
-from gateway import fleet
+from gateway import fleet, pki
 from gateway.store import Store
 from simulator.broker import Mosquitto
 from simulator.netem import Link
@@ -28,6 +35,30 @@ def ledger_head(path: Path) -> int:
         conn.close()
 
 
+class Links:
+    """The shops' network, in front of both TLS listeners: cut and restored together."""
+
+    def __init__(self, broker: Mosquitto):
+        self.password = Link("127.0.0.1", broker.tls_port, scheme="mqtts").start()
+        self.cert = Link("127.0.0.1", broker.cert_port, scheme="mqtts").start()
+
+    def cut(self) -> None:
+        self.password.cut()
+        self.cert.cut()
+
+    def unplug(self) -> None:
+        self.password.unplug()
+        self.cert.unplug()
+
+    def restore(self) -> None:
+        self.password.restore()
+        self.cert.restore()
+
+    def close(self) -> None:
+        self.password.close()
+        self.cert.close()
+
+
 class District:
     def __init__(self, root: Path, terminals: int = 3, rate: float = 20.0, count: int = 0,
                  via_link: bool = False, ack_timeout: float = 3.0):
@@ -36,20 +67,32 @@ class District:
         self.names = [f"T{i + 1:03d}" for i in range(terminals)]
         self.db = self.root / "gateway.db"
         self.creds = provision_terminals(self.db, self.names)
+        self.pki = pki.Pki(self.root / "pki")   # a throwaway CA for this district only
+        self.pki.init()
+        self.cert_terminals = set(self.names[1::2])
         store = Store(self.db)
-        passwd, acl = fleet.write_broker_auth(store, self.root / "broker-auth", GATEWAY_PASSWORD)
-        store.close()
-        self.broker = Mosquitto(self.root / "broker", password_file=passwd, acl_file=acl).start()
-        self.link = Link("127.0.0.1", self.broker.port).start() if via_link else None
-        url = self.link.url if self.link else self.broker.url
-        self.gateway = GatewayProcess(self.db, self.broker.url, self.root / "gateway.log",
-                                      username=fleet.GATEWAY_USER, password=GATEWAY_PASSWORD)
+        try:
+            self.broker = Mosquitto.generated(self.root / "broker", store, GATEWAY_PASSWORD, pki_dir=self.pki.dir)
+        finally:
+            store.close()
+        self.broker.start()
+        self.link = Links(self.broker) if via_link else None
+        self.gateway = GatewayProcess(self.db, self.broker.tls_url, self.root / "gateway.log",
+                                      username=fleet.GATEWAY_USER, password=GATEWAY_PASSWORD, ca=self.broker.ca)
         self.terminals: dict[str, TerminalProcess] = {}
         self.ledgers: dict[str, Path] = {}
         for i, creds in enumerate(self.creds):
             ledger = self.root / f"{creds.terminal}.ledger.db"
             config = self.root / f"{creds.terminal}.toml"
-            config.write_text(terminal_config_text(creds, url, ledger, ack_timeout=ack_timeout))
+            if creds.terminal in self.cert_terminals:
+                issued = self.pki.issue(creds.terminal)
+                url = self.link.cert.url if self.link else self.broker.cert_url
+                tls = {"cert": issued.cert, "key": issued.key}
+            else:
+                url = self.link.password.url if self.link else self.broker.tls_url
+                tls = {}
+            config.write_text(terminal_config_text(creds, url, ledger, ack_timeout=ack_timeout, ca=self.broker.ca,
+                                                   **tls))
             self.ledgers[creds.terminal] = ledger
             self.terminals[creds.terminal] = TerminalProcess(config, self.root / f"{creds.terminal}.log",
                                                              rate=rate, count=count, seed=i + 1)
