@@ -134,7 +134,7 @@ def counter_sale(season: Season, shop: str, subject: Subject, lines: list[tuple[
     agent = season.fleet.agent(season.terminal_of(shop))
     counter = agent.counter
     if method == "override":
-        identity = counter.identify_override(subject.id)
+        identity = counter.identify_override(subject.id, "override_reader_fault")
     else:
         identity = counter.read_card(subject.card.payload, subject.card.uid)
     cart = Cart()

@@ -101,10 +101,21 @@ def write_terminal_configs(directory: Path, district: District, creds: dict[str,
     return out
 
 
+def trust_registry(db: Path, district: District, now_ms: int) -> None:
+    """`gateway subjects keys add`: the gateway checks the cards authorization
+    requests show against the district registry's key, as the terminals do."""
+    conn = connect(db)
+    try:
+        registry.add_keys(conn, [district.registry_public_key], now_ms)
+    finally:
+        conn.close()
+
+
 def seed(db: Path, district: District, directory: Path, now_ms: int | None = None) -> Seeded:
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
     files = district.write(directory)
     import_files(db, files, now_ms)
+    trust_registry(db, district, now_ms)
     creds = provision(db, district, now_ms)
     logins = add_logins(db, district, now_ms)
     return Seeded(files, creds, logins)
