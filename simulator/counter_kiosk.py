@@ -55,11 +55,12 @@ def start_kiosk(config: Path, log_path: Path, env: dict, timeout: float = 60.0) 
 
 class CounterKiosk:
     def __init__(self, workdir: Path, district: District, shop: Shop, creds: Credentials, broker_url: str,
-                 http: str):
+                 http: str, ca: Path | None = None):
+        """`ca`: the CA of an mqtts:// broker."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.district, self.shop, self.creds = district, shop, creds
-        self.broker_url, self.http = broker_url, http
+        self.broker_url, self.http, self.ca = broker_url, http, ca
         self.url = f"http://{http}/"
         self.reader = self.printer = self.proc = None
         self._stop = threading.Event()
@@ -74,7 +75,7 @@ class CounterKiosk:
         cv2.imwrite(str(stills / "counter.jpg"), np.full((240, 320, 3), 200, np.uint8))
         config = self.workdir / "kiosk.toml"
         text = terminal_config_text(self.creds, self.broker_url, self.workdir / f"{self.shop.terminal}.ledger.db",
-                                    shop=self.shop.id) + counter_toml(self.district, clerk=CLERK)
+                                    shop=self.shop.id, ca=self.ca) + counter_toml(self.district, clerk=CLERK)
         # the gateway's silence limit is a few real seconds of heartbeats on the virtual clock
         text = text.replace("[uplink]\n", "[uplink]\nheartbeat_s = 1.0\n", 1)
         text += (f'\n[kiosk]\nshop_name = "{self.shop.name}"\nreader = "{self.reader.path}"\n'

@@ -4,8 +4,10 @@ In ./var/demo (emptied first): generates Linping district from --seed
 (simulator/district.py), seeds it into a fresh gateway database with the
 gateway's own import functions (grid, subjects, policy, catalogue), provisions
 one terminal per shop and creates a district and a town login, starts
-Mosquitto with per-terminal passwords and ACLs and the gateway with its
-supervision API and dashboard (--http, default 127.0.0.1:8080, another free
+Mosquitto on the configuration the project generates (per-terminal passwords
+and ACLs, client ids bound to usernames, MQTT over TLS from a CA made for the
+demo; every second shop's terminal holds a client certificate) and the
+gateway, over TLS, with its supervision API and dashboard (--http, default 127.0.0.1:8080, another free
 port when that one is taken), then plays a season on the virtual clock
 (simulator/season_run.py: --days days of --day-seconds real seconds each, the
 district's buyers at every counter, and the misuse and faults of --misuse and
@@ -152,13 +154,14 @@ def main(argv, prog):
             console.print(f"login: {login.name} / {login.password}  ({login.role} {login.area} {login.area_name})",
                           markup=False, highlight=False)
         kiosk = CounterKiosk(workdir / "counter", run_.district, counter_shop,
-                             run_.seeded.creds[counter_shop.terminal], run_.broker.url,
-                             f"127.0.0.1:{free_port()}").start()
+                             run_.seeded.creds[counter_shop.terminal], run_.broker.tls_url,
+                             f"127.0.0.1:{free_port()}", ca=run_.broker.ca).start()
         kiosk.visitors(every_s=max(20.0, args.day_seconds / 2), seed=args.seed)
         console.print(f"counter: {kiosk.url}  ({counter_shop.name}; clerk {CLERK_NAME}, PIN {PIN})",
                       markup=False, highlight=False)
-        console.print(f"broker {run_.broker.url} · gateway db {run_.db} · logs and district files in {workdir}",
-                      markup=False, highlight=False)
+        console.print(f"broker {run_.broker.tls_url} (TLS; client certificates on {run_.broker.cert_url}; "
+                      f"CA {run_.broker.ca}) · gateway db {run_.db} · logs and district files in {workdir}",
+                      markup=False, highlight=False, soft_wrap=True)
         if args.duration:
             threading.Timer(args.duration, run_.stop.set).start()
 

@@ -32,12 +32,15 @@ class Fleet:
     def __init__(self, workdir: Path, broker_url: str, creds: list[Credentials], seed: int = 1,
                  ack_timeout: float = 5.0, batch: int = 100, shops: dict[str, str] | None = None,
                  extra_toml: str = "", brokers: dict[str, str] | None = None,
-                 clocks: dict[str, Callable[[], int]] | None = None, heartbeat_s: float | None = None):
+                 clocks: dict[str, Callable[[], int]] | None = None, heartbeat_s: float | None = None,
+                 ca: Path | None = None, certs: dict[str, tuple[Path, Path]] | None = None):
         """`shops` links terminals to their shop ids (default: the terminal id);
         `extra_toml` is appended to every agent's config, e.g. a [counter] section
         with the registry keys the district's cards are signed with; `brokers`
         and `clocks` give single terminals their own broker URL (a netem link
-        that can cut them off) and their own wall clock (one that drifts)."""
+        that can cut them off) and their own wall clock (one that drifts).
+        `ca` checks an mqtts:// broker; `certs` gives terminals a client
+        certificate and key (their URL then names the certificate listener)."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.rng = random.Random(seed)
@@ -56,7 +59,8 @@ class Fleet:
         for i, c in enumerate(creds):
             text = terminal_config_text(c, (brokers or {}).get(c.terminal, broker_url),
                                         self.workdir / f"{c.terminal}.ledger.db", ack_timeout=ack_timeout,
-                                        batch=batch, shop=(shops or {}).get(c.terminal))
+                                        batch=batch, shop=(shops or {}).get(c.terminal), ca=ca,
+                                        **_cert_files((certs or {}).get(c.terminal)))
             config = parse(tomllib.loads(text + extra_toml), self.workdir)
             config.reserve_bytes = 0
             if heartbeat_s:
@@ -169,3 +173,7 @@ class Fleet:
                 return True
             time.sleep(0.05)
         return False
+
+
+def _cert_files(pair: tuple[Path, Path] | None) -> dict:
+    return {"cert": pair[0], "key": pair[1]} if pair else {}

@@ -33,6 +33,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gateway import fleet as gateway_fleet
+from gateway import pki as gateway_pki
 from gateway.store import Store
 from protocols import clock as _clock
 from simulator import district as district_model
@@ -131,27 +132,38 @@ class SeasonRun:
         self.plan = misuse.make_plan(self.district, season, args.seed, self.misuse_kinds, self.fault_kinds)
         natural = season.add_natural()
         self.seeded = seed(self.db, self.district, self.workdir / "district", now_ms=clock.wall_ms())
+        # the broker as deployed: its generated configuration, MQTT over TLS from a
+        # CA made for this run; every second shop's terminal holds a client certificate
+        self.pki = gateway_pki.Pki(self.workdir / "pki")
+        self.pki.init()
         store = Store(self.db)
         self.gateway_password = secrets.token_urlsafe(18)
         try:
-            passwd, acl = gateway_fleet.write_broker_auth(store, self.workdir / "broker-auth", self.gateway_password)
+            self.broker = Mosquitto.generated(self.workdir / "broker", store, self.gateway_password,
+                                              pki_dir=self.pki.dir)
         finally:
             store.close()
-        self.broker = Mosquitto(self.workdir / "broker", password_file=passwd, acl_file=acl).start()
+        self.broker.start()
         rules = self.workdir / "rules.toml"
         rules.write_text(rules_toml(speed, self.heartbeat), "utf-8")
         extra = ["--rules", str(rules), "--sweep-interval", "0.5"] + (["--http", args.http] if args.http else [])
-        self.gateway = GatewayProcess(self.db, self.broker.url, self.workdir / "gateway.log",
+        self.gateway = GatewayProcess(self.db, self.broker.tls_url, self.workdir / "gateway.log",
                                       username=gateway_fleet.GATEWAY_USER, password=self.gateway_password,
-                                      extra_args=extra).start()
-        self.links = {t: Link("127.0.0.1", self.broker.port).start() for t in sorted(self.plan.links)}
-        self.wall_started = time.monotonic()
+                                      extra_args=extra, ca=self.broker.ca).start()
         shops = {s.terminal: s.id for s in self.district.shops if s.terminal not in self.kiosk_terminals}
+        certs = {t: self.pki.issue(t) for t in sorted(shops)[1::2]}
+
+        def port(terminal: str) -> int:
+            return self.broker.cert_port if terminal in certs else self.broker.tls_port
+
+        self.links = {t: Link("127.0.0.1", port(t), scheme="mqtts").start() for t in sorted(self.plan.links)}
+        self.wall_started = time.monotonic()
         clocks = {t: (lambda d=d: clock.wall_ms() + d) for t, d in self.plan.drift.items()}
-        self.fleet = Fleet(self.workdir / "terminals", self.broker.url, [self.seeded.creds[t] for t in shops],
+        brokers = {t: self.broker.cert_url for t in certs} | {t: link.url for t, link in self.links.items()}
+        self.fleet = Fleet(self.workdir / "terminals", self.broker.tls_url, [self.seeded.creds[t] for t in shops],
                            seed=args.seed, shops=shops, extra_toml=counter_toml(self.district),
-                           brokers={t: link.url for t, link in self.links.items()}, clocks=clocks,
-                           heartbeat_s=self.heartbeat)
+                           brokers=brokers, clocks=clocks, heartbeat_s=self.heartbeat, ca=self.broker.ca,
+                           certs={t: (issued.cert, issued.key) for t, issued in certs.items()})
         season.attach(self.fleet)
         season.links, season.broker = self.links, self.broker
         self.fleet.start()

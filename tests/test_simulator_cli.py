@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -73,6 +74,15 @@ def test_demo_serves_the_dashboard_sells_refuses_and_reconciles(tmp_path):
     out = "".join(lines)
     assert proc.returncode == 0, proc.stderr.read()[-2000:] + out[-2000:]
     assert "lost 0 · duplicated 0" in out
+    # over TLS on the generated broker configuration: passwords on one listener,
+    # client certificates on the other, the plain one only probed for readiness
+    broker_line = printed("broker ")[0]
+    urls = re.fullmatch(r"broker mqtts://127\.0\.0\.1:(\d+) \(TLS; client certificates on "
+                        r"mqtts://127\.0\.0\.1:(\d+); .*", broker_line.strip())
+    assert urls, broker_line
+    tls_port, cert_port = urls.groups()
+    log = (tmp_path / "demo" / "broker" / "mosquitto.log").read_text()
+    assert f"on port {tls_port}." in log and f"on port {cert_port}." in log
     result = json.loads(report.read_text())
     assert result["lost"] == 0 and result["duplicated"] == 0 and result["stored"] == result["sent"] > 0
     tally = result["tally"]
