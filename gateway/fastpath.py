@@ -208,7 +208,9 @@ def check_batch_fast(topic_terminal: str, payload: bytes, key_for) -> Batch | Re
         return Rejected(topic_terminal, "payload_too_large", f"{len(payload)} bytes > {envelope.MAX_BATCH_BYTES}")
     try:
         return _fast(topic_terminal, payload, key_for)
-    except (_Fallback, msgspec.MsgspecError, UnicodeError, ValueError):
+    except (_Fallback, msgspec.MsgspecError, UnicodeError, ValueError, RecursionError):
+        # RecursionError: msgspec's answer to deep nesting (a 200 KB run of
+        # `[`), which the general path names `malformed_json`.
         return check_batch(topic_terminal, payload, key_for)
 
 

@@ -33,7 +33,7 @@ from gateway.fastpath import check_batch_fast
 from gateway.follow import Follower
 from gateway.verifier import VerifierPool
 from gateway.verify import Batch, Entry, Rejected
-from protocols import envelope, topics
+from protocols import envelope, reasons, topics
 from protocols.clock import wall_ms as now_ms
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,13 @@ log = logging.getLogger(__name__)
 MAX_GROUP = 5000  # records per transaction; bounds latency under a flood
 INSERT_CHUNK = 100  # rows per INSERT statement (9 parameters each, far below SQLite's limit)
 ACK_INTERVAL = 0.02  # seconds: at most one ack per terminal this often while busy
+
+reasons.register({
+    "verifier_crashed": ("校验进程处理此消息时两次退出，消息已隔离",
+                         "the verifier process died twice on this message; it is quarantined"),
+    "verify_failed": ("校验此消息时出错，消息已隔离", "verifying this message failed; it is quarantined"),
+})
+
 
 
 @dataclass
@@ -100,25 +107,42 @@ def decode_verified(data: bytes) -> list:
     return _decoder.decode(data)
 
 
+def quarantine_item(topic: str, reason: str, detail: str, payload: bytes) -> _Quarantine:
+    """A message to be quarantined whole, without looking inside it."""
+    parsed = topics.parse(topic)
+    return _Quarantine(topic, Rejected(parsed[0] if parsed else "", reason, detail), bytes(payload))
+
+
 def verify_message(is_status: bool, topic: str, payload: bytes, key_for) -> object:
     """Everything done to a message before the writer sees it; pure CPU, so it
-    can run in a verifier process (gateway.verifier) or inline."""
+    can run in a verifier process (gateway.verifier) or inline.
+
+    Never raises: whatever a message holds, it comes back verified, or as a
+    rejection with a reason. An exception past the checks (a bug a hostile
+    message found) quarantines that message as `verify_failed` instead of
+    taking the verifier process, or the network thread, down with it."""
     parsed = topics.parse(topic)
     terminal = parsed[0] if parsed else ""
-    if is_status:
-        try:
-            message = envelope.decode_status(payload)
-        except envelope.Invalid as err:
-            log.warning("bad status terminal=%s: %s", terminal, err)
+    try:
+        if is_status:
+            try:
+                message = envelope.decode_status(payload)
+            except envelope.Invalid as err:
+                log.warning("bad status terminal=%s: %s", terminal, err)
+                return _Status(terminal, None)
+            if message["terminal"] != terminal or key_for(terminal) is None:
+                return _Status(terminal, None)
+            return _Status(terminal, message)
+        result = check_batch_fast(terminal, payload, key_for)
+        if isinstance(result, Rejected):
+            log.warning("message quarantined topic=%s reason=%s detail=%s", topic, result.reason, result.detail[:200])
+            return _Quarantine(topic, result, bytes(payload))
+        return result
+    except Exception as err:
+        log.exception("verifying a message failed topic=%s", topic)
+        if is_status:
             return _Status(terminal, None)
-        if message["terminal"] != terminal or key_for(terminal) is None:
-            return _Status(terminal, None)
-        return _Status(terminal, message)
-    result = check_batch_fast(terminal, payload, key_for)
-    if isinstance(result, Rejected):
-        log.warning("message quarantined topic=%s reason=%s detail=%s", topic, result.reason, result.detail)
-        return _Quarantine(topic, result, bytes(payload))
-    return result
+        return quarantine_item(topic, "verify_failed", f"{type(err).__name__}: {err}"[:500], payload)
 
 
 def _begin_immediate(conn: sqlite3.Connection, patience: float = 30.0) -> None:
@@ -153,7 +177,8 @@ class Ingest:
     gateway's default); 0 verifies on the calling thread (tests, tools)."""
 
     def __init__(self, store: Store, publish_ack: Callable[[str, int, int | None], None],
-                 wall_ms: Callable[[], int] = now_ms, verifiers: int = 0):
+                 wall_ms: Callable[[], int] = now_ms, verifiers: int = 0,
+                 verifier_module: str = "gateway.verifier"):
         self.store = store
         self.publish_ack = publish_ack
         self.wall_ms = wall_ms
@@ -169,7 +194,8 @@ class Ingest:
         self._idle = threading.Event()
         self._submitted = 0
         self._handled = 0
-        self._pool = VerifierPool(store.path, verifiers, self._queue.put, self._verify_inline) if verifiers else None
+        self._pool = VerifierPool(store.path, verifiers, self._queue.put, self._verify_inline,
+                                  verifier_module) if verifiers else None
         self._pending_acks: dict[str, tuple[int, int | None]] = {}
         self._last_ack: dict[str, float] = {}
         self._load_progress()
@@ -210,6 +236,10 @@ class Ingest:
             follower.start()
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
         self._writer.start()
+
+    def pids(self) -> dict:
+        """The verifier processes (tests: none of them may die of a message)."""
+        return {"verifiers": self._pool.pids() if self._pool is not None else []}
 
     def stop(self) -> None:
         if self._pool is not None:

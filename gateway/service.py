@@ -95,17 +95,22 @@ class GatewayService:
         log.warning("gateway disconnected from broker: %s", reason_code)
 
     def _on_message(self, client, userdata, message):
-        parsed = topics.parse(message.topic)
-        if parsed is None:
-            return
-        terminal, leaf = parsed
-        if leaf == topics.UP:
-            self.ingest.submit_batch(message.topic, terminal, message.payload)
-        elif leaf == topics.STATUS:
-            self.ingest.submit_status(terminal, message.payload)
-            self.enforcement.on_message(terminal, leaf, message.payload)
-        elif leaf == topics.AUTH_REQ:
-            self.enforcement.on_message(terminal, leaf, message.payload)
+        """Never raises: an exception here would end paho's network loop,
+        and with it every terminal's ingest, for good."""
+        try:
+            parsed = topics.parse(message.topic)
+            if parsed is None:
+                return
+            terminal, leaf = parsed
+            if leaf == topics.UP:
+                self.ingest.submit_batch(message.topic, terminal, message.payload)
+            elif leaf == topics.STATUS:
+                self.ingest.submit_status(terminal, message.payload)
+                self.enforcement.on_message(terminal, leaf, message.payload)
+            elif leaf == topics.AUTH_REQ:
+                self.enforcement.on_message(terminal, leaf, message.payload)
+        except Exception:
+            log.exception("message not handled topic=%s (%d bytes)", message.topic, len(message.payload))
 
     def _publish_ack(self, terminal: str, upto: int, seen: int | None) -> None:
         key = self._key_for(terminal)

@@ -11,18 +11,32 @@ stored in the order they arrived.
 A verifier is a plain child process (`python -m gateway.verifier DB`) talking
 length-prefixed frames over its stdin and stdout, so it does not depend on how
 the parent was started. It holds no state but a cache of terminal keys read
-from the database, and exits when its stdin closes (the gateway died). If it
-dies, the messages it held were never acknowledged and terminals re-send them;
-the pool starts a new one, and verifies in-process if that keeps failing.
+from the database, and exits when its stdin closes (the gateway died).
+
+No message may stall the district's ingest, not even one that kills its
+verifier (docs/protocol.md, "Quarantine"). So the parent keeps every message
+it sends (`Verifier`) until the verifier has answered it, which the verifier
+tells through two counters in a page of memory they share: the number of the
+message it began last, and of the last one it has answered. The parent only
+reads them, so this costs the network thread no system call. When a verifier
+dies, a new one is started and gets what the dead one had not answered: the
+message it was verifying when it died is sent again *alone* (verified and
+answered on its own), the others as they were; a message that takes a
+verifier down on its own is quarantined as `verifier_crashed`, unread. The
+pool verifies in-process only when new verifiers die before they begin
+anything at all.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
+import mmap
 import os
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import zlib
@@ -32,8 +46,18 @@ from typing import Callable
 log = logging.getLogger(__name__)
 
 _UP, _STATUS = b"U", b"S"
+_CRASHED = b"Q"  # quarantine as `verifier_crashed` without reading it
+# A lower-case kind (u, s, q) is the same message sent again after a crash:
+# the verifier answers what it has so far, then this one alone.
 _LEN = struct.Struct("!I")
 _HEADER = struct.Struct("!cH")
+_KIND_AT = _LEN.size  # offset of the kind byte in a frame as sent
+_BEGUN = struct.Struct("=Q")  # at offset 0 of the shared page: the message begun last (numbered from 1)
+_DONE = struct.Struct("=Q")   # at offset 8: the last message whose answer is written
+_PROGRESS_SIZE = 16
+MAX_HELD = 200_000  # messages kept for a dead verifier until its replacement takes them
+YOUNG = 5.0  # seconds: a verifier dying this soon without beginning a message could not start
+MODULE = "gateway.verifier"
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -88,41 +112,189 @@ def _batch_scheduling() -> None:
         pass
 
 
-def worker_main(db_path: str) -> None:
+def worker_main(db_path: str, progress_fd: int | None = None) -> None:
     """The verifier process: raw messages in, verified items out, in order.
-    Everything that arrived together is verified and answered in one write."""
-    from gateway.ingest import encode_verified, verify_message
+    Everything that arrived together is verified and answered in one write.
+    `progress_fd`: the page shared with the parent (see the module's doc)."""
+    from gateway.ingest import encode_verified, quarantine_item, verify_message
     from gateway.store import KeyCache, Store
 
     _batch_scheduling()
 
     key_for = KeyCache(Store(db_path))
+    progress = mmap.mmap(progress_fd, _PROGRESS_SIZE) if progress_fd is not None else bytearray(_PROGRESS_SIZE)
+    begun = _BEGUN.pack_into
 
     frames = _Frames(sys.stdin.fileno())
     out_fd = sys.stdout.fileno()
+
+    def answer(items: list, sources: list, number: int) -> None:
+        if items:
+            try:
+                data = encode_verified(items)
+            except Exception:  # one item that cannot cross: quarantine it, keep the others
+                log.exception("verified items could not be encoded")
+                data = encode_verified([_encodable(item, source) for item, source in zip(items, sources)])
+            view = memoryview(_LEN.pack(len(data)) + data)
+            while view:
+                view = view[os.write(out_fd, view):]
+        _DONE.pack_into(progress, 8, number)
+
+    def _encodable(item, source):
+        try:
+            encode_verified([item])
+            return item
+        except Exception as err:
+            return quarantine_item(source[0], "verify_failed", f"{type(err).__name__}: {err}"[:500], source[1])
+
+    number = 0
     while True:
         batch = frames.read()
         if batch is None:
             return
-        items = []
+        items, sources = [], []
         for frame in batch:
+            number += 1
+            begun(progress, 0, number)
             kind, n = _HEADER.unpack_from(frame)
-            topic = frame[_HEADER.size:_HEADER.size + n].decode()
-            items.append(verify_message(kind == _STATUS, topic, frame[_HEADER.size + n:], key_for))
-        data = encode_verified(items)
-        view = memoryview(_LEN.pack(len(data)) + data)
-        while view:
-            view = view[os.write(out_fd, view):]
+            topic = frame[_HEADER.size:_HEADER.size + n].decode(errors="replace")
+            payload = frame[_HEADER.size + n:]
+            alone = kind.islower()
+            if alone:
+                answer(items, sources, number - 1)
+                items, sources = [], []
+                kind = kind.upper()
+            if kind == _CRASHED:
+                item = quarantine_item(topic, "verifier_crashed",
+                                       "a verifier process died twice while verifying this message", payload)
+            else:
+                item = verify_message(kind == _STATUS, topic, payload, key_for)
+            items.append(item)
+            sources.append((topic, payload))
+            if alone:
+                answer(items, sources, number)
+                items, sources = [], []
+        answer(items, sources, number)
+
+
+def _unframe(data: bytes) -> tuple[bytes, str, bytes]:
+    """(kind, topic, payload) of a frame as sent."""
+    kind, n = _HEADER.unpack_from(data, _KIND_AT)
+    start = _KIND_AT + _HEADER.size
+    return kind, data[start:start + n].decode(errors="replace"), data[start + n:]
+
+
+def _rekind(data: bytes, kind: bytes) -> bytes:
+    return data[:_KIND_AT] + kind + data[_KIND_AT + 1:]
+
+
+class Verifier:
+    """One verifier process, and the messages it has not answered yet.
+
+    `stdout`: where its answers go (a pipe to the writer process, or PIPE to
+    read them here). `on_exit(verifier)` is called from a watcher thread when
+    the process ends, unless it was `retire`d first (stopped on purpose).
+    `module`: what runs as the verifier (tests run it with a failpoint)."""
+
+    def __init__(self, db_path: str, stdout, on_exit: Callable[["Verifier"], None], module: str = MODULE):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        self._page = tempfile.TemporaryFile(prefix="verifier-progress-")
+        self._page.truncate(_PROGRESS_SIZE)
+        self.progress = mmap.mmap(self._page.fileno(), _PROGRESS_SIZE)
+        fd = self._page.fileno()
+        self.proc = subprocess.Popen([sys.executable, "-m", module, db_path, str(fd)],
+                                     stdin=subprocess.PIPE, stdout=stdout, env=env, bufsize=0, pass_fds=[fd])
+        self.started = time.monotonic()
+        self.retired = False
+        self._sent: collections.deque = collections.deque()  # (number, frame, suspect), oldest first
+        self._count = 0
+        self._on_exit = on_exit
+        threading.Thread(target=self._watch, name="verifier-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        self.proc.wait()
+        if not self.retired:
+            self._on_exit(self)
+
+    def send(self, data: bytes, suspect: bool = False) -> bool:
+        """Hand a frame to the process; kept until answered, even if the
+        write fails (the process died: its replacement gets it)."""
+        sent = self._sent
+        if not self._count & 31 or len(sent) >= MAX_HELD:  # forget what it has answered, now and then
+            done = _DONE.unpack_from(self.progress, 8)[0]
+            while sent and sent[0][0] <= done:
+                sent.popleft()
+            if len(sent) >= MAX_HELD:
+                log.error("verifier holds %d unanswered messages; message left unacknowledged (the terminal "
+                          "re-sends)", len(sent))
+                return False
+        self._count += 1
+        sent.append((self._count, data, suspect))
+        try:
+            self.proc.stdin.write(data)
+            return True
+        except (BrokenPipeError, OSError, ValueError):
+            return False
+
+    def began_nothing(self) -> bool:
+        return _BEGUN.unpack_from(self.progress, 0)[0] == 0
+
+    def unanswered(self, crashed: bool) -> list[tuple[bytes, bool]]:
+        """What the dead process had not answered, as (frame, suspect) to
+        send to its replacement in order. `crashed`: it died by itself, so
+        the message it was verifying is suspect: sent again alone, or, if it
+        already was alone, replaced by a quarantine frame."""
+        begun = _BEGUN.unpack_from(self.progress, 0)[0]
+        done = _DONE.unpack_from(self.progress, 8)[0]
+        out = []
+        for number, data, suspect in self._sent:
+            if number <= done:
+                continue
+            if crashed and number == begun:
+                kind, topic, _ = _unframe(data)
+                if suspect:
+                    log.error("message quarantined: it took down a verifier on its own topic=%s", topic)
+                    data = _rekind(data, _CRASHED)
+                else:
+                    log.warning("message sent again alone: its verifier died on it topic=%s", topic)
+                    data = _rekind(data, kind.lower())
+                suspect = True
+            out.append((data, suspect))
+        return out
+
+    def retire(self) -> None:
+        """Stop it on purpose: close its input, so it answers what it has and exits."""
+        self.retired = True
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+
+    def kill(self) -> None:
+        self.retired = True
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def close(self, timeout: float = 5.0) -> None:
+        self.retire()
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.progress.close()
+        self._page.close()
 
 
 class _Worker:
-    def __init__(self, db_path: str, deliver: Callable[[list], None]):
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-        self.proc = subprocess.Popen([sys.executable, "-m", "gateway.verifier", db_path],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, bufsize=0)
-        self.lock = threading.Lock()
-        self.started = time.monotonic()
+    """A verifier whose answers come back to this process (`--ingest threads`)."""
+
+    def __init__(self, db_path: str, deliver: Callable[[list], None], on_exit: Callable[[Verifier], None],
+                 module: str = MODULE):
+        self.verifier = Verifier(db_path, subprocess.PIPE, on_exit, module)
+        self.proc = self.verifier.proc
         self.deliver = deliver
         self.reader = threading.Thread(target=self._collect, name="verifier-results", daemon=True)
         self.reader.start()
@@ -138,59 +310,83 @@ class _Worker:
             for frame in batch:
                 self.deliver(decode_verified(frame))
 
-    def send(self, data: bytes) -> bool:
-        try:
-            self.proc.stdin.write(data)
-            return True
-        except (BrokenPipeError, OSError, ValueError):
-            return False
-
     def close(self) -> None:
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        self.verifier.close()
         self.reader.join(timeout=5)
 
 
 class VerifierPool:
     def __init__(self, db_path: Path, workers: int, deliver: Callable[[list], None],
-                 inline: Callable[[bool, str, bytes], None]):
+                 inline: Callable[[bool, str, bytes], None], module: str = MODULE):
         self.db_path = str(db_path)
+        self.module = module
         self.deliver = deliver
         self.inline = inline  # last resort when workers cannot be kept alive
         self._count = workers
         self._workers: list[_Worker | None] = []
+        self._lock = threading.Lock()
+        self._stopping = False
 
     def start(self) -> None:
-        self._workers = [_Worker(self.db_path, self.deliver) for _ in range(self._count)]
+        self._workers = [self._new_worker() for _ in range(self._count)]
+
+    def _new_worker(self) -> _Worker:
+        return _Worker(self.db_path, self.deliver, self._exited, self.module)
 
     def submit(self, status: bool, terminal: str, topic: str, payload: bytes) -> None:
-        index = zlib.crc32(terminal.encode()) % len(self._workers)
-        worker = self._workers[index]
-        if worker is not None:
-            with worker.lock:
-                if worker.send(_frame(_STATUS if status else _UP, topic, payload)):
-                    return
-            # It died. Replace it, unless replacements die young too.
-            young = time.monotonic() - worker.started < 5
-            log.error("verifier %d stopped (exit %s)%s", index, worker.proc.poll(),
-                      "; verifying in-process from now on" if young else "; starting a new one")
-            self._workers[index] = None if young else _Worker(self.db_path, self.deliver)
-            if self._workers[index] is not None and self._workers[index].send(
-                    _frame(_STATUS if status else _UP, topic, payload)):
+        data = _frame(_STATUS if status else _UP, topic, payload)
+        with self._lock:
+            worker = self._workers[zlib.crc32(terminal.encode()) % len(self._workers)]
+            if worker is not None:
+                worker.verifier.send(data)  # if it died, its replacement gets this too
                 return
         self.inline(status, topic, payload)
 
+    def _exited(self, dead: Verifier) -> None:
+        """A verifier died (watcher thread): start a new one and give it
+        what the dead one had not answered; in-process verification only if
+        new ones cannot even start."""
+        if self._stopping:
+            return
+        young = dead.began_nothing() and time.monotonic() - dead.started < YOUNG
+        replacement = None if young else self._new_worker()
+        with self._lock:
+            index = next((i for i, w in enumerate(self._workers) if w is not None and w.verifier is dead), None)
+            if index is None or self._stopping:
+                if replacement is not None:
+                    replacement.close()
+                return
+            log.error("verifier %d stopped (exit %s)%s", index, dead.proc.returncode,
+                      "; verifying in-process from now on" if young else "; started a new one")
+            self._workers[index] = replacement
+            pending = dead.unanswered(crashed=True)
+            for data, suspect in pending:
+                if replacement is not None:
+                    replacement.verifier.send(data, suspect)
+                    continue
+                kind, topic, payload = _unframe(data)
+                if suspect or kind.upper() == _CRASHED:  # no verifier to try it alone in, and it must not take
+                    self.deliver([_crashed(topic, payload)])  # this process down
+                else:
+                    self.inline(kind.upper() == _STATUS, topic, payload)
+        dead.close()
+
+    def pids(self) -> list[int | None]:
+        with self._lock:
+            return [w.proc.pid if w is not None else None for w in self._workers]
+
     def stop(self) -> None:
+        self._stopping = True
         for worker in self._workers:
             if worker is not None:
                 worker.close()
 
 
+def _crashed(topic: str, payload: bytes):
+    from gateway.ingest import quarantine_item
+
+    return quarantine_item(topic, "verifier_crashed", "a verifier process died while verifying this message", payload)
+
+
 if __name__ == "__main__":
-    worker_main(sys.argv[1])
+    worker_main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else None)

@@ -68,10 +68,18 @@ def check_record(terminal: str, record: dict, key: bytes) -> Entry:
         return Entry(seq, False, _raw(record), reason=err.code, detail=err.detail[:500])
     except (canonical.NotCanonical, canonical.TooDeep) as err:
         return Entry(seq, False, _raw(record), reason="schema_invalid", detail=str(err)[:500])
+    except UnicodeError:
+        # A JSON escape of a lone surrogate (`"\\ud800"`) decodes to a string
+        # that has no UTF-8 form, so the record cannot be signed or stored.
+        return Entry(seq, False, _raw(record), reason="not_utf8", detail="a string holds a lone surrogate")
 
 
 def _raw(record) -> str:
+    """The rejected record's text for the quarantine: always encodable as
+    UTF-8 (a lone surrogate is kept as its escape), so that storing it, or
+    sending it from a verifier process, cannot fail."""
     try:
-        return canonical.dumps(record)
+        text = canonical.dumps(record)
     except (ValueError, canonical.TooDeep):
-        return repr(record)[:16384]
+        text = repr(record)[:16384]
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
