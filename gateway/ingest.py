@@ -12,6 +12,14 @@ missing ranges). A jump in the sequence *as the terminal presents it* (the batch
 says "after N" and then starts at N+2, or skips inside) means the terminal's
 ledger lost rows: it is recorded in `missing` and alerted. A `prev` that does
 not match the stored digest of the record before is a hash-chain break.
+
+What a terminal can cost the gateway is bounded by that terminal (the trust
+boundary in ARCHITECTURE.md): a record more than `SEQ_WINDOW` beyond its
+acknowledged seq is refused (`seq_beyond_window`), so one forged far-off seq
+cannot keep the terminal off the next-in-line path for good; and its
+quarantine rows, payloads and per-record alerts are limited per hour
+(`QuarantineBudget`): past the budget only counts per reason are kept, in
+`quarantine_dropped`, with one `quarantine_budget_exceeded` alert.
 """
 
 from __future__ import annotations
@@ -42,12 +50,36 @@ MAX_GROUP = 5000  # records per transaction; bounds latency under a flood
 INSERT_CHUNK = 100  # rows per INSERT statement (9 parameters each, far below SQLite's limit)
 ACK_INTERVAL = 0.02  # seconds: at most one ack per terminal this often while busy
 
+# An honest terminal has at most its uplink window of records in flight beyond
+# its watermark (firmware/uplink.py, `UplinkSettings.window`, 2000), and its
+# watermark is at most the gateway's ack: a seq further out than this beyond
+# the ack is refused. docs/protocol.md, "Reasons".
+SEQ_WINDOW = 2000
+
+HOUR_MS = 3_600_000
+QUARANTINE_BYTES_PER_HOUR = 4 * 1024 * 1024  # per terminal: sixteen full-size messages
+QUARANTINE_ROWS_PER_HOUR = 1000              # per terminal; an honest one quarantines next to nothing
+
 reasons.register({
+    "seq_beyond_window": ("记录序号远超终端已确认的位置", "record seq is far beyond what the terminal has had acknowledged"),
     "verifier_crashed": ("校验进程处理此消息时两次退出，消息已隔离",
                          "the verifier process died twice on this message; it is quarantined"),
     "verify_failed": ("校验此消息时出错，消息已隔离", "verifying this message failed; it is quarantined"),
+    "quarantine_budget_exceeded": ("终端本小时的隔离配额已用完，此后只计数",
+                                   "the terminal's quarantine budget for this hour is used up; "
+                                   "rejects are only counted"),
 })
 
+
+@dataclass(frozen=True)
+class QuarantineBudget:
+    """What one terminal may put into the quarantine per clock hour (gateway
+    time). A reject that does not fit is counted in `quarantine_dropped` (per
+    terminal, hour and reason) instead of stored, without its own alert, and
+    an accountable one (an altered record) is then not accounted for either:
+    the terminal's ack stays below it, which costs that terminal alone."""
+    bytes: int = QUARANTINE_BYTES_PER_HOUR
+    rows: int = QUARANTINE_ROWS_PER_HOUR
 
 
 @dataclass
@@ -79,6 +111,7 @@ class Stats:
     stored: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    dropped: int = 0  # rejects over a terminal's quarantine budget: counted, not stored
     commits: int = 0
     alerts: int = 0
 
@@ -178,8 +211,10 @@ class Ingest:
 
     def __init__(self, store: Store, publish_ack: Callable[[str, int, int | None], None],
                  wall_ms: Callable[[], int] = now_ms, verifiers: int = 0,
-                 verifier_module: str = "gateway.verifier"):
+                 budget: QuarantineBudget = QuarantineBudget(), verifier_module: str = "gateway.verifier"):
         self.store = store
+        self.budget = budget
+        self._spent: dict[str, list] = {}  # terminal -> [hour, rows, bytes, alerted]: its quarantine this hour
         self.publish_ack = publish_ack
         self.wall_ms = wall_ms
         self.followers: list[Follower] = []
@@ -383,11 +418,21 @@ class Ingest:
             return batch.entries[-1].seq
         topic = f"agri/v1/t/{terminal}/up"
         expected = batch.after + 1
+        window = progress.upto + SEQ_WINDOW
         for entry in batch.entries:
             seq = entry.seq
             if seq is None:
                 self._quarantine(conn, now, topic, terminal, None, False, entry.reason or "schema_invalid",
                                  entry.detail, entry.text.encode())
+                continue
+            if seq > window:
+                # Not stored and not accounted for: stored, it would sit beyond
+                # the ack for ever and keep every later batch of the terminal
+                # off the next-in-line path.
+                detail = f"seq {seq} is more than {SEQ_WINDOW} beyond the acknowledged {progress.upto}"
+                if self._quarantine(conn, now, topic, terminal, seq, False, "seq_beyond_window", detail,
+                                    entry.text.encode()):
+                    self._alert(conn, now, "seq_beyond_window", terminal, seq, None, detail)
                 continue
             if seq < expected:
                 self._quarantine(conn, now, topic, terminal, seq, False, "batch_not_increasing",
@@ -398,8 +443,8 @@ class Ingest:
             expected = seq + 1
             if entry.ok:
                 self._store(conn, now, terminal, progress, entry)
-            else:
-                self._quarantine(conn, now, topic, terminal, seq, True, entry.reason, entry.detail, entry.text.encode())
+            elif self._quarantine(conn, now, topic, terminal, seq, True, entry.reason, entry.detail,
+                                  entry.text.encode()):
                 self._alert(conn, now, entry.reason, terminal, seq, None, entry.detail)
                 progress.account(seq, seq)
         return max((e.seq for e in batch.entries if e.seq is not None), default=None)
@@ -458,9 +503,8 @@ class Ingest:
             stored = conn.execute("SELECT digest FROM records WHERE terminal=? AND seq=?", [terminal, seq]).fetchone()
             if stored and stored[0] == entry.digest:
                 self.stats.duplicates += 1
-            else:
-                self._quarantine(conn, now, f"agri/v1/t/{terminal}/up", terminal, seq, False, "seq_conflict",
-                                 "a different record is stored for this seq", entry.text.encode())
+            elif self._quarantine(conn, now, f"agri/v1/t/{terminal}/up", terminal, seq, False, "seq_conflict",
+                                  "a different record is stored for this seq", entry.text.encode()):
                 self._alert(conn, now, "seq_conflict", terminal, seq, None, "a different record is stored for this seq")
             progress.account(seq, seq)
             return
@@ -514,12 +558,55 @@ class Ingest:
                     f"terminal ledger skips seq {start}" + (f"..{end}" if end > start else ""))
         progress.account(start, end)
 
-    def _quarantine(self, conn, now, topic, terminal, seq, accountable, reason, detail, payload) -> None:
+    def _quarantine(self, conn, now, topic, terminal, seq, accountable, reason, detail, payload) -> bool:
+        """Store a reject, if the terminal's budget has room; returns whether
+        it was stored (the caller alerts and accounts only then)."""
+        payload = payload[:MAX_QUARANTINE_BYTES]
+        if not self._within_budget(conn, now, terminal or "", reason, len(payload)):
+            return False
+        detail = (detail or "")[:1000].encode("utf-8", "backslashreplace").decode("utf-8")
         conn.execute(
             "INSERT INTO quarantine(received, topic, terminal, seq, accountable, reason, detail, payload) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [now, topic, terminal, seq, int(accountable), reason, (detail or "")[:1000], payload[:MAX_QUARANTINE_BYTES]])
+            [now, topic, terminal, seq, int(accountable), reason, detail, payload])
         self.stats.quarantined += 1
+        return True
+
+    def _within_budget(self, conn, now: int, terminal: str, reason: str, size: int) -> bool:
+        """Charge one reject of `size` bytes to the terminal's hour; past the
+        budget, count it per reason and alert once that hour."""
+        hour = now // HOUR_MS
+        spent = self._spent.get(terminal)
+        if spent is None or spent[0] != hour:
+            if len(self._spent) > 10000:
+                self._spent = {t: s for t, s in self._spent.items() if s[0] == hour}
+            spent = self._spent[terminal] = self._spent_in(conn, terminal, hour)
+        if spent[1] < self.budget.rows and spent[2] + size <= self.budget.bytes:
+            spent[1] += 1
+            spent[2] += size
+            return True
+        conn.execute("INSERT INTO quarantine_dropped(terminal, hour, reason, count, bytes) VALUES (?, ?, ?, 1, ?) "
+                     "ON CONFLICT(terminal, hour, reason) "
+                     "DO UPDATE SET count = count + 1, bytes = bytes + excluded.bytes",
+                     [terminal, hour, reason, size])
+        self.stats.dropped += 1
+        if not spent[3]:
+            spent[3] = True
+            self._alert(conn, now, "quarantine_budget_exceeded", terminal, None, None,
+                        f"{spent[1]} rejects, {spent[2]} bytes quarantined since "
+                        f"{time.strftime('%Y-%m-%d %H:00 UTC', time.gmtime(hour * 3600))}; further rejects this hour "
+                        f"are only counted (budget {self.budget.rows} rows, {self.budget.bytes} bytes an hour)")
+        return False
+
+    @staticmethod
+    def _spent_in(conn, terminal: str, hour: int) -> list:
+        """A terminal's quarantine in this hour as the database has it (after
+        a restart, or when the hour turns)."""
+        rows, size = conn.execute("SELECT count(*), coalesce(sum(length(payload)), 0) FROM quarantine "
+                                  "WHERE terminal = ? AND received >= ?", [terminal, hour * HOUR_MS]).fetchone()
+        alerted = conn.execute("SELECT 1 FROM quarantine_dropped WHERE terminal = ? AND hour = ?",
+                               [terminal, hour]).fetchone() is not None
+        return [hour, rows, size, alerted]
 
     def _alert(self, conn, now, kind, terminal, seq, seq_to, detail) -> None:
         cur = conn.execute(
@@ -555,6 +642,7 @@ class Ingest:
                     progress.max_seq = row[0]
 
     def _reload_after_failure(self) -> None:
+        self._spent.clear()  # charged inside the transaction that rolled back
         try:
             self._load_progress()
         except Exception:

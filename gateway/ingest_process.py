@@ -50,11 +50,11 @@ ROOT = Path(__file__).resolve().parents[1]
 _ACK = struct.Struct("!QQ")  # upto, seen + 1 (0: no seen)
 
 
-def writer_main(db_path: str, control_fd: int) -> None:
+def writer_main(db_path: str, control_fd: int, budget=None) -> None:
     """The writer stage: verified items in (one pipe per verifier, each
     handed over on the control socket), acks out (stdout). Ends when the
     control socket and every pipe it handed over are closed."""
-    from gateway.ingest import Ingest, decode_verified
+    from gateway.ingest import Ingest, QuarantineBudget, decode_verified
     from gateway.store import Store
 
     out_fd = sys.stdout.fileno()
@@ -66,7 +66,7 @@ def writer_main(db_path: str, control_fd: int) -> None:
             data = data[os.write(out_fd, data):]
 
     store = Store(db_path)
-    ingest = Ingest(store, publish_ack, verifiers=0)
+    ingest = Ingest(store, publish_ack, verifiers=0, budget=budget or QuarantineBudget())
     readers: dict[int, _Frames] = {}
     control: socket.socket | None = socket.socket(fileno=control_fd)
 
@@ -125,11 +125,13 @@ class IngestProcess:
     """The network process's side: same calls as `Ingest` for the network thread."""
 
     def __init__(self, db_path: str | Path, publish_ack: Callable[[str, int, int | None], None],
-                 key_for: Callable[[str], bytes | None], verifiers: int = 1, verifier_module: str = MODULE):
+                 key_for: Callable[[str], bytes | None], verifiers: int = 1, budget=None,
+                 verifier_module: str = MODULE):
         self.db_path = str(db_path)
         self.publish_ack = publish_ack
         self.key_for = key_for  # the authorization service checks MACs in this process
         self.count = max(1, verifiers)
+        self.budget = budget  # gateway.ingest.QuarantineBudget, None for its defaults
         self.verifier_module = verifier_module  # tests run the verifiers with a failpoint
         self._lock = threading.Lock()
         self._verifiers: list[Verifier] = []
@@ -149,6 +151,8 @@ class IngestProcess:
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         args = [sys.executable, "-m", "gateway.ingest_process", self.db_path, "--control", str(theirs.fileno())]
+        if self.budget is not None:
+            args += ["--quarantine-bytes", str(self.budget.bytes), "--quarantine-rows", str(self.budget.rows)]
         self._writer = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env, bufsize=0,
                                         pass_fds=[theirs.fileno()])
         theirs.close()
@@ -277,11 +281,15 @@ class IngestProcess:
 
 
 def main(argv: list[str]) -> None:
+    from gateway.ingest import QUARANTINE_BYTES_PER_HOUR, QUARANTINE_ROWS_PER_HOUR, QuarantineBudget
+
     parser = argparse.ArgumentParser(prog="python -m gateway.ingest_process")
     parser.add_argument("db")
     parser.add_argument("--control", type=int, required=True, help="Unix socket the verifiers' pipes come on")
+    parser.add_argument("--quarantine-bytes", type=int, default=QUARANTINE_BYTES_PER_HOUR)
+    parser.add_argument("--quarantine-rows", type=int, default=QUARANTINE_ROWS_PER_HOUR)
     args = parser.parse_args(argv)
-    writer_main(args.db, args.control)
+    writer_main(args.db, args.control, QuarantineBudget(args.quarantine_bytes, args.quarantine_rows))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import sys
 import threading
 
 from gateway import supervision_runtime
+from gateway.ingest import QUARANTINE_BYTES_PER_HOUR, QUARANTINE_ROWS_PER_HOUR, QuarantineBudget
 from gateway.service import GatewayService
 from gateway.store import Store
 
@@ -47,6 +48,13 @@ def main(argv, prog):
                         help="verifier processes (default 2: verifying is the costliest stage, and with one "
                              "a two-core machine's second core idles under a flood; with --ingest threads, "
                              "0 verifies in-process)")
+    parser.add_argument("--quarantine-bytes-per-hour", type=int, default=QUARANTINE_BYTES_PER_HOUR,
+                        help="payload bytes each terminal may add to the quarantine an hour; past that, or past "
+                             "--quarantine-rows-per-hour, its rejects are only counted (quarantine_dropped) and "
+                             f"one quarantine_budget_exceeded alert is raised (default {QUARANTINE_BYTES_PER_HOUR})")
+    parser.add_argument("--quarantine-rows-per-hour", type=int, default=QUARANTINE_ROWS_PER_HOUR,
+                        help="rows each terminal may add to the quarantine an hour "
+                             f"(default {QUARANTINE_ROWS_PER_HOUR})")
     parser.add_argument("--no-supervision", action="store_true",
                         help="ingest only: for extra ingest workers beside one that supervises")
     parser.add_argument("--log-level", default="INFO")
@@ -58,7 +66,9 @@ def main(argv, prog):
         store = Store(args.db)
         service = GatewayService(store, args.broker, args.username, os.environ.get(args.password_env),
                                  client_id=args.client_id, verifiers=args.verifiers,
-                                 ingest_process=args.ingest == "process", ca=args.ca, cert=args.cert, key=args.key)
+                                 ingest_process=args.ingest == "process", ca=args.ca, cert=args.cert, key=args.key,
+                                 budget=QuarantineBudget(args.quarantine_bytes_per_hour,
+                                                         args.quarantine_rows_per_hour))
         supervise_args = supervision_runtime.child_arguments(args)
     except (OSError, ValueError) as err:
         print(f"{prog}: {err}", file=sys.stderr)

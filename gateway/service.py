@@ -17,7 +17,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.enforcement import Enforcement
-from gateway.ingest import Ingest
+from gateway.ingest import Ingest, QuarantineBudget
 from gateway.ingest_process import IngestProcess
 from gateway.store import KeyCache, Store
 from protocols import envelope, topics, transport
@@ -29,12 +29,13 @@ class GatewayService:
     def __init__(self, store: Store, broker: str, username: str | None = None, password: str | None = None,
                  client_id: str = "gateway", share_group: str | None = None, verifiers: int = 2,
                  ingest_process: bool = False, ca: str | None = None, cert: str | None = None,
-                 key: str | None = None):
+                 key: str | None = None, budget: QuarantineBudget = QuarantineBudget()):
         """`ingest_process`: run ingest as a pipeline of child processes
         (gateway/ingest_process.py), the deployed default; otherwise in this
         process. `verifiers`: verifier processes (0: verify inline, threads
         mode only, for tests and tools). `ca`, `cert`, `key`: TLS files for an
-        mqtts:// broker (protocols/transport.py)."""
+        mqtts:// broker (protocols/transport.py). `budget`: what each terminal
+        may put into the quarantine an hour (gateway/ingest.py)."""
         self.store = store
         self.broker = broker
         self.connected = threading.Event()
@@ -58,9 +59,9 @@ class GatewayService:
         self._key_for = KeyCache(store)  # acks are MACed with the terminal's key
         if ingest_process:
             self.ingest = IngestProcess(store.path, self._publish_ack, key_for=self._key_for,
-                                        verifiers=verifiers)
+                                        verifiers=verifiers, budget=budget)
         else:
-            self.ingest = Ingest(store, self._publish_ack, verifiers=verifiers)
+            self.ingest = Ingest(store, self._publish_ack, verifiers=verifiers, budget=budget)
         # quota ledger hook, online authorization, config push (docs/protocol.md)
         self.enforcement = Enforcement(store, self.ingest, self._publish)
 

@@ -8,7 +8,9 @@ Key facts the schema keeps:
   WITHOUT ROWID table keyed by (terminal, seq) made every insert a write into
   the middle of a b-tree of whole ~600-byte rows.
 - `quarantine` keeps what failed verification, with the reason and the raw
-  bytes: nothing that arrives is silently dropped.
+  bytes: nothing that arrives is silently dropped. Within each terminal's
+  hourly budget (gateway/ingest.py, `QuarantineBudget`); past it,
+  `quarantine_dropped` counts the rejects per terminal, hour and reason.
 - `missing` holds sequence ranges a terminal's ledger no longer has (a deleted
   row): they are alerted and accounted for, so the terminal's watermark can move.
 - `terminals.acked_upto` is the cumulative ack: every seq at or below it is in
@@ -64,6 +66,15 @@ CREATE TABLE IF NOT EXISTS quarantine (
     payload     BLOB
 );
 CREATE INDEX IF NOT EXISTS quarantine_terminal ON quarantine(terminal, seq);
+CREATE INDEX IF NOT EXISTS quarantine_received ON quarantine(terminal, received);
+CREATE TABLE IF NOT EXISTS quarantine_dropped (  -- rejects over a terminal's hourly quarantine budget
+    terminal    TEXT NOT NULL,
+    hour        INTEGER NOT NULL,              -- gateway time in ms // 3600000
+    reason      TEXT NOT NULL,
+    count       INTEGER NOT NULL,
+    bytes       INTEGER NOT NULL,
+    PRIMARY KEY (terminal, hour, reason)
+);
 CREATE TABLE IF NOT EXISTS missing (
     terminal    TEXT NOT NULL,
     seq_from    INTEGER NOT NULL,
@@ -177,6 +188,13 @@ class Store:
     def alerts(self) -> list[dict]:
         with self.lock:
             cursor = self.conn.execute("SELECT id, time, kind, terminal, seq, seq_to, detail FROM alerts ORDER BY id")
+            names = [c[0] for c in cursor.description]
+            return [dict(zip(names, row)) for row in cursor]
+
+    def quarantine_dropped(self) -> list[dict]:
+        with self.lock:
+            cursor = self.conn.execute(
+                "SELECT terminal, hour, reason, count, bytes FROM quarantine_dropped ORDER BY terminal, hour, reason")
             names = [c[0] for c in cursor.description]
             return [dict(zip(names, row)) for row in cursor]
 

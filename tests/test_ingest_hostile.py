@@ -19,7 +19,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.fleet import provision
-from gateway.ingest import Ingest
+from gateway.ingest import QUARANTINE_BYTES_PER_HOUR, SEQ_WINDOW, Ingest, QuarantineBudget
 from gateway.ingest_process import IngestProcess
 from gateway.store import KeyCache, Store
 from protocols import envelope, topics
@@ -215,3 +215,91 @@ def test_poison_stream_through_the_broker_kills_no_gateway_process(tmp_path, bro
         client.loop_stop()
         client.disconnect()
         gateway.stop()
+
+
+# ---------------------------------------------------------------- item 4: the quarantine budget
+
+@pytest.mark.parametrize("kind", ["inline", "process"])
+def test_junk_flood_leaves_the_quarantine_bounded_with_one_alert_and_others_acked(tmp_path, kind):
+    """The default budget (4 MiB an hour) against the issue's flood: one
+    terminal's 250 KB junk messages, here forty of them (10 MB)."""
+    p = Pipeline(tmp_path, kind)
+    try:
+        junk = b"\xffjunk" * (250 * 1024 // 5)  # 250 KB, not even UTF-8
+        records = chain("T2", 40)
+        for i in range(40):
+            p.send("T1", junk)
+            p.send("T2", batch("T2", i, records[i:i + 1]))
+        p.wait_acked("T2", 40)
+        rows = QUARANTINE_BYTES_PER_HOUR // len(junk)
+        wait_for(lambda: sum(d["count"] for d in p.store.quarantine_dropped()) == 40 - rows, 20,
+                 "every message over the budget counted")
+        assert p.store.count_records() == 40
+        assert p.store.conn.execute("SELECT count(*), sum(length(payload)) FROM quarantine").fetchone() == \
+            (rows, rows * len(junk))
+        assert rows * len(junk) <= QUARANTINE_BYTES_PER_HOUR
+        alerts = [a for a in p.store.alerts() if a["kind"] == "quarantine_budget_exceeded"]
+        assert [a["terminal"] for a in alerts] == ["T1"]
+        assert [(d["terminal"], d["reason"], d["count"], d["bytes"]) for d in p.store.quarantine_dropped()] == \
+            [("T1", "not_utf8", 40 - rows, (40 - rows) * len(junk))]
+    finally:
+        p.close()
+
+
+def test_quarantine_budget_counts_rows_and_survives_a_restart(tmp_path):
+    """The rows budget too, counted per reason, the accountable rejects (a
+    record that fails its MAC) as well; and a restarted writer picks up the
+    hour where it was (no second alert, nothing more stored)."""
+    budget = QuarantineBudget(bytes=10**9, rows=5)
+    p = Pipeline(tmp_path, "inline", budget=budget)
+    try:
+        for i in range(4):
+            p.send("T1", b"{not json")
+        for i in range(4):
+            p.send("T1", batch("T1", 0, chain("T1", 1, key=b"k" * 32)))  # bad MAC: accountable
+        assert p.ingest.drain(10)
+    finally:
+        p.ingest.stop()
+    again = Ingest(p.store, lambda *a: None, budget=budget)
+    again.start()
+    again.submit_batch(TOPIC.format("T1"), "T1", b"{not json")
+    assert again.drain(10)
+    again.stop()
+    assert len(p.store.quarantined()) == 5
+    assert [a["kind"] for a in p.store.alerts()].count("quarantine_budget_exceeded") == 1
+    assert {(d["reason"], d["count"]) for d in p.store.quarantine_dropped()} == {("malformed_json", 1),
+                                                                                ("bad_mac", 3)}
+    p.store.close()
+
+
+# ---------------------------------------------------------------- item 5: a seq far beyond the head
+
+@pytest.mark.parametrize("kind", ["inline", "threads"])
+def test_seq_far_beyond_the_window_is_quarantined_with_an_alert_and_the_fast_path_goes_on(tmp_path, kind):
+    p = Pipeline(tmp_path, kind, verifiers=1)
+    try:
+        records = chain("T1", 10)
+        p.send("T1", batch("T1", 0, records[:5]))
+        p.wait_acked("T1", 5)
+        far = envelope.make_record(KEY, "T1", 2**53 - 1, "ab" * 32, 1, "sale", records[0]["body"])
+        p.send("T1", batch("T1", 2**53 - 2, [far]))
+        assert p.ingest.drain(10)
+        assert [(q["seq"], q["reason"], q["accountable"]) for q in p.store.quarantined()] == \
+            [(2**53 - 1, "seq_beyond_window", 0)]
+        assert [(a["kind"], a["terminal"], a["seq"]) for a in p.store.alerts()] == \
+            [("seq_beyond_window", "T1", 2**53 - 1)]
+        edge = envelope.make_record(KEY, "T1", 5 + SEQ_WINDOW + 1, "cd" * 32, 1, "sale", records[0]["body"])
+        p.send("T1", batch("T1", 5 + SEQ_WINDOW, [edge]))  # just past the window
+        assert p.ingest.drain(10)
+        assert len(p.quarantined("seq_beyond_window")) == 2
+
+        taken = []
+        next_in_line = p.ingest._next_in_line
+        p.ingest._next_in_line = lambda *a: taken.append(next_in_line(*a)) or taken[-1]
+        p.send("T1", batch("T1", 5, records[5:]))
+        assert p.ingest.drain(10)
+        assert taken == [True]  # the terminal's next batch went the next-in-line way
+        assert p.acks["T1"] == 10 and p.store.count_records() == 10
+    finally:
+        p.close()
+
