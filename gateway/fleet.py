@@ -1,6 +1,8 @@
 """Terminal provisioning: each terminal gets its own record key and its own
 broker password, and the broker gets a password file and an ACL that pin each
-terminal to its own topic subtree.
+terminal to its own topic subtree (the whole broker configuration around them:
+gateway/brokerconf.py). Terminal ids keep to one strict syntax and never take a
+gateway user's name (`check_terminal_id`).
 
 Two independent secrets per terminal, because they guard different things: the
 broker password stops a device from publishing on another terminal's topics,
@@ -12,12 +14,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-
-import logging
 
 from gateway.store import Store
 from protocols import topics

@@ -70,7 +70,7 @@ def main(argv, prog):
             print(f"wrote {files.passwd}, {files.acl} and {files.conf}")
             for line in brokerconf.describe(files, listeners):
                 print(f"listener {line}")
-    except ValueError as err:
+    except (ValueError, OSError) as err:
         print(f"{prog}: {err}", file=sys.stderr)
         return 2
     finally:
