@@ -17,7 +17,7 @@ from tests.support.quota_district import QuotaDistrict, gateway_cli
 pytestmark = pytest.mark.slow
 
 TOWN1 = {"S-HOME": 100}                      # 1500 kg N: room for a dozen single bags
-TOWN2 = {"S-AWAY": 10, "S-AWAY2": 10, "S-AWAY3": 10}
+TOWN2 = {"S-AWAY": 10, "S-AWAY2": 10, "S-AWAY3": 10}   # each test sells to its own subjects
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def pushed(district, name: str) -> list[str]:
 def test_each_terminal_is_pushed_only_the_registry_of_its_own_town(district):
     assert pushed(district, "T001") == ["S-HOME"]
     assert pushed(district, "T002") == ["S-AWAY", "S-AWAY2", "S-AWAY3"]
-    assert district.agents["T001"].config_store.subject("S-AWAY") is None
+    assert district.agents["T001"].config_store.subject("S-AWAY3") is None   # no test sells to it at T001
 
 
 def test_a_card_claimed_with_no_card_is_refused_online_and_consumes_nothing(district):
