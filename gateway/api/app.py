@@ -24,6 +24,7 @@ from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
@@ -127,22 +128,25 @@ def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
         yield
         stopping["flag"] = True  # ends open event streams so the server can stop
 
-    def strict_query(request: Request) -> None:
-        """Unknown query parameters are an error, not something to ignore: a
-        misspelt filter must not silently return the unfiltered list."""
-        route = request.scope.get("route")
-        dependant = getattr(route, "dependant", None)
-        if dependant is None:
-            return
-        known: set[str] = set()
-        stack = [dependant]
+    def dependants(request: Request) -> list:
+        """The matched route's dependency tree, flattened."""
+        dependant = getattr(request.scope.get("route"), "dependant", None)
+        out, stack = [], [dependant] if dependant else []
         while stack:
             d = stack.pop()
-            known.update(p.alias for p in d.query_params)
+            out.append(d)
             stack.extend(d.dependencies)
+        return out
+
+    def strict_query(request: Request) -> None:
+        """Unknown query parameters are an error, not something to ignore: a
+        misspelt filter must not silently return the unfiltered list. Raised as
+        a validation error, so it waits for authentication like the others."""
+        known = {p.alias for d in dependants(request) for p in d.query_params}
         unknown = [k for k in request.query_params.keys() if k not in known]
         if unknown:
-            raise ApiError(422, "invalid_input", "unknown query parameter " + unknown[0][:40])
+            raise RequestValidationError([{"type": "extra_forbidden", "loc": ("query", unknown[0][:40]),
+                                           "msg": "unknown query parameter"}])
 
     app = FastAPI(title="agri-quota supervision API", version="1", lifespan=lifespan, responses=ERROR_RESPONSES,
                   dependencies=[Depends(strict_query)],
@@ -170,6 +174,13 @@ def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request, exc: RequestValidationError):
+        """Authentication comes before any verdict on the input: FastAPI parses
+        a JSON body, and the app-wide `strict_query` runs, before a route's own
+        dependencies, so an anonymous caller would otherwise learn which
+        parameters and fields a route takes."""
+        refused = await run_in_threadpool(anonymous, request)
+        if refused is not None:
+            return _error(refused.status, refused.code, refused.detail)
         return JSONResponse({"code": "invalid_input", "message": "输入内容不符合要求",
                              "message_en": "invalid input",
                              "detail": [{"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", ""))[:200],
@@ -179,7 +190,20 @@ def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
     # -- auth
 
     def current_user(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> User:
-        token = creds.credentials if creds and creds.scheme.lower() == "bearer" else None
+        return authenticate(request, creds.credentials if creds and creds.scheme.lower() == "bearer" else None)
+
+    def anonymous(request: Request) -> ApiError | None:
+        """The refusal a route that needs a user owes this request, if any."""
+        if not any(d.call is current_user for d in dependants(request)):
+            return None
+        scheme, credentials = get_authorization_scheme_param(request.headers.get("Authorization"))
+        try:
+            authenticate(request, credentials if scheme.lower() == "bearer" and credentials else None)
+        except ApiError as refused:
+            return refused
+        return None
+
+    def authenticate(request: Request, token: str | None) -> User:
         if token is None and request.method == "GET":
             token = request.cookies.get(COOKIE)
         if token is None and request.method != "GET" and request.cookies.get(COOKIE):

@@ -1,10 +1,15 @@
 """A populated supervision database for API and dashboard tests: the grid,
 four terminals, signed records through the real ingest and rules, cases filed,
-one user per role and area."""
+one user per role and area.
+
+Building it runs the real ingest and rules, so a test module builds it once
+(`build`) as a template and gives each test its own copy (`copy_of`): a test
+that closes a case or posts a photo changes nothing another test sees."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 from gateway import grid, users
@@ -61,4 +66,18 @@ def build(root: Path, clock: dict) -> Path:
         ingest.stop()
     sup.tick()
     store.close()
+    return db
+
+
+def copy_of(template: Path, root: Path) -> Path:
+    """A private copy of a built database under `root`, through SQLite's backup
+    API, so whatever the template still holds in its WAL comes along."""
+    root.mkdir(parents=True, exist_ok=True)
+    db = root / template.name
+    src, dst = sqlite3.connect(template), sqlite3.connect(db)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
     return db
