@@ -16,17 +16,31 @@ from tests.support.quota_district import QuotaDistrict
 
 pytestmark = pytest.mark.slow
 
-SUBJECTS = {"S-ONLINE": 10, "S-RULES": 10, "S-CAPS": 10, "S-TWO": 8, "S-DUP": 10, "S-LATE": 10, "S-RESTART": 10}
+SUBJECTS = {"S-ONLINE": 10, "S-RULES": 10, "S-CAPS": 10, "S-APPLIED": 10, "S-TWO": 8, "S-DUP": 10, "S-LATE": 10,
+            "S-RESTART": 10}
 YEAR = fx.today()[:4]
 
 
 @pytest.fixture(scope="module")
-def district(tmp_path_factory):
+def running_district(tmp_path_factory):
+    """One district of processes for the module, because starting it costs
+    seconds. Shared safely: each test sells to a subject of its own (SUBJECTS),
+    and asserts only on that subject's balance, sales, authorizations and
+    violations, and on records it made itself; no test reads a total. What a
+    test kills it restores (and `district` checks), so the order does not matter."""
     d = QuotaDistrict(tmp_path_factory.mktemp("quota"), subjects=SUBJECTS)
     try:
         yield d.start()
     finally:
         d.close()
+
+
+@pytest.fixture
+def district(running_district):
+    """The module's district, whole: broker, gateway and both agents running
+    and on the broker (an agent takes its time to reconnect after the broker
+    restarts)."""
+    return running_district.mend()
 
 
 @pytest.fixture
@@ -127,8 +141,17 @@ def test_gateway_down_terminal_decides_offline_within_the_caps(district, gateway
 
 
 def test_offline_sale_is_applied_when_its_record_arrives(district):
+    t1 = district.agents["T001"]
+    district.gateway.kill()
+    try:
+        sold = t1.counter.checkout(card(t1.counter, "S-APPLIED"), urea(3))
+        assert (sold.approved, sold.mode) == (True, "offline")
+        assert used_n(district, "S-APPLIED") == 0  # the gateway has not seen it yet
+    finally:
+        district.restart_gateway()
     district.wait_acked("T001")
-    wait_for(lambda: used_n(district, "S-CAPS") == 69000, 20, "offline sale counted at the gateway")
+    wait_for(lambda: used_n(district, "S-APPLIED") == 69000, 20, "offline sale counted at the gateway")
+    assert district.query("SELECT count(*) FROM quota_sales WHERE sale_id = ?", [sold.sale_id]) == [(1,)]
 
 
 def test_two_terminals_selling_offline_overdraw_once_then_one_violation_names_both_shops(district):

@@ -141,6 +141,12 @@ def test_config_messages_run_under_micropython(micropython):
 
 @pytest.fixture(scope="module")
 def district(tmp_path_factory):
+    """One running district for the module (400 subjects take a while to sync).
+    Shared safely because each test changes only what it alone asserts on: the
+    catalogue and revocations (`test_imports_...`), subject S0042's grade
+    (`test_a_confirmed_case_...`); the first test checks only what those leave
+    alone, and waits for the terminals to run what the gateway announces
+    instead of assuming no push is under way."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
     registry_key = Ed25519PrivateKey.generate()
@@ -163,12 +169,15 @@ def test_terminals_receive_every_section_and_report_the_versions_they_run(distri
         assert store.shop() == {"id": f"shop-{name}", "town": fx.TOWN, "designated": False}
         assert len(store.section("subjects")["subjects"]) == 400
         assert store.subject("S0007")["plots"][0]["area_cmu"] == 800
-        wait_for(lambda: district.reported_versions(name) == configsync.versions_map(store.versions()), 20,
-                 f"{name} status reporting its versions")
-        manifest = configsync.decode(district.retained(f"agri/v1/t/{name}/config", user=name),
-                                     bytes.fromhex(district.creds[name].key_hex))
-        assert manifest["kind"] == "manifest"
-        assert {k: v["version"] for k, v in manifest["sections"].items()} == store.versions()
+        key = bytes.fromhex(district.creds[name].key_hex)
+
+        def announced() -> dict:
+            manifest = configsync.decode(district.retained(f"agri/v1/t/{name}/config", user=name), key)
+            assert manifest["kind"] == "manifest"
+            return {k: v["version"] for k, v in manifest["sections"].items()}
+        wait_for(lambda: announced() == store.versions()
+                 and district.reported_versions(name) == configsync.versions_map(store.versions()), 20,
+                 f"{name} running the announced versions and reporting them")
 
 
 def test_imports_while_running_reach_the_terminals(district, tmp_path):
@@ -327,15 +336,6 @@ def test_enrolled_faces_make_versioned_galleries_for_the_subjects_a_shop_serves(
 FACE_SUBJECTS = {"S0001": "obama2.jpg", "S0002": "biden.jpg"}
 
 
-@pytest.fixture(scope="module")
-def face_district(tmp_path_factory):
-    d = QuotaDistrict(tmp_path_factory.mktemp("faces"), subjects={"S0001": 5, "S0002": 5, "S0003": 5})
-    try:
-        yield d.start()
-    finally:
-        d.close()
-
-
 def encode_faces(path, photos: dict[str, str]) -> list[dict]:
     """What an enrollment station does: photos through the counter's own capture
     checks and model (`python -m firmware face encode`), one JSON line each."""
@@ -354,17 +354,37 @@ def encode_faces(path, photos: dict[str, str]) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def enrolled(face_district, tmp_path_factory):
-    """S0001 and S0002 enrolled at the gateway from real photos, while it runs."""
+def face_file(tmp_path_factory) -> Path:
+    """The enrollment station's file for S0001 and S0002, encoded once (the model
+    takes seconds); only ever read."""
     path = tmp_path_factory.mktemp("enroll") / "faces.jsonl"
     lines = encode_faces(path, FACE_SUBJECTS)
     assert [(line["enrolled"], len(line["encodings"])) for line in lines] == [(1, 1), (1, 1)]
-    out = json.loads(gateway_cli("faces", "import", str(path), "--db", str(face_district.db)).stdout)
-    assert (out["imported"], out["encodings"], out["similar"]) == (2, 2, [])
-    for name in face_district.names:
-        face = face_district.agents[name].face
-        wait_for(lambda: face.gallery.index_of("S0002") is not None, 30, f"{name} gallery with S0002")
-    return {line["subject"]: line["encodings"] for line in lines}
+    return path
+
+
+@pytest.fixture
+def face_district(tmp_path, face_file):
+    """A district of its own for each test, S0001 and S0002 enrolled at the
+    gateway while it runs: these tests remove faces, push forged galleries and
+    cut the network; one is ready, gallery synced, in about two seconds."""
+    d = QuotaDistrict(tmp_path / "faces", subjects={"S0001": 5, "S0002": 5, "S0003": 5})
+    try:
+        d.start()
+        out = json.loads(gateway_cli("faces", "import", str(face_file), "--db", str(d.db)).stdout)
+        assert (out["imported"], out["encodings"], out["similar"]) == (2, 2, [])
+        for name in d.names:
+            face = d.agents[name].face
+            wait_for(lambda: face.gallery.index_of("S0002") is not None, 30, f"{name} gallery with S0002")
+        yield d
+    finally:
+        d.close()
+
+
+@pytest.fixture
+def enrolled(face_file) -> dict[str, list]:
+    """The encodings the gateway was given, by subject."""
+    return {line["subject"]: line["encodings"] for line in map(json.loads, face_file.read_text("utf-8").splitlines())}
 
 
 def face_frames(photo: str):

@@ -42,6 +42,11 @@ def _env() -> dict:
 
 @pytest.fixture(scope="module")
 def district(tmp_path_factory):
+    """One running district for the module (a broker, the gateway, four agents).
+    Shared safely: each test sells to subjects of its own and asserts only on
+    its own records and cases, or on what an area may see. Violations at SHOP1
+    (TA, the village of v1) come only from `test_violation_...`, which counts
+    the ones v1 sees; the other tests sell only normal products there."""
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian chromium missing: scripts/test.sh installs it (apt-get install chromium)")
     root = tmp_path_factory.mktemp("dashboard")
@@ -138,19 +143,33 @@ def shot(page, name):
     screenshots.save(page, name, full_page=True)
 
 
-def api_cases(url, name):
+def api_get(url, name, path):
     with httpx.Client(base_url=url, timeout=10) as c:
         token = c.post("/api/login", json={"name": name, "password": PASSWORD}).json()["token"]
-        return c.get("/api/cases", headers={"Authorization": f"Bearer {token}"}).json()["cases"]
+        return c.get(path, headers={"Authorization": f"Bearer {token}"}).json()
+
+
+def api_cases(url, name):
+    return api_get(url, name, "/api/cases")["cases"]
+
+
+def violations_seen(url, name) -> set[tuple[str, int]]:
+    """(terminal, seq) of the violations filed in cases that `name` may see."""
+    return {(v["terminal"], v["seq"]) for v in api_get(url, name, "/api/violations")["violations"]}
+
+
+def in_ledger(url, shop, terminal, seq) -> bool:
+    """The record is in the shop's ledger as the dashboard shows it (indexed, not only stored)."""
+    return any((r["terminal"], r["seq"]) == (terminal, seq) for r in api_get(url, "d1", f"/api/shops/{shop}")["ledger"])
 
 
 def test_violation_to_closed_case_changes_grade(district, browser):
     url, agents = district["url"], district["agents"]
     sell(agents["TA"], "S00001", "XK13-001-00101", 2)            # urea: a normal sale
     seq = sell(agents["TA"], "S00001", "PD20080301")              # paraquat: banned
-    sell(agents["TC"], "S00003", "PD20080209")                    # phorate: banned, other town
+    other = sell(agents["TC"], "S00003", "PD20080209")            # phorate: banned, other town
     sell(agents["TB"], "S00002", "PD20080101", identity="override")
-    wait_for(lambda: len(api_cases(url, "d1")) >= 2, 30, "two cases opened")
+    wait_for(lambda: {("TA", seq), ("TC", other)} <= violations_seen(url, "d1"), 30, "both cases opened")
 
     page = login(browser, url, "v1")
     shot(page, "overview")
@@ -185,11 +204,18 @@ def test_violation_to_closed_case_changes_grade(district, browser):
 
 
 def test_each_role_sees_only_its_area(district, browser):
-    url = district["url"]
-    expected = {"d1": {"SHOP1", "SHOP2", "SHOP3"}, "t1": {"SHOP1", "SHOP2"}, "v3": {"SHOP3"}}
-    for name, shops in expected.items():
+    url, agents = district["url"], district["agents"]
+    east = sell(agents["TA"], "S00011", "XK13-001-00101")        # urea, a normal sale in 东湖村
+    west = sell(agents["TB"], "S00012", "PD20080301")             # paraquat: banned, 西湖村, town 1
+    tangqi = sell(agents["TC"], "S00013", "PD20080209")           # phorate: banned, 塘栖村, town 2
+    wait_for(lambda: {("TB", west), ("TC", tangqi)} <= violations_seen(url, "d1"), 30, "both cases opened")
+    wait_for(lambda: in_ledger(url, "SHOP1", "TA", east), 30, "the normal sale in SHOP1's ledger")
+    # (at least, at most): its own cases, and nothing outside the area whoever else sold
+    expected = {"d1": ({"SHOP2", "SHOP3"}, {"SHOP1", "SHOP2", "SHOP3"}), "t1": ({"SHOP2"}, {"SHOP1", "SHOP2"}),
+                "v3": ({"SHOP3"}, {"SHOP3"})}
+    for name, (least, most) in expected.items():
         got = {c["shop"] for c in api_cases(url, name)}
-        assert got <= shops and got, (name, got)
+        assert least <= got <= most, (name, got)
     page = login(browser, url, "v3")
     page.click("[data-testid=nav-queue]")
     page.wait_for_selector("[data-testid^=case-row-]")
@@ -208,6 +234,8 @@ def test_each_role_sees_only_its_area(district, browser):
 
 def test_fleet_page_shows_a_terminal_going_offline_live(district, browser):
     url, agents = district["url"], district["agents"]
+    seq = sell(agents["TA"], "S00021", "XK13-001-00101")          # for the shop page's ledger
+    wait_for(lambda: in_ledger(url, "SHOP1", "TA", seq), 30, "the sale in SHOP1's ledger")
     page = login(browser, url, "d1")
     page.click("[data-testid=nav-fleet]")
     page.wait_for_selector("[data-testid=state-TD]")
@@ -218,7 +246,7 @@ def test_fleet_page_shows_a_terminal_going_offline_live(district, browser):
     assert time.monotonic() - started < 15
     shot(page, "fleet")
     page.goto(url + "/#/shop/SHOP1")
-    page.wait_for_selector("text=TA #")
+    page.wait_for_selector(f'text="TA #{seq}"')
     shot(page, "shop")
     page.close()
     phone = login(browser, url, "t1", viewport={"width": 390, "height": 844})

@@ -104,6 +104,22 @@ class QuotaDistrict:
         self.gateway.start()
         wait_for(lambda: self._gateway_connects() > before, 30, "gateway connected")
 
+    def mend(self, timeout: float = 30) -> "QuotaDistrict":
+        """Bring back whatever a test took away (the broker, the gateway, an
+        agent) and wait until every agent is on the broker again: a test that
+        kills parts restores them itself, but one that fails half-way must not
+        leave the next test a broken district, and agents reconnect to a
+        restarted broker on their own time."""
+        if self.broker.proc is None or self.broker.proc.poll() is not None:
+            self.broker.start()
+        if self.gateway.proc is None or self.gateway.proc.poll() is not None:
+            self.restart_gateway()
+        for name in self.names:
+            if name not in self.agents:
+                self.start_agent(name)
+        wait_for(lambda: all(a.uplink.connected for a in self.agents.values()), timeout, "every agent on the broker")
+        return self
+
     def close(self) -> None:
         for agent in list(self.agents.values()):
             try:
