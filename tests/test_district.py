@@ -23,6 +23,8 @@ TODAY = "2025-04-14"
 
 @pytest.fixture(scope="module")
 def linping():
+    """Generated once for the module: the tests only read it (its shops and
+    subjects are frozen; `purchases_on` and `write` take from it, never give back)."""
     return model.generate(seed=7, shops=20)
 
 

@@ -4,6 +4,7 @@ for bad usage (2) or unreadable input (1)."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +34,8 @@ def answer(proc) -> dict:
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory, face_images):
     """A dev machine: its own config dir (the key is created there) and a gallery
-    with three subjects enrolled through the CLI."""
+    with two subjects enrolled through the CLI. Built once for the module and
+    only read: a test that enrolls works on a copy (`own_copy`)."""
     home = tmp_path_factory.mktemp("face-cli")
     env = dict(os.environ, XDG_CONFIG_HOME=str(home / "config"), PYTHONPATH=str(ROOT))
     env.pop("AGRI_QUOTA_FACE_KEY_FILE", None)
@@ -45,6 +47,14 @@ def shop(tmp_path_factory, face_images):
                                    "--image", fi.path("biden.jpg"))),
     }
     return env, home, gallery, enrolled
+
+
+def own_copy(shop, tmp_path):
+    """The dev machine copied, config dir and key included, for a test that writes."""
+    env, home, gallery, enrolled = shop
+    mine = tmp_path / "home"
+    shutil.copytree(home, mine)
+    return dict(env, XDG_CONFIG_HOME=str(mine / "config")), mine, mine / gallery.name, enrolled
 
 
 def test_enroll_prints_what_was_kept_and_writes_an_encrypted_gallery(shop):
@@ -79,7 +89,7 @@ def test_verify_says_match_true_or_false(shop):
 
 
 def test_a_poor_enrollment_photo_enrolls_nothing_and_says_why(shop, tmp_path):
-    env, _, gallery, _ = shop
+    env, _, gallery, _ = own_copy(shop, tmp_path)
     before = gallery.read_bytes()
     dark = tmp_path / "dark.png"
     from PIL import Image

@@ -20,7 +20,11 @@ def burst(pipeline, frames):
 
 @pytest.fixture(scope="module")
 def face(face_images):
-    return np.ascontiguousarray(fi.fit_width(fi.load("obama.jpg"), 640)[:600])
+    """One frame for the module, read-only like the photos it comes from: a
+    test derives frames from it and cannot edit it for the next."""
+    frame = np.ascontiguousarray(fi.fit_width(fi.load("obama.jpg"), 640)[:600])
+    frame.setflags(write=False)
+    return frame
 
 
 def test_a_photo_held_up_to_the_camera_is_refused(face_pipeline, face):

@@ -16,6 +16,8 @@ from tests.support.face_images import face_images, face_pipeline  # noqa: F401
 
 @pytest.fixture(scope="module")
 def service(face_pipeline):
+    """Enrolled once for the module: identifying and verifying only read the
+    gallery; the one test that swaps a gallery builds a service of its own."""
     g = Gallery()
     for subject, name in (("330110-obama", "obama2.jpg"), ("330110-biden", "biden.jpg"),
                           ("330110-collins", "astronaut.png")):

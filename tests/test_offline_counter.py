@@ -14,6 +14,7 @@ from firmware.agent import Agent
 from firmware.config import parse
 from firmware.configstore import ConfigStore
 from firmware.counter import Cart, CounterError, Identity
+from firmware.sync import ConfigReceiver
 from protocols import catalogue, configsync, labelcode
 from tests.support import quota_fixtures as fx
 
@@ -173,12 +174,30 @@ def test_offline_decision_is_fast(agent):
 
 
 def test_config_sections_are_checked_before_use(tmp_path):
+    """Through the store's entry point from the wire (`ConfigReceiver`): a
+    well-signed section whose content fails its checks is refused, nothing is
+    stored, and the previous version stays in use, after a restart too."""
     store = ConfigStore(tmp_path / "c.db", lambda: 0)
+    receiver = ConfigReceiver(store, "T9", KEY)
+
+    def push(name: str, version: int, content) -> None:
+        for payload in configsync.encode_chunks(KEY, "T9", 0, name, version, configsync.section_text(content)):
+            receiver.on_message(payload)
+
+    shop = {"id": "shop-T9", "town": fx.TOWN, "designated": False}
     try:
-        with pytest.raises(configsync.Invalid):
-            configsync.check_section("params", {"categories": {"x": {"basis": "magic"}}})
-        with pytest.raises(configsync.Invalid):
-            configsync.check_section("shop", {"id": "s"})
-        assert store.versions() == {}
+        push("params", 4, fx.params())
+        push("shop", 5, shop)
+        assert store.versions() == {"params": 4, "shop": 5} and receiver.rejected == 0
+        push("params", 6, {"categories": {"x": {"basis": "magic"}}})
+        push("shop", 7, {"id": "s"})
+        assert receiver.rejected == 2 and receiver.last_rejected[0] == "config_invalid"
+        assert store.versions() == {"params": 4, "shop": 5}
+        assert store.params() == fx.params() and store.shop() == shop
     finally:
         store.close()
+    again = ConfigStore(tmp_path / "c.db", lambda: 0)
+    try:
+        assert again.versions() == {"params": 4, "shop": 5} and again.shop() == shop
+    finally:
+        again.close()

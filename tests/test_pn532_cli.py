@@ -32,6 +32,7 @@ def emulator():
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
+    """One registry key for the module, only read (each test has its own emulator and card)."""
     path = tmp_path_factory.mktemp("registry") / "registry.pem"
     result = cli("keygen", "--out", str(path))
     assert result.returncode == 0, result.stderr

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.timeout(900)
 
 @pytest.fixture(scope="module")
 def season(tmp_path_factory):
+    """The season is run once (minutes of work) and its report only read."""
     work = tmp_path_factory.mktemp("season")
     report = work / "report.json"
     proc = subprocess.run(
