@@ -1,6 +1,7 @@
 """Gateway ingest against the broker's own limit, measured side by side in one run.
 
     .venv/bin/python bench/bench_ingest.py [--rounds 3] [--messages N] [--quick] [--ingest-only] [--ingest threads]
+                                           [--tls]
 
 By default it measures `gateway run` as deployed: the network process, the
 ingest pipeline (verifier and writer processes) and the supervision process
@@ -22,6 +23,12 @@ What it prints (targets from the record-path issue):
 Each rate is taken over the middle of its drain, from 10 % of the queue done
 to 90 %, so process start-up is not counted; the bare subscriber and the
 gateway each run in their own process, as they would in production.
+
+`--tls` measures everything over MQTT over TLS on the broker configuration
+the project generates (`gateway terminal broker-auth --pki`: passwords, ACLs,
+client ids bound to usernames, a CA made for the run): the bare subscriber
+connects over TLS as the gateway's user too, so the ratios compare like with
+like, and every publisher connects as the terminal it publishes for.
 
 Rates on a shared two-core machine move by a third from one minute to the
 next, the limit as much as the gateway. So 1 and 2 are measured in rounds
@@ -53,6 +60,9 @@ from rich.console import Console  # noqa: E402
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from gateway import fleet as gateway_fleet  # noqa: E402
+from gateway import pki as gateway_pki  # noqa: E402
+from gateway.store import Store  # noqa: E402
 from protocols import envelope, topics, transport  # noqa: E402
 from simulator.broker import Mosquitto  # noqa: E402
 from simulator.fleet import Fleet  # noqa: E402
@@ -61,18 +71,36 @@ from simulator.run_cli import percentile  # noqa: E402
 
 console = Console()
 TERMINALS = 20
+GATEWAY_PASSWORD = "bench-gateway-password"
 
 
-def _client(client_id: str, clean: bool) -> mqtt.Client:
+class Target:
+    """How every client of the run reaches the broker: plain and anonymous, or
+    (--tls) over TLS with `ca` and each user's password."""
+    tls: bool = False
+    ca: str | None = None
+    passwords: dict[str, str] = {}
+
+    @classmethod
+    def url(cls, port: int) -> str:
+        return f"{'mqtts' if cls.tls else 'mqtt'}://127.0.0.1:{port}"
+
+
+def _client(client_id: str, clean: bool, user: str = gateway_fleet.GATEWAY_USER) -> mqtt.Client:
+    """A client as `user` (with --tls the broker makes its client id the user)."""
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean, protocol=mqtt.MQTTv311)
     c.max_inflight_messages_set(1000)
     c.max_queued_messages_set(0)
+    if Target.tls:
+        c.username_pw_set(user, Target.passwords[user])
+        c.tls_set_context(transport.tls_context(Target.ca))
     return c
 
 
 def make_session(port: int, client_id: str) -> None:
     """Create a persistent session subscribed to the uplink, then leave, so the
-    broker queues everything published next for that client id."""
+    broker queues everything published next for that client id (with --tls:
+    for the gateway's user, whose client id it is)."""
     c = _client(client_id, clean=False)
     subscribed = threading.Event()
     c.on_subscribe = lambda *a: subscribed.set()
@@ -100,21 +128,31 @@ def drop_session(port: int, client_id: str) -> None:
 
 
 def publish_all(port: int, messages: list[tuple[str, bytes]], progress, label: str) -> None:
-    c = _client(f"bench-pub-{os.getpid()}", clean=True)
-    c.connect("127.0.0.1", port)
-    c.loop_start()
+    """Queue `messages` at the broker; with --tls each terminal's from its own
+    connection, as its own user (the ACL lets no one else write its topics)."""
+    clients: dict[str, mqtt.Client] = {}
+
+    def client_for(topic: str) -> mqtt.Client:
+        user = topics.parse(topic)[0] if Target.tls else ""
+        if user not in clients:
+            c = clients[user] = _client(f"bench-pub-{os.getpid()}-{user}", clean=True, user=user)
+            c.connect("127.0.0.1", port)
+            c.loop_start()
+        return clients[user]
+
     task = progress.add_task(label, total=len(messages))
     infos = []
     for i, (topic, payload) in enumerate(messages):
-        infos.append(c.publish(topic, payload, qos=1))
+        infos.append(client_for(topic).publish(topic, payload, qos=1))
         if i % 500 == 499:
             infos[-500].wait_for_publish(30)
             progress.update(task, completed=i + 1)
     for info in infos:
         info.wait_for_publish(30)
     progress.update(task, completed=len(messages))
-    c.disconnect()
-    c.loop_stop()
+    for c in clients.values():
+        c.disconnect()
+        c.loop_stop()
 
 
 def signed_messages(creds: list, records_per_message: int, total_records: int) -> list[tuple[str, bytes]]:
@@ -211,20 +249,33 @@ def measure_gateway(db: Path, port: int, expected_records: int, keys: dict[str, 
                 if total >= expected_records:
                     done.set()
 
-    observer = _client(f"bench-observer-{os.getpid()}", clean=True)
-    observer.on_message = on_message
-    observer.connect("127.0.0.1", port)
-    observer.loop_start()
-    observer.subscribe(topics.ROOT + "/+/" + topics.ACK, 1)
+    # with --tls only a terminal may read its acks: one observer a terminal, as that terminal
+    observers = []
+    for terminal in (keys if Target.tls else [""]):
+        observer = _client(f"bench-observer-{os.getpid()}-{terminal}", clean=True, user=terminal)
+        observer.on_message = on_message
+        observer.connect("127.0.0.1", port)
+        observer.loop_start()
+        observer.subscribe(topics.topic(terminal, topics.ACK) if terminal else topics.ROOT + "/+/" + topics.ACK, 1)
+        observers.append(observer)
     time.sleep(0.5)
-    gateway = GatewayProcess(db, f"mqtt://127.0.0.1:{port}", db.with_suffix(".log"), extra_args=extra_args).start()
+    gateway = start_gateway(db, port, db.with_suffix(".log"), extra_args)
     try:
         done.wait(timeout)
     finally:
         gateway.stop()
-        observer.loop_stop()
+        for observer in observers:
+            observer.disconnect()
+            observer.loop_stop()
     with lock:
         return {"records": sum(acked.values()), "rate": steady_rate(marks, expected_records)}
+
+
+def start_gateway(db: Path, port: int, log: Path, extra_args: tuple[str, ...]) -> GatewayProcess:
+    if Target.tls:
+        return GatewayProcess(db, Target.url(port), log, username=gateway_fleet.GATEWAY_USER,
+                              password=GATEWAY_PASSWORD, extra_args=extra_args, ca=Path(Target.ca)).start()
+    return GatewayProcess(db, Target.url(port), log, extra_args=extra_args).start()
 
 
 def measure_rates(work: Path, port: int, template: Path, singles: list, batches: list, batched_records: int,
@@ -235,8 +286,10 @@ def measure_rates(work: Path, port: int, template: Path, singles: list, batches:
     out = {}
     make_session(port, "bare")
     publish_all(port, singles, progress, label + "queueing for bare subscriber")
+    tls = ["--tls-ca", Target.ca] if Target.tls else []
     proc = subprocess.run([sys.executable, __file__, "--role", "bare", "--port", str(port),
-                           "--expected", str(len(singles))], capture_output=True, text=True, timeout=600)
+                           "--expected", str(len(singles)), *tls], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "BENCH_GATEWAY_PASSWORD": GATEWAY_PASSWORD})
     out["bare"] = json.loads(proc.stdout.strip().splitlines()[-1])
     drop_session(port, "bare")
 
@@ -276,11 +329,17 @@ def main() -> int:
     parser.add_argument("--ingest", choices=("process", "threads"), default="process",
                         help="the gateway's --ingest mode to measure")
     parser.add_argument("--verifiers", type=int, help="the gateway's --verifiers (default: the gateway's own)")
+    parser.add_argument("--tls", action="store_true",
+                        help="everything over MQTT over TLS on the generated broker configuration")
+    parser.add_argument("--tls-ca", help=argparse.SUPPRESS)
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--expected", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role == "bare":
+        if args.tls_ca:
+            Target.tls, Target.ca = True, args.tls_ca
+            Target.passwords = {gateway_fleet.GATEWAY_USER: os.environ["BENCH_GATEWAY_PASSWORD"]}
         role_bare(args.port, args.expected)
         return 0
     if args.quick:
@@ -289,14 +348,33 @@ def main() -> int:
     extra = ("--ingest", args.ingest) + (("--verifiers", str(args.verifiers)) if args.verifiers is not None else ()) \
         + (("--no-supervision",) if args.ingest_only else ())
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    broker = Mosquitto(work / "broker").start()
-    results: dict = {}
+    results: dict = {"tls": args.tls}
     rounds: list[dict] = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    template = work / "template.db"
+    creds = provision_terminals(template, [f"B{i:03d}" for i in range(TERMINALS)])
+    keys = {c.terminal: bytes.fromhex(c.key_hex) for c in creds}
+    lat_db = work / "live.db"
+    lat_creds = provision_terminals(lat_db, [f"L{i:03d}" for i in range(50)])
+    if args.tls:
+        ca = gateway_pki.Pki(work / "pki")
+        ca.init()
+        store = Store(template)
+        try:
+            for c in lat_creds:   # the latency phase's terminals may connect too
+                gateway_fleet.provision(store, c.terminal, None, 0, c.key_hex, c.mqtt_password)
+            broker = Mosquitto.generated(work / "broker", store, GATEWAY_PASSWORD, pki_dir=ca.dir)
+        finally:
+            store.close()
+        Target.tls, Target.ca = True, str(broker.ca)
+        Target.passwords = {c.terminal: c.mqtt_password for c in creds + lat_creds}
+        Target.passwords.update({user: GATEWAY_PASSWORD for user in gateway_fleet.GATEWAY_USERS})
+        port = broker.tls_port
+    else:
+        broker = Mosquitto(work / "broker")
+        port = broker.port
+    broker.start()
     try:
-        template = work / "template.db"
-        creds = provision_terminals(template, [f"B{i:03d}" for i in range(TERMINALS)])
-        keys = {c.terminal: bytes.fromhex(c.key_hex) for c in creds}
         with Progress(*columns, console=console) as progress:
             task = progress.add_task("signing records", total=2)
             singles = signed_messages(creds, 1, args.messages)
@@ -305,14 +383,12 @@ def main() -> int:
             progress.advance(task)
 
             for round_no in range(1, args.rounds + 1):
-                rounds.append(measure_rates(work, broker.port, template, singles, batches,
+                rounds.append(measure_rates(work, port, template, singles, batches,
                                             TERMINALS * (args.batched_records // TERMINALS), keys, extra, progress,
                                             f"round {round_no}/{args.rounds}: "))
         # 3. latency at a steady load, and 4. backlog drain
-        db3 = work / "live.db"
-        lat_creds = provision_terminals(db3, [f"L{i:03d}" for i in range(50)])
-        gateway = GatewayProcess(db3, broker.url, work / "live.log", extra_args=extra).start()
-        fleet = Fleet(work / "fleet", broker.url, lat_creds)
+        gateway = start_gateway(lat_db, port, work / "live.log", extra)
+        fleet = Fleet(work / "fleet", Target.url(port), lat_creds, ca=Path(Target.ca) if Target.tls else None)
         fleet.start()
         try:
             time.sleep(1.0)
@@ -346,7 +422,8 @@ def main() -> int:
 
     results["rounds"] = rounds
     results["ratios"] = {kind: statistics.median(r["ratios"][kind] for r in rounds) for kind in ("single", "batched")}
-    rates = Table(title=f"gateway ingest vs. the broker's limit, {len(rounds)} rounds on one broker",
+    over = "MQTT over TLS, generated broker configuration" if args.tls else "plain MQTT"
+    rates = Table(title=f"gateway ingest vs. the broker's limit, {len(rounds)} rounds on one broker ({over})",
                   caption="limit: a bare paho subscriber's QoS 1 receive rate; then the gateway with "
                           "1 record a message and with 100")
     for column, justify in (("round", "left"), ("limit", "right"), ("1/msg", "right"), ("ratio", "right"),
