@@ -131,6 +131,26 @@ def test_pki_init_issue_and_the_certificates_it_makes(tmp_path):
     assert gateway_cli("pki", "--out", str(out), "init").returncode == 2            # nor of the CA
 
 
+def test_the_terminals_broker_table_takes_a_ca_and_a_client_certificate_for_mqtts_only(tmp_path):
+    from firmware.config import ConfigError, parse
+
+    for name in ("ca.crt", "T001.crt", "T001.key"):
+        (tmp_path / name).write_text("x")
+
+    def config(broker: dict, terminal: str = "T001"):
+        return parse({"terminal": {"id": terminal, "key": "00" * 32}, "broker": broker}, tmp_path)
+
+    uplink = config({"url": "mqtts://broker.example:8884", "ca": "ca.crt", "cert": "T001.crt", "key": "T001.key"}).uplink
+    assert (uplink.ca, uplink.cert, uplink.key) == tuple(str(tmp_path / n) for n in ("ca.crt", "T001.crt", "T001.key"))
+    for broker, problem in (({"url": "mqtt://b:1883", "ca": "ca.crt"}, "broker.ca is for TLS"),
+                            ({"url": "mqtts://b", "cert": "T001.crt"}, "broker.cert and broker.key go together"),
+                            ({"url": "mqtts://b", "ca": "missing.crt"}, "broker.ca: no such file")):
+        with pytest.raises(ConfigError, match=problem):
+            config(broker)
+    with pytest.raises(ConfigError, match="terminal.id"):
+        config({}, terminal="T:1")
+
+
 # ---------------------------------------------------------------- a real broker on the generated configuration
 
 class World:
