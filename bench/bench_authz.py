@@ -41,13 +41,14 @@ from rich.table import Table  # noqa: E402
 
 from firmware.agent import Agent  # noqa: E402
 from firmware.config import parse  # noqa: E402
-from firmware.counter import Cart, Identity  # noqa: E402
+from firmware.counter import Cart  # noqa: E402
 from gateway import registry  # noqa: E402
 from gateway.store import Store  # noqa: E402
 from protocols import configsync  # noqa: E402
 from simulator.broker import Mosquitto  # noqa: E402  (subclassed below)
 from simulator.processes import GatewayProcess, provision_terminals, terminal_config_text, wait_for  # noqa: E402
 from simulator.run_cli import percentile  # noqa: E402
+from tests.support.quota_fixtures import card_identity, registry_public_hex  # noqa: E402
 
 console = Console()
 RTT_TARGET_MS = 100.0
@@ -78,6 +79,7 @@ def prepare(db: Path, names: list[str]) -> None:
                      "plots": [{"crop": "rice", "area_cmu": 10 ** 6}, {"crop": "vegetable", "area_cmu": 10 ** 6}]}
                     for i in range(len(names))]
         registry.import_subjects(conn, subjects, now)
+        registry.add_keys(conn, [bytes.fromhex(registry_public_hex())], now)  # the cards below are signed with it
     finally:
         store.close()
 
@@ -125,7 +127,7 @@ def main() -> int:
 
             def sell(index: int, agent: Agent) -> None:
                 rng = random.Random(1000 + index)
-                who = Identity(f"B{index:04d}", "card", f"C{index:04d}")
+                who = card_identity(f"B{index:04d}", f"C{index:04d}")
                 while not stop.is_set():
                     cart = Cart()
                     cart.add("XK13-001-00101", "002", 1)
@@ -144,7 +146,7 @@ def main() -> int:
             for i, agent in enumerate(agents):
                 cart = Cart()
                 cart.add("XK13-001-00101", "002", 1)
-                agent.counter.checkout(Identity(f"B{i:04d}", "card"), cart)
+                agent.counter.checkout(card_identity(f"B{i:04d}", f"C{i:04d}"), cart)
             task = progress.add_task(f"{len(agents)} terminals selling online", total=int(args.duration))
             threads = [threading.Thread(target=sell, args=(i, a), daemon=True) for i, a in enumerate(agents)]
             started = time.monotonic()
@@ -160,7 +162,7 @@ def main() -> int:
 
             task = progress.add_task("offline decisions", total=args.offline_runs)
             counter = agents[0].counter
-            who = Identity("B0000", "card")
+            who = card_identity("B0000", "C0000")
             cart = [{"product": p, "spec": s, "packs": n} for p, s, n in CART]
             counter.decide_offline(who, cart)
             offline_ms = []
