@@ -66,8 +66,9 @@ def cart_of(product: tuple[str, str], packs: int = 1) -> Cart:
 
 
 def card(counter, subject: str) -> Identity:
-    """A card identity as `counter.read_card` returns it (card reading has its own tests)."""
-    return Identity(subject, "card", "C-" + subject)
+    """A card identity as `counter.read_card` returns it, the card's signed
+    payload and UID as its proof (card reading has its own tests)."""
+    return fx.card_identity(subject)
 
 
 def ledger_record(agent, seq: int) -> dict:
@@ -178,8 +179,9 @@ def test_two_terminals_selling_offline_overdraw_once_then_one_violation_names_bo
 def test_duplicated_authorization_request_consumes_once(district):
     t2 = district.agents["T002"]
     cart = [{"product": fx.UREA[0], "spec": fx.UREA[1], "packs": 2}]
-    first = t2.auth.request("dup-sale-1", "S-DUP", "card", cart, 5.0, request_id="dup-req-1")
-    second = t2.auth.request("dup-sale-1", "S-DUP", "card", cart, 5.0, request_id="dup-req-2")
+    proof = fx.card_identity("S-DUP").proof
+    first = t2.auth.request("dup-sale-1", "S-DUP", "card", cart, 5.0, request_id="dup-req-1", proof=proof)
+    second = t2.auth.request("dup-sale-1", "S-DUP", "card", cart, 5.0, request_id="dup-req-2", proof=proof)
     assert first["auth"] == second["auth"] and second.get("replayed") is True
     assert used_n(district, "S-DUP") == 46000
 
