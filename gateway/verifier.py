@@ -155,15 +155,15 @@ def worker_main(db_path: str, progress_fd: int | None = None) -> None:
         items, sources = [], []
         for frame in batch:
             number += 1
-            begun(progress, 0, number)
             kind, n = _HEADER.unpack_from(frame)
-            topic = frame[_HEADER.size:_HEADER.size + n].decode(errors="replace")
-            payload = frame[_HEADER.size + n:]
             alone = kind.islower()
-            if alone:
+            if alone:  # answer what came before it first: a death from here on is its own
                 answer(items, sources, number - 1)
                 items, sources = [], []
                 kind = kind.upper()
+            begun(progress, 0, number)
+            topic = frame[_HEADER.size:_HEADER.size + n].decode(errors="replace")
+            payload = frame[_HEADER.size + n:]
             if kind == _CRASHED:
                 item = quarantine_item(topic, "verifier_crashed",
                                        "a verifier process died twice while verifying this message", payload)
