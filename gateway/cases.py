@@ -6,6 +6,19 @@ when its deadline passes, and closes only after an on-site inspection.
 
     open -> assigned -> inspected -> closed (confirmed | dismissed | penalised)
 
+Two-person rule: an outcome listed in the rules' `cases.confirm_outcomes`
+(default: penalised) lowers the subject's credit grade at every counter, so
+one person cannot close with it alone. `close` with such an outcome records a
+proposal (`case_proposals`, event `close_proposed`; the case stays
+inspected); `confirm` by another user of `cases.confirm_role` or above
+(default: town) in the case's area closes it, or rejects the proposal
+(`close_rejected`; the proposer may also withdraw it that way).
+
+Notes are shown to other users, exported and forwarded upstream: characters
+that change how text around them reads without being seen (direction
+overrides and isolates, zero-width characters, other format characters,
+controls) are refused (`case_notes_hidden_characters`), not stripped.
+
 Every change writes a `case_events` row (who, when, from, to, detail) in the
 same transaction as the change: the timeline is the audit. A subject's
 confirmed or penalised cases set its credit grade (A/B/C); the grades below A
@@ -20,6 +33,7 @@ import hashlib
 import json
 import logging
 import sqlite3
+import unicodedata
 from pathlib import Path
 
 from gateway import grid, quota, upstream_outbox, users
@@ -44,6 +58,12 @@ register({
     "case_assignee_unknown": ("被指派人不存在或不负责该辖区", "assignee unknown or not responsible for this area"),
     "photo_not_image": ("照片须为 JPEG 或 PNG 文件", "a photo must be a JPEG or PNG file"),
     "photo_size": ("照片大小须在 5 MB 以内", "a photo must be at most 5 MB"),
+    "case_notes_hidden_characters": ("备注含有不可见或改变文字方向的字符，请删除后重试",
+                                     "the notes contain invisible or text-direction characters; remove them"),
+    "case_no_proposal": ("该案件没有待确认的结案", "the case has no close awaiting confirmation"),
+    "case_proposal_changed": ("待确认的结案已变更，请刷新后重试", "the proposed close changed; reload and try again"),
+    "case_confirm_self": ("须由另一人确认结案", "another person must confirm this close"),
+    "case_confirm_role": ("确认此结案需要更高一级的人员", "confirming this close needs a higher role"),
 })
 
 SCHEMA = """
@@ -95,6 +115,14 @@ CREATE TABLE IF NOT EXISTS credit_grades (
     subject     TEXT PRIMARY KEY,   -- only subjects below A: no row means A
     grade       TEXT NOT NULL,
     updated     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS case_proposals (
+    case_id     INTEGER PRIMARY KEY,  -- one close awaiting a second person per case
+    outcome     TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    role        TEXT NOT NULL,
+    time        INTEGER NOT NULL,
+    notes       TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS case_photos (
     id          INTEGER PRIMARY KEY,
@@ -232,11 +260,36 @@ def _for_action(conn, user: User, case_id: int, states: tuple[str, ...]) -> dict
     return case
 
 
+HIDDEN_CATEGORIES = ("Cc", "Cf", "Cs", "Co", "Zl", "Zp")   # controls, format (bidi, zero-width), surrogates, private use, separators
+ALLOWED_CONTROLS = "\t\n\r"
+
+
+def hidden_character(text: str) -> str | None:
+    """A description of the first character in `text` that is invisible or
+    changes how the text around it reads (U+202A-U+202E and U+2066-U+2069
+    bidirectional overrides and isolates, U+200B-U+200F zero-width characters
+    and marks, U+FEFF, U+2060-U+2064, soft hyphen, tag characters, controls,
+    U+2028/U+2029), or None. Such a character in a note can make a
+    "no violation" read as a "violation" on a supervisor's screen."""
+    for at, ch in enumerate(text):
+        if ch in ALLOWED_CONTROLS:
+            continue
+        category = unicodedata.category(ch)
+        if category in HIDDEN_CATEGORIES:
+            name = unicodedata.name(ch, {"Cc": "control character", "Cs": "surrogate",
+                                         "Co": "private use character"}.get(category, "unnamed character"))
+            return f"U+{ord(ch):04X} {name} at position {at}"
+    return None
+
+
 def _notes(notes) -> str:
     if notes is None:
         return ""
     if not isinstance(notes, str) or len(notes) > MAX_NOTES:
         raise CaseError("case_bad_input", f"notes must be text of at most {MAX_NOTES} characters")
+    found = hidden_character(notes)
+    if found:
+        raise CaseError("case_notes_hidden_characters", f"notes: {found}")
     return notes
 
 
@@ -245,23 +298,25 @@ def get(conn: sqlite3.Connection, case_id: int) -> dict | None:
 
 
 def assign(conn, now: int, user: User, case_id: int, assignee: str, notes: str | None = None) -> dict:
+    text = _notes(notes)   # checked before anything changes (the caller may not roll back)
     case = _for_action(conn, user, case_id, ("open", "assigned"))
     target = users.user_by_name(conn, assignee) if isinstance(assignee, str) else None
     if target is None or not target.scope().covers(case):
         raise CaseError("case_assignee_unknown", str(assignee)[:64])
     conn.execute("UPDATE cases SET state='assigned', assignee=?, updated=? WHERE id=?", [target.name, now, case_id])
     _event(conn, case_id, now, user.name, "assigned", case["state"], "assigned",
-           {"assignee": target.name, "notes": _notes(notes)})
+           {"assignee": target.name, "notes": text})
     return _row(conn, case_id)
 
 
 def inspect(conn, now: int, user: User, case_id: int, result: str, notes: str | None = None) -> dict:
     if result not in RESULTS:
         raise CaseError("case_bad_input", f"result must be one of {', '.join(RESULTS)}")
+    text = _notes(notes)
     case = _for_action(conn, user, case_id, ("open", "assigned"))
     conn.execute("UPDATE cases SET state='inspected', result=?, updated=? WHERE id=?", [result, now, case_id])
     _event(conn, case_id, now, user.name, "inspected", case["state"], "inspected",
-           {"result": result, "notes": _notes(notes)})
+           {"result": result, "notes": text})
     return _row(conn, case_id)
 
 
@@ -288,26 +343,100 @@ def add_photo(conn, now: int, user: User, case_id: int, data: bytes, photos_dir:
     return cur.lastrowid
 
 
+def _cfg(cfg: dict | None) -> dict:
+    if cfg is None:
+        from gateway.rules import config as rules_config
+        cfg = rules_config.load()
+    return cfg
+
+
+def needs_confirmation(cfg: dict | None, outcome: str) -> bool:
+    return outcome in _cfg(cfg)["cases"]["confirm_outcomes"]
+
+
+def proposal(conn: sqlite3.Connection, case_id: int) -> dict | None:
+    """The close awaiting a second person, if any."""
+    row = conn.execute("SELECT outcome, actor, role, time, notes FROM case_proposals WHERE case_id=?",
+                       [case_id]).fetchone()
+    return dict(zip(("outcome", "actor", "role", "time", "notes"), row)) if row else None
+
+
+def may_confirm(user: User, pending: dict | None, cfg: dict | None) -> bool:
+    return (pending is not None and user.name != pending["actor"]
+            and LEVEL_RANK[user.role] >= LEVEL_RANK[_cfg(cfg)["cases"]["confirm_role"]])
+
+
 def close(conn, now: int, user: User, case_id: int, outcome: str, notes: str | None = None,
           cfg: dict | None = None) -> dict:
     """Only an inspected case closes: the bureau's loop needs the on-site check.
-    A confirmed or penalised case re-grades its subject at once (`cfg`: the
-    rules configuration, default thresholds when None)."""
+    An outcome under the two-person rule (`cases.confirm_outcomes`) only
+    proposes the close (the returned case stays inspected, with
+    `pending_close`); any other closes at once. A confirmed or penalised case
+    re-grades its subject when it closes (`cfg`: the rules configuration,
+    default thresholds when None)."""
     if outcome not in OUTCOMES:
         raise CaseError("case_bad_input", f"outcome must be one of {', '.join(OUTCOMES)}")
+    text = _notes(notes)
     case = _for_action(conn, user, case_id, ("inspected",))
+    cfg = _cfg(cfg)
+    if needs_confirmation(cfg, outcome):
+        conn.execute("INSERT INTO case_proposals(case_id, outcome, actor, role, time, notes) VALUES (?, ?, ?, ?, ?, ?) "
+                     "ON CONFLICT(case_id) DO UPDATE SET outcome=excluded.outcome, actor=excluded.actor, "
+                     "role=excluded.role, time=excluded.time, notes=excluded.notes",
+                     [case_id, outcome, user.name, user.role, now, text])
+        conn.execute("UPDATE cases SET updated=? WHERE id=?", [now, case_id])
+        _event(conn, case_id, now, user.name, "close_proposed", "inspected", "inspected",
+               {"outcome": outcome, "notes": text, "confirm_role": cfg["cases"]["confirm_role"]})
+        return {**_row(conn, case_id), "pending_close": proposal(conn, case_id)}
+    return _close(conn, now, user, case, outcome, {"outcome": outcome, "notes": text}, cfg)
+
+
+def confirm(conn, now: int, user: User, case_id: int, decision: str, outcome: str, notes: str | None = None,
+            cfg: dict | None = None) -> dict:
+    """The second person's answer to a proposed close: `confirm` closes the
+    case with the proposed `outcome` (which the caller names, so a proposal
+    changed meanwhile is not confirmed unseen); `reject` drops the proposal
+    (the proposer may withdraw it too). The confirmer is another user, of
+    `cases.confirm_role` or above, whom the case's area and level admit."""
+    if decision not in ("confirm", "reject"):
+        raise CaseError("case_bad_input", "decision must be confirm or reject")
+    text = _notes(notes)
+    case = _for_action(conn, user, case_id, ("inspected",))
+    cfg = _cfg(cfg)
+    pending = proposal(conn, case_id)
+    if pending is None:
+        raise CaseError("case_no_proposal", f"case {case_id} has no close awaiting confirmation")
+    if pending["outcome"] != outcome:
+        raise CaseError("case_proposal_changed", f"the proposed outcome is {pending['outcome']}")
+    withdrawing = decision == "reject" and user.name == pending["actor"]
+    if not withdrawing:
+        if user.name == pending["actor"]:
+            raise CaseError("case_confirm_self", f"{user.name} proposed this close")
+        if not may_confirm(user, pending, cfg):
+            raise CaseError("case_confirm_role", f"needs {cfg['cases']['confirm_role']} or above")
+    conn.execute("DELETE FROM case_proposals WHERE case_id=?", [case_id])
+    if decision == "reject":
+        conn.execute("UPDATE cases SET updated=? WHERE id=?", [now, case_id])
+        _event(conn, case_id, now, user.name, "close_rejected", "inspected", "inspected",
+               {"outcome": outcome, "notes": text, "proposed_by": pending["actor"]})
+        return {**_row(conn, case_id), "pending_close": None}
+    return _close(conn, now, user, case, outcome,
+                  {"outcome": outcome, "notes": text, "proposed_by": pending["actor"],
+                   "proposal_notes": pending["notes"]}, cfg)
+
+
+def _close(conn, now: int, user: User, case: dict, outcome: str, detail: dict, cfg: dict) -> dict:
+    case_id = case["id"]
+    conn.execute("DELETE FROM case_proposals WHERE case_id=?", [case_id])
     conn.execute("UPDATE cases SET state='closed', outcome=?, closed=?, updated=? WHERE id=?",
                  [outcome, now, now, case_id])
-    _event(conn, case_id, now, user.name, "closed", "inspected", "closed", {"outcome": outcome, "notes": _notes(notes)})
+    _event(conn, case_id, now, user.name, "closed", "inspected", "closed", detail)
     if outcome in COUNTS_AGAINST and case["subject"]:
-        if cfg is None:
-            from gateway.rules import config as rules_config
-            cfg = rules_config.load()
         refresh_grades(conn, now, cfg, [case["subject"]])
     upstream_outbox.enqueue(conn, now, "case", {
         "case": case_id, "shop": case["shop"], "subject": case["subject"], "codes": case["codes"].split(","),
         "result": case["result"], "outcome": outcome, "closed": now, "opened": case["opened"]})
-    return _row(conn, case_id)
+    return {**_row(conn, case_id), "pending_close": None}
 
 
 def timeline(conn, case_id: int) -> list[dict]:

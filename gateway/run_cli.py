@@ -1,5 +1,6 @@
-"""`python -m gateway run --broker mqtt[s]://HOST:PORT --db PATH [--ca FILE] [--http HOST:PORT]`: ingest,
-supervision rules and cases, and (with --http) the supervision API and dashboard, until stopped.
+"""`python -m gateway run --broker mqtt[s]://HOST:PORT --db PATH [--ca FILE] [--http HOST:PORT
+[--https-cert FILE --https-key FILE] [--trusted-proxy ADDRESS]]`: ingest, supervision rules and cases, and
+(with --http) the supervision API and dashboard, over HTTPS with --https-cert/--https-key, until stopped.
 
 Ingest runs in this process (with its verifier process); the supervision side
 runs as a child, `gateway supervise`, at a lower priority, so the dashboard and
@@ -11,7 +12,11 @@ USERNAME-supervise, both with the password in --password-env (`gateway
 terminal broker-auth` writes both users). Over TLS (mqtts://) both check the
 broker against --ca; --cert/--key present a client certificate for this
 process, --supervise-cert/--supervise-key one for the child (on the broker's
-certificate listener each certificate's CN is its process's username)."""
+certificate listener each certificate's CN is its process's username).
+
+--https-cert/--https-key and --trusted-proxy go to the child that serves the
+dashboard; they are checked here first (docs/security.md, "Deploying the
+dashboard")."""
 
 import argparse
 import logging

@@ -109,16 +109,79 @@ def mask_id_number(value) -> str:
     return text[:3] + "*" * (len(text) - 5) + text[-2:]
 
 
-def public(subject: dict | None) -> dict | None:
-    """The subject with every ID number masked; what leaves the gateway."""
-    if subject is None:
+def mask_phone(value) -> str:
+    """138****5678, the way Chinese services show a number: the carrier prefix
+    and the last four, never more than half of the digits."""
+    text = str(value or "")
+    if len(text) < 8:
+        return "*" * len(text)
+    return text[:3] + "*" * (len(text) - 7) + text[-4:]
+
+
+# What a supervision user sees of a registry entry is an allowlist per role
+# (issue 15, item 10): a field is shown as stored ("show"), masked ("mask"),
+# or, when its role does not list it, dropped. A registry import (JSON lines)
+# may carry any field its source system had; none reaches a user unless it is
+# named here. Full ID numbers go to district users only, when they ask for
+# them (`reveal`), and the API writes an audit row for each such read.
+SHOW, MASK = "show", "mask"
+ID_FIELDS = ("id_number", "id_card_no", "id_card", "idcard", "id_no", "credit_code", "uscc")
+PHONE_FIELDS = ("phone", "mobile", "tel")
+_COMMON = {name: SHOW for name in ("id", "name", "kind", "status", "town", "village", "group", "plots", "permits",
+                                   "allowances")}
+FIELDS: dict[str, dict[str, str]] = {
+    "district": {**_COMMON, **dict.fromkeys(ID_FIELDS, MASK), **dict.fromkeys(PHONE_FIELDS, SHOW), "address": SHOW},
+    "town": {**_COMMON, **dict.fromkeys(ID_FIELDS, MASK), **dict.fromkeys(PHONE_FIELDS, MASK)},
+    "village": {**_COMMON, **dict.fromkeys(ID_FIELDS, MASK), **dict.fromkeys(PHONE_FIELDS, MASK)},
+}
+REVEALABLE = {"district": ID_FIELDS}   # masked by default, shown in full on request (audited)
+PLOT_FIELDS = ("id", "crop", "area_cmu", "season")
+PERMIT_FIELDS = ("id", "ingredients", "from", "until")
+
+
+def _mask(name: str, value):
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        return None   # a structure under a field meant for a number: nothing of it is shown
+    return mask_phone(value) if name in PHONE_FIELDS else mask_id_number(value)
+
+
+def _items(value, keep: tuple[str, ...]):
+    if not isinstance(value, list):
         return None
-    out = {}
+    return [{k: v for k, v in item.items() if k in keep} for item in value if isinstance(item, dict)]
+
+
+def view(subject: dict | None, role: str, reveal: bool = False) -> tuple[dict | None, list[str]]:
+    """The registry entry as a user of `role` may see it, and the names of the
+    fields shown in full only because `reveal` asked (to audit). An unknown
+    role sees nothing."""
+    if subject is None:
+        return None, []
+    fields = FIELDS.get(role, {})
+    revealable = REVEALABLE.get(role, ()) if reveal else ()
+    out, revealed = {}, []
     for key, value in subject.items():
-        if key in ID_FIELDS or key.endswith("_id_number"):
-            out[key] = mask_id_number(value)
-        elif key in ("embedding", "face", "faces", "key"):
+        how = fields.get(key)
+        if how is None or value is None:
             continue
-        else:
+        if key == "plots":
+            value = _items(value, PLOT_FIELDS)
+        elif key == "permits":
+            value = _items(value, PERMIT_FIELDS)
+        elif key == "allowances":
+            value = value if isinstance(value, dict) else None
+        elif how == MASK and key in revealable and isinstance(value, (str, int)) and not isinstance(value, bool):
+            revealed.append(key)
+        elif how == MASK:
+            value = _mask(key, value)
+        elif not isinstance(value, (str, int, float, bool)):
+            value = None   # a shown scalar field holding a structure: dropped rather than passed on whole
+        if value is not None:
             out[key] = value
-    return out
+    return out, revealed
+
+
+def public(subject: dict | None) -> dict | None:
+    """The entry as the least privileged role sees it (every ID number and
+    phone masked, nothing outside the allowlist)."""
+    return view(subject, "village")[0]

@@ -1,4 +1,4 @@
-"""`python -m gateway supervise --db PATH --broker URL [--http HOST:PORT]`: the
+"""`python -m gateway supervise --db PATH --broker URL [--http HOST:PORT [--https-cert FILE --https-key FILE]]`: the
 supervision side of the gateway on its own (rules, cases, fleet status,
 upstream feed, API and dashboard). `gateway run` starts it as its child; run
 it alone to serve the dashboard from a database another process ingests into.

@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser) -> None:
     parser.add_argument("--http", help="HOST:PORT to serve the supervision API and dashboard on")
+    parser.add_argument("--https-cert", help="serve --http over HTTPS with this certificate (chain), PEM")
+    parser.add_argument("--https-key", help="the certificate's private key, PEM")
+    parser.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDRESS",
+                        help="a reverse proxy's address or network whose X-Forwarded-For and X-Forwarded-Proto "
+                             "the API honours (repeatable; default: none, the headers are ignored)")
     parser.add_argument("--rules", help="TOML file with rule thresholds (gateway/rules/config.py)")
     parser.add_argument("--photos", help="directory for inspection photos (default: next to --db)")
     parser.add_argument("--sweep-interval", type=float, default=5.0, help="seconds between time-window sweeps")
@@ -37,9 +42,13 @@ def child_arguments(args) -> list[str]:
     on, after checking them here so a bad option fails `run` at once."""
     from gateway.rules import config as rules_config
 
+    from gateway.api import serve
+
     rules_config.load(args.rules)
     if args.http:
         parse_hostport(args.http)
+    serve.check_tls(args.https_cert, args.https_key)
+    serve.check_proxies(args.trusted_proxy)
     if args.upstream and not os.environ.get(args.upstream_key_env):
         raise ValueError(f"--upstream needs a signing key in ${args.upstream_key_env}")
     from gateway import fleet
@@ -47,10 +56,12 @@ def child_arguments(args) -> list[str]:
     out = ["--db", args.db, "--broker", args.broker, "--client-id", args.client_id,
            "--sweep-interval", str(args.sweep_interval), "--upstream-key-env", args.upstream_key_env,
            "--password-env", args.password_env, "--log-level", args.log_level]
-    for name in ("http", "rules", "photos", "upstream", "ca"):
+    for name in ("http", "rules", "photos", "upstream", "ca", "https_cert", "https_key"):
         value = getattr(args, name)
         if value:
-            out += ["--" + name, value]
+            out += ["--" + name.replace("_", "-"), value]
+    for proxy in args.trusted_proxy:
+        out += ["--trusted-proxy", proxy]
     if args.username:   # its own broker user: the broker binds the client id to it
         out += ["--username", fleet.supervise_user(args.username)]
     if args.supervise_cert or args.supervise_key:
@@ -74,7 +85,11 @@ class Runtime:
 
         self.args, self.clock = args, clock
         self.cfg = rules_config.load(args.rules)
+        from gateway.api import serve
+
         self.http = parse_hostport(args.http) if args.http else None
+        self.tls = serve.check_tls(args.https_cert, args.https_key)
+        self.proxies = serve.check_proxies(args.trusted_proxy)
         self.conn = connect(args.db)
         self.supervision = Supervision(self.conn, self.cfg, clock)
         from gateway import quota
@@ -108,15 +123,14 @@ class Runtime:
         if self.http:
             import uvicorn
 
-            from gateway.api import create_app
+            from gateway.api import create_app, serve
 
-            app = create_app(self.args.db, clock=self.clock, rules_cfg=self.cfg, photos_dir=self.args.photos)
-            config = uvicorn.Config(app, host=self.http[0], port=self.http[1], log_level="warning",
-                                    timeout_graceful_shutdown=2, access_log=False)
-            self.server = uvicorn.Server(config)
+            app = create_app(self.args.db, clock=self.clock, rules_cfg=self.cfg, photos_dir=self.args.photos,
+                             trusted_proxies=self.proxies)
+            self.server = uvicorn.Server(serve.uvicorn_config(app, self.http[0], self.http[1], self.tls))
             self.thread = threading.Thread(target=self.server.run, name="http", daemon=True)
             self.thread.start()
-            log.info("supervision API and dashboard on http://%s:%d/", *self.http)
+            log.info("supervision API and dashboard on %s://%s:%d/", "https" if self.tls else "http", *self.http)
 
     def stop(self) -> None:
         if self.server:

@@ -4,7 +4,17 @@ Passwords are stored as scrypt hashes (stdlib `hashlib.scrypt`, n=2**14, r=8:
 the interactive-login parameters of the scrypt paper, ~16 MB and tens of ms per
 check, so a stolen table is slow to brute-force while login stays instant).
 Tokens are random, stored only as their SHA-256, and expire; a token read from
-a leaked database cannot be replayed.
+a leaked database cannot be replayed. A password reset (`add` of an existing
+name) and `disable` delete the user's tokens in the same transaction, and
+every token check joins the user row, so a disabled user's sessions end with
+the next request.
+
+Hashing never runs inside a transaction: `login` reads the stored hash,
+checks the password with no lock held (scrypt costs tens of milliseconds, and
+under `BEGIN IMMEDIATE` a login flood queued every authorization and ingest
+commit behind it, issue 15 item 11), then writes the token in a short
+transaction that re-checks the hash and the disabled flag, so a reset or a
+disable that lands in between wins.
 
 Each user has a role and an area code on the grid: a district user sees the
 district, a town (镇街) user the shops of that town, a village (村社) user the
@@ -26,6 +36,7 @@ from protocols.schema import is_id
 ROLES = ("district", "town", "village")
 LEVEL_RANK = {"village": 0, "town": 1, "district": 2}
 TOKEN_TTL_MS = 8 * 3600_000  # one working day in the field
+MAX_TOKENS_PER_USER = 20     # a phone, a desk PC and a few forgotten browsers; older sessions end first
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -128,29 +139,129 @@ def add_user(conn: sqlite3.Connection, name: str, role: str, area: str, password
         "SELECT 1 FROM sqlite_master WHERE name='areas'").fetchone() else None
     if known is not None and known[0] != role:
         raise UserError(f"area {area} is a {known[0]}, not a {role}")
-    cur = conn.execute(
-        "INSERT INTO users(name, role, area, pw, created) VALUES (?, ?, ?, ?, ?) "
-        "ON CONFLICT(name) DO UPDATE SET role=excluded.role, area=excluded.area, pw=excluded.pw, disabled=0",
-        [name, role, area, hash_password(password), now])
-    return cur.lastrowid
+    pw = hash_password(password)
+    owns = not conn.in_transaction
+    if owns:
+        conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            "INSERT INTO users(name, role, area, pw, created) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET role=excluded.role, area=excluded.area, pw=excluded.pw, disabled=0",
+            [name, role, area, pw, now])
+        user_id = conn.execute("SELECT id FROM users WHERE name=?", [name]).fetchone()[0]
+        revoke_tokens(conn, user_id)  # a reset ends every session of the old password
+        if owns:
+            conn.execute("COMMIT")
+    except BaseException:
+        if owns:
+            conn.execute("ROLLBACK")
+        raise
+    return user_id
+
+
+def revoke_tokens(conn: sqlite3.Connection, user_id: int) -> int:
+    """End every session of a user (inside the caller's transaction, if any)."""
+    return conn.execute("DELETE FROM tokens WHERE user_id = ?", [user_id]).rowcount
+
+
+def set_disabled(conn: sqlite3.Connection, name: str, disabled: bool) -> User:
+    """Disable (and log out everywhere) or enable a user; UserError if unknown.
+    An enabled user logs in again: the old sessions stay ended."""
+    ensure_schema(conn)
+    owns = not conn.in_transaction
+    if owns:
+        conn.execute("BEGIN IMMEDIATE")
+    try:
+        row = conn.execute("SELECT id, name, role, area FROM users WHERE name=?", [name]).fetchone()
+        if row is None:
+            raise UserError(f"no user {name!r}")
+        conn.execute("UPDATE users SET disabled=? WHERE id=?", [1 if disabled else 0, row[0]])
+        if disabled:
+            revoke_tokens(conn, row[0])
+        if owns:
+            conn.execute("COMMIT")
+    except BaseException:
+        if owns:
+            conn.execute("ROLLBACK")
+        raise
+    return _user(row)
+
+
+def list_users(conn: sqlite3.Connection, now: int) -> list[dict]:
+    """Every user with its state and how many sessions are open."""
+    ensure_schema(conn)
+    rows = conn.execute(
+        "SELECT u.name, u.role, u.area, u.disabled, "
+        "(SELECT count(*) FROM tokens t WHERE t.user_id = u.id AND t.expires > ?) FROM users u ORDER BY u.name",
+        [now]).fetchall()
+    return [{"name": r[0], "role": r[1], "area": r[2], "disabled": bool(r[3]), "sessions": r[4]} for r in rows]
 
 
 def _user(row) -> User:
     return User(row[0], row[1], row[2], row[3])
 
 
-def login(conn: sqlite3.Connection, name: str, password: str, now: int, ttl_ms: int = TOKEN_TTL_MS) -> tuple[str, User] | None:
-    row = conn.execute("SELECT id, name, role, area, pw FROM users WHERE name=? AND disabled=0", [name]).fetchone()
-    if row is None:
-        check_password(password, hash_password("timing-equaliser"))  # same cost for unknown names
-        return None
-    if not check_password(password, row[4]):
-        return None
+_DUMMY: list[str] = []
+
+
+def _dummy_hash() -> str:
+    """A hash to check unknown names against, made once: the same cost as a
+    real check (not two scrypt runs, as hashing a fresh one each time was)."""
+    if not _DUMMY:
+        _DUMMY.append(hash_password(secrets.token_urlsafe(16)))
+    return _DUMMY[0]
+
+
+def stored_credentials(conn: sqlite3.Connection, name: str) -> tuple[int, str] | None:
+    """(id, password hash) of an enabled user; a plain read, no transaction."""
+    row = conn.execute("SELECT id, pw FROM users WHERE name=? AND disabled=0", [name]).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def verify(password: str, stored: tuple[int, str] | None) -> bool:
+    """The password against what `stored_credentials` read: the scrypt run,
+    to be called with no transaction open. Unknown names cost the same."""
+    if stored is None:
+        check_password(password, _dummy_hash())
+        return False
+    return check_password(password, stored[1])
+
+
+def issue_token(conn: sqlite3.Connection, stored: tuple[int, str], now: int,
+                ttl_ms: int = TOKEN_TTL_MS) -> tuple[str, User] | None:
+    """A new session for the user `stored` was read for, in one short write
+    transaction, or None when the user was disabled or its password changed
+    since the read (the check ran on the old one)."""
     token = secrets.token_urlsafe(32)
-    conn.execute("DELETE FROM tokens WHERE expires < ?", [now])
-    conn.execute("INSERT INTO tokens(hash, user_id, created, expires) VALUES (?, ?, ?, ?)",
-                 [hashlib.sha256(token.encode()).hexdigest(), row[0], now, now + ttl_ms])
-    return token, _user(row)
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    owns = not conn.in_transaction
+    if owns:
+        conn.execute("BEGIN IMMEDIATE")
+    try:
+        row = conn.execute("SELECT id, name, role, area FROM users WHERE id=? AND pw=? AND disabled=0",
+                           list(stored)).fetchone()
+        if row is not None:
+            conn.execute("DELETE FROM tokens WHERE expires < ?", [now])
+            conn.execute("INSERT INTO tokens(hash, user_id, created, expires) VALUES (?, ?, ?, ?)",
+                         [digest, row[0], now, now + ttl_ms])
+            conn.execute("DELETE FROM tokens WHERE user_id = ? AND hash NOT IN (SELECT hash FROM tokens "
+                         "WHERE user_id = ? ORDER BY created DESC, rowid DESC LIMIT ?)",
+                         [row[0], row[0], MAX_TOKENS_PER_USER])
+        if owns:
+            conn.execute("COMMIT")
+    except BaseException:
+        if owns:
+            conn.execute("ROLLBACK")
+        raise
+    return (token, _user(row)) if row is not None else None
+
+
+def login(conn: sqlite3.Connection, name: str, password: str, now: int, ttl_ms: int = TOKEN_TTL_MS) -> tuple[str, User] | None:
+    """Check the password (outside any transaction) and open a session."""
+    stored = stored_credentials(conn, name)
+    if not verify(password, stored):
+        return None
+    return issue_token(conn, stored, now, ttl_ms)
 
 
 def by_token(conn: sqlite3.Connection, token: str, now: int) -> User | None:

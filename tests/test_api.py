@@ -236,11 +236,16 @@ def test_case_flow_through_the_api_changes_the_grade(world):
     photo = client.get(f"/api/cases/{case_id}/photos/{r.json()['id']}", headers=h)
     assert photo.status_code == 200 and photo.content == JPEG
     r = client.post(f"/api/cases/{case_id}/close", headers=h, json={"outcome": "penalised", "notes": "罚款 2000 元"})
+    assert r.status_code == 202 and r.json()["state"] == "inspected"        # proposed: a second person confirms
+    r = client.post(f"/api/cases/{case_id}/confirm", headers=token(client, "t2"),
+                    json={"decision": "confirm", "outcome": "penalised", "notes": "同意"})
     assert r.status_code == 200 and r.json()["outcome"] == "penalised"
     case = client.get(f"/api/cases/{case_id}", headers=h).json()
-    assert [e["action"] for e in case["timeline"]] == ["opened", "assigned", "inspected", "photo", "closed"]
-    assert case["timeline"][-1]["actor"] == "v3" and case["grade"]["grade"] == "B"
-    assert client.get("/api/upstream", headers=h).json()["pending"] >= 1
+    assert [e["action"] for e in case["timeline"]] == ["opened", "assigned", "inspected", "photo", "close_proposed",
+                                                       "closed"]
+    assert case["timeline"][-1]["actor"] == "t2" and case["timeline"][-1]["detail"]["proposed_by"] == "v3"
+    assert case["grade"]["grade"] == "B"
+    assert client.get("/api/upstream", headers=token(client, "d1")).json()["pending"] >= 1
 
 
 @pytest.mark.timeout(30)  # a second event that never comes would otherwise wait for the suite's 300 s
@@ -263,3 +268,206 @@ def test_event_stream_needs_a_token_and_says_what_changed(world):
         after = next(events)
         assert "cases" in after["changed"] and not {"fleet", "sales", "violations"} & set(after["changed"])
         assert after["version"]["cases"] > first["version"]["cases"]
+
+
+# -- issue 15, items 10, 12, 13, 14
+
+REGISTRY_LINE = {"id": "S00001", "name": "张三", "status": "active", "town": "330113001", "village": "330113001001",
+                 "id_card_no": "330113199001011234", "phone": "13812345678", "address": "临平街道东湖村 12 号",
+                 "bank_account": "6222020200112233445", "face": [0.1, 0.2],
+                 "plots": [{"crop": "rice", "area_cmu": 1000, "owner_id_number": "330113199001011234"}],
+                 "permits": [{"ingredients": ["paraquat"], "until": "2026-12-31", "holder_phone": "13812345678"}]}
+
+
+def import_registry_line(db, line=REGISTRY_LINE):
+    """A JSON-lines registry import, as `gateway subjects import` runs it."""
+    from gateway import registry
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        registry.import_subjects(conn, registry.parse_subjects(json.dumps(line, ensure_ascii=False)), T0)
+    finally:
+        conn.close()
+
+
+def test_registry_fields_reach_each_role_by_allowlist_and_full_ids_only_district_audited(world):
+    """A JSON-lines import may carry any field: town and village users see the
+    allowlisted ones, ID numbers and phones masked, nothing else (no address,
+    no bank account, nothing nested); the district sees full ID numbers only
+    when it asks, and each such read is audited."""
+    client, db, clock = world
+    import_registry_line(db)
+    secrets_ = ("330113199001011234", "199001011234", "13812345678", "12345678", "东湖村 12 号", "6222020200112233445")
+    for name in ("t1", "v1"):
+        r = client.get("/api/subjects/S00001", headers=token(client, name))
+        assert r.status_code == 200, r.text
+        registry = r.json()["registry"]
+        assert not any(s in r.text for s in secrets_), (name, registry)
+        assert registry["id_card_no"] == "330*************34" and registry["phone"] == "138****5678"
+        assert set(registry) == {"id", "name", "status", "town", "village", "plots", "permits", "id_card_no", "phone"}
+        assert registry["plots"] == [{"crop": "rice", "area_cmu": 1000}]
+        assert registry["permits"] == [{"ingredients": ["paraquat"], "until": "2026-12-31"}]
+        refused = client.get("/api/subjects/S00001?reveal=true", headers=token(client, name))
+        assert refused.status_code == 403 and "330113199001011234" not in refused.text
+    d1 = token(client, "d1")
+    masked = client.get("/api/subjects/S00001", headers=d1).json()["registry"]
+    assert masked["id_card_no"] == "330*************34" and masked["address"] == "临平街道东湖村 12 号"
+    assert "bank_account" not in masked and "face" not in masked
+    full = client.get("/api/subjects/S00001?reveal=true", headers=d1).json()["registry"]
+    assert full["id_card_no"] == "330113199001011234" and "bank_account" not in full
+    audit = client.get("/api/audit?target=S00001", headers=d1).json()["entries"]
+    assert [(a["user"], a["action"]) for a in audit if a["action"] == "read_id_number"] == [("d1", "read_id_number")]
+    assert [a["detail"] for a in audit if a["action"] == "read_id_number"] == ["id_card_no"]
+
+
+def test_upstream_state_is_for_district_users_only(world):
+    client, db, clock = world
+    for name in ("t1", "t2", "v1", "v3"):
+        r = client.get("/api/upstream", headers=token(client, name))
+        assert r.status_code == 403 and r.json()["code"] == "forbidden_role", (name, r.text)
+    r = client.get("/api/upstream", headers=token(client, "d1"))
+    assert r.status_code == 200 and {"pending", "sent"} <= set(r.json())
+
+
+def town_case_events(db, town):
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT count(*) FROM case_events e JOIN cases c ON c.id = e.case_id WHERE c.town = ?",
+                            [town]).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def town_fleet(db, town):
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT coalesce(sum(t.state='online'), 0) || ':' || coalesce(max(t.last_seen), 0) "
+                            "FROM terminals t JOIN shops s ON s.id = t.shop WHERE s.town = ?", [town]).fetchone()[0]
+    finally:
+        conn.close()
+
+
+@pytest.mark.timeout(30)
+def test_event_stream_counts_only_the_callers_area(world):
+    """A town user's stream says nothing about other towns: its counts are its
+    own area's (a change elsewhere moves nothing), and the upstream queue is
+    not in it. The first event after a change in its own town carries exactly
+    its town's count, which a district-wide id would not."""
+    client, db, clock = world
+    t2, v1, v3 = token(client, "t2"), token(client, "v1"), token(client, "v3")
+    with client.stream("GET", "/api/events", headers=t2) as r:
+        assert r.status_code == 200
+        events = (json.loads(line[len("data:"):]) for line in r.iter_lines() if line.startswith("data:"))
+        first = next(events)
+        assert "upstream" not in first["version"] and first["version"]["cases"] == town_case_events(db, "330113002")
+        assert first["version"]["fleet"] == town_fleet(db, "330113002")
+        elsewhere = client.post(f"/api/cases/{case_of(db, 'SHOP1')}/inspect", headers=v1,
+                                json={"result": "violation_found"})
+        assert elsewhere.status_code == 200
+        own = client.post(f"/api/cases/{case_of(db, 'SHOP3')}/inspect", headers=v3, json={"result": "violation_found"})
+        assert own.status_code == 200
+        after = next(events)
+        assert after["changed"] == ["cases"]
+        assert after["version"]["cases"] == first["version"]["cases"] + 1 == town_case_events(db, "330113002")
+
+
+@pytest.mark.timeout(30)
+def test_a_disabled_users_event_stream_ends_at_once(world):
+    from gateway import users
+    client, db, clock = world
+    v1 = token(client, "v1")
+    with client.stream("GET", "/api/events", headers=v1) as r:
+        assert r.status_code == 200
+        lines = r.iter_lines()
+        assert next(line for line in lines if line.startswith("event:")) == "event: change"
+        conn = sqlite3.connect(db, isolation_level=None)
+        try:
+            users.set_disabled(conn, "v1", True)
+        finally:
+            conn.close()
+        assert next(line for line in lines if line.startswith("event:")) == "event: end"
+    assert client.get("/api/me", headers=v1).status_code == 401
+
+
+def inspected(client, db, shop, name):
+    case_id = case_of(db, shop)
+    r = client.post(f"/api/cases/{case_id}/inspect", headers=token(client, name), json={"result": "violation_found"})
+    assert r.status_code == 200, r.text
+    return case_id
+
+
+def grade_of(client, case_id):
+    return client.get(f"/api/cases/{case_id}", headers=token(client, "d1")).json()["grade"]["grade"]
+
+
+def test_a_village_user_cannot_penalise_alone(world):
+    """Two-person rule over HTTP: v3's `penalised` is a proposal (202, the
+    grade unchanged); v3 cannot confirm it, nor can another village user, nor
+    a town user of another town; t2 (town of the case) can."""
+    from gateway import users
+    client, db, clock = world
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        users.add_user(conn, "v3b", "village", "330113002001", PASSWORD, T0)
+    finally:
+        conn.close()
+    case_id = inspected(client, db, "SHOP3", "v3")
+    r = client.post(f"/api/cases/{case_id}/close", headers=token(client, "v3"), json={"outcome": "penalised"})
+    assert r.status_code == 202 and r.json()["state"] == "inspected" and r.json()["pending_close"]["actor"] == "v3"
+    assert grade_of(client, case_id) == "A"
+    confirm = {"decision": "confirm", "outcome": "penalised"}
+    for name, status, code in (("v3", 403, "case_confirm_self"), ("v3b", 403, "case_confirm_role"),
+                               ("t1", 404, "not_found")):
+        r = client.post(f"/api/cases/{case_id}/confirm", headers=token(client, name), json=confirm)
+        assert (r.status_code, r.json()["code"]) == (status, code), (name, r.text)
+    assert grade_of(client, case_id) == "A"
+    seen = client.get(f"/api/cases/{case_id}", headers=token(client, "t2")).json()
+    assert seen["can_confirm"] and seen["pending_close"]["outcome"] == "penalised"
+    assert not client.get(f"/api/cases/{case_id}", headers=token(client, "v3")).json()["can_confirm"]
+    r = client.post(f"/api/cases/{case_id}/confirm", headers=token(client, "t2"), json=confirm)
+    assert r.status_code == 200 and r.json()["state"] == "closed"
+    assert grade_of(client, case_id) == "B"
+
+
+def test_the_rules_file_decides_which_outcomes_need_a_second_person(template, tmp_path):
+    from gateway.rules import config
+    db = copy_of(template, tmp_path / "world")
+    cfg = config.load(overrides={"cases": {"confirm_outcomes": ["confirmed", "penalised"], "confirm_role": "district"}})
+    app = create_app(db, clock=lambda: T0 + 300_000, rules_cfg=cfg, photos_dir=tmp_path / "photos",
+                     session_clock=lambda: T0 + 300_000)
+    with TestClient(app) as client:
+        case_id = inspected(client, db, "SHOP3", "v3")
+        assert client.post(f"/api/cases/{case_id}/close", headers=token(client, "v3"),
+                           json={"outcome": "confirmed"}).status_code == 202
+        confirm = {"decision": "confirm", "outcome": "confirmed"}
+        r = client.post(f"/api/cases/{case_id}/confirm", headers=token(client, "t2"), json=confirm)
+        assert r.status_code == 403 and r.json()["code"] == "case_confirm_role"
+        assert client.post(f"/api/cases/{case_id}/confirm", headers=token(client, "d1"), json=confirm).status_code == 200
+        other = inspected(client, db, "SHOP1", "v1")
+        r = client.post(f"/api/cases/{other}/close", headers=token(client, "v1"), json={"outcome": "dismissed"})
+        assert r.status_code == 200 and r.json()["state"] == "closed"
+
+
+HIDDEN = ["\u202e", "\u202a", "\u202d", "\u2066", "\u2067", "\u2068", "\u2069", "\u200b", "\u200c", "\u200d", "\u200e",
+          "\u200f", "\ufeff", "\u2060", "\u061c", "\u00ad", "\u2028", "\u0085", "\U000e0041"]
+
+
+def test_notes_with_direction_overrides_or_zero_width_characters_get_a_clear_422(world):
+    client, db, clock = world
+    v1 = token(client, "v1")
+    case_id = case_of(db, "SHOP1")
+    before = snapshot(db)
+    for char in HIDDEN:
+        notes = "未发现违规" + char + "规违现发已"
+        for path, body in (("inspect", {"result": "no_violation_found", "notes": notes}),
+                           ("assign", {"assignee": "v1", "notes": notes}),
+                           ("close", {"outcome": "dismissed", "notes": notes}),
+                           ("confirm", {"decision": "reject", "outcome": "penalised", "notes": notes})):
+            r = client.post(f"/api/cases/{case_id}/{path}", headers=v1, json=body)
+            assert r.status_code == 422, (path, hex(ord(char)), r.status_code, r.text)
+            out = r.json()
+            assert out["code"] == "text_hidden_characters" and "invisible" in out["message_en"], out
+            assert f"U+{ord(char):04X}" in out["detail"][0]["msg"] and out["detail"][0]["loc"] == ["body", "notes"]
+    assert snapshot(db) == before
+    ok = client.post(f"/api/cases/{case_id}/inspect", headers=v1, json={"result": "violation_found",
+                                                                         "notes": "货架上有百草枯\n已封存"})
+    assert ok.status_code == 200

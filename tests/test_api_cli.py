@@ -75,3 +75,53 @@ def test_bad_grid_file_and_wrong_role_for_area_are_refused(tmp_path):
     out = run("users", "--db", str(db), "add", "--role", "town", "--area", "330113001", "--password-env", "PW", "li",
               env={"PW": "short"})
     assert out.returncode == 2 and "at least 8" in out.stderr
+
+
+def test_password_reset_and_disable_end_sessions_at_once(tmp_path):
+    """Issue 15, item 12: `users add` of an existing name (the password
+    reset) revokes its tokens; `users disable` stops its tokens and its
+    logins at once, while the API keeps running; `enable` lets it log in
+    again (old sessions stay ended); `list` shows who is disabled."""
+    from fastapi.testclient import TestClient
+
+    from gateway.api import create_app
+
+    db = tmp_path / "gw.db"
+    (tmp_path / "grid.toml").write_text(GRID_TOML, encoding="utf-8")
+    assert run("grid", "--db", str(db), "import", str(tmp_path / "grid.toml")).returncode == 0
+
+    def add(password):
+        out = run("users", "--db", str(db), "add", "--role", "town", "--area", "330113001", "--password-env", "PW",
+                  "zhang", env={"PW": password})
+        assert out.returncode == 0, out.stderr
+
+    def login(client, password):
+        r = client.post("/api/login", json={"name": "zhang", "password": password})
+        client.cookies.clear()
+        return {"Authorization": "Bearer " + r.json()["token"]} if r.status_code == 200 else r.status_code
+
+    add("first-password-1")
+    with TestClient(create_app(db, photos_dir=tmp_path / "photos")) as client:
+        old = login(client, "first-password-1")
+        assert client.get("/api/me", headers=old).status_code == 200
+        add("second-password-2")                                    # the reset
+        assert client.get("/api/me", headers=old).status_code == 401
+        assert login(client, "first-password-1") == 401
+        new = login(client, "second-password-2")
+        assert client.get("/api/me", headers=new).status_code == 200
+        out = run("users", "--db", str(db), "disable", "zhang")
+        assert out.returncode == 0 and "disabled" in out.stdout, out.stderr
+        assert client.get("/api/me", headers=new).status_code == 401
+        assert login(client, "second-password-2") == 401
+        listed = run("users", "--db", str(db), "list")
+        assert listed.returncode == 0 and listed.stdout.startswith("zhang\ttown\t330113001\tdisabled"), listed.stdout
+        out = run("users", "--db", str(db), "enable", "zhang")
+        assert out.returncode == 0, out.stderr
+        assert client.get("/api/me", headers=new).status_code == 401   # ended sessions stay ended
+        again = login(client, "second-password-2")
+        assert client.get("/api/me", headers=again).status_code == 200
+        listed = run("users", "--db", str(db), "list")
+        assert listed.stdout.startswith("zhang\ttown\t330113001\tactive\t1 sessions"), listed.stdout
+    for action in ("disable", "enable"):
+        out = run("users", "--db", str(db), action, "nobody")
+        assert out.returncode == 2 and "no user 'nobody'" in out.stderr

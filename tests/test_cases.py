@@ -97,11 +97,17 @@ def test_inspection_photo_close_and_grade(conn, tmp_path):
     assert err.value.code == "case_bad_transition"
     cases.inspect(conn, NOW + 1, v1, case_id, "violation_found", "货架上发现百草枯")
     photo = cases.add_photo(conn, NOW + 2, v1, case_id, JPEG, tmp_path / "photos")
-    closed = cases.close(conn, NOW + 3, v1, case_id, "penalised", "罚款")
+    t1 = user(conn, "t1", "town", TOWN1)
+    proposed = cases.close(conn, NOW + 3, v1, case_id, "penalised", "罚款")
+    assert proposed["state"] == "inspected" and proposed["pending_close"]["actor"] == "v1"
+    closed = cases.confirm(conn, NOW + 4, t1, case_id, "confirm", "penalised", "同意")
     assert closed["state"] == "closed" and closed["outcome"] == "penalised"
     events = cases.timeline(conn, case_id)
-    assert [(e["action"], e["actor"]) for e in events][-3:] == [("inspected", "v1"), ("photo", "v1"), ("closed", "v1")]
-    assert events[-3]["detail"]["notes"] == "货架上发现百草枯"
+    assert [(e["action"], e["actor"]) for e in events][-4:] == [("inspected", "v1"), ("photo", "v1"),
+                                                                ("close_proposed", "v1"), ("closed", "t1")]
+    assert events[-4]["detail"]["notes"] == "货架上发现百草枯"
+    assert events[-1]["detail"] == {"outcome": "penalised", "notes": "同意", "proposed_by": "v1",
+                                    "proposal_notes": "罚款"}
     assert (tmp_path / "photos" / str(case_id)).exists() and photo > 0
     assert cases.grade(conn, "S1", NOW + 4, CFG)["grade"] == "B"
     assert conn.execute("SELECT kind FROM outbox").fetchall() == [("case",)]
@@ -166,3 +172,88 @@ def test_grades_for_the_terminals_follow_closed_cases_and_age_out(conn):
     assert rev() == start + 4 and quota.terminal_entries(conn, entries)[0]["village_name"] == "东湖社区"
     grid.import_grid(conn, renamed)                    # the same grid again changes nothing
     assert rev() == start + 4
+
+
+def inspected_case(conn, inspector, subject="S1"):
+    violate(conn, "banned_product_sold", f"two-person-{subject}", subject=subject)
+    case_id = conn.execute("SELECT max(id) FROM cases").fetchone()[0]
+    cases.inspect(conn, NOW, inspector, case_id, "violation_found")
+    return case_id
+
+
+def test_one_village_user_cannot_penalise_alone(conn):
+    """Two-person rule: the village inspector's `penalised` is a proposal; the
+    grade, the terminals' section and the upstream feed stay as they were
+    until a second person at town level or above confirms."""
+    v1, t1 = user(conn, "v1", "village", VILLAGE1), user(conn, "t1", "town", TOWN1)
+    other_village = user(conn, "v1b", "village", VILLAGE1)
+    case_id = inspected_case(conn, v1)
+    cases.close(conn, NOW + 1, v1, case_id, "penalised", "罚款")
+    untouched = (cases.get(conn, case_id)["state"], cases.grade(conn, "S1", NOW + 2, CFG)["grade"],
+                 conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
+    assert untouched == ("inspected", "A", 0)
+    for who, code in ((v1, "case_confirm_self"), (other_village, "case_confirm_role")):
+        with pytest.raises(cases.CaseError) as err:
+            cases.confirm(conn, NOW + 2, who, case_id, "confirm", "penalised")
+        assert err.value.code == code
+    with pytest.raises(cases.CaseError) as err:      # the confirmer names what it saw
+        cases.confirm(conn, NOW + 2, t1, case_id, "confirm", "confirmed")
+    assert err.value.code == "case_proposal_changed"
+    assert cases.grade(conn, "S1", NOW + 2, CFG)["grade"] == "A" and cases.proposal(conn, case_id)["actor"] == "v1"
+    cases.confirm(conn, NOW + 3, t1, case_id, "confirm", "penalised")
+    assert cases.get(conn, case_id)["state"] == "closed" and cases.grade(conn, "S1", NOW + 4, CFG)["grade"] == "B"
+    assert cases.proposal(conn, case_id) is None and conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 1
+
+
+def test_a_proposal_can_be_rejected_or_withdrawn_and_other_outcomes_close_at_once(conn):
+    v1, t1 = user(conn, "v1", "village", VILLAGE1), user(conn, "t1", "town", TOWN1)
+    case_id = inspected_case(conn, v1)
+    cases.close(conn, NOW, v1, case_id, "penalised")
+    rejected = cases.confirm(conn, NOW + 1, t1, case_id, "reject", "penalised", "证据不足")
+    assert rejected["state"] == "inspected" and cases.proposal(conn, case_id) is None
+    cases.close(conn, NOW + 2, v1, case_id, "penalised")
+    cases.confirm(conn, NOW + 3, v1, case_id, "reject", "penalised")          # the proposer withdraws
+    with pytest.raises(cases.CaseError) as err:
+        cases.confirm(conn, NOW + 4, t1, case_id, "confirm", "penalised")
+    assert err.value.code == "case_no_proposal"
+    closed = cases.close(conn, NOW + 5, v1, case_id, "confirmed")             # not under the rule by default
+    assert closed["state"] == "closed" and cases.grade(conn, "S1", NOW + 6, CFG)["grade"] == "B"
+    assert [e["action"] for e in cases.timeline(conn, case_id)][-5:] == [
+        "close_proposed", "close_rejected", "close_proposed", "close_rejected", "closed"]
+
+
+def test_the_rules_file_sets_which_outcomes_need_a_second_person_and_from_which_role(conn, tmp_path):
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[cases]\nconfirm_outcomes = ["confirmed", "penalised"]\nconfirm_role = "district"\n',
+                     encoding="utf-8")
+    cfg = config.load(rules)
+    v1, t1 = user(conn, "v1", "village", VILLAGE1), user(conn, "t1", "town", TOWN1)
+    d1 = user(conn, "d1", "district", "330113")
+    case_id = inspected_case(conn, v1)
+    assert cases.close(conn, NOW, t1, case_id, "confirmed", cfg=cfg)["state"] == "inspected"
+    with pytest.raises(cases.CaseError) as err:
+        cases.confirm(conn, NOW + 1, user(conn, "t1b", "town", TOWN1), case_id, "confirm", "confirmed", cfg=cfg)
+    assert err.value.code == "case_confirm_role"
+    assert cases.confirm(conn, NOW + 2, d1, case_id, "confirm", "confirmed", cfg=cfg)["state"] == "closed"
+    for bad, key in (('confirm_outcomes = ["fined"]', "cases.confirm_outcomes"), ('confirm_role = "mayor"',
+                                                                                  "cases.confirm_role")):
+        rules.write_text(f"[cases]\n{bad}\n", encoding="utf-8")
+        with pytest.raises(config.ConfigError, match=key):
+            config.load(rules)
+
+
+@pytest.mark.parametrize("char", ["\u202e", "\u202a", "\u2066", "\u2069", "\u200b", "\u200d", "\u200f", "\ufeff",
+                                  "\u2060", "\u00ad", "\u2028", "\u0085", "\U000e0041"])
+def test_notes_with_invisible_or_direction_characters_are_refused(conn, char):
+    v1 = user(conn, "v1", "village", VILLAGE1)
+    violate(conn, "banned_product_sold", "a")
+    case_id = only_case(conn)["id"]
+    before = (only_case(conn), cases.timeline(conn, case_id))
+    notes = "未发现违规" + char + "已发现违规"
+    for action in (lambda: cases.inspect(conn, NOW, v1, case_id, "violation_found", notes),
+                   lambda: cases.assign(conn, NOW, v1, case_id, "v1", notes)):
+        with pytest.raises(cases.CaseError) as err:
+            action()
+        assert err.value.code == "case_notes_hidden_characters" and f"U+{ord(char):04X}" in err.value.detail
+    assert (only_case(conn), cases.timeline(conn, case_id)) == before
+    assert cases.hidden_character("货架上 3 瓶\n已封存\t(见照片)") is None

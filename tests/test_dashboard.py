@@ -191,10 +191,23 @@ def test_violation_to_closed_case_changes_grade(district, browser):
     page.select_option("[data-testid=outcome]", "penalised")
     page.fill("[data-testid=close-notes]", "责令整改，罚款")
     page.click("[data-testid=close-form] button")
+    # two-person rule: the village inspector only proposes; the town confirms
+    page.wait_for_selector("[data-testid=pending-close]")
+    assert page.locator("[data-testid=confirm-close]").count() == 0
+    assert "A" in page.locator("[data-testid=case-grade]").inner_text()
+    case_url = page.url
+    town = login(browser, url, "t1")
+    town.goto(case_url)
+    town.wait_for_selector("[data-testid=confirm-close]")
+    town.fill("[data-testid=confirm-notes]", "同意处罚")
+    town.click("[data-testid=confirm-close]")
+    town.wait_for_selector("[data-testid=case-outcome]")
+    town.close()
+    page.reload()
     page.wait_for_selector("[data-testid=case-outcome]")
     timeline = page.locator("[data-testid=timeline] li").all_inner_texts()
-    assert [t.split(" · ")[0] for t in timeline] == ["立案", "指派", "现场核查", "结案"]
-    assert "货架上发现百草枯水剂" in " ".join(timeline)
+    assert [t.split(" · ")[0] for t in timeline] == ["立案", "指派", "现场核查", "提请结案", "结案"]
+    assert "货架上发现百草枯水剂" in " ".join(timeline) and "t1" in timeline[-1]
     shot(page, "case")
     page.click("[data-testid=case-subject]")
     page.wait_for_selector("[data-testid=subject-grade]")

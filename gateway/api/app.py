@@ -16,7 +16,7 @@ import asyncio
 import json
 from contextlib import asynccontextmanager
 import logging
-import time
+import math
 from pathlib import Path as FsPath
 from typing import Callable, Literal
 
@@ -29,10 +29,13 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from gateway import cases, grid, subjects_view, users
 from gateway.api.db import Db
-from gateway.api.security import ID_PATTERN, Ident, LimitBody, Notes, SecurityHeaders, Secret
+from gateway.api.security import (HIDDEN_CHARACTERS, ID_PATTERN, Ident, LimitBody, Notes, SecurityHeaders,
+                                  Secret)
+from gateway.api.throttle import Busy, Hashing, LoginThrottle, client_key
 from gateway.rules import config as rules_config
 from gateway.rules import engine, local_parts
 from gateway.users import User
@@ -44,7 +47,9 @@ log = logging.getLogger(__name__)
 STATIC = FsPath(__file__).resolve().parent.parent / "dashboard" / "static"
 COOKIE = "agri_token"
 CASE_ERRORS = {"case_not_found": 404, "case_bad_transition": 409, "case_not_your_level": 403,
-               "case_bad_input": 422, "case_assignee_unknown": 404, "photo_not_image": 415, "photo_size": 413}
+               "case_bad_input": 422, "case_assignee_unknown": 404, "photo_not_image": 415, "photo_size": 413,
+               "case_notes_hidden_characters": 422, "case_no_proposal": 409, "case_proposal_changed": 409,
+               "case_confirm_self": 403, "case_confirm_role": 403}
 MAX_ID = 2 ** 62
 
 reasons.register({
@@ -52,10 +57,13 @@ reasons.register({
     "malformed_request": ("请求格式错误", "malformed request"),
     "invalid_input": ("输入内容不符合要求", "invalid input"),
     "forbidden_area": ("不在您的辖区", "outside your area"),
+    "forbidden_role": ("您的角色无权访问此内容", "not available to your role"),
     "not_found": ("不存在或不在您的辖区", "not found or not in your area"),
     "login_failed": ("用户名或密码错误", "wrong name or password"),
     "too_many_attempts": ("尝试次数过多，请稍后再试", "too many attempts, try again later"),
     "csrf_header_required": ("此操作需要令牌请求头", "this action needs the bearer header"),
+    HIDDEN_CHARACTERS: ("文字中含有不可见或改变文字方向的字符，请删除后重试",
+                        "the text contains invisible or text-direction characters; remove them"),
 })
 
 
@@ -73,13 +81,13 @@ ERROR_RESPONSES = {status: {"model": ErrorBody, "description": text} for status,
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, detail: str = ""):
-        self.status, self.code, self.detail = status, code, detail
+    def __init__(self, status: int, code: str, detail: str = "", headers: dict | None = None):
+        self.status, self.code, self.detail, self.headers = status, code, detail, headers
 
 
-def _error(status: int, code: str, detail: str = "") -> JSONResponse:
+def _error(status: int, code: str, detail: str = "", headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"code": code, "message": reasons.text(code, "zh"), "message_en": reasons.text(code, "en"),
-                         "detail": detail[:300]}, status_code=status)
+                         "detail": detail[:300]}, status_code=status, headers=headers)
 
 
 class Login(BaseModel):
@@ -106,18 +114,30 @@ class Close(BaseModel):
     notes: Notes | None = None
 
 
+class Confirm(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: Literal["confirm", "reject"]
+    outcome: Literal["confirmed", "dismissed", "penalised"]
+    notes: Notes | None = None
+
+
 def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
                rules_cfg: dict | None = None, photos_dir: str | FsPath | None = None,
                params: dict | None = None, token_ttl_ms: int = users.TOKEN_TTL_MS,
-               sse_interval: float = 1.0, session_clock: Callable[[], int] = real_ms) -> FastAPI:
+               sse_interval: float = 1.0, session_clock: Callable[[], int] = real_ms,
+               login_throttle: LoginThrottle | None = None, trusted_proxies=()) -> FastAPI:
     """`clock` is the district's calendar (virtual in a simulation);
-    `session_clock` times logins, which belong to the person at the screen."""
+    `session_clock` times logins, which belong to the person at the screen.
+    `trusted_proxies`: addresses or networks of reverse proxies whose
+    X-Forwarded-For and X-Forwarded-Proto count (gateway/api/serve.py);
+    from anyone else the headers are ignored."""
     db = Db(db_path)
     cfg = rules_cfg or rules_config.load()
     tz = cfg["grid"]["tz_minutes"]
     photos = FsPath(photos_dir or FsPath(db_path).with_name(FsPath(db_path).name + ".photos"))
     policy_params = params or engine.load_params()
-    failures: dict[str, list[float]] = {}
+    throttle = login_throttle or LoginThrottle()
+    hashing = Hashing()
     stopping = {"flag": False}
 
     from gateway.supervision import ensure_schema
@@ -154,11 +174,13 @@ def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
                               "Bearer token from POST /api/login.")
     app.add_middleware(LimitBody)
     app.add_middleware(SecurityHeaders)
+    # outermost: the client address and scheme are settled before anything reads them
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(trusted_proxies))
     bearer = HTTPBearer(auto_error=False)
 
     @app.exception_handler(ApiError)
     async def _api_error(request, exc: ApiError):
-        return _error(exc.status, exc.code, exc.detail)
+        return _error(exc.status, exc.code, exc.detail, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request, exc: StarletteHTTPException):
@@ -181,11 +203,14 @@ def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
         refused = await run_in_threadpool(anonymous, request)
         if refused is not None:
             return _error(refused.status, refused.code, refused.detail)
-        return JSONResponse({"code": "invalid_input", "message": "输入内容不符合要求",
-                             "message_en": "invalid input",
+        errors = exc.errors()
+        code = HIDDEN_CHARACTERS if errors and all(e.get("type") == HIDDEN_CHARACTERS for e in errors) \
+            else "invalid_input"
+        return JSONResponse({"code": code, "message": reasons.text(code, "zh"),
+                             "message_en": reasons.text(code, "en"),
                              "detail": [{"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", ""))[:200],
                                          "type": str(e.get("type", ""))}
-                                        for e in exc.errors()[:10]]}, status_code=422)
+                                        for e in errors[:10]]}, status_code=422)
 
     # -- auth
 
@@ -211,6 +236,7 @@ def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
         user = users.by_token(db.conn(), token or "", session_clock())
         if user is None:
             raise ApiError(401, "unauthenticated")
+        request.state.token = token
         return user
 
     def area_visible(user: User, code: str) -> bool:
@@ -254,28 +280,41 @@ def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
         return row[0] if row else None
 
     @app.post("/api/login", tags=["auth"])
-    def login(body: Login, response: Response) -> dict:
-        now = time.monotonic()
-        recent = [t for t in failures.get(body.name, []) if now - t < 300]
-        if len(recent) >= 5:
-            raise ApiError(429, "too_many_attempts")
-        with db.write() as conn:
-            result = users.login(conn, body.name, body.password, session_clock(), token_ttl_ms)
+    async def login(body: Login, request: Request, response: Response) -> dict:
+        """A bearer token (and the same as an HttpOnly cookie for the dashboard's
+        GETs, `Secure` over HTTPS). Throttled per client address and per
+        (address, name), never per account alone (gateway/api/throttle.py);
+        the password check runs outside any transaction."""
+        address = client_key(request.client.host if request.client else None)
+        wait = throttle.check(address, body.name)
+        if wait > 0:
+            raise ApiError(429, "too_many_attempts", headers={"Retry-After": str(max(1, math.ceil(wait)))})
+        stored = await run_in_threadpool(lambda: users.stored_credentials(db.conn(), body.name))
+        try:
+            ok = await hashing.run(lambda: users.verify(body.password, stored))
+        except Busy:
+            raise ApiError(429, "too_many_attempts", "busy", headers={"Retry-After": "1"}) from None
+        result = None
+        if ok:
+            result = await run_in_threadpool(
+                lambda: users.issue_token(db.conn(), stored, session_clock(), token_ttl_ms))
         if result is None:
-            failures[body.name] = recent + [now]
+            throttle.failed(address, body.name)
             raise ApiError(401, "login_failed")
-        failures.pop(body.name, None)
+        throttle.succeeded(address, body.name)
         token, user = result
-        response.set_cookie(COOKIE, token, max_age=token_ttl_ms // 1000, httponly=True, samesite="strict")
+        response.set_cookie(COOKIE, token, max_age=token_ttl_ms // 1000, httponly=True, samesite="strict",
+                            secure=request.url.scheme == "https")
         return {"token": token, "expires": session_clock() + token_ttl_ms,
-                "user": {"name": user.name, "role": user.role, "area": user.area, "area_name": area_name(user.area)}}
+                "user": {"name": user.name, "role": user.role, "area": user.area,
+                         "area_name": await run_in_threadpool(area_name, user.area)}}
 
     @app.post("/api/logout", tags=["auth"])
-    def logout(response: Response, user: User = Depends(current_user),
+    def logout(request: Request, response: Response, user: User = Depends(current_user),
                creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> dict:
         with db.write() as conn:
             users.logout(conn, creds.credentials)
-        response.delete_cookie(COOKIE)
+        response.delete_cookie(COOKIE, httponly=True, samesite="strict", secure=request.url.scheme == "https")
         return {"ok": True}
 
     @app.get("/api/me", tags=["auth"])
@@ -445,6 +484,10 @@ def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
             if User(0, r["name"], r["role"], r["area"]).scope().covers(case)]
         if case["subject"]:
             case["grade"] = cases.grade(conn, case["subject"], clock(), cfg)
+        case["pending_close"] = cases.proposal(conn, case_id)
+        case["can_confirm"] = cases.may_confirm(user, case["pending_close"], cfg) and user.scope().covers(case)
+        case["confirm_outcomes"] = cfg["cases"]["confirm_outcomes"]
+        case["confirm_role"] = cfg["cases"]["confirm_role"]
         return case
 
     def _act(fn):
@@ -464,10 +507,28 @@ def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
         case_or_404(user, case_id)
         return _act(lambda conn: cases.inspect(conn, clock(), user, case_id, body.result, body.notes))
 
-    @app.post("/api/cases/{case_id}/close", tags=["cases"])
-    def close_case(body: Close, case_id: int = Path(ge=1, le=MAX_ID), user: User = Depends(current_user)) -> dict:
+    @app.post("/api/cases/{case_id}/close", tags=["cases"],
+              responses={202: {"description": "proposed: the outcome needs a second person's confirmation"}})
+    def close_case(body: Close, response: Response, case_id: int = Path(ge=1, le=MAX_ID),
+                   user: User = Depends(current_user)) -> dict:
+        """Close an inspected case. An outcome under the two-person rule (the
+        rules' `cases.confirm_outcomes`, default penalised) is only proposed:
+        202, the case stays inspected with `pending_close`, until another user
+        of `cases.confirm_role` or above confirms it (`/confirm`)."""
         case_or_404(user, case_id)
-        return _act(lambda conn: cases.close(conn, clock(), user, case_id, body.outcome, body.notes, cfg))
+        out = _act(lambda conn: cases.close(conn, clock(), user, case_id, body.outcome, body.notes, cfg))
+        if out["state"] != "closed":
+            response.status_code = 202
+        return out
+
+    @app.post("/api/cases/{case_id}/confirm", tags=["cases"])
+    def confirm_close(body: Confirm, case_id: int = Path(ge=1, le=MAX_ID), user: User = Depends(current_user)) -> dict:
+        """The second person on a proposed close: `confirm` closes with the
+        proposed outcome (named again, so a changed proposal is not confirmed
+        unseen), `reject` drops it (the proposer may withdraw it that way)."""
+        case_or_404(user, case_id)
+        return _act(lambda conn: cases.confirm(conn, clock(), user, case_id, body.decision, body.outcome,
+                                               body.notes, cfg))
 
     @app.post("/api/cases/{case_id}/photos", tags=["cases"],
               openapi_extra={"requestBody": {"required": True, "content": {
@@ -505,9 +566,15 @@ def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
         return bool(home) and area_visible(user, home)
 
     @app.get("/api/subjects/{subject_id}", tags=["subjects"])
-    def get_subject(subject_id: str = Path(pattern=ID_PATTERN), user: User = Depends(current_user)) -> dict:
-        """A subject: registry entry (ID numbers masked), credit grade, allowance,
-        used and remaining per category, purchases in the caller's area. Audited."""
+    def get_subject(subject_id: str = Path(pattern=ID_PATTERN), reveal: bool = Query(False),
+                    user: User = Depends(current_user)) -> dict:
+        """A subject: registry entry (the fields the caller's role may see, by
+        allowlist; ID numbers and phones masked), credit grade, allowance, used
+        and remaining per category, purchases in the caller's area. Audited.
+        `reveal=true`: the full ID numbers, for district users only, each such
+        read audited as `read_id_number`."""
+        if reveal and user.role not in subjects_view.REVEALABLE:
+            raise ApiError(403, "forbidden_role", "full ID numbers are for district staff")
         if not subject_visible(user, subject_id):
             raise ApiError(404, "not_found", subject_id)
         conn = db.conn()
@@ -532,9 +599,12 @@ def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
             body = json.loads(p.pop("record"))["body"]
             p["items"] = [{"product": i.get("product"), "packs": i.get("packs")} for i in body.get("items", [])]
             p["reasons"] = body.get("reasons", [])
+        registry, revealed = subjects_view.view(entry, user.role, reveal)
         with db.write() as w:
             users.audit(w, clock(), user, "read_subject", subject_id)
-        return {"id": subject_id, "registry": subjects_view.public(entry), "grade": cases.grade(conn, subject_id, clock(), cfg),
+            if revealed:
+                users.audit(w, clock(), user, "read_id_number", subject_id, ",".join(revealed))
+        return {"id": subject_id, "registry": registry, "grade": cases.grade(conn, subject_id, clock(), cfg),
                 "balance": balance, "purchases": purchases,
                 "cases": db.rows(f"SELECT id, state, codes, outcome, opened, closed FROM cases WHERE subject=? AND "
                                  f"{user.scope().where()[0]} ORDER BY id DESC LIMIT 50",
@@ -623,6 +693,9 @@ def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
 
     @app.get("/api/upstream", tags=["upstream"])
     def upstream_state(user: User = Depends(current_user)) -> dict:
+        """The feed to the provincial platform: district-wide, so district staff only."""
+        if user.role != "district":
+            raise ApiError(403, "forbidden_role", "the upstream feed is for district staff")
         state = db.one("SELECT last_attempt, last_success, last_error, failures, next_attempt, sent_upto "
                        "FROM upstream_state WHERE id=1") or {}
         pending = db.conn().execute("SELECT count(*), min(created) FROM outbox WHERE sent IS NULL").fetchone()
@@ -635,7 +708,7 @@ def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
         """Who read which personal data when: district staff only."""
         if user.role != "district":
             raise ApiError(403, "forbidden_area", "audit log is for district staff")
-        sql, args = "SELECT id, time, user, role, area, action, target FROM audit_log", []
+        sql, args = "SELECT id, time, user, role, area, action, target, detail FROM audit_log", []
         if target:
             sql += " WHERE target=?"
             args.append(target)
@@ -644,26 +717,48 @@ def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
     # -- live updates
 
     def version(user: User) -> dict:
+        """What the caller's stream compares, tick by tick: counts and times
+        inside the caller's area only (never a global id, whose jumps would
+        tell a village user how busy the rest of the district is); the
+        upstream queue for district users only."""
         conn = db.conn()
         where, args = user.scope().where()
-        return {
-            "cases": conn.execute("SELECT coalesce(max(id), 0) FROM case_events").fetchone()[0],
-            "violations": conn.execute("SELECT coalesce(max(id), 0) FROM violations").fetchone()[0],
-            "fleet": conn.execute("SELECT coalesce(sum(state='online'), 0) || ':' || coalesce(max(last_seen), 0) "
-                                  "FROM terminals").fetchone()[0],
+        cwhere, cargs = user.scope().where("c.")
+        swhere, sargs = user.scope().where("s.")
+        out = {
+            "cases": conn.execute(f"SELECT count(*) FROM case_events e JOIN cases c ON c.id = e.case_id "
+                                  f"WHERE {cwhere}", cargs).fetchone()[0],
+            "violations": conn.execute(f"SELECT count(*) FROM case_violations cv JOIN cases c ON c.id = cv.case_id "
+                                       f"WHERE {cwhere}", cargs).fetchone()[0],
+            "fleet": conn.execute("SELECT coalesce(sum(t.state='online'), 0) || ':' || coalesce(max(t.last_seen), 0) "
+                                  f"FROM terminals t LEFT JOIN shops s ON s.id = t.shop WHERE {swhere}",
+                                  sargs).fetchone()[0],
             "sales": conn.execute(f"SELECT count(*) FROM sales WHERE day=? AND {where}", [today()] + args).fetchone()[0],
-            "upstream": conn.execute("SELECT count(*) FROM outbox WHERE sent IS NULL").fetchone()[0],
         }
+        if user.role == "district":
+            out["upstream"] = conn.execute("SELECT count(*) FROM outbox WHERE sent IS NULL").fetchone()[0]
+        return out
+
+    def still_valid(token: str) -> bool:
+        return users.by_token(db.conn(), token, session_clock()) is not None
 
     @app.get("/api/events", include_in_schema=False)
     async def events(request: Request, user: User = Depends(current_user)):
-        """Server-sent events: one `change` event naming what changed (cases,
-        violations, fleet, sales, upstream) whenever it does; the page refetches."""
+        """Server-sent events: one `change` event naming what changed in the
+        caller's area (cases, violations, fleet, sales; upstream for district
+        users) whenever it does; the page refetches. The token is checked
+        again on every tick: a stream ends (`end` event) as soon as its
+        session does (logout, expiry, password reset, disabled user)."""
+        token = request.state.token
+
         async def stream():
             last = None
             beat = 0
             while not stopping["flag"]:
                 if await request.is_disconnected():
+                    break
+                if not await run_in_threadpool(still_valid, token):
+                    yield 'event: end\ndata: {"code": "unauthenticated"}\n\n'
                     break
                 now_v = await run_in_threadpool(version, user)
                 if now_v != last:

@@ -15,6 +15,7 @@ each number next to it.
     [hours]      grace_minutes = 10
     [grid]       tz_minutes = 480
     [cases]      deadline_hours = { village = 72, town = 72, district = 168 }
+                 confirm_outcomes = ["penalised"]  confirm_role = "town"
     [credit]     b_from = 1  c_from = 3  months = 12
 """
 
@@ -47,9 +48,20 @@ DEFAULTS: dict = {
     "backlog": {"min_backlog": 100, "min_samples": 3},
     "hours": {"grace_minutes": 10},
     "grid": {"tz_minutes": 480},
-    "cases": {"deadline_hours": {"village": 72, "town": 72, "district": 168}},
+    # Two-person rule: closing a case with one of `confirm_outcomes` changes the
+    # subject's credit grade at every counter, so it only proposes the close;
+    # a second person of `confirm_role` or above, in the case's area, confirms
+    # it (gateway/cases.py). "penalised" by default; a district that wants
+    # the same for "confirmed" (which also lowers the grade) adds it here.
+    "cases": {"deadline_hours": {"village": 72, "town": 72, "district": 168},
+              "confirm_outcomes": ["penalised"], "confirm_role": "town"},
     "credit": {"b_from": 1, "c_from": 3, "months": 12},
 }
+
+
+# The values a text or list key may take (keys not named here take numbers).
+CHOICES = {"cases.confirm_outcomes": ("confirmed", "dismissed", "penalised"),
+           "cases.confirm_role": ("village", "town", "district")}
 
 
 class ConfigError(ValueError):
@@ -72,6 +84,17 @@ def _merge(base: dict, extra: dict, source: str, path: str = "") -> None:
                 base[key] = dict(value)
                 continue
             _merge(old, value, source, where + ".")
+            continue
+        if isinstance(old, (list, str)):
+            allowed = CHOICES[where]
+            if isinstance(old, list):
+                if not isinstance(value, list) or any(v not in allowed for v in value):
+                    raise ConfigError(f"{source}: {where} must be a list of {', '.join(allowed)}, got {value!r}")
+                base[key] = sorted(set(value))
+            else:
+                if value not in allowed:
+                    raise ConfigError(f"{source}: {where} must be one of {', '.join(allowed)}, got {value!r}")
+                base[key] = value
             continue
         if isinstance(old, bool) or not isinstance(value, (int, float)) or isinstance(value, bool):
             raise ConfigError(f"{source}: {where} must be a number, got {value!r}")

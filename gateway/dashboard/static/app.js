@@ -20,11 +20,13 @@ const T = {
     grade: "信用等级", allowance: "定额", used: "已用", remaining: "剩余", category: "类别", period: "期间",
     purchases: "购买记录", time: "时间", items: "商品", identity: "身份核验", mode: "方式",
     ledger: "台账", terminals: "终端状态", lastSeen: "最近消息", backlog: "待上传", versions: "版本", skew: "时钟偏差",
-    designated: "定点经营", hours: "营业时间", yes: "是", no: "否", registry: "登记信息", idNumber: "证件号",
+    designated: "定点经营", hours: "营业时间", yes: "是", no: "否", registry: "登记信息", idNumber: "证件号", revealId: "显示完整证件号（留痕）",
     perDay: "近30天购买量（农药 g/mL，肥料 kg）", pesticide: "农药", fertilizer: "肥料",
     quotaByTown: "各镇街定额使用", pending: "待上报", sent: "已上报", lastSuccess: "最近成功", lastError: "最近错误",
     failures: "连续失败", nextAttempt: "下次重试", none: "暂无", record: "记录", detail: "详情",
     opened_a: "立案", assigned_a: "指派", joined_a: "并案", inspected_a: "现场核查", photo_a: "照片", closed_a: "结案", escalated_a: "升级",
+    close_proposed_a: "提请结案", close_rejected_a: "驳回结案", pendingClose: "待确认结案", proposedBy: "提请人",
+    confirmClose: "确认结案", rejectClose: "驳回", withdrawClose: "撤回", needsSecond: "以下结论须由另一名{role}级或以上人员确认：",
     system: "系统", overdue: "已超期", offline: "离线", minutes: "分钟", seconds: "秒", loading: "加载中…", back: "返回",
   },
   en: {
@@ -43,11 +45,13 @@ const T = {
     grade: "Credit grade", allowance: "Allowance", used: "Used", remaining: "Remaining", category: "Category", period: "Period",
     purchases: "Purchases", time: "Time", items: "Items", identity: "Identity", mode: "Mode",
     ledger: "Ledger", terminals: "Terminals", lastSeen: "Last seen", backlog: "Backlog", versions: "Versions", skew: "Clock skew",
-    designated: "Designated", hours: "Opening hours", yes: "yes", no: "no", registry: "Registry", idNumber: "ID number",
+    designated: "Designated", hours: "Opening hours", yes: "yes", no: "no", registry: "Registry", idNumber: "ID number", revealId: "Show full ID number (audited)",
     perDay: "Purchases, last 30 days (pesticide g/mL, fertilizer kg)", pesticide: "Pesticide", fertilizer: "Fertilizer",
     quotaByTown: "Quota use by town", pending: "Pending", sent: "Sent", lastSuccess: "Last success", lastError: "Last error",
     failures: "Failures in a row", nextAttempt: "Next attempt", none: "None", record: "Record", detail: "Detail",
     opened_a: "opened", assigned_a: "assigned", joined_a: "joined", inspected_a: "inspected", photo_a: "photo", closed_a: "closed", escalated_a: "escalated",
+    close_proposed_a: "close proposed", close_rejected_a: "close rejected", pendingClose: "Close awaiting confirmation", proposedBy: "Proposed by",
+    confirmClose: "Confirm close", rejectClose: "Reject", withdrawClose: "Withdraw", needsSecond: "These outcomes need a second person, {role} level or above: ",
     system: "system", overdue: "overdue", offline: "offline", minutes: "min", seconds: "s", loading: "Loading…", back: "Back",
   },
 };
@@ -188,8 +192,9 @@ async function pageLogin() {
 }
 
 async function pageOverview() {
+  const district = me && me.role === "district";  /* the upstream feed is district-wide: district staff only */
   const [o, daily, quota, up] = await Promise.all([api("/api/overview"), api("/api/stats/daily?days=30"),
-    api("/api/stats/quota"), api("/api/upstream")]);
+    api("/api/stats/quota"), district ? api("/api/upstream") : null]);
   const level = o.level === "village" ? t("village") : t("town");
   const groups = o.groups.map((g) => ({ ...g, label: g.name || g.code || "—" }));
   const rows = groups.map((g) => ({ testid: "area-" + (g.code || "none"), data: g,
@@ -202,7 +207,7 @@ async function pageOverview() {
       card(t("sales"), o.totals.sales, "sales"), card(t("refusals"), o.totals.refusals, "refusals"),
       card(t("openCases"), o.totals.open_cases, "open-cases"),
       card(t("online"), `${o.fleet.online}/${o.fleet.total}`, "online"),
-      card(t("pending") + " (" + t("upstream") + ")", up.pending, "upstream-pending")),
+      up ? card(t("pending") + " (" + t("upstream") + ")", up.pending, "upstream-pending") : null),
     h("div", { class: "grid2" },
       h("div", {}, h("h2", { text: `${t("byArea")} (${level})` }),
         h("div", { class: "panel" }, table([[level], [t("sales")], [t("refusals")], [t("openCases")]], rows,
@@ -293,11 +298,26 @@ async function pageCase(id) {
       catch (x) { err.textContent = x.message; }
     } }, h("label", {}, t("photo"), file), h("button", { class: "act", type: "submit", text: t("upload") })));
   }
-  if (c.state === "inspected") {
+  const pend = c.state === "inspected" ? c.pending_close : null;
+  if (pend) {
+    /* two-person rule: the close waits for another user of c.confirm_role or above */
+    const notes = h("textarea", { name: "notes", "data-testid": "confirm-notes", maxlength: 2000 });
+    const answer = (decision) => act("confirm", () => ({ decision, outcome: pend.outcome, notes: notes.value || null }));
+    const mine = me && me.name === pend.actor;
+    forms.push(h("form", { class: "row", "data-testid": "pending-close", onsubmit: answer("confirm") },
+      h("div", {}, h("strong", { text: `${t("pendingClose")}: ${t(pend.outcome)}` }), " · ", `${t("proposedBy")} ${pend.actor}`,
+        pend.notes ? h("div", { text: pend.notes }) : null),
+      c.can_confirm || mine ? h("label", {}, t("notes"), notes) : null,
+      c.can_confirm ? h("button", { class: "act", type: "submit", "data-testid": "confirm-close", text: t("confirmClose") }) : null,
+      c.can_confirm || mine ? h("button", { type: "button", "data-testid": "reject-close", text: t(mine ? "withdrawClose" : "rejectClose"),
+        onclick: answer("reject") }) : null));
+  } else if (c.state === "inspected") {
     const out = h("select", { name: "outcome", "data-testid": "outcome" }, ["confirmed", "penalised", "dismissed"].map((x) => h("option", { value: x, text: t(x) })));
     const notes = h("textarea", { name: "notes", "data-testid": "close-notes", maxlength: 2000 });
+    const rule = (c.confirm_outcomes || []).length ? h("div", { class: "muted", "data-testid": "two-person-rule",
+      text: t("needsSecond").replace("{role}", t(c.confirm_role + "_l")) + c.confirm_outcomes.map(t).join("、") }) : null;
     forms.push(h("form", { class: "row", "data-testid": "close-form", onsubmit: act("close", () => ({ outcome: out.value, notes: notes.value || null })) },
-      h("label", {}, t("outcome"), out), h("label", {}, t("notes"), notes), h("button", { class: "act", type: "submit", text: t("close") })));
+      h("label", {}, t("outcome"), out), h("label", {}, t("notes"), notes), h("button", { class: "act", type: "submit", text: t("close") }), rule));
   }
   const photos = c.photos.map((p) => {
     const img = h("img", { alt: "photo " + p.id, width: 120 });
@@ -331,8 +351,8 @@ async function pageCase(id) {
         JSON.stringify(v.detail).slice(0, 160)] })))));
 }
 
-async function pageSubject(id) {
-  const x = await api("/api/subjects/" + encodeURIComponent(id));
+async function pageSubject(id, reveal) {
+  const x = await api("/api/subjects/" + encodeURIComponent(id) + (reveal ? "?reveal=true" : ""));
   const reg = x.registry || {};
   const bal = x.balance || {};
   main.replaceChildren(
@@ -340,7 +360,10 @@ async function pageSubject(id) {
     h("p", { class: "muted", text: `${t("grade")}: ${x.grade.confirmed} / ${x.grade.months}` }),
     h("div", { class: "grid2" },
       h("div", { class: "panel" }, h("h2", { text: t("registry") }), h("dl", { class: "kv" },
-        Object.entries(reg).filter(([k, v]) => typeof v !== "object").flatMap(([k, v]) => [h("dt", { text: k === "id_number" ? t("idNumber") : k }), h("dd", { "data-testid": "reg-" + k, text: String(v) })]))),
+        Object.entries(reg).filter(([k, v]) => typeof v !== "object").flatMap(([k, v]) => [h("dt", { text: k === "id_number" ? t("idNumber") : k }), h("dd", { "data-testid": "reg-" + k, text: String(v) })])),
+        /* full ID numbers: district staff only, on request, each read audited */
+        me && me.role === "district" && !reveal ? h("button", { class: "act", type: "button", "data-testid": "reveal-id", text: t("revealId"),
+          onclick: () => pageSubject(id, true) }) : null),
       h("div", { class: "panel" }, h("h2", { text: t("allowance") }), table([[t("category")], [t("period")], [t("allowance")], [t("used")], [t("remaining")]],
         Object.entries(bal).map(([cat, b]) => ({ data: b, cells: [cat, b.period, String(b.allowance), String(b.used), String(b.remaining)] }))))),
     h("h2", { text: t("purchases") }),
@@ -411,7 +434,7 @@ function drawNav() {
   document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
   const nav = document.getElementById("nav");
   const cur = (location.hash.slice(2).split(/[/?]/)[0]) || "overview";
-  nav.replaceChildren(...(me ? ROUTES.map(([k]) => h("a", { href: "#/" + k, class: k === cur ? "on" : null, "data-testid": "nav-" + k, text: t(k) })) : []));
+  nav.replaceChildren(...(me ? ROUTES.filter(([k]) => k !== "upstream" || me.role === "district").map(([k]) => h("a", { href: "#/" + k, class: k === cur ? "on" : null, "data-testid": "nav-" + k, text: t(k) })) : []));
   const lo = document.getElementById("logout");
   lo.hidden = !me; lo.textContent = t("logout");
   document.getElementById("who").textContent = me ? `${me.name} · ${me.area_name || me.area}` : "";
@@ -441,6 +464,7 @@ function live() {
   const dot = document.getElementById("live");
   source.onopen = () => dot.classList.add("on");
   source.onerror = () => dot.classList.remove("on");
+  source.addEventListener("end", () => logout(false));  /* the session ended: logged out, disabled, password reset */
   source.addEventListener("change", () => {
     clearTimeout(pending);
     pending = setTimeout(() => {
