@@ -17,9 +17,10 @@ The rule that matters most: the snapshot says "approved" only after
 `Counter.checkout` returned, and `checkout` returns only after the sale is a
 committed ledger row. While the decision is pending the screen says "deciding";
 if the process dies then, the next screen a clerk sees is a fresh start, never
-an approval that the ledger does not hold. (`AGRI_KIOSK_PAUSE_BEFORE_COMMIT`, a
-test hook, holds the process between the decision and the commit so a test can
-kill it exactly there.)
+an approval that the ledger does not hold. (The browser test proves it by
+building the kiosk with an agent that holds every sale between the decision and
+the commit, tests/support/kiosk_failpoints.py, and killing it there; the shipped
+terminal has no switch for that.)
 
 Hardware is optional and chosen by URL in the `[kiosk]` table of the agent's
 TOML (see `load`): the PN532 reader (`reader`), the receipt printer
@@ -34,7 +35,6 @@ import hmac
 import io
 import json
 import logging
-import os
 import threading
 import time
 import tomllib
@@ -53,8 +53,6 @@ from protocols import card as _card, catalogue as _catalogue, labelcode, policy,
 from protocols.clock import wall_ms as now_ms
 
 log = logging.getLogger(__name__)
-
-PAUSE_ENV = "AGRI_KIOSK_PAUSE_BEFORE_COMMIT"
 
 reasons.register({
     "clerk_pin_wrong": ("PIN 不正确", "Wrong PIN"),
@@ -227,7 +225,6 @@ class Kiosk:
         player = CommandPlayer(settings.player) if settings.player else RecordingPlayer()
         self.voice = Voice(cache, player=player, enabled=settings.voice)
         self.last_status: dict = {}
-        self._install_pause_hook()
 
     # ------------------------------------------------------------------ life cycle
 
@@ -267,25 +264,6 @@ class Kiosk:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
-
-    def _install_pause_hook(self) -> None:
-        """Test-only: with AGRI_KIOSK_PAUSE_BEFORE_COMMIT=<path>, a sale or refusal
-        decision writes <path> and then waits (up to 10 minutes) before it is
-        committed, so a test can kill the process between decision and commit."""
-        marker = os.environ.get(PAUSE_ENV)
-        if not marker:
-            return
-        record = self.agent.record
-        held = threading.Event()
-
-        def paused_record(rtype, body):
-            if rtype in ("sale", "refusal"):
-                Path(marker).write_text(json.dumps({"type": rtype, "sale_id": body.get("sale_id")}))
-                log.warning("test hook: holding %s before commit sale=%s", rtype, body.get("sale_id"))
-                held.wait(600)
-            return record(rtype, body)
-
-        self.agent.record = paused_record
 
     # ------------------------------------------------------------------ hardware
 

@@ -1,6 +1,7 @@
 """`python -m terminal_ui --config FILE`: the terminal agent with its kiosk UI on
 localhost (the agent's TOML with a `[kiosk]` table, see firmware/kiosk.py).
-Prints `READY <terminal> http://HOST:PORT/` once it serves."""
+Prints `READY <terminal> http://HOST:PORT/` once it serves; with port 0 the
+system picks a free port, and PORT is the one it picked."""
 
 import argparse
 import logging
@@ -15,7 +16,11 @@ from firmware.ledger import LedgerError
 from terminal_ui.app import create_app
 
 
-def main(argv=None, prog="python -m terminal_ui"):
+def main(argv=None, prog="python -m terminal_ui", make_kiosk=Kiosk):
+    """`make_kiosk(config, settings)` builds the counter session: the shipped
+    terminal's `Kiosk`; a test passes one that injects its failpoints
+    (tests/support/kiosk_failpoints.py), so none is reachable from config or
+    the environment."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("--config", required=True, help="agent TOML with a [kiosk] table")
     parser.add_argument("--http", help="HOST:PORT to serve on (default: kiosk.http)")
@@ -25,7 +30,7 @@ def main(argv=None, prog="python -m terminal_ui"):
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         config, settings = load(args.config)
-        kiosk = Kiosk(config, settings)
+        kiosk = make_kiosk(config, settings)
     except (ConfigError, LedgerError) as err:
         print(f"{prog}: {err}", file=sys.stderr)
         return 2
@@ -39,7 +44,8 @@ def main(argv=None, prog="python -m terminal_ui"):
             if server.should_exit:
                 return
             threading.Event().wait(0.02)
-        sys.stdout.write(f"READY {config.terminal} http://{host}:{port}/\n")
+        bound = [sock.getsockname()[1] for srv in server.servers for sock in srv.sockets]
+        sys.stdout.write(f"READY {config.terminal} http://{host or '127.0.0.1'}:{bound[0] if bound else port}/\n")
         sys.stdout.flush()
 
     threading.Thread(target=announce, daemon=True).start()

@@ -50,7 +50,6 @@ let search = { q: "", results: [] };
 let ledger = null;
 let pdfBusy = false;   // one PDF export at a time; the button says it is working
 let face = { busy: false, outcome: null };   // the face check running, or why the last one failed
-window.__shown = [];   // every decision banner ever rendered (tests read it)
 
 const $ = (sel) => document.querySelector(sel);
 function h(tag, attrs, ...kids) {
@@ -217,7 +216,6 @@ function receiptLine() {
 function resultScreen() {
   const o = S.outcome;
   if (o.record === "return") {
-    window.__shown.push("return");
     return [subjectPanel(), h("div", { class: "col", style: "flex:1", testid: "screen-result" },
       h("div", { class: "banner approve", testid: "decision", "data-decision": "return" }, t("returned")),
       h("div", { testid: "record-id" }, `${t("record")} ${o.record_id}`),
@@ -226,7 +224,6 @@ function resultScreen() {
       h("div", { testid: "deposit" }, `${t("deposit")}: ${(o.deposit_fen / 100).toFixed(2)} 元`), receiptLine(),
       h("button", { class: "primary", testid: "finish", onclick: () => api("POST", "/api/finish") }, t("newCustomer")))];
   }
-  window.__shown.push(o.decision);
   const askFace = !o.approved || o.decision === "partial";
   const needFace = askFace && S.subject && S.subject.method !== "card+face"
     && o.items.some((it) => it.decision === "refuse" && it.reasons.some((r) => r.code === "face_required"));
@@ -312,10 +309,7 @@ function render() {
   const parts = { signin: signinScreen, idle: idleScreen, sale: saleScreen, deciding: saleScreen,
     result: resultScreen, return: returnScreen, ledger: ledgerScreen }[screen]();
   main.append(...[parts].flat().filter(Boolean));
-  if (S.screen === "deciding") {
-    window.__shown.push("deciding");
-    main.append(h("div", { class: "overlay", testid: "deciding" }, t("deciding")));
-  }
+  if (S.screen === "deciding") main.append(h("div", { class: "overlay", testid: "deciding" }, t("deciding")));
   document.querySelectorAll("main input[id]").forEach((el) => { if (values[el.id] !== undefined) el.value = values[el.id]; });
   const focus = document.getElementById(active) || document.getElementById("scan");
   if (focus && focus.tagName === "INPUT") focus.focus();
@@ -327,7 +321,6 @@ function render() {
     if (!face.busy && !(face.outcome && face.outcome.code === msg.code)) toast(rz(msg));
   }
   main.dataset.screen = screen;
-  if (screen === "sale" && S.subject) window.__subjectShownAt = window.__subjectShownAt || Date.now();
 }
 
 function connect() {
@@ -335,8 +328,6 @@ function connect() {
   es.onmessage = (ev) => {
     const next = JSON.parse(ev.data);
     if (S && next.boot === S.boot && next.version < S.version) return;
-    const subjectChanged = !S || !S.subject || !next.subject || S.subject.id !== next.subject.id;
-    if (subjectChanged || !next.subject) window.__subjectShownAt = 0;
     S = next;
     if (S.screen === "signin") view = null;
     render();

@@ -6,7 +6,13 @@ and the printer emulator on pseudo-terminals owned by this process, and a
 still-image camera. A subject card signed by a test registry key is put on the
 reader's field like a farmer's tap; a face is enrolled at the gateway as an
 enrollment station does it, and a photo put in front of the camera twin.
-The supervision grid is imported, so the subject panel names the village."""
+The supervision grid is imported, so the subject panel names the village.
+
+Each test builds its own shop (a few seconds): nothing one test sells or
+breaks is seen by another. `sell` and `give_back` go through the kiosk's HTTP
+API, for tests that need a sale on the ledger without showing how it is made.
+`start_agent(pause_before_commit=PATH)` runs the same kiosk through
+tests/support/kiosk_failpoints.py, held between every decision and its commit."""
 
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import cv2
@@ -33,8 +40,8 @@ from hardware.pn532.emulator import PN532Emulator
 from hardware.pn532.poller import REMOVAL_MISSES
 from hardware.printer.emulator import PrinterEmulator
 from protocols import card as card_format
-from simulator.broker import Mosquitto, free_port
-from simulator.counter_kiosk import start_kiosk
+from simulator import lifeline
+from simulator.broker import Mosquitto
 from simulator.processes import GatewayProcess, provision_terminals, terminal_config_text, wait_for
 from tests.support import quota_fixtures as fx
 from tests.support.quota_district import gateway_cli
@@ -90,25 +97,32 @@ class KioskShop:
         gateway_cli("policy", "import", str(params), "--db", str(self.db))
         gateway_cli("subjects", "import", str(fx.write_jsonl(self.root / "subjects.jsonl", SUBJECTS)),
                     "--db", str(self.db))
+        # the key that signs the test cards: the gateway checks each card an authorization shows
+        gateway_cli("subjects", "keys", "add", REGISTRY_PUB.hex(), "--db", str(self.db))
         store = Store(self.db)
         passwd, acl = fleet.write_broker_auth(store, self.root / "broker-auth", GATEWAY_PASSWORD)
         store.close()
-        self.broker = Mosquitto(self.root / "broker", password_file=passwd, acl_file=acl).start()
-        self.gateway = GatewayProcess(self.db, self.broker.url, self.root / "gateway.log",
-                                      username=fleet.GATEWAY_USER, password=GATEWAY_PASSWORD).start()
-        self.reader = PN532Emulator().start()
-        self.printer = PrinterEmulator().start()
+        self.proc: subprocess.Popen | None = None
+        self.broker = self.gateway = self.reader = self.printer = None
+        self.cards: dict[str, Ntag21x] = {}
+        try:
+            self.broker = Mosquitto(self.root / "broker", password_file=passwd, acl_file=acl).start()
+            self.gateway = GatewayProcess(self.db, self.broker.url, self.root / "gateway.log",
+                                          username=fleet.GATEWAY_USER, password=GATEWAY_PASSWORD).start()
+            self.reader = PN532Emulator().start()
+            self.printer = PrinterEmulator().start()
+        except BaseException:
+            self.close()            # what started before the failure stops with it
+            raise
         stills = self.root / "camera"
         stills.mkdir(exist_ok=True)
         self.camera_image = stills / "counter.jpg"
         self.show_camera(None)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port: int | None = None    # picked by the system at the first start, kept across restarts
+        self.url: str | None = None
         self.ledger = self.root / f"{TERMINAL}.ledger.db"
         self.config = self.root / "terminal.toml"
         self.config.write_text(self.config_text(deadline_ms, stills), "utf-8")
-        self.proc: subprocess.Popen | None = None
-        self.cards: dict[str, Ntag21x] = {}
 
     def config_text(self, deadline_ms: int, stills: Path) -> str:
         text = terminal_config_text(self.creds, self.broker.url, self.ledger, ack_timeout=2.0, shop=SHOP)
@@ -117,13 +131,44 @@ class KioskShop:
             f'\n[counter]\ndeadline_ms = {deadline_ms}\nregistry_keys = ["{REGISTRY_PUB.hex()}"]\nclerk = "{CLERK}"\n'
             f'\n[kiosk]\nshop_name = "塘栖农资店"\nreader = "{self.reader.path}"\nprinter = "{self.printer.path}"\n'
             f'camera = "file://{stills}/*.jpg?fps=2"\nvoice = true\nplayer = []\n'
-            f'voice_cache = "{self.root / "voice"}"\ndeposit_fen = 50\nhttp = "127.0.0.1:{self.port}"\n'
+            f'voice_cache = "{self.root / "voice"}"\ndeposit_fen = 50\nhttp = "127.0.0.1:0"\n'
             f'[[kiosk.clerks]]\nid = "{CLERK}"\nname = "{CLERK_NAME}"\npin_sha256 = "{pin_hash(CLERK, PIN)}"\n')
 
     # -- the agent process
 
-    def start_agent(self, extra_env: dict | None = None, wait: float = 60.0) -> None:
-        self.proc = start_kiosk(self.config, self.root / "terminal.log", env() | (extra_env or {}), wait)
+    def start_agent(self, wait: float = 60.0, pause_before_commit: Path | None = None) -> None:
+        """`python -m terminal_ui --config` as a child, once it says READY; with
+        `pause_before_commit` the same kiosk through the failpoint launcher.
+        The first start serves on a port the system picks (a port chosen here
+        and bound there could be taken in between); a restart serves on the
+        same one, so an open page reconnects."""
+        args = ["-m", "terminal_ui", "--config", str(self.config)]
+        if self.port is not None:
+            args += ["--http", f"127.0.0.1:{self.port}"]
+        if pause_before_commit is not None:
+            args = ["-m", "tests.support.kiosk_failpoints", "--pause-before-commit", str(pause_before_commit),
+                    "--", *args[2:]]
+        log_file = open(self.root / "terminal.log", "ab")
+        try:
+            self.proc = subprocess.Popen([sys.executable, *args], env=env(), cwd=ROOT, stdout=subprocess.PIPE,
+                                         stderr=log_file, preexec_fn=lifeline.bind)
+        finally:
+            log_file.close()      # the child holds its own descriptor
+        ready = threading.Event()
+        announced = []
+
+        def read(proc):
+            for line in proc.stdout:
+                if line.startswith(b"READY"):
+                    announced.append(line.split()[-1].decode().rstrip("/"))     # READY T001 http://HOST:PORT/
+                    ready.set()
+
+        threading.Thread(target=read, args=(self.proc,), daemon=True).start()
+        if not ready.wait(wait):
+            self.kill_agent()
+            raise TimeoutError(f"the kiosk did not start in {wait:.0f} s; see {self.root / 'terminal.log'}")
+        self.url = announced[0]
+        self.port = int(self.url.rpartition(":")[2])
 
     def kill_agent(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -140,6 +185,54 @@ class KioskShop:
 
     def state(self) -> dict:
         return httpx.get(self.url + "/api/state", timeout=5).json()
+
+    def api(self, method: str, path: str, body: dict | None = None) -> dict:
+        """A clerk's tap on the page, as the page sends it; an error is raised."""
+        res = httpx.request(method, self.url + path, json=body, timeout=30)
+        if res.status_code != 200:
+            raise AssertionError(f"{method} {path}: {res.status_code} {res.text}")
+        return res.json()
+
+    # -- the counter driven through its API
+
+    def sign_in(self) -> None:
+        self.api("POST", "/api/signin", {"pin": PIN})
+
+    def serve(self, subject: str) -> None:
+        """A fresh tap of the subject's card, until the session shows it."""
+        self.lift()
+        self.tap(subject)
+        wait_for(lambda: (self.state().get("subject") or {}).get("id") == subject, 15, f"{subject} identified")
+
+    def done(self) -> None:
+        """Next customer: the card lifted, the session back at idle."""
+        self.api("POST", "/api/finish")
+        self.lift()
+
+    def sell(self, subject: str, *items) -> dict:
+        """Sign in, tap, put `items` in the cart (label or barcode text, or a
+        (product, spec) pair), decide; the outcome as the page got it."""
+        self.sign_in()
+        self.serve(subject)
+        for item in items:
+            if isinstance(item, str):
+                self.api("POST", "/api/scan", {"text": item})
+            else:
+                self.api("POST", "/api/cart", {"product": item[0], "spec": item[1]})
+        outcome = self.api("POST", "/api/checkout")
+        self.done()
+        return outcome
+
+    def give_back(self, subject: str, *codes: str) -> dict:
+        """A packaging return of these label codes, recorded."""
+        self.sign_in()
+        self.serve(subject)
+        self.api("POST", "/api/return/start")
+        for code in codes:
+            self.api("POST", "/api/return/scan", {"text": code})
+        outcome = self.api("POST", "/api/return/commit")
+        self.done()
+        return outcome
 
     def wait_synced(self, timeout: float = 60) -> dict:
         """Until the terminal runs the gateway's catalogue, params and subjects."""
@@ -218,10 +311,10 @@ class KioskShop:
 
     def close(self) -> None:
         self.kill_agent()
-        self.gateway.kill()
-        self.broker.kill()
-        self.reader.stop()
-        self.printer.stop()
+        for part, stop in ((self.gateway, "kill"), (self.broker, "kill"), (self.reader, "stop"),
+                           (self.printer, "stop")):
+            if part is not None:
+                getattr(part, stop)()
 
 
 def sale_records(ledger: Path) -> list[dict]:
