@@ -4,11 +4,12 @@ command, replaced by newer prompts, and silent when switched off."""
 from __future__ import annotations
 
 import shutil
-import time
+import threading
 
 import pytest
 
 from firmware.voice import PROMPTS, CommandPlayer, EspeakSynth, RecordingPlayer, SynthError, Voice, spoken_reason
+from simulator.processes import wait_for
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -55,9 +56,7 @@ def test_command_player_runs_the_player_with_the_cached_file(tmp_path):
     voice = Voice(tmp_path / "cache", player=player).start()
     try:
         voice.say("approved")
-        deadline = time.monotonic() + 10
-        while not (log.exists() and log.read_text().strip()) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: log.exists() and log.read_text().strip(), 10, "the player command run")
         played = log.read_text().split()
         assert played == [str(voice.cache_path(PROMPTS["approved"]))]
     finally:
@@ -65,23 +64,33 @@ def test_command_player_runs_the_player_with_the_cached_file(tmp_path):
 
 
 def test_background_voice_keeps_only_the_newest_waiting_prompt(tmp_path):
-    class SlowPlayer(RecordingPlayer):
+    class HeldPlayer(RecordingPlayer):
+        """Says when a prompt starts, and plays on only when the test lets it."""
+
+        def __init__(self):
+            super().__init__()
+            self.playing = threading.Event()
+            self.release = threading.Event()
+
         def play(self, path, text):
-            time.sleep(0.3)
+            self.playing.set()
+            self.release.wait(5)
             super().play(path, text)
 
-    player = SlowPlayer()
+    player = HeldPlayer()
     voice = Voice(tmp_path, player=player)
     voice.prewarm()
     voice.start()
     try:
         voice.say("tap")
-        time.sleep(0.05)              # "tap" is playing now
+        assert player.playing.wait(5)  # "tap" is playing now
         voice.say("approved")         # waiting...
         voice.say("take_card")        # ...replaced by the newer prompt
+        player.release.set()
         assert player.wait_for("请取回您的卡", 5)
         assert player.texts() == ["请刷卡或看摄像头", "请取回您的卡"]
     finally:
+        player.release.set()
         voice.stop()
 
 
