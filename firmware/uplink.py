@@ -14,6 +14,14 @@ no ack moves the watermark for `ack_timeout` seconds while records are in
 flight, or an ack shows the gateway is missing records we sent (`seen` beyond
 `upto`), the uplink rewinds to the watermark and sends again; the gateway
 stores each (terminal, seq) once however often it arrives.
+
+It does not rewind on a silent gateway while the broker still holds back a
+PUBACK for a batch: the link itself is then dead (a shop's uplink that drops
+packets without a reset goes unnoticed until the keepalive), and every copy
+sent into it would wait in paho's queue, to be sent again on reconnect beside
+the rewind `on_connect` makes anyway: a copy of the window per `ack_timeout`
+of the outage, over the shop's slow line, for the gateway to drop as
+duplicates. Holding back keeps what paho re-sends to one window.
 """
 
 from __future__ import annotations
@@ -81,6 +89,7 @@ class Uplink:
         self.last_ack_wall_ms: int | None = None
         self.sent_batches = 0
         self.resends = 0
+        self._unconfirmed: list[mqtt.MQTTMessageInfo] = []  # record batches the broker has not PUBACKed
         self._sender: threading.Thread | None = None
         # Other per-terminal topics this terminal reads (config, auth/resp):
         # leaf -> handler(payload), called on the network thread.
@@ -265,7 +274,8 @@ class Uplink:
                     self._last_progress = self._monotonic()
                 if self._cursor < acked:
                     self._cursor = acked
-                if self._cursor > acked and self._monotonic() - self._last_progress > self.settings.ack_timeout:
+                if self._cursor > acked and self._monotonic() - self._last_progress > self.settings.ack_timeout \
+                        and not self._broker_holds_back():
                     log.info("no ack progress, re-sending terminal=%s from=%d", self.terminal, acked + 1)
                     self.resends += 1
                     self._cursor = acked
@@ -274,6 +284,13 @@ class Uplink:
                 self._send_window()
             except Exception:  # keep the uplink alive; the next wake retries
                 log.exception("uplink send failed terminal=%s", self.terminal)
+
+    def _broker_holds_back(self) -> bool:
+        """True while a record batch published on this connection or before
+        has no PUBACK: the broker never got it, so another copy would only
+        queue behind it."""
+        self._unconfirmed = [info for info in self._unconfirmed if not _confirmed(info)]
+        return bool(self._unconfirmed)
 
     def _send_window(self) -> None:
         s = self.settings
@@ -289,6 +306,8 @@ class Uplink:
                 return
             payload = envelope.encode_batch(self.terminal, cursor, [text for _, text in rows])
             info = self.client.publish(self._up, payload, qos=1)
+            with self._wake:
+                self._unconfirmed.append(info)  # NO_CONN too: paho keeps it and sends it on reconnect
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 return  # not connected: on_connect rewinds and we send again
             with self._wake:
@@ -307,3 +326,10 @@ def _fit(rows: list[tuple[int, str]]) -> list[tuple[int, str]]:
         if budget < 0:
             return rows[: max(i, 1)]
     return rows
+
+
+def _confirmed(info: mqtt.MQTTMessageInfo) -> bool:
+    try:
+        return info.is_published()
+    except (ValueError, RuntimeError):  # paho refused it: nothing of it is pending
+        return True
