@@ -23,7 +23,7 @@ and the file, so a technician in a shop can fix it from the message alone.
 
     [uplink]
     batch = 100
-    window = 2000
+    window = 2000                # at most 2000 (protocols.envelope.SEQ_WINDOW)
     ack_timeout_s = 5.0
     heartbeat_s = 60.0           # re-announce "online" this often (the gateway's silence rule)
 
@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from firmware.uplink import UplinkSettings
-from protocols import schema, topics
+from protocols import envelope, schema, topics
 
 
 class ConfigError(ValueError):
@@ -139,7 +139,7 @@ def parse(data: dict, base: Path, source: Path | None = None) -> AgentConfig:
         cert=_broker_file(broker_t, "cert", base),
         key=_broker_file(broker_t, "key", base),
         batch=_get(uplink_t, "batch", int, "uplink", default=100),
-        window=_get(uplink_t, "window", int, "uplink", default=2000),
+        window=_get(uplink_t, "window", int, "uplink", default=envelope.SEQ_WINDOW),
         ack_timeout=_get(uplink_t, "ack_timeout_s", float, "uplink", default=5.0),
         heartbeat=_get(uplink_t, "heartbeat_s", float, "uplink", default=60.0),
     )
@@ -147,8 +147,9 @@ def parse(data: dict, base: Path, source: Path | None = None) -> AgentConfig:
         raise ConfigError("uplink.heartbeat_s must be positive")
     if not 1 <= settings.batch <= 1000:
         raise ConfigError("uplink.batch must be 1..1000")
-    if settings.window < settings.batch:
-        raise ConfigError("uplink.window must be at least uplink.batch")
+    if not settings.batch <= settings.window <= envelope.SEQ_WINDOW:
+        raise ConfigError(f"uplink.window must be from uplink.batch to {envelope.SEQ_WINDOW} "
+                          "(the gateway refuses records further beyond the acknowledged seq)")
     try:
         topics.parse_broker_url(settings.broker)
     except ValueError as err:

@@ -51,7 +51,7 @@ class UplinkSettings:
     cert: str | None = None     # client certificate, CN = terminal id (the broker's certificate listener)
     key: str | None = None      # its private key
     batch: int = 100            # records per message
-    window: int = 2000          # records in flight beyond the watermark
+    window: int = envelope.SEQ_WINDOW   # records in flight beyond the watermark (at most that)
     ack_timeout: float = 5.0    # seconds without progress before re-sending
     keepalive: int = 30
     heartbeat: float = 60.0     # seconds between "online" status re-announcements

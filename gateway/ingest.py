@@ -51,10 +51,10 @@ INSERT_CHUNK = 100  # rows per INSERT statement (9 parameters each, far below SQ
 ACK_INTERVAL = 0.02  # seconds: at most one ack per terminal this often while busy
 
 # An honest terminal has at most its uplink window of records in flight beyond
-# its watermark (firmware/uplink.py, `UplinkSettings.window`, 2000), and its
-# watermark is at most the gateway's ack: a seq further out than this beyond
-# the ack is refused. docs/protocol.md, "Reasons".
-SEQ_WINDOW = 2000
+# its watermark (at most `envelope.SEQ_WINDOW`, checked by the terminal's
+# config), and its watermark is at most the gateway's ack: a seq further out
+# than this beyond the ack is refused. docs/protocol.md, "Reasons".
+SEQ_WINDOW = envelope.SEQ_WINDOW
 
 HOUR_MS = 3_600_000
 QUARANTINE_BYTES_PER_HOUR = 4 * 1024 * 1024  # per terminal: sixteen full-size messages

@@ -26,6 +26,8 @@ GENESIS = "0" * 64           # `prev` of seq 1
 MAX_RECORD_BYTES = 16 * 1024
 MAX_BATCH_BYTES = 256 * 1024
 MAX_BATCH_RECORDS = 1000
+SEQ_WINDOW = 2000             # most records a terminal has in flight beyond its acknowledged seq;
+                              # the gateway quarantines a seq further out (seq_beyond_window)
 MAX_CONTROL_BYTES = 4 * 1024
 
 reasons.register({

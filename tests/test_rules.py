@@ -231,6 +231,18 @@ def test_gap_and_chain_break_alerts_become_violations():
     assert codes(found) == ["chain_break", "ledger_gap"] and {f.shop for f in found} == {"A"}
 
 
+def test_alerts_on_what_no_honest_terminal_sends_become_violations():
+    """A forged far-off seq, a junk flood past the quarantine budget, a message
+    that kills a verifier: each reaches an inspector, named by its terminal."""
+    import gateway.ingest  # noqa: F401  (registers the ingest alert texts)
+    from protocols import reasons
+    alerts = [{"id": i, "kind": kind, "terminal": "T", "seq": None, "seq_to": None, "detail": ""}
+              for i, kind in enumerate(("seq_beyond_window", "quarantine_budget_exceeded", "verifier_crashed"))]
+    found = integrity.from_alerts(alerts, {"T": "A"})
+    assert codes(found) == ["quarantine_budget_exceeded", "seq_beyond_window", "verifier_crashed"]
+    assert all(reasons.text(f.code, "zh") != f.code for f in found)
+
+
 def test_unknown_alert_kinds_are_not_violations():
     assert integrity.from_alerts([{"id": 3, "kind": "something_else", "terminal": "T", "seq": 1}], {}) == []
 

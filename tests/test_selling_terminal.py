@@ -7,11 +7,7 @@ import json
 import signal
 import subprocess
 import sys
-import tomllib
 
-import pytest
-
-from firmware.config import ConfigError, parse
 from firmware.ledger import export_lines
 from gateway import fleet
 from simulator.processes import ROOT, TerminalProcess, _env, terminal_config_text, wait_for
@@ -73,22 +69,3 @@ def test_stop_selling_waits_for_the_sale_in_progress(tmp_path):
 def test_the_synthetic_counter_is_not_part_of_the_shipped_terminal():
     code = "import importlib.util, sys; sys.exit(importlib.util.find_spec('firmware.loadgen') is not None)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env()).returncode == 0
-
-
-def test_terminal_config_with_a_load_table_is_refused_by_name(tmp_path):
-    text = terminal_config_text(creds(), "mqtt://127.0.0.1:1883", tmp_path / "l.db")
-    data = tomllib.loads(text + "\n[load]\nrate = 5.0\n")
-    with pytest.raises(ConfigError, match=r"unknown table \[load\]"):
-        parse(data, tmp_path)
-    config = tmp_path / "t.toml"
-    config.write_text(text + "\n[load]\nrate = 5.0\n")
-    run = subprocess.run([sys.executable, "-m", "firmware", "run", "--config", str(config)], cwd=ROOT, env=_env(),
-                         capture_output=True, text=True, timeout=60)
-    assert run.returncode == 2 and "unknown table [load]" in run.stderr
-    assert not (tmp_path / "l.db").exists()  # refused before the ledger was opened
-
-
-def test_a_misspelt_table_is_refused_not_ignored(tmp_path):
-    text = terminal_config_text(creds(), "mqtt://127.0.0.1:1883", tmp_path / "l.db")
-    with pytest.raises(ConfigError, match=r"unknown table \[conter\]"):
-        parse(tomllib.loads(text + '\n[conter]\nclerk = "c1"\n'), tmp_path)

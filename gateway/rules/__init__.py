@@ -35,9 +35,12 @@ CODES = reasons.register({
     "sale_outside_hours": ("非营业时间销售", "sale outside opening hours"),
 })
 
-# Integrity alerts raised by ingest become violations under their own codes
-# (registered with the envelope codes in protocols.envelope).
-ALERT_CODES = ("ledger_gap", "chain_break", "seq_conflict", "bad_mac")
+# Alerts raised by ingest become violations under their own codes (registered
+# with the envelope codes in protocols.envelope, and in gateway.ingest): a
+# terminal's ledger tampered with, and a terminal sending what no honest one
+# sends (a forged far-off seq, a flood of junk, a message that kills a verifier).
+ALERT_CODES = ("ledger_gap", "chain_break", "seq_conflict", "bad_mac",
+               "seq_beyond_window", "quarantine_budget_exceeded", "verifier_crashed")
 
 
 @dataclass(frozen=True)
