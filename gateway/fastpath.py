@@ -49,8 +49,8 @@ def to_type(spec, name: str = "Obj") -> Any:
         return Annotated[str, Meta(max_length=spec[1])]
     if kind == "id":
         return IdStr
-    if kind == "hex":
-        return Annotated[str, Meta(min_length=spec[1], max_length=spec[1])]
+    if kind == "hex":  # ("hex", n) or ("hex", lo, hi): a variable-length one (an identity proof's card)
+        return Annotated[str, Meta(min_length=spec[1], max_length=spec[-1])]
     if kind == "int":
         return Annotated[int, Meta(ge=spec[1], le=spec[2])]
     if kind == "bool":
