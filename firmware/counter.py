@@ -27,7 +27,10 @@ face match (distance, gallery version) from `identify_face`, the clerk's
 reason from `identify_override`. `checkout` sends it with the authorization
 request; the gateway refuses a claimed identity without it
 (`identity_unproven`), so an Identity built by hand, without a proof, sells
-offline only.
+offline only. Every sale and refusal record carries the same proof (`proof`,
+`{}` when the identity has none), online or offline: the ledger shows on what
+proof each sale was made, and the gateway checks an offline sale's proof when
+the record arrives (`identity_unproven_offline`, an inspector's violation).
 """
 
 from __future__ import annotations
@@ -314,6 +317,10 @@ class Counter:
             rtype = "refusal"
         if identity.card:
             body["card"] = identity.card
+        # What the identity was proven with, exactly as sent online; `{}` says
+        # "nothing", which the gateway tells apart from a record written before
+        # the field existed (docs/protocol.md "Identity proof").
+        body["proof"] = identity.proof or {}
         stored: Stored = self.agent.record(rtype, body)
         if approved and mode == "offline":
             moves = sale_moves(decision["consumption"], decision.get("periods", {}), self.store.params(),

@@ -24,6 +24,11 @@ only which terminal asks. The answer carries the subject's registry entry only
 to a terminal whose shop serves the subject's area, or that showed the
 subject's card (`registry.serves`): a terminal cannot read the registry of
 other towns by asking about its subjects.
+
+`check_identity` is that check on its own, for a request or for a sale
+record's body (the same fields: subject, identity, card, proof): the
+supervision rules run it on offline sales when their records arrive
+(`gateway.rules.proof`), so an offline card is judged exactly as an online one.
 """
 
 from __future__ import annotations
@@ -75,13 +80,41 @@ class IdentityContext:
                                 "FROM registry_keys").fetchone()
         except sqlite3.OperationalError:
             keys = None
-        row = conn.execute("SELECT version FROM config_sections WHERE name = ?", [configsync.REVOCATIONS]).fetchone()
+        try:
+            row = conn.execute("SELECT version FROM config_sections WHERE name = ?",
+                               [configsync.REVOCATIONS]).fetchone()
+        except sqlite3.OperationalError:  # a supervision-only database: no quota ledger, nothing revoked
+            row = None
         stamp = (keys, row[0] if row else None)
         if stamp != self._stamp:
             self.trusted = card.trust_store(registry.trusted_keys(conn))
-            self.revoked = frozenset(registry.revocations(conn))
+            self.revoked = frozenset(registry.revocations(conn)) if row else frozenset()
             self._stamp = stamp
         return self
+
+
+def check_identity(conn, claim: dict, today: str, context: IdentityContext, area: dict):
+    """The verified card of `claim` (None when it claims no card), or
+    authz.Invalid: the proof fails (`authz.check_proof` against `context`'s
+    registry keys and revocations, on `today`), or claims a face match the
+    terminal cannot have made (a subject not enrolled here, or outside the
+    shop's `area`, whose gallery holds no one else).
+
+    `claim` is an authorization request or a sale record's body: both name
+    `subject`, `identity`, `card` and `proof` alike."""
+    verified = authz.check_proof(claim, context.trusted, today, context.revoked)
+    if "face" in authz.NEEDS[claim["identity"]]:
+        subject = claim["subject"]
+        entry = quota.subject_entry(conn, subject)
+        if entry is None or not registry.serves(area, entry):
+            raise authz.Invalid("identity_unproven", f"face match for {subject}, not in the shop's gallery")
+        try:
+            enrolled = conn.execute("SELECT 1 FROM faces WHERE subject = ?", [subject]).fetchone()
+        except sqlite3.OperationalError:
+            enrolled = None
+        if enrolled is None:
+            raise authz.Invalid("identity_unproven", f"face match for {subject}, who has no face enrolled")
+    return verified
 
 
 class AuthService:
@@ -250,23 +283,8 @@ class AuthService:
         return fields
 
     def _proven(self, conn, request: dict, now: int, area: dict):
-        """The verified card of the request (None when it claims none), or
-        authz.Invalid: the proof fails, or claims a face match the terminal
-        cannot have made (a subject not enrolled here, or outside the shop's
-        area, whose gallery holds no one else)."""
-        verified = authz.check_proof(request, self.identity.trusted, authz.local_date(now), self.identity.revoked)
-        if "face" in authz.NEEDS[request["identity"]]:
-            subject = request["subject"]
-            entry = quota.subject_entry(conn, subject)
-            if entry is None or not registry.serves(area, entry):
-                raise authz.Invalid("identity_unproven", f"face match for {subject}, not in the shop's gallery")
-            try:
-                enrolled = conn.execute("SELECT 1 FROM faces WHERE subject = ?", [subject]).fetchone()
-            except sqlite3.OperationalError:
-                enrolled = None
-            if enrolled is None:
-                raise authz.Invalid("identity_unproven", f"face match for {subject}, who has no face enrolled")
-        return verified
+        """`check_identity` on the gateway's own date."""
+        return check_identity(conn, request, authz.local_date(now), self.identity, area)
 
     def _maybe_sweep(self) -> None:
         if self._monotonic() - self._last_sweep < SWEEP_EVERY_S:

@@ -34,7 +34,7 @@ Integers only (the canonical encoding has no floats); pure; runs on MicroPython.
 
 import binascii
 
-from protocols import canonical, configsync, envelope, reasons
+from protocols import canonical, configsync, envelope, reasons, records
 from protocols import card as _card
 from protocols.card import iso_from_days
 from protocols.schema import BOOL, ENUM, HEX, ID, INT, LIST, MAP, OBJ, STR, SchemaError, check
@@ -66,10 +66,7 @@ reasons.register({
                                 "A clerk override needs a reason (and a note when the reason is 'other')"),
 })
 
-# Why a clerk vouches for a buyer instead of a card or a face: a fixed list, so
-# the override-rate rule and the inspectors can tell a broken reader from routine.
-OVERRIDE_REASONS = ("override_card_lost", "override_card_damaged", "override_card_pending",
-                    "override_reader_fault", "override_camera_fault", "override_other")
+# The texts of OVERRIDE_REASONS (the list is in protocols.records, with the proof shape).
 reasons.register({
     "override_card_lost": ("卡已挂失，补办中", "Card lost, replacement pending"),
     "override_card_damaged": ("卡损坏，无法读取", "Card damaged, cannot be read"),
@@ -80,18 +77,21 @@ reasons.register({
 })
 OVERRIDE_NEEDS_TEXT = ("override_other",)
 
-FACE_SCALE = 10000          # face distances travel as integers: 1/10000 of the encoding distance
 FACE_MAX_DISTANCE = 6000    # 0.6: dlib's own tolerance, above the terminals' 0.5 (docs/face.md)
-MAX_CARD_PAYLOAD = 300      # bytes; the largest card payload (docs/cards.md) is 281
 
-IDENTITY = ENUM("card", "face", "card+face", "override")
 NEEDS = {"card": ("card",), "face": ("face",), "card+face": ("card", "face"), "override": ("override",)}
 
-CARD_PROOF = OBJ(required={"payload": HEX(2, 2 * MAX_CARD_PAYLOAD), "uid": HEX(8, 20)})
-FACE_PROOF = OBJ(required={"distance": INT(0, 10 * FACE_SCALE), "gallery": INT(0)},
-                 optional={"margin": INT(0, 10 * FACE_SCALE), "live": BOOL})
-OVERRIDE_PROOF = OBJ(required={"reason": ENUM(*OVERRIDE_REASONS)}, optional={"text": STR(200)})
-PROOF = OBJ(optional={"card": CARD_PROOF, "face": FACE_PROOF, "override": OVERRIDE_PROOF})
+# The proof shape is the record bodies' (one definition): PROOF, its parts, and
+# the constants they are made of.
+IDENTITY = records.IDENTITY
+OVERRIDE_REASONS = records.OVERRIDE_REASONS
+FACE_SCALE = records.FACE_SCALE
+MAX_CARD_PAYLOAD = records.MAX_CARD_PAYLOAD
+CARD_PROOF = records.CARD_PROOF
+FACE_PROOF = records.FACE_PROOF
+OVERRIDE_PROOF = records.OVERRIDE_PROOF
+PROOF = records.PROOF
+
 DECISION_VALUE = ENUM("approve", "partial", "refuse")
 CONSUMPTION = MAP(INT(-10 ** 12, 10 ** 12), 64)
 USED = MAP(MAP(INT(-10 ** 12, 10 ** 12), 16), 64)  # category -> period -> used

@@ -243,8 +243,9 @@ def OBJ(required=None, optional=None):
 
 def HEX(length, max_length=None):
     """Exactly `length` hex digits, or `length`..`max_length` of them. The
-    fixed form stays a 2-tuple: record schemas use only it, and the gateway's
-    fast path reads its length from `spec[1]`."""
+    fixed form stays a 2-tuple; readers take the bounds as `spec[1]` and
+    `spec[-1]` (the gateway's fast path too: record bodies carry the
+    variable-length hex of an identity proof)."""
     if max_length is None or max_length == length:
         return ("hex", length)
     return ("hex", length, max_length)

@@ -33,6 +33,9 @@ CODES = reasons.register({
     "clock_skew": ("终端时钟偏差过大", "terminal clock is off"),
     "backlog_growing": ("终端待上传记录持续增加", "terminal upload backlog keeps growing"),
     "sale_outside_hours": ("非营业时间销售", "sale outside opening hours"),
+    "identity_unproven_offline": ("离线销售的身份未经核验（卡、人脸或代为确认原因不成立）",
+                                  "offline sale whose identity is not proven (card, face match or override reason "
+                                  "does not hold)"),
 })
 
 # Alerts raised by ingest become violations under their own codes (registered

@@ -17,6 +17,7 @@ each number next to it.
     [cases]      deadline_hours = { village = 72, town = 72, district = 168 }
                  confirm_outcomes = ["penalised"]  confirm_role = "town"
     [credit]     b_from = 1  c_from = 3  months = 12
+    [proof]      missing = "legacy"
 """
 
 from __future__ import annotations
@@ -56,12 +57,19 @@ DEFAULTS: dict = {
     "cases": {"deadline_hours": {"village": 72, "town": 72, "district": 168},
               "confirm_outcomes": ["penalised"], "confirm_role": "town"},
     "credit": {"b_from": 1, "c_from": 3, "months": 12},
+    # An offline sale's identity proof (gateway/rules/proof.py): "legacy" checks
+    # only records that carry the `proof` field (a record without it was written
+    # before the field existed: checking it would flood the queue with every
+    # offline card sale of a terminal not yet updated); "unproven" checks a sale
+    # without it too, for a district whose terminals all write it.
+    "proof": {"missing": "legacy"},
 }
 
 
 # The values a text or list key may take (keys not named here take numbers).
 CHOICES = {"cases.confirm_outcomes": ("confirmed", "dismissed", "penalised"),
-           "cases.confirm_role": ("village", "town", "district")}
+           "cases.confirm_role": ("village", "town", "district"),
+           "proof.missing": ("legacy", "unproven")}
 
 
 class ConfigError(ValueError):

@@ -9,6 +9,12 @@ rule must never stop ingest (a rolled-back batch is re-sent forever), so each
 record's supervision work runs in a SAVEPOINT that is rolled back and logged on
 error while the record itself still commits.
 
+An offline sale's identity proof is checked here too, by the same function
+that checks an online request (`gateway.authz.check_identity`), against the
+registry keys and revocations the gateway holds when the record arrives, on
+the sale's own date; `gateway.rules.proof` picks the records and turns a
+failure into a violation. The record is stored either way.
+
 `Sweeper` runs the time-window rules (silent terminals, backlog, top buyers)
 and turns ingest's integrity alerts into violations, from a clock passed in.
 """
@@ -21,12 +27,13 @@ import sqlite3
 import time
 from typing import Callable
 
-from gateway import grid, subjects_view, violations
-from gateway.rules import Event, Finding, hours, identity, integrity, make_event, products, split, terminals
+from gateway import authz as gateway_authz
+from gateway import grid, registry, subjects_view, violations
+from gateway.rules import Event, Finding, hours, identity, integrity, make_event, products, proof, split, terminals
 from gateway.rules import top_buyers as top_buyers_rule
 from gateway.rules import travel
+from protocols import authz, policy
 from protocols import catalogue as _catalogue
-from protocols import policy
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +168,7 @@ class RecordHook:
         self._shop_of: dict[str, str | None] = {}
         self._shops: dict[str, grid.Shop | None] = {}
         self._last_time: dict[str, tuple[int, int]] = {}  # terminal -> (seq, time) of its last record
+        self.identity = gateway_authz.IdentityContext()   # registry keys and revocations, for proofs
         self.errors = 0
 
     def forget(self) -> None:
@@ -244,6 +252,9 @@ class RecordHook:
                                 "WHERE shop=? AND type='sale' AND time>? AND time<=?",
                                 [event.shop, since, event.time]).fetchone()
             out += identity.override_rate(event, n, o, cfg)
+        claim = proof.claim(event, cfg)
+        if claim is not None:
+            out += proof.identity_unproven_offline(event, *self.prove(conn, event, claim))
         if event.card and shop is not None:
             row = conn.execute("SELECT shop, time, terminal, seq FROM sales WHERE card=? AND type='sale' "
                                "AND shop IS NOT ? AND time<=? ORDER BY time DESC LIMIT 1",
@@ -265,6 +276,19 @@ class RecordHook:
             out += split.split_purchase_group(event, group, window, cfg)
         out += hours.outside_hours(event, shop, cfg)
         return out
+
+
+    def prove(self, conn, event: Event, claim: dict) -> tuple[str | None, str]:
+        """(reason code, detail) of a sale's identity claim that does not hold,
+        (None, "") when it does: `gateway.authz.check_identity`, as online, but
+        on the sale's date (a card valid when it was shown offline stays valid
+        for that sale) against the revocations known now."""
+        try:
+            area = registry.terminal_area(conn, event.terminal) if "face" in authz.NEEDS[claim["identity"]] else {}
+            gateway_authz.check_identity(conn, claim, authz.local_date(event.time), self.identity.refresh(conn), area)
+        except authz.Invalid as err:
+            return err.code, err.detail or ""
+        return None, ""
 
 
 class Sweeper:
