@@ -37,6 +37,33 @@ SALE_BODY = {
     "total_fen": 4560,
 }
 
+CARD_VECTORS = Path(__file__).parent / "vectors" / "card.json"
+
+
+def _card_vector():
+    """The test card of vectors/card.json (signed by its TEST key): a real
+    payload and UID for the proof in the proof-carrying record."""
+    data = json.loads(CARD_VECTORS.read_text(encoding="utf-8"))
+    return data["card"], data["payload"].lower(), data["card"]["uid"].lower()
+
+
+def _proof_sale_body():
+    """An offline card sale carrying its identity proof (docs/protocol.md
+    "Identity proof"): the variable-length hex of a card payload and UID."""
+    card, payload, uid = _card_vector()
+    return {
+        "subject": card["subject_id"],
+        "items": [{"product": "PD20080001", "packs": 1, "amount": 500, "unit": "g"}],
+        "identity": "card",
+        "mode": "offline",
+        "clerk": "clerk-01",
+        "card": card["card_no"],
+        "consumption": {"pesticide_g": 500},
+        "sale_id": "T-330110-0001-19ac9d3e9e8a0001",
+        "proof": {"card": {"payload": payload, "uid": uid}},
+    }
+
+
 BAD_PAYLOADS = [
     ("not json", b"{", "malformed_json"),
     ("not utf8", b'{"v":1,"terminal":"\xff"}', "not_utf8"),
@@ -61,6 +88,7 @@ def _records():
                      "reasons": ["product_banned"], "clerk": "clerk-01", "subject": "330110-S00042"}),
         ("void", {"voids": 1, "reason": "customer_changed_mind", "clerk": "clerk-01"}),
         ("heartbeat", {"uptime_s": 3600, "backlog": 2}),
+        ("sale", _proof_sale_body()),
     ]
     for i, (rtype, body) in enumerate(bodies):
         record = envelope.make_record(KEY, "T-330110-0001", i + 1, prev, 1764300000000 + i * 1000, rtype, body)
@@ -89,6 +117,30 @@ def _bad_records(good):
     variant("unknown body field", lambda r: r["body"].update(extra="x"), "schema_invalid")
     variant("uppercase hex prev", lambda r: r.update(prev="AB" * 32), "schema_invalid")
     variant("version 2", lambda r: r.update(v=2), "unsupported_version")
+    return cases
+
+
+def _bad_proofs(good):
+    """The proof-carrying sale, its proof changed (MAC recomputed: a terminal
+    holding its key could sign it): refused for its shape, or for its MAC."""
+    cases = []
+
+    def variant(name, proof, reason, resign=True):
+        rec = json.loads(json.dumps(good))
+        rec["body"]["proof"] = proof
+        if resign:
+            rec["mac"] = envelope.mac(KEY, envelope.signing_bytes(rec))
+        cases.append({"name": name, "record": rec, "reason": reason})
+
+    card = good["body"]["proof"]["card"]
+    variant("proof payload uppercase", {"card": dict(card, payload=card["payload"].upper())}, "schema_invalid")
+    variant("proof payload too long", {"card": dict(card, payload="ab" * 301)}, "schema_invalid")
+    variant("proof uid too short", {"card": dict(card, uid="04a1b2")}, "schema_invalid")
+    variant("proof unknown part", {"card": card, "pin": {"code": "1234"}}, "schema_invalid")
+    variant("proof unknown override reason", {"override": {"reason": "override_friend"}}, "schema_invalid")
+    variant("proof face distance too far", {"face": {"distance": 100001, "gallery": 3}}, "schema_invalid")
+    variant("proof payload altered", {"card": dict(card, payload=card["payload"][:-2] + "00")}, "bad_mac",
+            resign=False)
     return cases
 
 
@@ -122,7 +174,7 @@ def build():
                  {"key_hex": (b"k" * 100).hex(), "data_hex": b"long key".hex(),
                   "mac_hex": envelope.hmac_sha256(b"k" * 100, b"long key").hex()}],
         "records": records,
-        "bad_records": _bad_records(records[0]["record"]),
+        "bad_records": _bad_records(records[0]["record"]) + _bad_proofs(records[4]["record"]),
         "bad_payloads": [{"name": n, "payload_hex": p.hex(), "reason": r} for n, p, r in BAD_PAYLOADS],
         "ack": {"terminal": "T-330110-0001", "upto": 41, "seen": 42,
                 "payload": envelope.encode_ack(KEY, "T-330110-0001", 41, 42).decode()},

@@ -1,5 +1,6 @@
 """The shared envelope vectors hold under CPython and under a real MicroPython."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -48,3 +49,51 @@ def test_fallback_encoder_matches_stdlib_on_cpython():
         out = []
         canonical._encode(case["value"], out)
         assert "".join(out) == case["text"]
+
+
+PROOF_CHECK = """
+import binascii, json
+from protocols import authz, card
+def load(name):
+    with open('/lib/protocols/vectors/' + name) as f:
+        return json.loads(f.read())
+vectors, cards = load('envelope.json'), load('card.json')
+record = [c['record'] for c in vectors['records'] if 'proof' in c['record']['body']][0]
+body = record['body']
+trusted = card.trust_store([binascii.unhexlify(cards['public_key'].lower())])
+date = authz.local_date(record['time'])
+print(record['type'], body['mode'], sorted(body['proof']))
+print(authz.check_proof(body, trusted, date).card_no)
+other = dict(body)
+other['subject'] = 'ZJ330113-00099999'
+try:
+    authz.check_proof(other, trusted, date)
+except authz.Invalid as err:
+    print(err.code)
+"""
+
+
+def _proof_check_output() -> list[str]:
+    """What PROOF_CHECK prints: the record, the card its proof verifies as, and
+    the refusal of the same proof for another subject."""
+    cards = json.loads((PATH.parent / "card.json").read_text("utf-8"))
+    return ["sale offline ['card']", cards["card"]["card_no"], "card_subject_mismatch"]
+
+
+def test_a_vector_record_carries_an_offline_card_proof_that_holds_under_cpython():
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(PROOF_CHECK.replace("/lib/protocols/vectors/", str(PATH.parent) + "/"), {})
+    assert out.getvalue().strip().split("\n") == _proof_check_output()
+
+
+def test_a_vector_record_carries_an_offline_card_proof_that_holds_under_micropython(micropython):
+    """The record with a proof is checked like the others by envelope_check
+    (shape, canonical text, MAC, chain); here its proof is checked too, by the
+    same `authz.check_proof` the gateway runs, on MicroPython."""
+    result = micropython(PROOF_CHECK)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert result.stdout.strip().split("\n") == _proof_check_output()
