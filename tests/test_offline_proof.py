@@ -24,7 +24,7 @@ from firmware.counter import Cart, Identity
 from gateway import faces, quota, registry
 from gateway.fleet import provision
 from gateway.ingest import Ingest
-from gateway.rules import config, engine, make_event, proof
+from gateway.rules import config, engine, make_event
 from gateway.store import Store
 from protocols import authz, card, configsync, envelope
 from tests.support import quota_fixtures as fx
@@ -136,9 +136,12 @@ def test_an_identity_without_proof_is_recorded_with_an_empty_proof(world):
 # ---------------------------------------------------------------- what the gateway makes of it
 
 def test_an_offline_card_sale_is_stored_applied_and_raises_nothing(world):
-    outcome = sell(world, world.agent.counter.read_card(*fx.issue_card("S1")))
+    payload, uid = fx.issue_card("S1")
+    outcome = sell(world, world.agent.counter.read_card(payload, uid))
     upload(world)
     assert stored(world) == [outcome.seq]
+    [text] = [r[0] for r in world.store.conn.execute("SELECT record FROM records WHERE terminal = ?", [TERMINAL])]
+    assert json.loads(text)["body"]["proof"] == {"card": authz.card_proof(payload, uid)}   # checked, and kept
     assert unproven(world) == [] and world.hook.errors == 0
     used = quota.used_of(world.store.conn, "S1")["fert_n"]
     assert sum(used.values()) == fx.UREA_N_PER_BAG                 # the offline sale counted
@@ -224,6 +227,7 @@ def test_an_override_without_reason_raises_the_violation_and_still_counts_as_an_
 
 
 def test_records_from_before_the_field_are_not_checked_unless_the_district_says_so(world):
+    from gateway.rules import proof
     legacy = written(world, "card", None, card="C-S1")             # no `proof` at all: an older terminal's
     online = written(world, "card", {}, mode="online", auth="A7")  # authorized: its proof was checked then
     upload(world)
@@ -240,6 +244,7 @@ def test_records_from_before_the_field_are_not_checked_unless_the_district_says_
 
 
 def test_the_proof_rule_is_a_pure_function_with_a_stable_code_and_a_dedup_key_per_record():
+    from gateway.rules import proof
     body = {"subject": "S1", "identity": "card", "mode": "offline", "card": "C1", "proof": {}, "items": []}
     event = make_event("T1", 7, "sale", 1764300000000, 1764300001000, body, "A", 480)
     assert proof.claim(event, config.load()) == {"subject": "S1", "identity": "card", "card": "C1", "proof": {}}
