@@ -32,6 +32,7 @@ import pytest
 
 from gateway import pki
 from gateway.api import create_app
+from gateway.api.throttle import Limits, LoginThrottle
 from simulator.broker import Mosquitto, free_port, wait_port
 from simulator.processes import GatewayProcess
 from tests.support.api_server import Served, client_from
@@ -251,7 +252,8 @@ def behind_proxy(request, template, ca, tmp_path):
     if request.param == "nginx" and not binary:
         pytest.skip("nginx is not installed (scripts/test.sh does not install it); the headers proxy ran the example")
     db = copy_of(template, tmp_path / "world")
-    app = create_app(db, clock=lambda: T0 + 300_000, photos_dir=tmp_path / "photos", trusted_proxies=["127.0.0.1"])
+    app = create_app(db, clock=lambda: T0 + 300_000, photos_dir=tmp_path / "photos", trusted_proxies=["127.0.0.1"],
+                     login_throttle=LoginThrottle(Limits(tarpit_s=0)))   # refusals counted, not waited for
     with Served(app) as served:
         proxy = ConfigProxy(ca, served.port) if request.param != "nginx" else Nginx(binary, ca, served.port, tmp_path)
         with proxy:

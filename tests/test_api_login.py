@@ -37,11 +37,17 @@ def app_for(db, tmp_path, **kwargs):
     return create_app(db, clock=lambda: T0 + 300_000, photos_dir=tmp_path / "photos", **kwargs)
 
 
+def untarpitted():
+    """The default limits, but refusals answered at once: the tests count
+    refusals, they do not wait for them (the tarpit has its own test)."""
+    return LoginThrottle(Limits(tarpit_s=0))
+
+
 def test_an_attackers_wrong_passwords_never_lock_out_the_right_password_from_elsewhere(db, tmp_path):
     """Forty wrong passwords for d1 from one address: that address is slowed
     down (429 with Retry-After, doubling), and d1 logs in from its own
     address at once, with the right password, every time it tries."""
-    app = app_for(db, tmp_path)
+    app = app_for(db, tmp_path, login_throttle=untarpitted())
     with TestClient(app, client=ATTACKER) as attacker, TestClient(app, client=OFFICER) as officer:
         statuses = []
         for i in range(40):
@@ -64,7 +70,7 @@ def test_a_flood_from_one_address_is_refused_before_any_hashing(db, tmp_path, mo
     runs = []
     real = users.check_password
     monkeypatch.setattr(users, "check_password", lambda *a: runs.append(1) or real(*a))
-    app = app_for(db, tmp_path)
+    app = app_for(db, tmp_path, login_throttle=untarpitted())
     with TestClient(app, client=ATTACKER) as attacker:
         codes = []
 
@@ -149,6 +155,18 @@ def test_writes_proceed_while_logins_hammer(db, tmp_path):
     p95 = statistics.quantiles(waits, n=20)[-1]
     assert p95 < 100, f"write p95 {p95:.0f} ms under {logins[0]} logins"
     assert logins[0] >= 60 and len(waits) >= 50, (logins[0], len(waits))   # the load was there
+
+
+def test_a_refused_attempt_is_answered_late_and_costs_no_hashing(db, tmp_path):
+    """The tarpit: a throttled attempt waits up to `tarpit_s` before its 429,
+    so a flood that waits for its answers slows down to match."""
+    app = app_for(db, tmp_path, login_throttle=LoginThrottle(Limits(burst=1, refill_s=60, tarpit_s=0.3)))
+    with TestClient(app, client=ATTACKER) as attacker:
+        assert attacker.post("/api/login", json={"name": "d1", "password": "wrong-password"}).status_code == 401
+        started = time.monotonic()
+        r = attacker.post("/api/login", json={"name": "d1", "password": PASSWORD})
+        assert r.status_code == 429 and 0.3 <= time.monotonic() - started < 5
+        assert 50 <= int(r.headers["Retry-After"]) <= 60
 
 
 def test_back_off_doubles_per_pair_and_address_and_is_forgotten():

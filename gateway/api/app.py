@@ -2,12 +2,20 @@
 terminals and their health, violations, cases and their transitions,
 statistics; and the dashboard's static files and live event stream.
 
-Every endpoint but login needs a token; every query is limited to the caller's
-part of the grid (`users.Scope`), and asking for something outside it by id is
-answered 404, by filter 403, so the API never confirms what exists elsewhere.
-Reads of personal data (a subject's page, a ledger) write an audit row.
-Writes need the bearer header (the cookie is accepted for GETs and the event
-stream only), so another site cannot make a logged-in browser change a case.
+Every endpoint but login needs a token; every query is limited to the
+caller's part of the grid (`users.Scope`), and asking for something outside it
+by id is answered 404, by filter 403, so the API never confirms what exists
+elsewhere. Registry fields reach each role by allowlist (`subjects_view.view`);
+full ID numbers only district users who ask, audited. Reads of personal data
+(a subject's page, a ledger) write an audit row. District-wide state (the
+upstream feed) is for district users; the event stream looks at the caller's
+area only. Writes need the bearer header (the cookie is accepted for GETs and
+the event stream only), so another site cannot make a logged-in browser
+change a case. Closing with an outcome under the two-person rule only
+proposes it (`cases.close`, `/confirm`). Logins are throttled per client
+address (gateway/api/throttle.py) and hash outside any transaction. The
+security controls, where each is tested, and deployment over HTTPS and behind
+a proxy: docs/security.md.
 """
 
 from __future__ import annotations
@@ -288,6 +296,7 @@ def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
         address = client_key(request.client.host if request.client else None)
         wait = throttle.check(address, body.name)
         if wait > 0:
+            await asyncio.sleep(min(wait, throttle.limits.tarpit_s))
             raise ApiError(429, "too_many_attempts", headers={"Retry-After": str(max(1, math.ceil(wait)))})
         stored = await run_in_threadpool(lambda: users.stored_credentials(db.conn(), body.name))
         try:
@@ -717,19 +726,24 @@ def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
     # -- live updates
 
     def version(user: User) -> dict:
-        """What the caller's stream compares, tick by tick: counts and times
-        inside the caller's area only (never a global id, whose jumps would
-        tell a village user how busy the rest of the district is); the
-        upstream queue for district users only."""
+        """What the caller's stream compares, tick by tick, from the caller's
+        area only, never a district-wide id (whose jumps would tell a village
+        user how busy the rest of the district is); the upstream queue for
+        district users only. Opaque values: only their changes mean anything.
+        Cases: every case change moves the case's `updated`, so the count,
+        the latest and the sum of `updated` change with it, from one scan of
+        the area's cases (counting their events instead cost ten times as
+        much for a district); violations: each one filed adds to its case's
+        count."""
         conn = db.conn()
         where, args = user.scope().where()
-        cwhere, cargs = user.scope().where("c.")
         swhere, sargs = user.scope().where("s.")
+        n, latest, total, filed = conn.execute(
+            "SELECT count(*), coalesce(max(updated), 0), coalesce(sum(updated), 0), coalesce(sum(violations), 0) "
+            f"FROM cases WHERE {where}", args).fetchone()
         out = {
-            "cases": conn.execute(f"SELECT count(*) FROM case_events e JOIN cases c ON c.id = e.case_id "
-                                  f"WHERE {cwhere}", cargs).fetchone()[0],
-            "violations": conn.execute(f"SELECT count(*) FROM case_violations cv JOIN cases c ON c.id = cv.case_id "
-                                       f"WHERE {cwhere}", cargs).fetchone()[0],
+            "cases": f"{n}:{latest}:{total}",
+            "violations": filed,
             "fleet": conn.execute("SELECT coalesce(sum(t.state='online'), 0) || ':' || coalesce(max(t.last_seen), 0) "
                                   f"FROM terminals t LEFT JOIN shops s ON s.id = t.shop WHERE {swhere}",
                                   sargs).fetchone()[0],

@@ -25,9 +25,10 @@ rotating addresses buys an attacker nothing the bucket did not already give.
 Nothing is written to the database; a restart forgets (it is not something an
 attacker can cause). With several API processes each keeps its own counts.
 
-Hashing itself is bounded too (`Hashing`): at most two scrypt runs at once in
-this process, so a flood from many addresses costs two cores' worth at most
-and never holds a database lock (gateway/users.py).
+Hashing itself is bounded too (`Hashing`): one scrypt run at a time in this
+process (about 20 logins a second, far more than a district's staff need),
+so a flood from many addresses costs one core at most, at the supervision
+process's lower priority, and never holds a database lock (gateway/users.py).
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ class Limits:
     max_lock_s: float = 900.0       # 15 minutes: a typo-prone user is never out for longer
     forget_s: float = 3600.0        # failures an hour old no longer count
     max_keys: int = 20_000          # per map: ~ a few MB at most
+    # A refused attempt is answered after min(wait, tarpit_s): a client that
+    # waits for each answer, as most floods do, then makes about one attempt a
+    # second per connection instead of hundreds, and the wait costs an idle
+    # coroutine, not CPU the authorizations need.
+    tarpit_s: float = 1.0
 
 
 def client_key(host: str | None) -> str:
@@ -171,7 +177,7 @@ class Hashing:
     without end. Waiting happens on the event loop, not in a worker thread,
     so a flood never takes the thread pool the other endpoints run on."""
 
-    def __init__(self, slots: int = 2, wait_s: float = 5.0):
+    def __init__(self, slots: int = 1, wait_s: float = 5.0):
         self.slots, self.wait_s = slots, wait_s
         self._per_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 

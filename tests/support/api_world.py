@@ -9,6 +9,7 @@ that closes a case or posts a photo changes nothing another test sees."""
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from tests.support.supervision import (DISTRICT, GRID, KEY, TERMINAL_SHOPS, TOWN
                                        sale_body)
 
 T0 = 1748746800000  # 2025-06-01 11:00 China time
+MASTER_KEY_FILE = "gateway-master.key"   # gateway/store.py's key file next to the database, when it makes one
 PASSWORD = "correct-horse-1"
 USERS = {"d1": ("district", DISTRICT), "t1": ("town", TOWN1), "t2": ("town", TOWN2),
          "v1": ("village", VILLAGE1), "v3": ("village", VILLAGE3)}
@@ -80,4 +82,7 @@ def copy_of(template: Path, root: Path) -> Path:
     finally:
         src.close()
         dst.close()
+    key = template.with_name(MASTER_KEY_FILE)   # a gateway made next to its database, if any: the copy's keys need it
+    if key.exists():
+        shutil.copy2(key, root / MASTER_KEY_FILE)
     return db
