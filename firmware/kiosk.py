@@ -281,23 +281,42 @@ class Kiosk:
         self.reader_state = "starting"
 
         def events():
+            """A reader that stops answering for a moment (a Pi busy with a face
+            check can miss the PN532's deadline) is reported as an error and
+            the card on it as removed, then both come back. The same card found
+            again after that is the tap already served, not a new one: it must
+            not wipe the decision on screen or open a sale after "next customer"."""
+            reader_lost = False
+            unsure = None            # UID "removed" because the reader was lost, not the card
             while not self._stop.is_set():
                 event = self.poller.get(0.5)
                 if event is None:
                     continue
                 if event.kind == PRESENT:
                     self.reader_state = "ok"
+                    same = event.uid is not None and event.uid == unsure
+                    unsure = None
                     if event.error is not None:
                         code = event.error.code if isinstance(event.error, _card.CardRejected) else "card_reader_error"
                         self._card_failed(_card.CardRejected(code, str(event.error)))
+                    elif same:
+                        with self._lock:
+                            self.card_present = True
+                        self._changed()
                     else:
                         self.card_tapped(event.result, event.uid)
+                    log.info("card present terminal=%s uid=%s %s", self.config.terminal,
+                             event.uid.hex() if event.uid else "-",
+                             "same card back after a reader error" if same else "new tap")
                 elif event.kind == REMOVED:
+                    unsure = event.uid if reader_lost else None
                     self._card_removed()
                 elif event.kind == READER_ERROR:
+                    reader_lost = True
                     self.reader_state = "error"
                     self._changed()
                 elif event.kind == READER_OK:
+                    reader_lost = False
                     self.reader_state = "ok"
                     self._changed()
 

@@ -4,8 +4,8 @@ emulator, printer emulator, still-image camera), talking to a real Mosquitto and
 the real gateway: sign in, a card tap, scanning, approved and refused sales, the
 same flow offline with the broker killed, a packaging return linked to its sale,
 the ledger and its exports (CSV, PDF), a face enrolled at the gateway identified
-with the face button, a refusal that asks for the face, and the agent killed
-between decision and commit.
+with the face button, a refusal that asks for the face, a reader that stops
+answering for a moment, and the agent killed between decision and commit.
 
 Each test has its own shop (broker, gateway, agent: a second or two to start)
 and its own browser context, signs in itself and makes the sales it needs, so
@@ -206,6 +206,25 @@ def test_refused_restricted_product_shows_the_reason_and_what_to_do(shop, page):
     assert "限制使用农药须同时刷脸核验" in text
     assert page.inner_text("[data-testid=face-check]") == "刷脸核验"   # the decision asks for the face
     shot(page, "refused")
+
+
+def test_a_reader_that_stops_answering_for_a_moment_keeps_the_decision_on_screen(shop, page):
+    """The card lies on the reader while the clerk reads the refusal; the reader
+    misses its deadlines for a moment (on a Pi, a face check's CPU burst can do
+    that), so the poller reports the reader lost and the card gone, then both
+    back. The same card found again is the tap already served: the decision
+    stays on screen with its face button instead of a fresh sale."""
+    sign_in(page)
+    restricted_refused(shop, page)
+    log = shop.root / "terminal.log"
+    taps = lambda: log.read_text("utf-8").count("card present terminal=T001")   # noqa: E731
+    assert taps() == 1
+    shop.reader.inject("mute", times=4)                    # enough for the driver to give up on the reader
+    wait_for(lambda: taps() == 2, 30, "the card read again after the reader came back")
+    assert shop.state()["screen"] == "result"
+    page.wait_for_function("document.querySelector('[data-testid=devices]').textContent === ''")  # reader back
+    assert page.get_attribute("[data-testid=decision]", "data-decision") == "refuse"
+    assert page.inner_text("[data-testid=face-check]") == "刷脸核验"
 
 
 def test_with_the_broker_stopped_the_sale_completes_offline_and_is_marked(shop, page):
