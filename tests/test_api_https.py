@@ -304,3 +304,29 @@ def test_behind_the_proxy_each_client_address_has_its_own_throttle(behind_proxy,
                                headers={"X-Forwarded-For": f"198.51.100.{i}"}).status_code for i in range(2, 40)]
         assert codes[:5] == [401] * 5 and codes[-5:] == [429] * 5, codes
         assert login(officer).status_code == 200
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
+def test_tls_is_1_2_or_later_with_aead_ciphers_only(template, ca, tmp_path):
+    """What a scanner would try: TLS 1.1, and TLS 1.2 with only CBC ciphers,
+    are refused; TLS 1.2 with AES-GCM and TLS 1.3 are served."""
+    db = copy_of(template, tmp_path / "world")
+    app = create_app(db, clock=lambda: T0 + 300_000, photos_dir=tmp_path / "photos")
+    with Served(app, tls=(str(ca.broker_cert), str(ca.broker_key))) as served:
+        def handshake(version: ssl.TLSVersion, ciphers: str | None = None) -> str:
+            context = trusting(ca)
+            context.minimum_version = context.maximum_version = version
+            if version < ssl.TLSVersion.TLSv1_2:
+                context.set_ciphers("ALL:@SECLEVEL=0")   # let the client try, so the server is what refuses
+            if ciphers:
+                context.set_ciphers(ciphers)
+            with httpx.Client(base_url=served.url.replace("127.0.0.1", "localhost"), verify=context) as client:
+                try:
+                    return str(client.get("/").status_code)
+                except httpx.ConnectError:
+                    return "refused"
+
+        assert handshake(ssl.TLSVersion.TLSv1_3) == "200"
+        assert handshake(ssl.TLSVersion.TLSv1_2, "ECDHE-ECDSA-AES128-GCM-SHA256") == "200"
+        assert handshake(ssl.TLSVersion.TLSv1_2, "ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES128-SHA") == "refused"
+        assert handshake(ssl.TLSVersion.TLSv1_1) == "refused"
