@@ -145,10 +145,17 @@ def _mask(name: str, value):
     return mask_phone(value) if name in PHONE_FIELDS else mask_id_number(value)
 
 
+def _scalar(value) -> bool:
+    return isinstance(value, (str, int, float, bool)) or (
+        isinstance(value, list) and all(isinstance(v, (str, int, float, bool)) for v in value))
+
+
 def _items(value, keep: tuple[str, ...]):
+    """Plots or permits: their own keys only, each a plain value or a list of
+    them (an import could put a whole record under a permit's `id`)."""
     if not isinstance(value, list):
         return None
-    return [{k: v for k, v in item.items() if k in keep} for item in value if isinstance(item, dict)]
+    return [{k: v for k, v in item.items() if k in keep and _scalar(v)} for item in value if isinstance(item, dict)]
 
 
 def view(subject: dict | None, role: str, reveal: bool = False) -> tuple[dict | None, list[str]]:

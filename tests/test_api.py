@@ -276,7 +276,8 @@ REGISTRY_LINE = {"id": "S00001", "name": "张三", "status": "active", "town": "
                  "id_card_no": "330113199001011234", "phone": "13812345678", "address": "临平街道东湖村 12 号",
                  "bank_account": "6222020200112233445", "face": [0.1, 0.2],
                  "plots": [{"crop": "rice", "area_cmu": 1000, "owner_id_number": "330113199001011234"}],
-                 "permits": [{"ingredients": ["paraquat"], "until": "2026-12-31", "holder_phone": "13812345678"}]}
+                 "permits": [{"ingredients": ["paraquat"], "until": "2026-12-31", "holder_phone": "13812345678",
+                              "id": {"holder": {"id_card_no": "330113199001011234"}}}]}
 
 
 def import_registry_line(db, line=REGISTRY_LINE):
