@@ -158,3 +158,25 @@ def test_registry_lookups_one_by_one_and_many_at_once_agree(gw):
         assert many[sid] == subjects_view.lookup(store.conn, sid)
     assert many["S2"]["plots"][0]["area_cmu"] == 500 and many["S2"]["group"] == "H1"
     assert subjects_view.lookup(store.conn, "NOBODY") is None and subjects_view.group_of(store.conn, "S2") == "H1"
+
+
+def test_offline_sale_proofs_are_checked_without_the_quota_ledger_and_never_stop_the_other_rules(gw):
+    """A supervision-only database (no registry keys, no revocations, no
+    registry): a card claimed on `{}` and a card nobody trusts raise
+    identity_unproven_offline; a face match cannot be judged and raises
+    nothing; the banned product in the same record is caught as ever."""
+    store, ingest, clock, hook = gw
+    from protocols import authz
+    from tests.support import quota_fixtures as fx
+
+    chain = Chain("TA")
+    shown = {"card": authz.card_proof(*fx.issue_card("S00001", "CARD1"))}
+    records = [chain.add("sale", sale_body(mode="offline", proof={}), T0),
+               chain.add("sale", sale_body(mode="offline", proof=shown), T0 + 1),
+               chain.add("sale", sale_body(identity="face", card=None, mode="offline",
+                                           proof={"face": authz.face_proof(0.3, 4)}, product="PD20080301"), T0 + 2)]
+    send(ingest, chain, records, clock)
+    found = [(v["code"], v["seq"], json.loads(v["detail"]).get("reason")) for v in violations(store)]
+    assert found == [("identity_unproven_offline", 1, "identity_unproven"),
+                     ("identity_unproven_offline", 2, "card_unknown"), ("banned_product_sold", 3, None)]
+    assert store.count_records() == 3 and hook.errors == 0
