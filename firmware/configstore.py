@@ -25,6 +25,9 @@ yet (a record stored above the watermark is counted twice, which errs on the
 side of selling less). Moves are indexed after each ledger commit and, after a
 crash between the two (or a power cut losing this file's last writes), re-derived
 from the ledger at start-up (`index_ledger`).
+
+The file holds the shop's subjects, so it is 0600 from its first byte, in a
+0700 directory when the agent creates it (`firmware.ledger.private_sqlite_file`).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from firmware.ledger import private_sqlite_file
 from protocols import authz, catalogue as _catalogue, configsync, facegallery, policy
 
 log = logging.getLogger(__name__)
@@ -80,6 +84,10 @@ class ConfigStore:
         self.wall_ms = wall_ms
         self._gallery = gallery     # firmware.face.synced.SyncedGallery, or None: keep the summary only
         self._lock = threading.RLock()
+        try:
+            private_sqlite_file(self.path)  # 0600 in a 0700 directory: subjects, balances, revoked cards
+        except OSError as err:
+            log.warning("config database not made private path=%s: %s", self.path, err)
         self.conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
         self.conn.execute("PRAGMA journal_mode=WAL")
         # NORMAL, not FULL: everything here can be rebuilt (sections are pushed

@@ -19,6 +19,11 @@ The acknowledged watermark is the one write that is not flushed on its own
 or the next checkpoint): losing it to a power cut costs a re-send, which the
 gateway drops as a duplicate, while an fsync per ack was a flash write on
 the Pi for every batch the gateway confirmed.
+
+At rest: the ledger holds subjects, carts and card identities, so it is 0600
+from its first byte (its -wal and -shm files take its mode), in a 0700
+directory when the agent creates that directory (`private_sqlite_file`, also
+used by the config database).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +79,39 @@ BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
 """
 
 
+def private_sqlite_file(path: str | os.PathLike) -> None:
+    """Create `path` 0600 (an empty file is an empty SQLite database) before
+    SQLite does it 0644, with any missing directory 0700; an existing
+    directory is left as it is. An existing file or side file (-wal, -shm)
+    readable by others, from an older agent, is tightened, with a warning."""
+    path = Path(path)
+    missing = []
+    folder = path.parent
+    while not folder.exists() and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+            os.chmod(folder, 0o700)  # whatever the umask
+        except FileExistsError:
+            pass
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+        try:
+            mode = stat.S_IMODE(p.stat().st_mode)
+            if mode & 0o077:
+                os.chmod(p, 0o600)
+                log.warning("tightened file permissions path=%s from=%o to=600", p, mode)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            log.warning("file readable by others path=%s, cannot tighten it: %s", p, err)
+
+
 class LedgerError(reasons.ReasonError):
     """The ledger cannot take a new record; nothing already stored is affected."""
 
@@ -116,6 +155,10 @@ class Ledger:
         self._key = key
         self.reserve_bytes = reserve_bytes
         self._lock = threading.RLock()
+        try:
+            private_sqlite_file(self.path)
+        except OSError as err:  # a read-only or full card: SQLite says which below, or opens it read-only
+            log.warning("ledger file not made private path=%s: %s", self.path, err)
         conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
         self.db = sqlite_utils.Database(conn)
         try:

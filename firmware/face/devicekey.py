@@ -12,6 +12,8 @@ options while still never writing a gallery in the clear.
 Order: an explicit path (`--key-file`), then $AGRI_QUOTA_FACE_KEY_FILE, then
 $XDG_CONFIG_HOME/agri-quota/face-gallery.key (~/.config/... when unset).
 The file holds 64 hex digits (a trailing newline is fine) or 32 raw bytes.
+It is made 0600, in a 0700 directory when that is made too (`private_directory`,
+also used for the sealed gallery's).
 """
 
 from __future__ import annotations
@@ -61,10 +63,26 @@ def read(path) -> bytes:
     return parse(data, str(path))
 
 
+def private_directory(folder) -> None:
+    """`folder` and any missing parent made 0700 (whatever the umask); one that
+    exists is left as it is (it may be a home directory)."""
+    folder = Path(folder)
+    missing = []
+    while not folder.exists() and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+            os.chmod(folder, 0o700)
+        except FileExistsError:
+            pass
+
+
 def create(path, randbytes: Callable[[int], bytes] = os.urandom) -> bytes:
     """Write a new random key readable by its owner only; never overwrite one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_directory(path.parent)
     key = randbytes(KEY_LEN)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:

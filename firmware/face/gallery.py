@@ -39,7 +39,7 @@ import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from firmware.face import errors
+from firmware.face import devicekey, errors
 from firmware.face.errors import GalleryError
 from protocols import facegallery
 
@@ -210,8 +210,8 @@ def save_payload(path, payload: bytes, key: bytes, randbytes: Callable[[int], by
     it atomically: temporary file, fsync, rename, fsync of the folder."""
     path = Path(path)
     blob = seal(payload, key, randbytes)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    devicekey.private_directory(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)  # 0600
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(blob)
