@@ -16,7 +16,14 @@ certificate listener each certificate's CN is its process's username).
 
 --https-cert/--https-key and --trusted-proxy go to the child that serves the
 dashboard; they are checked here first (docs/security.md, "Deploying the
-dashboard")."""
+dashboard").
+
+--master-key-file (default $GATEWAY_KEY_FILE; or $GATEWAY_MASTER_KEY) is the
+key the terminals' record keys are sealed under (gateway/store.py, `KeyVault`);
+it is checked against the database before anything starts, and exported as
+$GATEWAY_KEY_FILE to the verifier and writer processes. Without one, a key
+file made next to the database is used, with a warning (docs/security.md,
+"Files and keys at rest")."""
 
 import argparse
 import logging
@@ -29,7 +36,7 @@ import threading
 from gateway import supervision_runtime
 from gateway.ingest import QUARANTINE_BYTES_PER_HOUR, QUARANTINE_ROWS_PER_HOUR, QuarantineBudget
 from gateway.service import GatewayService
-from gateway.store import Store
+from gateway.store import KEY_FILE_ENV, Store
 
 
 def main(argv, prog):
@@ -60,6 +67,9 @@ def main(argv, prog):
     parser.add_argument("--quarantine-rows-per-hour", type=int, default=QUARANTINE_ROWS_PER_HOUR,
                         help="rows each terminal may add to the quarantine an hour "
                              f"(default {QUARANTINE_ROWS_PER_HOUR})")
+    parser.add_argument("--master-key-file", default=os.environ.get(KEY_FILE_ENV) or None,
+                        help=f"file holding the master key, 64 hex digits (env {KEY_FILE_ENV}; default: "
+                             "gateway-master.key next to --db, made if missing)")
     parser.add_argument("--no-supervision", action="store_true",
                         help="ingest only: for extra ingest workers beside one that supervises")
     parser.add_argument("--log-level", default="INFO")
@@ -68,7 +78,9 @@ def main(argv, prog):
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        store = Store(args.db)
+        if args.master_key_file:  # the verifier and writer processes read it from the environment
+            os.environ[KEY_FILE_ENV] = os.path.abspath(args.master_key_file)
+        store = Store(args.db, args.master_key_file)
         service = GatewayService(store, args.broker, args.username, os.environ.get(args.password_env),
                                  client_id=args.client_id, verifiers=args.verifiers,
                                  ingest_process=args.ingest == "process", ca=args.ca, cert=args.cert, key=args.key,

@@ -10,6 +10,11 @@ gateway's own broker users).
 `passwd`, `acl` and `mosquitto.conf` (gateway/brokerconf.py); with `--pki`
 (made by `python -m gateway pki`) also the TLS listeners and the certificates
 they use. Run it again after `add`, then send the broker SIGHUP.
+
+The record keys are stored sealed under the gateway's master key:
+--master-key-file (default $GATEWAY_KEY_FILE; or $GATEWAY_MASTER_KEY), the same
+one `gateway run` uses; without one, gateway-master.key next to the database
+(made if missing). `rekey --to FILE` seals them all again under the key in FILE.
 """
 
 import argparse
@@ -17,19 +22,24 @@ import os
 import sys
 
 from gateway import brokerconf, fleet
-from gateway.store import Store
+from gateway.store import KEY_FILE_ENV, Store
 from protocols.clock import wall_ms
 
 
 def main(argv, prog):
     parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("--db", required=True)
+    parser.add_argument("--master-key-file", default=os.environ.get(KEY_FILE_ENV) or None,
+                        help=f"file holding the master key the record keys are sealed under (env {KEY_FILE_ENV}; "
+                             "default: gateway-master.key next to --db)")
     sub = parser.add_subparsers(dest="action", required=True)
     add = sub.add_parser("add", help="register a terminal and print its credentials")
     add.add_argument("terminal")
     add.add_argument("--shop")
     add.add_argument("--key", help="record key as hex (default: random 32 bytes)")
     sub.add_parser("list", help="list registered terminals")
+    rekey = sub.add_parser("rekey", help="seal every record key again under a new master key")
+    rekey.add_argument("--to", required=True, help="file holding the new master key (64 hex digits)")
     auth = sub.add_parser("broker-auth", help="write Mosquitto's passwd, acl and mosquitto.conf")
     auth.add_argument("--out", required=True, help="directory for passwd, acl and mosquitto.conf (0700)")
     auth.add_argument("--gateway-password-env", default="GATEWAY_MQTT_PASSWORD",
@@ -46,12 +56,19 @@ def main(argv, prog):
     auth.add_argument("--log", help="the broker's log file (default: stderr)")
     auth.add_argument("--run-as", help="user the broker runs as (Mosquitto's `user`; default: mosquitto)")
     args = parser.parse_args(argv)
-    store = Store(args.db)
+    try:
+        store = Store(args.db, args.master_key_file)
+    except (ValueError, OSError) as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return 2
     try:
         if args.action == "add":
             creds = fleet.provision(store, args.terminal, args.shop, wall_ms(), args.key)
             print(f'[terminal]\nid = "{creds.terminal}"\nkey = "{creds.key_hex}"\n')
             print(f'[broker]\nusername = "{creds.terminal}"\npassword = "{creds.mqtt_password}"')
+        elif args.action == "rekey":
+            count = store.rekey(args.to)
+            print(f"sealed {count} terminal keys under the key in {args.to}; start the gateway with it")
         elif args.action == "list":
             for t in store.terminals():
                 print(f"{t['id']}\tshop={t['shop']}\tacked={t['acked_upto']}\tstate={t['state']}")
