@@ -37,7 +37,7 @@ import httpx  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from tests.support.kiosk_district import PIN, KioskShop  # noqa: E402
+from tests.support.kiosk_district import KioskShop  # noqa: E402
 
 TARGET_MS = 300.0
 POLL_S = 0.05                       # the kiosk's PN532 poll interval (firmware/kiosk.py)
@@ -85,7 +85,7 @@ def browser_rounds(shop: KioskShop, rounds: int, rng) -> list[float]:
         page.add_init_script(STAMP_PANEL)
         page.goto(shop.url + "/")
         page.wait_for_selector("[data-testid=screen-signin]")
-        for digit in PIN:
+        for digit in shop.pin:
             page.click(f"[data-testid=pin-key-{digit}]")
         page.click("[data-testid=signin-submit]")
         page.wait_for_selector("[data-testid=screen-idle]")

@@ -29,12 +29,16 @@ TOML (see `load`): the PN532 reader (`reader`), the receipt printer
 
 from __future__ import annotations
 
+import base64
+import binascii
 import csv
 import hashlib
 import hmac
 import io
 import json
 import logging
+import os
+import secrets
 import threading
 import time
 import tomllib
@@ -93,18 +97,173 @@ def action_text(action: str | None, lang: str = "zh") -> str:
     return texts[1] if lang == "en" else texts[0]
 
 
-def pin_hash(clerk: str, pin: str) -> str:
-    """What `[[kiosk.clerks]] pin_sha256` holds. A 4-6 digit PIN hash can be
-    brute-forced by whoever reads the config file, so the file is root-only
-    (firmware/deploy/README.md); the hash only keeps PINs off screens and logs."""
-    return hashlib.sha256(("agri-kiosk-pin:%s:%s" % (clerk, pin)).encode("utf-8")).hexdigest()
+# ---------------------------------------------------------------------- clerk PINs
+#
+# A PIN is short: whoever reads the config file can try every 4-digit PIN in
+# seconds against a fast hash, so each is stored as scrypt (memory-hard: 32 MiB
+# a try) with a random 16-byte salt, self-describing, as the gateway stores
+# passwords (gateway/users.py): `scrypt$N$r$p$<salt b64>$<hash b64>`. The clerk
+# id is hashed with the PIN, so a line copied under another clerk's id does not
+# sign that clerk in. N = 2**15, r = 8, p = 1: about 0.1 s on the dev box (one
+# core of a shared 2-core EPYC) and, by the usual factor of four, about half a
+# second on a Raspberry Pi 4 per clerk tried; docs/security.md "Kiosk" has the
+# figures. Entries are refused below N = 2**14 (the gateway's login cost) and
+# above 128 MiB (a Pi 4 with 1 GB must still sign in).
+
+PIN_N, PIN_R, PIN_P = 2 ** 15, 8, 1
+PIN_MIN_N = 2 ** 14
+PIN_MAX_MEMORY = 128 * 1024 * 1024
+
+
+class PinHashError(ValueError):
+    """A `pin_hash` string that is not one this kiosk accepts."""
+
+
+def pin_hash(clerk: str, pin: str, n: int = PIN_N, r: int = PIN_R, p: int = PIN_P,
+             salt: bytes | None = None) -> str:
+    """What `[[kiosk.clerks]] pin_hash` holds (`python -m firmware kiosk-pin`)."""
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    derived = _scrypt(clerk, pin, salt, n, r, p)
+    return "scrypt$%d$%d$%d$%s$%s" % (n, r, p, base64.b64encode(salt).decode(), base64.b64encode(derived).decode())
+
+
+def _scrypt(clerk: str, pin: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(("agri-kiosk-pin:%s:%s" % (clerk, pin)).encode("utf-8"), salt=salt, n=n, r=r, p=p,
+                          dklen=32, maxmem=PIN_MAX_MEMORY + 2 * 1024 * 1024)
+
+
+def parse_pin_hash(text: str) -> tuple[int, int, int, bytes, bytes]:
+    """(n, r, p, salt, hash) of a `scrypt$…` string, or PinHashError saying
+    what is wrong with it."""
+    parts = text.split("$")
+    if len(parts) != 6 or parts[0] != "scrypt":
+        raise PinHashError("must be scrypt$N$r$p$salt$hash (python -m firmware kiosk-pin)")
+    try:
+        n, r, p = int(parts[1]), int(parts[2]), int(parts[3])
+        salt = base64.b64decode(parts[4], validate=True)
+        digest = base64.b64decode(parts[5], validate=True)
+    except (ValueError, binascii.Error):
+        raise PinHashError("N, r, p must be numbers, salt and hash base64") from None
+    if n < PIN_MIN_N or n & (n - 1):
+        raise PinHashError(f"N must be a power of two, at least {PIN_MIN_N}")
+    if not (1 <= r <= 32 and 1 <= p <= 16) or 128 * n * r > PIN_MAX_MEMORY:
+        raise PinHashError("r 1-32, p 1-16, and 128*N*r at most 128 MiB")
+    if len(salt) < 16 or len(digest) != 32:
+        raise PinHashError("salt at least 16 bytes, hash 32 bytes")
+    return n, r, p, salt, digest
+
+
+def check_pin(clerk: str, pin: str, stored: str) -> bool:
+    try:
+        n, r, p, salt, digest = parse_pin_hash(stored)
+    except PinHashError:
+        return False
+    return hmac.compare_digest(_scrypt(clerk, pin, salt, n, r, p), digest)
+
+
+class PinLockout:
+    """Wrong PINs, counted for the whole kiosk (every client of the UI is on
+    this machine: counting per client would let each new one start afresh).
+
+    After `after` wrong PINs sign-in is locked for `seconds`, and every further
+    lock is twice the last, up to `max_seconds`: 30 s, 60 s, 2 min ... 1 h with
+    the defaults, so a 4-digit PIN takes months to find, not the 12 hours of a
+    lock that never grew. While locked no PIN is checked, the right one
+    included. The right PIN clears the count towards the next lock but not the
+    level: someone guessing between a clerk's sign-ins climbs on. The level
+    falls back after `forget_s` without a wrong PIN (a day by default).
+
+    The state is a small JSON file (0600, written and fsynced before the wrong
+    PIN is answered), so a restart of the kiosk, even kill -9, resets nothing.
+    A lock is kept as its wall-clock end and its length: after a restart the
+    rest of it applies, never more than its length (a Pi has no clock battery,
+    and its clock can read early at boot until NTP corrects it)."""
+
+    def __init__(self, path: Path, after: int = 5, seconds: float = 30.0, max_seconds: float = 3600.0,
+                 forget_s: float = 86400.0, wall_ms: Callable[[], int] = now_ms, monotonic=time.monotonic):
+        self.path = Path(path)
+        self.after, self.seconds, self.max_seconds, self.forget_s = after, seconds, max_seconds, forget_s
+        self.wall_ms, self.monotonic = wall_ms, monotonic
+        self.failures = 0           # wrong PINs since the last lock (or the right PIN)
+        self.level = 0              # locks in a row: the next lasts seconds * 2**level
+        self.last_failure_ms = 0
+        self._until = 0.0           # monotonic end of the lock in force
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            data = json.loads(self.path.read_text("utf-8"))
+            self.failures, self.level = int(data["failures"]), int(data["level"])
+            self.last_failure_ms = int(data["last_failure_ms"])
+            until_ms, length = int(data["until_ms"]), float(data["length_s"])
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # Written atomically, so only a hand or another program breaks it:
+            # start locked for the shortest lock rather than open.
+            log.error("kiosk PIN lock state unreadable path=%s: %s; locking sign-in for %.0f s",
+                      self.path, exc, self.seconds)
+            self.failures, self.level, self.last_failure_ms = 0, 1, self.wall_ms()
+            self._until = self.monotonic() + self.seconds
+            return
+        left = min(max(0.0, (until_ms - self.wall_ms()) / 1000.0), length)
+        if left > 0:
+            self._until = self.monotonic() + left
+            log.warning("kiosk PIN lock still in force after a restart: %.0f s left", left)
+
+    def remaining(self) -> float:
+        """Seconds until a PIN may be tried again (0: now)."""
+        return max(0.0, self._until - self.monotonic())
+
+    def failed(self) -> float:
+        """Count a wrong PIN; the lock it starts, in seconds (0: none yet)."""
+        now = self.wall_ms()
+        if self.last_failure_ms and now - self.last_failure_ms > self.forget_s * 1000:
+            self.failures = self.level = 0
+        self.last_failure_ms = now
+        self.failures += 1
+        length = 0.0
+        if self.failures >= self.after:
+            length = min(self.max_seconds, self.seconds * 2 ** min(self.level, 30))
+            self.level += 1
+            self.failures = 0
+            self._until = self.monotonic() + length
+        self._save(now, length)
+        return length
+
+    def succeeded(self) -> None:
+        if self.failures:
+            self.failures = 0
+            self._save(self.wall_ms(), 0.0)
+
+    def _save(self, now: int, length: float) -> None:
+        left = self.remaining()
+        state = {"failures": self.failures, "level": self.level, "last_failure_ms": self.last_failure_ms,
+                 "until_ms": now + int(left * 1000), "length_s": max(length, left)}
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, json.dumps(state).encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 @dataclass
 class Clerk:
     id: str
     name: str
-    pin_sha256: str
+    pin_hash: str               # scrypt$…; a 64-hex `pin_sha256` of old configs signs nobody in
+
+    @property
+    def legacy(self) -> bool:
+        return not self.pin_hash.startswith("scrypt$")
 
 
 @dataclass
@@ -120,8 +279,11 @@ class KioskSettings:
     clerks: list[Clerk] = field(default_factory=list)
     deposit_fen: int = 50                # paid back per returned pesticide container
     http: str = "127.0.0.1:8080"
-    lock_after: int = 5                  # wrong PINs in a row before a lock-out
-    lock_seconds: float = 30.0
+    lock_after: int = 5                  # wrong PINs before a lock-out (PinLockout)
+    lock_seconds: float = 30.0           # the first lock; each next one twice as long
+    lock_max_seconds: float = 3600.0
+    lock_forget_s: float = 86400.0       # a day without a wrong PIN: back to the first lock
+    pin_state: Path | None = None        # the lock's file; default beside the ledger
 
 
 def _settings(table: dict, base: Path, source: Path | None) -> KioskSettings:
@@ -137,11 +299,28 @@ def _settings(table: dict, base: Path, source: Path | None) -> KioskSettings:
 
     clerks = []
     for i, entry in enumerate(get("clerks", list, [])):
-        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("id", "pin_sha256")):
-            raise ConfigError(f"{where}.clerks[{i}] needs id and pin_sha256 (strings)")
-        if not (0 < len(entry["id"]) <= 64) or len(entry["pin_sha256"]) != 64:
-            raise ConfigError(f"{where}.clerks[{i}]: id 1-64 characters, pin_sha256 64 hex digits")
-        clerks.append(Clerk(entry["id"], entry.get("name") or entry["id"], entry["pin_sha256"].lower()))
+        key = f"{where}.clerks[{i}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str) or not (0 < len(entry["id"]) <= 64):
+            raise ConfigError(f"{key} needs id (a string of 1-64 characters) and pin_hash")
+        if any(c.id == entry["id"] for c in clerks):
+            raise ConfigError(f"{key}: clerk id {entry['id']!r} listed twice")
+        name = entry.get("name") or entry["id"]
+        if isinstance(entry.get("pin_hash"), str):
+            try:
+                parse_pin_hash(entry["pin_hash"])
+            except PinHashError as err:
+                raise ConfigError(f"{key}.pin_hash {err}") from None
+            clerks.append(Clerk(entry["id"], name, entry["pin_hash"]))
+        elif isinstance(entry.get("pin_sha256"), str):
+            # The old fast hash: loaded so the owner is told, never used to sign
+            # in (checking it would tell a guesser the PIN the owner is likely
+            # to keep). The agent still starts: its uplink has sales to deliver.
+            log.warning("%s: clerk %s has an old pin_sha256 entry and cannot sign in; replace it with the "
+                        "pin_hash line of `python -m firmware kiosk-pin %s`", source or "kiosk config",
+                        entry["id"], entry["id"])
+            clerks.append(Clerk(entry["id"], name, "sha256$" + entry["pin_sha256"]))
+        else:
+            raise ConfigError(f"{key} needs id and pin_hash (python -m firmware kiosk-pin {entry['id']})")
     cache = get("voice_cache", str, None)
     columns = get("printer_columns", int, 32)
     if columns not in (32, 42, 48):
@@ -170,7 +349,7 @@ def load(path: str | Path) -> tuple[AgentConfig, KioskSettings]:
         [[kiosk.clerks]]
         id = "c1"
         name = "李梅"
-        pin_sha256 = "…"                          # python -m firmware kiosk-pin c1
+        pin_hash = "scrypt$32768$8$1$…$…"          # python -m firmware kiosk-pin c1
     """
     path = Path(path)
     try:
@@ -189,10 +368,21 @@ class KioskError(reasons.ReasonError):
     """A step the clerk asked for that cannot be done now; `code` says why."""
 
 
+class ClerkLocked(KioskError):
+    """Sign-in locked after wrong PINs; `retry_after` in whole seconds."""
+
+    def __init__(self, seconds: float):
+        self.retry_after = max(1, int(seconds + 0.999))
+        super().__init__("clerk_locked", "%ds left" % self.retry_after)
+
+
 def _error_of(exc: Exception) -> dict:
     code = getattr(exc, "code", None) or "internal_error"
-    return {"code": code, "zh": reasons.text(code, "zh"), "en": reasons.text(code, "en"),
+    view = {"code": code, "zh": reasons.text(code, "zh"), "en": reasons.text(code, "en"),
             "action": policy.ACTIONS.get(code) or labelcode.ACTIONS.get(code)}
+    if getattr(exc, "retry_after", None):
+        view["retry_after"] = exc.retry_after
+    return view
 
 
 class Kiosk:
@@ -209,8 +399,17 @@ class Kiosk:
         self._version = 0
         self.boot = wall_ms()     # a restarted agent starts its versions again
         self.clerk: Clerk | None = None
-        self._wrong_pins = 0
-        self._locked_until = 0.0
+        self.owner: str | None = None              # the UI client (session) the clerk signed in on
+        self._pin_lock = threading.Lock()          # one PIN check at a time: scrypt is CPU and memory
+        self.pin_lockout = PinLockout(
+            settings.pin_state or config.ledger_path.with_name(config.ledger_path.stem + ".pin-lock.json"),
+            after=settings.lock_after, seconds=settings.lock_seconds, max_seconds=settings.lock_max_seconds,
+            forget_s=settings.lock_forget_s, wall_ms=wall_ms, monotonic=monotonic)
+        self.pin_rehash = sorted(c.id for c in settings.clerks if c.legacy)
+        if self.pin_rehash:
+            log.warning("kiosk clerks with old pin_sha256 entries cannot sign in terminal=%s clerks=%s: "
+                        "python -m firmware kiosk-pin ID prints each new line", config.terminal,
+                        ",".join(self.pin_rehash))
         self._reset_session()
         self.screen = "signin"
         self.message: dict | None = None
@@ -324,23 +523,25 @@ class Kiosk:
 
     # ------------------------------------------------------------------ listeners and state
 
-    def add_listener(self, fn: Callable[[dict], None]) -> None:
+    def add_listener(self, fn: Callable[[dict], None], session: str | None = None) -> None:
+        """`fn(state)` on every change: the whole counter if `session` holds
+        it (`holds`), else only `public_snapshot()`, decided at each change."""
         with self._lock:
-            self._listeners.append(fn)
+            self._listeners.append((fn, session))
 
     def remove_listener(self, fn) -> None:
         with self._lock:
-            if fn in self._listeners:
-                self._listeners.remove(fn)
+            self._listeners = [(f, s) for f, s in self._listeners if f is not fn]
 
     def _changed(self) -> None:
         with self._lock:
             self._version += 1
-            snap = self.snapshot()
-            listeners = list(self._listeners)
-        for fn in listeners:
+            full = self.snapshot()
+            public = self._public_of(full)
+            listeners = [(fn, full if self.holds(session) else public) for fn, session in self._listeners]
+        for fn, view in listeners:
             try:
-                fn(snap)
+                fn(view)
             except Exception:
                 log.exception("kiosk listener failed")
 
@@ -353,8 +554,32 @@ class Kiosk:
         self.card_present = False
         self.receipt_state: dict | None = None
 
+    def holds(self, session: str | None) -> bool:
+        """Whether `session` (a UI client; None for an in-process caller) is
+        the one a clerk signed in on: only it sees and drives the counter."""
+        return self.clerk is not None and self.owner == session
+
+    def view_for(self, session: str | None) -> dict:
+        with self._lock:
+            return self.snapshot() if self.holds(session) else self.public_snapshot()
+
+    def public_snapshot(self) -> dict:
+        """What any client of the UI sees before its clerk signs in: the
+        sign-in screen and the terminal's health, nothing about people or
+        sales (no clerk, subject, cart, decision, message, backlog or ledger)."""
+        with self._lock:
+            return self._public_of({"boot": self.boot, "version": self._version, "voice": self.voice.enabled,
+                                    "status": self.status()})
+
+    def _public_of(self, full: dict) -> dict:
+        status = full["status"]
+        return {"boot": full["boot"], "version": full["version"], "screen": "signin", "clerk": None,
+                "message": None, "voice": full["voice"], "pin_rehash": bool(self.pin_rehash),
+                "status": {k: status[k] for k in ("online", "catalogue", "params", "reader", "printer", "camera")}}
+
     def snapshot(self) -> dict:
-        """Everything the screen shows, as JSON."""
+        """Everything the screen shows, as JSON (for the client that `holds`
+        the counter, and in-process callers)."""
         with self._lock:
             return {
                 "boot": self.boot,
@@ -421,44 +646,75 @@ class Kiosk:
 
     # ------------------------------------------------------------------ clerk
 
-    def sign_in(self, pin: str) -> Clerk:
-        now = self._monotonic()
-        with self._lock:
-            if now < self._locked_until:
-                raise KioskError("clerk_locked", "%.0fs left" % (self._locked_until - now))
-            for clerk in self.settings.clerks:
-                if hmac.compare_digest(pin_hash(clerk.id, str(pin)), clerk.pin_sha256):
-                    self.clerk = clerk
-                    self._wrong_pins = 0
-                    self._reset_session()
-                    self.screen = "idle"
-                    self.message = None
-                    break
-            else:
-                self._wrong_pins += 1
-                if self._wrong_pins >= self.settings.lock_after:
-                    self._locked_until = now + self.settings.lock_seconds
-                    self._wrong_pins = 0
-                log.warning("kiosk sign-in refused terminal=%s", self.config.terminal)
+    def sign_in(self, pin: str, session: str | None = None) -> Clerk:
+        """The clerk whose PIN this is, or `clerk_pin_wrong`; `clerk_locked`
+        (with `retry_after`) while the lock-out runs, without checking the PIN.
+        The sign-in belongs to `session` (the UI client that sent the PIN):
+        only it sees and drives the counter until it signs out or another
+        client signs in (a handover: a Chromium restarted has a new session).
+        PINs are checked one at a time and outside the session lock (a card
+        tap or a pushed state never waits for scrypt)."""
+        with self._pin_lock:
+            left = self.pin_lockout.remaining()
+            if left > 0:
+                raise ClerkLocked(left)
+            with self._lock:
+                self._busy_check()
+            pin = str(pin)
+            clerk = next((c for c in self.settings.clerks if not c.legacy and check_pin(c.id, pin, c.pin_hash)),
+                         None)
+            if clerk is None:
+                locked = self.pin_lockout.failed()
+                log.warning("kiosk sign-in refused terminal=%s%s", self.config.terminal,
+                            " locked_s=%.0f" % locked if locked else "")
                 raise KioskError("clerk_pin_wrong")
-        log.info("clerk signed in terminal=%s clerk=%s", self.config.terminal, self.clerk.id)
+            self.pin_lockout.succeeded()
+            with self._lock:
+                self._busy_check()
+                self.clerk = clerk
+                self.owner = session
+                self._reset_session()
+                self.screen = "idle"
+                self.message = None
+        log.info("clerk signed in terminal=%s clerk=%s", self.config.terminal, clerk.id)
         self.voice.say("tap")
         self._changed()
-        return self.clerk
+        return clerk
 
-    def sign_out(self) -> None:
+    def sign_out(self, session: str | None = None) -> None:
         with self._lock:
+            self._need_clerk(session)
             self._busy_check()
-            self.clerk = None
-            self._reset_session()
-            self.screen = "signin"
-            self.message = None
+            self._signed_out()
         self._changed()
 
-    def _need_clerk(self) -> Clerk:
-        if self.clerk is None:
+    def end_session(self, session: str) -> None:
+        """A UI client's session is gone (expired, dropped): its sign-in ends
+        with it, unless a decision is being committed (the next sweep retries)."""
+        with self._lock:
+            if not self.holds(session) or self.screen == "deciding":
+                return
+            self._signed_out()
+        log.info("clerk signed out with the session's end terminal=%s", self.config.terminal)
+        self._changed()
+
+    def _signed_out(self) -> None:
+        self.clerk = None
+        self.owner = None
+        self._reset_session()
+        self.screen = "signin"
+        self.message = None
+
+    def _need_clerk(self, session: str | None = None) -> Clerk:
+        if not self.holds(session):
             raise KioskError("clerk_required")
         return self.clerk
+
+    def need_clerk(self, session: str | None = None) -> Clerk:
+        """The signed-in clerk if `session` holds the counter, else
+        `clerk_required` (the ledger and the state are for that client only)."""
+        with self._lock:
+            return self._need_clerk(session)
 
     def _busy_check(self) -> None:
         if self.screen == "deciding":
@@ -488,7 +744,7 @@ class Kiosk:
             self.card_present = False
         self._changed()
 
-    def face_check(self, product_class: str = "normal") -> dict:
+    def face_check(self, product_class: str = "normal", session: str | None = None) -> dict:
         """The buyer looks at the camera: frames matched against the shop's face
         gallery as last synced (`Counter.identify_by_face`; a burst with the
         liveness check when the product class needs it). With a card already
@@ -496,7 +752,8 @@ class Kiosk:
         next to its face button: `{"identified": true, "subject", "method"}`,
         or `{"identified": false, "code", "zh", "en", "action"}` (no match, too
         dark, not live...), which is also the session's message."""
-        self._need_clerk()
+        with self._lock:
+            self._need_clerk(session)
         if self.camera is None:
             raise KioskError("camera_unavailable")
         live = self.agent.face.policy.required_for(product_class)
@@ -589,8 +846,8 @@ class Kiosk:
 
     # ------------------------------------------------------------------ cart
 
-    def _need_sale(self) -> Identity:
-        self._need_clerk()
+    def _need_sale(self, session: str | None = None) -> Identity:
+        self._need_clerk(session)
         if self.identity is None:
             raise KioskError("subject_required")
         self._busy_check()
@@ -601,12 +858,12 @@ class Kiosk:
             self.screen = "sale"
         return self.identity
 
-    def scan(self, text: str, packs: int = 1) -> dict:
+    def scan(self, text: str, packs: int = 1, session: str | None = None) -> dict:
         with self._lock:
             try:
-                self._need_sale()
+                self._need_sale(session)
                 if self.screen == "return":
-                    return self.scan_return(text)
+                    return self.scan_return(text, session=session)
                 line = self.counter.scan(self.cart, text, packs)
                 self.message = None
             except (KioskError, CounterError, labelcode.LabelError) as exc:
@@ -616,10 +873,10 @@ class Kiosk:
         self._changed()
         return {"product": line.product, "spec": line.spec, "packs": line.packs}
 
-    def add(self, product: str, spec: str, packs: int = 1) -> None:
+    def add(self, product: str, spec: str, packs: int = 1, session: str | None = None) -> None:
         with self._lock:
             try:
-                self._need_sale()
+                self._need_sale(session)
                 self.counter.add(self.cart, product, spec, packs)
                 self.message = None
             except (KioskError, CounterError) as exc:
@@ -628,9 +885,9 @@ class Kiosk:
                 raise
         self._changed()
 
-    def set_packs(self, index: int, packs: int) -> None:
+    def set_packs(self, index: int, packs: int, session: str | None = None) -> None:
         with self._lock:
-            self._need_sale()
+            self._need_sale(session)
             if not 0 <= index < len(self.cart.lines):
                 raise KioskError("cart_line_missing", str(index))
             if not isinstance(packs, int) or isinstance(packs, bool) or not 1 <= packs <= 100000:
@@ -638,9 +895,9 @@ class Kiosk:
             self.cart.lines[index].packs = packs
         self._changed()
 
-    def remove(self, index: int) -> None:
+    def remove(self, index: int, session: str | None = None) -> None:
         with self._lock:
-            self._need_sale()
+            self._need_sale(session)
             if not 0 <= index < len(self.cart.lines):
                 raise KioskError("cart_line_missing", str(index))
             self.cart.remove(index)
@@ -670,11 +927,11 @@ class Kiosk:
 
     # ------------------------------------------------------------------ deciding
 
-    def checkout(self) -> dict:
+    def checkout(self, session: str | None = None) -> dict:
         """Decide, commit, then show. The screen shows "deciding" meanwhile and
         the outcome only once `Counter.checkout` returned, i.e. after the commit."""
         with self._lock:
-            identity = self._need_sale()
+            identity = self._need_sale(session)
             if self.screen == "return":
                 raise KioskError("kiosk_busy")
             if not self.cart.lines:
@@ -740,10 +997,10 @@ class Kiosk:
             "voided": False,
         }
 
-    def void(self, reason: str = "clerk_void") -> dict:
+    def void(self, reason: str = "clerk_void", session: str | None = None) -> dict:
         """Void the sale on screen (a void record; the quota is given back)."""
         with self._lock:
-            self._need_clerk()
+            self._need_clerk(session)
             if not self.outcome or not self.outcome["approved"] or self.outcome["voided"]:
                 raise KioskError("nothing_to_void")
             stored = self.counter.void(self.outcome["seq"], reason, clerk=self.clerk.id)
@@ -753,10 +1010,10 @@ class Kiosk:
         self._changed()
         return self.outcome
 
-    def finish(self) -> None:
+    def finish(self, session: str | None = None) -> None:
         """Next customer: back to the idle screen, and remind the farmer of the card."""
         with self._lock:
-            self._need_clerk()
+            self._need_clerk(session)
             self._busy_check()
             had_card = self.identity is not None and self.identity.card is not None
             self._reset_session()
@@ -812,7 +1069,9 @@ class Kiosk:
         self._spawn(job, "receipt-%d" % seq)
         self._last_receipt = (doc, seq)
 
-    def reprint(self) -> None:
+    def reprint(self, session: str | None = None) -> None:
+        with self._lock:
+            self._need_clerk(session)
         last = getattr(self, "_last_receipt", None)
         if self.printer is None or last is None:
             raise KioskError("nothing_to_void", "no receipt")
@@ -832,9 +1091,9 @@ class Kiosk:
                     if code and item.get("decision", "approve") == "approve":
                         self._sold_codes.setdefault(code, record["seq"])
 
-    def start_return(self) -> None:
+    def start_return(self, session: str | None = None) -> None:
         with self._lock:
-            self._need_sale()
+            self._need_sale(session)
             self.cart = Cart()
             self.outcome = None
             self.returned = []
@@ -842,9 +1101,9 @@ class Kiosk:
             self.message = None
         self._changed()
 
-    def scan_return(self, text: str) -> dict:
+    def scan_return(self, text: str, session: str | None = None) -> dict:
         with self._lock:
-            self._need_clerk()
+            self._need_clerk(session)
             if self.screen != "return":
                 raise KioskError("subject_required")
             try:
@@ -874,15 +1133,16 @@ class Kiosk:
         self._changed()
         return entry
 
-    def cancel_return(self) -> None:
+    def cancel_return(self, session: str | None = None) -> None:
         with self._lock:
+            self._need_clerk(session)
             self.returned = []
             self.screen = "sale" if self.identity else "idle"
         self._changed()
 
-    def commit_return(self) -> dict:
+    def commit_return(self, session: str | None = None) -> dict:
         with self._lock:
-            clerk = self._need_clerk()
+            clerk = self._need_clerk(session)
             if self.screen != "return" or self.identity is None:
                 raise KioskError("subject_required")
             if not self.returned:
@@ -1004,7 +1264,9 @@ class Kiosk:
                 yield self._row_view(json.loads(text))
                 after = seq
 
-    def set_voice(self, on: bool) -> None:
+    def set_voice(self, on: bool, session: str | None = None) -> None:
+        with self._lock:
+            self._need_clerk(session)
         self.voice.set_enabled(on)
         self._changed()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import secrets
 import subprocess
 import sys
 import threading
@@ -31,7 +32,7 @@ from simulator.seeding import counter_toml
 
 log = logging.getLogger(__name__)
 
-CLERK, CLERK_NAME, PIN = "clerk1", "李梅", "2468"
+CLERK, CLERK_NAME = "clerk1", "李梅"
 
 
 def start_kiosk(config: Path, log_path: Path, env: dict, timeout: float = 60.0) -> subprocess.Popen:
@@ -62,6 +63,9 @@ class CounterKiosk:
         self.district, self.shop, self.creds = district, shop, creds
         self.broker_url, self.http, self.ca = broker_url, http, ca
         self.url = f"http://{http}/"
+        # the clerk's PIN, new for every run of the demo (printed with the URL):
+        # a demo kiosk on a visitor's machine is no open door with a known PIN
+        self.pin = "%06d" % secrets.randbelow(10 ** 6)
         self.reader = self.printer = self.proc = None
         self._stop = threading.Event()
 
@@ -81,7 +85,7 @@ class CounterKiosk:
         text += (f'\n[kiosk]\nshop_name = "{self.shop.name}"\nreader = "{self.reader.path}"\n'
                  f'printer = "{self.printer.path}"\ncamera = "file://{stills}/*.jpg?fps=2"\nvoice = false\n'
                  f'http = "{self.http}"\n'
-                 f'[[kiosk.clerks]]\nid = "{CLERK}"\nname = "{CLERK_NAME}"\npin_sha256 = "{pin_hash(CLERK, PIN)}"\n')
+                 f'[[kiosk.clerks]]\nid = "{CLERK}"\nname = "{CLERK_NAME}"\npin_hash = "{pin_hash(CLERK, self.pin)}"\n')
         config.write_text(text, "utf-8")
         self.proc = start_kiosk(config, self.workdir / "kiosk.log", _env(), timeout)
         return self

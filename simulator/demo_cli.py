@@ -39,7 +39,7 @@ from rich.console import Console
 from protocols import configsync
 from simulator import misuse, scorecard
 from simulator.broker import free_port
-from simulator.counter_kiosk import CLERK_NAME, PIN, CounterKiosk
+from simulator.counter_kiosk import CLERK_NAME, CounterKiosk
 from simulator.fleet import Fleet
 from simulator.processes import wait_for
 
@@ -157,7 +157,7 @@ def main(argv, prog):
                              run_.seeded.creds[counter_shop.terminal], run_.broker.tls_url,
                              f"127.0.0.1:{free_port()}", ca=run_.broker.ca).start()
         kiosk.visitors(every_s=max(20.0, args.day_seconds / 2), seed=args.seed)
-        console.print(f"counter: {kiosk.url}  ({counter_shop.name}; clerk {CLERK_NAME}, PIN {PIN})",
+        console.print(f"counter: {kiosk.url}  ({counter_shop.name}; clerk {CLERK_NAME}, PIN {kiosk.pin})",
                       markup=False, highlight=False)
         console.print(f"broker {run_.broker.tls_url} (TLS; client certificates on {run_.broker.cert_url}; "
                       f"CA {run_.broker.ca}) · gateway db {run_.db} · logs and district files in {workdir}",

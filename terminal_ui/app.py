@@ -27,7 +27,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from firmware.kiosk import Kiosk
+from firmware.kiosk import ClerkLocked, Kiosk
 from firmware.receipt import time_text
 from protocols.reasons import ReasonError
 
@@ -74,6 +74,9 @@ def create_app(kiosk: Kiosk) -> FastAPI:
 
     @app.exception_handler(ReasonError)
     async def _reason(request: Request, exc: ReasonError):
+        if isinstance(exc, ClerkLocked):        # sign-in locked after wrong PINs: say for how long
+            return JSONResponse(Kiosk.error_view(exc), status_code=429,
+                                headers={"Retry-After": str(exc.retry_after)})
         return JSONResponse(Kiosk.error_view(exc), status_code=409)
 
     @app.get("/")

@@ -28,7 +28,7 @@ import pytest
 
 from simulator.processes import wait_for
 from tests.support import screenshots
-from tests.support.kiosk_district import (CLERK, IMIDACLOPRID, PIN, RESTRICTED, UREA_EAN, KioskShop, label_code,
+from tests.support.kiosk_district import (CLERK, IMIDACLOPRID, RESTRICTED, UREA_EAN, KioskShop, label_code,
                                           sale_records)
 
 pytestmark = pytest.mark.timeout(180)
@@ -108,9 +108,9 @@ def shot(page, name):
     screenshots.save(page, f"terminal-{name}")
 
 
-def sign_in(page):
+def sign_in(page, pin):
     page.wait_for_selector("[data-testid=screen-signin]")
-    for digit in PIN:
+    for digit in pin:
         page.click(f"[data-testid=pin-key-{digit}]")
     page.click("[data-testid=signin-submit]")
     page.wait_for_selector("[data-testid=screen-idle]")
@@ -135,7 +135,7 @@ def test_sign_in_then_a_card_tap_shows_the_subject_and_quota(shop, page):
     page.click("[data-testid=pin-key-1]")
     page.click("[data-testid=signin-submit]")
     page.wait_for_selector("[data-testid=message]:has-text('PIN 不正确')")
-    sign_in(page)
+    sign_in(page, shop.pin)
     assert page.inner_text("[data-testid=invite]") == "请刷卡或看摄像头"
     assert page.inner_text("[data-testid=clerk]") == "李梅"
     assert page.get_attribute("[data-testid=net]", "data-state") == "online"
@@ -160,7 +160,7 @@ def test_sign_in_then_a_card_tap_shows_the_subject_and_quota(shop, page):
 
 
 def test_approved_sale_prints_a_receipt_with_items_and_record_number(shop, page):
-    sign_in(page)
+    sign_in(page, shop.pin)
     tap_and_wait(shop, page, "S-0001")
     assert page.inner_text("[data-testid=quota-remaining-fert_n]") == "150 kg"
     scan(page, UREA_EAN)                         # the barcode scanner types into the focused field
@@ -196,7 +196,7 @@ def restricted_refused(shop, page):
 
 
 def test_refused_restricted_product_shows_the_reason_and_what_to_do(shop, page):
-    sign_in(page)
+    sign_in(page, shop.pin)
     restricted_refused(shop, page)
     text = page.inner_text("[data-testid=item-0]")
     assert "限制使用农药只能在定点经营门店购买" in text
@@ -214,7 +214,7 @@ def test_a_reader_that_stops_answering_for_a_moment_keeps_the_decision_on_screen
     that), so the poller reports the reader lost and the card gone, then both
     back. The same card found again is the tap already served: the decision
     stays on screen with its face button instead of a fresh sale."""
-    sign_in(page)
+    sign_in(page, shop.pin)
     restricted_refused(shop, page)
     log = shop.root / "terminal.log"
     taps = lambda: log.read_text("utf-8").count("card present terminal=T001")   # noqa: E731
@@ -228,7 +228,7 @@ def test_a_reader_that_stops_answering_for_a_moment_keeps_the_decision_on_screen
 
 
 def test_with_the_broker_stopped_the_sale_completes_offline_and_is_marked(shop, page):
-    sign_in(page)
+    sign_in(page, shop.pin)
     shop.broker_down()
     try:
         page.wait_for_selector("[data-testid=net][data-state=offline]", timeout=20_000)
@@ -334,7 +334,7 @@ def test_the_face_button_identifies_a_buyer_enrolled_at_the_gateway(shop, page):
     at the camera is "no match" in words, and another photo of S-0001 opens the
     subject panel identified by face."""
     from tests.support import face_images as fi
-    sign_in(page)
+    sign_in(page, shop.pin)
     assert shop.enrol_face("S-0001", fi.path("obama2.jpg"))["imported"] == 1
     wait_for(lambda: shop.gallery_subjects() >= 1, 60, "the terminal's face gallery with S-0001")
     page.wait_for_selector("[data-testid=screen-idle]")
@@ -360,7 +360,7 @@ def test_a_refusal_that_asks_for_the_face_offers_the_face_check_and_says_why_it_
     button runs the liveness burst; a photo held to the camera is a still, so
     the answer is "not live", in words next to the button."""
     from tests.support import face_images as fi
-    sign_in(page)
+    sign_in(page, shop.pin)
     restricted_refused(shop, page)
     shop.show_camera(fi.path("obama.jpg"))                 # a photo of the card holder, held up
     page.click("[data-testid=face-check]")
@@ -380,7 +380,7 @@ def test_the_ui_never_shows_approved_before_the_sale_is_committed(browser, tmp_p
     marker = tmp_path / "paused"
     with kiosk_shop(tmp_path / "kiosk", pause_before_commit=marker) as shop, \
             open_page(browser, shop.url, init_script=RECORD_BANNERS) as page:
-        sign_in(page)
+        sign_in(page, shop.pin)
         tap_and_wait(shop, page, "S-0001")
         scan(page, UREA_EAN)
         page.click("[data-testid=checkout]")

@@ -23,19 +23,24 @@ from firmware.kiosk import Kiosk, KioskSettings, _settings, load, pin_hash, Cler
 from terminal_ui.app import create_app
 from protocols import reasons
 from tests.support import quota_fixtures as fx
-from tests.support.kiosk_district import IMIDACLOPRID, RESTRICTED, label_code
+from tests.support.kiosk_district import IMIDACLOPRID, RESTRICTED, label_code, new_pin
 from tests.test_offline_counter import KEY, sync
 
 pytestmark = pytest.mark.timeout(30)
 
 
 @pytest.fixture
-def kiosk(tmp_path):
+def pin():
+    return new_pin()
+
+
+@pytest.fixture
+def kiosk(tmp_path, pin):
     text = (f'[terminal]\nid = "T9"\nkey = "{KEY.hex()}"\nshop = "shop-T9"\n\n'
             f'[ledger]\npath = "{tmp_path / "t9.ledger.db"}"\nreserve_mb = 0\n\n'
             '[broker]\nurl = "mqtt://127.0.0.1:1"\n\n[counter]\ndeadline_ms = 100\nclerk = "c1"\n')
     config = parse(tomllib.loads(text), tmp_path)
-    settings = KioskSettings(shop_name="测试店", clerks=[Clerk("c1", "李梅", pin_hash("c1", "2468"))], voice=False,
+    settings = KioskSettings(shop_name="测试店", clerks=[Clerk("c1", "李梅", pin_hash("c1", pin))], voice=False,
                              player=(), voice_cache=tmp_path / "voice", lock_after=3, lock_seconds=60)
     k = Kiosk(config, settings)
     sync(k.agent.config_store)
@@ -48,25 +53,26 @@ def client(kiosk):
     return TestClient(create_app(kiosk))
 
 
-def test_wrong_pins_lock_the_sign_in(client, kiosk):
+def test_wrong_pins_lock_the_sign_in(client, kiosk, pin):
     for _ in range(3):
         assert client.post("/api/signin", json={"pin": "0000"}).json()["code"] == "clerk_pin_wrong"
-    locked = client.post("/api/signin", json={"pin": "2468"})
-    assert locked.status_code == 409 and locked.json()["code"] == "clerk_locked"
+    locked = client.post("/api/signin", json={"pin": pin})
+    assert locked.status_code == 429 and locked.json()["code"] == "clerk_locked"
+    assert locked.headers["retry-after"] == "60" and locked.json()["retry_after"] == 60
     assert kiosk.snapshot()["clerk"] is None and kiosk.snapshot()["screen"] == "signin"
 
 
-def test_nothing_happens_before_sign_in_and_identification(client, kiosk):
+def test_nothing_happens_before_sign_in_and_identification(client, kiosk, pin):
     assert client.post("/api/scan", json={"text": "6990000000268"}).json()["code"] == "clerk_required"
-    client.post("/api/signin", json={"pin": "2468"})
+    client.post("/api/signin", json={"pin": pin})
     assert client.post("/api/scan", json={"text": "6990000000268"}).json()["code"] == "subject_required"
     assert client.post("/api/checkout").json()["code"] == "subject_required"
     assert client.post("/api/void", json={}).json()["code"] == "nothing_to_void"
     assert kiosk.agent.ledger.head == 0
 
 
-def test_hostile_requests_get_clear_errors_and_change_nothing(client, kiosk):
-    client.post("/api/signin", json={"pin": "2468"})
+def test_hostile_requests_get_clear_errors_and_change_nothing(client, kiosk, pin):
+    client.post("/api/signin", json={"pin": pin})
     kiosk.identified(Identity("S1", "card", "CARD-1"))
     assert client.post("/api/scan", json={"text": "6990000000260"}).json()["code"] == "barcode_check_digit"
     assert client.post("/api/scan", json={"text": "x" * 5000}).status_code == 422
@@ -77,8 +83,8 @@ def test_hostile_requests_get_clear_errors_and_change_nothing(client, kiosk):
     assert kiosk.snapshot()["cart"] == [] and kiosk.agent.ledger.head == 0
 
 
-def test_offline_sale_through_the_api_is_committed_then_shown(client, kiosk):
-    client.post("/api/signin", json={"pin": "2468"})
+def test_offline_sale_through_the_api_is_committed_then_shown(client, kiosk, pin):
+    client.post("/api/signin", json={"pin": pin})
     kiosk.identified(Identity("S1", "card", "CARD-1"))
     assert client.post("/api/scan", json={"text": "6990000000268"}).status_code == 200
     out = client.post("/api/checkout").json()
@@ -94,13 +100,13 @@ def test_offline_sale_through_the_api_is_committed_then_shown(client, kiosk):
     assert csv_text.splitlines()[0].startswith("seq,time,type") and "尿素" in csv_text
 
 
-def test_subject_panel_shows_the_village_by_name_and_the_credit_grade(client, kiosk):
+def test_subject_panel_shows_the_village_by_name_and_the_credit_grade(client, kiosk, pin):
     """The synced entry's village name and grade reach the panel; a subject the
     gateway sent no grade for is "not rated" (None), not guessed."""
     entries = fx.subjects({"S1": 10, "S2": 8})
     entries[0].update(village="330113001001", village_name="东湖村", grade="C")
     sync(kiosk.agent.config_store, subjects=entries)
-    client.post("/api/signin", json={"pin": "2468"})
+    client.post("/api/signin", json={"pin": pin})
     kiosk.identified(Identity("S1", "card", "CARD-1"))
     panel = client.get("/api/state").json()["subject"]
     assert (panel["village_name"], panel["village"], panel["grade"]) == ("东湖村", "330113001001", "C")
@@ -111,11 +117,11 @@ def test_subject_panel_shows_the_village_by_name_and_the_credit_grade(client, ki
     assert (panel["village_name"], panel["grade"], panel["town"]) == (None, None, fx.TOWN)
 
 
-def test_a_face_check_after_face_required_keeps_the_refused_lines_for_the_card_holder(client, kiosk):
+def test_a_face_check_after_face_required_keeps_the_refused_lines_for_the_card_holder(client, kiosk, pin):
     """Restricted products need card and face: after the refusal the clerk has
     the buyer look at the camera, and only the lines refused for the face come
     back to the cart (the urea already sold is not sold twice)."""
-    client.post("/api/signin", json={"pin": "2468"})
+    client.post("/api/signin", json={"pin": pin})
     kiosk.identified(Identity("S1", "card", "CARD-1"))
     client.post("/api/scan", json={"text": "6990000000268"})
     client.post("/api/cart", json={"product": RESTRICTED[0], "spec": RESTRICTED[1]})
@@ -133,17 +139,17 @@ def test_a_face_check_after_face_required_keeps_the_refused_lines_for_the_card_h
     assert client.get("/api/state").json()["cart"] == []         # a new customer starts empty
 
 
-def test_face_check_without_a_camera_says_so_and_bad_requests_are_refused(client, kiosk):
+def test_face_check_without_a_camera_says_so_and_bad_requests_are_refused(client, kiosk, pin):
     assert client.post("/api/face", json={}).json()["code"] == "clerk_required"
-    client.post("/api/signin", json={"pin": "2468"})
+    client.post("/api/signin", json={"pin": pin})
     res = client.post("/api/face", json={"product_class": "restricted"})
     assert res.status_code == 409 and res.json()["code"] == "camera_unavailable"
     assert client.post("/api/face", json={"product_class": "banned"}).status_code == 422
     assert kiosk.snapshot()["screen"] == "idle" and kiosk.identity is None
 
 
-def test_search_lists_banned_products_marked(client, kiosk):
-    client.post("/api/signin", json={"pin": "2468"})
+def test_search_lists_banned_products_marked(client, kiosk, pin):
+    client.post("/api/signin", json={"pin": pin})
     found = client.get("/api/catalogue", params={"q": "百草枯"}).json()["products"]
     assert found and all(p["status"] == "banned" for p in found)
 
@@ -166,7 +172,7 @@ def pdf_pages(data: bytes) -> list[str]:
     return [page.extract_text() for page in pypdf.PdfReader(io.BytesIO(data)).pages]
 
 
-def test_ledger_pdf_lists_every_record_for_an_inspector(client, kiosk):
+def test_ledger_pdf_lists_every_record_for_an_inspector(client, kiosk, pin):
     """Sales online and offline, a void, a refusal and a packaging return: each
     record's number, type and mode is in the PDF's text, under the Chinese title
     with shop, terminal, export time and range; the subject is its id, never a name."""
@@ -174,7 +180,7 @@ def test_ledger_pdf_lists_every_record_for_an_inspector(client, kiosk):
     ledger.append("sale", {"subject": "S2", "items": [{"product": fx.UREA[0], "spec": fx.UREA[1], "packs": 1,
                                                        "decision": "approve"}],
                            "identity": "card", "mode": "online", "clerk": "c1", "auth": "A-1"}, kiosk.wall_ms())
-    client.post("/api/signin", json={"pin": "2468"})
+    client.post("/api/signin", json={"pin": pin})
     kiosk.identified(Identity("S1", "card", "CARD-1"))
     client.post("/api/scan", json={"text": "6990000000268"})
     assert client.post("/api/checkout").json()["record_id"] == "T9-000002"            # offline sale

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import secrets
 import signal
 import sqlite3
 import subprocess
@@ -53,7 +54,13 @@ REGISTRY = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
 REGISTRY_PUB = REGISTRY.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 TERMINAL = "T001"
 SHOP = "shop-T001"
-CLERK, CLERK_NAME, PIN = "c1", "李梅", "2468"
+CLERK, CLERK_NAME = "c1", "李梅"
+
+
+def new_pin() -> str:
+    """A clerk PIN for one shop: six random digits, never a fixed one a test
+    (or an attacker reading the tests) could know beforehand."""
+    return "%06d" % secrets.randbelow(10 ** 6)
 
 SUBJECTS = [
     {"id": "S-0001", "status": "active", "town": fx.TOWN, "village": VILLAGE1, "name": "王建国",
@@ -82,6 +89,7 @@ def env() -> dict:
 
 class KioskShop:
     def __init__(self, root: Path, deadline_ms: int = 1500):
+        self.pin = new_pin()        # the clerk's PIN at this shop
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.db = self.root / "gateway.db"
@@ -132,7 +140,7 @@ class KioskShop:
             f'\n[kiosk]\nshop_name = "塘栖农资店"\nreader = "{self.reader.path}"\nprinter = "{self.printer.path}"\n'
             f'camera = "file://{stills}/*.jpg?fps=2"\nvoice = true\nplayer = []\n'
             f'voice_cache = "{self.root / "voice"}"\ndeposit_fen = 50\nhttp = "127.0.0.1:0"\n'
-            f'[[kiosk.clerks]]\nid = "{CLERK}"\nname = "{CLERK_NAME}"\npin_sha256 = "{pin_hash(CLERK, PIN)}"\n')
+            f'[[kiosk.clerks]]\nid = "{CLERK}"\nname = "{CLERK_NAME}"\npin_hash = "{pin_hash(CLERK, self.pin)}"\n')
 
     # -- the agent process
 
@@ -196,7 +204,7 @@ class KioskShop:
     # -- the counter driven through its API
 
     def sign_in(self) -> None:
-        self.api("POST", "/api/signin", {"pin": PIN})
+        self.api("POST", "/api/signin", {"pin": self.pin})
 
     def serve(self, subject: str) -> None:
         """A fresh tap of the subject's card, until the session shows it."""
