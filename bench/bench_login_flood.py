@@ -158,7 +158,8 @@ def main() -> int:
             console.print(f"phase: {label} ({args.duration:.0f} s)")
             spawn = multiprocessing.get_context("spawn")
             answers = spawn.Queue()
-            flooder = spawn.Process(target=flood, args=(url, threads, rotate, args.duration, answers)) if threads else None
+            flooder = (spawn.Process(target=flood, args=(url, threads, rotate, args.duration, answers))
+                       if threads else None)
             sellers = [threading.Thread(target=sell, args=(i, a), daemon=True) for i, a in enumerate(agents)]
             if flooder:
                 flooder.start()

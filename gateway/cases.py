@@ -260,7 +260,8 @@ def _for_action(conn, user: User, case_id: int, states: tuple[str, ...]) -> dict
     return case
 
 
-HIDDEN_CATEGORIES = ("Cc", "Cf", "Cs", "Co", "Zl", "Zp")   # controls, format (bidi, zero-width), surrogates, private use, separators
+# controls, format (bidi, zero-width), surrogates, private use, line and paragraph separators
+HIDDEN_CATEGORIES = ("Cc", "Cf", "Cs", "Co", "Zl", "Zp")
 ALLOWED_CONTROLS = "\t\n\r"
 
 
