@@ -491,7 +491,8 @@ class Store:
                     for terminal, text in rows:
                         key = self.vault.open(terminal, text) if text.startswith(SEALED_PREFIX) \
                             else bytes.fromhex(text)
-                        self.conn.execute("UPDATE terminals SET key = ? WHERE id = ?", [new.seal(terminal, key), terminal])
+                        self.conn.execute("UPDATE terminals SET key = ? WHERE id = ?",
+                                          [new.seal(terminal, key), terminal])
                     self.conn.execute("INSERT OR REPLACE INTO master_key(id, check_value) VALUES (1, ?)",
                                       [new.check_value()])
                 self._scrub()

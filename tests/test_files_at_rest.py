@@ -235,7 +235,8 @@ def test_an_old_database_with_clear_keys_is_sealed_in_place_and_every_terminal_s
 def test_a_wrong_master_key_is_a_clear_error_at_start_not_a_wrong_terminal_key(tmp_path, monkeypatch):
     db = tmp_path / "gw.db"
     right, wrong = os.urandom(32), os.urandom(32)
-    right_file, wrong_file = master_key_file(tmp_path / "right.key", right), master_key_file(tmp_path / "wrong.key", wrong)
+    right_file = master_key_file(tmp_path / "right.key", right)
+    wrong_file = master_key_file(tmp_path / "wrong.key", wrong)
     store = Store(db, right_file)
     provision(store, "T1", "SHOP", 0, key_hex=KEY.hex())
     store.close()
@@ -324,7 +325,7 @@ def test_gateway_run_with_a_master_key_file_verifies_in_its_verifier_processes(t
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"at-rest-{os.getpid()}", clean_session=True)
 
     def on_message(c, u, message):
-        terminal, upto, _ = envelope.decode_ack(message.payload, key)  # Invalid on a MAC under another key
+        _, upto, _ = envelope.decode_ack(message.payload, key)  # Invalid on a MAC under another key
         acked["upto"] = max(acked["upto"], upto)
 
     client.on_message = on_message
