@@ -53,6 +53,7 @@ class GatewayService:
         client.max_inflight_messages_set(0)
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         self.client = client
@@ -90,6 +91,16 @@ class GatewayService:
         client.subscribe(subs)
         self.connected.set()
         log.info("gateway connected to %s (session present: %s)", self.broker, flags.session_present)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        """From here on the broker keeps every terminal's message for this
+        session, even while the gateway is away: operators (and fault drills)
+        wait for this line before the first terminals sell."""
+        refused = [code for code in reason_codes if code.is_failure]
+        if refused:
+            log.error("broker refused gateway subscriptions: %s", refused)
+        else:
+            log.info("gateway subscribed to the terminals' topics")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self.connected.clear()

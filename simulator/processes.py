@@ -78,8 +78,23 @@ class GatewayProcess(_Child):
         if self.ca:
             cmd += ["--ca", str(self.ca)]
         self._log = open(self.log_path, "ab")
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=self._log, cwd=ROOT,
                                      preexec_fn=lifeline.bind)
+        return self
+
+    def wait_subscribed(self, timeout: float = 60.0) -> "GatewayProcess":
+        """Until this start of the gateway has its subscriptions at the broker
+        (gateway/service.py logs it on SUBACK): before that, on a broker that
+        has never seen the gateway's session, terminals' messages are dropped
+        and come again only after a hole, out of the order they were sold in."""
+        def subscribed():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited ({self.proc.returncode}); see {self.log_path}")
+            with open(self.log_path, "rb") as log:
+                log.seek(self._log_start)
+                return b"gateway subscribed to the terminals' topics" in log.read()
+        wait_for(subscribed, timeout, "the gateway's subscriptions", interval=0.05)
         return self
 
 

@@ -98,7 +98,7 @@ class District:
                                                              rate=rate, count=count, seed=i + 1)
 
     def start(self) -> "District":
-        self.gateway.start()
+        self.gateway.start().wait_subscribed()
         for terminal in self.terminals.values():
             terminal.start()
         return self
