@@ -32,11 +32,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 import unicodedata
 from pathlib import Path
 
 from gateway import grid, quota, upstream_outbox, users
+from gateway.store import private_directory
 from gateway.users import LEVEL_RANK, User
 from protocols.reasons import ReasonError, register
 
@@ -331,11 +333,14 @@ def add_photo(conn, now: int, user: User, case_id: int, data: bytes, photos_dir:
         raise CaseError("photo_not_image", "a photo must be a JPEG or PNG file")
     digest = hashlib.sha256(data).hexdigest()
     folder = Path(photos_dir) / str(case_id)
-    folder.mkdir(parents=True, exist_ok=True)
+    private_directory(folder)  # photos of farms and shops: 0700 directories, 0600 files
     path = folder / f"{digest}.{kind[1]}"
     if not path.exists():
         tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), 0o600)  # a .tmp left by an older version keeps its mode otherwise
+            out.write(data)
         tmp.replace(path)
     cur = conn.execute("INSERT INTO case_photos(case_id, time, actor, mime, size, sha256, path) VALUES (?, ?, ?, ?, ?, ?, ?)",
                        [case_id, now, user.name, kind[0], len(data), digest, str(path)])

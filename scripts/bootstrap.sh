@@ -24,8 +24,16 @@ install_system() {
     ((${#need_apt[@]})) || return 0
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         say "installing with apt: ${need_apt[*]}"
+        # Packages such as nginx and mosquitto start a system service on
+        # install; the tests start their own on free ports and leave nothing
+        # running, so keep apt from starting any (policy-rc.d, exit 101).
+        local policy=/usr/sbin/policy-rc.d made_policy=
+        if [ ! -e "$policy" ]; then
+            printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && made_policy=1
+        fi
         DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null || true
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+        [ -z "$made_policy" ] || rm -f "$policy"
     else
         say "missing system packages: ${need_apt[*]}"
         say "install them first, e.g.: sudo apt-get install ${need_apt[*]}"

@@ -360,10 +360,8 @@ def test_gateway_run_with_a_master_key_file_verifies_in_its_verifier_processes(t
     assert mode(db) == 0o600 and mode(db.parent) == 0o700
 
 
-# ---------------------------------------------------------------- case photos (gateway/cases.py, pending)
+# ---------------------------------------------------------------- case photos (gateway/cases.py)
 
-@pytest.mark.xfail(strict=True, reason="case photos are written by gateway/cases.py, whose change is pending "
-                                       "(docs/security.md, 'Files and keys at rest'): remove this mark with it")
 def test_case_photos_are_0600_in_0700_directories(tmp_path):
     from gateway import cases, grid, users, violations
     from gateway.rules import config
