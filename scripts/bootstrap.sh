@@ -49,12 +49,17 @@ python_env() {
     local stamp="$VENV/.installed" want
     want="$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/bootstrap.sh" | sha256sum | cut -c1-16)-$1"
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-        say "installing Python packages into .venv"
-        "$VENV/bin/python" -m pip install -q --upgrade pip
-        "$VENV/bin/python" -m pip install -q -e "$ROOT$2"
-        # face_recognition declares `dlib`, which would compile from source; the
-        # prebuilt dlib-bin (a dependency above) provides the same module.
-        "$VENV/bin/python" -m pip install -q --no-deps "face-recognition==1.3.0"
+        say "installing Python packages into .venv (log: .venv/install.log)"
+        # pip and the build backend talk a lot even with -q (setuptools warns on
+        # every editable install): their output goes to the log, shown on failure.
+        local log="$VENV/install.log"
+        {
+            "$VENV/bin/python" -m pip install -q --upgrade pip &&
+            "$VENV/bin/python" -m pip install -q -e "$ROOT$2" &&
+            # face_recognition declares `dlib`, which would compile from source;
+            # the prebuilt dlib-bin (a dependency above) provides the same module.
+            "$VENV/bin/python" -m pip install -q --no-deps "face-recognition==1.3.0"
+        } > "$log" 2>&1 || { cat "$log" >&2; say "installing Python packages failed (above)"; exit 1; }
         echo "$want" > "$stamp"
     fi
 }
