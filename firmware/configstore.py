@@ -27,7 +27,7 @@ crash between the two (or a power cut losing this file's last writes), re-derive
 from the ledger at start-up (`index_ledger`).
 
 The file holds the shop's subjects, so it is 0600 from its first byte, in a
-0700 directory when the agent creates it (`firmware.ledger.private_sqlite_file`).
+0700 directory when the agent creates it (`firmware.files.private_sqlite_file`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from firmware.ledger import private_sqlite_file
+from firmware.files import private_sqlite_file
 from protocols import authz, catalogue as _catalogue, configsync, facegallery, policy
 
 log = logging.getLogger(__name__)

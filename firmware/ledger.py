@@ -22,7 +22,7 @@ the Pi for every batch the gateway confirmed.
 
 At rest: the ledger holds subjects, carts and card identities, so it is 0600
 from its first byte (its -wal and -shm files take its mode), in a 0700
-directory when the agent creates that directory (`private_sqlite_file`, also
+directory when the agent creates that directory (`firmware.files.private_sqlite_file`, also
 used by the config database).
 """
 
@@ -31,13 +31,13 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import sqlite_utils
 
+from firmware.files import private_sqlite_file
 from protocols import envelope, reasons
 
 log = logging.getLogger(__name__)
@@ -77,39 +77,6 @@ BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS ledger_no_delete BEFORE DELETE ON ledger
 BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
 """
-
-
-def private_sqlite_file(path: str | os.PathLike) -> None:
-    """Create `path` 0600 (an empty file is an empty SQLite database) before
-    SQLite does it 0644, with any missing directory 0700; an existing
-    directory is left as it is. An existing file or side file (-wal, -shm)
-    readable by others, from an older agent, is tightened, with a warning."""
-    path = Path(path)
-    missing = []
-    folder = path.parent
-    while not folder.exists() and folder.parent != folder:
-        missing.append(folder)
-        folder = folder.parent
-    for folder in reversed(missing):
-        try:
-            folder.mkdir(mode=0o700)
-            os.chmod(folder, 0o700)  # whatever the umask
-        except FileExistsError:
-            pass
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        pass
-    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
-        try:
-            mode = stat.S_IMODE(p.stat().st_mode)
-            if mode & 0o077:
-                os.chmod(p, 0o600)
-                log.warning("tightened file permissions path=%s from=%o to=600", p, mode)
-        except FileNotFoundError:
-            pass
-        except OSError as err:
-            log.warning("file readable by others path=%s, cannot tighten it: %s", p, err)
 
 
 class LedgerError(reasons.ReasonError):

@@ -12,7 +12,7 @@ options while still never writing a gallery in the clear.
 Order: an explicit path (`--key-file`), then $AGRI_QUOTA_FACE_KEY_FILE, then
 $XDG_CONFIG_HOME/agri-quota/face-gallery.key (~/.config/... when unset).
 The file holds 64 hex digits (a trailing newline is fine) or 32 raw bytes.
-It is made 0600, in a 0700 directory when that is made too (`private_directory`,
+It is made 0600, in a 0700 directory when that is made too (`firmware.files.private_directory`,
 also used for the sealed gallery's).
 """
 
@@ -25,6 +25,7 @@ from typing import Callable
 
 from firmware.face import errors
 from firmware.face.errors import DeviceKeyError
+from firmware.files import private_directory
 
 log = logging.getLogger(__name__)
 
@@ -61,22 +62,6 @@ def read(path) -> bytes:
     except OSError as exc:
         raise DeviceKeyError(errors.KEY_INVALID, "cannot read device key %s: %s" % (path, exc.strerror)) from None
     return parse(data, str(path))
-
-
-def private_directory(folder) -> None:
-    """`folder` and any missing parent made 0700 (whatever the umask); one that
-    exists is left as it is (it may be a home directory)."""
-    folder = Path(folder)
-    missing = []
-    while not folder.exists() and folder.parent != folder:
-        missing.append(folder)
-        folder = folder.parent
-    for folder in reversed(missing):
-        try:
-            folder.mkdir(mode=0o700)
-            os.chmod(folder, 0o700)
-        except FileExistsError:
-            pass
 
 
 def create(path, randbytes: Callable[[int], bytes] = os.urandom) -> bytes:

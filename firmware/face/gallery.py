@@ -39,8 +39,9 @@ import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from firmware.face import devicekey, errors
+from firmware.face import errors
 from firmware.face.errors import GalleryError
+from firmware.files import private_directory
 from protocols import facegallery
 
 log = logging.getLogger(__name__)
@@ -210,7 +211,7 @@ def save_payload(path, payload: bytes, key: bytes, randbytes: Callable[[int], by
     it atomically: temporary file, fsync, rename, fsync of the folder."""
     path = Path(path)
     blob = seal(payload, key, randbytes)
-    devicekey.private_directory(path.parent)
+    private_directory(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)  # 0600
     try:
         with os.fdopen(fd, "wb") as out:
