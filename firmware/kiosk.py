@@ -35,6 +35,7 @@ import csv
 import hashlib
 import hmac
 import io
+import ipaddress
 import json
 import logging
 import os
@@ -331,7 +332,20 @@ def _settings(table: dict, base: Path, source: Path | None) -> KioskSettings:
         camera=get("camera", str, None), voice=get("voice", bool, True),
         voice_cache=(base / cache) if cache else None,
         player=tuple(get("player", list, ["aplay", "-q"])), clerks=clerks,
-        deposit_fen=get("deposit_fen", int, 50), http=get("http", str, "127.0.0.1:8080"))
+        deposit_fen=get("deposit_fen", int, 50), http=_loopback(get("http", str, "127.0.0.1:8080"), f"{where}.http"))
+
+
+def _loopback(address: str, key: str) -> str:
+    """The kiosk UI is for this terminal's own screen: a loopback HOST:PORT."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]").lower()
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{key} must be a loopback HOST:PORT (127.0.0.1, [::1] or localhost), got {address!r}")
+    return address
 
 
 def load(path: str | Path) -> tuple[AgentConfig, KioskSettings]:

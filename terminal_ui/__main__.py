@@ -5,6 +5,7 @@ system picks a free port, and PORT is the one it picked."""
 
 import argparse
 import logging
+import socket
 import sys
 import threading
 
@@ -14,6 +15,7 @@ from firmware.config import ConfigError
 from firmware.kiosk import Kiosk, load
 from firmware.ledger import LedgerError
 from terminal_ui.app import create_app
+from terminal_ui.security import is_loopback
 
 
 def main(argv=None, prog="python -m terminal_ui", make_kiosk=Kiosk):
@@ -35,22 +37,35 @@ def main(argv=None, prog="python -m terminal_ui", make_kiosk=Kiosk):
         print(f"{prog}: {err}", file=sys.stderr)
         return 2
     host, _, port = (args.http or settings.http).rpartition(":")
+    host = host or "127.0.0.1"
+    if not is_loopback(host) or not port.isdigit():
+        print(f"{prog}: --http must be a loopback HOST:PORT (127.0.0.1, ::1 or localhost): the kiosk UI is "
+              f"for this terminal's own screen", file=sys.stderr)
+        return 2
+    # Bound here, before the app is made: with port 0 the app's list of its own
+    # addresses (the Host and Origin allowlist) needs the port the system picked.
+    try:
+        sock = socket.create_server((host.strip("[]"), int(port)),
+                                    family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    except OSError as err:
+        print(f"{prog}: cannot serve on {host}:{port}: {err.strerror}", file=sys.stderr)
+        return 2
+    bound = sock.getsockname()[1]
     kiosk.start()
-    server = uvicorn.Server(uvicorn.Config(create_app(kiosk), host=host or "127.0.0.1", port=int(port),
-                                           log_level="warning", timeout_graceful_shutdown=2))
+    server = uvicorn.Server(uvicorn.Config(create_app(kiosk, host, bound), log_level="warning",
+                                           timeout_graceful_shutdown=2))
 
     def announce():
         while not server.started:
             if server.should_exit:
                 return
             threading.Event().wait(0.02)
-        bound = [sock.getsockname()[1] for srv in server.servers for sock in srv.sockets]
-        sys.stdout.write(f"READY {config.terminal} http://{host or '127.0.0.1'}:{bound[0] if bound else port}/\n")
+        sys.stdout.write(f"READY {config.terminal} http://{host}:{bound}/\n")
         sys.stdout.flush()
 
     threading.Thread(target=announce, daemon=True).start()
     try:
-        server.run()
+        server.run(sockets=[sock])
     finally:
         kiosk.stop()
     return 0

@@ -126,7 +126,8 @@ def scan(page, text):
     count = page.locator("[data-testid^=cart-line-]").count()
     page.fill("[data-testid=scan-input]", text)
     page.press("[data-testid=scan-input]", "Enter")
-    page.wait_for_function(f"document.querySelectorAll('[data-testid^=cart-line-]').length > {count}")
+    # (no wait_for_function: its polling evaluates strings, which the kiosk's CSP forbids)
+    page.wait_for_selector(f"[data-testid=cart-line-{count}]")
 
 
 def test_sign_in_then_a_card_tap_shows_the_subject_and_quota(shop, page):
@@ -221,8 +222,8 @@ def test_a_reader_that_stops_answering_for_a_moment_keeps_the_decision_on_screen
     assert taps() == 1
     shop.reader.inject("mute", times=4)                    # enough for the driver to give up on the reader
     wait_for(lambda: taps() == 2, 30, "the card read again after the reader came back")
-    assert shop.state()["screen"] == "result"
-    page.wait_for_function("document.querySelector('[data-testid=devices]').textContent === ''")  # reader back
+    assert page.get_attribute("#main", "data-screen") == "result"
+    wait_for(lambda: page.inner_text("[data-testid=devices]") == "", 10, "the reader back in the status bar")
     assert page.get_attribute("[data-testid=decision]", "data-decision") == "refuse"
     assert page.inner_text("[data-testid=face-check]") == "刷脸核验"
 
@@ -257,7 +258,7 @@ def test_packaging_return_links_to_the_earlier_sale(shop, page):
     sold = shop.sell("S-0001", sold_label)       # the container left the shop in this sale
     assert sold["approved"]
     sale_seq = sold["seq"]
-    page.wait_for_selector("[data-testid=screen-idle]")
+    sign_in(page, shop.pin)                      # the harness's sign-in was its own, not the page's
     tap_and_wait(shop, page, "S-0001")
     page.click("[data-testid=start-return]")
     page.wait_for_selector("[data-testid=screen-return]")
@@ -288,7 +289,7 @@ def test_ledger_browse_and_csv_export_show_every_record(shop, page):
     shop.broker_down()                                                 # the next sale is offline
     offline = shop.sell("S-0001", UREA_EAN)
     assert offline["approved"] and offline["mode"] == "offline"
-    page.wait_for_selector("[data-testid=screen-idle]")
+    sign_in(page, shop.pin)
     page.click("[data-testid=open-ledger]")
     page.wait_for_selector("[data-testid=screen-ledger]")
     records = sale_records(shop.ledger)
@@ -296,7 +297,9 @@ def test_ledger_browse_and_csv_export_show_every_record(shop, page):
     assert page.locator("[data-testid^=ledger-row-]").count() == len(records)
     assert "离线" in page.inner_text(f"[data-testid=ledger-row-{offline['seq']}]")
     shot(page, "ledger")
-    body = httpx.get(shop.url + "/api/ledger.csv", timeout=10).content.decode("utf-8-sig")
+    with page.expect_download(timeout=30_000) as info:      # the page's link, with the page's session
+        page.click("[data-testid=export-csv]")
+    body = Path(info.value.path()).read_text("utf-8-sig")
     rows = list(csv.DictReader(io.StringIO(body)))
     assert [int(r["seq"]) for r in rows] == [r["seq"] for r in records]
     assert {r["type"] for r in rows} >= {"sale", "refusal", "return"}
@@ -310,7 +313,7 @@ def test_ledger_pdf_export_button_downloads_every_record(shop, page):
     shop.sell("S-0001", RESTRICTED)
     records = sale_records(shop.ledger)
     assert {r["type"] for r in records} >= {"sale", "refusal"}
-    page.wait_for_selector("[data-testid=screen-idle]")
+    sign_in(page, shop.pin)
     page.click("[data-testid=open-ledger]")
     page.wait_for_selector("[data-testid=screen-ledger]")
     assert page.inner_text("[data-testid=export-pdf]") == "导出 PDF"
@@ -400,3 +403,128 @@ def test_the_ui_never_shows_approved_before_the_sale_is_committed(browser, tmp_p
         page.wait_for_selector("[data-testid=screen-signin]", timeout=20_000)
         assert "approve" not in page.evaluate("window.__banners")
         assert not [r for r in sale_records(shop.ledger) if r["type"] in ("sale", "refusal")]
+
+
+# ---------------------------------------------------------------- who may drive the kiosk (issue 15, item 15)
+
+ATTACK = """<!doctype html><meta charset=utf-8><title>another page</title><script>
+const K = "%(kiosk)s";
+const out = {};
+async function attempt(name, run) { try { out[name] = await run(); } catch (e) { out[name] = "blocked"; } }
+(async () => {
+  await attempt("checkout_no_cors", async () => { await fetch(K + "/api/checkout", { method: "POST",
+    mode: "no-cors", credentials: "include", headers: { "Content-Type": "text/plain" }, body: "x" }); return "sent"; });
+  await attempt("checkout_cors", async () => (await fetch(K + "/api/checkout", { method: "POST",
+    credentials: "include", headers: { "Content-Type": "application/json", "X-CSRF-Token": "guess" },
+    body: "{}" })).status);
+  await attempt("session", async () => await (await fetch(K + "/api/session", { credentials: "include" })).text());
+  await attempt("csv", async () => await (await fetch(K + "/api/ledger.csv", { credentials: "include" })).text());
+  await attempt("state", async () => await (await fetch(K + "/api/state", { credentials: "include" })).text());
+  await attempt("csv_no_cors", async () => { await fetch(K + "/api/ledger.csv", { mode: "no-cors",
+    credentials: "include" }); return "sent"; });
+  await new Promise((done) => { const img = new Image(); img.onload = img.onerror = done;
+    img.src = K + "/api/ledger.pdf"; document.body.append(img); });
+  await new Promise((done) => { const es = new EventSource(K + "/api/events", { withCredentials: true });
+    es.onmessage = (ev) => { out.events = ev.data; es.close(); done(); };
+    es.onerror = () => { out.events = out.events || "error"; es.close(); done(); }; });
+  window.__out = out;
+})();
+</script><form id=f method=POST enctype=text/plain action="%(kiosk)s/api/checkout">
+<input name=a value=b></form>"""
+
+
+@contextmanager
+def another_site(html: str):
+    """A page served from another port of 127.0.0.1: another origin, but the
+    same site as the kiosk (SameSite cookies go along)."""
+    import http.server
+    import threading
+
+    body = html.encode("utf-8")
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_another_page_in_the_clerks_browser_can_neither_sell_nor_read_the_ledger(shop, page):
+    """The clerk is signed in with a cart on the counter; a page from another
+    port of 127.0.0.1 opens in the same browser (its cookies go along: same
+    site) and tries a text/plain POST, a CORS POST with a made-up token, a form
+    POST, reads of the session, ledger and state, an image of the PDF and the
+    event stream. Nothing is sold, nothing is read, and the clerk's page sells
+    as before."""
+    assert shop.sell("S-0002", UREA_EAN)["approved"]        # something in the ledger to steal
+    sign_in(page, shop.pin)
+    tap_and_wait(shop, page, "S-0001")
+    scan(page, UREA_EAN)
+    before = len(sale_records(shop.ledger))
+    with another_site(ATTACK % {"kiosk": shop.url}) as url:
+        evil = page.context.new_page()
+        evil.goto(url)
+        wait_for(lambda: evil.evaluate("window.__out || null"), 20, "the other page's attempts")
+        out = evil.evaluate("window.__out")
+        with evil.expect_navigation() as navigation:                   # a form POST, last: it navigates
+            evil.evaluate("document.getElementById('f').submit()")
+        assert navigation.value.status == 403 and "origin_not_allowed" in evil.content()
+        evil.close()
+    assert out["checkout_cors"] == "blocked" and out["session"] == "blocked"
+    assert out["csv"] == "blocked" and out["state"] == "blocked" and out["events"] == "error"
+    assert len(sale_records(shop.ledger)) == before
+    assert page.locator("[data-testid=cart-line-0]").count() == 1
+    assert page.get_attribute("#main", "data-screen") == "sale"
+    log = (shop.root / "terminal.log").read_text("utf-8")
+    for path in ("/api/checkout", "/api/ledger.csv", "/api/ledger.pdf", "/api/events", "/api/session"):
+        assert re.search(r"kiosk request refused reason=(origin_not_allowed|cross_site_request) method=\w+ path="
+                         + re.escape(path) + " ", log), path
+    page.click("[data-testid=checkout]")
+    page.wait_for_selector("[data-testid=decision][data-decision=approve]")   # the clerk's own page still sells
+
+
+def test_a_second_browser_sees_only_the_sign_in_screen_until_its_clerk_signs_in(shop, browser, page):
+    sign_in(page, shop.pin)
+    tap_and_wait(shop, page, "S-0001")
+    with open_page(browser, shop.url) as other:              # another browser session: no cookie of the clerk's
+        other.wait_for_selector("[data-testid=screen-signin]")
+        shop.lift()
+        shop.tap("S-0002")                                   # the next farmer taps while both pages are open
+        page.wait_for_selector("[data-testid=subject-id]:has-text('S-0002')", timeout=15_000)
+        body = other.inner_text("body")
+        assert other.locator("[data-testid=screen-signin]").count() == 1
+        assert "S-000" not in body and "李梅" not in body and "待上传" not in body
+        sign_in(other, shop.pin)                             # it signs in itself: the counter passes to it
+        page.wait_for_selector("[data-testid=screen-signin]")
+        assert other.inner_text("[data-testid=clerk]") == "李梅"
+
+
+def test_the_kiosk_under_another_host_name_answers_nothing(shop, browser):
+    """DNS rebinding: a name of the attacker's resolving to 127.0.0.1 makes
+    the kiosk same-origin with the attacker's page; the kiosk answers no
+    request naming another Host (here a second Chromium maps the name itself)."""
+    rebinding = browser.browser_type.launch(executable_path=CHROMIUM, args=[
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--host-resolver-rules=MAP rebind.test 127.0.0.1"])
+    try:
+        evil = rebinding.new_page()
+        res = evil.goto(f"http://rebind.test:{shop.port}/")
+        assert res.status == 421 and "host_not_allowed" in evil.content()
+        assert evil.evaluate("fetch('/api/state').then((r) => r.status)") == 421
+        assert evil.evaluate("fetch('/api/checkout', {method: 'POST'}).then((r) => r.status)") == 421
+        assert evil.locator("[data-testid=screen-signin]").count() == 0
+    finally:
+        rebinding.close()

@@ -1,7 +1,10 @@
 """The kiosk session and its HTTP API in-process, with an agent that never
 reaches a network (every decision offline): the clerk PIN and its lock-out,
 hostile or out-of-order requests refused with a reason code and nothing
-changed, configuration errors naming the key, and the CSV and PDF exports."""
+changed, who may call the API (Host, Origin, the session and its CSRF token,
+the sign-in belonging to one client), configuration errors naming the key,
+and the CSV and PDF exports. The same checks against the real process and
+real HTTP clients: tests/test_terminal_ui_security.py."""
 
 from __future__ import annotations
 
@@ -48,9 +51,39 @@ def kiosk(tmp_path, pin):
     k.agent.stop()
 
 
+BASE = "http://127.0.0.1:8080"        # the kiosk's configured address (KioskSettings.http)
+
+
+class PageClient(TestClient):
+    """Requests as the kiosk's page makes them: its own Origin, a session from
+    GET /api/session, its CSRF token on every change (renewed by a sign-in)."""
+
+    def __init__(self, app, **kwargs):
+        super().__init__(app, base_url=BASE, headers={"Origin": BASE}, **kwargs)
+        self.csrf = super().request("GET", "/api/session").json()["csrf"]
+
+    def request(self, method, url, **kwargs):
+        if method.upper() not in ("GET", "HEAD"):
+            kwargs["headers"] = {"X-CSRF-Token": self.csrf, **dict(kwargs.get("headers") or {})}
+        res = super().request(method, url, **kwargs)
+        if url == "/api/signin" and res.status_code == 200:
+            self.csrf = res.json()["csrf"]
+        return res
+
+
 @pytest.fixture
-def client(kiosk):
-    return TestClient(create_app(kiosk))
+def app(kiosk):
+    return create_app(kiosk)
+
+
+@pytest.fixture
+def client(app):
+    return PageClient(app)
+
+
+def sign_in(client, pin):
+    res = client.post("/api/signin", json={"pin": pin})
+    assert res.status_code == 200, res.text
 
 
 def test_wrong_pins_lock_the_sign_in(client, kiosk, pin):
@@ -64,7 +97,7 @@ def test_wrong_pins_lock_the_sign_in(client, kiosk, pin):
 
 def test_nothing_happens_before_sign_in_and_identification(client, kiosk, pin):
     assert client.post("/api/scan", json={"text": "6990000000268"}).json()["code"] == "clerk_required"
-    client.post("/api/signin", json={"pin": pin})
+    sign_in(client, pin)
     assert client.post("/api/scan", json={"text": "6990000000268"}).json()["code"] == "subject_required"
     assert client.post("/api/checkout").json()["code"] == "subject_required"
     assert client.post("/api/void", json={}).json()["code"] == "nothing_to_void"
@@ -72,7 +105,7 @@ def test_nothing_happens_before_sign_in_and_identification(client, kiosk, pin):
 
 
 def test_hostile_requests_get_clear_errors_and_change_nothing(client, kiosk, pin):
-    client.post("/api/signin", json={"pin": pin})
+    sign_in(client, pin)
     kiosk.identified(Identity("S1", "card", "CARD-1"))
     assert client.post("/api/scan", json={"text": "6990000000260"}).json()["code"] == "barcode_check_digit"
     assert client.post("/api/scan", json={"text": "x" * 5000}).status_code == 422
@@ -84,7 +117,7 @@ def test_hostile_requests_get_clear_errors_and_change_nothing(client, kiosk, pin
 
 
 def test_offline_sale_through_the_api_is_committed_then_shown(client, kiosk, pin):
-    client.post("/api/signin", json={"pin": pin})
+    sign_in(client, pin)
     kiosk.identified(Identity("S1", "card", "CARD-1"))
     assert client.post("/api/scan", json={"text": "6990000000268"}).status_code == 200
     out = client.post("/api/checkout").json()
@@ -106,7 +139,7 @@ def test_subject_panel_shows_the_village_by_name_and_the_credit_grade(client, ki
     entries = fx.subjects({"S1": 10, "S2": 8})
     entries[0].update(village="330113001001", village_name="东湖村", grade="C")
     sync(kiosk.agent.config_store, subjects=entries)
-    client.post("/api/signin", json={"pin": pin})
+    sign_in(client, pin)
     kiosk.identified(Identity("S1", "card", "CARD-1"))
     panel = client.get("/api/state").json()["subject"]
     assert (panel["village_name"], panel["village"], panel["grade"]) == ("东湖村", "330113001001", "C")
@@ -121,7 +154,7 @@ def test_a_face_check_after_face_required_keeps_the_refused_lines_for_the_card_h
     """Restricted products need card and face: after the refusal the clerk has
     the buyer look at the camera, and only the lines refused for the face come
     back to the cart (the urea already sold is not sold twice)."""
-    client.post("/api/signin", json={"pin": pin})
+    sign_in(client, pin)
     kiosk.identified(Identity("S1", "card", "CARD-1"))
     client.post("/api/scan", json={"text": "6990000000268"})
     client.post("/api/cart", json={"product": RESTRICTED[0], "spec": RESTRICTED[1]})
@@ -141,7 +174,7 @@ def test_a_face_check_after_face_required_keeps_the_refused_lines_for_the_card_h
 
 def test_face_check_without_a_camera_says_so_and_bad_requests_are_refused(client, kiosk, pin):
     assert client.post("/api/face", json={}).json()["code"] == "clerk_required"
-    client.post("/api/signin", json={"pin": pin})
+    sign_in(client, pin)
     res = client.post("/api/face", json={"product_class": "restricted"})
     assert res.status_code == 409 and res.json()["code"] == "camera_unavailable"
     assert client.post("/api/face", json={"product_class": "banned"}).status_code == 422
@@ -149,7 +182,7 @@ def test_face_check_without_a_camera_says_so_and_bad_requests_are_refused(client
 
 
 def test_search_lists_banned_products_marked(client, kiosk, pin):
-    client.post("/api/signin", json={"pin": pin})
+    sign_in(client, pin)
     found = client.get("/api/catalogue", params={"q": "百草枯"}).json()["products"]
     assert found and all(p["status"] == "banned" for p in found)
 
@@ -180,7 +213,7 @@ def test_ledger_pdf_lists_every_record_for_an_inspector(client, kiosk, pin):
     ledger.append("sale", {"subject": "S2", "items": [{"product": fx.UREA[0], "spec": fx.UREA[1], "packs": 1,
                                                        "decision": "approve"}],
                            "identity": "card", "mode": "online", "clerk": "c1", "auth": "A-1"}, kiosk.wall_ms())
-    client.post("/api/signin", json={"pin": pin})
+    sign_in(client, pin)
     kiosk.identified(Identity("S1", "card", "CARD-1"))
     client.post("/api/scan", json={"text": "6990000000268"})
     assert client.post("/api/checkout").json()["record_id"] == "T9-000002"            # offline sale
@@ -226,7 +259,8 @@ def test_ledger_pdf_lists_every_record_for_an_inspector(client, kiosk, pin):
 
 
 @pytest.mark.timeout(180)
-def test_ledger_pdf_of_thousands_of_records_numbers_its_pages(client, kiosk):
+def test_ledger_pdf_of_thousands_of_records_numbers_its_pages(client, kiosk, pin):
+    sign_in(client, pin)
     ledger = kiosk.agent.ledger
     ledger.db.conn.execute("PRAGMA synchronous=OFF")          # test setup only: 3000 fsyncs would be slow
     n = 3000
@@ -249,7 +283,8 @@ def test_ledger_pdf_of_thousands_of_records_numbers_its_pages(client, kiosk):
     assert len(middle) == 1 and 0 < len(per_page[-1]) <= middle.pop() and total > 20
 
 
-def test_ledger_pdf_refusals_name_the_missing_font_package_or_the_export_running(client, kiosk, monkeypatch):
+def test_ledger_pdf_refusals_name_the_missing_font_package_or_the_export_running(client, kiosk, monkeypatch, pin):
+    sign_in(client, pin)
     monkeypatch.setattr(ledger_pdf, "FONT_CANDIDATES", (Path("/nonexistent/wqy-microhei.ttc"),))
     res = client.get("/api/ledger.pdf")
     assert res.status_code == 409 and res.json()["code"] == "ledger_pdf_font_missing"
@@ -258,3 +293,158 @@ def test_ledger_pdf_refusals_name_the_missing_font_package_or_the_export_running
     with kiosk._pdf_lock:
         assert client.get("/api/ledger.pdf").json()["code"] == "ledger_pdf_busy"
     assert client.get("/api/ledger.pdf").status_code == 200
+
+
+# ---------------------------------------------------------------- who may call the API (issue 15, item 15)
+
+def a_cart_on_the_counter(client, kiosk, pin):
+    """The clerk's page signed in, a buyer identified, a bag of urea in the cart."""
+    sign_in(client, pin)
+    kiosk.identified(Identity("S1", "card", "CARD-1"))
+    assert client.post("/api/scan", json={"text": "6990000000268"}).status_code == 200
+    assert client.get("/api/state").json()["screen"] == "sale"
+
+
+def nothing_changed(kiosk):
+    state = kiosk.snapshot()
+    assert kiosk.agent.ledger.head == 0 and state["screen"] == "sale" and len(state["cart"]) == 1
+
+
+def test_a_foreign_host_is_refused_before_anything_runs(app, client, kiosk, pin):
+    """A page that reaches the kiosk under a name of its own (DNS rebinding)
+    sends that name as Host: 421 before any handler, whatever else it sends."""
+    a_cart_on_the_counter(client, kiosk, pin)
+    for host in ("evil.example:8080", "127.0.0.1:8081", "localhost", "127.0.0.1.nip.io:8080", ""):
+        res = client.post("/api/checkout", headers={"Host": host})
+        assert res.status_code == 421 and res.json()["code"] == "host_not_allowed", host
+        assert client.get("/api/state", headers={"Host": host}).status_code == 421
+        assert client.get("/", headers={"Host": host}).status_code == 421
+    nothing_changed(kiosk)
+    assert client.post("/api/checkout", headers={"Host": "localhost:8080", "Origin": "http://localhost:8080"}
+                       ).json()["approved"]                           # the kiosk's own names still work
+
+
+def test_a_cross_origin_or_tokenless_post_cannot_sell_even_with_the_clerks_cookie(app, client, kiosk, pin):
+    """What another page in the clerk's browser can make it send (the clerk's
+    cookie goes along: another port of 127.0.0.1 is the same site): a
+    text/plain or form POST, from another origin or none, never carries the
+    CSRF token; each is refused and the cart stays as it was."""
+    a_cart_on_the_counter(client, kiosk, pin)
+    browser = TestClient(app, base_url=BASE, cookies=client.cookies)   # the clerk's cookie, not the page's token
+    attempts = [
+        ({"Origin": "http://evil.example", "Content-Type": "text/plain"}, 403, "origin_not_allowed"),
+        ({"Origin": "http://127.0.0.1:9999", "Content-Type": "text/plain"}, 403, "origin_not_allowed"),
+        ({"Origin": "null", "Content-Type": "application/x-www-form-urlencoded"}, 403, "origin_not_allowed"),
+        ({"Content-Type": "text/plain"}, 403, "origin_required"),
+        ({"Origin": BASE, "Content-Type": "text/plain"}, 403, "csrf_token_invalid"),
+        ({"Origin": BASE, "Content-Type": "application/x-www-form-urlencoded"}, 403, "csrf_token_invalid"),
+        ({"Origin": BASE, "X-CSRF-Token": "guess", "Content-Type": "application/json"}, 403, "csrf_token_invalid"),
+        ({"Origin": BASE, "Sec-Fetch-Site": "same-site", "X-CSRF-Token": client.csrf}, 403, "cross_site_request"),
+        ({"Origin": BASE, "X-CSRF-Token": client.csrf, "Content-Type": "text/plain"}, 415, "content_type_json"),
+    ]
+    for headers, status, code in attempts:
+        res = browser.post("/api/checkout", content=b"x=1", headers=headers)
+        assert (res.status_code, res.json()["code"]) == (status, code), headers
+        nothing_changed(kiosk)
+    for path in ("/api/ledger.csv", "/api/state", "/api/events"):      # an <img> or <script> of another page
+        res = browser.get(path, headers={"Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "no-cors"})
+        assert (res.status_code, res.json()["code"]) == (403, "cross_site_request"), path
+    big = client.post("/api/scan", content=b'{"text": "' + b"1" * 20000 + b'"}',
+                      headers={"Content-Type": "application/json"})
+    assert big.status_code == 413
+    nothing_changed(kiosk)
+    assert client.post("/api/checkout").json()["approved"]            # the page itself, with its token
+
+
+def test_the_sign_in_belongs_to_the_client_it_was_made_on(app, client, kiosk, pin):
+    """Another client on the machine (a page, a process) has a session of its
+    own and is not signed in: it sees the sign-in screen, reads no ledger and
+    does nothing, until it signs in itself; then the first client is out."""
+    a_cart_on_the_counter(client, kiosk, pin)
+    other = PageClient(app)
+    public = other.get("/api/state").json()
+    assert public["screen"] == "signin" and public["clerk"] is None
+    assert not {"subject", "cart", "outcome", "returned", "receipt", "shop"} & set(public)
+    for path in ("/api/ledger", "/api/ledger.csv", "/api/ledger.pdf", "/api/catalogue?q=尿素"):
+        res = other.get(path)
+        assert (res.status_code, res.json()["code"]) == (401, "clerk_required"), path
+    for method, path, body in (("POST", "/api/checkout", None), ("POST", "/api/scan", {"text": "6990000000268"}),
+                               ("PUT", "/api/cart/0", {"packs": 9}), ("DELETE", "/api/cart/0", None),
+                               ("POST", "/api/finish", None), ("POST", "/api/signout", None),
+                               ("POST", "/api/void", {}), ("POST", "/api/voice", {"on": False}),
+                               ("POST", "/api/return/start", None), ("POST", "/api/face", {})):
+        res = other.request(method, path, json=body)
+        assert (res.status_code, res.json()["code"]) == (401, "clerk_required"), path
+    nothing_changed(kiosk)
+    anonymous = TestClient(app, base_url=BASE)                         # no session cookie at all
+    for path in ("/api/ledger.csv", "/api/ledger.pdf", "/api/ledger", "/api/events"):
+        res = anonymous.get(path)
+        assert (res.status_code, res.json()["code"]) == (401, "session_required"), path
+    assert anonymous.get("/api/state").json()["screen"] == "signin"
+    assert client.get("/api/state").json()["subject"]["id"] == "S1"   # the clerk's page still holds the counter
+    sign_in(other, pin)                                                # the other client signs in itself
+    assert other.get("/api/ledger").status_code == 200
+    assert client.get("/api/state").json()["screen"] == "signin"
+    assert client.post("/api/checkout").json()["code"] == "clerk_required"
+
+
+def test_a_sign_in_makes_a_new_session_so_a_planted_cookie_never_becomes_the_clerks(app, client, kiosk, pin):
+    """Cookies ignore ports: a page on another port of 127.0.0.1 can plant a
+    session cookie it knows in the clerk's browser. The sign-in answers with a
+    new cookie (HttpOnly, SameSite=Strict) and token; the old ones are dead."""
+    planted = client.cookies["kiosk_session"]
+    planted_csrf = client.csrf
+    res = client.post("/api/signin", json={"pin": pin})
+    cookie = res.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict") and "Path=/" in cookie
+    assert client.cookies["kiosk_session"] != planted and res.json()["csrf"] != planted_csrf
+    attacker = TestClient(app, base_url=BASE, headers={"Origin": BASE, "X-CSRF-Token": planted_csrf},
+                          cookies={"kiosk_session": planted})
+    assert attacker.get("/api/ledger").json()["code"] == "session_required"
+    assert attacker.post("/api/finish").json()["code"] == "session_required"
+    assert client.get("/api/ledger").status_code == 200
+    # a second kiosk_session cookie (planted beside the real one) is no session at all
+    both = TestClient(app, base_url=BASE, headers={"Cookie": f"kiosk_session={planted}; kiosk_session="
+                                                             f"{client.cookies['kiosk_session']}"})
+    assert both.get("/api/ledger").json()["code"] == "session_required"
+
+
+def test_every_answer_forbids_framing_and_foreign_scripts(client):
+    for path in ("/", "/static/app.js", "/api/state", "/api/session"):
+        headers = client.get(path).headers
+        assert "frame-ancestors 'none'" in headers["content-security-policy"], path
+        assert "default-src 'self'" in headers["content-security-policy"]
+        assert headers["x-frame-options"] == "DENY" and headers["x-content-type-options"] == "nosniff"
+    assert client.get("/api/state").headers["cache-control"] == "no-store"
+    assert client.get("/openapi.json").status_code == 404
+
+
+def test_the_kiosk_serves_on_loopback_only(tmp_path):
+    with pytest.raises(ConfigError, match="kiosk.http must be a loopback"):
+        _settings({"http": "0.0.0.0:8080"}, tmp_path, None)
+    with pytest.raises(ConfigError, match="kiosk.http must be a loopback"):
+        _settings({"http": "192.168.1.20:8080"}, tmp_path, None)
+    assert _settings({"http": "[::1]:8080"}, tmp_path, None).http == "[::1]:8080"
+
+
+def test_sessions_stay_bounded_and_the_end_of_the_clerks_session_signs_the_clerk_out(kiosk, pin):
+    """A flood of new sessions ends the least recently used ones, never the
+    one holding the counter; a session unused for the idle time ends, and its
+    clerk's sign-in with it."""
+    from terminal_ui.sessions import Sessions
+    clock = [0.0]
+    sessions = Sessions(holds=kiosk.holds, on_end=kiosk.end_session, idle_s=100, limit=4,
+                        monotonic=lambda: clock[0])
+    clerk_cookie, clerks = sessions.make()
+    sessions.add(clerk_cookie, clerks)
+    kiosk.sign_in(pin, session=clerks.id)
+    flood = []
+    for _ in range(10):
+        clock[0] += 1
+        flood.append(sessions.make())
+        sessions.add(*flood[-1])
+    assert len(sessions) == 4 and sessions.get(clerk_cookie) is clerks and kiosk.holds(clerks.id)
+    assert [sessions.get(c) is not None for c, _ in flood] == [False] * 7 + [True] * 3
+    clock[0] += 101
+    assert sessions.get(clerk_cookie) is None                     # idle too long: ended
+    assert not kiosk.holds(clerks.id) and kiosk.snapshot()["screen"] == "signin"

@@ -1,6 +1,13 @@
 // The kiosk page: renders the counter state the agent pushes (server-sent
 // events) and sends the clerk's taps back as small POSTs. No framework and no
 // assets from the internet. Chinese first; the EN button switches language.
+//
+// The page first gets its session (GET /api/session: an HttpOnly cookie and a
+// CSRF token) and sends the token in X-CSRF-Token with every change; the
+// agent refuses a change without it (terminal_ui/security.py). Signing in
+// gives a new session and token, and the event stream is opened again for it.
+// A session the agent no longer knows (it restarted) means a new one: the
+// sign-in screen again.
 "use strict";
 
 const T = {
@@ -37,6 +44,9 @@ const T = {
   type_sale: ["销售", "sale"], type_refusal: ["拒售", "refusal"], type_void: ["作废", "void"],
   type_return: ["回收", "return"], type_heartbeat: ["心跳", "heartbeat"], type_event: ["事件", "event"],
   max: ["最多可售", "at most"], reader: ["读卡器", "Reader"], printer: ["打印机", "Printer"], camera: ["摄像头", "Camera"],
+  seconds: ["秒", "s"],
+  pinRehash: ["有店员的 PIN 为旧格式，无法登录：请店主用 python -m firmware kiosk-pin 重新设置",
+    "A clerk's PIN is stored in the old format and cannot sign in: the owner re-sets it with python -m firmware kiosk-pin"],
 };
 let lang = localStorage.getItem("lang") || "zh";
 const L = () => (lang === "en" ? 1 : 0);
@@ -50,6 +60,8 @@ let search = { q: "", results: [] };
 let ledger = null;
 let pdfBusy = false;   // one PDF export at a time; the button says it is working
 let face = { busy: false, outcome: null };   // the face check running, or why the last one failed
+let csrf = null;       // this page's session token, sent with every change
+let es = null;         // the event stream of this page's session
 
 const $ = (sel) => document.querySelector(sel);
 function h(tag, attrs, ...kids) {
@@ -66,10 +78,19 @@ function h(tag, attrs, ...kids) {
 }
 
 async function api(method, path, body) {
-  const res = await fetch(path, { method, headers: body ? { "Content-Type": "application/json" } : {},
-    body: body ? JSON.stringify(body) : undefined });
+  const headers = {};
+  if (body) headers["Content-Type"] = "application/json";
+  if (method !== "GET") headers["X-CSRF-Token"] = csrf || "";
+  const res = await fetch(path, { method, headers, body: body ? JSON.stringify(body) : undefined,
+    credentials: "same-origin", cache: "no-store" });
   const data = await res.json().catch(() => ({}));
-  if (!res.ok) { toast(data.zh ? rz(data) : (data.detail ? JSON.stringify(data.detail) : res.status)); throw data; }
+  if (!res.ok) {
+    const why = data.zh ? rz(data) + (data.retry_after ? ` (${data.retry_after} ${t("seconds")})` : "")
+      : (data.detail ? JSON.stringify(data.detail) : res.status);
+    toast(why);
+    if (data.code === "session_required" || data.code === "csrf_token_invalid") restart();
+    throw data;
+  }
   return data;
 }
 function toast(text) {
@@ -86,9 +107,10 @@ function renderStatus() {
   net.className = "pill " + (st.online ? "online" : "offline");
   net.textContent = st.online ? t("online") : t("offline");
   net.dataset.state = st.online ? "online" : "offline";
-  $("#backlog").textContent = `${t("backlog")} ${st.backlog ?? 0}`;
-  $("#backlog").dataset.count = st.backlog ?? 0;
-  $("#sync").textContent = `${t("lastSync")} ${hms(st.last_sync_ms)}`;
+  // backlog and last sync are for the signed-in clerk only (not in the public state)
+  $("#backlog").textContent = st.backlog === undefined ? "" : `${t("backlog")} ${st.backlog}`;
+  $("#backlog").dataset.count = st.backlog ?? "";
+  $("#sync").textContent = st.backlog === undefined ? "" : `${t("lastSync")} ${hms(st.last_sync_ms)}`;
   $("#versions").textContent = `${t("catalogue")} v${st.catalogue ?? "-"} · ${t("params")} v${st.params ?? "-"}`;
   const dev = [["reader", st.reader], ["printer", st.printer], ["camera", st.camera]]
     .filter(([, s]) => s && s !== "none" && !["ok", "streaming", "unknown", "starting"].includes(s))
@@ -109,11 +131,21 @@ function signinScreen() {
   });
   return h("div", { class: "panel center", testid: "screen-signin", style: "width:420px" },
     h("h2", {}, t("signinTitle")), h("div", { class: "pinshow", testid: "pin-display" }, "•".repeat(pin.length)),
-    h("div", { class: "keypad" }, keys));
+    h("div", { class: "keypad" }, keys),
+    S.pin_rehash ? h("div", { class: "muted", testid: "pin-rehash" }, t("pinRehash")) : null);
 }
+// The signed-in session is a new one (new cookie, token and stream). The old
+// stream is closed first: its end, announced when the old session is dropped,
+// must not start a new session of its own while the sign-in's cookie arrives.
+let signingIn = false;
 async function signIn() {
   const p = pin; pin = "";
-  try { await api("POST", "/api/signin", { pin: p }); } catch (e) { render(); }
+  if (es) { es.close(); es = null; }
+  signingIn = true;
+  try {
+    const out = await api("POST", "/api/signin", { pin: p });
+    csrf = out.csrf;
+  } catch (e) { render(); } finally { signingIn = false; connect(); }
 }
 
 // The buyer looks at the camera; the check takes a moment (a burst of frames
@@ -324,17 +356,45 @@ function render() {
 }
 
 function connect() {
-  const es = new EventSource("/api/events");
-  es.onmessage = (ev) => {
+  if (es) es.close();
+  const stream = new EventSource("/api/events");
+  es = stream;
+  stream.onmessage = (ev) => {
     const next = JSON.parse(ev.data);
     if (S && next.boot === S.boot && next.version < S.version) return;
     S = next;
     if (S.screen === "signin") view = null;
     render();
   };
-  es.onerror = () => { const net = $("#net"); if (net) { net.className = "pill offline"; net.textContent = "—"; } };
+  // the session ended (a sign-in elsewhere on this page made a new one, or it expired)
+  stream.addEventListener("end", () => { if (es === stream) restart(); });
+  stream.onerror = () => {
+    if (es !== stream) return;
+    const net = $("#net"); if (net) { net.className = "pill offline"; net.textContent = "—"; }
+    // refused (the agent restarted and no longer knows this session): a new session;
+    // otherwise (the agent away) EventSource tries again by itself
+    if (stream.readyState === EventSource.CLOSED) restart();
+  };
+}
+
+const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
+async function startSession() {
+  const res = await fetch("/api/session", { credentials: "same-origin", cache: "no-store" });
+  if (!res.ok) throw new Error("session " + res.status);
+  csrf = (await res.json()).csrf;
+}
+let restarting = false;
+async function restart() {
+  if (restarting || signingIn) return;
+  restarting = true;
+  if (es) { es.close(); es = null; }
+  for (let wait = 500; ; wait = Math.min(wait * 2, 5000)) {
+    try { await startSession(); break; } catch (e) { await sleep(wait); }
+  }
+  restarting = false;
+  connect();
 }
 
 $("#lang").addEventListener("click", () => { lang = lang === "en" ? "zh" : "en"; localStorage.setItem("lang", lang); render(); });
-$("#voice").addEventListener("click", () => api("POST", "/api/voice", { on: !(S && S.voice) }));
-connect();
+$("#voice").addEventListener("click", () => api("POST", "/api/voice", { on: !(S && S.voice) }).catch(() => {}));
+restart();

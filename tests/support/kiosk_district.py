@@ -10,7 +10,9 @@ The supervision grid is imported, so the subject panel names the village.
 
 Each test builds its own shop (a few seconds): nothing one test sells or
 breaks is seen by another. `sell` and `give_back` go through the kiosk's HTTP
-API, for tests that need a sale on the ledger without showing how it is made.
+API, for tests that need a sale on the ledger without showing how it is made,
+as a client of its own (`KioskClient`: its session, CSRF token and Origin, like
+the page): its sign-in is its own, so a page must sign in itself afterwards.
 `start_agent(pause_before_commit=PATH)` runs the same kiosk through
 tests/support/kiosk_failpoints.py, held between every decision and its commit."""
 
@@ -87,6 +89,42 @@ def env() -> dict:
     return out
 
 
+class KioskClient:
+    """One client of the kiosk's HTTP API, as the kiosk's own page is: a
+    session cookie from `GET /api/session`, its CSRF token on every change,
+    the kiosk's own Origin. A session the kiosk no longer knows (it restarted)
+    is replaced once, as the page does."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.http = httpx.Client(base_url=url, headers={"Origin": url}, timeout=30)
+        self.csrf: str | None = None
+
+    def new_session(self) -> None:
+        res = self.http.get("/api/session")
+        res.raise_for_status()
+        self.csrf = res.json()["csrf"]
+
+    def request(self, method: str, path: str, body: dict | None = None) -> httpx.Response:
+        for attempt in (1, 2):
+            if self.csrf is None:
+                self.new_session()
+            headers = {} if method in ("GET", "HEAD") else {"X-CSRF-Token": self.csrf}
+            res = self.http.request(method, path, json=body, headers=headers)
+            if attempt == 1 and res.status_code in (401, 403) and \
+                    res.headers.get("content-type", "").startswith("application/json") and \
+                    res.json().get("code") in ("session_required", "csrf_token_invalid"):
+                self.csrf = None
+                continue
+            break
+        if path == "/api/signin" and res.status_code == 200:
+            self.csrf = res.json()["csrf"]          # a sign-in makes a new session
+        return res
+
+    def close(self) -> None:
+        self.http.close()
+
+
 class KioskShop:
     def __init__(self, root: Path, deadline_ms: int = 1500):
         self.pin = new_pin()        # the clerk's PIN at this shop
@@ -128,6 +166,7 @@ class KioskShop:
         self.show_camera(None)
         self.port: int | None = None    # picked by the system at the first start, kept across restarts
         self.url: str | None = None
+        self._client: KioskClient | None = None
         self.ledger = self.root / f"{TERMINAL}.ledger.db"
         self.config = self.root / "terminal.toml"
         self.config.write_text(self.config_text(deadline_ms, stills), "utf-8")
@@ -178,6 +217,13 @@ class KioskShop:
         self.url = announced[0]
         self.port = int(self.url.rpartition(":")[2])
 
+    @property
+    def client(self) -> KioskClient:
+        """The harness's own client of the kiosk (what `api`, `state`, `sell` use)."""
+        if self._client is None:
+            self._client = KioskClient(self.url)
+        return self._client
+
     def kill_agent(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
@@ -192,11 +238,13 @@ class KioskShop:
                 self.kill_agent()
 
     def state(self) -> dict:
-        return httpx.get(self.url + "/api/state", timeout=5).json()
+        """The state as the harness's client sees it: the counter once it has
+        signed in (`sign_in`), else the public sign-in state."""
+        return self.client.request("GET", "/api/state").json()
 
     def api(self, method: str, path: str, body: dict | None = None) -> dict:
         """A clerk's tap on the page, as the page sends it; an error is raised."""
-        res = httpx.request(method, self.url + path, json=body, timeout=30)
+        res = self.client.request(method, path, body)
         if res.status_code != 200:
             raise AssertionError(f"{method} {path}: {res.status_code} {res.text}")
         return res.json()
@@ -318,6 +366,8 @@ class KioskShop:
         self.broker.start()
 
     def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
         self.kill_agent()
         for part, stop in ((self.gateway, "kill"), (self.broker, "kill"), (self.reader, "stop"),
                            (self.printer, "stop")):
