@@ -143,9 +143,20 @@ def shot(page, name):
     screenshots.save(page, name, full_page=True)
 
 
+_TOKENS: dict[tuple[str, str], str] = {}
+
+
 def api_get(url, name, path):
+    """GET as `name`, logged in once per world: the API throttles logins per
+    client address (a burst of 20, then one per 3 s), and every test here
+    logs in from 127.0.0.1, so polling with a fresh login each time would
+    spend the browser's logins."""
     with httpx.Client(base_url=url, timeout=10) as c:
-        token = c.post("/api/login", json={"name": name, "password": PASSWORD}).json()["token"]
+        token = _TOKENS.get((url, name))
+        if token is None:
+            r = c.post("/api/login", json={"name": name, "password": PASSWORD})
+            assert r.status_code == 200, r.text
+            token = _TOKENS[(url, name)] = r.json()["token"]
         return c.get(path, headers={"Authorization": f"Bearer {token}"}).json()
 
 
