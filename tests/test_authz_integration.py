@@ -203,8 +203,10 @@ def test_late_authorization_and_its_offline_sale_count_once(district):
 
 
 def test_terminal_restarted_offline_decides_from_its_last_synced_config(district):
-    synced = district.agents["T002"].config_store.versions()
+    before = district.agents["T002"]
     district.stop_agent("T002")
+    # read after the stop: pushes (balances move with every sale) arrive until then
+    synced = before.config_store.versions()
     district.gateway.kill()
     district.broker.kill()
     try:
