@@ -10,6 +10,7 @@ want_system npm npm
 want_system chromium chromium
 want_system nginx nginx-light  # the dashboard's reverse-proxy example (deploy/nginx-dashboard.conf), run for real
 want_system espeak-ng espeak-ng  # spoken prompts (firmware/voice.py)
+want_deb postgresql  # a private PostgreSQL cluster the tests start and restart (simulator/postgres.py), unless PG_DSN is set
 want_deb fonts-wqy-microhei  # Chinese glyphs in browser screenshots and the ledger PDF
 install_system
 python_env test "[test]"
