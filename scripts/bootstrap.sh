@@ -71,3 +71,34 @@ node_env() {
         (cd "$dir" && npm ci --silent --no-audit --no-fund >/dev/null)
     fi
 }
+
+micropython_lib() {
+    # micropython-lib's umqtt.simple for the card-only terminal (firmware/mcu/,
+    # docs/mcu.md). Its PyPI package is an sdist pip cannot build, so fetch the
+    # source archive named by PyPI's JSON API, check it against the sha256 PyPI
+    # publishes, and unpack only its module onto the MicroPython library path in
+    # .venv (never into the repository). Skipped when that version is in place.
+    local lib="$VENV/micropython-lib" name=micropython-umqtt.simple version=1.3.4
+    [ "$(cat "$lib/.umqtt-simple" 2>/dev/null)" = "$version" ] && [ -f "$lib/umqtt/simple.py" ] && return 0
+    say "fetching $name $version (MicroPython MQTT client) into .venv/micropython-lib"
+    "$VENV/bin/python" - "$lib" "$name" "$version" <<'PY'
+import hashlib, io, json, os, sys, tarfile, urllib.request
+lib, name, version = sys.argv[1:]
+meta = json.load(urllib.request.urlopen("https://pypi.org/pypi/%s/json" % name, timeout=60))
+sdist = [u for u in meta["releases"][version] if u["packagetype"] == "sdist"][0]
+data = urllib.request.urlopen(sdist["url"], timeout=60).read()
+got = hashlib.sha256(data).hexdigest()
+if got != sdist["digests"]["sha256"]:
+    sys.exit("%s: sha256 %s, PyPI says %s" % (sdist["filename"], got, sdist["digests"]["sha256"]))
+with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+    member = [m for m in tar.getmembers() if m.name.endswith("/umqtt/simple.py")][0]
+    text = tar.extractfile(member).read()
+os.makedirs(os.path.join(lib, "umqtt"), exist_ok=True)
+for path, content in ((os.path.join(lib, "umqtt", "simple.py"), text), (os.path.join(lib, "umqtt", "__init__.py"), b"")):
+    with open(path + ".tmp", "wb") as f:
+        f.write(content)
+    os.replace(path + ".tmp", path)
+with open(os.path.join(lib, ".umqtt-simple"), "w") as f:
+    f.write(version)
+PY
+}

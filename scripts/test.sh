@@ -14,6 +14,7 @@ want_deb postgresql  # a private PostgreSQL cluster the tests start and restart 
 want_deb fonts-wqy-microhei  # Chinese glyphs in browser screenshots and the ledger PDF
 install_system
 python_env test "[test]"
+micropython_lib  # umqtt.simple for the MicroPython terminal (firmware/mcu/)
 node_env
 cd "$ROOT"
 exec "$VENV/bin/python" -m pytest "$@"
