@@ -43,8 +43,9 @@ def main(argv, prog):
     parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt://HOST:PORT")
     parser.add_argument("--db", required=True, help="SQLite database (created if missing)")
-    parser.add_argument("--username", default=os.environ.get("GATEWAY_MQTT_USERNAME"),
-                        help="broker user (env GATEWAY_MQTT_USERNAME)")
+    parser.add_argument("--username", default=os.environ.get("GATEWAY_MQTT_USERNAME") or "gateway",
+                        help="broker user (env GATEWAY_MQTT_USERNAME; default gateway, the user "
+                             "`gateway terminal broker-auth` writes)")
     parser.add_argument("--password-env", default="GATEWAY_MQTT_PASSWORD",
                         help="name of the environment variable holding the broker password")
     parser.add_argument("--client-id", default="gateway")

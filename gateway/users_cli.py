@@ -62,8 +62,14 @@ def main(argv, prog):
                 print(f"{prog}: environment variable {args.password_env} is empty or unset", file=sys.stderr)
                 return 2
         else:
-            password = getpass.getpass("password: ")
-            if password != getpass.getpass("again: "):
+            try:
+                password = getpass.getpass("password: ")
+                again = getpass.getpass("again: ")
+            except EOFError:
+                print(f"{prog}: no password typed twice on the terminal (for scripts: --password-env NAME)",
+                      file=sys.stderr)
+                return 2
+            if password != again:
                 print(f"{prog}: passwords differ", file=sys.stderr)
                 return 2
         try:

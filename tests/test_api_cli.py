@@ -77,6 +77,18 @@ def test_bad_grid_file_and_wrong_role_for_area_are_refused(tmp_path):
     assert out.returncode == 2 and "at least 8" in out.stderr
 
 
+def test_user_add_without_a_terminal_says_how_instead_of_a_traceback(tmp_path):
+    """A script piping the password in gets the way to do it, and no user."""
+    db = tmp_path / "gw.db"
+    (tmp_path / "grid.toml").write_text(GRID_TOML, encoding="utf-8")
+    assert run("grid", "--db", str(db), "import", str(tmp_path / "grid.toml")).returncode == 0
+    out = subprocess.run([sys.executable, "-m", "gateway", "users", "--db", str(db), "add", "--role", "town",
+                          "--area", "330113001", "zhang"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         input="long-enough-1\n", env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 2 and "--password-env" in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert "zhang" not in run("users", "--db", str(db), "list").stdout
+
+
 def test_password_reset_and_disable_end_sessions_at_once(tmp_path):
     """Issue 15, item 12: `users add` of an existing name (the password
     reset) revokes its tokens; `users disable` stops its tokens and its
