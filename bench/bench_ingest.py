@@ -9,8 +9,11 @@ ingest pipeline (verifier and writer processes) and the supervision process
 worker (`--no-supervision`); `--ingest threads` the single-process variant.
 
 What it prints (targets from the record-path issue):
-1. the limit: QoS 1 receive rate of a bare paho subscriber draining a queue
-   the same Mosquitto holds for it (nothing else running);
+1. the limit, twice: the QoS 1 receive rate of a bare paho subscriber
+   draining a queue the same Mosquitto holds for it (nothing else running),
+   and of a C subscriber (`mosquitto_sub -q 1`) draining the same kind of
+   queue: the broker's real delivery limit here, an order of magnitude above
+   what any Python client takes in;
 2. the gateway's sustained ingest rate, drained from the same kind of queue,
    with one record per message (target >= 0.7x the limit) and with batches
    of 100 records (target >= 3x the limit, in records/s);
@@ -226,6 +229,31 @@ def role_bare(port: int, expected: int) -> None:
     print(json.dumps({"messages": len(times), "rate": rate}))
 
 
+def c_subscriber_rate(port: int, client_id: str, expected: int) -> dict:
+    """Drain the queue held for `client_id` with `mosquitto_sub -q 1`, printing
+    one short line a message (the payload's length) that is counted as it
+    arrives, so the rate is taken over the middle of the drain as the bare
+    subscriber's is."""
+    binary = shutil.which("mosquitto_sub") or "/usr/bin/mosquitto_sub"
+    command = [binary, "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-c", "-i", client_id,
+               "-C", str(expected), "-F", "%l", "-W", "300"]
+    for t in topics.GATEWAY_SUBSCRIBES:
+        command += ["-t", t]
+    if Target.tls:
+        user = gateway_fleet.GATEWAY_USER
+        command += ["--cafile", Target.ca, "-u", user, "-P", Target.passwords[user]]
+    marks: list[tuple[float, int]] = []
+    count = 0
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        while chunk := proc.stdout.read1(1 << 16):
+            count += chunk.count(b"\n")
+            marks.append((time.perf_counter(), count))
+        err = proc.stderr.read().decode(errors="replace")
+    if count < expected:
+        raise RuntimeError(f"mosquitto_sub took {count} of {expected} messages: {err.strip()}")
+    return {"messages": count, "rate": steady_rate(marks, expected)}
+
+
 def measure_gateway(db: Path, port: int, expected_records: int, keys: dict[str, bytes], timeout: float = 300,
                     extra_args: tuple[str, ...] = ()) -> dict:
     """Start the gateway process and watch its acks: an ack for `upto` N means
@@ -292,6 +320,10 @@ def measure_rates(work: Path, port: int, template: Path, singles: list, batches:
                           env={**os.environ, "BENCH_GATEWAY_PASSWORD": GATEWAY_PASSWORD})
     out["bare"] = json.loads(proc.stdout.strip().splitlines()[-1])
     drop_session(port, "bare")
+    make_session(port, "csub")
+    publish_all(port, singles, progress, label + "queueing for mosquitto_sub")
+    out["c"] = c_subscriber_rate(port, "csub", len(singles))
+    drop_session(port, "csub")
 
     db1 = work / "single.db"
     shutil.copy(template, db1)
@@ -308,8 +340,9 @@ def measure_rates(work: Path, port: int, template: Path, singles: list, batches:
     for path in (db1, db2):
         for suffix in ("", "-wal", "-shm"):
             Path(str(path) + suffix).unlink(missing_ok=True)
-    limit = out["bare"]["rate"]
+    limit, c_limit = out["bare"]["rate"], out["c"]["rate"]
     out["ratios"] = {"single": out["single"]["rate"] / limit, "batched": out["batched"]["rate"] / limit}
+    out["c_ratios"] = {"single": out["single"]["rate"] / c_limit, "batched": out["batched"]["rate"] / c_limit}
     return out
 
 
@@ -422,20 +455,27 @@ def main() -> int:
 
     results["rounds"] = rounds
     results["ratios"] = {kind: statistics.median(r["ratios"][kind] for r in rounds) for kind in ("single", "batched")}
+    results["c_ratios"] = {kind: statistics.median(r["c_ratios"][kind] for r in rounds)
+                           for kind in ("single", "batched")}
     over = "MQTT over TLS, generated broker configuration" if args.tls else "plain MQTT"
     rates = Table(title=f"gateway ingest vs. the broker's limit, {len(rounds)} rounds on one broker ({over})",
-                  caption="limit: a bare paho subscriber's QoS 1 receive rate; then the gateway with "
-                          "1 record a message and with 100")
-    for column, justify in (("round", "left"), ("limit", "right"), ("1/msg", "right"), ("ratio", "right"),
-                            ("100/msg", "right"), ("ratio", "right")):
+                  caption="limits: a bare paho subscriber's and mosquitto_sub's QoS 1 receive rates; then the "
+                          "gateway with 1 record a message and with 100; ratios to paho's limit, and (C) to "
+                          "mosquitto_sub's")
+    for column, justify in (("round", "left"), ("paho limit", "right"), ("C limit", "right"), ("1/msg", "right"),
+                            ("ratio", "right"), ("(C)", "right"), ("100/msg", "right"), ("ratio", "right"),
+                            ("(C)", "right")):
         rates.add_column(column, justify=justify)
     for i, r in enumerate(rounds, 1):
-        rates.add_row(str(i), f"{r['bare']['rate']:,.0f} msg/s", f"{r['single']['rate']:,.0f} rec/s",
-                      f"{r['ratios']['single']:.2f}", f"{r['batched']['rate']:,.0f} rec/s", f"{r['ratios']['batched']:.2f}")
+        rates.add_row(str(i), f"{r['bare']['rate']:,.0f} msg/s", f"{r['c']['rate']:,.0f} msg/s",
+                      f"{r['single']['rate']:,.0f} rec/s", f"{r['ratios']['single']:.2f}",
+                      f"{r['c_ratios']['single']:.2f}", f"{r['batched']['rate']:,.0f} rec/s",
+                      f"{r['ratios']['batched']:.2f}", f"{r['c_ratios']['batched']:.2f}")
     single, batched = results["ratios"]["single"], results["ratios"]["batched"]
-    rates.add_row("median", "", "", f"{single:.2f} (≥ 0.7 {'✓' if single >= 0.7 else '✗'})",
-                  "", f"{batched:.2f} (≥ 3 {'✓' if batched >= 3 else '✗'})")
-    console.print(rates)
+    rates.add_row("median", "", "", "", f"{single:.2f} (≥ 0.7 {'✓' if single >= 0.7 else '✗'})",
+                  f"{results['c_ratios']['single']:.3f}", "", f"{batched:.2f} (≥ 3 {'✓' if batched >= 3 else '✗'})",
+                  f"{results['c_ratios']['batched']:.2f}")
+    Console(width=max(console.width, 120)).print(rates)   # nine columns: too wide for 80
     table = Table(title="latency and backlog (50 real terminal agents)")
     table.add_column("measure")
     table.add_column("value", justify="right")
