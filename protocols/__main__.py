@@ -6,6 +6,7 @@ from protocols.cli import dispatch
 
 COMMANDS = {
     "vectors": ("protocols.vectors_cli", "check or regenerate the shared test vectors"),
+    "schemas": ("protocols.schemas_cli", "write (or --check) the JSON Schemas of every message and the field reference"),
 }
 
 if __name__ == "__main__":
