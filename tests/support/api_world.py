@@ -36,7 +36,8 @@ def subjects_table(conn) -> None:
     for sid, town, number in (("S00001", TOWN1, "330113199001011234"), ("S00003", TOWN2, "330113198502023456")):
         data = {"id": sid, "name": "张三" if sid == "S00001" else "李四", "status": "active", "id_number": number,
                 "plots": [{"crop": "rice", "area_cmu": 1000}], "permits": []}
-        conn.execute("INSERT OR REPLACE INTO subjects(id, town, status, data) VALUES (?, ?, 'active', ?)",
+        conn.execute("INSERT OR REPLACE INTO subjects(id, town, status, data, rev, updated) "
+                     "VALUES (?, ?, 'active', ?, 0, 0)",
                      [sid, town, json.dumps(data, ensure_ascii=False)])
 
 
