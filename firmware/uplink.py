@@ -15,6 +15,18 @@ flight, or an ack shows the gateway is missing records we sent (`seen` beyond
 `upto`), the uplink rewinds to the watermark and sends again; the gateway
 stores each (terminal, seq) once however often it arrives.
 
+Re-sends without an ack back off: the n-th re-send in a row that brought no
+progress waits ack_timeout x 2^n, at most `resend_max` (60 s), and any ack
+that moves the watermark starts again at ack_timeout. A terminal cannot
+tell a lost batch from one the gateway refused whole (`unsupported_version`,
+`terminal_mismatch`: no ack, docs/protocol.md "When no ack comes"), and a
+refused one will be refused again: every `ack_timeout` a window of up to
+2000 records over a shop's line, into the terminal's own quarantine budget at
+the gateway, is the cost of not backing off. It never gives up: the rows stay
+in the ledger, and after three unanswered re-sends `stalled` is set and
+logged, while the retained status (`head` far above `acked`) shows the
+gateway's backlog rule the same thing.
+
 It does not rewind on a silent gateway while the broker still holds back a
 PUBACK for a batch: the link itself is then dead (a shop's uplink that drops
 packets without a reset goes unnoticed until the keepalive), and every copy
@@ -57,6 +69,10 @@ class UplinkSettings:
     heartbeat: float = 60.0     # seconds between "online" status re-announcements
     min_backoff: float = 0.5
     max_backoff: float = 30.0
+    resend_max: float = 60.0    # longest wait between re-sends that bring no ack (doubling from ack_timeout)
+
+
+STALLED_AFTER = 3   # unanswered re-sends in a row before the uplink calls itself stalled
 
 
 class Uplink:
@@ -89,6 +105,7 @@ class Uplink:
         self.last_ack_wall_ms: int | None = None
         self.sent_batches = 0
         self.resends = 0
+        self._unanswered = 0   # re-sends in a row that no ack progress followed
         self._unconfirmed: list[mqtt.MQTTMessageInfo] = []  # record batches the broker has not PUBACKed
         self._sender: threading.Thread | None = None
         # Other per-terminal topics this terminal reads (config, auth/resp):
@@ -197,6 +214,18 @@ class Uplink:
     def connected(self) -> bool:
         return self._connected
 
+    @property
+    def stalled(self) -> bool:
+        """True after STALLED_AFTER re-sends in a row brought no ack: the
+        gateway is gone for long, or refuses this terminal's messages whole."""
+        return self._unanswered >= STALLED_AFTER
+
+    def _resend_after(self) -> float:
+        """Seconds without progress before the next re-send: ack_timeout,
+        doubled for each re-send in a row that was not answered."""
+        s = self.settings
+        return min(s.ack_timeout * (2 ** min(self._unanswered, 16)), max(s.ack_timeout, s.resend_max))
+
     # -- paho callbacks (network thread)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
@@ -247,6 +276,9 @@ class Uplink:
             if moved:
                 self._last_progress = self._monotonic()
                 self.last_ack_wall_ms = self._wall_ms()
+                if self._unanswered >= STALLED_AFTER:
+                    log.info("uplink moving again terminal=%s acked=%d", self.terminal, upto)
+                self._unanswered = 0
             if seen is not None and seen > upto and upto != self._last_hole and self._cursor > upto:
                 # The gateway stored later records but is missing some below them.
                 self._last_hole = upto
@@ -274,10 +306,17 @@ class Uplink:
                     self._last_progress = self._monotonic()
                 if self._cursor < acked:
                     self._cursor = acked
-                if self._cursor > acked and self._monotonic() - self._last_progress > self.settings.ack_timeout \
+                if self._cursor > acked and self._monotonic() - self._last_progress > self._resend_after() \
                         and not self._broker_holds_back():
-                    log.info("no ack progress, re-sending terminal=%s from=%d", self.terminal, acked + 1)
+                    log.info("no ack progress, re-sending terminal=%s from=%d unanswered=%d", self.terminal,
+                             acked + 1, self._unanswered)
                     self.resends += 1
+                    self._unanswered += 1
+                    if self._unanswered == STALLED_AFTER:
+                        log.warning("uplink stalled terminal=%s acked=%d head=%d: %d re-sends without an ack; "
+                                    "the gateway is away or refuses this terminal's messages (unsupported_version, "
+                                    "terminal_mismatch); re-sending every %.0fs at most", self.terminal, acked,
+                                    self.ledger.head, STALLED_AFTER, self.settings.resend_max)
                     self._cursor = acked
                     self._last_progress = self._monotonic()
             try:
