@@ -9,6 +9,7 @@ COMMANDS = {
     "demo": ("simulator.demo_cli", "the district demo: broker, gateway, simulated shops"),
     "scorecard": ("simulator.scorecard", "render a run's JSON report as tables and an HTML page"),
     "sell": ("simulator.sell_cli", "one real terminal agent whose counter sells by itself (fault drills)"),
+    "pn532-field": ("simulator.pn532_field", "a PN532 emulator on a pty with a socket that puts cards on it"),
 }
 
 if __name__ == "__main__":
