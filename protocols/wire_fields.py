@@ -53,7 +53,7 @@ _CARD = "card number of the subject card shown (from the card's payload), when a
 _IDENTITY = "how the buyer was identified: `card`, `face`, `card+face` (both), `override` (the clerk vouched)"
 _MODE = "`online`: decided by the gateway; `offline`: decided on the terminal with the same policy"
 _SALE_ID = "the counter's idempotency key of this sale; the authorization request for it carries the same " \
-           "value; unique per terminal (the Pi terminal: `<terminal>-<16 hex>`)"
+           "value; unique per terminal (the Pi terminal: `<terminal>-<wall clock ms in hex><4 random hex digits>`)"
 _CONSUMPTION = "quota category (e.g. `fert_n`, `pesticide_g`) → amount consumed in the category's base unit " \
                "(g of nutrient or product, mL); negative gives quota back"
 _REASONS = "reason codes (protocols.reasons; docs/protocol.md and docs/policy.md list them), in order"
