@@ -16,7 +16,7 @@ connects as the gateway's broker user, `--username`, default `gateway`).
 
 Exit status: 0 every scenario passed; 1 at least one failed; 3 none failed
 but some were not run (a restart scenario without its command); 2 bad usage
-or the terminal never showed up.
+or the terminal never showed up (no record and no online status within --wait).
 """
 
 import argparse
@@ -107,9 +107,13 @@ def _run(kit, options, names, args, prog):
     console = Console(stderr=True)
     out = Console()
     started = time.monotonic()
-    if not kit.wait(lambda: kit.connected and kit.batches, args.wait):
+    def present():
+        online = any(status["state"] == "online" for _, status in kit.statuses)
+        return kit.connected and (kit.batches or online)
+
+    if not kit.wait(present, args.wait):
         problem = kit.violations[-1][1] if kit.violations else (
-            "no records from %s within %.0fs: is it running, selling and pointed at %s?"
+            "nothing from %s within %.0fs (no record, no online status): is it running and pointed at %s?"
             % (args.terminal, args.wait, args.broker))
         print("%s: %s" % (prog, problem), file=sys.stderr)
         return EXIT_USAGE

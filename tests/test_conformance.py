@@ -17,7 +17,8 @@ import pytest
 from gateway import pki
 from gateway.store import Store
 from simulator.broker import Mosquitto
-from simulator.processes import provision_terminals, terminal_config_text
+from simulator import lifeline
+from simulator.processes import TerminalProcess, provision_terminals, terminal_config_text
 from tests.support.conformance_control import Control
 from tests.support.conformance_terminal import TerminalUnderTest
 
@@ -31,7 +32,7 @@ class Bench:
     """A broker on the generated configuration, one terminal under test, and
     the command line that runs the kit against it."""
 
-    def __init__(self, root: Path, broken: str | None = None):
+    def __init__(self, root: Path, broken: str | None = None, runner: str = "counter"):
         self.root = root
         db = root / "gateway.db"
         (self.creds,) = provision_terminals(db, ["T001"])
@@ -46,7 +47,12 @@ class Bench:
         config = root / "T001.toml"
         config.write_text(terminal_config_text(self.creds, self.broker.tls_url, root / "T001.ledger.db",
                                                ack_timeout=ACK_TIMEOUT, batch=20, ca=self.broker.ca))
-        self.terminal = TerminalUnderTest(config, root / "T001.log", rate=2.0, broken=broken)
+        if runner == "counter":
+            self.terminal = TerminalUnderTest(config, root / "T001.log", rate=2.0, broken=broken)
+        elif runner == "simulator-sell":
+            self.terminal = ShippedTerminal(TerminalProcess(config, root / "T001.log", rate=2.0))
+        else:
+            self.terminal = ShippedTerminal(FirmwareRun(config, root / "T001.log"))
         self.key_file = root / "T001.key"
         self.key_file.write_text(self.creds.key_hex + "\n")
         self.password_file = root / "kit.password"
@@ -72,6 +78,44 @@ class Bench:
         self.broker.kill()
 
 
+class FirmwareRun:
+    """`python -m firmware run`: the shipped agent, selling nothing."""
+
+    def __init__(self, config: Path, log_path: Path):
+        self.config, self.log_path, self.proc = config, log_path, None
+
+    def start(self) -> "FirmwareRun":
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "firmware", "run", "--config", str(self.config)],
+                                         cwd=ROOT, stdout=subprocess.PIPE, stderr=log, preexec_fn=lifeline.bind)
+        line = self.proc.stdout.readline().decode()
+        assert line.startswith("READY"), f"firmware run did not start; see {self.log_path}"
+        return self
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class ShippedTerminal:
+    """A shipped command line as the terminal under test, restarted by kill -9."""
+
+    def __init__(self, process):
+        self.process = process
+
+    def start(self):
+        self.process.start()
+        return self
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def restart(self) -> None:
+        self.process.kill()
+        self.process.start()
+
+
 def table(text: str) -> dict:
     rows = {}
     for line in text.splitlines():
@@ -85,8 +129,8 @@ def table(text: str) -> dict:
 def bench(tmp_path):
     made = []
 
-    def make(broken=None):
-        b = Bench(tmp_path, broken)
+    def make(broken=None, runner="counter"):
+        b = Bench(tmp_path, broken, runner)
         made.append(b)
         b.terminal.start()
         return b
@@ -105,6 +149,34 @@ def test_the_project_s_pi_terminal_passes_every_scenario(bench):
     assert set(rows) == set(NAMES) | {"whole-run"}, proc.stdout
     assert all(outcome == "PASS" for outcome, _ in rows.values()), proc.stdout
     assert b.control.done == ["restart-broker", "restart-terminal"]   # the restarts really happened
+
+
+UPLINK_SCENARIOS = ["acks-withheld", "acks-duplicated", "acks-out-of-order", "ack-beyond-head", "hole-reported",
+                    "forged-acks", "broker-restart", "terminal-restart"]
+CONFIG_SCENARIOS = ["config-chunks", "config-repeated", "config-bad-mac"]
+
+
+@pytest.mark.slow
+def test_python_m_simulator_sell_passes_every_uplink_and_config_scenario(bench):
+    """The shipped agent as `python -m simulator sell` runs it (records written
+    without a counter, so no authorization requests: the auth-* scenarios
+    need a terminal that asks, as the test above does)."""
+    b = bench(runner="simulator-sell")
+    proc, rows = b.kit("--scenarios", ",".join(UPLINK_SCENARIOS + CONFIG_SCENARIOS))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [name for name, (outcome, _) in rows.items() if outcome == "PASS"] == UPLINK_SCENARIOS + CONFIG_SCENARIOS \
+        + ["whole-run"], proc.stdout
+
+
+@pytest.mark.slow
+def test_python_m_firmware_run_passes_the_config_scenarios(bench):
+    """`python -m firmware run`, the shipped agent selling nothing: the kit
+    starts on its online status, and its config sync conforms."""
+    b = bench(runner="firmware-run")
+    proc, rows = b.kit("--scenarios", ",".join(CONFIG_SCENARIOS), restarts=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert {name: outcome for name, (outcome, _) in rows.items()} == dict.fromkeys(CONFIG_SCENARIOS + ["whole-run"],
+                                                                                 "PASS"), proc.stdout
 
 
 @pytest.mark.slow
