@@ -5,7 +5,9 @@ No answer in time (gateway down, broker slow, link cut) returns None and the
 counter decides offline. An answer arriving after that is ignored here; the
 gateway matches the late authorization to the offline sale record by `sale_id`
 and counts the sale once. Responses are MAC-checked with the terminal key, so
-only the gateway can approve a sale online.
+only the gateway can approve a sale online, and a response is taken only for
+the request with its `id` *and* `sale_id` (docs/protocol.md): a genuine answer
+to another sale, replayed or misrouted, must not approve this one.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class AuthClient:
         request_id = request_id or self.new_id()
         payload = authz.encode_request(self._key, self.terminal, request_id, sale_id, self._wall_ms(), subject,
                                        identity, cart, card=card, clerk=clerk, proof=proof)
-        slot = [threading.Event(), None]
+        slot = [threading.Event(), None, sale_id]
         with self._lock:
             self._pending[request_id] = slot
         started = self._monotonic()
@@ -79,6 +81,10 @@ class AuthClient:
         if slot is None:
             self.late += 1
             log.info("late authorization response ignored terminal=%s sale=%s", self.terminal, response["sale_id"])
+            return
+        if response["sale_id"] != slot[2]:
+            log.warning("authorization response for another sale ignored terminal=%s id=%s sale=%s asked=%s",
+                        self.terminal, response["id"], response["sale_id"], slot[2])
             return
         slot[1] = response
         slot[0].set()

@@ -252,13 +252,13 @@ def terminal_restart(kit, options):
 
 # ---------------------------------------------------------------- authorization
 
-def _approve(kit, request, auth_id):
+def _approve(kit, request, auth_id, sale_id=None):
     items = [{"line": i, "product": line["product"], "spec": line["spec"], "packs": line["packs"],
               "decision": "approve", "reasons": [], "consumption": {}} for i, line in enumerate(request["cart"])]
     decision = {"decision": "approve", "mode": "online", "date": authz.local_date(kit._wall_ms()), "codes": [],
                 "reasons": [], "consumption": {}, "items": items}
-    return authz.encode_response(kit.key, kit.terminal, request["id"], request["sale_id"], kit._wall_ms(),
-                                 authz.OK, auth=auth_id, decision=decision)
+    return authz.encode_response(kit.key, kit.terminal, request["id"], sale_id or request["sale_id"],
+                                 kit._wall_ms(), authz.OK, auth=auth_id, decision=decision)
 
 
 def answer_promptly(kit):
@@ -351,6 +351,18 @@ def auth_bad_mac(kit, options):
     return "approval with a bad MAC ignored: decided offline (seq %d)" % record["seq"]
 
 
+def auth_other_sale(kit, options):
+    auth_id = "KITOTHER%d" % options.rng.getrandbits(30)
+    other = "KIT-OTHER-SALE-%d" % options.rng.getrandbits(30)
+    request, record = _one_request(kit, lambda r: kit.publish_raw(topics.AUTH_RESP, _approve(kit, r, auth_id, other)))
+    body = record["body"]
+    if body.get("auth") == auth_id or body.get("mode") != "offline":
+        raise Failed("a genuine approval of sale %s, sent with this request's id, was used for sale %s: record "
+                     "seq %d has mode %s, auth %s" % (other, request["sale_id"], record["seq"], body.get("mode"),
+                                                      body.get("auth")))
+    return "an approval of another sale under this request's id ignored: decided offline (seq %d)" % record["seq"]
+
+
 # ---------------------------------------------------------------- config
 
 def _cards(options, version):
@@ -416,6 +428,7 @@ SCENARIOS = [
     ("auth-answered", "an authorization answered at once is used", None, auth_answered),
     ("auth-late", "an authorization answered after the deadline changes nothing", None, auth_late),
     ("auth-bad-mac", "an authorization with a bad MAC is ignored", None, auth_bad_mac),
+    ("auth-other-sale", "an answer naming another sale_id is ignored", None, auth_other_sale),
     ("config-chunks", "a config section in many chunks", None, config_chunks),
     ("config-repeated", "every chunk twice, then the section again", None, config_repeated),
     ("config-bad-mac", "a chunk with a bad MAC is not taken", None, config_bad_mac),
