@@ -112,9 +112,14 @@ def _run(kit, options, names, args, prog):
         return kit.connected and (kit.batches or online)
 
     if not kit.wait(present, args.wait):
-        problem = kit.violations[-1][1] if kit.violations else (
-            "nothing from %s within %.0fs (no record, no online status): is it running and pointed at %s?"
-            % (args.terminal, args.wait, args.broker))
+        if kit.violations:
+            problem = kit.violations[-1][1]
+        elif not kit.connected:
+            problem = "could not connect to %s as %s within %.0fs (address, --ca, credentials?)" % (
+                args.broker, args.username, args.wait)
+        else:
+            problem = "nothing from %s within %.0fs (no record, no online status): is it running and pointed at %s?" \
+                % (args.terminal, args.wait, args.broker)
         print("%s: %s" % (prog, problem), file=sys.stderr)
         return EXIT_USAGE
     results = []

@@ -219,6 +219,10 @@ def test_bad_usage_is_refused_before_anything_is_sent(tmp_path):
                            "--terminal", "T001", "--key-file", str(key), "--scenarios", "nope"],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2 and "unknown scenario nope" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "protocols", "conformance", "--broker", "mqtt://127.0.0.1:1",
+                           "--terminal", "T001", "--key-file", str(key), "--wait", "2"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "could not connect to mqtt://127.0.0.1:1 as gateway" in proc.stderr
 
 
 def test_the_kit_is_the_gateway_s_side_rebuilt_from_protocols_alone():
