@@ -63,12 +63,6 @@ def prepare(db: Path, names: list[str]) -> None:
     store = Store(db)
     try:
         conn = store.conn
-        try:
-            from gateway import grid  # the supervision grid owns the shops table
-            grid.ensure_schema(conn)
-        except ImportError:
-            conn.execute("CREATE TABLE IF NOT EXISTS shops (id TEXT PRIMARY KEY, name TEXT, town TEXT, "
-                         "designated INTEGER NOT NULL DEFAULT 0)")
         for name in names:
             conn.execute("INSERT OR REPLACE INTO shops(id, name, town, designated) VALUES (?, ?, ?, 0)",
                          [f"shop-{name}", name, TOWN])

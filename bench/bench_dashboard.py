@@ -30,7 +30,6 @@ from gateway import grid, users  # noqa: E402
 from gateway.api import create_app  # noqa: E402
 from gateway.rules import local_parts  # noqa: E402
 from gateway.store import connect  # noqa: E402
-from gateway.supervision import ensure_schema  # noqa: E402
 from simulator.broker import free_port, wait_port  # noqa: E402
 
 DAY = 86_400_000
@@ -41,7 +40,6 @@ CODES = ("banned_product_sold", "sale_outside_hours", "split_purchase", "overrid
 
 def build(db: Path, n: int, now: int, rng: random.Random) -> None:
     conn = connect(db)
-    ensure_schema(conn)
     areas = [{"code": "D1", "level": "district", "name": "临平区"}]
     shops = []
     for t in range(10):

@@ -37,12 +37,11 @@ import logging
 import queue
 import threading
 import time
-import sqlite3
 from dataclasses import dataclass, field
 from typing import Callable
 
 from gateway import quota, registry
-from gateway.store import Store
+from gateway.store import Store, savepoint, transaction
 from protocols import authz, card, configsync, policy
 from protocols.clock import wall_ms as now_ms
 
@@ -75,16 +74,10 @@ class IdentityContext:
         self.revoked: frozenset = frozenset()
 
     def refresh(self, conn) -> "IdentityContext":
-        try:
-            keys = conn.execute("SELECT count(*), coalesce(max(added), 0), coalesce(max(key_id), '') "
-                                "FROM registry_keys").fetchone()
-        except sqlite3.OperationalError:
-            keys = None
-        try:
-            row = conn.execute("SELECT version FROM config_sections WHERE name = ?",
-                               [configsync.REVOCATIONS]).fetchone()
-        except sqlite3.OperationalError:  # a supervision-only database: no quota ledger, nothing revoked
-            row = None
+        keys = tuple(conn.execute("SELECT count(*), coalesce(max(added), 0), coalesce(max(key_id), '') "
+                                  "FROM registry_keys").fetchone())
+        row = conn.execute("SELECT version FROM config_sections WHERE name = ?",
+                           [configsync.REVOCATIONS]).fetchone()
         stamp = (keys, row[0] if row else None)
         if stamp != self._stamp:
             self.trusted = card.trust_store(registry.trusted_keys(conn))
@@ -93,7 +86,7 @@ class IdentityContext:
         return self
 
 
-def check_identity(conn, claim: dict, today: str, context: IdentityContext, area: dict):
+def check_identity(conn, claim: dict, today: str, context: IdentityContext, area: dict, judge_face: bool = True):
     """The verified card of `claim` (None when it claims no card), or
     authz.Invalid: the proof fails (`authz.check_proof` against `context`'s
     registry keys and revocations, on `today`), or claims a face match the
@@ -101,17 +94,15 @@ def check_identity(conn, claim: dict, today: str, context: IdentityContext, area
     shop's `area`, whose gallery holds no one else).
 
     `claim` is an authorization request or a sale record's body: both name
-    `subject`, `identity`, `card` and `proof` alike."""
+    `subject`, `identity`, `card` and `proof` alike. `judge_face` False: the
+    face part is not judged (no registry imported to judge it by)."""
     verified = authz.check_proof(claim, context.trusted, today, context.revoked)
-    if "face" in authz.NEEDS[claim["identity"]]:
+    if judge_face and "face" in authz.NEEDS[claim["identity"]]:
         subject = claim["subject"]
         entry = quota.subject_entry(conn, subject)
         if entry is None or not registry.serves(area, entry):
             raise authz.Invalid("identity_unproven", f"face match for {subject}, not in the shop's gallery")
-        try:
-            enrolled = conn.execute("SELECT 1 FROM faces WHERE subject = ?", [subject]).fetchone()
-        except sqlite3.OperationalError:
-            enrolled = None
+        enrolled = conn.execute("SELECT 1 FROM faces WHERE subject = ?", [subject]).fetchone()
         if enrolled is None:
             raise authz.Invalid("identity_unproven", f"face match for {subject}, who has no face enrolled")
     return verified
@@ -205,17 +196,13 @@ class AuthService:
         answers = []
         with self.store.lock:
             self.cache.get(conn)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(conn):
                 self.identity.refresh(conn)
                 for terminal, request, key in group:
-                    conn.execute("SAVEPOINT authz_one")
                     try:
-                        fields = self.authorize(conn, terminal, request, now)
-                        conn.execute("RELEASE authz_one")
+                        with savepoint(conn, "authz_one"):
+                            fields = self.authorize(conn, terminal, request, now)
                     except Exception as err:  # noqa: BLE001 - one bad request must not fail the group
-                        conn.execute("ROLLBACK TO authz_one")
-                        conn.execute("RELEASE authz_one")
                         if isinstance(err, policy.PolicyError):
                             log.warning("authorization undecidable terminal=%s sale=%s: %s",
                                         terminal, request["sale_id"], err)
@@ -224,10 +211,6 @@ class AuthService:
                             log.exception("authorization failed terminal=%s sale=%s", terminal, request["sale_id"])
                             fields = {"status": authz.ERROR, "code": "auth_unavailable"}
                     answers.append((terminal, key, request, fields))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
         self.stats.commits += 1
         out = []
         for terminal, key, request, fields in answers:
@@ -293,12 +276,7 @@ class AuthService:
         conn = self.store.conn
         try:
             with self.store.lock:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
+                with transaction(conn):
                     quota.release_stale(conn, self.wall_ms(), self.hold_ttl_ms)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
         except Exception:
             log.exception("sweeping stale authorizations failed")

@@ -33,7 +33,6 @@ import hashlib
 import json
 import logging
 import os
-import sqlite3
 import unicodedata
 from pathlib import Path
 
@@ -68,89 +67,12 @@ register({
     "case_confirm_role": ("确认此结案需要更高一级的人员", "confirming this close needs a higher role"),
 })
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS cases (
-    id          INTEGER PRIMARY KEY,
-    opened      INTEGER NOT NULL,
-    updated     INTEGER NOT NULL,
-    state       TEXT NOT NULL,
-    shop        TEXT,
-    subject     TEXT,
-    terminal    TEXT,
-    village     TEXT,
-    town        TEXT,
-    district    TEXT,
-    level       TEXT NOT NULL,
-    assignee    TEXT,
-    deadline    INTEGER,
-    codes       TEXT NOT NULL DEFAULT '',
-    violations  INTEGER NOT NULL DEFAULT 0,
-    result      TEXT,
-    outcome     TEXT,
-    closed      INTEGER
-);
-CREATE INDEX IF NOT EXISTS cases_state ON cases(state, updated);
-CREATE INDEX IF NOT EXISTS cases_town ON cases(town, state, updated);
-CREATE INDEX IF NOT EXISTS cases_village ON cases(village, state, updated);
-CREATE INDEX IF NOT EXISTS cases_district ON cases(district, state, updated);
-CREATE INDEX IF NOT EXISTS cases_subject ON cases(subject, outcome);
-CREATE INDEX IF NOT EXISTS cases_key ON cases(shop, subject, state);
-CREATE INDEX IF NOT EXISTS cases_due ON cases(deadline) WHERE state IN ('open', 'assigned');
-CREATE TABLE IF NOT EXISTS case_violations (
-    violation   INTEGER PRIMARY KEY,
-    case_id     INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS case_violations_case ON case_violations(case_id);
-CREATE TABLE IF NOT EXISTS case_events (
-    id          INTEGER PRIMARY KEY,
-    case_id     INTEGER NOT NULL,
-    time        INTEGER NOT NULL,
-    actor       TEXT NOT NULL,
-    action      TEXT NOT NULL,
-    from_state  TEXT,
-    to_state    TEXT,
-    detail      TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS case_events_case ON case_events(case_id, id);
-CREATE INDEX IF NOT EXISTS cases_outcome ON cases(outcome, closed);
-CREATE TABLE IF NOT EXISTS credit_grades (
-    subject     TEXT PRIMARY KEY,   -- only subjects below A: no row means A
-    grade       TEXT NOT NULL,
-    updated     INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS case_proposals (
-    case_id     INTEGER PRIMARY KEY,  -- one close awaiting a second person per case
-    outcome     TEXT NOT NULL,
-    actor       TEXT NOT NULL,
-    role        TEXT NOT NULL,
-    time        INTEGER NOT NULL,
-    notes       TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS case_photos (
-    id          INTEGER PRIMARY KEY,
-    case_id     INTEGER NOT NULL,
-    time        INTEGER NOT NULL,
-    actor       TEXT NOT NULL,
-    mime        TEXT NOT NULL,
-    size        INTEGER NOT NULL,
-    sha256      TEXT NOT NULL,
-    path        TEXT NOT NULL
-);
-"""
-
 CASE_COLUMNS = ("id", "opened", "updated", "state", "shop", "subject", "terminal", "village", "town", "district",
                 "level", "assignee", "deadline", "codes", "violations", "result", "outcome", "closed")
 
 
 class CaseError(ReasonError):
     pass
-
-
-def ensure_schema(conn: sqlite3.Connection) -> None:
-    conn.executescript(SCHEMA)
-    users.ensure_schema(conn)
-    grid.ensure_schema(conn)
-    upstream_outbox.ensure_schema(conn)
 
 
 def _event(conn, case_id: int, now: int, actor: str, action: str, old: str | None, new: str | None,
@@ -182,7 +104,7 @@ def _deadline(cfg: dict, level: str, now: int) -> int:
     return now + int(cfg["cases"]["deadline_hours"][level] * 3_600_000)
 
 
-def file_violation(conn: sqlite3.Connection, now: int, cfg: dict, v: dict) -> int:
+def file_violation(conn, now: int, cfg: dict, v: dict) -> int:
     """Open or join the case for a violation row; returns the case id. Inside the caller's transaction."""
     shop_id = v.get("shop")
     if not shop_id and v.get("terminal"):
@@ -216,7 +138,7 @@ def file_violation(conn: sqlite3.Connection, now: int, cfg: dict, v: dict) -> in
     return case_id
 
 
-def file_new_violations(conn: sqlite3.Connection, now: int, cfg: dict, limit: int = 1000) -> int:
+def file_new_violations(conn, now: int, cfg: dict, limit: int = 1000) -> int:
     """Every violation not yet in a case gets one: the watermark moves in the same
     transaction, so each violation is filed exactly once."""
     row = conn.execute("SELECT value FROM sweep_state WHERE name='cases'").fetchone()
@@ -231,7 +153,7 @@ def file_new_violations(conn: sqlite3.Connection, now: int, cfg: dict, limit: in
     return len(rows)
 
 
-def escalate_due(conn: sqlite3.Connection, now: int, cfg: dict) -> int:
+def escalate_due(conn, now: int, cfg: dict) -> int:
     """Cases not inspected by their deadline move one level up the grid."""
     n = 0
     for (case_id,) in conn.execute("SELECT id FROM cases WHERE state IN ('open', 'assigned') AND deadline < ? "
@@ -296,7 +218,7 @@ def _notes(notes) -> str:
     return notes
 
 
-def get(conn: sqlite3.Connection, case_id: int) -> dict | None:
+def get(conn, case_id: int) -> dict | None:
     return _row(conn, case_id)
 
 
@@ -360,7 +282,7 @@ def needs_confirmation(cfg: dict | None, outcome: str) -> bool:
     return outcome in _cfg(cfg)["cases"]["confirm_outcomes"]
 
 
-def proposal(conn: sqlite3.Connection, case_id: int) -> dict | None:
+def proposal(conn, case_id: int) -> dict | None:
     """The close awaiting a second person, if any."""
     row = conn.execute("SELECT outcome, actor, role, time, notes FROM case_proposals WHERE case_id=?",
                        [case_id]).fetchone()
@@ -456,7 +378,7 @@ def timeline(conn, case_id: int) -> list[dict]:
     return out
 
 
-def grade(conn: sqlite3.Connection, subject: str, now: int, cfg: dict) -> dict:
+def grade(conn, subject: str, now: int, cfg: dict) -> dict:
     """Credit grade from confirmed or penalised cases in the last `months`:
     A below `b_from`, B below `c_from`, C from there (counts per case, i.e. per
     inspected incident, not per record, so one bad afternoon is one mark)."""
@@ -474,7 +396,7 @@ def _letter(n: int, c: dict) -> str:
     return "C" if n >= c["c_from"] else "B" if n >= c["b_from"] else "A"
 
 
-def refresh_grades(conn: sqlite3.Connection, now: int, cfg: dict, subjects: list[str] | None = None) -> list[str]:
+def refresh_grades(conn, now: int, cfg: dict, subjects: list[str] | None = None) -> list[str]:
     """Bring `credit_grades` up to date, for some subjects (a case just
     closed) or for all that are or were below A (the sweep: a mark older than
     `months` no longer counts, so grades also rise with time). Returns the

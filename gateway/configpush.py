@@ -48,13 +48,12 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Callable
 
-from gateway import faces, quota, registry
+from gateway import faces, quota, registry, store
 from protocols import authz, configsync, envelope, facegallery
 from protocols.clock import wall_ms as now_ms
 
@@ -90,7 +89,7 @@ class ConfigPusher:
         self._swept: dict[str, float] = {}
         self._swept_generation: tuple | None = None
         self._thread: threading.Thread | None = None
-        self._conn: sqlite3.Connection | None = None
+        self._conn = None
         self.pushed = 0
 
     # -- network thread
@@ -118,9 +117,9 @@ class ConfigPusher:
         if self._thread:
             self._thread.join(timeout=10)
 
-    def _db(self) -> sqlite3.Connection:
+    def _db(self):
         if self._conn is None:
-            self._conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False, timeout=30)
+            self._conn = store.connect(self.db_path)
         return self._conn
 
     def _loop(self) -> None:
@@ -249,12 +248,9 @@ class ConfigPusher:
     def sections(self, terminal: str) -> dict[str, tuple[int, str]]:
         """{section: (version, canonical text)} the gateway holds for a terminal."""
         conn = self._db()
-        conn.execute("BEGIN")  # one snapshot: balances and acked_upto agree
-        try:
+        with store.snapshot(conn):  # balances and acked_upto agree
             versions, context = self.versions(conn, terminal)
             return {name: (v, self.content(conn, terminal, name, v, context)) for name, v in versions.items()}
-        finally:
-            conn.execute("COMMIT")
 
     def _gallery(self, conn, scope: list[str], version: int) -> tuple[str, str]:
         """(text, digest) of a gallery version; the version names its content."""
@@ -305,8 +301,7 @@ class ConfigPusher:
         reported = self._reported.get(terminal, {})
         now_s = self._monotonic()
         conn = self._db()
-        conn.execute("BEGIN")  # one snapshot: balances and acked_upto agree
-        try:
+        with store.snapshot(conn):  # balances and acked_upto agree
             versions, context = self.versions(conn, terminal)
             due = []
             for name in configsync.SECTIONS:
@@ -337,8 +332,6 @@ class ConfigPusher:
                 text = built.get(name) or self.content(conn, terminal, name, version, context)
                 manifest[name] = {"version": version, "digest": self._digest(conn, name, version, text, context),
                                   "size": len(text)}
-        finally:
-            conn.execute("COMMIT")
         for name, version, text in due:
             for payload in configsync.encode_chunks(key, terminal, self.wall_ms(), name, version, text):
                 self.publish(terminal, payload, False)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from gateway import cases, quota, registry
+from gateway import quota
 from gateway.authz import AuthService
 from gateway.configpush import ConfigPusher
 from gateway.ingest import Ingest
@@ -25,15 +25,6 @@ class Enforcement:
                  balances_every_s: float = 30.0):
         """`publish(topic, payload, qos, retain)` is the service's MQTT client."""
         self._publish = publish
-        with store.lock:
-            quota.ensure_schema(store.conn, wall_ms())
-            # The `subjects` section carries village names (grid) and credit
-            # grades (cases), tables the supervision process owns: created here
-            # too, so the first push already has them (quota.terminal_entries).
-            cases.ensure_schema(store.conn)
-            # The registry keys that sign subject cards: authorization checks
-            # the card a request shows against them (gateway/authz.py).
-            registry.ensure_keys(store.conn)
         self.cache = quota.ConfigCache()
         # Stored records are applied to the balances by a follower in the
         # supervision process (gateway/supervision_runtime.py), after ingest's

@@ -26,24 +26,13 @@ import hashlib
 import json
 import logging
 import math
-import sqlite3
 from datetime import datetime, timezone
 
+from gateway.store import transaction
 from protocols import facegallery, schema
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS faces (
-    subject     TEXT PRIMARY KEY,
-    model       TEXT NOT NULL,
-    count       INTEGER NOT NULL,
-    encodings   BLOB NOT NULL,      -- count x 128 float32 little-endian (protocols/facegallery.py)
-    rev         INTEGER NOT NULL,   -- faces revision of the last change
-    updated     INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO quota_meta(key, value) VALUES ('faces_rev', 0);
-"""
 
 SIMILAR_WITHIN = 0.5   # docs/face.md: max_distance; two subjects this close may be one person
 
@@ -51,9 +40,6 @@ SIMILAR_WITHIN = 0.5   # docs/face.md: max_distance; two subjects this close may
 class FacesError(ValueError):
     """An import that cannot be used; nothing was written."""
 
-
-def ensure_schema(conn: sqlite3.Connection) -> None:
-    conn.executescript(SCHEMA)
 
 
 # ---------------------------------------------------------------- import
@@ -99,7 +85,7 @@ def parse_import(text: str, source: str) -> list[tuple[str, bytes]]:
     return list(out.items())
 
 
-def import_faces(conn: sqlite3.Connection, entries: list[tuple[str, bytes]], now_ms: int) -> int:
+def import_faces(conn, entries: list[tuple[str, bytes]], now_ms: int) -> int:
     """Replace the encodings of each subject (registered ones only); returns the
     faces revision."""
     known = {row[0] for row in conn.execute("SELECT id FROM subjects WHERE id IN (SELECT value FROM json_each(?))",
@@ -107,8 +93,7 @@ def import_faces(conn: sqlite3.Connection, entries: list[tuple[str, bytes]], now
     unknown = [s for s, _ in entries if s not in known]
     if unknown:
         raise FacesError("not in the registry (import the subjects first): " + ", ".join(unknown[:10]))
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         rev = _bump(conn)
         for subject, rows in entries:
             conn.execute(
@@ -116,35 +101,26 @@ def import_faces(conn: sqlite3.Connection, entries: list[tuple[str, bytes]], now
                 "ON CONFLICT(subject) DO UPDATE SET model = excluded.model, count = excluded.count, "
                 "encodings = excluded.encodings, rev = excluded.rev, updated = excluded.updated",
                 [subject, facegallery.MODEL, len(rows) // facegallery.ROW_BYTES, rows, rev, now_ms])
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     log.info("faces imported subjects=%d rev=%d", len(entries), rev)
     return rev
 
 
-def remove(conn: sqlite3.Connection, subjects: list[str]) -> int:
+def remove(conn, subjects: list[str]) -> int:
     """Forget subjects' encodings (the next gallery of their shops drops them);
     returns how many were enrolled."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         gone = conn.execute("DELETE FROM faces WHERE subject IN (SELECT value FROM json_each(?))",
                             [json.dumps(subjects)]).rowcount
         if gone:
             _bump(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return gone
 
 
-def _bump(conn: sqlite3.Connection) -> int:
+def _bump(conn) -> int:
     return conn.execute("UPDATE quota_meta SET value = value + 1 WHERE key = 'faces_rev' RETURNING value").fetchone()[0]
 
 
-def similar(conn: sqlite3.Connection, entries: list[tuple[str, bytes]],
+def similar(conn, entries: list[tuple[str, bytes]],
             within: float = SIMILAR_WITHIN) -> list[dict]:
     """Other enrolled subjects whose face lies within `within` of a new one:
     one farmer holding two subject cards is how a quota gets doubled, so an
@@ -179,7 +155,7 @@ def similar(conn: sqlite3.Connection, entries: list[tuple[str, bytes]],
 
 # ---------------------------------------------------------------- galleries
 
-def gallery_version(conn: sqlite3.Connection, scope: list[str]) -> int:
+def gallery_version(conn, scope: list[str]) -> int:
     """The version of the gallery of these subjects: 0 when none is enrolled,
     else 48 bits of SHA-256 over the (subject, revision) pairs it holds."""
     pairs = conn.execute("SELECT subject, rev FROM faces WHERE subject IN (SELECT value FROM json_each(?)) "
@@ -190,7 +166,7 @@ def gallery_version(conn: sqlite3.Connection, scope: list[str]) -> int:
     return int(hashlib.sha256(text.encode("utf-8")).hexdigest()[:12], 16) or 1
 
 
-def gallery_payload(conn: sqlite3.Connection, scope: list[str]) -> bytes:
+def gallery_payload(conn, scope: list[str]) -> bytes:
     """The payload (protocols/facegallery.py) of the enrolled subjects among
     `scope`, by subject id; `created` is the newest enrollment, so the same
     version always gives the same bytes."""
@@ -204,6 +180,6 @@ def gallery_payload(conn: sqlite3.Connection, scope: list[str]) -> bytes:
     return facegallery.build(entries, created)
 
 
-def enrolled(conn: sqlite3.Connection) -> list[dict]:
+def enrolled(conn) -> list[dict]:
     return [{"subject": s, "encodings": c, "rev": r, "updated": u} for s, c, r, u in conn.execute(
         "SELECT subject, count, rev, updated FROM faces ORDER BY subject")]

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from gateway import faces, quota
+from gateway import faces, store
 from protocols import facegallery
 
 
@@ -30,12 +30,9 @@ def _now() -> int:
 
 
 def _connect(path: str, must_exist: bool):
-    if must_exist and not Path(path).is_file():
+    if must_exist and not store.is_postgres(path) and not store.sqlite_path(path).is_file():
         raise FileNotFoundError(f"no such database: {path}")
-    from gateway.store import connect
-    conn = connect(path)
-    quota.ensure_schema(conn)
-    return conn
+    return store.connect(path)
 
 
 def main(argv, prog):

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 from typing import Callable
 
+from gateway import store
 from protocols import envelope, topics, transport
 from protocols.clock import wall_ms as now_ms
 
@@ -29,23 +29,10 @@ log = logging.getLogger(__name__)
 
 FLUSH_S = 0.5
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS terminal_status (
-    terminal    TEXT PRIMARY KEY,
-    state       TEXT,
-    status_time INTEGER,
-    received    INTEGER,
-    skew_ms     INTEGER,
-    versions    TEXT
-);
-"""
 
 
-def ensure_schema(conn: sqlite3.Connection) -> None:
-    conn.executescript(SCHEMA)
 
-
-def apply(conn: sqlite3.Connection, terminal: str, payload: bytes, received: int, retained: bool) -> bool:
+def apply(conn, terminal: str, payload: bytes, received: int, retained: bool) -> bool:
     try:
         m = envelope.decode_status(payload)
     except envelope.Invalid as err:
@@ -73,9 +60,7 @@ class FleetWatcher:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
-        self.conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False, timeout=30)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        ensure_schema(self.conn)
+        self.conn = store.connect(db_path)
         self.lock = threading.Lock()
         self.broker = broker
         self.wall_ms = wall_ms
@@ -112,14 +97,11 @@ class FleetWatcher:
         if not pending:
             return 0
         try:
-            self.conn.execute("BEGIN")
-            for terminal, (payload, received, retained) in pending.items():
-                apply(self.conn, terminal, payload, received, retained)
-            self.conn.execute("COMMIT")
-        except sqlite3.Error:
+            with store.transaction(self.conn):
+                for terminal, (payload, received, retained) in pending.items():
+                    apply(self.conn, terminal, payload, received, retained)
+        except store.DB_ERRORS:
             log.exception("could not store %d statuses", len(pending))
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
         return len(pending)
 
     def _flush_loop(self) -> None:

@@ -18,11 +18,11 @@ leaving the lock to ingest, and catches up when the burst is over.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from pathlib import Path
 from typing import Callable
 
+from gateway.store import connect, transaction
 from gateway.verify import Entry
 from protocols.clock import wall_ms as now_ms
 
@@ -32,19 +32,17 @@ BEHIND = 2000       # records of lag that mean "a burst is going on"
 PAUSE = 0.001       # seconds between batches: room for ingest to take the write lock
 BURST_PAUSE = 0.01  # seconds between batches while behind
 
-Hook = Callable[[sqlite3.Connection, str, Entry, int], None]
+Hook = Callable[[object, str, Entry, int], None]  # (connection, terminal, entry, now)
 
 
 class Follower:
     def __init__(self, db_path: str | Path, name: str, hook: Hook,
                  wall_ms: Callable[[], int] = now_ms, batch: int = 16,
                  poll: float = 1.0):
-        from gateway.store import connect
-
         self.name, self.hook, self.wall_ms, self.batch = name, hook, wall_ms, batch
         self.poll = poll  # how often to look without a notify (another process stores)
-        self.conn = connect(db_path)  # creates `followers` with the rest of the schema
-        self.conn.execute("INSERT OR IGNORE INTO followers(name, rid) VALUES (?, 0)", [name])
+        self.conn = connect(db_path)
+        self.conn.execute("INSERT INTO followers(name, rid) VALUES (?, 0) ON CONFLICT(name) DO NOTHING", [name])
         self.cursor = self.conn.execute("SELECT rid FROM followers WHERE name = ?", [name]).fetchone()[0]
         self.lock = threading.RLock()  # held while processing: others sharing this connection wait
         self._wake = threading.Event()
@@ -89,15 +87,13 @@ class Follower:
             top = conn.execute("SELECT max(rid) FROM records").fetchone()[0]
             if top is None or top <= self.cursor:
                 return 0
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(conn):
                 # the cursor as committed: another process may run this follower too
                 self.cursor = conn.execute("SELECT rid FROM followers WHERE name = ?", [self.name]).fetchone()[0]
                 rows = conn.execute(
                     "SELECT rid, terminal, seq, type, time, digest, prev, record FROM records "
                     "WHERE rid > ? ORDER BY rid LIMIT ?", [self.cursor, self.batch]).fetchall()
                 if not rows:
-                    conn.execute("COMMIT")
                     return 0
                 # read after the rows, not before the lock wait: a record stored
                 # while this waited must not look received before it was made
@@ -105,10 +101,6 @@ class Follower:
                 for rid, terminal, seq, rtype, time_ms, digest, prev, text in rows:
                     self.hook(conn, terminal, Entry(seq, True, text, rtype, time_ms, digest, prev), now)
                 conn.execute("UPDATE followers SET rid = ? WHERE name = ?", [rows[-1][0], self.name])
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
             self.cursor = rows[-1][0]
             self.behind = top - self.cursor
             self.processed += len(rows)

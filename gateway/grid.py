@@ -22,38 +22,16 @@ validated as a whole before anything is written, so a bad file changes nothing.
 from __future__ import annotations
 
 import math
-import sqlite3
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.store import transaction
 from protocols.schema import is_id
 
 LEVELS = ("district", "town", "village")
 PARENT_LEVEL = {"town": "district", "village": "town"}
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS areas (
-    code    TEXT PRIMARY KEY,
-    level   TEXT NOT NULL,
-    name    TEXT NOT NULL,
-    parent  TEXT
-);
-CREATE TABLE IF NOT EXISTS shops (
-    id          TEXT PRIMARY KEY,
-    name        TEXT NOT NULL,
-    village     TEXT,
-    town        TEXT,
-    district    TEXT,
-    designated  INTEGER NOT NULL DEFAULT 0,
-    hours       TEXT NOT NULL DEFAULT '',
-    lat         REAL,
-    lon         REAL,
-    address     TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS shops_town ON shops(town);
-CREATE INDEX IF NOT EXISTS shops_village ON shops(village);
-"""
 
 
 class GridError(ValueError):
@@ -75,9 +53,6 @@ class Shop:
     def in_area(self, level: str, code: str) -> bool:
         return getattr(self, level, None) == code
 
-
-def ensure_schema(conn: sqlite3.Connection) -> None:
-    conn.executescript(SCHEMA)
 
 
 def parse_hours(text: str) -> list[tuple[int, int]]:
@@ -118,23 +93,23 @@ def _shop(row) -> Shop:
 SHOP_COLUMNS = "id, name, village, town, district, designated, hours, lat, lon"
 
 
-def shop(conn: sqlite3.Connection, shop_id: str | None) -> Shop | None:
+def shop(conn, shop_id: str | None) -> Shop | None:
     if not shop_id:
         return None
     row = conn.execute(f"SELECT {SHOP_COLUMNS} FROM shops WHERE id = ?", [shop_id]).fetchone()
     return _shop(row) if row else None
 
 
-def shops(conn: sqlite3.Connection) -> list[Shop]:
+def shops(conn) -> list[Shop]:
     return [_shop(r) for r in conn.execute(f"SELECT {SHOP_COLUMNS} FROM shops ORDER BY id")]
 
 
-def area(conn: sqlite3.Connection, code: str) -> dict | None:
+def area(conn, code: str) -> dict | None:
     row = conn.execute("SELECT code, level, name, parent FROM areas WHERE code = ?", [code]).fetchone()
     return dict(zip(("code", "level", "name", "parent"), row)) if row else None
 
 
-def area_names(conn: sqlite3.Connection) -> dict[str, str]:
+def area_names(conn) -> dict[str, str]:
     return dict(conn.execute("SELECT code, name FROM areas"))
 
 
@@ -203,14 +178,12 @@ def _validate(data: dict, source: str) -> tuple[list[dict], list[dict]]:
     return list(by_code.values()), out_shops
 
 
-def import_grid(conn: sqlite3.Connection, data: dict, source: str = "grid") -> tuple[int, int]:
+def import_grid(conn, data: dict, source: str = "grid") -> tuple[int, int]:
     """Replace-or-add every area and shop in `data`, in one transaction.
     Also fills the grid codes of already indexed sales of these shops, so sales
     that arrived before their shop was registered still count for its town."""
     areas, shops_ = _validate(data, source)
-    ensure_schema(conn)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         villages = dict(conn.execute("SELECT code, name FROM areas WHERE level = 'village'"))
         conn.executemany(
             "INSERT INTO areas(code, level, name, parent) VALUES (:code, :level, :name, :parent) "
@@ -222,18 +195,12 @@ def import_grid(conn: sqlite3.Connection, data: dict, source: str = "grid") -> t
             "ON CONFLICT(id) DO UPDATE SET name=excluded.name, village=excluded.village, town=excluded.town, "
             "district=excluded.district, designated=excluded.designated, hours=excluded.hours, "
             "lat=excluded.lat, lon=excluded.lon, address=excluded.address", shops_)
-        has_sales = conn.execute("SELECT 1 FROM sqlite_master WHERE name='sales'").fetchone()
-        if has_sales:
-            conn.executemany("UPDATE sales SET village=:village, town=:town, district=:district "
-                             "WHERE shop=:id AND (town IS NOT :town OR village IS NOT :village)", shops_)
+        conn.executemany("UPDATE sales SET village=:village, town=:town, district=:district "
+                         "WHERE shop=:id AND (town IS NOT :town OR village IS NOT :village)", shops_)
         if any(villages.get(a["code"]) != a["name"] for a in areas if a["level"] == "village"):
             # terminals show the subject's village by name (quota.terminal_entries)
             from gateway import quota
             quota.bump_subjects_rev(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return len(areas), len(shops_)
 
 

@@ -8,7 +8,6 @@ import sys
 
 from gateway import grid
 from gateway.store import connect
-from gateway.supervision import ensure_schema
 
 
 def main(argv, prog):
@@ -21,7 +20,6 @@ def main(argv, prog):
     args = parser.parse_args(argv)
     conn = connect(args.db)
     try:
-        ensure_schema(conn)
         if args.action == "list":
             for s in grid.shops(conn):
                 print(f"{s.id}\t{s.name}\t{s.village}\t{s.town}\t{'designated' if s.designated else '-'}\t{s.hours}")

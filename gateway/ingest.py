@@ -28,7 +28,6 @@ import functools
 import json
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from typing import Callable
 
 import msgspec
 
-from gateway.store import KeyCache, Store
+from gateway.store import KeyCache, Store, transaction
 from gateway.fastpath import check_batch_fast
 from gateway.follow import Follower
 from gateway.verifier import VerifierPool
@@ -48,6 +47,7 @@ log = logging.getLogger(__name__)
 
 MAX_GROUP = 5000  # records per transaction; bounds latency under a flood
 INSERT_CHUNK = 100  # rows per INSERT statement (9 parameters each, far below SQLite's limit)
+WRITE_LOCK_PATIENCE_S = 30.0  # how long the writer retries for the write lock (`transaction(spin=...)`)
 ACK_INTERVAL = 0.02  # seconds: at most one ack per terminal this often while busy
 
 # An honest terminal has at most its uplink window of records in flight beyond
@@ -176,27 +176,6 @@ def verify_message(is_status: bool, topic: str, payload: bytes, key_for) -> obje
         if is_status:
             return _Status(terminal, None)
         return quarantine_item(topic, "verify_failed", f"{type(err).__name__}: {err}"[:500], payload)
-
-
-def _begin_immediate(conn: sqlite3.Connection, patience: float = 30.0) -> None:
-    """BEGIN IMMEDIATE, retried every half millisecond while another process
-    (a follower in `gateway supervise`) holds the write lock. SQLite's own busy
-    handler backs off to sleeps of up to 100 ms, which would show up directly
-    in the acks' latency; followers pause between their short transactions,
-    so a quick retry gets in."""
-    conn.execute("PRAGMA busy_timeout = 0")
-    try:
-        deadline = time.monotonic() + patience
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as err:
-                if "locked" not in str(err) and "busy" not in str(err) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.0005)
-    finally:
-        conn.execute("PRAGMA busy_timeout = 30000")
 
 
 @functools.lru_cache(maxsize=None)
@@ -380,32 +359,31 @@ class Ingest:
         seen: dict[str, int | None] = {}
         touched: set[str] = set()
         with self.store.lock:
-            _begin_immediate(conn)
             try:
-                for item in group:
-                    if isinstance(item, Batch):
-                        top = self._apply_batch(conn, item, now)
-                        touched.add(item.terminal)
-                        if top is not None:
-                            seen[item.terminal] = max(top, seen.get(item.terminal) or 0)
-                    elif isinstance(item, _Status):
-                        m = item.message
-                        if m is None:
-                            continue
-                        conn.execute("UPDATE terminals SET state=?, last_seen=?, head=coalesce(?, head) WHERE id=?",
-                                     [m["state"], now, m.get("head"), item.terminal])
-                    else:
-                        r = item.rejected
-                        self._quarantine(conn, now, item.topic, r.terminal, None, False, r.reason, r.detail, item.payload)
-                self._flush(conn, now)
-                if touched:
-                    progress = json.dumps([[t, self._progress[t].upto] for t in touched])
-                    conn.execute("UPDATE terminals SET acked_upto = j.value->>1, last_seen = ? "
-                                 "FROM json_each(?) AS j WHERE terminals.id = j.value->>0", [now, progress])
-                conn.execute("COMMIT")
+                with transaction(conn, spin=WRITE_LOCK_PATIENCE_S):
+                    for item in group:
+                        if isinstance(item, Batch):
+                            top = self._apply_batch(conn, item, now)
+                            touched.add(item.terminal)
+                            if top is not None:
+                                seen[item.terminal] = max(top, seen.get(item.terminal) or 0)
+                        elif isinstance(item, _Status):
+                            m = item.message
+                            if m is None:
+                                continue
+                            conn.execute("UPDATE terminals SET state=?, last_seen=?, head=coalesce(?, head) WHERE id=?",
+                                         [m["state"], now, m.get("head"), item.terminal])
+                        else:
+                            r = item.rejected
+                            self._quarantine(conn, now, item.topic, r.terminal, None, False, r.reason, r.detail,
+                                             item.payload)
+                    self._flush(conn, now)
+                    if touched:
+                        progress = json.dumps([[t, self._progress[t].upto] for t in touched])
+                        conn.execute("UPDATE terminals SET acked_upto = j.value->>1, last_seen = ? "
+                                     "FROM json_each(?) AS j WHERE terminals.id = j.value->>0", [now, progress])
             except BaseException:
                 self._fresh.clear()
-                conn.execute("ROLLBACK")
                 raise
         self.stats.commits += 1
         return [(t, self._progress[t].upto, seen.get(t)) for t in sorted(touched)]

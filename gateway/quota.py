@@ -17,7 +17,8 @@ hold, so a change commits atomically with what caused it:
 
 Balances live in `quota_used` (subject, category, period) -> used, changed only by
 `_move`, which also appends the audit row to `quota_moves`. On SQLite the
-surrounding BEGIN IMMEDIATE makes read-decide-write one serial step. On
+surrounding BEGIN IMMEDIATE (`gateway.store.transaction`) makes
+read-decide-write one serial step. On
 PostgreSQL each move is one atomic statement,
 `INSERT ... ON CONFLICT (subject, category, period) DO UPDATE SET used =
 quota_used.used + excluded.used`, and an authorization guards its decision with
@@ -33,11 +34,11 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 import time
 
-from gateway import faces, violations
+from gateway import violations
+from gateway.store import savepoint
 from protocols import authz, catalogue, clock, configsync, policy, reasons
 
 log = logging.getLogger(__name__)
@@ -50,112 +51,7 @@ reasons.register({
 
 HOLD_TTL_MS = 24 * 3600 * 1000  # an authorization without its sale record is released after this
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS subjects (
-    id          TEXT PRIMARY KEY,
-    town        TEXT,
-    status      TEXT NOT NULL,
-    data        TEXT NOT NULL,      -- the entry as protocols.policy reads it (JSON)
-    rev         INTEGER NOT NULL,   -- registry revision of the last change
-    updated     INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS subjects_town ON subjects(town);
-CREATE TABLE IF NOT EXISTS config_sections (
-    name        TEXT PRIMARY KEY,   -- catalogue, params, revocations (the gallery is per shop: gateway/faces.py)
-    version     INTEGER NOT NULL,
-    content     TEXT NOT NULL,
-    updated     INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS quota_used (
-    subject     TEXT NOT NULL,
-    category    TEXT NOT NULL,
-    period      TEXT NOT NULL,
-    used        INTEGER NOT NULL,
-    rev         INTEGER NOT NULL,   -- quota revision of the last change
-    PRIMARY KEY (subject, category, period)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS quota_moves (
-    id          INTEGER PRIMARY KEY,
-    time        INTEGER NOT NULL,
-    subject     TEXT NOT NULL,
-    category    TEXT NOT NULL,
-    period      TEXT NOT NULL,
-    delta       INTEGER NOT NULL,
-    kind        TEXT NOT NULL,      -- auth, sale, match, void, release
-    terminal    TEXT,
-    seq         INTEGER,
-    auth        INTEGER
-);
-CREATE INDEX IF NOT EXISTS quota_moves_subject ON quota_moves(subject, time);
-CREATE TABLE IF NOT EXISTS authorizations (
-    id          INTEGER PRIMARY KEY,   -- wire id "A<id>"
-    terminal    TEXT NOT NULL,
-    sale_id     TEXT NOT NULL,
-    request     TEXT NOT NULL,         -- correlation id of the first request
-    subject     TEXT,
-    time        INTEGER NOT NULL,
-    state       TEXT NOT NULL,         -- held, matched, released, refused, superseded
-    consumption TEXT NOT NULL,         -- [[category, period, amount], ...]
-    decision    TEXT,                  -- wire decision (JSON), replayed to a repeated request
-    seq         INTEGER,               -- the sale record that matched it
-    UNIQUE (terminal, sale_id)
-);
-CREATE INDEX IF NOT EXISTS authorizations_held ON authorizations(state, time);
-CREATE TABLE IF NOT EXISTS quota_sales (
-    terminal    TEXT NOT NULL,
-    seq         INTEGER NOT NULL,
-    sale_id     TEXT,
-    subject     TEXT,
-    shop        TEXT,
-    mode        TEXT,
-    time        INTEGER,
-    auth        INTEGER,
-    applied     TEXT NOT NULL,         -- [[category, period, amount], ...] this sale counts
-    voided_by   INTEGER,
-    PRIMARY KEY (terminal, seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS quota_sales_sale ON quota_sales(terminal, sale_id);
-CREATE INDEX IF NOT EXISTS quota_sales_subject ON quota_sales(subject);
-CREATE TABLE IF NOT EXISTS quota_meta (
-    key         TEXT PRIMARY KEY,
-    value       INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO quota_meta(key, value) VALUES ('rev', 0), ('subjects_rev', 0);
-"""
-
 GLOBAL_SECTIONS = (configsync.CATALOGUE, configsync.PARAMS, configsync.REVOCATIONS)
-
-
-def ensure_schema(conn: sqlite3.Connection, now_ms: int | None = None) -> None:
-    """Create the tables and seed the catalogue and params with the shipped
-    samples (version 1) when none were imported, so a fresh gateway decides."""
-    conn.executescript(SCHEMA)
-    violations.ensure_schema(conn)
-    faces.ensure_schema(conn)
-    # The gallery is built per shop from the enrolled faces (gateway/faces.py);
-    # a row left by the former opaque slot would shadow it.
-    if conn.execute("SELECT 1 FROM config_sections WHERE name = ?", [configsync.GALLERY]).fetchone():
-        conn.execute("DELETE FROM config_sections WHERE name = ?", [configsync.GALLERY])
-    now_ms = clock.wall_ms() if now_ms is None else now_ms
-    seeds = {
-        configsync.CATALOGUE: lambda: catalogue.load(),
-        configsync.PARAMS: lambda: _load_json(_shipped("policy_params.json")),
-        configsync.REVOCATIONS: lambda: {"cards": []},
-    }
-    for name, make in seeds.items():
-        if conn.execute("SELECT 1 FROM config_sections WHERE name = ?", [name]).fetchone() is None:
-            conn.execute("INSERT OR IGNORE INTO config_sections(name, version, content, updated) VALUES (?, 1, ?, ?)",
-                         [name, configsync.section_text(make()), now_ms])
-
-
-def _shipped(name: str) -> str:
-    path = catalogue.default_path()
-    return path[: path.rfind("/") + 1] + name
-
-
-def _load_json(path: str):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 def auth_wire_id(rowid: int) -> str:
@@ -182,7 +78,7 @@ class ConfigCache:
         self.versions: dict[str, int] = {}
         self.content: dict[str, object] = {}
 
-    def get(self, conn: sqlite3.Connection, force: bool = False) -> "ConfigCache":
+    def get(self, conn, force: bool = False) -> "ConfigCache":
         now = self._monotonic()
         if not force and now - self._checked < self.refresh_s and self.content:
             return self
@@ -207,21 +103,18 @@ class ConfigCache:
 
 # ---------------------------------------------------------------- reading
 
-def subject_entry(conn: sqlite3.Connection, subject: str) -> dict | None:
+def subject_entry(conn, subject: str) -> dict | None:
     row = conn.execute("SELECT data FROM subjects WHERE id = ?", [subject]).fetchone()
     return json.loads(row[0]) if row else None
 
 
-def shop_info(conn: sqlite3.Connection, shop: str | None) -> dict:
+def shop_info(conn, shop: str | None) -> dict:
     """{"id", "town", "designated"} of a shop from the supervision grid's `shops`
     table (gateway/grid.py owns it); a shop not on record is not designated."""
     info = {"id": shop or "", "designated": False}
     if not shop:
         return info
-    try:
-        row = conn.execute("SELECT town, designated FROM shops WHERE id = ?", [shop]).fetchone()
-    except sqlite3.Error:
-        row = None
+    row = conn.execute("SELECT town, designated FROM shops WHERE id = ?", [shop]).fetchone()
     if row:
         if row[0]:
             info["town"] = str(row[0])
@@ -229,7 +122,7 @@ def shop_info(conn: sqlite3.Connection, shop: str | None) -> dict:
     return info
 
 
-def terminal_shop(conn: sqlite3.Connection, terminal: str) -> str | None:
+def terminal_shop(conn, terminal: str) -> str | None:
     row = conn.execute("SELECT shop FROM terminals WHERE id = ?", [terminal]).fetchone()
     return row[0] if row else None
 
@@ -238,7 +131,7 @@ def current_periods(params: dict, date: str) -> dict[str, str]:
     return {cid: policy.period_of(params, cid, date) for cid in sorted(params["categories"])}
 
 
-def used_of(conn: sqlite3.Connection, subject: str, periods: dict[str, str] | None = None) -> dict:
+def used_of(conn, subject: str, periods: dict[str, str] | None = None) -> dict:
     """{category: {period: used}}, all periods or only the given current ones."""
     out: dict[str, dict[str, int]] = {}
     for category, period, used in conn.execute(
@@ -249,11 +142,11 @@ def used_of(conn: sqlite3.Connection, subject: str, periods: dict[str, str] | No
     return out
 
 
-def rev(conn: sqlite3.Connection) -> int:
+def rev(conn) -> int:
     return conn.execute("SELECT value FROM quota_meta WHERE key = 'rev'").fetchone()[0]
 
 
-def report(conn: sqlite3.Connection, subject: str, cache: ConfigCache, date: str) -> dict:
+def report(conn, subject: str, cache: ConfigCache, date: str) -> dict:
     """Allowance, used and remaining per category on a date (`gateway balance`)."""
     entry = subject_entry(conn, subject)
     if entry is None:
@@ -263,7 +156,7 @@ def report(conn: sqlite3.Connection, subject: str, cache: ConfigCache, date: str
 
 # ---------------------------------------------------------------- moving balances
 
-def _bump_rev(conn: sqlite3.Connection) -> int:
+def _bump_rev(conn) -> int:
     return conn.execute("UPDATE quota_meta SET value = value + 1 WHERE key = 'rev' RETURNING value").fetchone()[0]
 
 
@@ -314,7 +207,7 @@ def _difference(new, old) -> list:
 
 # ---------------------------------------------------------------- authorization
 
-def authorize(conn: sqlite3.Connection, cache: ConfigCache, terminal: str, request: dict, now: int) -> dict:
+def authorize(conn, cache: ConfigCache, terminal: str, request: dict, now: int) -> dict:
     """Decide one verified request and commit its consumption; returns the
     response fields (status, auth, decision, code, replayed, used, rev, acked,
     subject). Runs inside the caller's transaction.
@@ -387,41 +280,27 @@ def public_entry(entry: dict, village_name: str | None = None, grade: str | None
     return out
 
 
-def terminal_entries(conn: sqlite3.Connection, entries: list[dict]) -> list[dict]:
+def terminal_entries(conn, entries: list[dict]) -> list[dict]:
     """Registry entries as terminals get them (the `subjects` section, the
     subject of an authorization response): `public_entry` plus the name of the
     subject's village from the supervision grid and its current credit grade
     (gateway/cases.py keeps `credit_grades`: a subject without a row is A).
-    Without the grid or the case tables (a gateway that never ran supervision)
-    those fields are left out, and the terminal shows "not rated"."""
+    Without a grid imported the village's name is left out."""
     ids = json.dumps([e["id"] for e in entries])
     villages = json.dumps(sorted({e["village"] for e in entries if isinstance(e.get("village"), str)}))
-    names: dict[str, str] = {}
-    grades: dict[str, str] | None = None
-    try:
-        names = dict(conn.execute("SELECT code, name FROM areas WHERE level = 'village' "
-                                  "AND code IN (SELECT value FROM json_each(?))", [villages]))
-    except sqlite3.OperationalError:
-        pass  # no grid imported on this gateway
-    try:
-        grades = dict(conn.execute("SELECT subject, grade FROM credit_grades "
-                                   "WHERE subject IN (SELECT value FROM json_each(?))", [ids]))
-    except sqlite3.OperationalError:
-        grades = None  # no case workflow here: nobody is rated
-    return [public_entry(e, names.get(e.get("village")), None if grades is None else grades.get(e["id"], "A"))
-            for e in entries]
+    names = dict(conn.execute("SELECT code, name FROM areas WHERE level = 'village' "
+                              "AND code IN (SELECT value FROM json_each(?))", [villages]))
+    grades = dict(conn.execute("SELECT subject, grade FROM credit_grades "
+                               "WHERE subject IN (SELECT value FROM json_each(?))", [ids]))
+    return [public_entry(e, names.get(e.get("village")), grades.get(e["id"], "A")) for e in entries]
 
 
-def bump_subjects_rev(conn: sqlite3.Connection) -> int | None:
+def bump_subjects_rev(conn) -> int:
     """A new version of every terminal's `subjects` section (inside the
     caller's transaction): for a registry import, and for what the section
-    carries from elsewhere (a credit grade, a village's name). None when the
-    quota ledger's tables are not there (a supervision-only database)."""
-    try:
-        row = conn.execute("UPDATE quota_meta SET value = value + 1 WHERE key = 'subjects_rev' RETURNING value").fetchone()
-    except sqlite3.OperationalError:
-        return None
-    return row[0] if row else None
+    carries from elsewhere (a credit grade, a village's name)."""
+    return conn.execute("UPDATE quota_meta SET value = value + 1 WHERE key = 'subjects_rev' "
+                        "RETURNING value").fetchone()[0]
 
 
 def _with_balances(conn, fields: dict, terminal: str, subject: str, periods: dict) -> dict:
@@ -432,7 +311,7 @@ def _with_balances(conn, fields: dict, terminal: str, subject: str, periods: dic
     return fields
 
 
-def release_stale(conn: sqlite3.Connection, now: int, ttl_ms: int = HOLD_TTL_MS) -> int:
+def release_stale(conn, now: int, ttl_ms: int = HOLD_TTL_MS) -> int:
     """Give back authorizations whose sale record never arrived (the terminal
     failed to record after approval). A record arriving later is applied as a
     new sale, so nothing is lost either way. Inside the caller's transaction."""
@@ -466,22 +345,19 @@ class RecordApplier:
         self.cache = cache
         self._shops: dict[str, str | None] = {}
 
-    def __call__(self, conn: sqlite3.Connection, terminal: str, entry, now: int) -> None:
+    def __call__(self, conn, terminal: str, entry, now: int) -> None:
         if entry.type not in self.TYPES:
             return
-        conn.execute("SAVEPOINT quota_apply")
         try:
-            record = json.loads(entry.text)
-            if entry.type == "sale":
-                self._sale(conn, terminal, record, now)
-            elif entry.type == "void":
-                self._void(conn, terminal, record, now)
-            else:
-                self._refusal(conn, terminal, record, now)
-            conn.execute("RELEASE quota_apply")
+            with savepoint(conn, "quota_apply"):
+                record = json.loads(entry.text)
+                if entry.type == "sale":
+                    self._sale(conn, terminal, record, now)
+                elif entry.type == "void":
+                    self._void(conn, terminal, record, now)
+                else:
+                    self._refusal(conn, terminal, record, now)
         except Exception as err:  # noqa: BLE001 - see the class docstring
-            conn.execute("ROLLBACK TO quota_apply")
-            conn.execute("RELEASE quota_apply")
             log.exception("quota apply failed terminal=%s seq=%s", terminal, entry.seq)
             violations.report(conn, now, "quota_apply_failed", "quota_apply_failed:%s:%s" % (terminal, entry.seq),
                               terminal=terminal, seq=entry.seq, detail={"error": str(err)[:300]})

@@ -28,10 +28,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sqlite3
 from decimal import Decimal, InvalidOperation
 
 from gateway import quota
+from gateway.store import transaction
 from protocols import card, catalogue, configsync, policy
 from protocols.schema import is_id
 
@@ -176,11 +176,9 @@ def _parse_csv(text: str, name: str) -> list[dict]:
     return [_check_subject(entry, wheres[sid]) for sid, entry in subjects.items()]
 
 
-def import_subjects(conn: sqlite3.Connection, subjects: list[dict], now_ms: int) -> int:
+def import_subjects(conn, subjects: list[dict], now_ms: int) -> int:
     """Upsert subjects (an entry replaces the stored one); returns the registry revision."""
-    quota.ensure_schema(conn, now_ms)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         rev = quota.bump_subjects_rev(conn)
         for entry in subjects:
             conn.execute(
@@ -188,28 +186,19 @@ def import_subjects(conn: sqlite3.Connection, subjects: list[dict], now_ms: int)
                 "ON CONFLICT(id) DO UPDATE SET town = excluded.town, status = excluded.status, data = excluded.data, "
                 "rev = excluded.rev, updated = excluded.updated",
                 [entry["id"], entry.get("town"), entry["status"], json.dumps(entry, ensure_ascii=False), rev, now_ms])
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return rev
 
 
-def set_section(conn: sqlite3.Connection, name: str, content, now_ms: int) -> int:
+def set_section(conn, name: str, content, now_ms: int) -> int:
     """Store a new version of a district-wide section; returns its version."""
     configsync.check_section(name, content)
     text = configsync.section_text(content)
-    quota.ensure_schema(conn, now_ms)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         row = conn.execute("SELECT version FROM config_sections WHERE name = ?", [name]).fetchone()
         version = (row[0] if row else 0) + 1
-        conn.execute("INSERT OR REPLACE INTO config_sections(name, version, content, updated) VALUES (?, ?, ?, ?)",
-                     [name, version, text, now_ms])
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+        conn.execute("INSERT INTO config_sections(name, version, content, updated) VALUES (?, ?, ?, ?) "
+                     "ON CONFLICT(name) DO UPDATE SET version = excluded.version, content = excluded.content, "
+                     "updated = excluded.updated", [name, version, text, now_ms])
     return version
 
 
@@ -232,24 +221,13 @@ def load_params(path: str) -> dict:
     return params
 
 
-def revocations(conn: sqlite3.Connection) -> list[str]:
+def revocations(conn) -> list[str]:
     row = conn.execute("SELECT content FROM config_sections WHERE name = ?", [configsync.REVOCATIONS]).fetchone()
     return list(json.loads(row[0])["cards"]) if row else []
 
 
 # ---------------------------------------------------------------- registry keys
 
-KEYS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS registry_keys (
-    key_id      TEXT PRIMARY KEY,   -- card.key_id: first 4 bytes of SHA-256 of the key, hex
-    public_key  TEXT NOT NULL,      -- 32-byte Ed25519 public key, hex
-    added       INTEGER NOT NULL
-);
-"""
-
-
-def ensure_keys(conn: sqlite3.Connection) -> None:
-    conn.executescript(KEYS_SCHEMA)
 
 
 def parse_key(text: str) -> bytes:
@@ -263,55 +241,38 @@ def parse_key(text: str) -> bytes:
     return raw
 
 
-def add_keys(conn: sqlite3.Connection, keys: list[bytes], now_ms: int) -> int:
+def add_keys(conn, keys: list[bytes], now_ms: int) -> int:
     """Trust these registry keys (idempotent); returns how many are trusted."""
-    ensure_keys(conn)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         for key in keys:
-            conn.execute("INSERT OR IGNORE INTO registry_keys(key_id, public_key, added) VALUES (?, ?, ?)",
+            conn.execute("INSERT INTO registry_keys(key_id, public_key, added) VALUES (?, ?, ?) "
+                         "ON CONFLICT(key_id) DO NOTHING",
                          [card.key_id(key).hex(), bytes(key).hex(), now_ms])
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return len(trusted_keys(conn))
 
 
-def remove_keys(conn: sqlite3.Connection, keys: list[bytes]) -> int:
+def remove_keys(conn, keys: list[bytes]) -> int:
     """Stop trusting these keys (cards they signed are refused from now on)."""
-    ensure_keys(conn)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         for key in keys:
             conn.execute("DELETE FROM registry_keys WHERE public_key = ?", [bytes(key).hex()])
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return len(trusted_keys(conn))
 
 
-def trusted_keys(conn: sqlite3.Connection) -> list[bytes]:
+def trusted_keys(conn) -> list[bytes]:
     """The registry keys the gateway trusts, oldest first; none before the first `keys add`."""
-    try:
-        return [bytes.fromhex(k) for (k,) in conn.execute("SELECT public_key FROM registry_keys ORDER BY added, key_id")]
-    except sqlite3.OperationalError:
-        return []
+    return [bytes.fromhex(k) for (k,) in conn.execute("SELECT public_key FROM registry_keys ORDER BY added, key_id")]
 
 
 # ---------------------------------------------------------------- who may see whom
 
-def terminal_area(conn: sqlite3.Connection, terminal: str) -> dict:
+def terminal_area(conn, terminal: str) -> dict:
     """{"town", "village"} of the terminal's shop (supervision grid), each
     present when known; empty for a terminal without a shop on record."""
     shop = quota.terminal_shop(conn, terminal)
     if not shop:
         return {}
-    try:
-        row = conn.execute("SELECT town, village FROM shops WHERE id = ?", [shop]).fetchone()
-    except sqlite3.Error:
-        row = None
+    row = conn.execute("SELECT town, village FROM shops WHERE id = ?", [shop]).fetchone()
     out = {}
     if row and row[0]:
         out["town"] = str(row[0])
@@ -328,7 +289,7 @@ def serves(area: dict, entry: dict) -> bool:
     return bool(area.get("village")) and entry.get("village") == area["village"]
 
 
-def area_subjects(conn: sqlite3.Connection, area: dict) -> list[str]:
+def area_subjects(conn, area: dict) -> list[str]:
     """Ids of the subjects a shop of `area` serves (`serves`), sorted."""
     ids = set()
     if area.get("town"):

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
 from pathlib import Path
 
-from gateway import quota, registry
+from gateway import quota, registry, store
 from protocols import authz, configsync
 from protocols.clock import wall_ms
 
@@ -32,11 +31,12 @@ def _now() -> int:
     return wall_ms()
 
 
-def _connect(path: str, must_exist: bool) -> sqlite3.Connection:
-    if must_exist and not Path(path).is_file():
+def _connect(path: str, must_exist: bool):
+    """The store at `path` (a SQLite path or a postgresql:// URL); a SQLite
+    file that must exist is not made by a typo."""
+    if must_exist and not store.is_postgres(path) and not store.sqlite_path(path).is_file():
         raise FileNotFoundError(f"no such database: {path}")
-    from gateway.store import connect
-    return connect(path)
+    return store.connect(path)
 
 
 def main(argv, prog):
@@ -119,7 +119,6 @@ def _revoke(argv, prog):
     parser.add_argument("--db", required=True)
     args = parser.parse_args(argv)
     conn = _connect(args.db, True)
-    quota.ensure_schema(conn)
     cards = set(registry.revocations(conn))
     cards = cards - set(args.cards) if args.undo else cards | set(args.cards)
     version = registry.set_section(conn, configsync.REVOCATIONS, {"cards": sorted(cards)}, _now())
@@ -134,7 +133,6 @@ def _balance(argv, prog):
     parser.add_argument("--date", help="YYYY-MM-DD (default: today, China Standard Time)")
     args = parser.parse_args(argv)
     conn = _connect(args.db, True)
-    quota.ensure_schema(conn)
     date = args.date or authz.local_date(_now())
     try:
         report = quota.report(conn, args.subject, quota.ConfigCache(), date)

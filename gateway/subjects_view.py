@@ -1,21 +1,19 @@
-"""Read-only, defensive view of the subjects registry.
+"""Read-only view of the subjects registry.
 
 The registry itself (`python -m gateway subjects import`, with plots, permits,
 allowances and ID numbers) belongs to the quota ledger's work; supervision only
-reads it. Until it exists, or if its shape differs from what is expected here,
-every read answers "registry unknown" instead of failing, so the rules that
-need it (permits, allowances) stay quiet rather than raising false violations.
+reads it. Until a registry is imported, every read answers "registry unknown",
+so the rules that need it (permits, allowances) stay quiet rather than raising
+false violations.
 
-Accepted shapes: a table `subjects` with an `id` column and either one JSON
-column (`data`, `record`, `json`, `body` or `info`) holding the subject object
-as `protocols.policy` reads it, or plain columns that are used as they are.
+A row is its columns with the JSON column (`data`) holding the subject object
+as `protocols.policy` reads it merged in.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 
 log = logging.getLogger(__name__)
 
@@ -23,41 +21,28 @@ JSON_COLUMNS = ("data", "record", "json", "body", "info")
 ID_FIELDS = ("id_number", "id_no", "idcard", "id_card", "credit_code", "uscc")
 
 
-def registry_known(conn: sqlite3.Connection) -> bool:
-    try:
-        return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='subjects'").fetchone() is not None
-    except sqlite3.Error:
-        return False
+def registry_known(conn) -> bool:
+    """Whether a registry was imported: an empty one says nothing about anybody."""
+    return conn.execute("SELECT 1 FROM subjects LIMIT 1").fetchone() is not None
 
 
-def _columns(conn) -> list[str]:
-    return [r[1] for r in conn.execute("PRAGMA table_info(subjects)")]
-
-
-def lookup(conn: sqlite3.Connection, subject_id: str | None) -> dict | None:
+def lookup(conn, subject_id: str | None) -> dict | None:
     """The subject as a dict, or None (unknown subject, or no registry)."""
     if not subject_id:
         return None
     return lookup_many(conn, [subject_id]).get(subject_id)
 
 
-def lookup_many(conn: sqlite3.Connection, subject_ids) -> dict[str, dict]:
+def lookup_many(conn, subject_ids) -> dict[str, dict]:
     """{id: subject} for those of `subject_ids` the registry knows, in one
     query (a month's buyers for the ranking are thousands)."""
     wanted = sorted({i for i in subject_ids if i})
     if not wanted or not registry_known(conn):
         return {}
-    try:
-        cols = _columns(conn)
-        key = "id" if "id" in cols else ("subject" if "subject" in cols else None)
-        if key is None:
-            return {}
-        rows = conn.execute(f"SELECT * FROM subjects WHERE {key} IN (SELECT value FROM json_each(?))",
-                            [json.dumps(wanted)]).fetchall()
-    except sqlite3.Error as err:
-        log.debug("subjects registry not readable: %s", err)
-        return {}
-    at = cols.index(key)
+    cursor = conn.execute("SELECT * FROM subjects WHERE id IN (SELECT value FROM json_each(?))", [json.dumps(wanted)])
+    cols = [c[0] for c in cursor.description]
+    rows = cursor.fetchall()
+    at = cols.index("id")
     out = {}
     for row in rows:
         entry = _entry(dict(zip(cols, row)))
@@ -89,7 +74,7 @@ def _entry(out: dict) -> dict:
     return out
 
 
-def group_of(conn: sqlite3.Connection, subject_id: str | None) -> str | None:
+def group_of(conn, subject_id: str | None) -> str | None:
     """The subject's buying group (household, cooperative) from the registry,
     or None: no subject, no registry, no group, or a value that is not an id
     (an id only, so it is safe to use as a key and to show)."""

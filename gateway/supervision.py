@@ -1,4 +1,4 @@
-"""Wires supervision into a gateway: schemas, the record hook on ingest, and the
+"""Wires supervision into a gateway: the record hook on ingest, and the
 periodic sweep (time-window rules, filing violations into cases, escalation).
 
 Kept apart from `service.py` (MQTT) so ingest stays what it is and the pieces
@@ -8,11 +8,10 @@ here can be driven by a test with a fake clock.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from typing import Callable
 
-from gateway import cases, fleet_status, grid, upstream_outbox, users
+from gateway import cases
 from gateway.rules import engine
 
 log = logging.getLogger(__name__)
@@ -22,24 +21,14 @@ log = logging.getLogger(__name__)
 TOP_BUYERS_REAL_S = 30.0
 
 
-def ensure_schema(conn: sqlite3.Connection) -> None:
-    engine.ensure_schema(conn)
-    grid.ensure_schema(conn)
-    users.ensure_schema(conn)
-    cases.ensure_schema(conn)
-    upstream_outbox.ensure_schema(conn)
-    fleet_status.ensure_schema(conn)
-
-
 class Supervision:
-    def __init__(self, conn: sqlite3.Connection, cfg: dict, clock: Callable[[], int], lock=None):
+    def __init__(self, conn, cfg: dict, clock: Callable[[], int], lock=None):
         """`conn` is a connection of its own (not the ingest writer's): sweeps
         take their own short write transactions."""
         self.conn = conn
         self.cfg = cfg
         self.clock = clock
         self.lock = lock or threading.RLock()
-        ensure_schema(conn)
         catalogue, params = engine.current_config(conn)
         self.hook = engine.RecordHook(cfg, catalogue, params)
         self.sweeper = engine.Sweeper(conn, cfg, clock, params, top_buyers_real_s=TOP_BUYERS_REAL_S)

@@ -20,13 +20,13 @@ import hashlib
 import hmac
 import json
 import logging
-import sqlite3
 import threading
 import urllib.error
 import urllib.request
 from typing import Callable
 
-from gateway import upstream_outbox
+from gateway import store, upstream_outbox
+from gateway.store import transaction
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class RecordFeed:
     """A follower hook (`Ingest.follow`): every stored record goes into the outbox in the
     record's own transaction."""
 
-    def __call__(self, conn: sqlite3.Connection, terminal: str, entry, now: int) -> None:
+    def __call__(self, conn, terminal: str, entry, now: int) -> None:
         upstream_outbox.enqueue(conn, now, "record", {"terminal": terminal, "seq": entry.seq, "type": entry.type,
                                                       "time": entry.time, "received": now,
                                                       "record": json.loads(entry.text)})
@@ -56,10 +56,8 @@ class Sender:
                  batch: int = 200, base_backoff_ms: int = 500, max_backoff_ms: int = 300_000, timeout: float = 10.0):
         if not endpoint.startswith(("http://", "https://")):
             raise ValueError("upstream endpoint must be an http:// or https:// URL")
-        self.conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False, timeout=30)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        upstream_outbox.ensure_schema(self.conn)
-        self.conn.execute("INSERT OR IGNORE INTO upstream_state(id) VALUES (1)")
+        self.conn = store.connect(db_path)
+        self.conn.execute("INSERT INTO upstream_state(id) VALUES (1) ON CONFLICT(id) DO NOTHING")
         self.endpoint, self.key, self.clock, self.source = endpoint, key, clock, source
         self.batch, self.base, self.cap, self.timeout = batch, base_backoff_ms, max_backoff_ms, timeout
         self._stop = threading.Event()
@@ -97,8 +95,7 @@ class Sender:
         except (urllib.error.URLError, OSError, TimeoutError) as err:
             error = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
         now = self.clock()
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self.conn):
             if error is None:
                 self.conn.execute("UPDATE outbox SET sent=? WHERE id BETWEEN ? AND ? AND sent IS NULL", [now, first, last])
                 self.conn.execute("UPDATE upstream_state SET last_attempt=?, last_success=?, failures=0, "
@@ -107,10 +104,6 @@ class Sender:
                 failures = state["failures"] + 1
                 self.conn.execute("UPDATE upstream_state SET last_attempt=?, last_error=?, failures=?, next_attempt=? "
                                   "WHERE id=1", [now, error[:300], failures, now + backoff_ms(failures, self.base, self.cap)])
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
         if error is not None:
             log.warning("upstream batch %d-%d failed (%s); will retry", first, last, error)
             return 0

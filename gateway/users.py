@@ -28,9 +28,9 @@ import base64
 import hashlib
 import hmac
 import secrets
-import sqlite3
 from dataclasses import dataclass
 
+from gateway.store import transaction
 from protocols.schema import is_id
 
 ROLES = ("district", "town", "village")
@@ -38,35 +38,6 @@ LEVEL_RANK = {"village": 0, "town": 1, "district": 2}
 TOKEN_TTL_MS = 8 * 3600_000  # one working day in the field
 MAX_TOKENS_PER_USER = 20     # a phone, a desk PC and a few forgotten browsers; older sessions end first
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS users (
-    id          INTEGER PRIMARY KEY,
-    name        TEXT NOT NULL UNIQUE,
-    role        TEXT NOT NULL,
-    area        TEXT NOT NULL,
-    pw          TEXT NOT NULL,
-    created     INTEGER NOT NULL,
-    disabled    INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS users_area ON users(role, area);
-CREATE TABLE IF NOT EXISTS tokens (
-    hash        TEXT PRIMARY KEY,
-    user_id     INTEGER NOT NULL,
-    created     INTEGER NOT NULL,
-    expires     INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audit_log (
-    id          INTEGER PRIMARY KEY,
-    time        INTEGER NOT NULL,
-    user        TEXT NOT NULL,
-    role        TEXT NOT NULL,
-    area        TEXT NOT NULL,
-    action      TEXT NOT NULL,
-    target      TEXT NOT NULL,
-    detail      TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS audit_target ON audit_log(target);
-"""
 
 
 class UserError(ValueError):
@@ -103,9 +74,6 @@ class Scope:
         return row.get(self.role) == self.area
 
 
-def ensure_schema(conn: sqlite3.Connection) -> None:
-    conn.executescript(SCHEMA)
-
 
 def hash_password(password: str, salt: bytes | None = None) -> str:
     salt = salt or secrets.token_bytes(16)
@@ -125,7 +93,7 @@ def check_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(derived, base64.b64decode(digest))
 
 
-def add_user(conn: sqlite3.Connection, name: str, role: str, area: str, password: str, now: int) -> int:
+def add_user(conn, name: str, role: str, area: str, password: str, now: int) -> int:
     if role not in ROLES:
         raise UserError(f"role must be one of {', '.join(ROLES)}")
     if not is_id(name):
@@ -134,62 +102,40 @@ def add_user(conn: sqlite3.Connection, name: str, role: str, area: str, password
         raise UserError("area must be a grid area code")
     if len(password) < 8:
         raise UserError("password must have at least 8 characters")
-    ensure_schema(conn)
-    known = conn.execute("SELECT level FROM areas WHERE code=?", [area]).fetchone() if conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE name='areas'").fetchone() else None
+    known = conn.execute("SELECT level FROM areas WHERE code=?", [area]).fetchone()
     if known is not None and known[0] != role:
         raise UserError(f"area {area} is a {known[0]}, not a {role}")
     pw = hash_password(password)
-    owns = not conn.in_transaction
-    if owns:
-        conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         conn.execute(
             "INSERT INTO users(name, role, area, pw, created) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT(name) DO UPDATE SET role=excluded.role, area=excluded.area, pw=excluded.pw, disabled=0",
             [name, role, area, pw, now])
         user_id = conn.execute("SELECT id FROM users WHERE name=?", [name]).fetchone()[0]
         revoke_tokens(conn, user_id)  # a reset ends every session of the old password
-        if owns:
-            conn.execute("COMMIT")
-    except BaseException:
-        if owns:
-            conn.execute("ROLLBACK")
-        raise
     return user_id
 
 
-def revoke_tokens(conn: sqlite3.Connection, user_id: int) -> int:
+def revoke_tokens(conn, user_id: int) -> int:
     """End every session of a user (inside the caller's transaction, if any)."""
     return conn.execute("DELETE FROM tokens WHERE user_id = ?", [user_id]).rowcount
 
 
-def set_disabled(conn: sqlite3.Connection, name: str, disabled: bool) -> User:
+def set_disabled(conn, name: str, disabled: bool) -> User:
     """Disable (and log out everywhere) or enable a user; UserError if unknown.
     An enabled user logs in again: the old sessions stay ended."""
-    ensure_schema(conn)
-    owns = not conn.in_transaction
-    if owns:
-        conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         row = conn.execute("SELECT id, name, role, area FROM users WHERE name=?", [name]).fetchone()
         if row is None:
             raise UserError(f"no user {name!r}")
         conn.execute("UPDATE users SET disabled=? WHERE id=?", [1 if disabled else 0, row[0]])
         if disabled:
             revoke_tokens(conn, row[0])
-        if owns:
-            conn.execute("COMMIT")
-    except BaseException:
-        if owns:
-            conn.execute("ROLLBACK")
-        raise
     return _user(row)
 
 
-def list_users(conn: sqlite3.Connection, now: int) -> list[dict]:
+def list_users(conn, now: int) -> list[dict]:
     """Every user with its state and how many sessions are open."""
-    ensure_schema(conn)
     rows = conn.execute(
         "SELECT u.name, u.role, u.area, u.disabled, "
         "(SELECT count(*) FROM tokens t WHERE t.user_id = u.id AND t.expires > ?) FROM users u ORDER BY u.name",
@@ -212,7 +158,7 @@ def _dummy_hash() -> str:
     return _DUMMY[0]
 
 
-def stored_credentials(conn: sqlite3.Connection, name: str) -> tuple[int, str] | None:
+def stored_credentials(conn, name: str) -> tuple[int, str] | None:
     """(id, password hash) of an enabled user; a plain read, no transaction."""
     row = conn.execute("SELECT id, pw FROM users WHERE name=? AND disabled=0", [name]).fetchone()
     return (row[0], row[1]) if row else None
@@ -227,17 +173,14 @@ def verify(password: str, stored: tuple[int, str] | None) -> bool:
     return check_password(password, stored[1])
 
 
-def issue_token(conn: sqlite3.Connection, stored: tuple[int, str], now: int,
+def issue_token(conn, stored: tuple[int, str], now: int,
                 ttl_ms: int = TOKEN_TTL_MS) -> tuple[str, User] | None:
     """A new session for the user `stored` was read for, in one short write
     transaction, or None when the user was disabled or its password changed
     since the read (the check ran on the old one)."""
     token = secrets.token_urlsafe(32)
     digest = hashlib.sha256(token.encode()).hexdigest()
-    owns = not conn.in_transaction
-    if owns:
-        conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         row = conn.execute("SELECT id, name, role, area FROM users WHERE id=? AND pw=? AND disabled=0",
                            list(stored)).fetchone()
         if row is not None:
@@ -247,16 +190,10 @@ def issue_token(conn: sqlite3.Connection, stored: tuple[int, str], now: int,
             conn.execute("DELETE FROM tokens WHERE user_id = ? AND hash NOT IN (SELECT hash FROM tokens "
                          "WHERE user_id = ? ORDER BY created DESC, rowid DESC LIMIT ?)",
                          [row[0], row[0], MAX_TOKENS_PER_USER])
-        if owns:
-            conn.execute("COMMIT")
-    except BaseException:
-        if owns:
-            conn.execute("ROLLBACK")
-        raise
     return (token, _user(row)) if row is not None else None
 
 
-def login(conn: sqlite3.Connection, name: str, password: str, now: int, ttl_ms: int = TOKEN_TTL_MS) -> tuple[str, User] | None:
+def login(conn, name: str, password: str, now: int, ttl_ms: int = TOKEN_TTL_MS) -> tuple[str, User] | None:
     """Check the password (outside any transaction) and open a session."""
     stored = stored_credentials(conn, name)
     if not verify(password, stored):
@@ -264,7 +201,7 @@ def login(conn: sqlite3.Connection, name: str, password: str, now: int, ttl_ms: 
     return issue_token(conn, stored, now, ttl_ms)
 
 
-def by_token(conn: sqlite3.Connection, token: str, now: int) -> User | None:
+def by_token(conn, token: str, now: int) -> User | None:
     if not token or len(token) > 200:
         return None
     row = conn.execute(
@@ -274,11 +211,11 @@ def by_token(conn: sqlite3.Connection, token: str, now: int) -> User | None:
     return _user(row) if row else None
 
 
-def logout(conn: sqlite3.Connection, token: str) -> None:
+def logout(conn, token: str) -> None:
     conn.execute("DELETE FROM tokens WHERE hash = ?", [hashlib.sha256(token.encode()).hexdigest()])
 
 
-def inspector_for(conn: sqlite3.Connection, role: str, area: str | None) -> str | None:
+def inspector_for(conn, role: str, area: str | None) -> str | None:
     """The grid inspector responsible for an area (first by name when several)."""
     if not area:
         return None
@@ -287,12 +224,12 @@ def inspector_for(conn: sqlite3.Connection, role: str, area: str | None) -> str 
     return row[0] if row else None
 
 
-def user_by_name(conn: sqlite3.Connection, name: str) -> User | None:
+def user_by_name(conn, name: str) -> User | None:
     row = conn.execute("SELECT id, name, role, area FROM users WHERE name=? AND disabled=0", [name]).fetchone()
     return _user(row) if row else None
 
 
-def audit(conn: sqlite3.Connection, now: int, user: User, action: str, target: str, detail: str = "") -> None:
+def audit(conn, now: int, user: User, action: str, target: str, detail: str = "") -> None:
     """One row per read of personal data (a subject's page, its purchases)."""
     conn.execute("INSERT INTO audit_log(time, user, role, area, action, target, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
                  [now, user.name, user.role, user.area, action, target, detail[:500]])

@@ -20,7 +20,6 @@ import sys
 
 from gateway import users
 from gateway.store import connect
-from gateway.supervision import ensure_schema
 from protocols.clock import wall_ms
 
 
@@ -42,7 +41,6 @@ def main(argv, prog):
     args = parser.parse_args(argv)
     conn = connect(args.db)
     try:
-        ensure_schema(conn)
         if args.action == "list":
             for u in users.list_users(conn, wall_ms()):
                 state = "disabled" if u["disabled"] else "active"

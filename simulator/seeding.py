@@ -19,7 +19,6 @@ from pathlib import Path
 
 from gateway import fleet, grid, registry, users
 from gateway.store import Store, connect
-from gateway.supervision import ensure_schema
 from protocols import configsync
 from simulator.district import District
 from simulator.processes import terminal_config_text
@@ -44,7 +43,6 @@ class Seeded:
 def import_files(db: Path, files: dict[str, Path], now_ms: int) -> None:
     conn = connect(db)
     try:
-        ensure_schema(conn)
         grid.import_grid(conn, grid.load_file(files["grid"]), str(files["grid"]))
         subjects = registry.parse_subjects(files["subjects"].read_text("utf-8"), files["subjects"].name)
         registry.import_subjects(conn, subjects, now_ms)
@@ -63,7 +61,6 @@ def add_logins(db: Path, district: District, now_ms: int, town_index: int = 0) -
     conn = connect(db)
     out = []
     try:
-        ensure_schema(conn)
         for name, role, area, area_name in wanted:
             password = secrets.token_urlsafe(9)
             users.add_user(conn, name, role, area, password, now_ms)

@@ -7,7 +7,6 @@ import pytest
 from gateway import cases, grid, users, violations
 from gateway.rules import config
 from gateway.store import connect
-from gateway.supervision import ensure_schema
 from tests.support.supervision import GRID, TOWN1, VILLAGE1
 
 NOW = 1748746800000
@@ -18,7 +17,6 @@ JPEG = b"\xff\xd8\xff\xe0" + b"0" * 100
 @pytest.fixture
 def conn(tmp_path):
     conn = connect(tmp_path / "gw.db")
-    ensure_schema(conn)
     grid.import_grid(conn, GRID)
     conn.execute("INSERT INTO terminals(id, key, shop) VALUES ('TA', '00', 'SHOP1'), ('TC', '00', 'SHOP3')")
     yield conn
@@ -143,7 +141,6 @@ def test_grades_for_the_terminals_follow_closed_cases_and_age_out(conn):
     name and the grade; each grade change bumps the `subjects` section's
     version (a confirmed case at once, an expired mark at the sweep)."""
     from gateway import quota
-    quota.ensure_schema(conn, NOW)
     rev = lambda: conn.execute("SELECT value FROM quota_meta WHERE key='subjects_rev'").fetchone()[0]  # noqa: E731
     entries = [{"id": "S1", "status": "active", "town": TOWN1, "village": VILLAGE1, "id_number": "330102199001011234"},
                {"id": "S2", "status": "active", "town": TOWN1}]

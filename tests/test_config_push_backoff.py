@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from gateway import quota
+from gateway.store import connect
 from gateway.configpush import MAX_RESEND_S, ConfigPusher
 from protocols import configsync
 from simulator.processes import provision_terminals
@@ -17,10 +17,7 @@ from simulator.processes import provision_terminals
 def pusher(tmp_path):
     db = tmp_path / "gateway.db"
     creds = provision_terminals(db, ["T1"])[0]
-    conn = sqlite3.connect(db)
-    quota.ensure_schema(conn)
-    conn.commit()
-    conn.close()
+    connect(db).close()
     clock = {"t": 1000.0}
     p = ConfigPusher(db, lambda terminal, payload, retain: None, lambda t: bytes.fromhex(creds.key_hex),
                      monotonic=lambda: clock["t"])

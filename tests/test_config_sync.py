@@ -213,13 +213,11 @@ def test_a_confirmed_case_reaches_the_running_terminals_as_the_subjects_grade(di
     grade without a restart. ID numbers stay at the gateway."""
     from gateway import cases, grid, users, violations
     from gateway.store import connect
-    from gateway.supervision import ensure_schema
     from tests.support.supervision import DISTRICT, GRID, VILLAGE1
     t1 = district.agents["T001"]
     entry = dict(fx.subjects({"S0042": 3})[0], village=VILLAGE1, id_number="330102199001011234")
     conn = connect(district.db)
     try:
-        ensure_schema(conn)
         grid.import_grid(conn, GRID)
         gateway_cli("subjects", "import", str(fx.write_jsonl(tmp_path / "s.jsonl", [entry])), "--db", str(district.db))
         synced = wait_for(lambda: (lambda e: e if e and e.get("village_name") else None)(t1.config_store.subject("S0042")),
@@ -313,7 +311,6 @@ def test_enrolled_faces_make_versioned_galleries_for_the_subjects_a_shop_serves(
     from gateway.store import connect
     from protocols import facegallery
     conn = connect(tmp_path / "g.db")
-    quota.ensure_schema(conn)
     registry.import_subjects(conn, fx.subjects({"S0001": 1, "S0002": 1, "S0003": 1}), 1)
     with pytest.raises(faces.FacesError, match="S0009"):  # a face for no registered subject
         faces.import_faces(conn, faces.parse_import(face_line("S0009", [[0.1] * 128]), "f"), 2)

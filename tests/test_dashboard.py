@@ -21,7 +21,6 @@ from firmware.agent import Agent
 from firmware.config import parse
 from gateway import fleet, grid, users
 from gateway.store import Store
-from gateway.supervision import ensure_schema
 from simulator.broker import Mosquitto, free_port, wait_port
 from simulator.processes import terminal_config_text, wait_for
 from tests.support import screenshots
@@ -52,7 +51,6 @@ def district(tmp_path_factory):
     root = tmp_path_factory.mktemp("dashboard")
     db = root / "gateway.db"
     store = Store(db)
-    ensure_schema(store.conn)
     # open round the clock here: the sale times are the real clock's, and the
     # opening-hours rule has its own tests
     grid.import_grid(store.conn, {"areas": GRID["areas"],

@@ -365,13 +365,11 @@ def test_gateway_run_with_a_master_key_file_verifies_in_its_verifier_processes(t
 def test_case_photos_are_0600_in_0700_directories(tmp_path):
     from gateway import cases, grid, users, violations
     from gateway.rules import config
-    from gateway.supervision import ensure_schema
     from tests.support.supervision import GRID, VILLAGE1
 
     now = 1748746800000
     conn = connect(tmp_path / "gw.db")
     try:
-        ensure_schema(conn)
         grid.import_grid(conn, GRID)
         conn.execute("INSERT INTO terminals(id, key, shop) VALUES ('TA', '00', 'SHOP1')")
         users.add_user(conn, "v1", "village", VILLAGE1, "password-1", now)

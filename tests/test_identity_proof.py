@@ -160,9 +160,6 @@ def gateway(tmp_path):
     for name in ("T1", "T2"):
         provision(store, name, f"shop-{name}", 0, key_hex=KEY.hex())
     fx.add_shops(store.path, {"shop-T1": (fx.TOWN, False), "shop-T2": (fx.OTHER_TOWN, False)})
-    quota.ensure_schema(store.conn, NOW)
-    faces.ensure_schema(store.conn)
-    registry.ensure_keys(store.conn)
     registry.set_section(store.conn, configsync.PARAMS, fx.params(), NOW)
     registry.set_section(store.conn, configsync.REVOCATIONS, {"cards": ["C-LOST"]}, NOW)
     registry.import_subjects(store.conn, fx.subjects({"S1": 10}) + fx.subjects({"S2": 10, "S3": 10}, fx.OTHER_TOWN),

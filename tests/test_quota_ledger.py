@@ -30,7 +30,6 @@ def ledger(tmp_path):
     for name in ("T1", "T2"):
         provision(store, name, f"shop-{name}", 0, key_hex=KEY.hex())
     fx.add_shops(store.path, {"shop-T1": (fx.TOWN, False), "shop-T2": (fx.TOWN, False)})
-    quota.ensure_schema(store.conn, NOW)
     registry.set_section(store.conn, configsync.PARAMS, fx.params(), NOW)
     registry.import_subjects(store.conn, fx.subjects({"S1": 10, "S2": 8}), NOW)
     cache = quota.ConfigCache(refresh_s=0)

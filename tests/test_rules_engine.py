@@ -9,7 +9,7 @@ from gateway import grid, registry
 from gateway.fleet import provision
 from gateway.ingest import Ingest
 from gateway.rules import config
-from gateway.rules.engine import RecordHook, Sweeper, ensure_schema
+from gateway.rules.engine import RecordHook, Sweeper
 from gateway.store import Store
 from tests.support.supervision import GRID, KEY, TERMINAL_SHOPS, Chain, sale_body
 
@@ -19,7 +19,6 @@ T0 = 1748746800000  # 2025-06-01 11:00 local
 @pytest.fixture
 def gw(tmp_path):
     store = Store(tmp_path / "gw.db")
-    ensure_schema(store.conn)
     grid.import_grid(store.conn, GRID)
     for terminal, shop in TERMINAL_SHOPS.items():
         provision(store, terminal, shop, 0, key_hex=KEY.hex())

@@ -13,7 +13,6 @@ import pytest
 
 from gateway import users
 from gateway.store import Store
-from gateway.supervision import ensure_schema
 from simulator.broker import free_port, wait_port
 from simulator.processes import wait_for
 from tests.support.district import District
@@ -27,7 +26,6 @@ PASSWORD = "fleet-watch-pass-1"
 def district(tmp_path):
     d = District(tmp_path / "d", terminals=2, rate=2, count=0)
     store = Store(d.db)
-    ensure_schema(store.conn)
     users.add_user(store.conn, "d1", "district", "330113", PASSWORD, int(time.time() * 1000))
     store.close()
     port = free_port()

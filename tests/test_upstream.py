@@ -20,7 +20,6 @@ def platform(fail: int = 0) -> Receiver:
 def db(tmp_path):
     path = tmp_path / "gw.db"
     conn = connect(path)
-    upstream_outbox.ensure_schema(conn)
     yield path, conn
     conn.close()
 

@@ -148,8 +148,7 @@ def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
     hashing = Hashing()
     stopping = {"flag": False}
 
-    from gateway.supervision import ensure_schema
-    ensure_schema(db.conn())
+    db.conn()  # opened (and migrated) before the first request
 
     @asynccontextmanager
     async def lifespan(app):
@@ -381,8 +380,6 @@ def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
     def stats_quota(user: User = Depends(current_user)) -> dict:
         """Quota use per town and category this period: used against the sum of allowances."""
         conn = db.conn()
-        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name='quota_used'").fetchone():
-            return {"towns": []}
         date = today()
         totals: dict[tuple, dict] = {}
         subjects_rows = conn.execute("SELECT id, town, data FROM subjects").fetchall() if subjects_view.registry_known(
@@ -589,10 +586,9 @@ def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
         conn = db.conn()
         entry = subjects_view.lookup(conn, subject_id)
         balances: dict = {}
-        if conn.execute("SELECT 1 FROM sqlite_master WHERE name='quota_used'").fetchone():
-            for cat, period, used in conn.execute("SELECT category, period, used FROM quota_used WHERE subject=?",
-                                                  [subject_id]):
-                balances.setdefault(cat, {})[period] = used
+        for cat, period, used in conn.execute("SELECT category, period, used FROM quota_used WHERE subject=?",
+                                              [subject_id]):
+            balances.setdefault(cat, {})[period] = used
         balance = None
         if entry is not None:
             try:

@@ -1,17 +1,20 @@
-"""Per-thread SQLite connections for the API.
+"""Per-thread store connections for the API (`gateway.store.connect`).
 
-FastAPI runs sync endpoints on a thread pool; SQLite connections must not be
-shared across threads mid-transaction, and WAL lets each reader see a
-consistent snapshot while ingest writes. Writes use BEGIN IMMEDIATE and the
-busy timeout, so they queue behind an ingest commit instead of failing.
+FastAPI runs sync endpoints on a thread pool; a connection must not be
+shared across threads mid-transaction. On SQLite, WAL lets each reader see a
+consistent snapshot while ingest writes, and writes (`gateway.store.transaction`,
+BEGIN IMMEDIATE with the busy timeout) queue behind an ingest commit instead
+of failing. On PostgreSQL each thread holds a connection of the store's pool.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
+
+from gateway import store
+from gateway.store import transaction
 
 
 class Db:
@@ -19,26 +22,18 @@ class Db:
         self.path = str(path)
         self._local = threading.local()
 
-    def conn(self) -> sqlite3.Connection:
+    def conn(self):
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn = store.connect(self.path)
             self._local.conn = conn
         return conn
 
     @contextmanager
     def write(self):
         conn = self.conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def rows(self, sql: str, args=()) -> list[dict]:
         cur = self.conn().execute(sql, list(args))

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import time
 from typing import Callable
 
@@ -32,74 +31,13 @@ from gateway import grid, registry, subjects_view, violations
 from gateway.rules import Event, Finding, hours, identity, integrity, make_event, products, proof, split, terminals
 from gateway.rules import top_buyers as top_buyers_rule
 from gateway.rules import travel
+from gateway.store import savepoint, transaction
 from protocols import authz, policy
 from protocols import catalogue as _catalogue
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS sales (
-    terminal    TEXT NOT NULL,
-    seq         INTEGER NOT NULL,
-    type        TEXT NOT NULL,
-    time        INTEGER NOT NULL,
-    received    INTEGER NOT NULL,
-    day         TEXT NOT NULL,
-    shop        TEXT,
-    village     TEXT,
-    town        TEXT,
-    district    TEXT,
-    subject     TEXT,
-    card        TEXT,
-    identity    TEXT,
-    mode        TEXT,
-    pesticide   INTEGER NOT NULL DEFAULT 0,
-    fertilizer  INTEGER NOT NULL DEFAULT 0,
-    consumption TEXT,
-    subject_group TEXT,             -- the buyer's registry group at indexing time
-    PRIMARY KEY (terminal, seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS sales_day_district ON sales(day, district, town, type, pesticide, fertilizer);
-CREATE INDEX IF NOT EXISTS sales_day_town ON sales(day, town, type, pesticide, fertilizer);
-CREATE INDEX IF NOT EXISTS sales_day_village ON sales(day, village, type, pesticide, fertilizer);
-CREATE INDEX IF NOT EXISTS sales_subject_time ON sales(subject, time);
-CREATE INDEX IF NOT EXISTS sales_card_time ON sales(card, time);
-CREATE INDEX IF NOT EXISTS sales_shop_time ON sales(shop, time);
-CREATE TABLE IF NOT EXISTS terminal_samples (
-    terminal    TEXT NOT NULL,
-    time        INTEGER NOT NULL,
-    backlog     INTEGER NOT NULL,
-    PRIMARY KEY (terminal, time)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS sweep_state (
-    name        TEXT PRIMARY KEY,
-    value       INTEGER NOT NULL
-);
-"""
-
 INDEXED_TYPES = ("sale", "refusal", "void")
-
-
-def ensure_schema(conn: sqlite3.Connection) -> None:
-    conn.executescript(SCHEMA)
-    _add_group_column(conn)
-    violations.ensure_schema(conn)
-    grid.ensure_schema(conn)
-
-
-def _add_group_column(conn: sqlite3.Connection) -> None:
-    """`sales.subject_group`: the buyer's registry group when the sale was
-    indexed, so the group split rule reads one group's window through an index
-    instead of joining the registry. Added to databases made before groups
-    existed; the index is partial because most subjects belong to no group."""
-    if "subject_group" not in {r[1] for r in conn.execute("PRAGMA table_info(sales)")}:
-        try:
-            conn.execute("ALTER TABLE sales ADD COLUMN subject_group TEXT")
-        except sqlite3.OperationalError as err:  # another process added it just now
-            if "duplicate column" not in str(err):
-                raise
-    conn.execute("CREATE INDEX IF NOT EXISTS sales_group_time ON sales(subject_group, time) "
-                 "WHERE subject_group IS NOT NULL")
 
 
 def load_params() -> dict:
@@ -110,20 +48,19 @@ def load_params() -> dict:
         return json.load(f)
 
 
-def current_config(conn: sqlite3.Connection) -> tuple[dict | None, dict | None]:
+def current_config(conn) -> tuple[dict | None, dict | None]:
     """The catalogue and policy params the terminals are running, from the quota
     ledger's `config_sections` (issue 5) when it exists; (None, None) falls back
     to the shipped samples. Read defensively: supervision must not break because
     another part's table changed shape."""
     out: dict[str, dict] = {}
     try:
-        if conn.execute("SELECT 1 FROM sqlite_master WHERE name='config_sections'").fetchone():
-            for name, content in conn.execute("SELECT name, content FROM config_sections "
-                                              "WHERE name IN ('catalogue', 'params')"):
-                value = json.loads(content)
-                if isinstance(value, dict):
-                    out[name] = value
-    except (sqlite3.Error, ValueError) as err:
+        for name, content in conn.execute("SELECT name, content FROM config_sections "
+                                          "WHERE name IN ('catalogue', 'params')"):
+            value = json.loads(content)
+            if isinstance(value, dict):
+                out[name] = value
+    except ValueError as err:
         log.warning("could not read config_sections: %s", err)
     return out.get("catalogue"), out.get("params")
 
@@ -146,7 +83,7 @@ def amounts_by_kind(cat: dict, items: list) -> dict[str, int]:
     return out
 
 
-def report_all(conn: sqlite3.Connection, now: int, findings: list[Finding]) -> int:
+def report_all(conn, now: int, findings: list[Finding]) -> int:
     new = 0
     for f in findings:
         if violations.report(conn, now, f.code, f.dedup, subject=f.subject, shop=f.shop, terminal=f.terminal,
@@ -183,14 +120,11 @@ class RecordHook:
             self._shop_of[terminal] = row[0] if row else None
         return self._shop_of[terminal]
 
-    def __call__(self, conn: sqlite3.Connection, terminal: str, entry, now: int) -> None:
-        conn.execute("SAVEPOINT supervision")
+    def __call__(self, conn, terminal: str, entry, now: int) -> None:
         try:
-            self.apply(conn, terminal, entry.seq, entry.type, entry.time, entry.text, now)
-            conn.execute("RELEASE supervision")
+            with savepoint(conn, "supervision"):
+                self.apply(conn, terminal, entry.seq, entry.type, entry.time, entry.text, now)
         except Exception:
-            conn.execute("ROLLBACK TO supervision")
-            conn.execute("RELEASE supervision")
             self.errors += 1
             log.exception("supervision rules failed terminal=%s seq=%s; record stored without them", terminal, entry.seq)
 
@@ -282,23 +216,22 @@ class RecordHook:
         """(reason code, detail) of a sale's identity claim that does not hold,
         (None, "") when it does: `gateway.authz.check_identity`, as online, but
         on the sale's date (a card valid when it was shown offline stays valid
-        for that sale) against the revocations known now. A database without
-        the registry (supervision alone) cannot judge a face match: nothing is
-        raised for it, and the other rules still run."""
+        for that sale) against the revocations known now. A gateway without a
+        registry imported (supervision alone) cannot judge a face match:
+        nothing is raised for it, and the other rules still run."""
         try:
             area = registry.terminal_area(conn, event.terminal) if "face" in authz.NEEDS[claim["identity"]] else {}
-            gateway_authz.check_identity(conn, claim, authz.local_date(event.time), self.identity.refresh(conn), area)
+            gateway_authz.check_identity(conn, claim, authz.local_date(event.time), self.identity.refresh(conn), area,
+                                         judge_face=subjects_view.registry_known(conn))
         except authz.Invalid as err:
             return err.code, err.detail or ""
-        except sqlite3.OperationalError as err:
-            log.warning("identity proof not checked terminal=%s seq=%s: %s", event.terminal, event.seq, err)
         return None, ""
 
 
 class Sweeper:
     """Time-window rules and alert conversion; `tick()` from a timer thread or a test."""
 
-    def __init__(self, conn: sqlite3.Connection, cfg: dict, clock: Callable[[], int],
+    def __init__(self, conn, cfg: dict, clock: Callable[[], int],
                  params: dict | None = None, lock=None, top_buyers_real_s: float = 0.0,
                  monotonic: Callable[[], float] = time.monotonic):
         """The monthly ranking is redone every clock hour, and never sooner
@@ -324,15 +257,8 @@ class Sweeper:
                           "ON CONFLICT(name) DO UPDATE SET value=excluded.value", [name, value])
 
     def _tx(self, fn) -> int:
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn()
-            conn.execute("COMMIT")
-            return result
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        with transaction(self.conn):
+            return fn()
 
     def shops_by_terminal(self) -> dict[str, str | None]:
         return dict(self.conn.execute("SELECT id, shop FROM terminals"))

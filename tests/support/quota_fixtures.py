@@ -56,22 +56,15 @@ def write_jsonl(path: Path, entries: list[dict]) -> Path:
 
 
 def add_shops(db: Path, shops: dict[str, tuple[str, bool]]) -> None:
-    """Shops (id -> (town, designated)) in the supervision grid's table; through
-    gateway.grid when it is there, else a minimal table of the columns read."""
-    conn = sqlite3.connect(db)
+    """Shops (id -> (town, designated)) in the supervision grid's table (the
+    gateway's store makes it)."""
+    from gateway import store
+    conn = store.connect(db)
     try:
-        try:
-            from gateway import grid
-            grid.ensure_schema(conn)
+        with store.transaction(conn):
             for shop, (town, designated) in shops.items():
                 conn.execute("INSERT OR REPLACE INTO shops(id, name, town, designated) VALUES (?, ?, ?, ?)",
                              [shop, shop, town, int(designated)])
-        except ImportError:
-            conn.execute("CREATE TABLE IF NOT EXISTS shops (id TEXT PRIMARY KEY, town TEXT, designated INTEGER)")
-            for shop, (town, designated) in shops.items():
-                conn.execute("INSERT OR REPLACE INTO shops(id, town, designated) VALUES (?, ?, ?)",
-                             [shop, town, int(designated)])
-        conn.commit()
     finally:
         conn.close()
 

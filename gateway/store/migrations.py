@@ -1,0 +1,132 @@
+"""Numbered migrations: the only code that changes the gateway's schema.
+
+`schema_migrations` records each version applied. Opening a database applies
+the missing ones in order, in one write transaction taken by the first process
+to get there (BEGIN IMMEDIATE on SQLite, an advisory lock on PostgreSQL); the
+others find the work done when they get the lock, and a database already at
+the latest version costs one query to open.
+
+Migration 1 is the baseline. On a database made before the store had one
+owner (every module created its own tables, commit ffbeeef and earlier) it
+brings whatever is there to the baseline in place, keeping every row:
+- `records` in the WITHOUT ROWID layout of the first versions is copied, in
+  storage order, into the rowid layout;
+- `sales` from before subject groups gets its `subject_group` column;
+- tables a part of the gateway never created (a database that only ever saw
+  ingest has no cases) are created empty;
+- the former opaque `gallery` row of `config_sections` is dropped (the
+  gallery is built per shop from `faces`), and the catalogue, policy params
+  and revocations get the shipped samples as version 1 where none were
+  imported, so a fresh gateway decides.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Callable
+
+from gateway.store import schema
+from gateway.store.tx import transaction
+from protocols import catalogue, clock, configsync
+
+log = logging.getLogger(__name__)
+
+_PG_LOCK = 0x61677269  # pg_advisory_xact_lock key of the schema ("agri")
+
+
+def _baseline(conn) -> None:
+    sqlite = conn.dialect == "sqlite"
+    if sqlite:
+        _records_rowid_layout(conn)
+    for statement in schema.BASELINE:
+        conn.execute(statement if sqlite else schema.postgres(statement))
+    if sqlite and "subject_group" not in _columns(conn, "sales"):
+        conn.execute("ALTER TABLE sales ADD COLUMN subject_group TEXT")
+    conn.execute(schema.SALES_GROUP_INDEX)
+    for key in schema.META_COUNTERS:
+        conn.execute("INSERT INTO quota_meta(key, value) VALUES (?, 0) ON CONFLICT(key) DO NOTHING", [key])
+    conn.execute("DELETE FROM config_sections WHERE name = ?", [configsync.GALLERY])
+    _seed_config(conn)
+
+
+def _records_rowid_layout(conn) -> None:
+    row = conn.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='records'").fetchone()
+    if not row or "WITHOUT ROWID" not in row[0].upper():
+        return
+    conn.execute("ALTER TABLE records RENAME TO records_old")
+    conn.execute("DROP INDEX IF EXISTS records_rid")
+    conn.execute(schema.RECORDS[0])
+    conn.execute("INSERT INTO records(rid, terminal, seq, type, time, digest, prev, record, received) "
+                 "SELECT rid, terminal, seq, type, time, digest, prev, record, received "
+                 "FROM records_old ORDER BY rid")
+    conn.execute("DROP TABLE records_old")
+
+
+def _columns(conn, table: str) -> set[str]:
+    return {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def _seed_config(conn) -> None:
+    path = catalogue.default_path()
+    params_path = os.path.join(os.path.dirname(path), "policy_params.json")
+
+    def params():
+        with open(params_path, encoding="utf-8") as f:
+            return json.load(f)
+
+    seeds = {
+        configsync.CATALOGUE: catalogue.load,
+        configsync.PARAMS: params,
+        configsync.REVOCATIONS: lambda: {"cards": []},
+    }
+    now = clock.wall_ms()
+    for name, make in seeds.items():
+        if conn.execute("SELECT 1 FROM config_sections WHERE name = ?", [name]).fetchone() is None:
+            conn.execute("INSERT INTO config_sections(name, version, content, updated) VALUES (?, 1, ?, ?) "
+                         "ON CONFLICT(name) DO NOTHING", [name, configsync.section_text(make()), now])
+
+
+MIGRATIONS: list[tuple[int, str, Callable]] = [
+    (1, "baseline: every concern's tables in one schema", _baseline),
+]
+LATEST = MIGRATIONS[-1][0]
+
+
+def version(conn) -> int:
+    """The schema version of the database (0: none recorded)."""
+    if conn.dialect == "sqlite":
+        exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_migrations'").fetchone()
+    else:
+        exists = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0]
+    if not exists:
+        return 0
+    return conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0]
+
+
+def migrate(conn) -> int:
+    """Apply the missing migrations; returns the version now. Refuses a
+    database newer than this code (a downgrade would write to a schema it
+    does not know)."""
+    current = version(conn)
+    if current == LATEST:
+        return current
+    if current > LATEST:
+        raise RuntimeError(f"the database is at schema version {current}, newer than this gateway ({LATEST}): "
+                           "run the gateway version that made it")
+    with transaction(conn):
+        if conn.dialect != "sqlite":
+            conn.execute("SELECT pg_advisory_xact_lock(?)", [_PG_LOCK])
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                     "name TEXT NOT NULL, applied BIGINT NOT NULL)")
+        current = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0]
+        for number, name, apply in MIGRATIONS:
+            if number <= current:
+                continue
+            apply(conn)
+            conn.execute("INSERT INTO schema_migrations(version, name, applied) VALUES (?, ?, ?)",
+                         [number, name, clock.wall_ms()])
+            log.info("schema migration applied version=%d name=%s", number, name)
+            current = number
+    return current
