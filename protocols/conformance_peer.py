@@ -61,7 +61,9 @@ class KitGateway:
         self.by_sale = {}             # sale_id -> [seq, ...]
         self.base = None              # seqs <= base were accounted for before the kit started
         self.acked = 0                # highest upto the kit has published
+        self.genuine = 0              # highest watermark the terminal may claim: genuine acks within its head
         self.statuses = []            # (monotonic time, status dict)
+        self._head_seen = None
         self.requests = []            # (monotonic time, request dict)
         self.auth_reply = None        # callable(request) -> None; scenarios set it
         self._topics = {leaf: topics.topic(terminal, leaf)
@@ -127,6 +129,10 @@ class KitGateway:
     # -- publishing
 
     def publish_ack(self, upto, seen=None, key=None, terminal=None, retain=True):
+        if key is None and terminal is None:
+            with self.cond:
+                if upto <= self.head():
+                    self.genuine = max(self.genuine, upto)
         payload = envelope.encode_ack(key or self.key, terminal or self.terminal, upto, seen)
         return self.publish_raw(topics.ACK, payload, retain=retain)
 
@@ -213,8 +219,28 @@ class KitGateway:
                 self._violation("terminal_mismatch", "status names %s" % status["terminal"])
             if self.base is None and status["state"] == "online" and "acked" in status:
                 self.base = status["acked"]
+            self._judge_status(status)
             self.statuses.append((self._monotonic(), status))
             self.cond.notify_all()
+
+    def _judge_status(self, status):
+        """Under the lock: what the terminal says of itself must fit what the
+        kit did. The first status (retained, from before the kit) sets the
+        scene; after it, `acked` never exceeds a genuine ack the kit sent (a
+        terminal that took a PUBACK or a forged ack for one claims more), and
+        `head` never goes back (a terminal that re-uses seqs shows it here)."""
+        acked, head = status.get("acked"), status.get("head")
+        if not self.statuses:
+            self.genuine = max(self.genuine, acked or 0)
+            self._head_seen = head
+            return
+        if acked is not None and acked > self.genuine:
+            self._violation("status_acked_unacknowledged", "status says acked=%d; the highest genuine ack within "
+                            "the terminal's head was upto=%d" % (acked, self.genuine))
+        if head is not None:
+            if self._head_seen is not None and head < self._head_seen:
+                self._violation("head_went_back", "status says head=%d after head=%d" % (head, self._head_seen))
+            self._head_seen = max(head, self._head_seen or 0)
 
     def _on_request(self, payload):
         try:
