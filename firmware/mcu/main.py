@@ -1,0 +1,160 @@
+"""The card-only terminal: `micropython firmware/mcu/main.py --config FILE [--sales -]`.
+
+On a board, main.py runs at boot with the config at /config.json. On the
+MicroPython unix port the same code runs against the PN532 emulator
+(docs/mcu.md). With `--sales -` it also sells from stdin, one JSON object a
+line: {"card": "<UID hex>", "items": [{"product": "...", "packs": N}]}; the
+card file with that UID (config `reader.cards`) is put on the emulated reader,
+read and verified like a tap, and the sale decided and committed. It prints,
+one line each, on stdout:
+
+    READY <terminal>     the ledger is open and the devices are up
+    APPROVED <seq>       a sale committed to the ledger (the clerk may hand over)
+    REFUSED <reason>     a refusal committed to the ledger (or ledger_disk_full:
+                         nothing could be committed)
+    ERROR <reason>       a sale line that is not a sale (nothing recorded)
+
+besides the BUZZER, LED and OLED lines of the unix twins. Logs go to stderr.
+It keeps running (uploading, syncing) after stdin ends, until it is killed.
+"""
+
+import sys
+
+
+def _paths():
+    """firmware/mcu on the unix port: the repository root (for protocols/) and
+    micropython-lib where scripts/test.sh put it."""
+    here = sys.path[0] if sys.path and sys.path[0] else "."
+    root = here.rstrip("/") + "/../.."
+    for path in (root, root + "/.venv/micropython-lib"):
+        if path not in sys.path:
+            sys.path.append(path)
+
+
+_paths()
+
+import json  # noqa: E402
+import select  # noqa: E402
+import time  # noqa: E402
+
+import board as _board  # noqa: E402
+import clock  # noqa: E402
+import settings  # noqa: E402
+from counter import Counter  # noqa: E402
+from ledger import Ledger  # noqa: E402
+from mqtt import Session  # noqa: E402
+from protocols import envelope, topics  # noqa: E402
+from reader import Reader  # noqa: E402
+from sync import ConfigStore  # noqa: E402
+from uplink import Uplink  # noqa: E402
+
+
+def log(message):
+    print("[mcu] " + message, file=sys.stderr)
+
+
+def _args(argv):
+    out = {"config": "/config.json", "sales": None}
+    i = 0
+    while i < len(argv):
+        name = argv[i]
+        if name in ("--config", "--sales") and i + 1 < len(argv):
+            out[name[2:]] = argv[i + 1]
+            i += 2
+        else:
+            raise settings.ConfigError("usage: main.py --config FILE [--sales -] (unknown argument %r)" % name)
+    return out
+
+
+def _card_files(paths):
+    """UID hex -> card file, from the files the config names."""
+    out = {}
+    for path in paths or []:
+        try:
+            with open(path) as f:
+                out[json.load(f)["uid"].lower()] = path
+        except (OSError, ValueError, KeyError) as err:
+            raise settings.ConfigError("reader.cards: %s: %s" % (path, err))
+    return out
+
+
+class Terminal:
+    def __init__(self, config):
+        self.config = config
+        t = config["terminal"]
+        self.id = t["id"]
+        key = bytes.fromhex(t["key"])
+        self.board = _board.make(config)
+        self.ledger = Ledger(config["ledger"]["dir"], self.id, key,
+                             reserve=config["ledger"].get("reserve_kb", 8) * 1024).open()
+        self.store = ConfigStore(config["config"]["dir"], self.id, key, log)
+        b = config["broker"]
+        host, port = topics.parse_broker_url(b["url"])
+        u = config.get("uplink", {})
+        self.session = Session("terminal-" + self.id, host, port, b.get("username", self.id), b.get("password"),
+                               topics.topic(self.id, topics.STATUS), envelope.encode_status(self.id, "offline"),
+                               keepalive=u.get("keepalive_s", 30), min_backoff=u.get("min_backoff_s", 0.5),
+                               max_backoff=u.get("max_backoff_s", 30), log=log)
+        self.uplink = Uplink(self.session, self.ledger, key, self.store.versions, batch=u.get("batch", 8),
+                             ack_timeout=u.get("ack_timeout_s", 5.0), heartbeat=u.get("heartbeat_s", 60.0),
+                             wall_ms=clock.wall_ms, log=log)
+        self.session.subscribe(topics.topic(self.id, topics.CONFIG), self.store.on_message)
+        self.store.on_change = lambda name: self.uplink.announce()
+        self.session.on_connect = self.uplink.on_connect
+        self.reader = Reader(self.board.uart)
+        self.counter = Counter(self.id, key, self.ledger, self.store, self.session, self.reader, self.board,
+                               clock.wall_ms, config.get("counter", {}), log)
+        self.cards = _card_files(config.get("reader", {}).get("cards"))
+
+    def tick(self):
+        if self.board.wifi.ensure() and self.session.ensure():
+            self.session.poll()
+            self.uplink.step()
+
+    def sale(self, line):
+        try:
+            sale = json.loads(line)
+            if not isinstance(sale, dict) or not isinstance(sale.get("card"), str):
+                raise ValueError("a sale is {\"card\": UID hex, \"items\": [...]}")
+        except ValueError as err:
+            print("ERROR sale_line_invalid %s" % err)
+            return
+        approved, what = self.counter.sell(sale["card"], sale.get("items"), self.cards.get(sale["card"].lower()))
+        print("%s %s" % ("APPROVED" if approved else "REFUSED", what))
+
+    def run(self, sales=None):
+        self.board.display.show(["农资终端 " + self.id, "请刷卡 Tap card"])
+        print("READY " + self.id)
+        poll = None
+        if sales is not None:
+            poll = select.poll()
+            poll.register(sales, select.POLLIN)
+        while True:
+            self.tick()
+            if poll is None:
+                time.sleep_ms(20)
+                continue
+            events = poll.poll(20)
+            if events:
+                line = sales.readline()
+                if not line:
+                    poll = None     # stdin ended: keep uploading and syncing
+                elif line.strip():
+                    self.sale(line)
+
+
+def main(argv):
+    try:
+        args = _args(argv)
+        config = settings.load(args["config"])
+        for path in config.get("lib", []):
+            sys.path.append(path)
+        terminal = Terminal(config)
+    except settings.ConfigError as err:
+        print("error: %s" % err, file=sys.stderr)
+        return 2
+    terminal.run(sys.stdin if args["sales"] == "-" else None)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]) or 0)

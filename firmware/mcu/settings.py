@@ -1,0 +1,44 @@
+"""The terminal's configuration file (JSON: MicroPython has no TOML reader),
+checked at load with an error that names the key and the file. The format is
+documented in docs/mcu.md."""
+
+import json
+
+from protocols import topics
+
+
+class ConfigError(Exception):
+    pass
+
+
+REQUIRED = (("terminal", "id"), ("terminal", "key"), ("broker", "url"), ("ledger", "dir"), ("config", "dir"))
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except OSError as err:
+        raise ConfigError("%s: cannot read (%s)" % (path, err))
+    except ValueError as err:
+        raise ConfigError("%s: not JSON (%s)" % (path, err))
+    if not isinstance(config, dict):
+        raise ConfigError("%s: a JSON object is expected" % path)
+    for section, key in REQUIRED:
+        if not isinstance(config.get(section), dict) or not config[section].get(key):
+            raise ConfigError("%s: %s.%s is required" % (path, section, key))
+    if not topics.is_terminal_id(config["terminal"]["id"]):
+        raise ConfigError("%s: terminal.id: %s" % (path, topics.TERMINAL_ID_RULE))
+    try:
+        key = bytes.fromhex(config["terminal"]["key"])
+    except (ValueError, TypeError):
+        key = b""
+    if len(key) < 16:
+        raise ConfigError("%s: terminal.key: the terminal's record key in hex (from gateway terminal add)" % path)
+    try:
+        topics.parse_broker_url(config["broker"]["url"])
+    except ValueError as err:
+        raise ConfigError("%s: broker.url: %s" % (path, err))
+    if topics.broker_uses_tls(config["broker"]["url"]):
+        raise ConfigError("%s: broker.url: mqtts:// is not supported by this firmware yet (docs/mcu.md)" % path)
+    return config

@@ -1,0 +1,214 @@
+"""A district for the MicroPython terminal's end-to-end tests: a real Mosquitto
+with per-terminal credentials and ACLs, the real gateway as an OS process, the
+PN532 emulator with its card socket as a process, and the card-only terminal
+as a real MicroPython process (`micropython firmware/mcu/main.py --config FILE
+--sales -`), each of which a test may kill and start again.
+
+The terminal is provisioned with `python -m gateway terminal add` and its
+config written as docs/mcu.md describes; subjects, the policy and the
+registry's key are loaded with the gateway's own CLIs, as an operator would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+from pathlib import Path
+
+from gateway import fleet
+from gateway.store import Store
+from simulator import lifeline
+from simulator.broker import Mosquitto
+from simulator.processes import GatewayProcess, wait_for
+from tests.support import mcu
+from tests.support import quota_fixtures as fx
+
+ROOT = Path(__file__).resolve().parents[2]
+GATEWAY_PASSWORD = "gateway-test-password"
+
+
+def gateway_cli(*args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "gateway", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def provision(db: Path, terminal: str, shop: str) -> dict:
+    """`gateway terminal add`: the credentials it prints, as a dict."""
+    return tomllib.loads(gateway_cli("terminal", "--db", str(db), "add", terminal, "--shop", shop))
+
+
+class McuTerminal:
+    """The MicroPython terminal as a process: sales go in on stdin, the
+    APPROVED / REFUSED lines it prints are collected across restarts."""
+
+    def __init__(self, config: Path, log: Path, heap: str | None = None):
+        self.config, self.log = Path(config), Path(log)
+        self.heap = heap
+        self.proc: subprocess.Popen | None = None
+        self.approved: list[int] = []
+        self.refused: list[str] = []
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+
+    def start(self, wait: float = 30) -> "McuTerminal":
+        cmd = [mcu.micropython()] + (["-X", f"heapsize={self.heap}"] if self.heap else [])
+        cmd += [str(mcu.MCU / "main.py"), "--config", str(self.config), "--sales", "-"]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(self.log, "ab"),
+                                     cwd=ROOT, preexec_fn=lifeline.bind)
+        self._ready = False
+        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._ready or self.proc.poll() is not None, wait):
+                raise TimeoutError(f"MicroPython terminal not ready; see {self.log}")
+        if not self._ready:
+            raise RuntimeError(f"MicroPython terminal exited ({self.proc.returncode}); see {self.log}")
+        return self
+
+    def _read(self, proc):
+        for raw in proc.stdout:
+            line = raw.decode(errors="replace").rstrip("\n")
+            parts = line.split()
+            with self._cond:
+                self.lines.append(line)
+                if parts[:1] == ["APPROVED"]:
+                    self.approved.append(int(parts[1]))
+                elif parts[:1] == ["REFUSED"]:
+                    self.refused.append(parts[1])
+                elif parts[:1] == ["READY"]:
+                    self._ready = True
+                self._cond.notify_all()
+
+    def results(self) -> int:
+        with self._cond:
+            return len(self.approved) + len(self.refused)
+
+    def sell(self, card_uid: str, items: list[dict], timeout: float = 30) -> str:
+        """One sale line; waits for its APPROVED / REFUSED line and returns it."""
+        with self._cond:
+            before = len(self.approved) + len(self.refused)
+        self.proc.stdin.write((json.dumps({"card": card_uid, "items": items}) + "\n").encode())
+        self.proc.stdin.flush()
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.approved) + len(self.refused) > before, timeout):
+                raise TimeoutError(f"no result for the sale; see {self.log}")
+            return [l for l in self.lines if l.startswith(("APPROVED", "REFUSED"))][-1]
+
+    def send(self, card_uid: str, items: list[dict]) -> None:
+        """A sale line without waiting for its result."""
+        self.proc.stdin.write((json.dumps({"card": card_uid, "items": items}) + "\n").encode())
+        self.proc.stdin.flush()
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class McuDistrict:
+    def __init__(self, root: Path, name: str = "M001", subjects: dict[str, int] | None = None,
+                 deadline_ms: int = 1500, ack_timeout: float = 2.0, heap: str | None = None):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.db = self.root / "gateway.db"
+        self.name = name
+        self.shop = f"shop-{name}"
+        self.creds = provision(self.db, name, self.shop)
+        fx.add_shops(self.db, {self.shop: (fx.TOWN, False)})
+        params = self.root / "params.json"
+        params.write_text(json.dumps(fx.params()), "utf-8")
+        gateway_cli("policy", "import", str(params), "--db", str(self.db))
+        self.subjects = subjects or {"S-M-0001": 10}
+        subjects_file = fx.write_jsonl(self.root / "subjects.jsonl", fx.subjects(self.subjects))
+        gateway_cli("subjects", "import", str(subjects_file), "--db", str(self.db))
+        gateway_cli("subjects", "keys", "add", fx.registry_public_hex(), "--db", str(self.db))
+        store = Store(self.db)
+        try:
+            passwd, acl = fleet.write_broker_auth(store, self.root / "broker-auth", GATEWAY_PASSWORD)
+        finally:
+            store.close()
+        self.broker = Mosquitto(self.root / "broker", password_file=passwd, acl_file=acl).start()
+        self.gateway = GatewayProcess(self.db, self.broker.url, self.root / "gateway.log",
+                                      username=fleet.GATEWAY_USER, password=GATEWAY_PASSWORD)
+        self.field = mcu.FieldProcess(self.root / "pn532", self.root / "field.log").start()
+        self.cards: dict[str, str] = {}   # subject -> UID hex
+        card_files = []
+        for subject in self.subjects:
+            path, uid = mcu.card_file(self.root, subject)
+            self.cards[subject] = uid
+            card_files.append(str(path))
+        self.config = self.root / f"{name}.json"
+        self.config.write_text(json.dumps({
+            "terminal": {"id": name, "key": self.creds["terminal"]["key"], "shop": self.shop},
+            "broker": {"url": self.broker.url, "username": self.creds["broker"]["username"],
+                       "password": self.creds["broker"]["password"]},
+            "uplink": {"batch": 8, "ack_timeout_s": ack_timeout, "heartbeat_s": 30, "keepalive_s": 10},
+            "counter": {"deadline_ms": deadline_ms, "registry_keys": [fx.registry_public_hex()], "clerk": "c1"},
+            "ledger": {"dir": str(self.root / "flash" / "ledger"), "reserve_kb": 8},
+            "config": {"dir": str(self.root / "flash" / "config")},
+            "reader": {"port": str(self.root / "pn532"), "control": self.field.control, "cards": card_files},
+        }, indent=1), "utf-8")
+        self.terminal = McuTerminal(self.config, self.root / f"{name}.log", heap=heap)
+
+    def start(self) -> "McuDistrict":
+        self.gateway.start().wait_subscribed()
+        self.terminal.start()
+        return self
+
+    def close(self) -> None:
+        self.terminal.kill()
+        self.gateway.kill()
+        self.broker.kill()
+        self.field.stop()
+
+    # -- observing
+
+    @property
+    def ledger_dir(self) -> Path:
+        return self.root / "flash" / "ledger"
+
+    def ledger_lines(self) -> list[dict]:
+        """The terminal's ledger records, torn pieces skipped (as the firmware reads it)."""
+        raw = (self.ledger_dir / "ledger.log").read_bytes() if (self.ledger_dir / "ledger.log").exists() else b""
+        state = self.ledger_state()
+        out, offset = [], 0
+        for line in raw.split(b"\n")[:-1]:
+            here, offset = offset, offset + len(line) + 1
+            if line and not any(a <= here < b for a, b in state.get("torn", [])):
+                out.append(json.loads(line))
+        return out
+
+    def ledger_state(self) -> dict:
+        path = self.ledger_dir / "ledger.state"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def stored(self) -> list[dict]:
+        out = gateway_cli("export", "--db", str(self.db))
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def wait_config(self, timeout: float = 60) -> None:
+        wanted = ("catalogue", "params", "subjects", "balances", "revocations", "shop")
+        config = self.root / "flash" / "config"
+        wait_for(lambda: all((config / f"{name}.json").exists() for name in wanted), timeout,
+                 "the terminal's config synced")
+
+    def wait_acked(self, timeout: float = 60) -> None:
+        def done():
+            head = len(self.ledger_lines())
+            return head and self.ledger_state().get("acked") == self.ledger_lines()[-1]["seq"]
+        wait_for(done, timeout, "every ledger record acknowledged", interval=0.2)
+
+    def assert_exactly_once(self) -> None:
+        """Every record of the ledger is stored at the gateway once and unchanged,
+        and every sale reported approved is among them."""
+        ledger = self.ledger_lines()
+        stored = [r for r in self.stored() if r["terminal"] == self.name]
+        assert [r["seq"] for r in stored] == sorted({r["seq"] for r in stored}), "a seq stored twice"
+        assert stored == ledger, f"ledger {len(ledger)} records, gateway {len(stored)}"
+        sales = {r["seq"] for r in ledger if r["type"] == "sale"}
+        missing = set(self.terminal.approved) - sales
+        assert not missing, f"approved sales missing: {sorted(missing)}"
