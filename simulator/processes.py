@@ -62,7 +62,9 @@ class GatewayProcess(_Child):
                  password: str | None = None, extra_args: list[str] | tuple[str, ...] = (),
                  ca: Path | None = None):
         """`ca`: the CA of an mqtts:// broker (`gateway run --ca`)."""
-        self.db, self.broker_url, self.log_path = Path(db), broker_url, Path(log_path)
+        # a path, or a database URL (postgresql://...) that Path would mangle
+        self.db = db if isinstance(db, str) and "://" in db else Path(db)
+        self.broker_url, self.log_path = broker_url, Path(log_path)
         self.username, self.password = username, password
         self.ca = ca
         self.extra_args = list(extra_args)  # e.g. ["--http", "127.0.0.1:8080"]
