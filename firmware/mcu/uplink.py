@@ -111,6 +111,7 @@ class Uplink:
             if not self.session.publish(self._up, payload):
                 return                 # the session dropped: the reconnect rewinds
             self.sent_batches += 1
+            self._log("batch sent after=%d upto=%d" % (after, rows[-1][0]))
             if self.cursor == after:
                 self.cursor = rows[-1][0]
             self.session.poll()        # acks that came meanwhile

@@ -11,6 +11,7 @@ registry's key are loaded with the gateway's own CLIs, as an operator would."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -122,7 +123,7 @@ class McuDistrict:
         params = self.root / "params.json"
         params.write_text(json.dumps(fx.params()), "utf-8")
         gateway_cli("policy", "import", str(params), "--db", str(self.db))
-        self.subjects = subjects or {"S-M-0001": 10}
+        self.subjects = subjects or {"S-M-0001": 1000}
         subjects_file = fx.write_jsonl(self.root / "subjects.jsonl", fx.subjects(self.subjects))
         gateway_cli("subjects", "import", str(subjects_file), "--db", str(self.db))
         gateway_cli("subjects", "keys", "add", fx.registry_public_hex(), "--db", str(self.db))
@@ -187,8 +188,15 @@ class McuDistrict:
         return json.loads(path.read_text()) if path.exists() else {}
 
     def stored(self) -> list[dict]:
-        out = gateway_cli("export", "--db", str(self.db))
-        return [json.loads(line) for line in out.splitlines() if line.strip()]
+        """The terminal's records as the gateway stored them, in seq order."""
+        conn = sqlite3.connect(self.db.resolve().as_uri() + "?mode=ro", uri=True, timeout=30)
+        try:
+            rows = conn.execute("SELECT record FROM records WHERE terminal = ? ORDER BY seq", [self.name]).fetchall()
+        except sqlite3.OperationalError:   # before the gateway made its tables
+            rows = []
+        finally:
+            conn.close()
+        return [json.loads(text) for (text,) in rows]
 
     def wait_config(self, timeout: float = 60) -> None:
         wanted = ("catalogue", "params", "subjects", "balances", "revocations", "shop")
