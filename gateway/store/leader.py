@@ -1,0 +1,121 @@
+"""Who in the fleet does the work that must happen once: a named role held by
+one process at a time, taken over when its holder dies.
+
+Several gateway workers share the ingest, but the quota-ledger follower, the
+rules, the sweeps, the upstream sender, config push and fleet status must run
+in exactly one of them. The database every worker already shares decides:
+
+- PostgreSQL: a session-level advisory lock on the role's name, held on a
+  connection of its own. The server releases it the moment that session ends:
+  at once when the holder's process dies (its socket closes), and within
+  about 6 s when its machine or network is lost, because the session asks the
+  server to probe an idle peer every second after 3 s of silence and to give
+  up after 3 unanswered probes. A standby polling every second therefore
+  takes over well inside 10 s.
+- SQLite (one machine): an exclusive `flock` on a file beside the database,
+  which the kernel releases when the holding process dies.
+
+Holding the role is not a licence for ever: a holder that loses its session
+(the server restarted, the network broke) has lost the role, perhaps to
+another worker already, and `held()` says so. The leader's work loop asks
+before each unit of work; the work itself still commits atomically, so the
+short overlap a lost session can leave never applies anything twice.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+from pathlib import Path
+
+from gateway.store.connection import is_postgres, sqlite_path
+
+# the server-side probing that bounds a lost holder's tenure (see above)
+_KEEPALIVE = ("SET tcp_keepalives_idle = 3", "SET tcp_keepalives_interval = 1", "SET tcp_keepalives_count = 3")
+
+
+def lock_key(role: str) -> int:
+    """A stable signed 64-bit advisory-lock key for `role` (every worker, every
+    Python, the same number: not `hash()`, which is salted per process)."""
+    return int.from_bytes(hashlib.sha256(f"agri-quota/{role}".encode()).digest()[:8], "big", signed=True)
+
+
+class Leadership:
+    def __init__(self, url: str | Path, role: str):
+        self.url, self.role = url, role
+        self._conn = None       # PostgreSQL: the session that holds the lock
+        self._fd: int | None = None   # SQLite: the locked file
+
+    def try_acquire(self) -> bool:
+        """Take the role if nobody holds it; True while this process holds it."""
+        if self.held():
+            return True
+        self._drop()
+        if is_postgres(self.url):
+            return self._acquire_pg()
+        return self._acquire_file()
+
+    def held(self) -> bool:
+        """Still the holder: the lock's session is alive (PostgreSQL), or the
+        file lock is ours (SQLite)."""
+        if self._fd is not None:
+            return True
+        if self._conn is None:
+            return False
+        try:
+            self._conn.execute("SELECT 1").fetchone()
+            return True
+        except Exception:   # any failure of the session means the lock is gone with it
+            self._drop()
+            return False
+
+    def release(self) -> None:
+        """Give the role up (on a clean stop: a standby takes it at once)."""
+        self._drop()
+
+    def _acquire_pg(self) -> bool:
+        import psycopg
+
+        try:
+            conn = psycopg.connect(str(self.url), autocommit=True, connect_timeout=5, keepalives=1,
+                                   keepalives_idle=3, keepalives_interval=1, keepalives_count=3,
+                                   application_name=f"gateway leader {self.role}")
+        except psycopg.OperationalError:
+            return False
+        try:
+            for setting in _KEEPALIVE:
+                conn.execute(setting)
+            got = conn.execute("SELECT pg_try_advisory_lock(%s)", [lock_key(self.role)]).fetchone()[0]
+        except psycopg.Error:
+            conn.close()
+            return False
+        if not got:
+            conn.close()
+            return False
+        self._conn = conn
+        return True
+
+    def _acquire_file(self) -> bool:
+        path = Path(f"{sqlite_path(self.url)}.{self.role}.leader")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())   # for whoever wonders who leads
+        self._fd = fd
+        return True
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()   # ends the session, which releases the lock
+            except Exception:
+                pass
+            self._conn = None
+        if self._fd is not None:
+            os.close(self._fd)       # closing the last descriptor releases the flock
+            self._fd = None

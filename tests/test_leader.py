@@ -1,0 +1,101 @@
+"""Work that must run once in the fleet has one holder, and a standby takes it
+over within 10 s when the holder is killed, on both backends."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.store.leader import Leadership, lock_key
+
+ROOT = Path(__file__).resolve().parents[1]
+
+HOLDER = """
+import sys, time
+from gateway.store.leader import Leadership
+role = Leadership(sys.argv[1], "supervision")
+while not role.try_acquire():
+    time.sleep(0.2)
+print("LEADER", time.time(), flush=True)
+while role.held():
+    time.sleep(0.2)
+print("LOST", flush=True)
+"""
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        return str(tmp_path / "gateway.db")
+    return request.getfixturevalue("pg_url")
+
+
+def start_worker(url: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", HOLDER, url], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+
+
+def read_line(proc: subprocess.Popen, timeout: float) -> str:
+    """The worker's next line, or '' if it says nothing within `timeout`."""
+    import selectors
+
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        if not sel.select(timeout):
+            return ""
+    return proc.stdout.readline().strip()
+
+
+def test_one_holder_and_a_takeover_within_10s_after_kill_9(url):
+    first = start_worker(url)
+    second = None
+    try:
+        assert read_line(first, 30).startswith("LEADER")
+        second = start_worker(url)
+        assert read_line(second, 3) == "", "two holders of one role"
+        first.kill()
+        killed = time.time()
+        line = read_line(second, 15)
+        assert line.startswith("LEADER"), line
+        assert float(line.split()[1]) - killed < 10
+    finally:
+        for proc in (first, second):
+            if proc:
+                proc.kill()
+                proc.wait()
+
+
+def test_release_hands_over_and_a_role_is_per_name(url):
+    a, b = Leadership(url, "upstream"), Leadership(url, "upstream")
+    other = Leadership(url, "config-push")
+    try:
+        assert a.try_acquire() and a.held()
+        assert not b.try_acquire()
+        assert other.try_acquire(), "roles are independent"
+        a.release()
+        assert not a.held()
+        assert b.try_acquire()
+    finally:
+        for role in (a, b, other):
+            role.release()
+
+
+def test_a_holder_whose_server_restarted_knows_it_lost_the_role(pg_cluster):
+    url = pg_cluster.url()
+    role = Leadership(url, "quota-follower")
+    try:
+        assert role.try_acquire()
+        pg_cluster.restart(crash=True)
+        assert not role.held()
+        assert role.try_acquire(), "the role is free again after the restart"
+    finally:
+        role.release()
+
+
+def test_lock_keys_are_stable_and_distinct():
+    assert lock_key("supervision") == lock_key("supervision")
+    assert lock_key("supervision") != lock_key("upstream")
+    assert -(2 ** 63) <= lock_key("supervision") < 2 ** 63
