@@ -37,7 +37,7 @@ and the file, so a technician in a shop can fix it from the message alone.
     gallery = "T0001.gallery.aqf"     # sealed gallery file (default: next to the ledger)
     key_file = "/etc/agri-quota/face-gallery.key"   # device key (default: $AGRI_QUOTA_FACE_KEY_FILE,
                                  # else "<ledger stem>.face.key" next to the ledger, created on first use)
-    max_distance = 0.5           # docs/face.md "Matching"
+    max_distance = 0.45          # docs/face.md "Matching"
     min_margin = 0.1
 
 Any other table is refused by name: a misspelt table would otherwise be
@@ -70,7 +70,7 @@ class CounterSettings:
 class FaceSettings:
     gallery: Path | None = None       # None: "<ledger stem>.gallery.aqf" next to the ledger
     key_file: Path | None = None      # None: $AGRI_QUOTA_FACE_KEY_FILE, else "<ledger stem>.face.key"
-    max_distance: float = 0.5
+    max_distance: float = 0.45
     min_margin: float = 0.1
 
 
@@ -184,7 +184,7 @@ def _face(table: dict, base: Path) -> FaceSettings:
             return None
         return Path(text) if Path(text).is_absolute() else base / text
     out = FaceSettings(path("gallery"), path("key_file"),
-                       _get(table, "max_distance", float, "face", default=0.5),
+                       _get(table, "max_distance", float, "face", default=0.45),
                        _get(table, "min_margin", float, "face", default=0.1))
     if not 0 < out.max_distance <= 1.5:
         raise ConfigError("face.max_distance must be in (0, 1.5]")
