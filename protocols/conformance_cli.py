@@ -20,6 +20,7 @@ or the terminal never showed up (no record and no online status within --wait).
 """
 
 import argparse
+import json
 import sys
 import time
 
@@ -62,6 +63,7 @@ def parser(prog):
     p.add_argument("--scenarios", help="comma-separated subset of: " + ", ".join(scenarios.NAMES))
     p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the terminal's first records")
     p.add_argument("--seed", type=int, help="seed of the kit's random choices (versions, ids)")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON (scenario, outcome, evidence)")
     return p
 
 
@@ -138,15 +140,22 @@ def _run(kit, options, names, args, prog):
         scenarios.FAIL if whole else scenarios.PASS,
         "; ".join("%s: %s" % v for v in whole[:5]) if whole else
         "%d records: MACs, chain, seqs and batches all as the protocol says" % received)))
-    table = Table(title="wire protocol v1 conformance: terminal %s (%.0fs)" % (args.terminal,
-                                                                               time.monotonic() - started))
-    table.add_column("scenario")
-    table.add_column("result")
-    table.add_column("evidence", overflow="fold")
+    table = Table(title="通信协议 v1 一致性测试 wire protocol v1 conformance: terminal %s (%.0fs)"
+                  % (args.terminal, time.monotonic() - started))
+    table.add_column("场景 scenario", no_wrap=True)
+    table.add_column("检查 what")
+    table.add_column("结果 result", no_wrap=True)
+    table.add_column("依据 evidence", overflow="fold")
     styles = {scenarios.PASS: "green", scenarios.FAIL: "bold red", scenarios.SKIP: "yellow"}
     for name, verdict in results:
-        table.add_row(name, "[%s]%s[/]" % (styles[verdict.outcome], verdict.outcome.upper()), verdict.detail)
+        table.add_row(name, scenarios.ZH[name], "[%s]%s[/]" % (styles[verdict.outcome], scenarios.LABELS[verdict.outcome]),
+                      verdict.detail)
     out.print(table)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"terminal": args.terminal, "results": [
+                {"scenario": name, "outcome": verdict.outcome, "evidence": verdict.detail} for name, verdict in results]},
+                f, ensure_ascii=False, indent=2)
     outcomes = {verdict.outcome for _, verdict in results}
     if scenarios.FAIL in outcomes:
         return EXIT_FAILED

@@ -434,6 +434,26 @@ SCENARIOS = [
     ("config-bad-mac", "a chunk with a bad MAC is not taken", None, config_bad_mac),
 ]
 NAMES = [name for name, _, _, _ in SCENARIOS]
+# What each scenario checks, for the table (Simplified Chinese first, like every screen of the project).
+ZH = {
+    "acks-withheld": "不回确认：从水位重发，代理的 PUBACK 不算确认",
+    "acks-duplicated": "同一确认重复四次",
+    "acks-out-of-order": "旧确认晚于新确认到达",
+    "ack-beyond-head": "确认序号超过终端最新记录",
+    "hole-reported": "确认报告缺号：立即从缺号处重发",
+    "forged-acks": "伪造确认（他台终端的、他人密钥的、无签名的）",
+    "broker-restart": "消息代理重启且丢失保留的确认",
+    "terminal-restart": "终端断电重启：不重用序号",
+    "auth-answered": "联网授权即时答复：按答复记账",
+    "auth-late": "授权答复超时：离线决定，迟到答复不改变任何东西",
+    "auth-bad-mac": "授权答复签名错误：不予采信",
+    "auth-other-sale": "答复属于另一笔销售：不予采信",
+    "config-chunks": "配置分多块下发",
+    "config-repeated": "配置块重复下发",
+    "config-bad-mac": "配置块签名错误：不予采用",
+    "whole-run": "全程：签名、哈希链、序号、批次",
+}
+LABELS = {PASS: "通过 PASS", FAIL: "失败 FAIL", SKIP: "未运行 SKIP"}
 NEEDS_FLAG = {"restart_broker": "--restart-broker", "restart_terminal": "--restart-terminal"}
 
 
