@@ -33,6 +33,7 @@ def _paths():
 
 _paths()
 
+import gc  # noqa: E402
 import json  # noqa: E402
 import select  # noqa: E402
 import time  # noqa: E402
@@ -106,10 +107,20 @@ class Terminal:
                                clock.wall_ms, config.get("counter", {}), log)
         self.cards = _card_files(config.get("reader", {}).get("cards"))
 
+    peak = 0
+
     def tick(self):
         if self.board.wifi.ensure() and self.session.ensure():
             self.session.poll()
             self.uplink.step()
+        self._sample()
+
+    def _sample(self):
+        """The heap in use, sampled between steps: the figure docs/mcu.md gives
+        for an ESP32 without PSRAM (logged after each sale)."""
+        used = gc.mem_alloc()
+        if used > self.peak:
+            self.peak = used
 
     def sale(self, line):
         try:
@@ -120,7 +131,11 @@ class Terminal:
             print("ERROR sale_line_invalid %s" % err)
             return
         approved, what = self.counter.sell(sale["card"], sale.get("items"), self.cards.get(sale["card"].lower()))
+        self._sample()
         print("%s %s" % ("APPROVED" if approved else "REFUSED", what))
+        gc.collect()
+        log("mem alloc=%d free=%d peak=%d tap_ms=%s" % (gc.mem_alloc(), gc.mem_free(), self.peak,
+                                                          self.counter.last_tap_ms))
 
     def run(self, sales=None):
         self.board.display.show(["农资终端 " + self.id, "请刷卡 Tap card"])

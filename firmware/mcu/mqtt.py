@@ -100,7 +100,7 @@ class Session:
             self._last_out = self._last_in = _ms()
             for topic in self.handlers:
                 client.subscribe(topic, qos=1)
-        except (OSError, MQTTException, AssertionError, IndexError) as err:
+        except (OSError, MQTTException, AssertionError, IndexError, MemoryError) as err:
             self._log("broker connect failed: %r" % (err,))
             self._drop(client)
             self._next_try = time.ticks_add(_ms(), int(self._backoff * 1000))
@@ -123,6 +123,9 @@ class Session:
                 pass
 
     def lost(self, err):
+        """Drop the session (the broker re-sends nothing: clean session; what
+        matters is on flash). A message too big for the heap (MemoryError) drops
+        it too, rather than the terminal."""
         if self.client is not None:
             self._log("broker connection lost: %r" % (err,))
             import sys
@@ -156,7 +159,7 @@ class Session:
             raise RuntimeError("publish from a message handler: set a flag and publish from the main loop")
         try:
             self.client.publish(topic, payload, retain=retain, qos=1)
-        except (OSError, MQTTException, AssertionError, IndexError) as err:
+        except (OSError, MQTTException, AssertionError, IndexError, MemoryError) as err:
             self.lost(err)
             return False
         self._last_out = self._last_in = _ms()
@@ -180,7 +183,7 @@ class Session:
                     self._last_out = now
                 if time.ticks_diff(now, self.client.sock.last_read) > self.keepalive * 1500:
                     raise OSError(110, "no packet from the broker for 1.5 keepalives")
-        except (OSError, MQTTException, AssertionError, IndexError) as err:
+        except (OSError, MQTTException, AssertionError, IndexError, MemoryError) as err:
             self.lost(err)
 
     def disconnect(self):

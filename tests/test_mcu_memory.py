@@ -1,0 +1,63 @@
+"""What the card-only terminal costs a board: the frozen code (mpy-cross, for
+the ESP32's Xtensa) and the heap it runs in (`micropython -X heapsize=...`,
+with the gc.mem_alloc() figures the terminal logs after each sale). The
+figures are printed (pytest -s) and bounded, so a change that makes either
+grow past its budget fails here; docs/mcu.md "Memory and size" gives them."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support import mcu
+from tests.support import quota_fixtures as fx
+from tests.support.mcu_district import McuDistrict
+
+# What the terminal imports (firmware/mcu and the protocols modules it pulls in).
+PROTOCOLS = ("__init__", "authz", "canonical", "card", "catalogue", "configsync", "envelope", "facegallery",
+             "pn532", "policy", "reasons", "records", "schema", "topics")
+FROZEN_BUDGET = 160 * 1024   # bytes of .mpy: a fraction of an ESP32's 4 MB flash
+HEAP = "800K"                # the smallest heap it runs in today on the 64-bit unix port is ~600K (docs/mcu.md)
+
+
+def mpy_cross() -> str:
+    return str(Path(sys.executable).with_name("mpy-cross"))
+
+
+def frozen_sizes(tmp_path: Path) -> dict[str, int]:
+    sources = sorted(mcu.MCU.glob("*.py")) + [mcu.ROOT / "protocols" / f"{name}.py" for name in PROTOCOLS]
+    sources.append(mcu.LIB / "umqtt" / "simple.py")
+    sizes = {}
+    for source in sources:
+        out = tmp_path / (source.parent.name + "-" + source.stem + ".mpy")
+        subprocess.run([mpy_cross(), "-march=xtensawin", "-o", str(out), str(source)], check=True)
+        sizes[f"{source.parent.name}/{source.name}"] = out.stat().st_size
+    return sizes
+
+
+def test_frozen_code_fits_its_budget(tmp_path):
+    sizes = frozen_sizes(tmp_path)
+    groups = {"firmware/mcu": 0, "protocols": 0, "umqtt": 0}
+    for name, size in sizes.items():
+        groups["firmware/mcu" if name.startswith("mcu/") else name.split("/")[0]] += size
+    print("frozen .mpy bytes:", groups, "total", sum(groups.values()))
+    assert groups["firmware/mcu"] > 10_000 and groups["protocols"] > 50_000   # it did compile the code
+    assert sum(groups.values()) < FROZEN_BUDGET
+
+
+def test_terminal_sells_online_and_offline_within_its_heap(tmp_path):
+    d = McuDistrict(tmp_path / "district", heap=HEAP).start()
+    try:
+        d.wait_config()
+        assert d.terminal.sell(d.cards["S-M-0001"], [{"product": fx.UREA[0], "packs": 1}]).startswith("APPROVED")
+        d.gateway.kill()
+        assert d.terminal.sell(d.cards["S-M-0001"], [{"product": fx.UREA[0], "packs": 1}]).startswith("APPROVED")
+    finally:
+        d.close()
+    figures = [tuple(map(int, m)) for m in re.findall(r"mem alloc=(\d+) free=(\d+) peak=(\d+)", d.terminal.log.read_text())]
+    assert len(figures) == 2
+    print("heap %s: after each sale (alloc, free, sampled peak):" % HEAP, figures)
+    assert all(alloc < 400 * 1024 for alloc, _, _ in figures)   # what stays after a sale, 64-bit objects
+    assert "MemoryError" not in d.terminal.log.read_text()
