@@ -103,9 +103,10 @@ def test_unanswered_resends_back_off_and_an_ack_starts_again_at_ack_timeout(worl
     wait_for(lambda: len(gateway.sends_from(0)) >= 5, 40, "the first send and four re-sends")
     waits = gaps(gateway.sends_from(0)[:5])
     # 1, 2, 4, 4 s (the sender wakes once a second, so each may be up to 1 s late)
-    assert waits[0] < 2.3, waits
-    assert 1.8 < waits[1] < 3.3, waits
-    assert 3.8 < waits[2] < 5.3 and 3.8 < waits[3] < 5.3, waits   # capped at resend_max
+    # (upper bounds with room for a busy machine; the lower ones are the back-off)
+    assert waits[0] < 2.8, waits
+    assert 1.8 < waits[1] < 4.0, waits
+    assert 3.8 < waits[2] < 6.0 and 3.8 < waits[3] < 6.0, waits   # capped at resend_max
     assert uplink.stalled
     assert ledger.acked == 0 and ledger.head == 3   # nothing given up
 
@@ -115,7 +116,7 @@ def test_unanswered_resends_back_off_and_an_ack_starts_again_at_ack_timeout(worl
     acked_at = time.monotonic()
     wait_for(lambda: len(gateway.sends_from(1)) >= 2, 20, "two re-sends from the new watermark")
     first, second = gateway.sends_from(1)[:2]
-    assert first - acked_at < 2.3 and second - first < 3.3   # back at ack_timeout, then doubling again
+    assert first - acked_at < 2.8 and 1.8 < second - first < 4.0   # back at ack_timeout, then doubling again
 
 
 @pytest.mark.slow
