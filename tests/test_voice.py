@@ -100,3 +100,19 @@ def test_missing_synthesiser_is_reported_not_raised_on_the_counter(tmp_path):
         voice.audio("你好")
     voice.say("tap")                   # logged, nothing played, no exception
     assert voice.player.texts() == []
+
+
+def test_a_face_hint_says_only_what_to_do_and_is_ready_before_the_first_check(tmp_path):
+    """While the kiosk keeps trying on live frames (issue 17), the farmer hears
+    what to do, not a refusal: 请靠近一点, 光线太暗, 请正对摄像头. They are
+    synthesised at start-up with the fixed prompts."""
+    player = RecordingPlayer()
+    voice = Voice(tmp_path, player=player)
+    voice.prewarm()
+    made = voice.synthesised
+    assert voice.say("face_hint", "face_too_small") == "请靠近一点"
+    assert voice.say("face_hint", "face_too_dark") == "光线太暗"
+    assert voice.say("face_hint", "face_no_face") == "请正对摄像头"
+    assert voice.say("face_hint", "face_too_blurred") == "请保持不动"
+    assert voice.synthesised == made   # all cached by prewarm
+    assert player.texts() == ["请靠近一点", "光线太暗", "请正对摄像头", "请保持不动"]

@@ -30,12 +30,14 @@ ENROLL_INCONSISTENT = "face_enroll_inconsistent"
 POOR_CAPTURE = (NO_FACE, SEVERAL_FACES, TOO_SMALL, TOO_DARK, TOO_BLURRED)
 
 reasons.register({
-    NO_FACE: ("未检测到人脸，请正对摄像头", "No face found: look straight at the camera"),
-    SEVERAL_FACES: ("画面中有多张人脸，请只让购买人面对摄像头",
-                    "Several faces in view: only the buyer should face the camera"),
-    TOO_SMALL: ("人脸太小，请靠近摄像头", "Face too small: step closer to the camera"),
-    TOO_DARK: ("光线太暗，请开灯或面向光源", "Too dark: turn on the light or face the light"),
-    TOO_BLURRED: ("图像模糊，请保持不动或擦拭镜头", "Image blurred: hold still, or wipe the camera lens"),
+    # A poor capture's text starts with what to do, up to the colon: that part is
+    # spoken at the counter while the kiosk keeps trying (firmware.voice.spoken_reason).
+    NO_FACE: ("请正对摄像头：未检测到人脸", "Look straight at the camera: no face found"),
+    SEVERAL_FACES: ("请只让购买人面对摄像头：画面中有多张人脸",
+                    "Only the buyer should face the camera: several faces in view"),
+    TOO_SMALL: ("请靠近一点：人脸太小", "Step a little closer: the face is too small"),
+    TOO_DARK: ("光线太暗：请开灯或面向光源", "Too dark: turn on the light or face the light"),
+    TOO_BLURRED: ("请保持不动：图像模糊，或擦拭镜头", "Hold still: the image is blurred, or wipe the camera lens"),
     NO_MATCH: ("未找到匹配的登记人员，请刷卡", "No enrolled person matches this face: use the card"),
     AMBIGUOUS: ("与多名登记人员相似，无法确认，请刷卡",
                 "Face resembles several enrolled people: use the card"),

@@ -164,7 +164,10 @@ function faceButton(productClass, label, big) {
     h("button", { class: "primary face-btn", testid: "face-check", disabled: face.busy, "data-busy": face.busy ? "1" : "0",
       onclick: () => faceCheck(productClass) }, face.busy ? t("faceLook") : t(label)),
     face.outcome ? h("div", { class: "face-outcome", testid: "face-outcome", "data-code": face.outcome.code },
-      rz(face.outcome)) : null);
+      rz(face.outcome)) : null,
+    // while the kiosk keeps trying on live frames: what the farmer should do now
+    face.busy && S.message && S.message.retrying ? h("div", { class: "face-outcome face-hint", testid: "face-hint",
+      "data-code": S.message.code }, rz(S.message)) : null);
 }
 
 function idleScreen() {

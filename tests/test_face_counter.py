@@ -1,0 +1,101 @@
+"""The kiosk's face check with the camera twin (issue 17, item 4): while the farmer
+steps up, the counter shows and says what to do (光线太暗, 请靠近一点) and keeps
+trying on live frames, then identifies him; a frame nobody fixes ends in the
+last refusal, with its full text, after a few seconds."""
+
+import time
+import tomllib
+
+import cv2
+import numpy as np
+import pytest
+
+from firmware.config import parse
+from firmware.face import errors, retry
+from firmware.face.enrollment import enroll
+from firmware.face.gallery import Gallery
+from firmware.voice import PROMPTS
+from firmware.kiosk import Clerk, Kiosk, KioskSettings, pin_hash
+from tests.support import face_images as fi
+from tests.support.face_images import face_images, face_pipeline  # noqa: F401
+from simulator.processes import wait_for
+from tests.test_offline_counter import KEY, sync
+
+PIN = "482913"
+
+
+def frames_folder(folder, images):
+    folder.mkdir()
+    for i, rgb in enumerate(images):
+        cv2.imwrite(str(folder / ("%03d.png" % i)), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return folder
+
+
+def counter(tmp_path, face_pipeline, images):
+    """A kiosk with its camera on the twin playing `images` once at 1 frame/s,
+    S1's face (obama2.jpg) in its gallery, the clerk signed in."""
+    text = (f'[terminal]\nid = "T9"\nkey = "{KEY.hex()}"\nshop = "shop-T9"\n\n'
+            f'[ledger]\npath = "{tmp_path / "t9.ledger.db"}"\nreserve_mb = 0\n\n'
+            '[broker]\nurl = "mqtt://127.0.0.1:1"\n\n[counter]\ndeadline_ms = 100\nclerk = "c1"\n')
+    config = parse(tomllib.loads(text), tmp_path)
+    camera = "file://%s/?fps=1&loop=0" % frames_folder(tmp_path / "camera", images)
+    settings = KioskSettings(shop_name="测试店", clerks=[Clerk("c1", "李梅", pin_hash("c1", PIN))], voice=True,
+                             player=(), voice_cache=tmp_path / "voice", camera=camera)
+    kiosk = Kiosk(config, settings)
+    sync(kiosk.agent.config_store)
+    gallery, _ = enroll(face_pipeline, Gallery(), "S1", [("obama2.jpg", fi.load("obama2.jpg"))])
+    kiosk.agent.face.set_gallery(gallery)
+    kiosk.start()
+    kiosk.sign_in(PIN)
+    return kiosk
+
+
+def said(kiosk) -> list:
+    """What the speaker said, less the idle screen's "tap the card or look at the camera"."""
+    return [text for text in kiosk.voice.player.texts() if text != PROMPTS["tap"]]
+
+
+def close_frame():
+    return np.ascontiguousarray(fi.fit_width(fi.load("obama.jpg"), 640)[:480])
+
+
+def test_the_farmer_hears_what_to_do_and_is_identified_once_he_steps_up(tmp_path, face_pipeline):
+    dark, far = fi.too_dark(), fi.too_small()
+    kiosk = counter(tmp_path, face_pipeline, [dark, dark, far, far, close_frame(), close_frame()])
+    try:
+        result = kiosk.face_check("normal")
+        assert result == {"identified": True, "subject": "S1", "method": "face"}
+        wait_for(lambda: len(said(kiosk)) >= 2, 10, "two hints spoken")
+        assert said(kiosk) == ["光线太暗", "请靠近一点"]
+        assert kiosk.snapshot()["screen"] == "sale"
+    finally:
+        kiosk.stop()
+
+
+def test_a_face_nobody_fixes_is_refused_after_a_few_seconds_with_what_to_do(tmp_path, face_pipeline):
+    far = fi.too_small()
+    kiosk = counter(tmp_path, face_pipeline, [far] * 8)
+    try:
+        result = kiosk.face_check("normal")
+        assert result["identified"] is False and result["code"] == errors.TOO_SMALL
+        assert result["zh"] == "请靠近一点：人脸太小"
+        assert "retrying" not in result
+        wait_for(lambda: len(said(kiosk)) >= 2, 10, "the hint and the answer spoken")
+        assert said(kiosk) == ["请靠近一点", "请靠近一点"]   # the hint, then the answer
+    finally:
+        kiosk.stop()
+
+
+@pytest.mark.parametrize("image, code", [("biden.jpg", errors.NO_MATCH)])
+def test_a_stranger_is_refused_at_once_not_retried(tmp_path, face_pipeline, image, code):
+    stranger = np.ascontiguousarray(fi.fit_width(fi.load(image), 640)[:480])
+    kiosk = counter(tmp_path, face_pipeline, [stranger] * 8)
+    try:
+        start = time.monotonic()
+        result = kiosk.face_check("normal")
+        assert time.monotonic() - start < retry.DEFAULT_SECONDS   # not tried again on the next frames
+        assert result["identified"] is False and result["code"] == code
+        wait_for(lambda: said(kiosk), 10, "the refusal spoken")
+        assert said(kiosk) == ["不能购买。未找到匹配的登记人员，请刷卡"]
+    finally:
+        kiosk.stop()

@@ -1,0 +1,70 @@
+"""The harder test set (issue 17, item 3): 27 people from photos shipped in pip
+packages, crops from group photos, upscaled small faces, dim and bright light,
+JPEG, tilted heads, a cap and a mask band (tests/support/face_hardset.py).
+
+At the default threshold: no false accept, 1:1 or 1:N, and at most 3% false
+rejects. The code before issue 17 refused 52 of the 203 genuine probes here,
+mostly as "too blurred" or "too dark" (docs/face.md)."""
+
+import pytest
+
+from firmware.face import errors
+from firmware.face.matching import MatchConfig
+from tests.support import face_hardset as hs
+from tests.support.face_images import face_images, face_pipeline  # noqa: F401
+
+DEFAULT = MatchConfig().max_distance
+
+
+@pytest.fixture(scope="module")
+def hardset(face_pipeline):
+    hs.fetch()
+    return hs.rates(DEFAULT)
+
+
+def test_the_set_has_at_least_twenty_enrolled_people_and_strangers_besides():
+    people = set(hs.PEOPLE)
+    assert len(people - set(hs.STRANGERS)) >= 20 and len(hs.STRANGERS) >= 5
+    assert set(hs.STRANGERS) <= people
+    labels = [p.label for p in hs.probes()]
+    assert len(labels) == len(set(labels))
+
+
+def test_every_enrolment_photo_is_accepted(face_pipeline):
+    refused = {person: e for person, e in hs.enrolled().items() if isinstance(e, str)}
+    assert refused == {}
+
+
+def test_no_stranger_and_no_other_person_is_accepted_at_the_default_threshold(hardset):
+    assert hardset.impostor > 4000
+    assert hardset.false_accepts == []
+    assert hardset.identify_false_accepts == []
+
+
+def test_at_most_three_percent_of_genuine_probes_are_refused_at_the_default_threshold(hardset):
+    assert hardset.genuine > 200
+    assert hardset.frr <= 0.03, hardset.false_rejects
+
+
+def test_no_genuine_probe_is_refused_as_too_blurred_or_too_dark(hardset):
+    """What the issue saw most: sharp faces in dim or bright light, and upscaled
+    small faces, refused by the quality gate although the encoder handles them."""
+    gate = [(label, why) for label, why in hardset.false_rejects if why in (errors.TOO_BLURRED, errors.TOO_DARK)]
+    assert gate == []
+
+
+def test_the_very_image_enrolled_is_identified_as_its_person(face_pipeline):
+    from firmware.face.gallery import Gallery
+    from firmware.face.matching import Matcher
+
+    usable = {p: e for p, e in hs.enrolled().items() if not isinstance(e, str)}
+    gallery = Gallery()
+    for person, encoding in usable.items():
+        gallery = gallery.with_subject(person, [encoding])
+    matcher = Matcher(gallery)
+    wrong = []
+    for person, image in hs.enrolment().items():
+        result = matcher.identify(face_pipeline.capture(image).encoding)
+        if result.subject != person:
+            wrong.append((person, result))
+    assert wrong == []
