@@ -36,13 +36,14 @@ def subjects_table(conn) -> None:
     for sid, town, number in (("S00001", TOWN1, "330113199001011234"), ("S00003", TOWN2, "330113198502023456")):
         data = {"id": sid, "name": "张三" if sid == "S00001" else "李四", "status": "active", "id_number": number,
                 "plots": [{"crop": "rice", "area_cmu": 1000}], "permits": []}
-        conn.execute("INSERT OR REPLACE INTO subjects(id, town, status, data, rev, updated) "
-                     "VALUES (?, ?, 'active', ?, 0, 0)",
+        conn.execute("INSERT INTO subjects(id, town, status, data, rev, updated) VALUES (?, ?, 'active', ?, 0, 0) "
+                     "ON CONFLICT(id) DO UPDATE SET town = excluded.town, data = excluded.data",
                      [sid, town, json.dumps(data, ensure_ascii=False)])
 
 
-def build(root: Path, clock: dict) -> Path:
-    db = root / "gw.db"
+def build(root: Path, clock: dict, db: str | None = None) -> Path | str:
+    """`db`: a database URL to build in instead of `root`/gw.db."""
+    db = db or root / "gw.db"
     store = Store(db)
     sup = Supervision(store.conn, config.load(), clock=lambda: clock["now"])
     grid.import_grid(store.conn, GRID)

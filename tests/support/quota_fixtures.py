@@ -63,8 +63,9 @@ def add_shops(db: Path, shops: dict[str, tuple[str, bool]]) -> None:
     try:
         with store.transaction(conn):
             for shop, (town, designated) in shops.items():
-                conn.execute("INSERT OR REPLACE INTO shops(id, name, town, designated) VALUES (?, ?, ?, ?)",
-                             [shop, shop, town, int(designated)])
+                conn.execute("INSERT INTO shops(id, name, town, designated) VALUES (?, ?, ?, ?) ON CONFLICT(id) "
+                             "DO UPDATE SET name = excluded.name, town = excluded.town, "
+                             "designated = excluded.designated", [shop, shop, town, int(designated)])
     finally:
         conn.close()
 
