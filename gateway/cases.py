@@ -39,6 +39,7 @@ from pathlib import Path
 from gateway import grid, quota, upstream_outbox, users
 from gateway.store import private_directory
 from gateway.users import LEVEL_RANK, User
+from gateway.store.dialect import json_values
 from protocols.reasons import ReasonError, register
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,8 @@ def file_violation(conn, now: int, cfg: dict, v: dict) -> int:
         shop_id = row[0] if row else None
     shop = grid.shop(conn, shop_id)
     subject = v.get("subject")
-    found = conn.execute("SELECT id, codes FROM cases WHERE shop IS ? AND subject IS ? AND state != 'closed' "
+    found = conn.execute("SELECT id, codes FROM cases WHERE shop IS NOT DISTINCT FROM ? "
+                         "AND subject IS NOT DISTINCT FROM ? AND state != 'closed' "
                          "ORDER BY id LIMIT 1", [shop_id, subject]).fetchone()
     if found:
         case_id, codes = found
@@ -122,19 +124,20 @@ def file_violation(conn, now: int, cfg: dict, v: dict) -> int:
         _event(conn, case_id, now, "system", "joined", None, None, {"violation": v["id"], "code": v["code"]})
     else:
         level, inspector = _holder(conn, shop)
-        cur = conn.execute(
+        case_id = conn.execute(
             "INSERT INTO cases(opened, updated, state, shop, subject, terminal, village, town, district, level, "
-            "assignee, deadline, codes, violations) VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, 1)",
+            "assignee, deadline, codes, violations) VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, 1) "
+            "RETURNING id",
             [now, now, shop_id, subject, v.get("terminal"), shop.village if shop else None,
              shop.town if shop else None, shop.district if shop else None, level, _deadline(cfg, level, now),
-             v["code"]])
-        case_id = cur.lastrowid
+             v["code"]]).fetchone()[0]
         _event(conn, case_id, now, "system", "opened", None, "open",
                {"violation": v["id"], "code": v["code"], "level": level})
         if inspector:
             conn.execute("UPDATE cases SET state='assigned', assignee=? WHERE id=?", [inspector, case_id])
             _event(conn, case_id, now, "system", "assigned", "open", "assigned", {"assignee": inspector, "level": level})
-    conn.execute("INSERT OR IGNORE INTO case_violations(violation, case_id) VALUES (?, ?)", [v["id"], case_id])
+    conn.execute("INSERT INTO case_violations(violation, case_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                 [v["id"], case_id])
     return case_id
 
 
@@ -264,11 +267,12 @@ def add_photo(conn, now: int, user: User, case_id: int, data: bytes, photos_dir:
             os.fchmod(out.fileno(), 0o600)  # a .tmp left by an older version keeps its mode otherwise
             out.write(data)
         tmp.replace(path)
-    cur = conn.execute("INSERT INTO case_photos(case_id, time, actor, mime, size, sha256, path) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       [case_id, now, user.name, kind[0], len(data), digest, str(path)])
+    photo = conn.execute("INSERT INTO case_photos(case_id, time, actor, mime, size, sha256, path) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                         [case_id, now, user.name, kind[0], len(data), digest, str(path)]).fetchone()[0]
     conn.execute("UPDATE cases SET updated=? WHERE id=?", [now, case_id])
-    _event(conn, case_id, now, user.name, "photo", case["state"], case["state"], {"photo": cur.lastrowid, "sha256": digest})
-    return cur.lastrowid
+    _event(conn, case_id, now, user.name, "photo", case["state"], case["state"], {"photo": photo, "sha256": digest})
+    return photo
 
 
 def _cfg(cfg: dict | None) -> dict:
@@ -412,9 +416,9 @@ def refresh_grades(conn, now: int, cfg: dict, subjects: list[str] | None = None)
     else:
         wanted = json.dumps(sorted(set(subjects)))
         counts = dict(conn.execute(f"SELECT subject, count(*) FROM cases WHERE {counted} "
-                                   "AND subject IN (SELECT value FROM json_each(?)) GROUP BY subject", [since, wanted]))
+                                   f"AND subject IN ({json_values(conn)}) GROUP BY subject", [since, wanted]))
         held = dict(conn.execute("SELECT subject, grade FROM credit_grades "
-                                 "WHERE subject IN (SELECT value FROM json_each(?))", [wanted]))
+                                 f"WHERE subject IN ({json_values(conn)})", [wanted]))
     changed = []
     for subject in sorted(set(counts) | set(held) | set(subjects or ())):
         letter = _letter(counts.get(subject, 0), c)

@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Callable
 
 from gateway import faces, quota, registry, store
+from gateway.store.dialect import json_values
 from protocols import authz, configsync, envelope, facegallery
 from protocols.clock import wall_ms as now_ms
 
@@ -210,7 +211,7 @@ class ConfigPusher:
                                                "scope_json": json.dumps(scope)})
             self._contexts[terminal] = held
         out = dict(held[2])
-        row = conn.execute("SELECT max(rev) FROM quota_used WHERE subject IN (SELECT value FROM json_each(?))",
+        row = conn.execute(f"SELECT max(rev) FROM quota_used WHERE subject IN ({json_values(conn)})",
                            [held[3]["scope_json"]]).fetchone()
         out[configsync.BALANCES] = row[0] or 0
         return out, held[3]
@@ -223,7 +224,7 @@ class ConfigPusher:
             key = ("subjects", version, tuple(context["scope"]))
             if key not in self._texts:
                 entries = quota.terminal_entries(conn, [json.loads(data) for (data,) in conn.execute(
-                    "SELECT data FROM subjects WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
+                    f"SELECT data FROM subjects WHERE id IN ({json_values(conn)}) ORDER BY id",
                     [json.dumps(context["scope"])])])
                 content = {"subjects": entries}
                 if context["shop"].get("town"):
@@ -283,7 +284,7 @@ class ConfigPusher:
         used: dict[str, dict] = {}
         for subject, category, period, amount in conn.execute(
                 "SELECT subject, category, period, used FROM quota_used "
-                "WHERE subject IN (SELECT value FROM json_each(?))", [json.dumps(subjects)]):
+                f"WHERE subject IN ({json_values(conn)})", [json.dumps(subjects)]):
             if periods.get(category) == period:
                 used.setdefault(subject, {}).setdefault(category, {})[period] = amount
         row = conn.execute("SELECT acked_upto FROM terminals WHERE id = ?", [terminal]).fetchone()

@@ -1,11 +1,11 @@
-"""`python -m gateway export --db PATH`: stored records as JSON lines, one per
+"""`python -m gateway export --db PATH|postgresql://...`: stored records as JSON lines, one per
 record, ordered by terminal and seq (the same lines `firmware ledger export`
 prints, so the two can be compared directly)."""
 
 import argparse
 import sys
-from pathlib import Path
 
+from gateway import store
 from gateway.store import Store
 
 
@@ -14,12 +14,12 @@ def main(argv, prog):
     parser.add_argument("--db", required=True)
     parser.add_argument("--terminal", help="only this terminal")
     args = parser.parse_args(argv)
-    if not Path(args.db).is_file():
+    if not store.is_postgres(args.db) and not store.sqlite_path(args.db).is_file():
         print(f"{prog}: no such database: {args.db}", file=sys.stderr)
         return 1
     try:
-        store = Store(args.db)
-        for text in store.export(args.terminal):
+        records = Store(args.db)
+        for text in records.export(args.terminal):
             sys.stdout.write(text + "\n")
     except Exception as err:
         print(f"{prog}: cannot read {args.db}: {err}", file=sys.stderr)

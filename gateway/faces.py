@@ -29,6 +29,7 @@ import math
 from datetime import datetime, timezone
 
 from gateway.store import transaction
+from gateway.store.dialect import json_values
 from protocols import facegallery, schema
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ def parse_import(text: str, source: str) -> list[tuple[str, bytes]]:
 def import_faces(conn, entries: list[tuple[str, bytes]], now_ms: int) -> int:
     """Replace the encodings of each subject (registered ones only); returns the
     faces revision."""
-    known = {row[0] for row in conn.execute("SELECT id FROM subjects WHERE id IN (SELECT value FROM json_each(?))",
+    known = {row[0] for row in conn.execute(f"SELECT id FROM subjects WHERE id IN ({json_values(conn)})",
                                             [json.dumps([s for s, _ in entries])])}
     unknown = [s for s, _ in entries if s not in known]
     if unknown:
@@ -109,7 +110,7 @@ def remove(conn, subjects: list[str]) -> int:
     """Forget subjects' encodings (the next gallery of their shops drops them);
     returns how many were enrolled."""
     with transaction(conn):
-        gone = conn.execute("DELETE FROM faces WHERE subject IN (SELECT value FROM json_each(?))",
+        gone = conn.execute(f"DELETE FROM faces WHERE subject IN ({json_values(conn)})",
                             [json.dumps(subjects)]).rowcount
         if gone:
             _bump(conn)
@@ -158,7 +159,7 @@ def similar(conn, entries: list[tuple[str, bytes]],
 def gallery_version(conn, scope: list[str]) -> int:
     """The version of the gallery of these subjects: 0 when none is enrolled,
     else 48 bits of SHA-256 over the (subject, revision) pairs it holds."""
-    pairs = conn.execute("SELECT subject, rev FROM faces WHERE subject IN (SELECT value FROM json_each(?)) "
+    pairs = conn.execute(f"SELECT subject, rev FROM faces WHERE subject IN ({json_values(conn)}) "
                          "ORDER BY subject", [json.dumps(scope)]).fetchall()
     if not pairs:
         return 0
@@ -172,7 +173,7 @@ def gallery_payload(conn, scope: list[str]) -> bytes:
     version always gives the same bytes."""
     entries, newest = [], 0
     for subject, rows, updated in conn.execute(
-            "SELECT subject, encodings, updated FROM faces WHERE subject IN (SELECT value FROM json_each(?)) "
+            f"SELECT subject, encodings, updated FROM faces WHERE subject IN ({json_values(conn)}) "
             "ORDER BY subject", [json.dumps(scope)]):
         entries.append((subject, rows))
         newest = max(newest, updated)

@@ -45,9 +45,10 @@ def apply(conn, terminal: str, payload: bytes, received: int, retained: bool) ->
         skew = received - m["time"]
     conn.execute(
         "INSERT INTO terminal_status(terminal, state, status_time, received, skew_ms, versions) VALUES (?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT(terminal) DO UPDATE SET state=excluded.state, status_time=coalesce(excluded.status_time, status_time), "
-        "received=excluded.received, skew_ms=coalesce(excluded.skew_ms, skew_ms), "
-        "versions=coalesce(excluded.versions, versions)",
+        "ON CONFLICT(terminal) DO UPDATE SET state=excluded.state, "
+        "status_time=coalesce(excluded.status_time, terminal_status.status_time), "
+        "received=excluded.received, skew_ms=coalesce(excluded.skew_ms, terminal_status.skew_ms), "
+        "versions=coalesce(excluded.versions, terminal_status.versions)",
         [terminal, m["state"], m.get("time"), received, skew,
          json.dumps(m["versions"], sort_keys=True) if m.get("versions") else None])
     return True
@@ -100,7 +101,7 @@ class FleetWatcher:
             with store.transaction(self.conn):
                 for terminal, (payload, received, retained) in pending.items():
                     apply(self.conn, terminal, payload, received, retained)
-        except store.DB_ERRORS:
+        except store.db_errors():
             log.exception("could not store %d statuses", len(pending))
         return len(pending)
 

@@ -196,7 +196,7 @@ def import_grid(conn, data: dict, source: str = "grid") -> tuple[int, int]:
             "district=excluded.district, designated=excluded.designated, hours=excluded.hours, "
             "lat=excluded.lat, lon=excluded.lon, address=excluded.address", shops_)
         conn.executemany("UPDATE sales SET village=:village, town=:town, district=:district "
-                         "WHERE shop=:id AND (town IS NOT :town OR village IS NOT :village)", shops_)
+                         "WHERE shop=:id AND (town IS DISTINCT FROM :town OR village IS DISTINCT FROM :village)", shops_)
         if any(villages.get(a["code"]) != a["name"] for a in areas if a["level"] == "village"):
             # terminals show the subject's village by name (quota.terminal_entries)
             from gateway import quota

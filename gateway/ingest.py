@@ -36,6 +36,7 @@ from typing import Callable
 import msgspec
 
 from gateway.store import KeyCache, Store, transaction
+from gateway.store.dialect import json_pairs
 from gateway.fastpath import check_batch_fast
 from gateway.follow import Follower
 from gateway.verifier import VerifierPool
@@ -380,8 +381,8 @@ class Ingest:
                     self._flush(conn, now)
                     if touched:
                         progress = json.dumps([[t, self._progress[t].upto] for t in touched])
-                        conn.execute("UPDATE terminals SET acked_upto = j.value->>1, last_seen = ? "
-                                     "FROM json_each(?) AS j WHERE terminals.id = j.value->>0", [now, progress])
+                        conn.execute(f"UPDATE terminals SET acked_upto = j.n, last_seen = ? "
+                                     f"FROM {json_pairs(conn)} WHERE terminals.id = j.k", [now, progress])
             except BaseException:
                 self._fresh.clear()
                 raise
@@ -472,8 +473,8 @@ class Ingest:
             return
         self._flush(conn, now)
         cur = conn.execute(
-            "INSERT OR IGNORE INTO records(terminal, seq, type, time, digest, prev, record, received, rid) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO records(terminal, seq, type, time, digest, prev, record, received, rid) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             [terminal, seq, entry.type, entry.time, entry.digest, entry.prev, entry.text, now, self._next_rid])
         if cur.rowcount:
             self._next_rid += 1
@@ -530,7 +531,8 @@ class Ingest:
                             f"prev of seq {seq + 1} does not match the digest of seq {seq}")
 
     def _missing(self, conn, now: int, terminal: str, progress: Progress, start: int, end: int) -> None:
-        conn.execute("INSERT OR IGNORE INTO missing(terminal, seq_from, seq_to, noticed) VALUES (?, ?, ?, ?)",
+        conn.execute("INSERT INTO missing(terminal, seq_from, seq_to, noticed) VALUES (?, ?, ?, ?) "
+                     "ON CONFLICT DO NOTHING",
                      [terminal, start, end, now])
         self._alert(conn, now, "ledger_gap", terminal, start, end,
                     f"terminal ledger skips seq {start}" + (f"..{end}" if end > start else ""))
@@ -565,7 +567,7 @@ class Ingest:
             return True
         conn.execute("INSERT INTO quarantine_dropped(terminal, hour, reason, count, bytes) VALUES (?, ?, ?, 1, ?) "
                      "ON CONFLICT(terminal, hour, reason) "
-                     "DO UPDATE SET count = count + 1, bytes = bytes + excluded.bytes",
+                     "DO UPDATE SET count = quarantine_dropped.count + 1, bytes = quarantine_dropped.bytes + excluded.bytes",
                      [terminal, hour, reason, size])
         self.stats.dropped += 1
         if not spent[3]:
@@ -588,7 +590,8 @@ class Ingest:
 
     def _alert(self, conn, now, kind, terminal, seq, seq_to, detail) -> None:
         cur = conn.execute(
-            "INSERT OR IGNORE INTO alerts(time, kind, terminal, seq, seq_to, detail) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO alerts(time, kind, terminal, seq, seq_to, detail) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
             [now, kind, terminal, seq, seq_to, detail])
         if cur.rowcount:
             self.stats.alerts += 1

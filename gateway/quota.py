@@ -39,6 +39,7 @@ import time
 
 from gateway import violations
 from gateway.store import savepoint
+from gateway.store.dialect import json_values
 from protocols import authz, catalogue, clock, configsync, policy, reasons
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,8 @@ def _move(conn, now: int, subject: str, moves, kind: str, terminal=None, seq=Non
     for category, period, delta in moves:
         conn.execute(
             "INSERT INTO quota_used(subject, category, period, used, rev) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT(subject, category, period) DO UPDATE SET used = used + excluded.used, rev = excluded.rev",
+            "ON CONFLICT(subject, category, period) DO UPDATE SET used = quota_used.used + excluded.used, "
+            "rev = excluded.rev",
             [subject, category, period, delta, revision])
         conn.execute("INSERT INTO quota_moves(time, subject, category, period, delta, kind, terminal, seq, auth) "
                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -250,12 +252,11 @@ def authorize(conn, cache: ConfigCache, terminal: str, request: dict, now: int) 
         decision = authz.wire_decision(policy.decide(inputs))
     approved = decision["decision"] != "refuse"
     moves = with_periods(decision["consumption"], decision.get("periods", {}), params, date) if approved else []
-    cur = conn.execute(
+    rowid = conn.execute(
         "INSERT INTO authorizations(terminal, sale_id, request, subject, time, state, consumption, decision) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         [terminal, sale_id, request["id"], subject, now, "held" if approved else "refused",
-         json.dumps(moves), json.dumps(decision, ensure_ascii=False)])
-    rowid = cur.lastrowid
+         json.dumps(moves), json.dumps(decision, ensure_ascii=False)]).fetchone()[0]
     _move(conn, now, subject, moves, "auth", terminal, None, rowid)
     fields = {"status": authz.OK, "decision": decision}
     if approved:
@@ -289,9 +290,9 @@ def terminal_entries(conn, entries: list[dict]) -> list[dict]:
     ids = json.dumps([e["id"] for e in entries])
     villages = json.dumps(sorted({e["village"] for e in entries if isinstance(e.get("village"), str)}))
     names = dict(conn.execute("SELECT code, name FROM areas WHERE level = 'village' "
-                              "AND code IN (SELECT value FROM json_each(?))", [villages]))
+                              f"AND code IN ({json_values(conn)})", [villages]))
     grades = dict(conn.execute("SELECT subject, grade FROM credit_grades "
-                               "WHERE subject IN (SELECT value FROM json_each(?))", [ids]))
+                               f"WHERE subject IN ({json_values(conn)})", [ids]))
     return [public_entry(e, names.get(e.get("village")), grades.get(e["id"], "A")) for e in entries]
 
 

@@ -32,6 +32,7 @@ from decimal import Decimal, InvalidOperation
 
 from gateway import quota
 from gateway.store import transaction
+from gateway.store.dialect import json_text
 from protocols import card, catalogue, configsync, policy
 from protocols.schema import is_id
 
@@ -295,6 +296,6 @@ def area_subjects(conn, area: dict) -> list[str]:
     if area.get("town"):
         ids.update(r[0] for r in conn.execute("SELECT id FROM subjects WHERE town = ?", [area["town"]]))
     if area.get("village"):
-        ids.update(r[0] for r in conn.execute("SELECT id FROM subjects WHERE json_extract(data, '$.village') = ?",
+        ids.update(r[0] for r in conn.execute(f"SELECT id FROM subjects WHERE {json_text(conn, 'data', 'village')} = ?",
                                               [area["village"]]))
     return sorted(ids)

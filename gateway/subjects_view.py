@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import logging
 
+from gateway.store.dialect import json_values
+
 log = logging.getLogger(__name__)
 
 JSON_COLUMNS = ("data", "record", "json", "body", "info")
@@ -39,7 +41,7 @@ def lookup_many(conn, subject_ids) -> dict[str, dict]:
     wanted = sorted({i for i in subject_ids if i})
     if not wanted or not registry_known(conn):
         return {}
-    cursor = conn.execute("SELECT * FROM subjects WHERE id IN (SELECT value FROM json_each(?))", [json.dumps(wanted)])
+    cursor = conn.execute(f"SELECT * FROM subjects WHERE id IN ({json_values(conn)})", [json.dumps(wanted)])
     cols = [c[0] for c in cursor.description]
     rows = cursor.fetchall()
     at = cols.index("id")

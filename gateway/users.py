@@ -231,5 +231,5 @@ def user_by_name(conn, name: str) -> User | None:
 
 def audit(conn, now: int, user: User, action: str, target: str, detail: str = "") -> None:
     """One row per read of personal data (a subject's page, its purchases)."""
-    conn.execute("INSERT INTO audit_log(time, user, role, area, action, target, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    conn.execute("INSERT INTO audit_log(time, \"user\", role, area, action, target, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
                  [now, user.name, user.role, user.area, action, target, detail[:500]])

@@ -7,6 +7,7 @@ import pytest
 from gateway import cases, grid, users, violations
 from gateway.rules import config
 from gateway.store import connect
+from tests.support.store_backends import backend_db  # noqa: F401 - a fixture
 from tests.support.supervision import GRID, TOWN1, VILLAGE1
 
 NOW = 1748746800000
@@ -15,8 +16,8 @@ JPEG = b"\xff\xd8\xff\xe0" + b"0" * 100
 
 
 @pytest.fixture
-def conn(tmp_path):
-    conn = connect(tmp_path / "gw.db")
+def conn(backend_db):
+    conn = connect(backend_db)
     grid.import_grid(conn, GRID)
     conn.execute("INSERT INTO terminals(id, key, shop) VALUES ('TA', '00', 'SHOP1'), ('TC', '00', 'SHOP3')")
     yield conn

@@ -14,9 +14,10 @@ import pytest
 
 from gateway import quota, registry
 from gateway.fleet import provision
-from gateway.store import Store
+from gateway.store import Store, transaction
 from protocols import authz, configsync, envelope
 from tests.support import quota_fixtures as fx
+from tests.support.store_backends import backend_db  # noqa: F401 - a fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = bytes(range(32))
@@ -25,8 +26,8 @@ DATE = authz.local_date(NOW)
 
 
 @pytest.fixture
-def ledger(tmp_path):
-    store = Store(tmp_path / "gw.db")
+def ledger(backend_db):
+    store = Store(backend_db)
     for name in ("T1", "T2"):
         provision(store, name, f"shop-{name}", 0, key_hex=KEY.hex())
     fx.add_shops(store.path, {"shop-T1": (fx.TOWN, False), "shop-T2": (fx.TOWN, False)})
@@ -45,10 +46,8 @@ def request(sale_id: str, subject: str = "S1", bags: int = 2, product=fx.UREA, r
 
 def authorize(ledger, terminal: str, req: dict) -> dict:
     conn = ledger.conn
-    conn.execute("BEGIN IMMEDIATE")
-    fields = quota.authorize(conn, ledger.cache, terminal, req, NOW)
-    conn.execute("COMMIT")
-    return fields
+    with transaction(conn):
+        return quota.authorize(conn, ledger.cache, terminal, req, NOW)
 
 
 def store_record(ledger, terminal: str, rtype: str, body: dict, time_ms: int = NOW) -> int:
@@ -57,9 +56,8 @@ def store_record(ledger, terminal: str, rtype: str, body: dict, time_ms: int = N
     seq = ledger.seqs[terminal]
     record = envelope.make_record(KEY, terminal, seq, envelope.GENESIS, time_ms, rtype, body)
     entry = SimpleNamespace(seq=seq, type=rtype, text=envelope.stored_text(record))
-    ledger.conn.execute("BEGIN IMMEDIATE")
-    ledger.applier(ledger.conn, terminal, entry, NOW)
-    ledger.conn.execute("COMMIT")
+    with transaction(ledger.conn):
+        ledger.applier(ledger.conn, terminal, entry, NOW)
     return seq
 
 
@@ -191,9 +189,8 @@ def test_a_hook_error_is_contained_and_reported(ledger):
 
 def test_stale_authorizations_are_released(ledger):
     authorize(ledger, "T1", request("sale-1", bags=2))
-    ledger.conn.execute("BEGIN IMMEDIATE")
-    assert quota.release_stale(ledger.conn, NOW + quota.HOLD_TTL_MS + 1) == 1
-    ledger.conn.execute("COMMIT")
+    with transaction(ledger.conn):
+        assert quota.release_stale(ledger.conn, NOW + quota.HOLD_TTL_MS + 1) == 1
     assert used_n(ledger) == 0
 
 

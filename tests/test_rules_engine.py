@@ -11,14 +11,15 @@ from gateway.ingest import Ingest
 from gateway.rules import config
 from gateway.rules.engine import RecordHook, Sweeper
 from gateway.store import Store
+from tests.support.store_backends import backend_db  # noqa: F401 - a fixture
 from tests.support.supervision import GRID, KEY, TERMINAL_SHOPS, Chain, sale_body
 
 T0 = 1748746800000  # 2025-06-01 11:00 local
 
 
 @pytest.fixture
-def gw(tmp_path):
-    store = Store(tmp_path / "gw.db")
+def gw(backend_db):
+    store = Store(backend_db)
     grid.import_grid(store.conn, GRID)
     for terminal, shop in TERMINAL_SHOPS.items():
         provision(store, terminal, shop, 0, key_hex=KEY.hex())

@@ -39,7 +39,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from gateway import cases, grid, subjects_view, users
+from gateway import cases, grid, store, subjects_view, users
 from gateway.api.db import Db
 from gateway.api.security import (HIDDEN_CHARACTERS, ID_PATTERN, Ident, LimitBody, Notes, SecurityHeaders,
                                   Secret)
@@ -129,6 +129,16 @@ class Confirm(BaseModel):
     notes: Notes | None = None
 
 
+def default_photos_dir(db: str | FsPath) -> FsPath:
+    """Inspection photos live next to a SQLite database (gateway.db.photos);
+    a database on a server has no "next to", so the directory must be named
+    (--photos)."""
+    if store.is_postgres(db):
+        raise ValueError("--photos DIR is needed with a database on a server: where to keep inspection photos")
+    path = store.sqlite_path(db)
+    return path.with_name(path.name + ".photos")
+
+
 def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
                rules_cfg: dict | None = None, photos_dir: str | FsPath | None = None,
                params: dict | None = None, token_ttl_ms: int = users.TOKEN_TTL_MS,
@@ -142,7 +152,7 @@ def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
     db = Db(db_path)
     cfg = rules_cfg or rules_config.load()
     tz = cfg["grid"]["tz_minutes"]
-    photos = FsPath(photos_dir or FsPath(db_path).with_name(FsPath(db_path).name + ".photos"))
+    photos = FsPath(photos_dir or default_photos_dir(db_path))
     policy_params = params or engine.load_params()
     throttle = login_throttle or LoginThrottle()
     hashing = Hashing()
@@ -370,7 +380,8 @@ def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
         where, args = user.scope().where()
         end = clock()
         start_day = local_parts(end - (days - 1) * 86_400_000, tz)[0]
-        rows = db.rows(f"SELECT day, sum(type='sale') AS sales, sum(type='refusal') AS refusals, "
+        rows = db.rows(f"SELECT day, count(*) FILTER (WHERE type='sale') AS sales, "
+                       f"count(*) FILTER (WHERE type='refusal') AS refusals, "
                        f"sum(pesticide) AS pesticide, sum(fertilizer) AS fertilizer FROM sales "
                        f"WHERE day >= ? AND day <= ? AND {where} GROUP BY day ORDER BY day",
                        [start_day, today()] + args)
@@ -713,7 +724,7 @@ def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
         """Who read which personal data when: district staff only."""
         if user.role != "district":
             raise ApiError(403, "forbidden_area", "audit log is for district staff")
-        sql, args = "SELECT id, time, user, role, area, action, target, detail FROM audit_log", []
+        sql, args = 'SELECT id, time, "user", role, area, action, target, detail FROM audit_log', []
         if target:
             sql += " WHERE target=?"
             args.append(target)
@@ -740,7 +751,7 @@ def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
         out = {
             "cases": f"{n}:{latest}:{total}",
             "violations": filed,
-            "fleet": conn.execute("SELECT coalesce(sum(t.state='online'), 0) || ':' || coalesce(max(t.last_seen), 0) "
+            "fleet": conn.execute("SELECT count(*) FILTER (WHERE t.state='online') || ':' || coalesce(max(t.last_seen), 0) "
                                   f"FROM terminals t LEFT JOIN shops s ON s.id = t.shop WHERE {swhere}",
                                   sargs).fetchone()[0],
             "sales": conn.execute(f"SELECT count(*) FROM sales WHERE day=? AND {where}", [today()] + args).fetchone()[0],

@@ -140,7 +140,8 @@ class RecordHook:
             group = subjects_view.group_of(conn, event.subject)
             self._index(conn, event, shop, group)
         elif rtype == "heartbeat" and isinstance(body.get("backlog"), int):
-            conn.execute("INSERT OR REPLACE INTO terminal_samples(terminal, time, backlog) VALUES (?, ?, ?)",
+            conn.execute("INSERT INTO terminal_samples(terminal, time, backlog) VALUES (?, ?, ?) "
+                         "ON CONFLICT(terminal, time) DO UPDATE SET backlog = excluded.backlog",
                          [terminal, now, body["backlog"]])
         findings = self.check(conn, event, shop, group)
         report_all(conn, now, findings)
@@ -151,9 +152,9 @@ class RecordHook:
         kinds = amounts_by_kind(self.catalogue, event.items) if event.type == "sale" else {}
         consumption = b.get("consumption")
         conn.execute(
-            "INSERT OR IGNORE INTO sales(terminal, seq, type, time, received, day, shop, village, town, district, "
+            "INSERT INTO sales(terminal, seq, type, time, received, day, shop, village, town, district, "
             "subject, card, identity, mode, pesticide, fertilizer, consumption, subject_group) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             [event.terminal, event.seq, event.type, event.time, event.received, event.local_date, event.shop,
              shop.village if shop else None, shop.town if shop else None, shop.district if shop else None,
              b.get("subject"), b.get("card"), b.get("identity"), b.get("mode"),
@@ -182,7 +183,7 @@ class RecordHook:
         out += products.face_missing(event, states, self.required_identity)
         if event.identity == "override" and event.shop:
             since = event.time - cfg["override"]["window_hours"] * 3_600_000
-            n, o = conn.execute("SELECT count(*), coalesce(sum(identity='override'), 0) FROM sales "
+            n, o = conn.execute("SELECT count(*), count(*) FILTER (WHERE identity='override') FROM sales "
                                 "WHERE shop=? AND type='sale' AND time>? AND time<=?",
                                 [event.shop, since, event.time]).fetchone()
             out += identity.override_rate(event, n, o, cfg)
@@ -191,7 +192,7 @@ class RecordHook:
             out += proof.identity_unproven_offline(event, *self.prove(conn, event, claim))
         if event.card and shop is not None:
             row = conn.execute("SELECT shop, time, terminal, seq FROM sales WHERE card=? AND type='sale' "
-                               "AND shop IS NOT ? AND time<=? ORDER BY time DESC LIMIT 1",
+                               "AND shop IS DISTINCT FROM ? AND time<=? ORDER BY time DESC LIMIT 1",
                                [event.card, event.shop, event.time]).fetchone()
             other = grid.shop(conn, row[0]) if row else None
             out += travel.card_travel(event, shop, (other, row[1], row[2], row[3]) if other else None, cfg)
@@ -294,7 +295,8 @@ class Sweeper:
         new = report_all(conn, now, terminals.terminal_silent(now, rows, self.cfg))
         for r in rows:
             if r["head"] is not None and r["head"] > r["acked_upto"]:
-                conn.execute("INSERT OR REPLACE INTO terminal_samples(terminal, time, backlog) VALUES (?, ?, ?)",
+                conn.execute("INSERT INTO terminal_samples(terminal, time, backlog) VALUES (?, ?, ?) "
+                             "ON CONFLICT(terminal, time) DO UPDATE SET backlog = excluded.backlog",
                              [r["id"], now, r["head"] - r["acked_upto"]])
         conn.execute("DELETE FROM terminal_samples WHERE time < ?", [now - 24 * 3_600_000])
         samples: dict[str, list] = {}

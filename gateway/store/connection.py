@@ -23,8 +23,6 @@ import sqlite3
 import threading
 from pathlib import Path
 
-import psycopg
-
 from gateway.store import migrations
 from gateway.store.files import private_file
 
@@ -32,8 +30,14 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 SQLITE_SCHEME = "sqlite:///"
 
 
-# What either backend raises for a failed statement, for callers that log and go on.
-DB_ERRORS = (sqlite3.Error, psycopg.Error)
+def db_errors() -> tuple:
+    """What either backend raises for a failed statement, for callers that
+    log and go on (`except store.db_errors():`). psycopg is imported only
+    when a PostgreSQL database is opened: the embedded default's processes
+    (ingest's verifiers and writer among them) do not pay for it."""
+    import psycopg
+
+    return (sqlite3.Error, psycopg.Error) if _pools else (sqlite3.Error,)
 
 
 class StoreUrlError(ValueError):
@@ -106,9 +110,24 @@ def pool(url: str):
         p = _pools.get(url)
         if p is None:
             p = ConnectionPool(url, min_size=0, max_size=POOL_MAX, open=True, check=ConnectionPool.check_connection,
-                               kwargs={"autocommit": True}, name="gateway-store")
+                               kwargs={"autocommit": True}, configure=_configure, name="gateway-store")
             _pools[url] = p
         return p
+
+
+def _configure(raw) -> None:
+    import psycopg.adapt
+
+    class NumericLoader(psycopg.adapt.Loader):
+        """NUMERIC as SQLite gives it: an int when whole, else a float. The
+        schema has no NUMERIC column; PostgreSQL's sum() of BIGINTs is
+        NUMERIC, and a Decimal would reach the API's JSON as a string."""
+
+        def load(self, data):
+            text = bytes(data).decode()
+            return float(text) if any(c in text for c in ".eEN") else int(text)
+
+    raw.adapters.register_loader("numeric", NumericLoader)
 
 
 def close_pools() -> None:
@@ -121,12 +140,15 @@ def close_pools() -> None:
 
 @functools.lru_cache(maxsize=4096)
 def postgres_sql(sql: str) -> str:
-    """`?` placeholders as psycopg's `%s` (a literal % doubled), quoted text
-    and identifiers left alone."""
+    """`?` placeholders as psycopg's `%s`, `:name` ones as `%(name)s` (a
+    literal % doubled); quoted text, identifiers, comments and `::` casts
+    left alone."""
     out = []
     quote = None
     comment = False
-    for ch in sql:
+    i, n = 0, len(sql)
+    while i < n:
+        ch = sql[i]
         if comment:
             out.append(ch)
             comment = ch != "\n"
@@ -134,7 +156,7 @@ def postgres_sql(sql: str) -> str:
             out.append(ch)
             if ch == quote:
                 quote = None
-        elif ch == "-" and out and out[-1] == "-":
+        elif ch == "-" and sql.startswith("--", i):
             comment = True
             out.append(ch)
         elif ch in "'\"":
@@ -144,9 +166,24 @@ def postgres_sql(sql: str) -> str:
             out.append("%s")
         elif ch == "%":
             out.append("%%")
+        elif ch == ":" and sql.startswith("::", i):
+            out.append("::")
+            i += 1
+        elif ch == ":" and i + 1 < n and (sql[i + 1].isalpha() or sql[i + 1] == "_"):
+            j = i + 1
+            while j < n and (sql[j].isalnum() or sql[j] == "_"):
+                j += 1
+            out.append(f"%({sql[i + 1:j]})s")
+            i = j
+            continue
         else:
             out.append(ch)
+        i += 1
     return "".join(out)
+
+
+def _params(params):
+    return params if isinstance(params, dict) else tuple(params)
 
 
 class PgConnection:
@@ -164,14 +201,14 @@ class PgConnection:
     def execute(self, sql: str, params=()):
         cur = self.raw.cursor()
         if params:
-            cur.execute(postgres_sql(sql), tuple(params))
+            cur.execute(postgres_sql(sql), _params(params))
         else:
             cur.execute(sql)
         return cur
 
     def executemany(self, sql: str, rows):
         cur = self.raw.cursor()
-        cur.executemany(postgres_sql(sql), [tuple(r) for r in rows])
+        cur.executemany(postgres_sql(sql), [_params(r) for r in rows])
         return cur
 
     @property

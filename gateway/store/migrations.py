@@ -44,6 +44,9 @@ def _baseline(conn) -> None:
         conn.execute(statement if sqlite else schema.postgres(statement))
     if sqlite and "subject_group" not in _columns(conn, "sales"):
         conn.execute("ALTER TABLE sales ADD COLUMN subject_group TEXT")
+    if not sqlite:
+        # PostgreSQL has no rowid: the tables whose queries order by insertion get one
+        conn.execute("ALTER TABLE tokens ADD COLUMN IF NOT EXISTS rowid BIGINT GENERATED ALWAYS AS IDENTITY")
     conn.execute(schema.SALES_GROUP_INDEX)
     for key in schema.META_COUNTERS:
         conn.execute("INSERT INTO quota_meta(key, value) VALUES (?, 0) ON CONFLICT(key) DO NOTHING", [key])

@@ -25,7 +25,7 @@ import logging
 import threading
 from pathlib import Path
 
-from gateway.store.connection import DB_ERRORS, connect, describe, is_postgres, sqlite_path
+from gateway.store.connection import connect, db_errors, describe, is_postgres, sqlite_path
 from gateway.store.keys import SEALED_PREFIX, KeyVault, MasterKeyError
 from gateway.store.tx import transaction
 
@@ -134,7 +134,7 @@ class Store:
         versions for reuse (their bytes go when the pages are rewritten)."""
         try:
             self.conn.execute("VACUUM" if self.conn.dialect == "sqlite" else "VACUUM terminals")
-        except DB_ERRORS as err:  # a full disk: the keys are sealed, old pages may keep copies
+        except db_errors() as err:  # a full disk: the keys are sealed, old pages may keep copies
             log.warning("VACUUM after sealing the terminal keys failed db=%s: %s; run it again later",
                         describe(self.path), err)
         if self.conn.dialect == "sqlite":

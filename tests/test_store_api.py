@@ -1,0 +1,88 @@
+"""The same supervision world built on SQLite and on PostgreSQL answers the
+same through the API: statistics, violations, cases (and a case's whole
+flow), subjects, fleet, shops, records, upstream and audit. The world is the
+API tests' (tests/support/api_world.py): the real ingest, rules and cases."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway import store
+from gateway.api import create_app
+from tests.support.api_world import PASSWORD, T0, build
+
+MASTER_KEY = "55" * 32
+JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
+
+READS = ["/api/me", "/api/overview", "/api/stats/daily?days=3", "/api/stats/quota", "/api/violations",
+         "/api/cases", "/api/cases?state=assigned", "/api/subjects/S00001", "/api/subjects/S00001?reveal=true",
+         "/api/terminals", "/api/shops", "/api/shops/SHOP1", "/api/records?terminal=TA", "/api/upstream",
+         "/api/audit"]
+
+
+def answers(client, who: str) -> dict:
+    client.cookies.clear()
+    r = client.post("/api/login", json={"name": who, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    h = {"Authorization": "Bearer " + r.json()["token"]}
+    client.cookies.clear()
+    out = {}
+    for path in READS:
+        r = client.get(path, headers=h)
+        out[path] = (r.status_code, r.json())
+    cases = client.get("/api/cases", headers=h).json()["cases"]
+    for case in cases:
+        r = client.get(f"/api/cases/{case['id']}", headers=h)
+        out[f"case {case['id']}"] = (r.status_code, r.json())
+    return out
+
+
+def case_flow(client, case_id: int) -> list:
+    def login(name):
+        client.cookies.clear()
+        h = {"Authorization": "Bearer " + client.post("/api/login", json={"name": name, "password": PASSWORD})
+             .json()["token"]}
+        client.cookies.clear()
+        return h
+
+    v3, t2 = login("v3"), login("t2")
+    steps = [client.post(f"/api/cases/{case_id}/inspect", headers=v3, json={"result": "violation_found"}),
+             client.post(f"/api/cases/{case_id}/photos", headers={**v3, "Content-Type": "image/jpeg"}, content=JPEG),
+             client.post(f"/api/cases/{case_id}/close", headers=v3, json={"outcome": "penalised", "notes": "罚款"}),
+             client.post(f"/api/cases/{case_id}/confirm", headers=t2,
+                         json={"decision": "confirm", "outcome": "penalised", "notes": "同意"}),
+             client.get(f"/api/cases/{case_id}", headers=v3)]
+    return [(r.status_code, r.json()) for r in steps]
+
+
+def world(db, tmp_path, name):
+    clock = {"now": T0}
+    built = build(tmp_path / name, clock, db)
+    clock["now"] = T0 + 300_000
+    app = create_app(built, clock=lambda: clock["now"], photos_dir=tmp_path / name / "photos",
+                     session_clock=lambda: clock["now"])
+    return app
+
+
+def test_the_api_answers_the_same_on_sqlite_and_postgresql(pg_url, tmp_path, monkeypatch):
+    monkeypatch.setenv(store.MASTER_KEY_ENV, MASTER_KEY)
+    (tmp_path / "sqlite").mkdir()
+    (tmp_path / "pg").mkdir()
+    got = {}
+    try:
+        for name, db in (("sqlite", None), ("pg", pg_url)):
+            with TestClient(world(db, tmp_path, name)) as client:
+                got[name] = {who: answers(client, who) for who in ("d1", "t1", "v3")}
+                case_id = [c["id"] for c in got[name]["v3"]["/api/cases"][1]["cases"] if c["shop"] == "SHOP3"][0]
+                got[name]["flow"] = case_flow(client, case_id)
+    finally:
+        store.close_pools()
+    assert all(status == 200 for status, _ in got["sqlite"]["d1"].values())
+    for who in ("d1", "t1", "v3"):
+        assert got["pg"][who].keys() == got["sqlite"][who].keys()
+        for path, answer in got["sqlite"][who].items():
+            assert got["pg"][who][path] == answer, (who, path)
+    assert [s for s, _ in got["sqlite"]["flow"]] == [200, 200, 202, 200, 200]
+    assert got["pg"]["flow"] == got["sqlite"]["flow"]
+    assert got["pg"]["flow"][-1][1]["grade"]["grade"] == "B"
