@@ -59,6 +59,8 @@ def reconcile(db: Path, fleet: Fleet) -> dict:
 def main(argv, prog):
     parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("--terminals", type=int, default=10)
+    parser.add_argument("--mcu", type=int, default=0,
+                        help="also this many card-only MicroPython terminals (docs/mcu.md), real processes")
     parser.add_argument("--rate", type=float, default=50.0, help="sales per second, whole fleet")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of selling")
     parser.add_argument("--broker", help="mqtt://HOST:PORT of a running broker (default: start one)")
@@ -93,20 +95,37 @@ def main(argv, prog):
             broker_url, db = broker.url, workdir / "gateway.db"
         names = [f"SIM{i + 1:04d}" for i in range(args.terminals)]
         creds = provision_terminals(db, names)
+        mcu = None
+        if args.mcu:
+            from simulator.mcu_fleet import McuFleet
+            mcu_creds = provision_terminals(db, [f"MCU{i + 1:04d}" for i in range(args.mcu)])
+            mcu = McuFleet(workdir / "mcu", broker_url, db, mcu_creds, seed=args.seed)
         if broker:
             gateway = GatewayProcess(db, broker_url, workdir / "gateway.log").start()
         fleet = Fleet(workdir / "terminals", broker_url, creds, seed=args.seed)
         fleet.start()
+        if mcu:
+            mcu.start()
         total = int(args.rate * args.duration)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console) as progress:
             selling = progress.add_task("selling", total=total)
+            if mcu:
+                mcu_selling = _sell_mcu(mcu, args.mcu * MCU_RATE, args.duration)
             fleet.run_steady(args.rate, args.duration, lambda n: progress.advance(selling, n))
-            backlog = fleet.backlog()
+            if mcu:
+                mcu_selling.join()
+                mcu.wait_results(120)
+            backlog = fleet.backlog() + (mcu.backlog() if mcu else 0)
             draining = progress.add_task("uploading", total=max(backlog, 1))
             drained = fleet.wait_acked(120, lambda left: progress.update(draining, completed=backlog - left))
+            if mcu:
+                drained = drained and _wait(lambda: mcu.backlog() == 0, 120)
         fleet.stop()
         report = reconcile(db, fleet)
+        if mcu:
+            mcu.stop()
+            report = _merge_mcu(report, db, mcu)
         report.update({
             "terminals": args.terminals, "rate": args.rate, "duration_s": args.duration,
             "drained": drained,
@@ -114,8 +133,9 @@ def main(argv, prog):
                            "max": max(fleet.latencies_ms, default=None), "samples": len(fleet.latencies_ms)},
         })
         table = Table(title="simulator run")
-        for key in ("terminals", "sent", "stored", "lost", "duplicated", "alerts", "quarantined"):
-            table.add_row(key, str(report[key]))
+        for key in ("terminals", "mcu_terminals", "sent", "stored", "lost", "duplicated", "alerts", "quarantined"):
+            if key in report:
+                table.add_row(key, str(report[key]))
         lat = report["latency_ms"]
         if lat["p50"] is not None:
             table.add_row("commit→ack p50 / p99 ms", f"{lat['p50']:.1f} / {lat['p99']:.1f}")
@@ -128,3 +148,49 @@ def main(argv, prog):
             gateway.stop()
         if broker:
             broker.kill()
+
+
+MCU_RATE = 2.0   # sales a second per MicroPython terminal: a tap, a decision and the buzzer take ~0.2 s
+
+
+def _sell_mcu(mcu, rate: float, duration: float):
+    """Sales at the MicroPython terminals, round-robin, beside the Pi agents'."""
+    import threading
+    import time
+
+    def run():
+        start, n = time.monotonic(), 0
+        while time.monotonic() - start < duration:
+            due = start + n / rate
+            if due > time.monotonic():
+                time.sleep(due - time.monotonic())
+            mcu.sell(n % len(mcu.terminals))
+            n += 1
+    thread = threading.Thread(target=run, name="mcu-sales", daemon=True)
+    thread.start()
+    return thread
+
+
+def _wait(predicate, timeout: float) -> bool:
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _merge_mcu(report: dict, db: Path, mcu) -> dict:
+    """The MicroPython terminals' ledgers reconciled like the Pi agents', added in."""
+    from simulator.mcu_fleet import reconcile as reconcile_mcu
+    store = Store(db)
+    try:
+        extra = reconcile_mcu(store, mcu)
+    finally:
+        store.close()
+    for key in ("sent", "stored", "lost", "duplicated", "altered"):
+        report[key] += extra[key]
+    report["mcu"] = dict(extra, terminals=len(mcu.terminals), approved=mcu.approved())
+    report["mcu_terminals"] = len(mcu.terminals)
+    return report
