@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from gateway.store import connect, transaction
+from gateway.store.dialect import for_update
 from gateway.verify import Entry
 from protocols.clock import wall_ms as now_ms
 
@@ -89,7 +90,8 @@ class Follower:
                 return 0
             with transaction(conn):
                 # the cursor as committed: another process may run this follower too
-                self.cursor = conn.execute("SELECT rid FROM followers WHERE name = ?", [self.name]).fetchone()[0]
+                self.cursor = conn.execute("SELECT rid FROM followers WHERE name = ?" + for_update(conn),
+                                           [self.name]).fetchone()[0]
                 rows = conn.execute(
                     "SELECT rid, terminal, seq, type, time, digest, prev, record FROM records "
                     "WHERE rid > ? ORDER BY rid LIMIT ?", [self.cursor, self.batch]).fetchall()

@@ -38,7 +38,7 @@ import threading
 import time
 
 from gateway import violations
-from gateway.store import savepoint
+from gateway.store import lock, savepoint
 from gateway.store.dialect import json_values
 from protocols import authz, catalogue, clock, configsync, policy, reasons
 
@@ -220,6 +220,7 @@ def authorize(conn, cache: ConfigCache, terminal: str, request: dict, now: int) 
     """
     sale_id = request["sale_id"]
     subject = request["subject"]
+    lock(conn, "quota:" + subject)  # read-decide-write is one step per subject on every backend
     config = cache.get(conn)
     params = config.params
     date = authz.local_date(now)
@@ -350,8 +351,11 @@ class RecordApplier:
         if entry.type not in self.TYPES:
             return
         try:
+            record = json.loads(entry.text)
+            subject = record["body"].get("subject")
+            if isinstance(subject, str):
+                lock(conn, "quota:" + subject)  # no authorization decides on half-applied balances
             with savepoint(conn, "quota_apply"):
-                record = json.loads(entry.text)
                 if entry.type == "sale":
                     self._sale(conn, terminal, record, now)
                 elif entry.type == "void":

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -243,3 +245,51 @@ def test_subject_group_is_optional_checked_and_never_sent_to_terminals():
     assert "group" not in quota.public_entry(a)  # terminals decide per subject; the group stays here
     with pytest.raises(registry.RegistryError, match=r"s.csv:2: group '户 1'"):
         registry.parse_subjects("subject,group\nS-C,户 1\n", "s.csv")
+
+
+class SlowReads:
+    """The ledger's connection, pausing after it reads a subject's balances:
+    two decisions for one subject then overlap for certain, if anything lets
+    them (the pause is in the test's connection, not in the gateway)."""
+
+    def __init__(self, conn, pause: float):
+        self._conn, self._pause = conn, pause
+
+    def execute(self, sql, params=()):
+        cur = self._conn.execute(sql, params)
+        if sql.startswith("SELECT category, period, used FROM quota_used"):
+            time.sleep(self._pause)
+        return cur
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+def test_two_workers_deciding_at_once_never_both_take_the_last_of_a_quota(ledger):
+    """Two connections (two gateway workers) authorize 4 bags each for S1 at
+    the same moment: 2 x 92 kg N is over the 150 kg allowance, so exactly one
+    is approved, on SQLite (BEGIN IMMEDIATE) and on PostgreSQL (a per-subject
+    advisory lock) alike."""
+    from gateway.store import connect
+
+    results, errors = {}, []
+
+    def decide(name):
+        conn = connect(ledger.store.path)
+        try:
+            with transaction(conn):
+                results[name] = quota.authorize(SlowReads(conn, 0.3), quota.ConfigCache(refresh_s=0), name,
+                                                request(f"sale-{name}", bags=4, request_id=name), NOW)
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=decide, args=(name,)) for name in ("T1", "T2")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert sorted(r["decision"]["decision"] for r in results.values()) == ["approve", "refuse"]
+    assert used_n(ledger) == 92_000

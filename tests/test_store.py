@@ -246,3 +246,40 @@ def test_the_store_imports_no_other_gateway_module():
             found += [f"{path.name}: {n}" for n in names if n.startswith("gateway") and
                       not n.startswith("gateway.store")]
     assert found == []
+
+
+def test_one_follower_run_by_two_processes_visits_each_record_once(db_url):
+    """A follower's cursor is read and moved in its own transaction; two
+    processes running the same follower take turns (BEGIN IMMEDIATE on SQLite,
+    the cursor row locked on PostgreSQL), so no record is applied twice."""
+    import time
+
+    from gateway.follow import Follower
+
+    conn = store.connect(db_url)
+    with store.transaction(conn):
+        for seq in range(1, 41):
+            conn.execute("INSERT INTO records(rid, terminal, seq, type, time, digest, prev, record, received) "
+                         "VALUES (?, 'T1', ?, 'sale', 0, 'd', 'p', '{}', 0)", [seq, seq])
+    conn.close()
+    seen, lock = [], threading.Lock()
+
+    def hook(conn, terminal, entry, now):
+        time.sleep(0.005)
+        with lock:
+            seen.append(entry.seq)
+
+    followers = [Follower(db_url, "twice", hook, batch=4) for _ in range(2)]
+
+    def run(f):
+        while f.step():
+            pass
+
+    threads = [threading.Thread(target=run, args=(f,)) for f in followers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for f in followers:
+        f.conn.close()
+    assert sorted(seen) == list(range(1, 41))

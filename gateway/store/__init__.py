@@ -16,11 +16,11 @@ from gateway.store.keys import (AUTO_KEY_FILE, KEY_FILE_ENV, MASTER_KEY_ENV, MAS
                                 MasterKeyError, parse_master_key)
 from gateway.store.migrations import LATEST as SCHEMA_VERSION
 from gateway.store.records import KeyCache, Store
-from gateway.store.tx import savepoint, snapshot, transaction
+from gateway.store.tx import lock, savepoint, snapshot, transaction
 
 __all__ = [
     "AUTO_KEY_FILE", "KEY_FILE_ENV", "MASTER_KEY_ENV", "MASTER_KEY_LEN", "SCHEMA_VERSION", "SEALED_PREFIX",
     "SQLITE_SIDE_FILES", "KeyCache", "KeyVault", "MasterKeyError", "SqliteConnection", "Store", "StoreUrlError",
-    "close_pools", "connect", "db_errors", "describe", "is_postgres", "parse_master_key", "private_directory", "private_file",
+    "close_pools", "connect", "db_errors", "describe", "is_postgres", "lock", "parse_master_key", "private_directory", "private_file",
     "savepoint", "snapshot", "sqlite_path", "transaction",
 ]

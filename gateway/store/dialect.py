@@ -39,3 +39,10 @@ def json_text(conn, column: str, key: str) -> str:
     if _sqlite(conn):
         return f"json_extract({column}, '$.{key}')"
     return f"(CAST({column} AS jsonb) ->> '{key}')"
+
+
+def for_update(conn) -> str:
+    """` FOR UPDATE` on PostgreSQL (lock the rows read until the transaction
+    ends: a follower's cursor that two processes may run), nothing on SQLite,
+    whose BEGIN IMMEDIATE already holds the write lock."""
+    return "" if _sqlite(conn) else " FOR UPDATE"

@@ -101,3 +101,13 @@ def snapshot(conn):
     finally:
         if conn.in_transaction:
             conn.execute("COMMIT")
+
+
+def lock(conn, name: str) -> None:
+    """Serialise one concern (a subject's quota) inside the caller's write
+    transaction, until it ends. SQLite: nothing to do, BEGIN IMMEDIATE already
+    holds the database's one write lock. PostgreSQL: a transaction-scoped
+    advisory lock on the name's 64-bit hash, so two workers deciding for the
+    same subject take turns while others run side by side."""
+    if dialect(conn) != "sqlite":
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", [name])
