@@ -95,10 +95,15 @@ def _expect_resend_from(kit, options, watermark, since, what):
 
 
 def _settle(kit):
-    """Back to acking like a gateway; ack whatever arrived meanwhile."""
+    """Back to acking like a gateway; ack whatever arrived meanwhile, and
+    wait until the terminal sends a new record (not a re-sent one): the rest
+    of a re-sent window still in flight is then behind us, and cannot pass
+    for the next scenario's re-send."""
     with kit.cond:
         kit.acking = True
     kit.ack_now()
+    since = kit.now()
+    _first_batch_since(kit, since, RECORDS_WAIT, lambda b: not b.resend)
 
 
 def _run(command, what):
@@ -126,6 +131,29 @@ def acks_withheld(kit, options):
     batch = _expect_resend_from(kit, options, watermark, since, "acks withheld")
     _settle(kit)
     return "re-sent from seq %d after %.1fs without an ack" % (batch.first, batch.at - since)
+
+
+def no_ack_backoff(kit, options):
+    """docs/protocol.md "When no ack comes": re-sends back off, doubling."""
+    watermark = _withhold(kit)
+    since = kit.now()
+    _wait_records(kit, watermark)
+    t = options.ack_timeout
+    starts = []
+
+    def three_resends():
+        starts[:] = [b.at for b in kit.batches if b.at >= since and b.after == watermark]
+        return len(starts) >= 4    # the first send of seq W+1, then three re-sends of it
+
+    if not kit.wait(three_resends, 2 * t + 4 * t + 8 * t + 15):
+        raise Failed("acks withheld: %d re-sends from seq %d in %.0fs; expected three, after about %.0f, %.0f and "
+                     "%.0fs" % (max(0, len(starts) - 1), watermark + 1, 14 * t + 15, t, 2 * t, 4 * t))
+    gaps = [b - a for a, b in zip(starts, starts[1:4])]
+    _settle(kit)
+    if not (gaps[1] >= 1.5 * t and gaps[2] >= 3 * t):
+        raise Failed("re-sends without an ack came %s s apart: no back-off (expected about %.0f, %.0f, %.0f s)"
+                     % (", ".join("%.1f" % g for g in gaps), t, 2 * t, 4 * t))
+    return "re-sends %s s apart, doubling" % ", ".join("%.1f" % g for g in gaps)
 
 
 def acks_duplicated(kit, options):
@@ -417,6 +445,7 @@ def config_bad_mac(kit, options):
 # (name, what it checks, the option it needs or None, function)
 SCENARIOS = [
     ("acks-withheld", "no ack: re-send from the watermark, a PUBACK moves nothing", None, acks_withheld),
+    ("no-ack-backoff", "no ack for long: re-sends back off, doubling", None, no_ack_backoff),
     ("acks-duplicated", "the same ack four times", None, acks_duplicated),
     ("acks-out-of-order", "an older ack after a newer one", None, acks_out_of_order),
     ("ack-beyond-head", "an ack beyond the terminal's head", None, ack_beyond_head),
@@ -437,6 +466,7 @@ NAMES = [name for name, _, _, _ in SCENARIOS]
 # What each scenario checks, for the table (Simplified Chinese first, like every screen of the project).
 ZH = {
     "acks-withheld": "不回确认：从水位重发，代理的 PUBACK 不算确认",
+    "no-ack-backoff": "长时间无确认：重发间隔加倍退避",
     "acks-duplicated": "同一确认重复四次",
     "acks-out-of-order": "旧确认晚于新确认到达",
     "ack-beyond-head": "确认序号超过终端最新记录",
@@ -471,6 +501,9 @@ def run_one(kit, options, name):
         detail, outcome = str(err), FAIL
     except subprocess.TimeoutExpired as err:
         detail, outcome = "command did not finish: %s" % shlex.quote(str(err.cmd)), FAIL
+    finally:
+        with kit.cond:
+            kit.acking = True   # a scenario that failed half-way must not leave the next one without acks
     with kit.cond:
         new = kit.violations[before:]
     if new:

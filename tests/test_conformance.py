@@ -156,7 +156,7 @@ def test_the_project_s_pi_terminal_passes_every_scenario(bench):
     assert b.control.done == ["restart-broker", "restart-terminal"]   # the restarts really happened
 
 
-UPLINK_SCENARIOS = ["acks-withheld", "acks-duplicated", "acks-out-of-order", "ack-beyond-head", "hole-reported",
+UPLINK_SCENARIOS = ["acks-withheld", "no-ack-backoff", "acks-duplicated", "acks-out-of-order", "ack-beyond-head", "hole-reported",
                     "forged-acks", "broker-restart", "terminal-restart"]
 CONFIG_SCENARIOS = ["config-chunks", "config-repeated", "config-bad-mac"]
 
