@@ -374,7 +374,7 @@ def auth_bad_mac(kit, options):
     request, record = _one_request(kit, forged)
     body = record["body"]
     if body.get("auth") == auth_id or body.get("mode") != "offline":
-        raise Failed("an approval with a bad MAC was answered; record seq %d has mode %s, auth %s"
+        raise Failed("an approval with a bad MAC was used: record seq %d has mode %s, auth %s"
                      % (record["seq"], body.get("mode"), body.get("auth")))
     return "approval with a bad MAC ignored: decided offline (seq %d)" % record["seq"]
 

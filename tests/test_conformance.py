@@ -205,6 +205,16 @@ def test_a_terminal_that_reuses_a_seq_after_a_restart_fails(bench):
     assert rows["whole-run"][0] == "FAIL", proc.stdout
 
 
+@pytest.mark.slow
+def test_a_terminal_that_never_checks_answer_and_config_macs_fails(bench):
+    b = bench("unchecked-macs")
+    proc, rows = b.kit("--scenarios", "auth-answered,auth-bad-mac,config-chunks,config-bad-mac", restarts=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert rows["auth-answered"][0] == "PASS" and rows["config-chunks"][0] == "PASS", proc.stdout
+    assert rows["auth-bad-mac"][0] == "FAIL" and "bad MAC was used" in rows["auth-bad-mac"][1], proc.stdout
+    assert rows["config-bad-mac"][0] == "FAIL" and "was accepted" in rows["config-bad-mac"][1], proc.stdout
+
+
 def test_a_restart_scenario_without_its_command_is_not_run_and_says_so(bench):
     b = bench()
     proc, rows = b.kit("--scenarios", "broker-restart,terminal-restart", restarts=False, timeout=120)

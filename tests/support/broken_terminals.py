@@ -11,15 +11,21 @@ verdict can only come from that mistake.
   restart, dropping the rows nobody acknowledged, as a terminal does whose
   outbox lives in memory: a seq the gateway may already hold comes back with
   other content.
+- `unchecked-macs` (`UncheckedAuthClient` and `UncheckedConfigReceiver`):
+  parses authorization answers and config messages but never checks their
+  MACs, so anyone who can publish on its topics approves its sales and
+  rewrites its configuration.
 """
 
 from __future__ import annotations
 
 import json
 
+from firmware.authclient import AuthClient
 from firmware.ledger import Ledger
+from firmware.sync import ConfigReceiver
 from firmware.uplink import Uplink
-from protocols import envelope
+from protocols import authz, configsync, envelope
 
 
 class PubackUplink(Uplink):
@@ -56,12 +62,35 @@ class SeqFromWatermarkLedger(Ledger):
         self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('head', ?)", [self._head_digest])
 
 
-BROKEN = {"puback-watermark": ("Uplink", PubackUplink), "seq-reuse": ("Ledger", SeqFromWatermarkLedger)}
+class UncheckedAuthClient(AuthClient):
+    def on_message(self, payload: bytes) -> None:
+        response = authz._parse(payload, authz.RESPONSE, "response")   # the mistake: no MAC check
+        with self._lock:
+            slot = self._pending.get(response["id"])
+        if slot is not None:
+            slot[1] = response
+            slot[0].set()
+
+
+class UncheckedConfigReceiver(ConfigReceiver):
+    def on_message(self, payload: bytes) -> None:
+        message = configsync.envelope.parse_json(payload, configsync.MAX_CONFIG_BYTES, configsync.Invalid)
+        if message.get("kind") != "chunk":
+            return
+        done = self._assembler.add(message)   # the mistake: no MAC check
+        if done is not None:
+            name, version, content = done
+            self.store.apply_section(name, version, content)
+            self._on_change(name)
+
+
+BROKEN = {"puback-watermark": [("Uplink", PubackUplink)], "seq-reuse": [("Ledger", SeqFromWatermarkLedger)],
+          "unchecked-macs": [("AuthClient", UncheckedAuthClient), ("ConfigReceiver", UncheckedConfigReceiver)]}
 
 
 def install(name: str) -> None:
-    """Swap the broken part into the agent (in this process only)."""
+    """Swap the broken part(s) into the agent (in this process only)."""
     import firmware.agent
 
-    attribute, cls = BROKEN[name]
-    setattr(firmware.agent, attribute, cls)
+    for attribute, cls in BROKEN[name]:
+        setattr(firmware.agent, attribute, cls)
