@@ -96,7 +96,7 @@ class Counter:
         sale names none (a card-only counter sells by product)."""
         if not isinstance(items, list) or not 0 < len(items) <= 100:
             raise ValueError("cart_line_invalid")
-        data = self.store.section("catalogue") or {"products": {}}
+        data = self.store.section("catalogue") or _shipped_catalogue()
         cart = []
         for item in items:
             if not isinstance(item, dict):
@@ -147,24 +147,41 @@ class Counter:
         except authz.Invalid as err:
             self._log("authorization response refused: %s" % err.code)
             return
-        if response["terminal"] == self.terminal:
+        if response["terminal"] == self.terminal and response["id"] == self._awaiting:
             self._pending[response["id"]] = response
+        # else: a late answer to a request already decided offline; the gateway
+        # matches it to that sale's record by sale_id, nothing to do here
+
+    _awaiting = None
 
     def _authorize(self, sale_id, subject, card_no, cart, proof):
         import time
         if not self.session.connected:
             return None
-        request_id = "%016x" % random.getrandbits(32) + "%08x" % random.getrandbits(32)
-        request_id = request_id[-16:]
+        request_id = "%08x%08x" % (random.getrandbits(32), random.getrandbits(32))
         payload = authz.encode_request(self._key, self.terminal, request_id, sale_id, self.wall_ms(), subject,
                                        "card", cart, card=card_no, clerk=self.clerk, proof=proof)
         deadline = time.ticks_add(time.ticks_ms(), self.deadline_ms)
+        self._pending = {}
+        self._awaiting = request_id
+        try:
+            return self._await(request_id, sale_id, payload, deadline)
+        finally:
+            self._awaiting = None
+            self._pending = {}
+
+    def _await(self, request_id, sale_id, payload, deadline):
+        import time
         if not self.session.publish(self._req_topic, payload):
             return None
         while time.ticks_diff(deadline, time.ticks_ms()) > 0:
             self.session.poll()
             if request_id in self._pending:
-                return self._pending.pop(request_id)
+                response = self._pending.pop(request_id)
+                if response["sale_id"] == sale_id:
+                    return response
+                # a genuine answer, but about another sale: it must not decide this one
+                self._log("authorization answer for another sale ignored sale=%s" % response["sale_id"])
             if not self.session.connected:
                 return None
             time.sleep_ms(5)
@@ -293,3 +310,13 @@ class Counter:
             self.board.display.show(["拒绝 REFUSED", reasons.text(what, "en")[:16]])
         self.board.signal(approved)
         return approved, what
+
+
+def _shipped_catalogue():
+    """The sample catalogue shipped with protocols/, for choosing products
+    before the first sync (as the Pi counter scans with it); deciding offline
+    still needs the synced one (`offline_no_config`)."""
+    try:
+        return _catalogue.load()
+    except (OSError, ValueError, reasons.ReasonError):
+        return {"products": {}}

@@ -35,6 +35,8 @@ _paths()
 
 import gc  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
+import random  # noqa: E402
 import select  # noqa: E402
 import time  # noqa: E402
 
@@ -159,6 +161,9 @@ class Terminal:
 
 
 def main(argv):
+    # sale and request ids draw on `random`: seeded from the OS, so a restarted
+    # terminal never repeats the ids of its previous run
+    random.seed(int.from_bytes(os.urandom(4), "little"))
     try:
         args = _args(argv)
         config = settings.load(args["config"])

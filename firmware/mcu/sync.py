@@ -91,9 +91,13 @@ class ConfigStore:
             if name in SKIPPED:
                 self.announced[name] = m["version"]
             return
+        if m["version"] == self._versions.get(name) and name not in self._partial:
+            return                               # the version it runs, pushed again: stored once
         key = (m["version"], m["digest"], m["count"])
         held = self._partial.get(name)
-        if m["index"] == 0 or held is None or held[0] != key or held[1] != m["index"]:
+        if held is not None and held[0] == key and m["index"] < held[1]:
+            return                               # a chunk it already has, delivered twice
+        if held is None or held[0] != key or held[1] != m["index"]:
             if m["index"] != 0:
                 self._partial.pop(name, None)   # out of order: wait for the next push from chunk 0
                 return

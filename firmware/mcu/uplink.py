@@ -3,6 +3,12 @@ batches, QoS 1; the watermark moves only on the gateway's MACed, cumulative,
 end-to-end ack (docs/protocol.md "Acks"), never on a PUBACK, exactly as the Pi
 terminal's firmware/uplink.py.
 
+When no ack comes (docs/protocol.md "When no ack comes"): the n-th re-send in
+a row that brought no progress waits `ack_timeout` x 2^n, at most RESEND_MAX_S;
+an ack that moves the watermark starts again at `ack_timeout`; after three
+unanswered re-sends the uplink calls itself stalled (logged, `stalled`), and
+never gives up.
+
 Single-threaded, as MicroPython on a board is: `step()` is called from the
 main loop between sales. Flow control as on the Pi: at most `window` records in
 flight beyond the watermark; no ack progress for `ack_timeout` seconds, or an
@@ -19,6 +25,9 @@ versions) on connect and every `heartbeat` seconds; the last will says
 import time
 
 from protocols import envelope, topics
+
+RESEND_MAX_S = 60
+STALLED_AFTER = 3
 
 
 class Uplink:
@@ -42,6 +51,8 @@ class Uplink:
         self.sent_batches = 0
         self.resends = 0
         self.refused_acks = 0
+        self._misses = 0             # re-sends in a row that brought no progress
+        self.stalled = False
         self._up = topics.topic(self.terminal, topics.UP)
         self._status = topics.topic(self.terminal, topics.STATUS)
         session.subscribe(topics.topic(self.terminal, topics.ACK), self.on_ack)
@@ -80,6 +91,10 @@ class Uplink:
             return
         if self.ledger.mark_acked(upto):
             self._last_progress = time.ticks_ms()
+            self._misses = 0
+            if self.stalled:
+                self.stalled = False
+                self._log("uplink moving again acked=%d" % upto)
         if seen is not None and seen > upto and upto != self._last_hole and self.cursor > upto:
             self._last_hole = upto
             self.cursor = max(upto, self.ledger.acked)
@@ -94,9 +109,14 @@ class Uplink:
         acked = self.ledger.acked
         if self.cursor < acked:
             self.cursor = acked
-        if self.cursor > acked and time.ticks_diff(now, self._last_progress) > self.ack_timeout_ms:
+        wait = min(self.ack_timeout_ms << min(self._misses, 16), RESEND_MAX_S * 1000)
+        if self.cursor > acked and time.ticks_diff(now, self._last_progress) > wait:
             self._log("no ack progress, re-sending from %d" % (acked + 1))
             self.resends += 1
+            self._misses += 1
+            if self._misses >= STALLED_AFTER and not self.stalled:
+                self.stalled = True
+                self._log("uplink stalled acked=%d head=%d" % (acked, self.ledger.head))
             self.cursor = acked
             self._last_progress = now
         while self.session.connected and self.cursor - self.ledger.acked < self.window:
