@@ -102,8 +102,11 @@ def test_sigkill_mid_upload_then_restart_loses_nothing_and_duplicates_nothing(di
     assert len(d.terminal.approved) == 12
     wait_for(lambda: "batch sent after=8 upto=12" in d.terminal.log.read_text(errors="replace"), 30,
              "the last batch on the broker (PUBACKed)")
+    online = d.retained_status()
+    assert online["state"] == "online" and {"catalogue", "params", "balances"} <= set(online["versions"])
     d.terminal.kill()
     assert d.ledger_state().get("acked", 0) == 0   # in flight, not acknowledged
+    wait_for(lambda: (d.retained_status() or {}).get("state") == "offline", 30, "the last will")
     d.gateway.start().wait_subscribed()
     wait_for(lambda: len(d.stored()) == 12, 60, "the batches the broker held, stored without the terminal")
     d.terminal.start()

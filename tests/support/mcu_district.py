@@ -122,6 +122,35 @@ class McuDistrict:
             conn.close()
         return [json.loads(text) for (text,) in rows]
 
+    def retained_status(self, timeout: float = 5.0) -> dict | None:
+        """The terminal's retained status (online with versions, or its last
+        will), read as the gateway's broker user."""
+        import threading
+
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        from protocols import envelope, topics
+        got: list[bytes] = []
+        done = threading.Event()
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="probe-status", protocol=mqtt.MQTTv311)
+        client.username_pw_set(fleet.GATEWAY_USER, GATEWAY_PASSWORD)
+        client.on_connect = lambda c, u, f, rc, p: c.subscribe(topics.topic(self.name, topics.STATUS), qos=1)
+
+        def on_message(c, u, message):
+            if message.retain:
+                got.append(message.payload)
+                done.set()
+        client.on_message = on_message
+        client.connect("127.0.0.1", self.broker.port)
+        client.loop_start()
+        try:
+            done.wait(timeout)
+        finally:
+            client.loop_stop()
+            client.disconnect()
+        return envelope.decode_status(got[0]) if got else None
+
     def wait_config(self, timeout: float = 60) -> None:
         wanted = ("catalogue", "params", "subjects", "balances", "revocations", "shop")
         config = self.root / "flash" / "config"
