@@ -18,6 +18,7 @@ from firmware.voice import PROMPTS
 from firmware.kiosk import Clerk, Kiosk, KioskSettings, pin_hash
 from tests.support import face_images as fi
 from tests.support.face_images import face_images, face_pipeline  # noqa: F401
+from tests.test_terminal_ui import browser, page, shop  # noqa: F401
 from simulator.processes import wait_for
 from tests.test_offline_counter import KEY, sync
 
@@ -99,3 +100,30 @@ def test_a_stranger_is_refused_at_once_not_retried(tmp_path, face_pipeline, imag
         assert said(kiosk) == ["不能购买。未找到匹配的登记人员，请刷卡"]
     finally:
         kiosk.stop()
+
+
+def test_the_clerks_screen_shows_the_hint_while_the_kiosk_keeps_trying(shop, page, tmp_path):
+    """The real agent and kiosk page in Chromium: the farmer stands too far back,
+    the face button's box says 请靠近一点 while the check goes on; he steps up and
+    the same check identifies him, no second press."""
+    from tests.test_terminal_ui import shot, sign_in
+
+    sign_in(page, shop.pin)
+    assert shop.enrol_face("S-0001", fi.path("obama2.jpg"))["imported"] == 1
+    wait_for(lambda: shop.gallery_subjects() >= 1, 60, "the terminal's face gallery with S-0001")
+    page.wait_for_selector("[data-testid=screen-idle]")
+    shop.show_camera(fi.path("astronaut.png"))      # a first check loads the face models in the agent
+    page.click("[data-testid=face-check]")
+    page.wait_for_selector("[data-testid=face-outcome][data-code=face_no_match]", timeout=60_000)
+
+    far = tmp_path / "far.png"
+    cv2.imwrite(str(far), cv2.cvtColor(fi.too_small(), cv2.COLOR_RGB2BGR))
+    shop.show_camera(far)
+    page.click("[data-testid=face-check]")
+    page.wait_for_selector("[data-testid=face-hint][data-code=face_too_small]", timeout=10_000)
+    assert page.inner_text("[data-testid=face-hint]") == "请靠近一点：人脸太小"
+    assert page.get_attribute("[data-testid=face-check]", "data-busy") == "1"   # still trying
+    shot(page, "face-hint")
+    shop.show_camera(fi.path("obama.jpg"))          # he steps up
+    page.wait_for_selector("[data-testid=subject-id][data-method=face]", timeout=30_000)
+    assert page.locator("[data-testid=face-hint]").count() == 0
