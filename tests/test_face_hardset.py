@@ -68,3 +68,40 @@ def test_the_very_image_enrolled_is_identified_as_its_person(face_pipeline):
         if result.subject != person:
             wrong.append((person, result))
     assert wrong == []
+
+
+def test_the_cli_identifies_the_photo_it_enrolled_and_its_dimmer_and_upscaled_copies(tmp_path, face_pipeline):
+    """The issue's own steps: `python -m firmware face enroll` on a face cut from
+    a group photo and upscaled, then `identify` on the same file, a dimmer copy
+    and a copy from a 36-px camera. The code before refused all three as blurred
+    (and the enrolment too, for this face)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import cv2
+    import numpy as np
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "config"), PYTHONPATH=str(root))
+    env.pop("AGRI_QUOTA_FACE_KEY_FILE", None)
+    image, box = hs.base_crop(*hs.PEOPLE["t1-second"][0])
+    files = {"base": image, "dim": hs.dim(image, box, np.random.default_rng(3)),
+             "low_res": hs.low_res(image, box, None)}
+    for name, rgb in files.items():
+        cv2.imwrite(str(tmp_path / (name + ".png")), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+    def face(*args):
+        proc = subprocess.run([sys.executable, "-m", "firmware", "face", *map(str, args)], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    gallery = tmp_path / "shop.gallery"
+    enrolled = face("enroll", "--gallery", gallery, "--subject", "330110-0002", "--image", tmp_path / "base.png")
+    assert enrolled["enrolled"] == 1, enrolled
+    for name in files:
+        found = face("identify", "--gallery", gallery, "--image", tmp_path / (name + ".png"))
+        assert found["subject"] == "330110-0002", (name, found)
