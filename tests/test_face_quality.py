@@ -15,6 +15,12 @@ from tests.support import face_hardset as hs
 from tests.support import face_images as fi
 from tests.support.face_images import face_images, face_pipeline  # noqa: F401
 
+# The first test to run builds the harder set's encodings (and the reference
+# library's) for the whole process, and on a fresh machine fetches its photos
+# with pip: minutes on a busy 2-CPU machine, past the suite's 300 s default.
+pytestmark = pytest.mark.timeout(900)
+
+
 
 def face_of(image, box):
     return quality.crop(quality.luma(image), box)
