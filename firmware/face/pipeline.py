@@ -6,13 +6,14 @@ encoder's input is fixed by the five landmarks, and those depend on the face box
 the detector gives, so the box is found the way the reference finds it: dlib's HOG
 detector on the full-resolution frame, upsampled once. An earlier pipeline
 detected on a 320-px copy to save time; its boxes sit on another level of the
-detector's image pyramid, moved the encoding by up to 0.1, and on upscaled faces
-much more. On a 640x480 counter frame the full pass costs ~90 ms of the 250 ms
-budget (bench/bench_face.py).
+detector's image pyramid and moved the encoding by up to 0.1 on the test photos.
+On a 640x480 counter frame the full pass costs ~100 ms of the 250 ms budget
+(bench/bench_face.py).
 
-Where the project deliberately differs from the reference, each difference only
-ever turns a refusal into a usable capture, never changes an encoding the
-reference would make (docs/face.md measures what each one buys):
+Where the project deliberately differs from the reference, it finds a face where
+the reference finds none, or prefers a confident face to a larger doubtful one;
+on the test images this changed no encoding the reference makes
+(tests/test_face_parity.py; docs/face.md measures what each difference buys):
 - no face at all: the frame is searched again turned by +-`rotation_retry`
   degrees, because the HOG detector misses heads tilted by more than ~10 degrees
   (a farmer leaning over the counter); the encoder aligns the face itself, so the
