@@ -96,7 +96,8 @@ class Counter:
         sale names none (a card-only counter sells by product)."""
         if not isinstance(items, list) or not 0 < len(items) <= 100:
             raise ValueError("cart_line_invalid")
-        data = self.store.section("catalogue") or _shipped_catalogue()
+        wanted = [item.get("product") for item in items if isinstance(item, dict)]
+        data = self.store.catalogue_for(wanted) or _shipped_catalogue()
         cart = []
         for item in items:
             if not isinstance(item, dict):
@@ -241,7 +242,8 @@ class Counter:
 
     def decide_offline(self, subject_id, cart):
         date = self.today()
-        params, data = self.store.section("params"), self.store.section("catalogue")
+        params = self.store.section("params")
+        data = self.store.catalogue_for([line["product"] for line in cart])
         if params is None or data is None:
             return authz.refusal("offline", date, cart, "offline_no_config")
         subject = self.subject(subject_id)

@@ -125,9 +125,77 @@ class ConfigStore:
         os.remove(self._file(name) + ".part")
         self._versions[name] = m["version"]
         self._cache.pop(name, None)
+        if name == "catalogue":
+            self._write_index(m["version"], content)
         self._log("config section %s version %d stored" % (name, m["version"]))
         self.on_change(name)
+
+    # -- the catalogue, a product at a time
+
+    def _write_index(self, version, content):
+        """catalogue.idx: the catalogue one entry a line (a header with the
+        section version and the small fields, then `P<TAB>key<TAB>product` and
+        `I<TAB>name<TAB>ingredient` lines), so a sale reads the entries of its
+        cart's products and nothing else. Written after the section itself; a
+        header of another version (a power cut in between) is not used."""
+        small = {}
+        for key in content:
+            if key not in ("products", "ingredients"):
+                small[key] = content[key]
+        path = "%s/catalogue.idx" % self.dir
+        with open(path + ".new", "w") as f:
+            f.write(json.dumps({"section": version, "fields": small}) + "\n")
+            for kind, table in (("P", content["products"]), ("I", content.get("ingredients", {}))):
+                for key in table:
+                    f.write("%s\t%s\t%s\n" % (kind, key, json.dumps(table[key])))
+            f.flush()
+        os.rename(path + ".new", path)
+
+    def catalogue_for(self, products):
+        """The synced catalogue cut down to `products` and the ingredients they
+        name: everything protocols.policy and protocols.catalogue read for a
+        cart of those products, so the decision is the one the whole catalogue
+        gives. None before the first sync."""
+        version = self._versions.get("catalogue")
+        if version is None:
+            return None
+        try:
+            f = open("%s/catalogue.idx" % self.dir)
+        except OSError:
+            return _subset(self.section("catalogue"), products)
+        with f:
+            head = json.loads(f.readline())
+            if head.get("section") != version:
+                return _subset(self.section("catalogue"), products)
+            out = head["fields"]
+            out["products"], out["ingredients"] = {}, {}
+            wanted = {}
+            for line in f:
+                kind, key, text = line.rstrip("\n").split("\t", 2)
+                if kind == "P" and key in products:
+                    prod = out["products"][key] = json.loads(text)
+                    for name in prod.get("ingredients", {}):
+                        wanted[name] = True
+                elif kind == "I" and key in wanted:
+                    out["ingredients"][key] = json.loads(text)
+        return out
 
     def revoked(self):
         section = self.section("revocations")
         return section["cards"] if section else []
+
+
+def _subset(content, products):
+    out = {}
+    for key in content:
+        if key not in ("products", "ingredients"):
+            out[key] = content[key]
+    out["products"] = {}
+    out["ingredients"] = {}
+    for key in products:
+        prod = content["products"].get(key)
+        if prod is not None:
+            out["products"][key] = prod
+            for name in prod.get("ingredients", {}):
+                out["ingredients"][name] = content["ingredients"][name]
+    return out
