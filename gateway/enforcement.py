@@ -11,7 +11,7 @@ from typing import Callable
 from gateway import quota
 from gateway.authz import AuthService
 from gateway.configpush import ConfigPusher
-from gateway.ingest import Ingest
+from gateway.ingest.writer import Ingest
 from gateway.store import Store
 from protocols import topics
 from protocols.clock import wall_ms as now_ms

@@ -6,12 +6,12 @@ import argparse
 import sys
 
 from gateway import store
-from gateway.store import Store
+from gateway.store import DB_HELP, Store
 
 
 def main(argv, prog):
     parser = argparse.ArgumentParser(prog=prog, description=__doc__)
-    parser.add_argument("--db", required=True)
+    parser.add_argument("--db", required=True, help=DB_HELP)
     parser.add_argument("--terminal", help="only this terminal")
     args = parser.parse_args(argv)
     if not store.is_postgres(args.db) and not store.sqlite_path(args.db).is_file():

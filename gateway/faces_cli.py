@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from gateway import faces, store
+from gateway.store import DB_HELP
 from protocols import facegallery
 
 
@@ -44,7 +45,7 @@ def main(argv, prog):
     rem.add_argument("subjects", nargs="+")
     sub.add_parser("list", help="enrolled subjects")
     for p in (imp, rem, sub.choices["list"]):
-        p.add_argument("--db", required=True, help="gateway database")
+        p.add_argument("--db", required=True, help=DB_HELP)
     args = parser.parse_args(argv)
     try:
         if args.action == "import":

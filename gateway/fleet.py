@@ -8,7 +8,7 @@ Two independent secrets per terminal, because they guard different things: the
 broker password stops a device from publishing on another terminal's topics,
 the record key stops anyone without it (a broker operator included) from
 forging or altering records the gateway will accept. The gateway keeps the
-record key sealed under its master key (gateway/store.py, `KeyVault`) and
+record key sealed under its master key (gateway/store/keys.py, `KeyVault`) and
 only a hash of the password; `provision` returns both in the clear once, for
 the terminal's config, and logs neither.
 """

@@ -7,12 +7,12 @@ import argparse
 import sys
 
 from gateway import grid
-from gateway.store import connect
+from gateway.store import DB_HELP, connect
 
 
 def main(argv, prog):
     parser = argparse.ArgumentParser(prog=prog, description=__doc__)
-    parser.add_argument("--db", required=True)
+    parser.add_argument("--db", required=True, help=DB_HELP)
     sub = parser.add_subparsers(dest="action", required=True)
     imp = sub.add_parser("import", help="import areas and shops from a TOML file")
     imp.add_argument("file")

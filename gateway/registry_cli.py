@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from gateway import quota, registry, store
+from gateway.store import DB_HELP
 from protocols import authz, configsync
 from protocols.clock import wall_ms
 
@@ -54,7 +55,7 @@ def _import_parser(prog: str, what: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=f"import {what}")
     parser.add_argument("action", choices=["import"])
     parser.add_argument("file")
-    parser.add_argument("--db", required=True, help="gateway database (created if missing)")
+    parser.add_argument("--db", required=True, help=DB_HELP)
     return parser
 
 
@@ -76,7 +77,7 @@ def _keys(argv, prog):
                                      "with (authorization requests show the card: docs/protocol.md)")
     parser.add_argument("action", choices=["add", "remove", "list"])
     parser.add_argument("keys", nargs="*", help="Ed25519 public keys, 64 hex digits each")
-    parser.add_argument("--db", required=True)
+    parser.add_argument("--db", required=True, help=DB_HELP)
     args = parser.parse_args(argv)
     if args.action != "list" and not args.keys:
         parser.error(f"{args.action} needs at least one key")
@@ -116,7 +117,7 @@ def _revoke(argv, prog):
     parser = argparse.ArgumentParser(prog=prog, description="revoke subject cards (by card number)")
     parser.add_argument("cards", nargs="+")
     parser.add_argument("--undo", action="store_true", help="take the cards off the list instead")
-    parser.add_argument("--db", required=True)
+    parser.add_argument("--db", required=True, help=DB_HELP)
     args = parser.parse_args(argv)
     conn = _connect(args.db, True)
     cards = set(registry.revocations(conn))
@@ -129,7 +130,7 @@ def _revoke(argv, prog):
 def _balance(argv, prog):
     parser = argparse.ArgumentParser(prog=prog, description="a subject's quota: allowance, used, remaining")
     parser.add_argument("subject")
-    parser.add_argument("--db", required=True)
+    parser.add_argument("--db", required=True, help=DB_HELP)
     parser.add_argument("--date", help="YYYY-MM-DD (default: today, China Standard Time)")
     args = parser.parse_args(argv)
     conn = _connect(args.db, True)

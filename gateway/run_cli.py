@@ -19,7 +19,7 @@ dashboard; they are checked here first (docs/security.md, "Deploying the
 dashboard").
 
 --master-key-file (default $GATEWAY_KEY_FILE; or $GATEWAY_MASTER_KEY) is the
-key the terminals' record keys are sealed under (gateway/store.py, `KeyVault`);
+key the terminals' record keys are sealed under (gateway/store/keys.py, `KeyVault`);
 it is checked against the database before anything starts, and exported as
 $GATEWAY_KEY_FILE to the verifier and writer processes. Without one, a key
 file made next to the database is used, with a warning (docs/security.md,
@@ -34,15 +34,15 @@ import sys
 import threading
 
 from gateway import supervision_runtime
-from gateway.ingest import QUARANTINE_BYTES_PER_HOUR, QUARANTINE_ROWS_PER_HOUR, QuarantineBudget
+from gateway.ingest.writer import QUARANTINE_BYTES_PER_HOUR, QUARANTINE_ROWS_PER_HOUR, QuarantineBudget
 from gateway.service import GatewayService
-from gateway.store import KEY_FILE_ENV, Store
+from gateway.store import DB_HELP, KEY_FILE_ENV, Store
 
 
 def main(argv, prog):
     parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt://HOST:PORT")
-    parser.add_argument("--db", required=True, help="SQLite database (created if missing)")
+    parser.add_argument("--db", required=True, help=DB_HELP)
     parser.add_argument("--username", default=os.environ.get("GATEWAY_MQTT_USERNAME") or "gateway",
                         help="broker user (env GATEWAY_MQTT_USERNAME; default gateway, the user "
                              "`gateway terminal broker-auth` writes)")

@@ -17,8 +17,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.enforcement import Enforcement
-from gateway.ingest import Ingest, QuarantineBudget
-from gateway.ingest_process import IngestProcess
+from gateway.ingest.writer import Ingest, QuarantineBudget
+from gateway.ingest.pipeline import IngestProcess
 from gateway.store import KeyCache, Store
 from protocols import envelope, topics, transport
 
@@ -31,11 +31,11 @@ class GatewayService:
                  ingest_process: bool = False, ca: str | None = None, cert: str | None = None,
                  key: str | None = None, budget: QuarantineBudget = QuarantineBudget()):
         """`ingest_process`: run ingest as a pipeline of child processes
-        (gateway/ingest_process.py), the deployed default; otherwise in this
+        (gateway/ingest/pipeline.py), the deployed default; otherwise in this
         process. `verifiers`: verifier processes (0: verify inline, threads
         mode only, for tests and tools). `ca`, `cert`, `key`: TLS files for an
         mqtts:// broker (protocols/transport.py). `budget`: what each terminal
-        may put into the quarantine an hour (gateway/ingest.py)."""
+        may put into the quarantine an hour (gateway/ingest/writer.py)."""
         self.store = store
         self.broker = broker
         self.connected = threading.Event()

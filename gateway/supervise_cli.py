@@ -12,6 +12,7 @@ import sys
 import threading
 
 from gateway import supervision_runtime
+from gateway.store import DB_HELP
 
 
 def _die_with_parent(parent: int, stop: threading.Event) -> None:
@@ -47,7 +48,7 @@ def _default_username() -> str | None:
 def main(argv, prog):
     parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("--broker", default="mqtt://127.0.0.1:1883")
-    parser.add_argument("--db", required=True)
+    parser.add_argument("--db", required=True, help=DB_HELP)
     parser.add_argument("--username", default=_default_username(),
                         help="broker user (env GATEWAY_SUPERVISE_MQTT_USERNAME, else $GATEWAY_MQTT_USERNAME-supervise): "
                              "never the ingest process's own, whose connection it would take")

@@ -22,13 +22,13 @@ import os
 import sys
 
 from gateway import brokerconf, fleet
-from gateway.store import KEY_FILE_ENV, Store
+from gateway.store import DB_HELP, KEY_FILE_ENV, Store
 from protocols.clock import wall_ms
 
 
 def main(argv, prog):
     parser = argparse.ArgumentParser(prog=prog, description=__doc__)
-    parser.add_argument("--db", required=True)
+    parser.add_argument("--db", required=True, help=DB_HELP)
     parser.add_argument("--master-key-file", default=os.environ.get(KEY_FILE_ENV) or None,
                         help=f"file holding the master key the record keys are sealed under (env {KEY_FILE_ENV}; "
                              "default: gateway-master.key next to --db)")

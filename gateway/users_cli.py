@@ -19,13 +19,13 @@ import os
 import sys
 
 from gateway import users
-from gateway.store import connect
+from gateway.store import DB_HELP, connect
 from protocols.clock import wall_ms
 
 
 def main(argv, prog):
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--db", required=True)
+    parser.add_argument("--db", required=True, help=DB_HELP)
     sub = parser.add_subparsers(dest="action", required=True)
     add = sub.add_parser("add", help="add a user (or reset an existing user's role, area and password, "
                                      "which ends its sessions)")

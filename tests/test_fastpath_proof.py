@@ -13,7 +13,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import gateway.fastpath as fp
+import gateway.ingest.fastpath as fp
 from gateway.verify import Batch, check_batch
 from protocols import authz, envelope
 from tests.records_factory import KEY

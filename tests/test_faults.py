@@ -156,15 +156,15 @@ def _children(pid: int, pattern: str) -> list[int]:
 
 
 def test_ingest_process_killed_mid_stream_loses_nothing(district_factory):
-    """The gateway's ingest child (gateway/ingest_process.py) dies with records
+    """The gateway's ingest child (gateway/ingest/pipeline.py) dies with records
     in flight: the network process starts a new one, terminals re-send what was
     never acknowledged, and nothing is lost or stored twice."""
     d = district_factory(terminals=2, rate=40, count=0)
     d.wait_selling(150)
-    (child,) = wait_for(lambda: _children(d.gateway.proc.pid, "gateway.ingest_process"), 20, "the ingest process")
+    (child,) = wait_for(lambda: _children(d.gateway.proc.pid, "gateway.ingest.pipeline"), 20, "the ingest process")
     os.kill(child, signal.SIGKILL)
     d.wait_selling(d.approved() + 120)
-    wait_for(lambda: [p for p in _children(d.gateway.proc.pid, "gateway.ingest_process") if p != child],
+    wait_for(lambda: [p for p in _children(d.gateway.proc.pid, "gateway.ingest.pipeline") if p != child],
              20, "a new ingest process")
     d.stop_selling()
     d.wait_synced()

@@ -25,8 +25,8 @@ from firmware.face import devicekey
 from firmware.face import gallery as gallery_file
 from firmware.ledger import Ledger
 from gateway.fleet import provision
-from gateway.ingest import Ingest
-from gateway.ingest_process import IngestProcess
+from gateway.ingest.writer import Ingest
+from gateway.ingest.pipeline import IngestProcess
 from gateway.store import (AUTO_KEY_FILE, KEY_FILE_ENV, MASTER_KEY_ENV, SEALED_PREFIX, KeyCache, MasterKeyError, Store,
                            connect)
 from protocols import envelope, topics

@@ -7,7 +7,7 @@ import pytest
 
 from gateway.fleet import provision
 from gateway.follow import Follower
-from gateway.ingest import Ingest
+from gateway.ingest.writer import Ingest
 from gateway.store import Store
 from tests.records_factory import KEY, batch, chain
 

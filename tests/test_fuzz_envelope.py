@@ -114,7 +114,7 @@ def test_deeply_nested_json_is_rejected_not_crashing():
 
 # ---- the fast path decides exactly as the general path
 
-from gateway.fastpath import check_batch_fast  # noqa: E402
+from gateway.ingest.fastpath import check_batch_fast  # noqa: E402
 
 
 @settings(max_examples=300)
@@ -141,7 +141,7 @@ def test_fast_path_agrees_on_arbitrary_bytes(payload):
 
 
 def test_fast_path_takes_honest_batches_without_falling_back(monkeypatch):
-    import gateway.fastpath as fp
+    import gateway.ingest.fastpath as fp
 
     def no_fallback(*args):
         raise AssertionError("fell back to the general path")
@@ -211,7 +211,7 @@ def test_fast_path_record_mac_is_hmac_sha256_for_any_key_length(key, record_byte
     import hashlib
     import hmac
 
-    from gateway.fastpath import _Hmac
+    from gateway.ingest.fastpath import _Hmac
 
     expected = hmac.new(key, envelope.RECORD_MAC_PREFIX + record_bytes, hashlib.sha256).hexdigest()
     assert _Hmac(key).hexdigest(record_bytes) == expected == envelope.mac(key, record_bytes)

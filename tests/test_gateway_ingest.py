@@ -4,7 +4,7 @@ alerted, nothing that fails verification dropped."""
 import pytest
 
 from gateway.fleet import provision
-from gateway.ingest import Ingest, Progress
+from gateway.ingest.writer import Ingest, Progress
 from gateway.store import Store
 from protocols import envelope
 from tests.records_factory import KEY, batch, chain

@@ -19,8 +19,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.fleet import provision
-from gateway.ingest import QUARANTINE_BYTES_PER_HOUR, SEQ_WINDOW, Ingest, QuarantineBudget
-from gateway.ingest_process import IngestProcess
+from gateway.ingest.writer import QUARANTINE_BYTES_PER_HOUR, SEQ_WINDOW, Ingest, QuarantineBudget
+from gateway.ingest.pipeline import IngestProcess
 from gateway.store import KeyCache, Store
 from protocols import envelope, topics
 from simulator.broker import Mosquitto
@@ -40,7 +40,7 @@ def nested_batch(terminal: str) -> bytes:
 class Pipeline:
     """One ingest topology, driven as the network thread drives it."""
 
-    def __init__(self, tmp_path, kind: str, verifiers: int = 2, module: str = "gateway.verifier", **options):
+    def __init__(self, tmp_path, kind: str, verifiers: int = 2, module: str = "gateway.ingest.verifier", **options):
         self.store = Store(tmp_path / "gw.db")
         for name in ("T1", "T2"):
             provision(self.store, name, "shop", 0, key_hex=KEY.hex())

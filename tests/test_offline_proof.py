@@ -23,7 +23,7 @@ import pytest
 from firmware.counter import Cart, Identity
 from gateway import faces, quota, registry
 from gateway.fleet import provision
-from gateway.ingest import Ingest
+from gateway.ingest.writer import Ingest
 from gateway.rules import config, engine, make_event
 from gateway.store import Store
 from protocols import authz, card, configsync, envelope

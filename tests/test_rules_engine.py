@@ -7,7 +7,7 @@ import pytest
 
 from gateway import grid, registry
 from gateway.fleet import provision
-from gateway.ingest import Ingest
+from gateway.ingest.writer import Ingest
 from gateway.rules import config
 from gateway.rules.engine import RecordHook, Sweeper
 from gateway.store import Store

@@ -16,7 +16,7 @@ import pytest
 
 from gateway import cases, grid, quota, store, users
 from gateway.follow import Follower
-from gateway.ingest import Ingest
+from gateway.ingest.writer import Ingest
 from gateway.store import migrations
 from tests.support.supervision import KEY, Chain, sale_body
 

@@ -7,10 +7,10 @@ turns on the GIL and none runs at full speed. Here each stage is a process:
 - the network process (the gateway's main process) only frames each raw
   message onto the verifier's stdin, and publishes the acks the writer
   sends back;
-- the verifiers (`python -m gateway.verifier DB`, `--verifiers` of them)
+- the verifiers (`python -m gateway.ingest.verifier DB`, `--verifiers` of them)
   parse and check the messages (pure CPU) and write the verified items,
   as msgpack, straight into a pipe the writer reads;
-- the writer (`python -m gateway.ingest_process DB FDS`) is one thread: it
+- the writer (`python -m gateway.ingest.pipeline DB FDS`) is one thread: it
   reads whatever is waiting on its pipes, stores it in one transaction
   (`Ingest.process`), and writes one small frame per acknowledgement.
 
@@ -18,7 +18,7 @@ A terminal's messages always go through the same verifier, so the writer sees
 them in arrival order. If a verifier dies, only that verifier is replaced: the
 network process hands the writer the new one's pipe (over a Unix socket) and
 sends the new one what the dead one had not answered, the message it died on
-alone (gateway/verifier.py), so other terminals lose no more than a moment and
+alone (gateway/ingest/verifier.py), so other terminals lose no more than a moment and
 a message that kills verifiers ends in the quarantine. If the writer dies,
 whatever was not committed was never acknowledged, so terminals send it again;
 the network process starts a fresh pipeline, and the writer reloads its state
@@ -41,12 +41,12 @@ import zlib
 from pathlib import Path
 from typing import Callable
 
-from gateway.verifier import _LEN, _STATUS, _UP, MODULE, Verifier, _Frames, _frame, _unframe
+from gateway.ingest.verifier import _LEN, _STATUS, _UP, MODULE, Verifier, _Frames, _frame, _unframe
 from protocols import topics
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 _ACK = struct.Struct("!QQ")  # upto, seen + 1 (0: no seen)
 
 
@@ -54,7 +54,8 @@ def writer_main(db_path: str, control_fd: int, budget=None) -> None:
     """The writer stage: verified items in (one pipe per verifier, each
     handed over on the control socket), acks out (stdout). Ends when the
     control socket and every pipe it handed over are closed."""
-    from gateway.ingest import Ingest, QuarantineBudget, decode_verified
+    from gateway.ingest.verified import decode_verified
+    from gateway.ingest.writer import Ingest, QuarantineBudget
     from gateway.store import Store
 
     out_fd = sys.stdout.fileno()
@@ -131,7 +132,7 @@ class IngestProcess:
         self.publish_ack = publish_ack
         self.key_for = key_for  # the authorization service checks MACs in this process
         self.count = max(1, verifiers)
-        self.budget = budget  # gateway.ingest.QuarantineBudget, None for its defaults
+        self.budget = budget  # gateway.ingest.writer.QuarantineBudget, None for its defaults
         self.verifier_module = verifier_module  # tests run the verifiers with a failpoint
         self._lock = threading.Lock()
         self._verifiers: list[Verifier] = []
@@ -150,7 +151,7 @@ class IngestProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        args = [sys.executable, "-m", "gateway.ingest_process", self.db_path, "--control", str(theirs.fileno())]
+        args = [sys.executable, "-m", "gateway.ingest.pipeline", self.db_path, "--control", str(theirs.fileno())]
         if self.budget is not None:
             args += ["--quarantine-bytes", str(self.budget.bytes), "--quarantine-rows", str(self.budget.rows)]
         self._writer = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env, bufsize=0,
@@ -281,9 +282,9 @@ class IngestProcess:
 
 
 def main(argv: list[str]) -> None:
-    from gateway.ingest import QUARANTINE_BYTES_PER_HOUR, QUARANTINE_ROWS_PER_HOUR, QuarantineBudget
+    from gateway.ingest.writer import QUARANTINE_BYTES_PER_HOUR, QUARANTINE_ROWS_PER_HOUR, QuarantineBudget
 
-    parser = argparse.ArgumentParser(prog="python -m gateway.ingest_process")
+    parser = argparse.ArgumentParser(prog="python -m gateway.ingest.pipeline")
     parser.add_argument("db")
     parser.add_argument("--control", type=int, required=True, help="Unix socket the verifiers' pipes come on")
     parser.add_argument("--quarantine-bytes", type=int, default=QUARANTINE_BYTES_PER_HOUR)

@@ -8,7 +8,7 @@ verified batches come back to the single writer thread, which owns the
 database. Messages of one terminal always go to the same verifier, so they are
 stored in the order they arrived.
 
-A verifier is a plain child process (`python -m gateway.verifier DB`) talking
+A verifier is a plain child process (`python -m gateway.ingest.verifier DB`) talking
 length-prefixed frames over its stdin and stdout, so it does not depend on how
 the parent was started. It holds no state but a cache of terminal keys read
 from the database, and exits when its stdin closes (the gateway died).
@@ -43,6 +43,9 @@ import zlib
 from pathlib import Path
 from typing import Callable
 
+from gateway.ingest.verified import decode_verified, encode_verified, quarantine_item, verify_message
+from gateway.store import KeyCache, Store
+
 log = logging.getLogger(__name__)
 
 _UP, _STATUS = b"U", b"S"
@@ -57,8 +60,8 @@ _DONE = struct.Struct("=Q")   # at offset 8: the last message whose answer is wr
 _PROGRESS_SIZE = 16
 MAX_HELD = 200_000  # messages kept for a dead verifier until its replacement takes them
 YOUNG = 5.0  # seconds: a verifier dying this soon without beginning a message could not start
-MODULE = "gateway.verifier"
-ROOT = Path(__file__).resolve().parents[1]
+MODULE = "gateway.ingest.verifier"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _frame(kind: bytes, topic: str, payload: bytes) -> bytes:
@@ -112,13 +115,12 @@ def _batch_scheduling() -> None:
         pass
 
 
-def worker_main(db_path: str, progress_fd: int | None = None) -> None:
+def worker_main(db_path: str, progress_fd: int | None = None, verify=verify_message) -> None:
     """The verifier process: raw messages in, verified items out, in order.
     Everything that arrived together is verified and answered in one write.
-    `progress_fd`: the page shared with the parent (see the module's doc)."""
-    from gateway.ingest import encode_verified, quarantine_item, verify_message
-    from gateway.store import KeyCache, Store
-
+    `progress_fd`: the page shared with the parent (see the module's doc).
+    `verify`: the verification stage (a test passes one with a failpoint,
+    tests/support/verifier_failpoints.py)."""
     _batch_scheduling()
 
     key_for = KeyCache(Store(db_path))
@@ -168,7 +170,7 @@ def worker_main(db_path: str, progress_fd: int | None = None) -> None:
                 item = quarantine_item(topic, "verifier_crashed",
                                        "a verifier process died twice while verifying this message", payload)
             else:
-                item = verify_message(kind == _STATUS, topic, payload, key_for)
+                item = verify(kind == _STATUS, topic, payload, key_for)
             items.append(item)
             sources.append((topic, payload))
             if alone:
@@ -300,8 +302,6 @@ class _Worker:
         self.reader.start()
 
     def _collect(self) -> None:
-        from gateway.ingest import decode_verified
-
         frames = _Frames(self.proc.stdout.fileno())
         while True:
             batch = frames.read()
@@ -383,8 +383,6 @@ class VerifierPool:
 
 
 def _crashed(topic: str, payload: bytes):
-    from gateway.ingest import quarantine_item
-
     return quarantine_item(topic, "verifier_crashed", "a verifier process died while verifying this message", payload)
 
 

@@ -37,9 +37,9 @@ import msgspec
 
 from gateway.store import KeyCache, Store, transaction
 from gateway.store.dialect import json_pairs
-from gateway.fastpath import check_batch_fast
 from gateway.follow import Follower
-from gateway.verifier import VerifierPool
+from gateway.ingest.verified import Status, verify_message
+from gateway.ingest.verifier import VerifierPool
 from gateway.verify import Batch, Entry, Rejected
 from protocols import envelope, reasons, topics
 from protocols.clock import wall_ms as now_ms
@@ -63,9 +63,6 @@ QUARANTINE_ROWS_PER_HOUR = 1000              # per terminal; an honest one quara
 
 reasons.register({
     "seq_beyond_window": ("记录序号远超终端已确认的位置", "record seq is far beyond what the terminal has had acknowledged"),
-    "verifier_crashed": ("校验进程处理此消息时两次退出，消息已隔离",
-                         "the verifier process died twice on this message; it is quarantined"),
-    "verify_failed": ("校验此消息时出错，消息已隔离", "verifying this message failed; it is quarantined"),
     "quarantine_budget_exceeded": ("终端本小时的隔离配额已用完，此后只计数",
                                    "the terminal's quarantine budget for this hour is used up; "
                                    "rejects are only counted"),
@@ -117,68 +114,6 @@ class Stats:
     alerts: int = 0
 
 
-class _Status(msgspec.Struct, array_like=True, tag="S"):
-    terminal: str
-    message: dict | None
-
-
-class _Quarantine(msgspec.Struct, array_like=True, tag="Q"):
-    topic: str
-    rejected: Rejected
-    payload: bytes
-
-
-_encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(list[Batch | _Status | _Quarantine])
-
-
-def encode_verified(items: list) -> bytes:
-    """What a verifier process sends the writer: its results, as msgpack."""
-    return _encoder.encode(items)
-
-
-def decode_verified(data: bytes) -> list:
-    return _decoder.decode(data)
-
-
-def quarantine_item(topic: str, reason: str, detail: str, payload: bytes) -> _Quarantine:
-    """A message to be quarantined whole, without looking inside it."""
-    parsed = topics.parse(topic)
-    return _Quarantine(topic, Rejected(parsed[0] if parsed else "", reason, detail), bytes(payload))
-
-
-def verify_message(is_status: bool, topic: str, payload: bytes, key_for) -> object:
-    """Everything done to a message before the writer sees it; pure CPU, so it
-    can run in a verifier process (gateway.verifier) or inline.
-
-    Never raises: whatever a message holds, it comes back verified, or as a
-    rejection with a reason. An exception past the checks (a bug a hostile
-    message found) quarantines that message as `verify_failed` instead of
-    taking the verifier process, or the network thread, down with it."""
-    parsed = topics.parse(topic)
-    terminal = parsed[0] if parsed else ""
-    try:
-        if is_status:
-            try:
-                message = envelope.decode_status(payload)
-            except envelope.Invalid as err:
-                log.warning("bad status terminal=%s: %s", terminal, err)
-                return _Status(terminal, None)
-            if message["terminal"] != terminal or key_for(terminal) is None:
-                return _Status(terminal, None)
-            return _Status(terminal, message)
-        result = check_batch_fast(terminal, payload, key_for)
-        if isinstance(result, Rejected):
-            log.warning("message quarantined topic=%s reason=%s detail=%s", topic, result.reason, result.detail[:200])
-            return _Quarantine(topic, result, bytes(payload))
-        return result
-    except Exception as err:
-        log.exception("verifying a message failed topic=%s", topic)
-        if is_status:
-            return _Status(terminal, None)
-        return quarantine_item(topic, "verify_failed", f"{type(err).__name__}: {err}"[:500], payload)
-
-
 @functools.lru_cache(maxsize=None)
 def _insert_statement(rows: int) -> str:
     return ("INSERT INTO records(terminal, seq, type, time, digest, prev, record, received, rid) VALUES "
@@ -191,7 +126,7 @@ class Ingest:
 
     def __init__(self, store: Store, publish_ack: Callable[[str, int, int | None], None],
                  wall_ms: Callable[[], int] = now_ms, verifiers: int = 0,
-                 budget: QuarantineBudget = QuarantineBudget(), verifier_module: str = "gateway.verifier"):
+                 budget: QuarantineBudget = QuarantineBudget(), verifier_module: str = "gateway.ingest.verifier"):
         self.store = store
         self.budget = budget
         self._spent: dict[str, list] = {}  # terminal -> [hour, rows, bytes, alerted]: its quarantine this hour
@@ -368,7 +303,7 @@ class Ingest:
                             touched.add(item.terminal)
                             if top is not None:
                                 seen[item.terminal] = max(top, seen.get(item.terminal) or 0)
-                        elif isinstance(item, _Status):
+                        elif isinstance(item, Status):
                             m = item.message
                             if m is None:
                                 continue

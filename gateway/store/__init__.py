@@ -9,7 +9,7 @@ package imports no other gateway module: arrows run down only
 (../shared/ARCHITECTURE.md, "The gateway's store and its processes").
 """
 
-from gateway.store.connection import (SqliteConnection, StoreUrlError, close_pools, connect, db_errors,
+from gateway.store.connection import (DB_HELP, SqliteConnection, StoreUrlError, close_pools, connect, db_errors,
                                       describe, is_postgres, sqlite_path)
 from gateway.store.files import SQLITE_SIDE_FILES, private_directory, private_file
 from gateway.store.keys import (AUTO_KEY_FILE, KEY_FILE_ENV, MASTER_KEY_ENV, MASTER_KEY_LEN, SEALED_PREFIX, KeyVault,
@@ -19,7 +19,7 @@ from gateway.store.records import KeyCache, Store
 from gateway.store.tx import lock, savepoint, snapshot, transaction
 
 __all__ = [
-    "AUTO_KEY_FILE", "KEY_FILE_ENV", "MASTER_KEY_ENV", "MASTER_KEY_LEN", "SCHEMA_VERSION", "SEALED_PREFIX",
+    "AUTO_KEY_FILE", "DB_HELP", "KEY_FILE_ENV", "MASTER_KEY_ENV", "MASTER_KEY_LEN", "SCHEMA_VERSION", "SEALED_PREFIX",
     "SQLITE_SIDE_FILES", "KeyCache", "KeyVault", "MasterKeyError", "SqliteConnection", "Store", "StoreUrlError",
     "close_pools", "connect", "db_errors", "describe", "is_postgres", "lock", "parse_master_key", "private_directory", "private_file",
     "savepoint", "snapshot", "sqlite_path", "transaction",

@@ -27,6 +27,8 @@ from gateway.store import migrations
 from gateway.store.files import private_file
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+DB_HELP = ("the gateway database: a SQLite file (PATH or sqlite:///PATH, made if missing) or "
+           "postgresql://USER@HOST:PORT/DBNAME")
 SQLITE_SCHEME = "sqlite:///"
 
 

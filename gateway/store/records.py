@@ -1,6 +1,6 @@
 """The records repository: terminals and their sealed keys, the stored
 records, what was quarantined and the alerts, read back for the CLI, the
-tests and the judges. Ingest owns the write path of records (gateway/ingest.py).
+tests and the judges. Ingest owns the write path of records (gateway/ingest/writer.py).
 
 Key facts the schema keeps (gateway/store/schema.py):
 - `records` has one row per (terminal, seq): a record delivered again is a no-op.
@@ -10,7 +10,7 @@ Key facts the schema keeps (gateway/store/schema.py):
   the middle of a b-tree of whole ~600-byte rows.
 - `quarantine` keeps what failed verification, with the reason and the raw
   bytes: nothing that arrives is silently dropped. Within each terminal's
-  hourly budget (gateway/ingest.py, `QuarantineBudget`); past it,
+  hourly budget (gateway/ingest/writer.py, `QuarantineBudget`); past it,
   `quarantine_dropped` counts the rejects per terminal, hour and reason.
 - `missing` holds sequence ranges a terminal's ledger no longer has (a deleted
   row): they are alerted and accounted for, so the terminal's watermark can move.

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from gateway import grid, users
 from gateway.fleet import provision
-from gateway.ingest import Ingest
+from gateway.ingest.writer import Ingest
 from gateway.rules import config
 from gateway.store import Store
 from gateway.supervision import Supervision

@@ -2,10 +2,10 @@
 
     python -m tests.support.verifier_failpoints DB PROGRESS_FD
 
-runs exactly what `python -m gateway.verifier DB PROGRESS_FD` runs, except
+runs exactly what `python -m gateway.ingest.verifier DB PROGRESS_FD` runs, except
 that a message whose payload holds `HOLD` is held before it is verified: the
 process writes its pid to `DB.held` and waits there, so a test can kill it
-while it holds that very message (gateway/verifier.py: the message a verifier
+while it holds that very message (gateway/ingest/verifier.py: the message a verifier
 died on is sent again alone, then quarantined as `verifier_crashed`). The
 gateway has no switch for it; tests pass this module as `verifier_module`.
 """
@@ -17,7 +17,7 @@ import sys
 import threading
 from pathlib import Path
 
-from gateway import ingest, verifier
+from gateway.ingest import verified, verifier
 
 HOLD = b"HOLD-THE-VERIFIER"
 HOLD_S = 600.0  # longer than any test: the test kills the process first
@@ -29,7 +29,7 @@ def held_path(db: str | Path) -> Path:
 
 def main(argv: list[str]) -> None:
     db, progress_fd = argv[0], int(argv[1])
-    verify = ingest.verify_message
+    verify = verified.verify_message
 
     def verify_message(is_status, topic, payload, key_for):
         if HOLD in payload:
@@ -40,8 +40,7 @@ def main(argv: list[str]) -> None:
             threading.Event().wait(HOLD_S)
         return verify(is_status, topic, payload, key_for)
 
-    ingest.verify_message = verify_message  # worker_main takes it from gateway.ingest when it starts
-    verifier.worker_main(db, progress_fd)
+    verifier.worker_main(db, progress_fd, verify=verify_message)
 
 
 if __name__ == "__main__":

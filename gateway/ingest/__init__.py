@@ -1,0 +1,13 @@
+"""The ingest wing (../shared/ARCHITECTURE.md, "The gateway's store and its
+processes"): network -> verifiers -> writer -> ack, above the store.
+
+- `verified.py`: what a message becomes before the writer sees it, and the
+  wire between verifier processes and the writer;
+- `fastpath.py`: the fast, allocation-light check of a batch;
+- `verifier.py`: the verifier processes and their pool;
+- `writer.py`: the one writer, its group commit and the acks (`Ingest`);
+- `pipeline.py`: the process pipeline `gateway run` starts (`IngestProcess`).
+
+Deliberately empty: `python -m gateway.ingest.verifier` loads only what a
+verifier needs, not the writer's imports.
+"""
