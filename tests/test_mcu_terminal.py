@@ -10,6 +10,8 @@ among them."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 
 import pytest
@@ -133,3 +135,28 @@ def test_torn_ledger_tail_is_marked_and_the_terminal_goes_on(district):
     records = d.ledger_lines()
     assert records[2]["type"] == "event" and records[2]["body"]["code"] == "ledger_torn_tail"
     assert len(d.ledger_state()["torn"]) == 1
+
+
+def test_bad_sale_lines_get_a_clear_error_and_change_nothing(district):
+    d = district
+    for line in ("not json", '{"items": []}', '["card"]'):
+        d.terminal.proc.stdin.write(line.encode() + b"\n")
+        d.terminal.proc.stdin.flush()
+    wait_for(lambda: sum(1 for l in d.terminal.lines if l.startswith("ERROR sale_line_invalid")) == 3, 30,
+             "three ERROR lines")
+    assert d.ledger_lines() == []                 # nothing recorded for what is not a sale
+    refused = d.terminal.sell(d.cards["S-M-0001"], [{"product": "NO-SUCH-PRODUCT", "packs": 1}])
+    assert refused == "REFUSED unknown_product"   # a sale of something unknown: refused, and on the ledger
+    assert [r["type"] for r in d.ledger_lines()] == ["refusal"]
+
+
+def test_a_bad_config_file_is_named_with_its_key(tmp_path):
+    from tests.support import mcu
+    config = tmp_path / "bad.json"
+    config.write_text(json.dumps({"terminal": {"id": "M001", "key": "zz"}, "broker": {"url": "mqtt://127.0.0.1:1"},
+                                  "ledger": {"dir": str(tmp_path / "x")}, "config": {"dir": str(tmp_path / "y")}}))
+    for path, expected in ((config, "terminal.key"), (tmp_path / "missing.json", "cannot read")):
+        proc = subprocess.run([mcu.micropython(), str(mcu.MCU / "main.py"), "--config", str(path)],
+                              capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 2 and expected in proc.stderr and str(path) in proc.stderr, proc.stderr
+    assert not (tmp_path / "x").exists()          # nothing was made

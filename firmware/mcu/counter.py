@@ -18,6 +18,7 @@ ledger keeps refused attempts. Only a full flash records nothing
 
 import json
 import random
+import time
 
 from protocols import authz, catalogue as _catalogue, envelope, policy, reasons, topics  # noqa: F401 (unknown_product)
 from protocols.card import CardRejected, trust_store
@@ -119,7 +120,10 @@ class Counter:
         """The card on the reader, verified: (card, payload, uid)."""
         field = self.board.field
         if field is not None and card_file is not None:
-            field.put(card_file)
+            try:
+                field.put(card_file)
+            except OSError as err:   # the emulator (the farmer's hand) is not there
+                raise CardRejected("card_reader_error", "pn532 field: %s" % err)
         try:
             started = self._ticks()
             try:
@@ -134,10 +138,12 @@ class Counter:
             return found, payload, target.uid
         finally:
             if field is not None and card_file is not None:
-                field.remove()
+                try:
+                    field.remove()
+                except OSError:
+                    pass
 
     def _ticks(self):
-        import time
         return time.ticks_ms()
 
     # -- online
@@ -156,7 +162,6 @@ class Counter:
     _awaiting = None
 
     def _authorize(self, sale_id, subject, card_no, cart, proof):
-        import time
         if not self.session.connected:
             return None
         request_id = "%08x%08x" % (random.getrandbits(32), random.getrandbits(32))
@@ -172,7 +177,6 @@ class Counter:
             self._pending = {}
 
     def _await(self, request_id, sale_id, payload, deadline):
-        import time
         if not self.session.publish(self._req_topic, payload):
             return None
         while time.ticks_diff(deadline, time.ticks_ms()) > 0:

@@ -132,7 +132,12 @@ class Terminal:
         except ValueError as err:
             print("ERROR sale_line_invalid %s" % err)
             return
-        approved, what = self.counter.sell(sale["card"], sale.get("items"), self.cards.get(sale["card"].lower()))
+        try:
+            approved, what = self.counter.sell(sale["card"], sale.get("items"), self.cards.get(sale["card"].lower()))
+        except Exception as err:   # a bug must not take the ledger's uplink down with it
+            sys.print_exception(err, sys.stderr)
+            print("ERROR internal_error %r" % (err,))
+            return
         self._sample()
         print("%s %s" % ("APPROVED" if approved else "REFUSED", what))
         gc.collect()
