@@ -139,10 +139,10 @@ class Terminal:
             print("ERROR internal_error %r" % (err,))
             return
         self._sample()
-        print("%s %s" % ("APPROVED" if approved else "REFUSED", what))
-        gc.collect()
+        gc.collect()   # logged before the result line, so whoever reads the result finds it
         log("mem alloc=%d free=%d peak=%d tap_ms=%s" % (gc.mem_alloc(), gc.mem_free(), self.peak,
                                                           self.counter.last_tap_ms))
+        print("%s %s" % ("APPROVED" if approved else "REFUSED", what))
 
     def run(self, sales=None):
         self.board.display.show(["农资终端 " + self.id, "请刷卡 Tap card"])
