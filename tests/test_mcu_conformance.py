@@ -1,7 +1,7 @@
 """The card-only MicroPython terminal passes the project's conformance kit
 (`python -m protocols conformance`, docs/protocol.md "Conformance kit"): the
-kit plays the gateway on a real Mosquitto (the generated configuration, plain
-listener: the firmware has no TLS yet) against `micropython firmware/mcu/main.py`
+kit plays the gateway on a real Mosquitto (the generated configuration, its
+plain listener; TLS is covered in tests/test_mcu_terminal.py) against `micropython firmware/mcu/main.py`
 selling every half second through its emulated reader, with a real broker
 restart and a real kill -9 of the terminal."""
 

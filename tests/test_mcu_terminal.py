@@ -160,3 +160,19 @@ def test_a_bad_config_file_is_named_with_its_key(tmp_path):
                               capture_output=True, text=True, timeout=30)
         assert proc.returncode == 2 and expected in proc.stderr and str(path) in proc.stderr, proc.stderr
     assert not (tmp_path / "x").exists()          # nothing was made
+
+
+@pytest.mark.parametrize("tls", ["password", "cert"])
+def test_terminal_sells_over_mqtt_over_tls(tmp_path, tls):
+    """On the broker configuration the project generates for deployment: TLS
+    with the broker's certificate checked against the run's CA, and the
+    password or a client certificate (CN = terminal id)."""
+    d = McuDistrict(tmp_path / "district", tls=tls).start()
+    try:
+        d.wait_config()
+        assert sell(d).startswith("APPROVED ")
+        d.wait_acked()
+        d.assert_exactly_once()
+        assert d.ledger_lines()[0]["body"]["mode"] == "online"
+    finally:
+        d.close()

@@ -45,7 +45,7 @@ import clock  # noqa: E402
 import settings  # noqa: E402
 from counter import Counter  # noqa: E402
 from ledger import Ledger  # noqa: E402
-from mqtt import Session  # noqa: E402
+from mqtt import Session, tls_params  # noqa: E402
 from protocols import envelope, topics  # noqa: E402
 from reader import Reader  # noqa: E402
 from sync import ConfigStore  # noqa: E402
@@ -94,10 +94,13 @@ class Terminal:
         b = config["broker"]
         host, port = topics.parse_broker_url(b["url"])
         u = config.get("uplink", {})
+        tls = None
+        if topics.broker_uses_tls(b["url"]):
+            tls = tls_params(host, b["ca"], b.get("cert"), b.get("key"))
         self.session = Session("terminal-" + self.id, host, port, b.get("username", self.id), b.get("password"),
                                topics.topic(self.id, topics.STATUS), envelope.encode_status(self.id, "offline"),
                                keepalive=u.get("keepalive_s", 30), min_backoff=u.get("min_backoff_s", 0.5),
-                               max_backoff=u.get("max_backoff_s", 30), log=log)
+                               max_backoff=u.get("max_backoff_s", 30), log=log, tls=tls)
         self.uplink = Uplink(self.session, self.ledger, key, self.store.versions, batch=u.get("batch", 8),
                              ack_timeout=u.get("ack_timeout_s", 5.0), heartbeat=u.get("heartbeat_s", 60.0),
                              wall_ms=clock.wall_ms, log=log)

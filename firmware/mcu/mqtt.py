@@ -24,7 +24,7 @@ class _TimedSocket:
         self._sock = sock
         self._timeout = timeout
         self.last_read = time.ticks_ms()
-        sock.settimeout(timeout)
+        self._settimeout(timeout)
         try:
             # TCP_NODELAY (IPPROTO_TCP 6, option 1: the constants are not in every
             # port's socket module): a small publish right after another would
@@ -33,9 +33,15 @@ class _TimedSocket:
         except (OSError, AttributeError):
             pass
 
+    def _settimeout(self, timeout):
+        try:
+            self._sock.settimeout(timeout)
+        except AttributeError:    # a TLS socket: blocking it is (the TCP socket under it has the timeout)
+            self._sock.setblocking(True)
+
     def setblocking(self, flag):
         if flag:
-            self._sock.settimeout(self._timeout)
+            self._settimeout(self._timeout)
         else:
             self._sock.setblocking(False)
 
@@ -60,7 +66,10 @@ def _ms():
 
 class Session:
     def __init__(self, client_id, host, port, username, password, will_topic, will_payload,
-                 keepalive=30, min_backoff=0.5, max_backoff=30.0, log=None):
+                 keepalive=30, min_backoff=0.5, max_backoff=30.0, log=None, tls=None):
+        """`tls`: None for mqtt://; for mqtts:// the parameters of ssl.wrap_socket
+        (`tls_params`): the broker checked against the CA, by name."""
+        self.tls = tls
         self.client_id = client_id
         self.host, self.port = host, port
         self.username, self.password = username, password
@@ -90,7 +99,7 @@ class Session:
         if time.ticks_diff(self._next_try, _ms()) > 0:
             return False
         client = MQTTClient(self.client_id, self.host, self.port, self.username, self.password,
-                            keepalive=self.keepalive)
+                            keepalive=self.keepalive, ssl=self.tls is not None, ssl_params=self.tls or {})
         client.set_last_will(self.will[0], self.will[1], retain=True, qos=1)
         client.set_callback(self._dispatch)
         try:
@@ -193,3 +202,27 @@ class Session:
             except OSError:
                 pass
             self.client = None
+
+
+def tls_params(host, ca, cert=None, key=None):
+    """ssl.wrap_socket parameters for an mqtts:// broker: its certificate must
+    chain to `ca` (the project's CA, gateway/pki.py) and name `host`; `cert` and
+    `key` add a client certificate (CN = terminal id) for the certificate
+    listener. The files are read once, here."""
+    import binascii
+    import ssl
+
+    def read(path):
+        """DER bytes of the first PEM block in the file (MicroPython's mbedTLS
+        binding refuses PEM text that is not NUL-terminated), or the file as is."""
+        with open(path, "rb") as f:
+            data = f.read()
+        start = data.find(b"-----BEGIN")
+        if start < 0:
+            return data
+        body = data[data.find(b"\n", start) + 1:data.find(b"-----END", start)]
+        return binascii.a2b_base64(body.replace(b"\n", b"").replace(b"\r", b""))
+    params = {"cert_reqs": ssl.CERT_REQUIRED, "cadata": read(ca), "server_hostname": host}
+    if cert:
+        params["cert"], params["key"] = read(cert), read(key)
+    return params

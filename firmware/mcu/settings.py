@@ -39,6 +39,11 @@ def load(path):
         topics.parse_broker_url(config["broker"]["url"])
     except ValueError as err:
         raise ConfigError("%s: broker.url: %s" % (path, err))
-    if topics.broker_uses_tls(config["broker"]["url"]):
-        raise ConfigError("%s: broker.url: mqtts:// is not supported by this firmware yet (docs/mcu.md)" % path)
+    broker = config["broker"]
+    if topics.broker_uses_tls(broker["url"]) and not broker.get("ca"):
+        raise ConfigError("%s: broker.ca: an mqtts:// broker is checked against a CA certificate file" % path)
+    if not topics.broker_uses_tls(broker["url"]) and (broker.get("ca") or broker.get("cert")):
+        raise ConfigError("%s: broker.ca/cert given for %s: TLS needs an mqtts:// URL" % (path, broker["url"]))
+    if bool(broker.get("cert")) != bool(broker.get("key")):
+        raise ConfigError("%s: broker.cert and broker.key go together" % path)
     return config

@@ -43,7 +43,11 @@ def provision(db: Path, terminal: str, shop: str) -> dict:
 
 class McuDistrict:
     def __init__(self, root: Path, name: str = "M001", subjects: dict[str, int] | None = None,
-                 deadline_ms: int = 1500, ack_timeout: float = 2.0, heap: str | None = None):
+                 deadline_ms: int = 1500, ack_timeout: float = 2.0, heap: str | None = None,
+                 tls: str | None = None):
+        """`tls`: None for a plain listener; "password" or "cert" for the
+        generated configuration's TLS listeners (a throwaway CA for the run),
+        with the broker password or a client certificate (CN = terminal id)."""
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.db = self.root / "gateway.db"
@@ -59,13 +63,30 @@ class McuDistrict:
         gateway_cli("subjects", "import", str(subjects_file), "--db", str(self.db))
         gateway_cli("subjects", "keys", "add", fx.registry_public_hex(), "--db", str(self.db))
         store = Store(self.db)
+        tls_files = {}
         try:
-            passwd, acl = fleet.write_broker_auth(store, self.root / "broker-auth", GATEWAY_PASSWORD)
+            if tls:
+                from gateway import pki
+                authority = pki.Pki(self.root / "pki")
+                authority.init()
+                self.broker = Mosquitto.generated(self.root / "broker", store, GATEWAY_PASSWORD, pki_dir=authority.dir)
+                url = self.broker.tls_url if tls == "password" else self.broker.cert_url
+                tls_files = {"ca": str(self.broker.ca)}
+                if tls == "cert":
+                    issued = authority.issue(name)
+                    tls_files.update(cert=str(issued.cert), key=str(issued.key))
+            else:
+                passwd, acl = fleet.write_broker_auth(store, self.root / "broker-auth", GATEWAY_PASSWORD)
+                self.broker = Mosquitto(self.root / "broker", password_file=passwd, acl_file=acl)
+                url = None
         finally:
             store.close()
-        self.broker = Mosquitto(self.root / "broker", password_file=passwd, acl_file=acl).start()
-        self.gateway = GatewayProcess(self.db, self.broker.url, self.root / "gateway.log",
-                                      username=fleet.GATEWAY_USER, password=GATEWAY_PASSWORD)
+        self.broker.start()
+        url = url or self.broker.url
+        gateway_url = self.broker.tls_url if tls else self.broker.url
+        self.gateway = GatewayProcess(self.db, gateway_url, self.root / "gateway.log",
+                                      username=fleet.GATEWAY_USER, password=GATEWAY_PASSWORD,
+                                      ca=self.broker.ca if tls else None)
         self.field = mcu.FieldProcess(self.root / "pn532", self.root / "field.log").start()
         self.cards: dict[str, str] = {}   # subject -> UID hex
         card_files = []
@@ -76,8 +97,8 @@ class McuDistrict:
         self.config = self.root / f"{name}.json"
         self.config.write_text(json.dumps({
             "terminal": {"id": name, "key": self.creds["terminal"]["key"], "shop": self.shop},
-            "broker": {"url": self.broker.url, "username": self.creds["broker"]["username"],
-                       "password": self.creds["broker"]["password"]},
+            "broker": dict({"url": url, "username": self.creds["broker"]["username"],
+                            "password": self.creds["broker"]["password"]}, **tls_files),
             "uplink": {"batch": 8, "ack_timeout_s": ack_timeout, "heartbeat_s": 30, "keepalive_s": 10},
             "counter": {"deadline_ms": deadline_ms, "registry_keys": [fx.registry_public_hex()], "clerk": "c1"},
             "ledger": {"dir": str(self.root / "flash" / "ledger"), "reserve_kb": 8},
