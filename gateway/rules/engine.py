@@ -212,7 +212,6 @@ class RecordHook:
         out += hours.outside_hours(event, shop, cfg)
         return out
 
-
     def prove(self, conn, event: Event, claim: dict) -> tuple[str | None, str]:
         """(reason code, detail) of a sale's identity claim that does not hold,
         (None, "") when it does: `gateway.authz.check_identity`, as online, but
@@ -221,9 +220,10 @@ class RecordHook:
         registry imported (supervision alone) cannot judge a face match:
         nothing is raised for it, and the other rules still run."""
         try:
-            area = registry.terminal_area(conn, event.terminal) if "face" in authz.NEEDS[claim["identity"]] else {}
+            face = "face" in authz.NEEDS[claim["identity"]]
+            area = registry.terminal_area(conn, event.terminal) if face else {}
             gateway_authz.check_identity(conn, claim, authz.local_date(event.time), self.identity.refresh(conn), area,
-                                         judge_face=subjects_view.registry_known(conn))
+                                         judge_face=face and subjects_view.registry_known(conn))
         except authz.Invalid as err:
             return err.code, err.detail or ""
         return None, ""
