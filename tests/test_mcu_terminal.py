@@ -176,3 +176,20 @@ def test_terminal_sells_over_mqtt_over_tls(tmp_path, tls):
         assert d.ledger_lines()[0]["body"]["mode"] == "online"
     finally:
         d.close()
+
+
+def test_products_scanned_from_the_label_code_are_sold_and_kept_on_the_ledger(district):
+    """A sale line item may carry what the UART scanner read (the label QR's
+    text) instead of a product: resolved with protocols.labelcode as the Pi
+    counter does, and the unit code is kept in the ledger's item."""
+    d = district
+    product = "PD20080102"
+    unit_code = "1" + product[-6:] + "1" + "002" + "123456789012345678901"
+    qr = "https://trace.example.cn/q?c=" + unit_code
+    result = d.terminal.sell(d.cards["S-M-0001"], [{"code": qr, "packs": 1}])
+    assert result.startswith(("APPROVED", "REFUSED")) and "labelcode" not in result
+    item = d.ledger_lines()[-1]["body"]["items"][0]
+    assert (item["product"], item["spec"], item["code"]) == (product, "002", unit_code)
+    assert d.terminal.sell(d.cards["S-M-0001"], [{"code": "no code here", "packs": 1}]) == "REFUSED labelcode_no_unit_code"
+    d.wait_acked()
+    d.assert_exactly_once()

@@ -20,7 +20,7 @@ import json
 import random
 import time
 
-from protocols import authz, catalogue as _catalogue, envelope, policy, reasons, topics  # noqa: F401 (unknown_product)
+from protocols import authz, catalogue as _catalogue, envelope, labelcode, policy, reasons, topics
 from protocols.card import CardRejected, trust_store
 
 import cardread
@@ -94,9 +94,12 @@ class Counter:
 
     def _cart(self, items):
         """The policy's cart: each line's pack spec from the catalogue when the
-        sale names none (a card-only counter sells by product)."""
+        sale names none (a card-only counter sells by product), or product and
+        spec from a scanned label code (`code`: the QR's text or an EAN-13, as
+        the UART scanner reads it), resolved as the Pi counter does."""
         if not isinstance(items, list) or not 0 < len(items) <= 100:
             raise ValueError("cart_line_invalid")
+        items = [self._scanned(item) for item in items]
         wanted = [item.get("product") for item in items if isinstance(item, dict)]
         data = self.store.catalogue_for(wanted) or _shipped_catalogue()
         cart = []
@@ -113,8 +116,26 @@ class Counter:
                 spec = sorted(entry["packs"])[0]
             if spec not in entry["packs"]:
                 raise ValueError("unknown_product")
-            cart.append({"product": product, "spec": spec, "packs": packs})
+            line = {"product": product, "spec": spec, "packs": packs}
+            if item.get("code"):
+                line["code"] = item["code"]
+            cart.append(line)
         return cart
+
+    def _scanned(self, item):
+        """An item with a scanned `code` as {"product", "spec", "packs", "code"};
+        others as they are. An unreadable or unknown code raises ValueError with
+        the labelcode reason (labelcode_length, unknown_product, ...)."""
+        if not isinstance(item, dict) or "code" not in item or "product" in item:
+            return item
+        try:
+            parsed = labelcode.parse(item["code"])
+            index = _catalogue.Index(self.store.scan_candidates(parsed) or _shipped_catalogue())
+            hit = labelcode.resolve(parsed, index)
+        except labelcode.LabelError as err:
+            raise ValueError(err.code)
+        return {"product": hit["product"], "spec": hit["spec"], "packs": item.get("packs", 1),
+                "code": hit["code"][:128]}
 
     def _tap(self, card_file):
         """The card on the reader, verified: (card, payload, uid)."""
@@ -255,7 +276,8 @@ class Counter:
             return authz.refusal("offline", date, cart, "offline_subject_unknown")
         inputs = {"date": date, "mode": "offline", "identity": "card", "subject": subject,
                   "shop": self.store.section("shop") or {"id": self.terminal, "designated": False},
-                  "cart": cart, "balances": self.used(subject_id, params), "catalogue": data, "params": params}
+                  "cart": [{"product": l["product"], "spec": l["spec"], "packs": l["packs"]} for l in cart],
+                  "balances": self.used(subject_id, params), "catalogue": data, "params": params}
         try:
             return authz.wire_decision(policy.decide(inputs))
         except policy.PolicyError as err:
@@ -268,6 +290,8 @@ class Counter:
         for line, verdict in zip(cart, decision["items"]):
             item = {"product": line["product"], "spec": line["spec"], "packs": line["packs"],
                     "decision": verdict["decision"], "reasons": verdict["reasons"][:16]}
+            if line.get("code"):
+                item["code"] = line["code"]   # the label unit code scanned, kept in the ledger
             if "amount" in verdict:
                 item["amount"], item["unit"] = verdict["amount"], verdict["unit"]
             items.append(item)

@@ -180,6 +180,37 @@ class ConfigStore:
                     out["ingredients"][key] = json.loads(text)
         return out
 
+    def scan_candidates(self, parsed):
+        """The synced products a parsed scan (protocols.labelcode.parse) can
+        name, as a small catalogue: for a label unit code those whose
+        registration number ends in its six digits, for an EAN-13 those with
+        that barcode on a pack. protocols.labelcode.resolve over it gives what
+        it gives over the whole catalogue, one product line in RAM at a time.
+        None before the first sync."""
+        from protocols import catalogue as _catalogue
+        if self._versions.get("catalogue") is None:
+            return None
+        try:
+            f = open("%s/catalogue.idx" % self.dir)
+        except OSError:
+            return None
+        keys = []
+        with f:
+            f.readline()
+            for line in f:
+                if not line.startswith("P\t"):
+                    continue
+                kind, key, text = line.rstrip("\n").split("\t", 2)
+                if parsed["kind"] == "unit_code":
+                    if _catalogue.label_key(key) == (parsed["class"], parsed["reg6"]):
+                        keys.append(key)
+                elif parsed["code"] in text:
+                    packs = json.loads(text)["packs"]
+                    for spec in packs:
+                        if packs[spec].get("ean") == parsed["code"]:
+                            keys.append(key)
+        return self.catalogue_for(keys)
+
     def revoked(self):
         section = self.section("revocations")
         return section["cards"] if section else []
