@@ -271,21 +271,22 @@ def calibrate() -> int:
     console = Console()
     hs.fetch()
     gate = QualityGate()
-    pipeline = FacePipeline(CaptureConfig(gate=QualityGate(0.0, 0.0)))
+    pipeline = FacePipeline(CaptureConfig(gate=QualityGate(0.0, 0.0), min_face_px=0))
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("blur, resolution and light sweeps", total=fc.count())
         points = fc.sweep(pipeline, progress=lambda: progress.advance(task))
     for name, (_, levels, meaning) in fc.SWEEPS.items():
         t = Table(title="%s (%s), %d faces" % (name, meaning, len(fc.bases())))
         for col in ("level", "no face", "sharpness median [min-max]", "luma median [min]", "drift median",
-                    "drift p90", "refused by the gate"):
+                    "drift p90", "refused by the defaults"):
             t.add_column(col, justify="right")
         for level in levels:
             ps = [p for p in points if p.sweep == name and p.level == level]
             drift = [p.drift for p in ps if p.drift is not None]
             sharp = [p.sharpness for p in ps]
             light = [p.brightness for p in ps]
-            refused = sum(1 for p in ps if p.sharpness < gate.min_sharpness or p.brightness < gate.min_brightness)
+            refused = sum(1 for p in ps if p.sharpness < gate.min_sharpness or p.brightness < gate.min_brightness
+                          or (p.height is not None and p.height < CaptureConfig.min_face_px))
             t.add_row(str(level), str(len(ps) - len(drift)),
                       "%.2f [%.2f-%.2f]" % (med(sharp), min(sharp), max(sharp)),
                       "%.0f [%.0f]" % (med(light), min(light)),
@@ -293,7 +294,7 @@ def calibrate() -> int:
                       "%.3f" % float(np.percentile(drift, 90)) if drift else "-",
                       "%d / %d" % (refused, len(ps)))
         console.print(t)
-    blur = [p for p in points if p.sweep != "light" and p.drift is not None]
+    blur = [p for p in points if p.sweep in fc.BLUR_SWEEPS and p.drift is not None]
     t = Table(title="Drift by sharpness (blur and resolution sweeps); gate at %.2f" % gate.min_sharpness)
     for col in ("sharpness", "captures", "drift median", "drift p90", "drift > 0.3"):
         t.add_column(col, justify="right")

@@ -45,6 +45,15 @@ def _low_res(rgb, box, face_px):
     return cv2.resize(small, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_CUBIC)
 
 
+def _small(rgb, box, face_px):
+    """The whole frame smaller, so the face is `face_px` tall: a farmer further
+    from the camera (not upscaled back, unlike `_low_res`)."""
+    factor = face_px / (box[2] - box[0])
+    if factor >= 1:
+        return rgb
+    return cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+
+
 def _light(rgb, box, gain, seed=11):
     rng = np.random.default_rng(seed)
     out = rgb.astype(np.float32) * gain + rng.normal(0.0, 2.0, rgb.shape)
@@ -57,7 +66,10 @@ SWEEPS = {
     "motion blur": (_motion, (0.02, 0.04, 0.06, 0.08, 0.10, 0.14), "streak, share of face width"),
     "low resolution": (_low_res, (48, 36, 28, 22, 16), "face height in the camera, px"),
     "light": (_light, (0.5, 0.33, 0.2, 0.14, 0.1, 0.07), "gain, plus sensor noise"),
+    "small face": (_small, (80, 62, 52, 43, 36), "face height in the frame, px"),
 }
+# The sweeps that blur the face (the sharpness table reads these only).
+BLUR_SWEEPS = ("gaussian blur", "motion blur", "low resolution")
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,7 @@ class Point:
     brightness: float
     sharpness: float
     drift: float | None  # None: no face found
+    height: int | None = None  # of the face found
 
 
 def bases() -> list[tuple[str, np.ndarray, tuple]]:
@@ -83,7 +96,8 @@ def bases() -> list[tuple[str, np.ndarray, tuple]]:
 
 
 def sweep(pipeline, progress=None) -> list[Point]:
-    """Every sweep over every base face; `pipeline` must have its gate off."""
+    """Every sweep over every base face; `pipeline` must have its gate and its
+    minimum face size off."""
     from firmware.face.errors import PoorCapture
 
     points = []
@@ -96,13 +110,15 @@ def sweep(pipeline, progress=None) -> list[Point]:
             for level in levels:
                 changed = np.ascontiguousarray(change(image, origin.box, level))
                 q = pipeline.config.gate.measure(changed, origin.box)
+                height = None
                 try:
                     got = pipeline.capture(changed)
                     q = pipeline.config.gate.measure(changed, got.box)
                     drift = float(np.linalg.norm(got.encoding - origin.encoding))
+                    height = got.box[2] - got.box[0]
                 except PoorCapture:
                     drift = None
-                points.append(Point(label, name, level, q.brightness, q.sharpness, drift))
+                points.append(Point(label, name, level, q.brightness, q.sharpness, drift, height))
                 if progress is not None:
                     progress()
     return points
