@@ -71,6 +71,11 @@ reasons.register({
     "return_duplicate": ("该包装已扫描", "This container was already scanned"),
     "return_code_required": ("回收包装须扫描标签上的二维码", "Scan the QR code on the returned container's label"),
     "nothing_to_void": ("没有可作废的销售", "No sale to void"),
+    "buyer_changed": ("换了一张卡：购物清单保留给新的购买人，还是先为当前购买人结算？",
+                      "Another card: keep the cart for the new buyer, or finish the current sale first?"),
+    "buyer_choice_pending": ("请先选择：购物清单给新的购买人，还是先为当前购买人结算",
+                             "Choose first: the cart for the new buyer, or finish the current sale"),
+    "no_pending_buyer": ("没有待确认的新购买人", "No other buyer is waiting"),
 })
 
 # What the clerk can do, in plain words (policy.ACTIONS and labelcode.ACTIONS names).
@@ -568,6 +573,8 @@ class Kiosk:
         self.returned: list[dict] = []
         self.card_present = False
         self.receipt_state: dict | None = None
+        self.pending_buyer: Identity | None = None   # another card tapped while the cart was open
+        self.pending_view: dict | None = None
 
     def holds(self, session: str | None) -> bool:
         """Whether `session` (a UI client; None for an in-process caller) is
@@ -602,6 +609,7 @@ class Kiosk:
                 "screen": self.screen,
                 "clerk": {"id": self.clerk.id, "name": self.clerk.name} if self.clerk else None,
                 "subject": self.subject_view,
+                "pending_buyer": self.pending_view,
                 "cart": [self._line_view(i, line) for i, line in enumerate(self.cart.lines)],
                 "outcome": self.outcome,
                 "returned": list(self.returned),
@@ -817,7 +825,12 @@ class Kiosk:
                 if item["decision"] == "refuse" and any(r["code"] == "face_required" for r in item["reasons"])]
 
     def identified(self, identity: Identity) -> None:
-        """A subject identified (card, face): the sale screen with its panel."""
+        """A subject identified (card, face): the sale screen with its panel.
+        Another subject while a cart is open is never a silent swap (farmers
+        queue with their cards on the counter: one farmer's goods would go on
+        another's quota): the clerk is asked, shown and spoken, which buyer the
+        cart is for (`keep_cart_for_new_buyer`, `serve_current_buyer_first`)."""
+        ask = False
         with self._lock:
             self.card_present = identity.card is not None
             if self.clerk is None:
@@ -826,6 +839,9 @@ class Kiosk:
                 return
             elif self.screen == "return" and self.identity and self.identity.subject != identity.subject:
                 self._message(KioskError("kiosk_busy"))
+            elif self._cart_open_for_another(identity):
+                self._ask_which_buyer(identity)
+                ask = True
             else:
                 if self.screen in ("result", "idle") or (self.identity and self.identity.subject != identity.subject):
                     retry = self._face_retry_lines(identity)
@@ -837,6 +853,48 @@ class Kiosk:
                 if self.screen != "return":
                     self.screen = "sale"
                 self.message = None
+        if ask:
+            self.voice.say("buyer_changed")
+        self._changed()
+
+    def _cart_open_for_another(self, identity: Identity) -> bool:
+        return (self.screen == "sale" and bool(self.cart.lines) and self.identity is not None
+                and self.identity.subject != identity.subject)
+
+    def _ask_which_buyer(self, identity: Identity) -> None:
+        self.pending_buyer = identity
+        panel = self.subject_panel(identity)
+        self.pending_view = {"id": panel["id"], "name": panel["name"], "method": panel["method"],
+                             "village_name": panel["village_name"]}
+        self._message(KioskError("buyer_changed"))
+        log.info("another buyer while a cart is open terminal=%s method=%s", self.config.terminal, identity.method)
+
+    def keep_cart_for_new_buyer(self, session: str | None = None) -> None:
+        """The clerk's answer to `buyer_changed`: the open cart is the new
+        buyer's (the first one only asked on their behalf); it is decided
+        against the new buyer's quota."""
+        with self._lock:
+            self._need_clerk(session)
+            self._busy_check()
+            identity = self.pending_buyer
+            if identity is None:
+                raise KioskError("no_pending_buyer")
+            self.pending_buyer = self.pending_view = None
+            self.identity = identity
+            self.card_present = identity.card is not None
+            self.subject_view = self.subject_panel(identity)
+            self.message = None
+        self._changed()
+
+    def serve_current_buyer_first(self, session: str | None = None) -> None:
+        """The clerk's other answer: the cart stays with the buyer on screen;
+        the new buyer taps again once this sale is done."""
+        with self._lock:
+            self._need_clerk(session)
+            if self.pending_buyer is None:
+                raise KioskError("no_pending_buyer")
+            self.pending_buyer = self.pending_view = None
+            self.message = None
         self._changed()
 
     def subject_panel(self, identity: Identity) -> dict:
@@ -881,6 +939,8 @@ class Kiosk:
         if self.identity is None:
             raise KioskError("subject_required")
         self._busy_check()
+        if self.pending_buyer is not None:     # nothing is sold or scanned until the clerk said for whom
+            raise KioskError("buyer_choice_pending")
         if self.screen == "result":       # a new cart after a finished sale: same buyer
             self.cart = Cart()
             self.outcome = None

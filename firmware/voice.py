@@ -37,6 +37,8 @@ PROMPTS = {
     "refused": "不能购买。",
     "take_card": "请取回您的卡",
     "return_done": "包装回收已登记，谢谢",
+    # another card while a cart is open: the clerk decides whose cart it is
+    "buyer_changed": "换了一张卡，请店员确认为谁购买",
     # A face check's hint while the kiosk keeps trying (firmware.face.retry): only
     # what to do, from the reason's text ("请靠近一点", "光线太暗", "请正对摄像头").
     "face_hint": "",

@@ -228,6 +228,16 @@ def create_app(kiosk: Kiosk, host: str | None = None, port: int | None = None) -
         kiosk.finish(session=session_id)
         return {"ok": True}
 
+    @app.post("/api/buyer/keep-cart")
+    def keep_cart_for_new_buyer(session_id: str = Depends(sid)) -> dict:
+        kiosk.keep_cart_for_new_buyer(session=session_id)
+        return {"ok": True}
+
+    @app.post("/api/buyer/current-first")
+    def serve_current_buyer_first(session_id: str = Depends(sid)) -> dict:
+        kiosk.serve_current_buyer_first(session=session_id)
+        return {"ok": True}
+
     @app.post("/api/face")
     def face(body: FaceBody, session_id: str = Depends(sid)) -> dict:
         """Identify the buyer at the camera against the synced face gallery: the

@@ -186,6 +186,60 @@ def test_approved_sale_prints_a_receipt_with_items_and_record_number(shop, page)
     assert sale["body"]["clerk"] == CLERK and sale["body"]["mode"] == "online"
 
 
+# The page's own session and token (its script's globals), as a click hidden
+# behind the question box would send them.
+CHECKOUT_FROM_THE_PAGE = """async () => {
+  const res = await fetch("/api/checkout", { method: "POST", headers: { "X-CSRF-Token": csrf } });
+  return [res.status, (await res.json()).code];
+}"""
+
+
+def test_a_second_card_while_a_cart_is_open_asks_the_clerk_whose_cart_it_is(shop, page):
+    """Farmers queue with their cards on the counter: another card tapped while
+    a cart is open never swaps the buyer silently. The clerk is asked (shown,
+    and spoken in Chinese), nothing is scanned or sold until they answer, and
+    each answer decides the cart against the quota of the buyer it names."""
+    sign_in(page, shop.pin)
+    tap_and_wait(shop, page, "S-0001")
+    scan(page, UREA_EAN)
+    shop.lift()
+    shop.tap("S-0002")
+    page.wait_for_selector("[data-testid=buyer-choice]", timeout=15_000)
+    assert "换了一张卡" in page.inner_text("[data-testid=buyer-choice]")
+    assert page.inner_text("[data-testid=buyer-question]").startswith("换了一张卡：购物清单保留给新的购买人")
+    assert "S-0001" in page.inner_text("[data-testid=buyer-current]")
+    assert "S-0002" in page.inner_text("[data-testid=buyer-new]")
+    assert page.inner_text("[data-testid=subject-id]").startswith("S-0001")      # not swapped
+    assert page.locator("[data-testid=cart-line-0]").count() == 1                 # the cart is kept
+    assert shop.was_spoken("换了一张卡，请店员确认为谁购买")
+    shot(page, "buyer-choice")
+    # no sale while undecided, even from the clerk's own page behind the box
+    assert page.evaluate(CHECKOUT_FROM_THE_PAGE) == [409, "buyer_choice_pending"]
+    page.click("[data-testid=buyer-current-first]")                              # finish the current sale first
+    page.wait_for_selector("[data-testid=buyer-choice]", state="detached")
+    assert page.inner_text("[data-testid=subject-id]").startswith("S-0001")
+    page.click("[data-testid=checkout]")
+    page.wait_for_selector("[data-testid=decision][data-decision=approve]")
+    first = int(page.inner_text("[data-testid=record-id]").split()[-1].split("-")[1])
+    page.click("[data-testid=finish]")
+    shop.lift()
+    tap_and_wait(shop, page, "S-0001")
+    scan(page, UREA_EAN)
+    shop.lift()
+    shop.tap("S-0002")
+    page.wait_for_selector("[data-testid=buyer-choice]", timeout=15_000)
+    page.click("[data-testid=buyer-keep-cart]")                                  # the cart is the new buyer's
+    page.wait_for_selector("[data-testid=buyer-choice]", state="detached")
+    page.wait_for_selector("[data-testid=subject-id]:has-text('S-0002')")
+    assert page.locator("[data-testid=cart-line-0]").count() == 1
+    page.click("[data-testid=checkout]")
+    page.wait_for_selector("[data-testid=decision][data-decision=approve]")
+    second = int(page.inner_text("[data-testid=record-id]").split()[-1].split("-")[1])
+    wait_for(lambda: {first, second} <= {r["seq"] for r in sale_records(shop.ledger)}, 5, "both sales")
+    buyers = {r["seq"]: r["body"]["subject"] for r in sale_records(shop.ledger)}
+    assert buyers[first] == "S-0001" and buyers[second] == "S-0002"
+
+
 def restricted_refused(shop, page):
     """S-0001 (no permit) asks for aluminium phosphide at a shop without the licence: refused."""
     tap_and_wait(shop, page, "S-0001")

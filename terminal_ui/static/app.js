@@ -45,6 +45,10 @@ const T = {
   type_return: ["回收", "return"], type_heartbeat: ["心跳", "heartbeat"], type_event: ["事件", "event"],
   max: ["最多可售", "at most"], reader: ["读卡器", "Reader"], printer: ["打印机", "Printer"], camera: ["摄像头", "Camera"],
   seconds: ["秒", "s"],
+  buyerChanged: ["换了一张卡", "Another card"],
+  buyerNow: ["当前购买人", "Buyer on screen"], buyerNew: ["新刷卡的购买人", "New card"],
+  keepCart: ["购物清单给新购买人", "Cart to the new buyer"],
+  currentFirst: ["先为当前购买人结算", "Finish the current sale first"],
   pinRehash: ["有店员的 PIN 为旧格式，无法登录：请店主用 python -m firmware kiosk-pin 重新设置",
     "A clerk's PIN is stored in the old format and cannot sign in: the owner re-sets it with python -m firmware kiosk-pin"],
 };
@@ -241,6 +245,26 @@ function saleScreen() {
       h("button", { style: "flex:1", testid: "finish", onclick: () => api("POST", "/api/finish") }, t("cancel"))))];
 }
 
+// Another card tapped while a cart is open: never a silent swap. The clerk
+// says whose cart it is; until then the agent refuses scans and checkout.
+function buyerChoice() {
+  const now = S.subject || {}, next = S.pending_buyer;
+  const who = (label, s, testid) => h("div", { class: "who", testid },
+    h("div", { class: "muted" }, t(label)), h("b", {}, s.name || "—"), h("div", { class: "muted" }, s.id));
+  return h("div", { class: "overlay ask", testid: "buyer-choice" },
+    h("div", { class: "panel col", style: "width:560px;text-align:center" },
+      h("h2", { style: "margin:4px 0" }, t("buyerChanged")),
+      h("div", { class: "row", style: "justify-content:space-around" },
+        who("buyerNow", now, "buyer-current"), h("span", { style: "font-size:30px" }, "→"), who("buyerNew", next, "buyer-new")),
+      h("div", { class: "muted", testid: "buyer-question" }, rz(S.message && S.message.code === "buyer_changed" ? S.message
+        : { zh: "", en: "" })),
+      h("div", { class: "row" },
+        h("button", { class: "primary", style: "flex:1", testid: "buyer-keep-cart",
+          onclick: () => api("POST", "/api/buyer/keep-cart").catch(() => {}) }, t("keepCart")),
+        h("button", { style: "flex:1", testid: "buyer-current-first",
+          onclick: () => api("POST", "/api/buyer/current-first").catch(() => {}) }, t("currentFirst")))));
+}
+
 function receiptLine() {
   const r = S.receipt;
   if (!r) return null;
@@ -345,6 +369,7 @@ function render() {
     result: resultScreen, return: returnScreen, ledger: ledgerScreen }[screen]();
   main.append(...[parts].flat().filter(Boolean));
   if (S.screen === "deciding") main.append(h("div", { class: "overlay", testid: "deciding" }, t("deciding")));
+  else if (S.pending_buyer && screen === "sale") main.append(buyerChoice());
   document.querySelectorAll("main input[id]").forEach((el) => { if (values[el.id] !== undefined) el.value = values[el.id]; });
   const focus = document.getElementById(active) || document.getElementById("scan");
   if (focus && focus.tagName === "INPUT") focus.focus();
@@ -353,7 +378,8 @@ function render() {
   if (msg && msg.code && msg !== render.lastMsg) {
     render.lastMsg = msg;
     // a face check's outcome is shown next to its button, not twice
-    if (!face.busy && !(face.outcome && face.outcome.code === msg.code)) toast(rz(msg));
+    // and the question about another card is asked in its own box
+    if (!face.busy && !(face.outcome && face.outcome.code === msg.code) && msg.code !== "buyer_changed") toast(rz(msg));
   }
   main.dataset.screen = screen;
 }

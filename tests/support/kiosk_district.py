@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from firmware.kiosk import pin_hash
+from firmware.voice import Voice
 from gateway import fleet, grid
 from gateway.store import Store, connect
 from hardware.pn532.emulated_cards import Ntag21x
@@ -177,7 +178,8 @@ class KioskShop:
         return text + (
             f'\n[counter]\ndeadline_ms = {deadline_ms}\nregistry_keys = ["{REGISTRY_PUB.hex()}"]\nclerk = "{CLERK}"\n'
             f'\n[kiosk]\nshop_name = "塘栖农资店"\nreader = "{self.reader.path}"\nprinter = "{self.printer.path}"\n'
-            f'camera = "file://{stills}/*.jpg?fps=2"\nvoice = true\nplayer = []\n'
+            f'camera = "file://{stills}/*.jpg?fps=2"\nvoice = true\n'
+            f'player = ["sh", "-c", "echo \\"$1\\" >> {self.root / "spoken.log"}", "player"]\n'
             f'voice_cache = "{self.root / "voice"}"\ndeposit_fen = 50\nhttp = "127.0.0.1:0"\n'
             f'[[kiosk.clerks]]\nid = "{CLERK}"\nname = "{CLERK_NAME}"\npin_hash = "{pin_hash(CLERK, self.pin)}"\n')
 
@@ -318,6 +320,17 @@ class KioskShop:
         otherwise a quick re-tap of the same card is no new tap at all."""
         self.reader.remove()
         self.reader.wait_empty_polls(REMOVAL_MISSES + 1)
+
+    def was_spoken(self, text: str, timeout: float = 10.0) -> bool:
+        """Whether the agent played this prompt: its player (a shell line in the
+        config) logs each WAV it plays, and a prompt's WAV is named by its text."""
+        wav = str(Voice(self.root / "voice").cache_path(text))
+        log = self.root / "spoken.log"
+        try:
+            wait_for(lambda: log.exists() and wav in log.read_text().split("\n"), timeout, f"spoken {text}")
+        except TimeoutError:
+            return False
+        return True
 
     # -- faces
 
