@@ -1,7 +1,7 @@
 """The shop's ledger (台账) as a PDF an inspector can read, print and file.
 
 Pure layout: header facts and ledger rows in, PDF bytes out. The rows are the
-kiosk's ledger row views (`Kiosk._row_view`: the same values, and so the same
+kiosk's ledger row views (`terminal_ui.views.row_view`: the same values, and so the same
 personal data, as the CSV export: the subject is its registry id, never a name
 or an ID number), consumed one at a time from an iterator, so the caller can
 read a two-year ledger page by page from SQLite. The PDF library (fpdf2) keeps

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware.kiosk import pin_hash
+from firmware.clerk_pins import pin_hash
 from gateway.fleet import Credentials
 from hardware.pn532.emulated_cards import Ntag21x
 from hardware.pn532.emulator import PN532Emulator

@@ -1,5 +1,5 @@
 """`python -m terminal_ui --config FILE`: the terminal agent with its kiosk UI on
-localhost (the agent's TOML with a `[kiosk]` table, see firmware/kiosk.py).
+localhost (the agent's TOML with a `[kiosk]` table, see terminal_ui/config.py).
 Prints `READY <terminal> http://HOST:PORT/` once it serves; with port 0 the
 system picks a free port, and PORT is the one it picked."""
 
@@ -12,10 +12,11 @@ import threading
 import uvicorn
 
 from firmware.config import ConfigError
-from firmware.kiosk import Kiosk, load
 from firmware.ledger import LedgerError
 from terminal_ui.app import create_app
+from terminal_ui.config import load
 from terminal_ui.security import is_loopback
+from terminal_ui.counter_session import Kiosk
 
 
 def main(argv=None, prog="python -m terminal_ui", make_kiosk=Kiosk):

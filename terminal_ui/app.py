@@ -1,5 +1,5 @@
 """The clerk's kiosk UI: a FastAPI app over the counter session
-(`firmware.kiosk.Kiosk`, the agent's public service API), served on localhost
+(`terminal_ui.counter_session.Kiosk`, around the agent's public service API), served on localhost
 and shown in Chromium kiosk mode.
 
 Live updates are server-sent events: every change of the session (a card
@@ -33,9 +33,10 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from firmware.kiosk import ClerkLocked, Kiosk, KioskError
 from firmware.receipt import time_text
 from protocols.reasons import ReasonError
+from terminal_ui.counter_session import Kiosk
+from terminal_ui.errors import ClerkLocked, KioskError
 from terminal_ui.security import Guard, allowed_hosts
 from terminal_ui.sessions import COOKIE, Session, Sessions
 

@@ -474,7 +474,9 @@ def test_a_corrupt_gallery_chunk_leaves_the_old_gallery_in_use(face_district, en
 
 def test_the_kiosk_identifies_the_buyer_at_the_camera_against_the_synced_gallery(face_district, enrolled):
     from firmware.counter import Identity
-    from firmware.kiosk import Clerk, Kiosk, KioskSettings, pin_hash
+    from firmware.clerk_pins import pin_hash
+    from terminal_ui.config import Clerk, KioskSettings
+    from terminal_ui.counter_session import Kiosk
     from hardware.camera import open_camera
     from tests.support import face_images as fi
     agent = face_district.agents["T001"]

@@ -15,7 +15,9 @@ from firmware.face import errors, retry
 from firmware.face.enrollment import enroll
 from firmware.face.gallery import Gallery
 from firmware.voice import PROMPTS
-from firmware.kiosk import Clerk, Kiosk, KioskSettings, pin_hash
+from firmware.clerk_pins import pin_hash
+from terminal_ui.config import Clerk, KioskSettings
+from terminal_ui.counter_session import Kiosk
 from tests.support import face_images as fi
 from tests.support.face_images import face_images, face_pipeline  # noqa: F401
 from tests.test_terminal_ui import browser, page, shop  # noqa: F401

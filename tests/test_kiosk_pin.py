@@ -18,9 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from firmware import kiosk as kiosk_module
+from terminal_ui import counter_session as kiosk_module
 from firmware.config import ConfigError, parse
-from firmware.kiosk import ClerkLocked, Clerk, Kiosk, KioskError, KioskSettings, _settings, check_pin, pin_hash
+from firmware.clerk_pins import check_pin, pin_hash
+from terminal_ui.config import Clerk, KioskSettings, _settings
+from terminal_ui.errors import ClerkLocked, KioskError
+from terminal_ui.counter_session import Kiosk
 from tests.support.kiosk_district import new_pin
 from tests.test_offline_counter import KEY
 

@@ -22,7 +22,9 @@ from fastapi.testclient import TestClient
 from firmware import ledger_pdf
 from firmware.config import ConfigError, parse
 from firmware.counter import Identity
-from firmware.kiosk import Kiosk, KioskSettings, _settings, load, pin_hash, Clerk
+from firmware.clerk_pins import pin_hash
+from terminal_ui.config import Clerk, KioskSettings, _settings, load
+from terminal_ui.counter_session import Kiosk
 from terminal_ui.app import create_app
 from protocols import reasons
 from tests.support import quota_fixtures as fx
@@ -290,7 +292,7 @@ def test_ledger_pdf_refusals_name_the_missing_font_package_or_the_export_running
     assert res.status_code == 409 and res.json()["code"] == "ledger_pdf_font_missing"
     assert "fonts-wqy-microhei" in res.json()["zh"] and "fonts-wqy-microhei" in res.json()["en"]
     monkeypatch.undo()
-    with kiosk._pdf_lock:
+    with kiosk.exports._pdf_lock:
         assert client.get("/api/ledger.pdf").json()["code"] == "ledger_pdf_busy"
     assert client.get("/api/ledger.pdf").status_code == 200
 

@@ -35,7 +35,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from firmware.kiosk import pin_hash
+from firmware.clerk_pins import pin_hash
 from firmware.voice import Voice
 from gateway import fleet, grid
 from gateway.store import Store, connect

@@ -11,7 +11,7 @@ import getpass
 import os
 import sys
 
-from firmware.kiosk import pin_hash
+from firmware.clerk_pins import pin_hash
 
 
 def main(argv, prog):

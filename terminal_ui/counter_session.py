@@ -1,6 +1,8 @@
-"""The counter session behind the clerk's kiosk UI: the one object terminal_ui
-talks to (its public service API), wrapping the agent's `Counter` with what a
-busy counter needs around a sale.
+"""The counter session behind the clerk's kiosk UI: the one object the UI's
+routes talk to, wrapping the agent's `Counter` (firmware's public service API)
+with what a busy counter needs around a sale. What it shows is built in
+terminal_ui/views.py, the ledger's exports in terminal_ui/exports.py, its
+settings read by terminal_ui/config.py.
 
     kiosk = Kiosk(agent_config, kiosk_settings).start()
     kiosk.sign_in(pin)                 # each record carries the clerk
@@ -23,397 +25,50 @@ the commit, tests/support/kiosk_failpoints.py, and killing it there; the shipped
 terminal has no switch for that.)
 
 Hardware is optional and chosen by URL in the `[kiosk]` table of the agent's
-TOML (see `load`): the PN532 reader (`reader`), the receipt printer
+TOML (terminal_ui/config.py), opened through firmware's device factory
+(firmware/devices.py): the PN532 reader (`reader`), the receipt printer
 (`printer`), the camera (`camera`); spoken prompts (`voice`).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import csv
-import hashlib
-import hmac
-import io
-import ipaddress
 import json
 import logging
-import os
-import secrets
 import threading
 import time
-import tomllib
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
-from firmware import ledger_pdf as _ledger_pdf
 from firmware import receipt as _receipt
 from firmware.agent import Agent
-from firmware.config import AgentConfig, ConfigError, parse
+from firmware.clerk_pins import PinLockout, check_pin
+from firmware.config import AgentConfig
 from firmware.counter import Cart, CounterError, Identity, Outcome
+from firmware.devices import PRESENT, READER_ERROR, READER_OK, REMOVED, DeviceFactory, PrinterError
 from firmware.face import retry as _face_retry
 from firmware.ledger import LedgerError
 from firmware.voice import CommandPlayer, RecordingPlayer, Voice
 from protocols import card as _card, catalogue as _catalogue, labelcode, policy, reasons
 from protocols.clock import wall_ms as now_ms
+from terminal_ui import views
+from terminal_ui.config import Clerk, KioskSettings
+from terminal_ui.errors import ClerkLocked, KioskError, error_view
+from terminal_ui.exports import LedgerExports
 
 log = logging.getLogger(__name__)
-
-reasons.register({
-    "clerk_pin_wrong": ("PIN 不正确", "Wrong PIN"),
-    "clerk_locked": ("PIN 错误次数过多，请稍后再试", "Too many wrong PINs: try again later"),
-    "clerk_required": ("请店员先登录", "A clerk must sign in first"),
-    "subject_required": ("请先刷卡识别购买主体", "Identify the buyer first: tap the card"),
-    "cart_line_missing": ("购物清单中没有这一行", "No such cart line"),
-    "kiosk_busy": ("正在处理上一笔，请稍候", "Still working on the previous step"),
-    "return_empty": ("还没有扫描回收的包装", "No returned containers scanned yet"),
-    "return_duplicate": ("该包装已扫描", "This container was already scanned"),
-    "return_code_required": ("回收包装须扫描标签上的二维码", "Scan the QR code on the returned container's label"),
-    "nothing_to_void": ("没有可作废的销售", "No sale to void"),
-    "buyer_changed": ("换了一张卡：购物清单保留给新的购买人，还是先为当前购买人结算？",
-                      "Another card: keep the cart for the new buyer, or finish the current sale first?"),
-    "buyer_choice_pending": ("请先选择：购物清单给新的购买人，还是先为当前购买人结算",
-                             "Choose first: the cart for the new buyer, or finish the current sale"),
-    "no_pending_buyer": ("没有待确认的新购买人", "No other buyer is waiting"),
-})
-
-# What the clerk can do, in plain words (policy.ACTIONS and labelcode.ACTIONS names).
-ACTION_TEXT = {
-    "refuse_sale": ("不能销售给该主体，请向购买人说明原因", "Do not sell to this buyer; explain why"),
-    "add_items": ("请先扫描商品", "Scan products first"),
-    "remove_item": ("请从清单中移除该商品", "Remove this product from the cart"),
-    "refer_designated_shop": ("请购买人到定点经营门店购买", "Refer the buyer to a designated shop"),
-    "rescan": ("请重新扫码", "Scan again"),
-    "choose_by_hand": ("请在目录中手工选择产品", "Choose the product from the catalogue"),
-    "fix_quantity": ("请改正数量", "Correct the quantity"),
-    "identify": ("请刷主体信息卡或刷脸", "Tap the subject card or use the face check"),
-    "ask_card": ("请购买人刷主体信息卡", "Ask for the subject card"),
-    "ask_face": ("请购买人看摄像头完成刷脸核验", "Ask the buyer to look at the camera"),
-    "retry_online": ("请等网络恢复后再售，或移除该商品", "Wait for the network, or remove this product"),
-    "reduce_quantity": ("请减少数量", "Reduce the quantity"),
-}
-
-SCREENS = ("signin", "idle", "sale", "deciding", "result", "return")
-
-
-def action_text(action: str | None, lang: str = "zh") -> str:
-    texts = ACTION_TEXT.get(action or "")
-    if not texts:
-        return ""
-    return texts[1] if lang == "en" else texts[0]
-
-
-# ---------------------------------------------------------------------- clerk PINs
-#
-# A PIN is short: whoever reads the config file can try every 4-digit PIN in
-# seconds against a fast hash, so each is stored as scrypt (memory-hard: 32 MiB
-# a try) with a random 16-byte salt, self-describing, as the gateway stores
-# passwords (gateway/users.py): `scrypt$N$r$p$<salt b64>$<hash b64>`. The clerk
-# id is hashed with the PIN, so a line copied under another clerk's id does not
-# sign that clerk in. N = 2**15, r = 8, p = 1: about 0.1 s on the dev box (one
-# core of a shared 2-core EPYC) and, by the usual factor of four, about half a
-# second on a Raspberry Pi 4 per clerk tried; docs/security.md "Kiosk" has the
-# figures. Entries are refused below N = 2**14 (the gateway's login cost) and
-# above 128 MiB (a Pi 4 with 1 GB must still sign in).
-
-PIN_N, PIN_R, PIN_P = 2 ** 15, 8, 1
-PIN_MIN_N = 2 ** 14
-PIN_MAX_MEMORY = 128 * 1024 * 1024
-
-
-class PinHashError(ValueError):
-    """A `pin_hash` string that is not one this kiosk accepts."""
-
-
-def pin_hash(clerk: str, pin: str, n: int = PIN_N, r: int = PIN_R, p: int = PIN_P,
-             salt: bytes | None = None) -> str:
-    """What `[[kiosk.clerks]] pin_hash` holds (`python -m firmware kiosk-pin`)."""
-    salt = salt if salt is not None else secrets.token_bytes(16)
-    derived = _scrypt(clerk, pin, salt, n, r, p)
-    return "scrypt$%d$%d$%d$%s$%s" % (n, r, p, base64.b64encode(salt).decode(), base64.b64encode(derived).decode())
-
-
-def _scrypt(clerk: str, pin: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(("agri-kiosk-pin:%s:%s" % (clerk, pin)).encode("utf-8"), salt=salt, n=n, r=r, p=p,
-                          dklen=32, maxmem=PIN_MAX_MEMORY + 2 * 1024 * 1024)
-
-
-def parse_pin_hash(text: str) -> tuple[int, int, int, bytes, bytes]:
-    """(n, r, p, salt, hash) of a `scrypt$…` string, or PinHashError saying
-    what is wrong with it."""
-    parts = text.split("$")
-    if len(parts) != 6 or parts[0] != "scrypt":
-        raise PinHashError("must be scrypt$N$r$p$salt$hash (python -m firmware kiosk-pin)")
-    try:
-        n, r, p = int(parts[1]), int(parts[2]), int(parts[3])
-        salt = base64.b64decode(parts[4], validate=True)
-        digest = base64.b64decode(parts[5], validate=True)
-    except (ValueError, binascii.Error):
-        raise PinHashError("N, r, p must be numbers, salt and hash base64") from None
-    if n < PIN_MIN_N or n & (n - 1):
-        raise PinHashError(f"N must be a power of two, at least {PIN_MIN_N}")
-    if not (1 <= r <= 32 and 1 <= p <= 16) or 128 * n * r > PIN_MAX_MEMORY:
-        raise PinHashError("r 1-32, p 1-16, and 128*N*r at most 128 MiB")
-    if len(salt) < 16 or len(digest) != 32:
-        raise PinHashError("salt at least 16 bytes, hash 32 bytes")
-    return n, r, p, salt, digest
-
-
-def check_pin(clerk: str, pin: str, stored: str) -> bool:
-    try:
-        n, r, p, salt, digest = parse_pin_hash(stored)
-    except PinHashError:
-        return False
-    return hmac.compare_digest(_scrypt(clerk, pin, salt, n, r, p), digest)
-
-
-class PinLockout:
-    """Wrong PINs, counted for the whole kiosk (every client of the UI is on
-    this machine: counting per client would let each new one start afresh).
-
-    After `after` wrong PINs sign-in is locked for `seconds`, and every further
-    lock is twice the last, up to `max_seconds`: 30 s, 60 s, 2 min ... 1 h with
-    the defaults, so a 4-digit PIN takes months to find, not the 12 hours of a
-    lock that never grew. While locked no PIN is checked, the right one
-    included. The right PIN clears the count towards the next lock but not the
-    level: someone guessing between a clerk's sign-ins climbs on. The level
-    falls back after `forget_s` without a wrong PIN (a day by default).
-
-    The state is a small JSON file (0600, written and fsynced before the wrong
-    PIN is answered), so a restart of the kiosk, even kill -9, resets nothing.
-    A lock is kept as its wall-clock end and its length: after a restart the
-    rest of it applies, never more than its length (a Pi has no clock battery,
-    and its clock can read early at boot until NTP corrects it)."""
-
-    def __init__(self, path: Path, after: int = 5, seconds: float = 30.0, max_seconds: float = 3600.0,
-                 forget_s: float = 86400.0, wall_ms: Callable[[], int] = now_ms, monotonic=time.monotonic):
-        self.path = Path(path)
-        self.after, self.seconds, self.max_seconds, self.forget_s = after, seconds, max_seconds, forget_s
-        self.wall_ms, self.monotonic = wall_ms, monotonic
-        self.failures = 0           # wrong PINs since the last lock (or the right PIN)
-        self.level = 0              # locks in a row: the next lasts seconds * 2**level
-        self.last_failure_ms = 0
-        self._until = 0.0           # monotonic end of the lock in force
-        self._load()
-
-    def _load(self) -> None:
-        try:
-            data = json.loads(self.path.read_text("utf-8"))
-            self.failures, self.level = int(data["failures"]), int(data["level"])
-            self.last_failure_ms = int(data["last_failure_ms"])
-            until_ms, length = int(data["until_ms"]), float(data["length_s"])
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            # Written atomically, so only a hand or another program breaks it:
-            # start locked for the shortest lock rather than open.
-            log.error("kiosk PIN lock state unreadable path=%s: %s; locking sign-in for %.0f s",
-                      self.path, exc, self.seconds)
-            self.failures, self.level, self.last_failure_ms = 0, 1, self.wall_ms()
-            self._until = self.monotonic() + self.seconds
-            return
-        left = min(max(0.0, (until_ms - self.wall_ms()) / 1000.0), length)
-        if left > 0:
-            self._until = self.monotonic() + left
-            log.warning("kiosk PIN lock still in force after a restart: %.0f s left", left)
-
-    def remaining(self) -> float:
-        """Seconds until a PIN may be tried again (0: now)."""
-        return max(0.0, self._until - self.monotonic())
-
-    def failed(self) -> float:
-        """Count a wrong PIN; the lock it starts, in seconds (0: none yet)."""
-        now = self.wall_ms()
-        if self.last_failure_ms and now - self.last_failure_ms > self.forget_s * 1000:
-            self.failures = self.level = 0
-        self.last_failure_ms = now
-        self.failures += 1
-        length = 0.0
-        if self.failures >= self.after:
-            length = min(self.max_seconds, self.seconds * 2 ** min(self.level, 30))
-            self.level += 1
-            self.failures = 0
-            self._until = self.monotonic() + length
-        self._save(now, length)
-        return length
-
-    def succeeded(self) -> None:
-        if self.failures:
-            self.failures = 0
-            self._save(self.wall_ms(), 0.0)
-
-    def _save(self, now: int, length: float) -> None:
-        left = self.remaining()
-        state = {"failures": self.failures, "level": self.level, "last_failure_ms": self.last_failure_ms,
-                 "until_ms": now + int(left * 1000), "length_s": max(length, left)}
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, json.dumps(state).encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-@dataclass
-class Clerk:
-    id: str
-    name: str
-    pin_hash: str               # scrypt$…; a 64-hex `pin_sha256` of old configs signs nobody in
-
-    @property
-    def legacy(self) -> bool:
-        return not self.pin_hash.startswith("scrypt$")
-
-
-@dataclass
-class KioskSettings:
-    shop_name: str = ""
-    reader: str | None = None            # PN532 port URL
-    printer: str | None = None           # ESC/POS printer URL
-    printer_columns: int = 32            # 58 mm paper; 48 for 80 mm
-    camera: str | None = None            # camera URL (file:// stills for the twin)
-    voice: bool = True
-    voice_cache: Path | None = None
-    player: tuple[str, ...] = ("aplay", "-q")   # empty: the recording twin
-    clerks: list[Clerk] = field(default_factory=list)
-    deposit_fen: int = 50                # paid back per returned pesticide container
-    http: str = "127.0.0.1:8080"
-    lock_after: int = 5                  # wrong PINs before a lock-out (PinLockout)
-    lock_seconds: float = 30.0           # the first lock; each next one twice as long
-    lock_max_seconds: float = 3600.0
-    lock_forget_s: float = 86400.0       # a day without a wrong PIN: back to the first lock
-    pin_state: Path | None = None        # the lock's file; default beside the ledger
-
-
-def _settings(table: dict, base: Path, source: Path | None) -> KioskSettings:
-    where = "kiosk"
-
-    def get(key, kind, default):
-        if key not in table:
-            return default
-        value = table[key]
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-            raise ConfigError(f"{where}.{key} must be {kind.__name__}, got {value!r}")
-        return value
-
-    clerks = []
-    for i, entry in enumerate(get("clerks", list, [])):
-        key = f"{where}.clerks[{i}]"
-        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str) or not (0 < len(entry["id"]) <= 64):
-            raise ConfigError(f"{key} needs id (a string of 1-64 characters) and pin_hash")
-        if any(c.id == entry["id"] for c in clerks):
-            raise ConfigError(f"{key}: clerk id {entry['id']!r} listed twice")
-        name = entry.get("name") or entry["id"]
-        if isinstance(entry.get("pin_hash"), str):
-            try:
-                parse_pin_hash(entry["pin_hash"])
-            except PinHashError as err:
-                raise ConfigError(f"{key}.pin_hash {err}") from None
-            clerks.append(Clerk(entry["id"], name, entry["pin_hash"]))
-        elif isinstance(entry.get("pin_sha256"), str):
-            # The old fast hash: loaded so the owner is told, never used to sign
-            # in (checking it would tell a guesser the PIN the owner is likely
-            # to keep). The agent still starts: its uplink has sales to deliver.
-            log.warning("%s: clerk %s has an old pin_sha256 entry and cannot sign in; replace it with the "
-                        "pin_hash line of `python -m firmware kiosk-pin %s`", source or "kiosk config",
-                        entry["id"], entry["id"])
-            clerks.append(Clerk(entry["id"], name, "sha256$" + entry["pin_sha256"]))
-        else:
-            raise ConfigError(f"{key} needs id and pin_hash (python -m firmware kiosk-pin {entry['id']})")
-    cache = get("voice_cache", str, None)
-    columns = get("printer_columns", int, 32)
-    if columns not in (32, 42, 48):
-        raise ConfigError(f"{where}.printer_columns must be 32 (58 mm), 42 or 48 (80 mm)")
-    return KioskSettings(
-        shop_name=get("shop_name", str, ""),
-        reader=get("reader", str, None), printer=get("printer", str, None), printer_columns=columns,
-        camera=get("camera", str, None), voice=get("voice", bool, True),
-        voice_cache=(base / cache) if cache else None,
-        player=tuple(get("player", list, ["aplay", "-q"])), clerks=clerks,
-        deposit_fen=get("deposit_fen", int, 50), http=_loopback(get("http", str, "127.0.0.1:8080"), f"{where}.http"))
-
-
-def _loopback(address: str, key: str) -> str:
-    """The kiosk UI is for this terminal's own screen: a loopback HOST:PORT."""
-    host, _, port = address.rpartition(":")
-    host = host.strip("[]").lower()
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback or not port.isdigit() or int(port) > 65535:
-        raise ConfigError(f"{key} must be a loopback HOST:PORT (127.0.0.1, [::1] or localhost), got {address!r}")
-    return address
-
-
-def load(path: str | Path) -> tuple[AgentConfig, KioskSettings]:
-    """The agent's TOML with its `[kiosk]` table, each validated with the key named:
-
-        [kiosk]
-        shop_name = "塘栖农资店"
-        reader = "/dev/ttyAMA0"                   # PN532 (hardware/README.md)
-        printer = "serial:///dev/ttyUSB0?baud=9600"
-        camera = "v4l2://0"
-        voice = true
-        player = ["aplay", "-q"]                  # [] records prompts instead of playing
-        deposit_fen = 50
-        http = "127.0.0.1:8080"
-        [[kiosk.clerks]]
-        id = "c1"
-        name = "李梅"
-        pin_hash = "scrypt$32768$8$1$…$…"          # python -m firmware kiosk-pin c1
-    """
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text("utf-8"))
-    except OSError as err:
-        raise ConfigError(f"cannot read config {path}: {err.strerror}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: {err}") from None
-    try:
-        return parse(data, path.parent, path), _settings(data.get("kiosk") or {}, path.parent, path)
-    except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
-
-
-class KioskError(reasons.ReasonError):
-    """A step the clerk asked for that cannot be done now; `code` says why."""
-
-
-class ClerkLocked(KioskError):
-    """Sign-in locked after wrong PINs; `retry_after` in whole seconds."""
-
-    def __init__(self, seconds: float):
-        self.retry_after = max(1, int(seconds + 0.999))
-        super().__init__("clerk_locked", "%ds left" % self.retry_after)
-
-
-def _error_of(exc: Exception) -> dict:
-    code = getattr(exc, "code", None) or "internal_error"
-    view = {"code": code, "zh": reasons.text(code, "zh"), "en": reasons.text(code, "en"),
-            "action": policy.ACTIONS.get(code) or labelcode.ACTIONS.get(code)}
-    if getattr(exc, "retry_after", None):
-        view["retry_after"] = exc.retry_after
-    return view
 
 
 class Kiosk:
     def __init__(self, config: AgentConfig, settings: KioskSettings, agent: Agent | None = None,
-                 wall_ms: Callable[[], int] = now_ms, monotonic=time.monotonic):
+                 wall_ms: Callable[[], int] = now_ms, monotonic=time.monotonic,
+                 devices: DeviceFactory | None = None):
         self.config = config
         self.settings = settings
         self.wall_ms = wall_ms
         self._monotonic = monotonic
         self.agent = agent or Agent(config, wall_ms=wall_ms)
         self.counter = self.agent.counter
+        self.devices = devices or DeviceFactory()
+        self.exports = LedgerExports(self.agent, self.counter, config, settings, wall_ms)
         self._lock = threading.RLock()
         self._listeners: list[Callable[[dict], None]] = []
         self._version = 0
@@ -434,7 +89,6 @@ class Kiosk:
         self.screen = "signin"
         self.message: dict | None = None
         self._sold_codes: dict[str, int] = {}     # label unit code -> seq of the sale it left in
-        self._pdf_lock = threading.Lock()         # one PDF export at a time: it is CPU work on a Pi
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.reader = self.poller = self.camera = self.printer = None
@@ -453,14 +107,12 @@ class Kiosk:
         self.voice.start()
         threading.Thread(target=self.voice.prewarm, name="voice-prewarm", daemon=True).start()
         if self.settings.printer:
-            from hardware.printer import Printer
-            self.printer = Printer(self.settings.printer, columns=self.settings.printer_columns)
+            self.printer = self.devices.printer(self.settings.printer, columns=self.settings.printer_columns)
         if self.settings.reader:
             self._start_reader(self.settings.reader)
         if self.settings.camera:
             try:
-                from hardware.camera import open_camera
-                self.camera = open_camera(self.settings.camera)
+                self.camera = self.devices.camera(self.settings.camera)
             except Exception as exc:   # a camera fault must not keep the counter closed
                 log.warning("camera not opened url=%s: %s", self.settings.camera, exc)
         self._spawn(self._status_loop, "kiosk-status")
@@ -487,16 +139,7 @@ class Kiosk:
     # ------------------------------------------------------------------ hardware
 
     def _start_reader(self, url: str) -> None:
-        from hardware.pn532 import cards
-        from hardware.pn532.poller import PRESENT, READER_ERROR, READER_OK, REMOVED, CardPoller
-        from hardware.pn532.reader import PN532
-
-        self.reader = PN532(url, timeout=0.5)
-
-        def read(reader, target):
-            return cards.read_payload(reader, target)
-
-        self.poller = CardPoller(self.reader, interval=0.05, on_present=read).start()
+        self.reader, self.poller = self.devices.card_reader(url, timeout=0.5, interval=0.05)
         self.reader_state = "starting"
 
         def events():
@@ -621,19 +264,23 @@ class Kiosk:
                 "status": self.status(),
             }
 
+
+
     def _product(self, product: str, spec: str) -> tuple[dict | None, dict | None]:
-        return _catalogue.pack(self.counter.index().data, product, spec)
+        return views.product_of(self.counter, product, spec)
 
     def _line_view(self, index: int, line) -> dict:
-        prod, pack = self._product(line.product, line.spec)
-        date = self.counter.today()
-        status = _catalogue.status_on(self.counter.index().data, prod, date)["status"] if prod else None
-        return {"index": index, "product": line.product, "spec": line.spec, "packs": line.packs, "code": line.code,
-                "name": prod["name"] if prod else line.product, "status": status,
-                "pack": _receipt.amount_text(pack["net"], pack["unit"]) if pack else ""}
+        return views.line_view(self.counter, index, line)
+
+    def subject_panel(self, identity: Identity) -> dict:
+        """Masked name, village, credit grade, remaining quota (views.subject_panel)."""
+        return views.subject_panel(self.counter, self.agent.config_store, identity)
+
+    def _outcome_view(self, outcome: Outcome, cart: Cart) -> dict:
+        return views.outcome_view(self.counter, self.config.terminal, outcome, cart)
 
     def _message(self, exc: Exception | None = None, **extra) -> None:
-        self.message = dict(_error_of(exc), **extra) if exc is not None else (extra or None)
+        self.message = dict(error_view(exc), **extra) if exc is not None else (extra or None)
 
     # ------------------------------------------------------------------ status bar
 
@@ -897,40 +544,6 @@ class Kiosk:
             self.message = None
         self._changed()
 
-    def subject_panel(self, identity: Identity) -> dict:
-        """Masked name, village, credit grade, remaining quota per category: what
-        the clerk needs to serve the buyer, nothing more. Village name and grade
-        come with the synced registry entry (docs/protocol.md "Configuration
-        sync"); `grade` is None when the gateway sent none ("not rated")."""
-        store = self.agent.config_store
-        entry = store.subject(identity.subject) or {}
-        params = store.params()
-        bars = []
-        if params and entry:
-            try:
-                balance = policy.balance(entry, store.used(identity.subject), params, self.counter.today())
-            except policy.PolicyError as exc:
-                log.warning("balance failed subject=%s: %s", identity.subject, exc)
-                balance = {}
-            for category, b in sorted(balance.items()):
-                if not b["enforced"] or b["allowance"] <= 0:
-                    continue
-                unit = _receipt.category_unit(category, params)
-                bars.append({
-                    "category": category, "zh": _receipt.category_name(category, "zh"),
-                    "en": _receipt.category_name(category, "en"), "period": b["period"],
-                    "allowance": b["allowance"], "used": b["used"], "remaining": b["remaining"],
-                    "remaining_text": _receipt.amount_text(b["remaining"], unit),
-                    "allowance_text": _receipt.amount_text(b["allowance"], unit),
-                    "pct": max(0, min(100, b["remaining"] * 100 // b["allowance"])),
-                })
-        return {
-            "id": identity.subject, "method": identity.method, "card": bool(identity.card),
-            "name": _receipt.mask_name(entry.get("name")), "known": bool(entry),
-            "town": entry.get("town"), "village": entry.get("village"), "village_name": entry.get("village_name"),
-            "grade": entry.get("grade") if entry.get("grade") in ("A", "B", "C") else None,
-            "status": entry.get("status"), "quota": bars,
-        }
 
     # ------------------------------------------------------------------ cart
 
@@ -1062,30 +675,6 @@ class Kiosk:
         self._changed()
         return view
 
-    def _outcome_view(self, outcome: Outcome, cart: Cart) -> dict:
-        items = []
-        for line, verdict in zip(cart.lines, outcome.items):
-            prod, pack = self._product(line.product, line.spec)
-            codes = verdict.get("reasons") or []
-            items.append({
-                "product": line.product, "spec": line.spec, "packs": line.packs,
-                "name": prod["name"] if prod else line.product,
-                "pack": _receipt.amount_text(pack["net"], pack["unit"]) if pack else "",
-                "decision": verdict["decision"],
-                "reasons": [{"code": c, "zh": reasons.text(c, "zh"), "en": reasons.text(c, "en")} for c in codes],
-                "action": verdict.get("action"),
-                "action_zh": action_text(verdict.get("action"), "zh"),
-                "action_en": action_text(verdict.get("action"), "en"),
-                "max_packs": verdict.get("max_packs"),
-            })
-        return {
-            "approved": outcome.approved, "decision": outcome.decision, "mode": outcome.mode,
-            "record": outcome.record, "seq": outcome.seq, "record_id": _receipt.record_id(self.config.terminal, outcome.seq),
-            "sale_id": outcome.sale_id, "auth": outcome.auth, "items": items,
-            "codes": outcome.codes, "action": outcome.action,
-            "action_zh": action_text(outcome.action, "zh"), "action_en": action_text(outcome.action, "en"),
-            "voided": False,
-        }
 
     def void(self, reason: str = "clerk_void", session: str | None = None) -> dict:
         """Void the sale on screen (a void record; the quota is given back)."""
@@ -1142,14 +731,13 @@ class Kiosk:
             self.receipt_state = {"seq": seq, "state": "printing"}
 
         def job():
-            from hardware.printer import PrinterError
             try:
                 self.printer.print(data)
                 state = {"seq": seq, "state": "printed"}
                 self.printer_state = "ok"
             except PrinterError as exc:
                 log.warning("receipt not printed seq=%d: %s", seq, exc)
-                state = dict({"seq": seq, "state": "failed"}, **_error_of(exc))
+                state = dict({"seq": seq, "state": "failed"}, **error_view(exc))
                 self.printer_state = "error"
             with self._lock:
                 if self.receipt_state and self.receipt_state.get("seq") == seq:
@@ -1268,91 +856,18 @@ class Kiosk:
 
     def ledger_rows(self, before: int | None = None, limit: int = 50) -> dict:
         """Newest first, `limit` rows below seq `before` (paging for the screen)."""
-        ledger = self.agent.ledger
-        head = ledger.head
-        top = min(head, before - 1) if before else head
-        after = max(0, top - limit)
-        rows = [self._row_view(json.loads(text)) for _, text in ledger.pending(after, top - after)]
-        rows.reverse()
-        return {"rows": rows, "head": head, "acked": ledger.acked, "next": after if after > 0 else None}
-
-    def _row_view(self, record: dict) -> dict:
-        body = record["body"]
-        items = []
-        for item in body.get("items") or []:
-            prod, pack = self._product(item["product"], item.get("spec") or "")
-            items.append("%s x%d%s" % (prod["name"] if prod else item["product"], item["packs"],
-                                      "" if item.get("decision", "approve") == "approve" else "（拒）"))
-        if record["type"] == "return":
-            items.append("回收包装 x%d，%s" % (len(body.get("codes") or []), _receipt.yuan(body.get("deposit_fen") or 0)))
-        return {
-            "seq": record["seq"], "time": _receipt.time_text(record["time"]), "time_ms": record["time"],
-            "type": record["type"], "mode": body.get("mode"), "subject": body.get("subject"),
-            "clerk": body.get("clerk"), "items": items, "reasons": body.get("reasons") or [],
-            "links": body.get("links") or [], "codes": body.get("codes") or [],
-            "deposit_fen": body.get("deposit_fen"), "voids": body.get("voids"),
-            "uploaded": record["seq"] <= self.agent.ledger.acked,
-        }
-
-    CSV_COLUMNS = ("seq", "time", "type", "mode", "subject", "clerk", "items", "reasons", "voids", "links",
-                   "codes", "deposit_fen", "uploaded")
+        return self.exports.rows(before, limit)
 
     def ledger_csv(self):
-        """The whole ledger as CSV lines (UTF-8 with BOM so Excel opens the Chinese
-        right), produced row by row: a two-year ledger never sits in memory."""
-        yield "\ufeff"
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(self.CSV_COLUMNS)
-        yield buf.getvalue()
-        after = 0
-        while True:
-            chunk = self.agent.ledger.pending(after, 500)
-            if not chunk:
-                return
-            buf = io.StringIO()
-            writer = csv.writer(buf)
-            for seq, text in chunk:
-                row = self._row_view(json.loads(text))
-                writer.writerow([row["seq"], row["time"], row["type"], row["mode"] or "", row["subject"] or "",
-                                 row["clerk"] or "", "；".join(row["items"]), " ".join(row["reasons"]),
-                                 row["voids"] or "", " ".join(map(str, row["links"])), " ".join(row["codes"]),
-                                 row["deposit_fen"] if row["deposit_fen"] is not None else "",
-                                 "yes" if row["uploaded"] else "no"])
-                after = seq
-            yield buf.getvalue()
+        return self.exports.csv()
 
     def ledger_pdf(self) -> bytes:
-        """The ledger as a PDF for an inspector (firmware/ledger_pdf.py): the
-        CSV's rows, read 500 at a time, up to the head at the moment of the
-        request, so the range in the title and the table agree while sales go on.
-        A second export while one is being built is refused, not queued."""
-        if not self._pdf_lock.acquire(blocking=False):
-            raise _ledger_pdf.LedgerPdfError("ledger_pdf_busy")
-        try:
-            ledger = self.agent.ledger
-            last = ledger.head
-            first = ledger.pending(0, 1)
-            first_seq = first[0][0] if first and first[0][0] <= last else None
-            header = _ledger_pdf.Header(
-                shop_name=self.settings.shop_name, shop=self.config.shop, terminal=self.config.terminal,
-                exported_ms=self.wall_ms(), first_seq=first_seq, last_seq=last if first_seq else None)
-            return _ledger_pdf.render(header, self._ledger_views(last))
-        finally:
-            self._pdf_lock.release()
+        return self.exports.pdf()
 
-    def _ledger_views(self, upto: int):
-        """Row views of seq 1..upto in order, one chunk of 500 in memory at a time."""
-        after = 0
-        while after < upto:
-            chunk = self.agent.ledger.pending(after, 500)
-            if not chunk:
-                return
-            for seq, text in chunk:
-                if seq > upto:
-                    return
-                yield self._row_view(json.loads(text))
-                after = seq
+
+
+
+
 
     def set_voice(self, on: bool, session: str | None = None) -> None:
         with self._lock:
@@ -1360,7 +875,5 @@ class Kiosk:
         self.voice.set_enabled(on)
         self._changed()
 
-    @staticmethod
-    def error_view(exc: Exception) -> dict:
-        return _error_of(exc)
+    error_view = staticmethod(error_view)
 
