@@ -239,6 +239,16 @@ def create_app(kiosk: Kiosk, host: str | None = None, port: int | None = None) -
         kiosk.serve_current_buyer_first(session=session_id)
         return {"ok": True}
 
+    @app.post("/api/continue")
+    def continue_same_buyer(session_id: str = Depends(sid)) -> dict:
+        kiosk.continue_same_buyer(session=session_id)
+        return {"ok": True}
+
+    @app.post("/api/allowed/{index}")
+    def change_to_allowed(index: int, session_id: str = Depends(sid)) -> dict:
+        kiosk.change_to_allowed(index, session=session_id)
+        return {"ok": True}
+
     @app.post("/api/face")
     def face(body: FaceBody, session_id: str = Depends(sid)) -> dict:
         """Identify the buyer at the camera against the synced face gallery: the

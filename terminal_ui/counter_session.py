@@ -676,6 +676,36 @@ class Kiosk:
         return view
 
 
+    def continue_same_buyer(self, session: str | None = None) -> None:
+        """继续为此人购买: after a decision or a return, a new empty cart for the
+        buyer on screen, without tapping the card again (a farmer buys item
+        after item; "下一位" would clear the buyer)."""
+        with self._lock:
+            self._need_clerk(session)
+            if self.screen != "result":
+                raise KioskError("subject_required")
+            self._need_sale(session)
+        self._changed()
+
+    def change_to_allowed(self, index: int, session: str | None = None) -> None:
+        """A line refused for its quantity, again with the packs that still fit
+        (the decision's `max_packs`), in a new cart for the same buyer: one tap
+        instead of counting down with "−", then the clerk decides it again.
+        Lines already sold are not repeated."""
+        with self._lock:
+            self._need_clerk(session)
+            items = (self.outcome or {}).get("items") or []
+            if self.screen != "result" or not 0 <= index < min(len(items), len(self.cart.lines)):
+                raise KioskError("cart_line_missing", str(index))
+            allowed = items[index].get("max_packs")
+            if items[index]["decision"] == policy.APPROVE or not allowed or allowed < 1:
+                raise KioskError("no_allowed_quantity", str(index))
+            line = self.cart.lines[index]
+            self._need_sale(session)
+            self.cart = Cart([type(line)(line.product, line.spec, allowed, line.code)])
+            self.message = None
+        self._changed()
+
     def void(self, reason: str = "clerk_void", session: str | None = None) -> dict:
         """Void the sale on screen (a void record; the quota is given back)."""
         with self._lock:

@@ -21,6 +21,7 @@ reasons.register({
     "buyer_choice_pending": ("请先选择：购物清单给新的购买人，还是先为当前购买人结算",
                              "Choose first: the cart for the new buyer, or finish the current sale"),
     "no_pending_buyer": ("没有待确认的新购买人", "No other buyer is waiting"),
+    "no_allowed_quantity": ("这一项没有可以改成的准售数量", "No allowed quantity for this line"),
 })
 
 

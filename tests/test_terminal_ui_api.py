@@ -118,6 +118,33 @@ def test_hostile_requests_get_clear_errors_and_change_nothing(client, kiosk, pin
     assert kiosk.snapshot()["cart"] == [] and kiosk.agent.ledger.head == 0
 
 
+def test_the_same_buyer_and_whose_cart_answers_refuse_what_does_not_apply(client, kiosk, pin):
+    """继续为此人购买, 改为 N 件 and the answers about another card, asked when
+    there is nothing to answer: a clear code each, and nothing changes."""
+    sign_in(client, pin)
+    kiosk.identified(Identity("S1", "card", "CARD-1"))
+    assert client.post("/api/continue").json()["code"] == "subject_required"      # no decision on screen
+    assert client.post("/api/allowed/0").json()["code"] == "cart_line_missing"
+    assert client.post("/api/allowed/-1").json()["code"] == "cart_line_missing"
+    assert client.post("/api/allowed/x").status_code == 422
+    assert client.post("/api/buyer/keep-cart").json()["code"] == "no_pending_buyer"
+    assert client.post("/api/buyer/current-first").json()["code"] == "no_pending_buyer"
+    assert client.post("/api/scan", json={"text": "6990000000268"}).status_code == 200
+    assert client.post("/api/checkout").json()["approved"]
+    assert client.post("/api/allowed/0").json()["code"] == "no_allowed_quantity"   # it was sold
+    assert client.post("/api/allowed/1").json()["code"] == "cart_line_missing"
+    state = client.get("/api/state").json()
+    assert state["screen"] == "result" and state["subject"]["id"] == "S1" and kiosk.agent.ledger.head == 1
+    kiosk.identified(Identity("S2", "card", "CARD-2"))     # after a decision another card is the next buyer
+    assert client.get("/api/state").json()["pending_buyer"] is None
+    assert client.post("/api/scan", json={"text": "6990000000268"}).status_code == 200
+    kiosk.identified(Identity("S1", "card", "CARD-1"))     # a card while S2's cart is open: asked, not swapped
+    state = client.get("/api/state").json()
+    assert state["subject"]["id"] == "S2" and state["pending_buyer"]["id"] == "S1"
+    assert client.post("/api/scan", json={"text": "6990000000268"}).json()["code"] == "buyer_choice_pending"
+    assert len(client.get("/api/state").json()["cart"]) == 1 and kiosk.agent.ledger.head == 1
+
+
 def test_offline_sale_through_the_api_is_committed_then_shown(client, kiosk, pin):
     sign_in(client, pin)
     kiosk.identified(Identity("S1", "card", "CARD-1"))

@@ -46,6 +46,9 @@ const T = {
   max: ["最多可售", "at most"], reader: ["读卡器", "Reader"], printer: ["打印机", "Printer"], camera: ["摄像头", "Camera"],
   seconds: ["秒", "s"],
   buyerChanged: ["换了一张卡", "Another card"],
+  sameBuyer: ["继续为此人购买", "Keep serving this buyer"],
+  scanMore: ["继续扫码：为此人再买", "Scan more for this buyer"],
+  changeTo: ["改为", "Change to"],
   buyerNow: ["当前购买人", "Buyer on screen"], buyerNew: ["新刷卡的购买人", "New card"],
   keepCart: ["购物清单给新购买人", "Cart to the new buyer"],
   currentFirst: ["先为当前购买人结算", "Finish the current sale first"],
@@ -272,6 +275,17 @@ function receiptLine() {
   return h("div", { class: "muted", testid: "receipt-state", "data-state": r.state }, text);
 }
 
+// The same buyer, item after item: the scanner keeps working on the result
+// screen (what it reads starts a new cart for this buyer), and one button
+// opens that cart without a second tap of the card.
+function scanMore() {
+  return scanBox((text) => api("POST", "/api/scan", { text }), t("scanMore"));
+}
+function sameBuyerButton() {
+  return h("button", { class: "primary", style: "flex:2", testid: "next-same-buyer",
+    onclick: () => api("POST", "/api/continue").catch(() => {}) }, t("sameBuyer"));
+}
+
 function resultScreen() {
   const o = S.outcome;
   if (o.record === "return") {
@@ -281,17 +295,27 @@ function resultScreen() {
       h("div", { class: "panel", style: "flex:1" }, o.returned.map((r) => h("div", { class: "item" }, r.name, " · ",
         h("span", { testid: "return-link" }, r.link_id ? `${t("linked")} ${r.link_id}` : t("notLinked"))))),
       h("div", { testid: "deposit" }, `${t("deposit")}: ${(o.deposit_fen / 100).toFixed(2)} 元`), receiptLine(),
-      h("button", { class: "primary", testid: "finish", onclick: () => api("POST", "/api/finish") }, t("newCustomer")))];
+      scanMore(),
+      h("div", { class: "row" }, sameBuyerButton(),
+        h("button", { style: "flex:1", testid: "finish", onclick: () => api("POST", "/api/finish") }, t("newCustomer"))))];
   }
-  const askFace = !o.approved || o.decision === "partial";
-  const needFace = askFace && S.subject && S.subject.method !== "card+face"
-    && o.items.some((it) => it.decision === "refuse" && it.reasons.some((r) => r.code === "face_required"));
+  // The face check only where it can change the outcome: a line refused for
+  // the face alone (not also for a permit or a designated shop), a buyer not
+  // yet checked by face, and a camera to check with.
+  const camera = S.status && S.status.camera && S.status.camera !== "none";
+  const needFace = camera && S.subject && !S.subject.method.includes("face")
+    && o.items.some((it) => it.decision === "refuse" && it.reasons.length
+      && it.reasons.every((r) => r.code === "face_required"));
   const items = o.items.map((it, i) => h("div", { class: "item", testid: "item-" + i, "data-decision": it.decision },
     h("div", { class: "row" }, h("b", { style: "flex:1" }, `${it.name} ×${it.packs}`),
       h("span", { class: "tag" }, it.decision === "approve" ? t("sold") : t("refused"))),
     it.reasons.map((r) => h("div", { class: "why", testid: "reason-" + r.code }, rz(r))),
     it.action ? h("div", { class: "todo", testid: "action-" + i }, t("todo") + (lang === "en" ? it.action_en : it.action_zh),
-      it.max_packs ? ` (${t("max")} ${it.max_packs} ${t("packs")})` : "") : null));
+      it.max_packs ? ` (${t("max")} ${it.max_packs} ${t("packs")})` : "") : null,
+    // refused for the quantity: one tap to the packs that still fit
+    it.decision === "refuse" && it.max_packs >= 1 ? h("button", { class: "primary small-primary", testid: "use-max-" + i,
+      onclick: () => api("POST", `/api/allowed/${i}`).catch(() => {}) },
+      `${t("changeTo")} ${it.max_packs} ${t("packs")}`) : null));
   return [subjectPanel(), h("div", { class: "col", style: "flex:1", testid: "screen-result" },
     h("div", { class: "banner " + o.decision, testid: "decision", "data-decision": o.decision, "data-mode": o.mode },
       o.voided ? t("voided") : t(o.decision),
@@ -299,8 +323,9 @@ function resultScreen() {
     h("div", { testid: "record-id" }, `${t("record")} ${o.record_id}`),
     h("div", { class: "panel", style: "flex:1" }, items), receiptLine(),
     needFace ? faceButton("restricted", "faceConfirm", false) : null,
-    h("div", { class: "row" },
-      h("button", { class: "primary", style: "flex:2", testid: "finish", onclick: () => api("POST", "/api/finish") }, t("newCustomer")),
+    scanMore(),
+    h("div", { class: "row" }, sameBuyerButton(),
+      h("button", { style: "flex:1", testid: "finish", onclick: () => api("POST", "/api/finish") }, t("newCustomer")),
       o.approved && !o.voided ? h("button", { class: "danger", testid: "void", onclick: () => api("POST", "/api/void", { reason: "clerk_void" }) }, t("void")) : null,
       S.receipt ? h("button", { testid: "reprint", onclick: () => api("POST", "/api/reprint") }, t("reprint")) : null))];
 }

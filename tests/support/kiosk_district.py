@@ -70,10 +70,15 @@ SUBJECTS = [
      "id_number": "330184196503121234", "plots": [{"id": "P1", "crop": "rice", "area_cmu": 1000}]},
     {"id": "S-0002", "status": "active", "town": fx.TOWN, "name": "绿野水稻专业合作社",
      "plots": [{"id": "P1", "crop": "rice", "area_cmu": 5000}]},
+    # holds a permit for chlorpyrifos: FACE_ONLY is refused to this card alone for the face only
+    {"id": "S-0003", "status": "active", "town": fx.TOWN, "village": VILLAGE1, "name": "陈立新",
+     "plots": [{"id": "P1", "crop": "rice", "area_cmu": 1000}],
+     "permits": [{"ingredients": ["chlorpyrifos"]}]},
 ]
 UREA_EAN = "6990000000268"                         # 尿素 50 kg bag
 IMIDACLOPRID = ("PD20080101", "001")               # 10%吡虫啉可湿性粉剂, normal
 RESTRICTED = ("PD20080203", "001")                 # 56%磷化铝片剂, restricted, designated shops only
+FACE_ONLY = ("PD20080204", "001")                  # 40%毒死蜱乳油, restricted, any shop, permit + card + face
 
 
 def label_code(product: str, spec: str, rng: random.Random) -> str:
