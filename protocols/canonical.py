@@ -36,32 +36,48 @@ def _stdlib_can_sort():
         return False
 
 
+def _utf8(s):
+    """The UTF-8 bytes of `s` as a memoryview. On MicroPython a str already
+    holds UTF-8 and lends it as a buffer, so this copies nothing (a config
+    chunk is 16,000 characters); CPython has to encode."""
+    try:
+        return memoryview(s)
+    except TypeError:
+        return memoryview(s.encode("utf-8"))
+
+
+def _feed_str(s, update):
+    """Feed the quoted, escaped UTF-8 of `s` to `update`, the runs between
+    escapes as slices of one view: no piece per character, no copy of the
+    text. Every byte that needs escaping is ASCII and no byte of a multi-byte
+    UTF-8 sequence is, so the byte scan cannot split a character."""
+    view = _utf8(s)
+    update(b'"')
+    start = 0
+    for i in range(len(view)):
+        b = view[i]
+        if b < 0x20 or b == 0x22 or b == 0x5C:
+            if i > start:
+                update(view[start:i])
+            short = _SHORT_ESCAPES.get(chr(b))
+            update((short if short is not None else "\\u%04x" % b).encode())
+            start = i + 1
+    if start < len(view):
+        update(view[start:])
+    update(b'"')
+
+
 def _escape(s):
     for ch in s:
         if ch < " " or ch == '"' or ch == "\\":
             break
     else:
         return '"' + s + '"'   # the common case: nothing to escape, nothing built per character
-    # Copy the runs between escapes whole into one buffer, working on the
-    # UTF-8 bytes: indexing a MicroPython str walks it from the start, and a
-    # list of one string per character (or of one piece per escape) keeps
-    # many times the text alive at once: a 16,000-character config chunk,
-    # JSON inside a string, took a 128 KB list and ran a 100 KB heap out.
-    # Every byte that needs escaping is ASCII and no byte of a multi-byte
-    # UTF-8 sequence is, so the byte scan cannot split a character.
-    raw = s.encode()
-    view = memoryview(raw)
-    out = bytearray(b'"')
-    start = 0
-    for i in range(len(raw)):
-        b = raw[i]
-        if b < 0x20 or b == 0x22 or b == 0x5C:
-            out.extend(view[start:i])
-            short = _SHORT_ESCAPES.get(chr(b))
-            out.extend((short if short is not None else "\\u%04x" % b).encode())
-            start = i + 1
-    out.extend(view[start:])
-    out.extend(b'"')
+    # One buffer for the whole quoted text: a list of one string per
+    # character kept many times the text alive at once (a 16,000-character
+    # config chunk, JSON inside a string, took a 128 KB list).
+    out = bytearray()
+    _feed_str(s, out.extend)
     return str(out, "utf-8")
 
 
@@ -105,6 +121,47 @@ def _encode(value, out):
         raise NotCanonical("type %s has no canonical form" % type(value).__name__)
 
 
+def _feed(value, update):
+    """_encode's twin that hands the UTF-8 bytes to `update` as it goes."""
+    if value is None:
+        update(b"null")
+    elif value is True:
+        update(b"true")
+    elif value is False:
+        update(b"false")
+    elif isinstance(value, int):
+        if value > MAX_SAFE_INT or value < -MAX_SAFE_INT:
+            raise NotCanonical("integer out of range")
+        update(str(value).encode())
+    elif isinstance(value, str):
+        _feed_str(value, update)
+    elif isinstance(value, (list, tuple)):
+        update(b"[")
+        for i, item in enumerate(value):
+            if i:
+                update(b",")
+            _feed(item, update)
+        update(b"]")
+    elif isinstance(value, dict):
+        keys = list(value.keys())
+        for key in keys:
+            if not isinstance(key, str):
+                raise NotCanonical("object key is not a string")
+        keys.sort()
+        update(b"{")
+        for i, key in enumerate(keys):
+            if i:
+                update(b",")
+            _feed_str(key, update)
+            update(b":")
+            _feed(value[key], update)
+        update(b"}")
+    elif isinstance(value, float):
+        raise NotCanonical("floats are not allowed; use integer units")
+    else:
+        raise NotCanonical("type %s has no canonical form" % type(value).__name__)
+
+
 def _check(value):
     """Refuse what the stdlib encoder would happily write but we must not."""
     if isinstance(value, dict):
@@ -124,7 +181,9 @@ def _check(value):
         raise NotCanonical("type %s has no canonical form" % type(value).__name__)
 
 
-if _stdlib_can_sort():
+_FAST = _stdlib_can_sort()
+
+if _FAST:
 
     def dumps(value, checked=False):
         """Canonical text of `value`. `checked=True` skips the type walk for values
@@ -145,6 +204,23 @@ def encode(value, checked=False):
     """Canonical UTF-8 bytes of `value`."""
     try:
         return dumps(value, checked).encode("utf-8")
+    except UnicodeError:
+        raise NotCanonical("string is not valid Unicode (lone surrogate)")
+
+
+def feed(value, update, checked=False):
+    """Hand the canonical UTF-8 bytes of `value` to `update` (a hash's update)
+    piece by piece, so a MAC or digest over a big value never has its whole
+    text in memory. On a small board that matters: checking the MAC of a
+    config chunk (16,000 characters of JSON inside a string) built the text,
+    its bytes and the MAC input whole, several 20 KB blocks at once in a
+    fragmented heap. CPython's C encoder is fast and memory is plentiful there,
+    so it gets the text whole in one call; the bytes are the same either way."""
+    if _FAST:
+        update(encode(value, checked))
+        return
+    try:
+        _feed(value, update)
     except UnicodeError:
         raise NotCanonical("string is not valid Unicode (lone surrogate)")
 
