@@ -568,11 +568,13 @@ class Kiosk:
                 if self.screen == "return":
                     return self.scan_return(text, session=session)
                 line = self.counter.scan(self.cart, text, packs)
-                self.message = None
+                banned = self._warn_if_banned(line)
             except (KioskError, CounterError, labelcode.LabelError) as exc:
                 self._message(exc)
                 self._changed()
                 raise
+        if banned:
+            self.voice.say("refused", "product_banned")
         self._changed()
         return {"product": line.product, "spec": line.spec, "packs": line.packs}
 
@@ -580,13 +582,25 @@ class Kiosk:
         with self._lock:
             try:
                 self._need_sale(session)
-                self.counter.add(self.cart, product, spec, packs)
-                self.message = None
+                banned = self._warn_if_banned(self.counter.add(self.cart, product, spec, packs))
             except (KioskError, CounterError) as exc:
                 self._message(exc)
                 self._changed()
                 raise
+        if banned:
+            self.voice.say("refused", "product_banned")
         self._changed()
+
+    def _warn_if_banned(self, line) -> bool:
+        """A banned product is named, in Chinese, the moment it is scanned, not
+        only at checkout (where the policy refuses it anyway): the clerk can tell
+        the farmer now and take it out of the cart."""
+        view = views.line_view(self.counter, 0, line)
+        if view["status"] == _catalogue.BANNED:
+            self._message(CounterError("product_banned"), warning=True, name=view["name"])
+            return True
+        self.message = None
+        return False
 
     def set_packs(self, index: int, packs: int, session: str | None = None) -> None:
         with self._lock:

@@ -40,6 +40,18 @@ def action_text(action: str | None, lang: str = "zh") -> str:
     return texts[1] if lang == "en" else texts[0]
 
 
+def _may_buy(entry: dict, params: dict, category: str, date: str) -> bool:
+    """Whether a quota bar means anything to this buyer. A category counted by
+    restricted active ingredient (carbofuran, omethoate) is bought only under a
+    permit covering it; for a buyer without one its bar is noise that reads
+    like an entitlement. The permit test is the policy's own, so the panel and
+    the decision agree."""
+    cat = (params.get("categories") or {}).get(category) or {}
+    if cat.get("basis") != "ingredient":
+        return True
+    return policy._permit_reason(entry, cat.get("ingredients") or [], date) is None
+
+
 def product_of(counter, product: str, spec: str) -> tuple[dict | None, dict | None]:
     """(product, pack) from the synced catalogue, None for what it does not hold."""
     return _catalogue.pack(counter.index().data, product, spec)
@@ -59,7 +71,6 @@ def subject_panel(counter, store, identity: Identity) -> dict:
     the clerk needs to serve the buyer, nothing more. Village name and grade
     come with the synced registry entry (docs/protocol.md "Configuration
     sync"); `grade` is None when the gateway sent none ("not rated")."""
-    store = store
     entry = store.subject(identity.subject) or {}
     params = store.params()
     bars = []
@@ -70,7 +81,7 @@ def subject_panel(counter, store, identity: Identity) -> dict:
             log.warning("balance failed subject=%s: %s", identity.subject, exc)
             balance = {}
         for category, b in sorted(balance.items()):
-            if not b["enforced"] or b["allowance"] <= 0:
+            if not b["enforced"] or b["allowance"] <= 0 or not _may_buy(entry, params, category, counter.today()):
                 continue
             unit = _receipt.category_unit(category, params)
             bars.append({

@@ -287,6 +287,50 @@ def test_the_same_buyer_item_after_item_without_tapping_the_card_again(shop, pag
             ] == [1, 5]
 
 
+BANNED_EAN = "6990000000121"                     # 3%克百威颗粒剂 (carbofuran), banned
+EMOJI = re.compile("[\U0001F000-\U0001FAFF\u2600-\u26FF]")
+
+
+def overlaps(a, b):
+    return not (a["x"] + a["width"] <= b["x"] or b["x"] + b["width"] <= a["x"]
+                or a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"])
+
+
+def test_words_not_codes_on_the_counter(shop, page):
+    """Chinese words where the screen showed codes or empty boxes: a message on
+    the sign-in screen leaves the keypad free, the idle card is an SVG icon (no
+    emoji font on the device), no "上次同步 从未" while online, no quota bars for
+    restricted ingredients the buyer has no permit for, product status tags in
+    Chinese, and a banned product named (shown and spoken) when it is scanned."""
+    page.wait_for_selector("[data-testid=screen-signin]")
+    page.evaluate("() => api('POST', '/api/scan', { text: '1' }).catch(() => 0)")   # as a stale page would
+    page.wait_for_selector("[data-testid=message]:has-text('请店员先登录')")
+    message = page.locator("[data-testid=message]").bounding_box()
+    for key in ("pin-key-0", "pin-key-8", "pin-clear", "signin-submit"):
+        assert not overlaps(message, page.locator(f"[data-testid={key}]").bounding_box()), key
+    shot(page, "signin-message")
+    sign_in(page, shop.pin)
+    assert page.locator("[data-testid=card-icon] svg[data-icon=card]").count() == 1
+    assert not EMOJI.search(page.inner_text("body"))
+    assert page.get_attribute("[data-testid=net]", "data-state") == "online"
+    assert "从未" not in page.inner_text("[data-testid=last-sync]")
+    tap_and_wait(shop, page, "S-0001")
+    assert page.locator("[data-testid=quota-fert_n]").count() == 1
+    assert page.locator("[data-testid=quota-ai_carbofuran]").count() == 0      # no permit: no carbofuran bar
+    assert page.locator("[data-testid=quota-ai_omethoate]").count() == 0
+    page.fill("[data-testid=scan-input]", BANNED_EAN)
+    page.press("[data-testid=scan-input]", "Enter")
+    page.wait_for_selector("[data-testid=cart-line-0]")
+    assert page.inner_text("[data-testid=status-0]") == "禁用"
+    page.wait_for_selector("[data-testid=message]:has-text('禁用农药，禁止销售')")
+    assert shop.was_spoken("不能购买。禁用农药，禁止销售")
+    shot(page, "banned-scanned")
+    page.fill("[data-testid=search-input]", "磷化铝")
+    page.wait_for_selector(f"[data-testid=result-{RESTRICTED[0]}-{RESTRICTED[1]}]")
+    assert page.inner_text(f"[data-testid=result-{RESTRICTED[0]}-{RESTRICTED[1]}] .tag") == "限用"
+    assert not re.search(r"\b(banned|restricted)\b", page.inner_text("body"))
+
+
 def restricted_refused(shop, page):
     """S-0001 (no permit) asks for aluminium phosphide at a shop without the licence: refused."""
     tap_and_wait(shop, page, "S-0001")

@@ -49,6 +49,7 @@ const T = {
   sameBuyer: ["继续为此人购买", "Keep serving this buyer"],
   scanMore: ["继续扫码：为此人再买", "Scan more for this buyer"],
   changeTo: ["改为", "Change to"],
+  status_banned: ["禁用", "banned"], status_restricted: ["限用", "restricted-use"],
   buyerNow: ["当前购买人", "Buyer on screen"], buyerNew: ["新刷卡的购买人", "New card"],
   keepCart: ["购物清单给新购买人", "Cart to the new buyer"],
   currentFirst: ["先为当前购买人结算", "Finish the current sale first"],
@@ -71,6 +72,28 @@ let csrf = null;       // this page's session token, sent with every change
 let es = null;         // the event stream of this page's session
 
 const $ = (sel) => document.querySelector(sel);
+// Icons are inline SVG: the Pi's Chromium has no emoji font (an emoji shows as
+// an empty box), and nothing is loaded from the internet.
+const SVG = "http://www.w3.org/2000/svg";
+function icon(name, size) {
+  const shapes = {
+    // a card with its chip, over the reader's waves
+    card: [["rect", { x: 6, y: 16, width: 52, height: 34, rx: 5, fill: "#2f7d45" }],
+      ["rect", { x: 12, y: 24, width: 12, height: 9, rx: 2, fill: "#f3d36b" }],
+      ["rect", { x: 12, y: 40, width: 30, height: 4, rx: 2, fill: "#d5f0dc" }],
+      ["path", { d: "M46 8 q8 -6 16 0 M49 12 q5 -3 10 0", stroke: "#2f7d45", "stroke-width": 3, fill: "none",
+        "stroke-linecap": "round" }]],
+  }[name];
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 64 56"); svg.setAttribute("width", size); svg.setAttribute("height", size * 56 / 64);
+  svg.setAttribute("aria-hidden", "true"); svg.dataset.icon = name;
+  for (const [tag, attrs] of shapes) {
+    const el = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+    svg.append(el);
+  }
+  return svg;
+}
 function h(tag, attrs, ...kids) {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -117,7 +140,9 @@ function renderStatus() {
   // backlog and last sync are for the signed-in clerk only (not in the public state)
   $("#backlog").textContent = st.backlog === undefined ? "" : `${t("backlog")} ${st.backlog}`;
   $("#backlog").dataset.count = st.backlog ?? "";
-  $("#sync").textContent = st.backlog === undefined ? "" : `${t("lastSync")} ${hms(st.last_sync_ms)}`;
+  // "never synced" only matters offline: online with nothing acked yet there is nothing to say
+  $("#sync").textContent = st.backlog === undefined || (st.online && !st.last_sync_ms) ? ""
+    : `${t("lastSync")} ${hms(st.last_sync_ms)}`;
   $("#versions").textContent = `${t("catalogue")} v${st.catalogue ?? "-"} · ${t("params")} v${st.params ?? "-"}`;
   const dev = [["reader", st.reader], ["printer", st.printer], ["camera", st.camera]]
     .filter(([, s]) => s && s !== "none" && !["ok", "streaming", "unknown", "starting"].includes(s))
@@ -179,7 +204,7 @@ function faceButton(productClass, label, big) {
 
 function idleScreen() {
   return h("div", { class: "col center", testid: "screen-idle" },
-    h("div", { class: "cardicon" }, "💳"),
+    h("div", { class: "cardicon", testid: "card-icon" }, icon("card", 96)),
     h("div", { class: "invite", testid: "invite" }, t("invite")),
     h("div", { class: "invite-sub" }, t("inviteSub")),
     faceButton("normal", "face", true),
@@ -221,7 +246,8 @@ function scanBox(onEnter, placeholder, testid) {
 function saleScreen() {
   const cart = S.cart.map((line) => h("div", { class: "line", testid: "cart-line-" + line.index },
     h("span", { class: "name" }, line.name, " ", h("span", { class: "muted" }, line.pack),
-      line.status && line.status !== "normal" ? h("span", { class: "tag " + line.status }, line.status) : null),
+      line.status && line.status !== "normal" ? h("span", { class: "tag " + line.status, testid: "status-" + line.index },
+        t("status_" + line.status)) : null),
     h("button", { testid: "minus-" + line.index, onclick: () => line.packs > 1 ?
       api("PUT", `/api/cart/${line.index}`, { packs: line.packs - 1 }) : api("DELETE", `/api/cart/${line.index}`) }, "−"),
     h("span", { class: "qty", testid: "qty-" + line.index }, line.packs),
@@ -229,7 +255,7 @@ function saleScreen() {
     h("button", { class: "danger", testid: "remove-" + line.index, onclick: () => api("DELETE", `/api/cart/${line.index}`) }, "✕")));
   const results = search.results.map((p) => h("button", { testid: `result-${p.product}-${p.spec}`,
     onclick: () => { search = { q: "", results: [] }; api("POST", "/api/cart", { product: p.product, spec: p.spec, packs: 1 }); } },
-    `${p.name} · ${p.pack}`, p.status !== "normal" ? h("span", { class: "tag " + p.status }, " " + p.status) : null));
+    `${p.name} · ${p.pack} `, p.status !== "normal" ? h("span", { class: "tag " + p.status }, t("status_" + p.status)) : null));
   const q = h("input", { id: "search", testid: "search-input", placeholder: t("search"), value: search.q });
   q.addEventListener("input", async () => {
     search.q = q.value;
