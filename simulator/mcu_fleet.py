@@ -125,12 +125,14 @@ class McuTerminal:
         with self._cond:
             return len(self.approved) + len(self.refused)
 
-    def send(self, card_uid: str, items: list[dict]) -> None:
-        """One sale line, without waiting for its result."""
-        self.proc.stdin.write((json.dumps({"card": card_uid, "items": items}) + "\n").encode())
+    def send(self, card_uid: str, items: list[dict] | None) -> None:
+        """One sale line, without waiting for its result. `items` None: a tap
+        alone, selling what the label scanner and the OLED menu put in the cart."""
+        line = {"card": card_uid} if items is None else {"card": card_uid, "items": items}
+        self.proc.stdin.write((json.dumps(line) + "\n").encode())
         self.proc.stdin.flush()
 
-    def sell(self, card_uid: str, items: list[dict], timeout: float = 30) -> str:
+    def sell(self, card_uid: str, items: list[dict] | None, timeout: float = 30) -> str:
         """One sale line; waits for its APPROVED / REFUSED line and returns it."""
         before = self.results()
         self.send(card_uid, items)

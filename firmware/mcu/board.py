@@ -11,6 +11,11 @@ idea, in MicroPython):
   display   show(lines): up to four short lines on the OLED
   wifi      ensure() -> bool: connected now (reconnects with back-off if not)
 
+  scanner   lines() -> the label QR scanner's complete lines since the last
+            call (second UART; None on a board without one)
+  buttons   presses() -> "NEXT" / "OK" presses since the last call (the
+            OLED menu's two buttons; None without them)
+
 and, on the unix port only, `field`: puts a card file on the emulated
 reader's field (a farmer's tap, which on a board needs no code).
 
@@ -25,8 +30,10 @@ import time
 
 
 class Board:
-    def __init__(self, uart, buzzer, led, display, wifi, field=None):
+    def __init__(self, uart, buzzer, led, display, wifi, field=None, scanner=None, buttons=None):
         self.uart = uart
+        self.scanner = scanner
+        self.buttons = buttons
         self.buzzer = buzzer
         self.led = led
         self.display = display

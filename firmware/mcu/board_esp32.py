@@ -80,6 +80,59 @@ class Oled:
         s.flush()
 
 
+class ScannerUart:
+    """The label QR scanner on the second UART (9600 baud, the usual default of
+    GM65-class modules), one code a line ended by CR or LF."""
+
+    def __init__(self, uart, tx, rx, baud=9600):
+        self._uart = machine.UART(uart, baudrate=baud, tx=tx, rx=rx, timeout=0)
+        self._held = b""
+
+    def lines(self):
+        data = self._uart.read()
+        if not data:
+            return []
+        data = (self._held + data).replace(b"\r", b"\n")
+        parts = data.split(b"\n")
+        self._held = parts.pop()[-256:]     # a code never runs longer; a noisy line cannot grow it
+        out = []
+        for part in parts:
+            try:
+                line = part.decode().strip()
+            except UnicodeError:
+                continue
+            if line:
+                out.append(line)
+        return out
+
+
+class Buttons:
+    """Two push buttons to ground (internal pull-ups), NEXT and OK, read on
+    each loop; a press counts once, after it has been down DEBOUNCE_MS."""
+
+    DEBOUNCE_MS = 30
+
+    def __init__(self, next_pin, ok_pin):
+        self._pins = (("NEXT", machine.Pin(next_pin, machine.Pin.IN, machine.Pin.PULL_UP)),
+                      ("OK", machine.Pin(ok_pin, machine.Pin.IN, machine.Pin.PULL_UP)))
+        self._down = {}
+
+    def presses(self):
+        out = []
+        now = time.ticks_ms()
+        for name, pin in self._pins:
+            if pin.value() == 0:
+                since = self._down.get(name)
+                if since is None:
+                    self._down[name] = now
+                elif since is not True and time.ticks_diff(now, since) >= self.DEBOUNCE_MS:
+                    self._down[name] = True
+                    out.append(name)
+            else:
+                self._down.pop(name, None)
+        return out
+
+
 class Wifi:
     """The station interface, rejoined with back-off (1 s doubling to 60 s)
     whenever `ensure` finds it down; never blocks longer than one attempt."""
@@ -114,4 +167,6 @@ def make(config):
         HsuUart(pins.get("uart", 2), pins.get("tx", 17), pins.get("rx", 16)),
         Output(pins.get("buzzer", 25)), Output(pins.get("led", 2)),
         Oled(pins.get("scl", 22), pins.get("sda", 21)),
-        Wifi(wifi.get("ssid", ""), wifi.get("password", "")))
+        Wifi(wifi.get("ssid", ""), wifi.get("password", "")), None,
+        ScannerUart(pins.get("scanner_uart", 1), pins.get("scanner_tx", 4), pins.get("scanner_rx", 5)),
+        Buttons(pins.get("next", 32), pins.get("ok", 33)))

@@ -111,6 +111,42 @@ class RecordedDisplay:
         self.out("OLED " + "|".join(self.lines))
 
 
+class LineFile:
+    """A file another process appends lines to, read from where the last
+    read stopped: the label scanner's twin (a test writes what a scanner
+    would send, one code a line) and the buttons' (`NEXT`, `OK`). A line is
+    taken only once its newline is there, as a scanner's CR/LF ends a code."""
+
+    def __init__(self, path):
+        self.path = path
+        self._offset = 0
+        self._held = b""
+
+    def _read(self):
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read(512)
+        except OSError:
+            return []
+        self._offset += len(data)
+        data = self._held + data
+        parts = data.split(b"\n")
+        self._held = parts.pop()
+        out = []
+        for part in parts:
+            line = part.decode().strip()
+            if line:
+                out.append(line)
+        return out
+
+    def lines(self):
+        return self._read()
+
+    def presses(self):
+        return self._read()
+
+
 class HostNetwork:
     """The unix port is on the host's network: nothing to join."""
 
@@ -151,8 +187,10 @@ def out(line):
 def make(config):
     reader = config["reader"]
     field = Field(reader["control"]) if reader.get("control") else None
+    scanner = LineFile(reader["scanner"]) if reader.get("scanner") else None
+    buttons = LineFile(reader["buttons"]) if reader.get("buttons") else None
     return _board(PtyUart(reader["port"]), RecordedPin("BUZZER", out), RecordedPin("LED", out),
-                  RecordedDisplay(out), HostNetwork(), field)
+                  RecordedDisplay(out), HostNetwork(), field, scanner, buttons)
 
 
 def _board(*parts):

@@ -41,6 +41,7 @@ import select  # noqa: E402
 import time  # noqa: E402
 
 import board as _board  # noqa: E402
+from cart import Cart  # noqa: E402
 import clock  # noqa: E402
 import settings  # noqa: E402
 from counter import Counter  # noqa: E402
@@ -111,6 +112,27 @@ class Terminal:
         self.counter = Counter(self.id, key, self.ledger, self.store, self.session, self.reader, self.board,
                                clock.wall_ms, config.get("counter", {}), log)
         self.cards = _card_files(config.get("reader", {}).get("cards"))
+        self.cart = Cart(self.board.display, config.get("counter", {}).get("menu", ()), self._names)
+
+    def _names(self, products):
+        """Product -> name from the synced catalogue (the menu's labels)."""
+        try:
+            found = self.store.catalogue_for(products) or {}
+        except (OSError, ValueError):
+            return {}
+        out = {}
+        for key in found.get("products", {}):
+            out[key] = found["products"][key].get("name", key)
+        return out
+
+    def choose(self):
+        """What the scanner read and the buttons pressed since the last look."""
+        if self.board.scanner is not None:
+            for line in self.board.scanner.lines():
+                self.cart.scan(line)
+        if self.board.buttons is not None:
+            for button in self.board.buttons.presses():
+                self.cart.press(button)
 
     peak = 0
 
@@ -118,6 +140,7 @@ class Terminal:
         if self.board.wifi.ensure() and self.session.ensure():
             self.session.poll()
             self.uplink.step()
+        self.choose()
         self._sample()
 
     def _sample(self):
@@ -135,8 +158,12 @@ class Terminal:
         except ValueError as err:
             print("ERROR sale_line_invalid %s" % err)
             return
+        items = sale.get("items")
+        if items is None:
+            self.choose()   # a code scanned just before the tap belongs to this sale
+            items = self.cart.take()   # a tap without items on the line: what the scanner and the menu chose
         try:
-            approved, what = self.counter.sell(sale["card"], sale.get("items"), self.cards.get(sale["card"].lower()))
+            approved, what = self.counter.sell(sale["card"], items, self.cards.get(sale["card"].lower()))
         except Exception as err:   # a bug must not take the ledger's uplink down with it
             sys.print_exception(err, sys.stderr)
             print("ERROR internal_error %r" % (err,))
@@ -149,6 +176,8 @@ class Terminal:
 
     def run(self, sales=None):
         self.board.display.show(["农资终端 " + self.id, "请刷卡 Tap card"])
+        if self.cart.menu:
+            self.cart.show()
         print("READY " + self.id)
         poll = None
         if sales is not None:

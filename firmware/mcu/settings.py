@@ -46,4 +46,7 @@ def load(path):
         raise ConfigError("%s: broker.ca/cert given for %s: TLS needs an mqtts:// URL" % (path, broker["url"]))
     if bool(broker.get("cert")) != bool(broker.get("key")):
         raise ConfigError("%s: broker.cert and broker.key go together" % path)
+    menu = config.get("counter", {}).get("menu", []) if isinstance(config.get("counter"), dict) else []
+    if not isinstance(menu, list) or len(menu) > 6 or not all(isinstance(p, str) and p for p in menu):
+        raise ConfigError("%s: counter.menu: at most 6 product ids (the OLED menu of the shop's top products)" % path)
     return config

@@ -44,7 +44,7 @@ def provision(db: Path, terminal: str, shop: str) -> dict:
 class McuDistrict:
     def __init__(self, root: Path, name: str = "M001", subjects: dict[str, int] | None = None,
                  deadline_ms: int = 1500, ack_timeout: float = 2.0, heap: str | None = None,
-                 tls: str | None = None):
+                 tls: str | None = None, menu: list[str] | None = None):
         """`tls`: None for a plain listener; "password" or "cert" for the
         generated configuration's TLS listeners (a throwaway CA for the run),
         with the broker password or a client certificate (CN = terminal id)."""
@@ -94,16 +94,20 @@ class McuDistrict:
             path, uid = mcu.card_file(self.root, subject)
             self.cards[subject] = uid
             card_files.append(str(path))
+        self.scanner = self.root / "scanner.txt"   # the label scanner's twin: a test appends codes
+        self.buttons = self.root / "buttons.txt"   # the OLED menu's buttons: NEXT / OK lines
         self.config = self.root / f"{name}.json"
         self.config.write_text(json.dumps({
             "terminal": {"id": name, "key": self.creds["terminal"]["key"], "shop": self.shop},
             "broker": dict({"url": url, "username": self.creds["broker"]["username"],
                             "password": self.creds["broker"]["password"]}, **tls_files),
             "uplink": {"batch": 8, "ack_timeout_s": ack_timeout, "heartbeat_s": 30, "keepalive_s": 10},
-            "counter": {"deadline_ms": deadline_ms, "registry_keys": [fx.registry_public_hex()], "clerk": "c1"},
+            "counter": dict({"deadline_ms": deadline_ms, "registry_keys": [fx.registry_public_hex()], "clerk": "c1"},
+                            **({"menu": menu} if menu else {})),
             "ledger": {"dir": str(self.root / "flash" / "ledger"), "reserve_kb": 8},
             "config": {"dir": str(self.root / "flash" / "config")},
-            "reader": {"port": str(self.root / "pn532"), "control": self.field.control, "cards": card_files},
+            "reader": {"port": str(self.root / "pn532"), "control": self.field.control, "cards": card_files,
+                       "scanner": str(self.scanner), "buttons": str(self.buttons)},
         }, indent=1), "utf-8")
         self.terminal = McuTerminal(self.config, self.root / f"{name}.log", heap=heap)
 
@@ -117,6 +121,17 @@ class McuDistrict:
         self.gateway.kill()
         self.broker.kill()
         self.field.stop()
+
+    # -- the counter's devices
+
+    def scan(self, *codes: str) -> None:
+        """What the label scanner reads, one code a line."""
+        with open(self.scanner, "a", encoding="utf-8") as f:
+            f.write("".join(code + "\r\n" for code in codes))
+
+    def press(self, *buttons: str) -> None:
+        with open(self.buttons, "a", encoding="utf-8") as f:
+            f.write("".join(button + "\n" for button in buttons))
 
     # -- observing
 
