@@ -106,6 +106,28 @@ def find_font(candidates: Iterable[Path] | None = None) -> Path:
                          "none of %s exists: apt install %s" % (", ".join(map(str, candidates)), FONT_PACKAGE))
 
 
+RECORD_ID_KEYS = ("seq", "voids", "links")
+ITEMS_MIN = 30.0        # mm: the items column gives up at most this much room to record numbers
+
+
+def fitted_columns(terminal: str, width_of) -> tuple:
+    """COLUMNS with the record-number columns wide enough for one whole record
+    number of this terminal (`width_of(text)` in mm at the body size): a number
+    broken over two lines cannot be found or typed from a printed page, and a
+    terminal id can be longer than the "T001" the widths were set for. The room
+    comes out of the items column, which wraps at word boundaries anyway."""
+    need = width_of(record_id(terminal, 999999)) + 2 * PAD_X + 0.5
+    cols = [list(c) for c in COLUMNS]
+    extra = 0.0
+    for col in cols:
+        if col[0] in RECORD_ID_KEYS and col[2] < need:
+            extra += need - col[2]
+            col[2] = need
+    items = next(c for c in cols if c[0] == "items")
+    items[2] = max(ITEMS_MIN, items[2] - extra)
+    return tuple(tuple(c) for c in cols)
+
+
 def record_id(terminal: str, seq: int | None) -> str:
     return _receipt.record_id(terminal, seq) if seq else ""
 
@@ -121,7 +143,7 @@ def cells(row: dict, terminal: str) -> list[str]:
         "type": TYPE_ZH.get(row.get("type"), row.get("type") or ""),
         "mode": MODE_ZH.get(row.get("mode"), row.get("mode") or ""),
         "subject": row.get("subject") or "",
-        "clerk": row.get("clerk") or "",
+        "clerk": row.get("clerk_name") or row.get("clerk") or "",
         "items": "\n".join(row.get("items") or []),
         "reasons": "\n".join(reasons.text(code) for code in row.get("reasons") or []),
         "voids": rid(row["voids"]) if row.get("voids") else "",
@@ -222,7 +244,7 @@ def render(header: Header, rows: Iterable[dict], font: Path | None = None) -> by
             self.set_font("cjk", size=BODY_PT)
             self.set_fill_color(225)
             x = MARGIN
-            for key, zh, width in COLUMNS:
+            for key, zh, width in columns:
                 self.rect(x, top, width, HEAD_H, style="DF")
                 self.text(x + PAD_X, top + PAD_Y + LINE * 0.78, zh)
                 self.set_font_size(KEY_PT)
@@ -253,8 +275,9 @@ def render(header: Header, rows: Iterable[dict], font: Path | None = None) -> by
     pdf.set_creation_date(datetime.fromtimestamp(header.exported_ms / 1000, timezone.utc))
     pdf.set_line_width(0.15)
     pdf.set_draw_color(120)
-    pdf.add_page()
     wrapper = _Wrapper(pdf)
+    columns = fitted_columns(header.terminal, wrapper.width)
+    pdf.add_page()
     bottom = pdf.h - MARGIN - FOOTER_H
     fresh = bottom - (MARGIN + TITLE_H[2] + HEAD_H)      # room for rows on a page after the first
     mode_col = [key for key, _, _ in COLUMNS].index("mode")
@@ -262,7 +285,7 @@ def render(header: Header, rows: Iterable[dict], font: Path | None = None) -> by
 
     for row in rows:
         texts = cells(row, header.terminal)
-        lines = [wrapper.lines(text, width - 2 * PAD_X) for text, (_, _, width) in zip(texts, COLUMNS)]
+        lines = [wrapper.lines(text, width - 2 * PAD_X) for text, (_, _, width) in zip(texts, columns)]
         red = row.get("mode") == "offline"
         done = 0
         total = max(len(col) for col in lines)
@@ -278,7 +301,7 @@ def render(header: Header, rows: Iterable[dict], font: Path | None = None) -> by
             top = pdf.get_y()
             height = take * LINE + 2 * PAD_Y
             x = MARGIN
-            for i, (col, (_, _, width)) in enumerate(zip(lines, COLUMNS)):
+            for i, (col, (_, _, width)) in enumerate(zip(lines, columns)):
                 pdf.rect(x, top, width, height)
                 if red and i == mode_col:
                     pdf.set_text_color(*OFFLINE_RGB)

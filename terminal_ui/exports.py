@@ -19,7 +19,7 @@ class LedgerExports:
         self._pdf_lock = threading.Lock()         # one PDF export at a time: it is CPU work on a Pi
 
     def _row_view(self, record: dict) -> dict:
-        return row_view(self.counter, record, self.agent.ledger.acked)
+        return row_view(self.counter, record, self.agent.ledger.acked, {c.id: c.name for c in self.settings.clerks})
 
     def rows(self, before: int | None = None, limit: int = 50) -> dict:
         """Newest first, `limit` rows below seq `before` (paging for the screen)."""
@@ -31,16 +31,16 @@ class LedgerExports:
         rows.reverse()
         return {"rows": rows, "head": head, "acked": ledger.acked, "next": after if after > 0 else None}
 
-    CSV_COLUMNS = ("seq", "time", "type", "mode", "subject", "clerk", "items", "reasons", "voids", "links",
-                   "codes", "deposit_fen", "uploaded")
-
     def csv(self):
         """The whole ledger as CSV lines (UTF-8 with BOM so Excel opens the Chinese
-        right), produced row by row: a two-year ledger never sits in memory."""
+        right), produced row by row: a two-year ledger never sits in memory. The
+        headings and values are the PDF's (firmware/ledger_pdf.py `cells`): record
+        numbers, types, modes, reasons and deposits in Chinese words, the
+        clerk's name; a cell's several entries joined by "；" (one row a record)."""
         yield "\ufeff"
         buf = io.StringIO()
         writer = csv.writer(buf)
-        writer.writerow(self.CSV_COLUMNS)
+        writer.writerow([zh for _, zh, _ in _ledger_pdf.COLUMNS])
         yield buf.getvalue()
         after = 0
         while True:
@@ -50,12 +50,8 @@ class LedgerExports:
             buf = io.StringIO()
             writer = csv.writer(buf)
             for seq, text in chunk:
-                row = self._row_view(json.loads(text))
-                writer.writerow([row["seq"], row["time"], row["type"], row["mode"] or "", row["subject"] or "",
-                                 row["clerk"] or "", "；".join(row["items"]), " ".join(row["reasons"]),
-                                 row["voids"] or "", " ".join(map(str, row["links"])), " ".join(row["codes"]),
-                                 row["deposit_fen"] if row["deposit_fen"] is not None else "",
-                                 "yes" if row["uploaded"] else "no"])
+                cells = _ledger_pdf.cells(self._row_view(json.loads(text)), self.config.terminal)
+                writer.writerow([cell.replace("\n", "；") for cell in cells])
                 after = seq
             yield buf.getvalue()
 

@@ -127,7 +127,9 @@ def outcome_view(counter, terminal: str, outcome: Outcome, cart: Cart) -> dict:
     }
 
 
-def row_view(counter, record: dict, acked: int) -> dict:
+def row_view(counter, record: dict, acked: int, clerk_names: dict | None = None) -> dict:
+    """One ledger record for people: product names, the clerk's name as the
+    kiosk's config gives it (`clerk` keeps the id written on the record)."""
     body = record["body"]
     items = []
     for item in body.get("items") or []:
@@ -139,7 +141,8 @@ def row_view(counter, record: dict, acked: int) -> dict:
     return {
         "seq": record["seq"], "time": _receipt.time_text(record["time"]), "time_ms": record["time"],
         "type": record["type"], "mode": body.get("mode"), "subject": body.get("subject"),
-        "clerk": body.get("clerk"), "items": items, "reasons": body.get("reasons") or [],
+        "clerk": body.get("clerk"), "clerk_name": (clerk_names or {}).get(body.get("clerk"), body.get("clerk")),
+        "items": items, "reasons": body.get("reasons") or [],
         "links": body.get("links") or [], "codes": body.get("codes") or [],
         "deposit_fen": body.get("deposit_fen"), "voids": body.get("voids"),
         "uploaded": record["seq"] <= acked,

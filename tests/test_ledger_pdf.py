@@ -47,6 +47,21 @@ def test_an_empty_ledger_says_so_and_control_characters_never_reach_the_page():
     assert "c@1" in text and "S-1" in text and "\x1b" not in text and "\x00" not in text
 
 
+def test_record_numbers_of_a_long_terminal_id_are_never_broken_across_lines():
+    """A terminal id longer than "T1" (the district's scheme can be long): every
+    record number, in its own column, in a void's and in a return's links, is
+    whole on its line."""
+    terminal = "T-330113-LINPING-0042"
+    header = ledger_pdf.Header("塘栖农资店", "shop-T1", terminal, 1764300000000, 1, 3)
+    text = "\n".join(pages_of(header, [row(1), row(2, type="void", voids=1, items=[]),
+                                       row(3, type="return", mode=None, links=[1], codes=["%032d" % 7])]))
+    lines = text.split("\n")
+    for seq in (1, 2, 3):
+        assert any(f"{terminal}-{seq:06d}" in line for line in lines), seq
+    assert sum(line.count(f"{terminal}-000001") for line in lines) >= 3      # the row, the void, the link
+    assert not any(line.strip() == "0042-000001" or line.strip().endswith(f"{terminal}-") for line in lines)
+
+
 def test_the_font_is_looked_for_where_debian_installs_it():
     assert ledger_pdf.find_font().name == "wqy-microhei.ttc"
     with pytest.raises(ledger_pdf.LedgerPdfError) as err:

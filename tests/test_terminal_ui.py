@@ -443,14 +443,20 @@ def test_ledger_browse_and_csv_export_show_every_record(shop, page):
     assert {r["type"] for r in records} >= {"sale", "refusal", "return"}
     assert page.locator("[data-testid^=ledger-row-]").count() == len(records)
     assert "离线" in page.inner_text(f"[data-testid=ledger-row-{offline['seq']}]")
+    assert page.inner_text("[data-testid=ledger-head]").split() == ["序号", "时间", "类型", "购买主体", "商品", "店员", "上传"]
+    assert page.inner_text(f"[data-testid=ledger-clerk-{offline['seq']}]") == "李梅"     # the name, not c1
     shot(page, "ledger")
     with page.expect_download(timeout=30_000) as info:      # the page's link, with the page's session
         page.click("[data-testid=export-csv]")
     body = Path(info.value.path()).read_text("utf-8-sig")
     rows = list(csv.DictReader(io.StringIO(body)))
-    assert [int(r["seq"]) for r in rows] == [r["seq"] for r in records]
-    assert {r["type"] for r in rows} >= {"sale", "refusal", "return"}
-    assert any("尿素" in r["items"] for r in rows)
+    assert list(rows[0])[:8] == ["单号", "时间", "类型", "方式", "购买主体", "店员", "商品", "原因"]
+    assert [r["单号"] for r in rows] == [f"T001-{r['seq']:06d}" for r in records]
+    assert {r["类型"] for r in rows} >= {"销售", "拒售", "回收"}
+    assert {r["店员"] for r in rows if r["类型"] == "销售"} == {"李梅"}
+    assert any("尿素" in r["商品"] for r in rows) and any("离线" == r["方式"] for r in rows)
+    assert any("限制使用农药只能在定点经营门店购买" in r["原因"] for r in rows)     # reasons in words
+    assert not re.search(r"\b(sale|refusal|offline|online|yes|no|c1)\b", body)
     page.click("[data-testid=close-ledger]")
     page.wait_for_selector("[data-testid=screen-idle]")
 

@@ -159,7 +159,8 @@ def test_offline_sale_through_the_api_is_committed_then_shown(client, kiosk, pin
     rows = client.get("/api/ledger").json()["rows"]
     assert [r["type"] for r in rows] == ["void", "sale"] and rows[1]["mode"] == "offline"
     csv_text = client.get("/api/ledger.csv").content.decode("utf-8-sig")
-    assert csv_text.splitlines()[0].startswith("seq,time,type") and "尿素" in csv_text
+    assert csv_text.splitlines()[0].startswith("单号,时间,类型,方式") and "尿素" in csv_text
+    assert "T9-000001,20" in csv_text and ",销售,离线," in csv_text and "李梅" in csv_text
 
 
 def test_subject_panel_shows_the_village_by_name_and_the_credit_grade(client, kiosk, pin):

@@ -43,6 +43,8 @@ const T = {
   voice: ["语音", "Voice"], on: ["开", "on"], off: ["关", "off"], packs: ["件", "packs"],
   type_sale: ["销售", "sale"], type_refusal: ["拒售", "refusal"], type_void: ["作废", "void"],
   type_return: ["回收", "return"], type_heartbeat: ["心跳", "heartbeat"], type_event: ["事件", "event"],
+  col_seq: ["序号", "No."], col_time: ["时间", "Time"], col_type: ["类型", "Type"], col_subject: ["购买主体", "Buyer"],
+  col_items: ["商品", "Items"], col_clerk: ["店员", "Clerk"], col_uploaded: ["上传", "Upload"],
   max: ["最多可售", "at most"], reader: ["读卡器", "Reader"], printer: ["打印机", "Printer"], camera: ["摄像头", "Camera"],
   seconds: ["秒", "s"],
   buyerChanged: ["换了一张卡", "Another card"],
@@ -395,13 +397,16 @@ function ledgerScreen() {
       r.mode === "offline" ? h("span", { class: "offline-mark", style: "font-size:12px" }, t("offline")) : null),
     h("td", {}, r.subject || ""), h("td", {}, r.items.join("；"), r.links.length ? ` → #${r.links.join(",#")}` : "",
       r.voids ? ` #${r.voids}` : ""),
-    h("td", {}, r.clerk || ""), h("td", {}, r.uploaded ? t("uploaded") : t("pending"))));
+    h("td", { testid: "ledger-clerk-" + r.seq }, r.clerk_name || r.clerk || ""),
+    h("td", {}, r.uploaded ? t("uploaded") : t("pending"))));
+  const head = h("thead", {}, h("tr", { testid: "ledger-head" },
+    ["seq", "time", "type", "subject", "items", "clerk", "uploaded"].map((k) => h("th", {}, t("col_" + k)))));
   return h("div", { class: "col", style: "flex:1", testid: "screen-ledger" },
     h("div", { class: "row" }, h("h3", { style: "flex:1;margin:4px 0" }, t("ledger")),
       h("a", { href: "/api/ledger.csv", download: "ledger.csv", testid: "export-csv" }, h("button", {}, t("exportCsv"))),
       h("button", { testid: "export-pdf", disabled: pdfBusy, onclick: exportPdf }, pdfBusy ? t("pdfBusy") : t("exportPdf")),
       h("button", { testid: "close-ledger", onclick: () => { view = null; render(); } }, t("back"))),
-    h("div", { class: "panel", style: "flex:1" }, h("table", {}, rows)));
+    h("div", { class: "panel", style: "flex:1" }, h("table", {}, head, h("tbody", {}, rows))));
 }
 
 // ---------------------------------------------------------------- render
