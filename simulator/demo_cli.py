@@ -1,4 +1,5 @@
-"""`python -m simulator demo`: the district demo on embedded defaults.
+"""`python -m simulator demo`: the district demo, on embedded defaults or
+(--db postgresql://...) on a PostgreSQL database.
 
 In ./var/demo (emptied first): generates Linping district from --seed
 (simulator/district.py), seeds it into a fresh gateway database with the
@@ -27,7 +28,6 @@ import json
 import shutil
 import signal
 import socket
-import sqlite3
 import threading
 import time
 import urllib.request
@@ -36,6 +36,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from gateway.store import DB_HELP, connect, db_errors, is_postgres, sqlite_path
+from gateway.store import describe as describe_db
 from protocols import configsync
 from simulator import misuse, scorecard
 from simulator.broker import free_port
@@ -71,29 +73,42 @@ def dashboard_up(url: str) -> bool:
         return False
 
 
-def gateway_figures(db: Path) -> dict:
-    """What the gateway holds now, read-only: the supervision tables appear when
-    its supervision child has started, so each query is allowed to find nothing."""
+def gateway_figures(db) -> dict:
+    """What the gateway holds now, read through the store's connect (a SQLite
+    path or a PostgreSQL URL); a figure that cannot be read yet stays 0."""
     out = {"stored": 0, "violations": {}, "open_cases": 0, "alerts": 0}
     try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    except sqlite3.Error:
+        conn = connect(db, migrate=False)
+    except (OSError, *db_errors()):
         return out
     try:
         for key, sql in (("stored", "SELECT count(*) FROM records"), ("alerts", "SELECT count(*) FROM alerts"),
                          ("open_cases", "SELECT count(*) FROM cases WHERE state != 'closed'")):
             try:
                 out[key] = conn.execute(sql).fetchone()[0]
-            except sqlite3.Error:
+            except db_errors():
                 pass
         try:
             out["violations"] = dict(conn.execute(
                 "SELECT code, count(*) FROM violations GROUP BY code ORDER BY count(*) DESC").fetchall())
-        except sqlite3.Error:
+        except db_errors():
             pass
     finally:
         conn.close()
     return out
+
+
+def demo_db(text: str | None, workdir: Path) -> str | None:
+    """--db as given, or None for the embedded default (workdir/gateway.db).
+    A SQLite file inside the workdir is refused: the workdir is emptied at
+    every start, and the demo drops no database it was given."""
+    if not text or is_postgres(text):
+        return text
+    path = sqlite_path(text).absolute()
+    if path.is_relative_to(workdir.absolute()):
+        raise ValueError(f"--db {text}: inside --workdir {workdir}, which every start empties; "
+                         "leave --db out for the demo's own database, or put it elsewhere")
+    return str(path)
 
 
 def main(argv, prog):
@@ -113,6 +128,9 @@ def main(argv, prog):
     parser.add_argument("--http", default="127.0.0.1:8080",
                         help="dashboard HOST:PORT (default 127.0.0.1:8080; a free port if taken)")
     parser.add_argument("--workdir", default=str(ROOT / "var" / "demo"))
+    parser.add_argument("--db", help=f"{DB_HELP}; default: a fresh SQLite file in --workdir. A database "
+                        "given here must be empty (one made by createdb): the demo refuses one holding a district, "
+                        "and never drops it")
     parser.add_argument("--report", help="write the final figures as JSON here")
     args = parser.parse_args(argv)
     if args.shops < 2 or args.days < 1 or args.day_seconds <= 0:
@@ -122,13 +140,18 @@ def main(argv, prog):
     console = Console()
     t0 = time.monotonic()
     workdir = Path(args.workdir)
+    try:
+        db = demo_db(args.db, workdir)
+    except ValueError as err:
+        parser.error(str(err))
     if workdir.exists():  # demo data is throwaway: every start seeds a new district
         shutil.rmtree(workdir)
     host, port = pick_http(args.http)
     url = f"http://{host}:{port}/"
     run_args = Namespace(terminals=args.shops, days=args.days, day_seconds=args.day_seconds, start=args.start,
                          misuse=args.misuse, faults=args.faults, heartbeat=None, workers=4, http=f"{host}:{port}",
-                         towns=None, subjects=args.subjects, seed=args.seed, workdir=str(workdir), lead=8.0)
+                         towns=None, subjects=args.subjects, seed=args.seed, workdir=str(workdir), lead=8.0,
+                         db=db)
     try:
         run_ = SeasonRun(run_args, console)
     except ValueError as err:
@@ -141,8 +164,8 @@ def main(argv, prog):
     try:
         try:
             run_.start()
-        except ValueError as err:   # a misuse the district is too small for
-            console.print(f"[red]{err}[/]")
+        except ValueError as err:   # a misuse the district is too small for, a database refused
+            console.print(str(err), style="red", markup=False, highlight=False, soft_wrap=True)
             return 2
         try:
             wait_for(lambda: dashboard_up(url), 60, f"the dashboard at {url}", interval=0.1)
@@ -160,7 +183,7 @@ def main(argv, prog):
         console.print(f"counter: {kiosk.url}  ({counter_shop.name}; clerk {CLERK_NAME}, PIN {kiosk.pin})",
                       markup=False, highlight=False)
         console.print(f"broker {run_.broker.tls_url} (TLS; client certificates on {run_.broker.cert_url}; "
-                      f"CA {run_.broker.ca}) · gateway db {run_.db} · logs and district files in {workdir}",
+                      f"CA {run_.broker.ca}) · gateway db {describe_db(run_.db)} · logs and district files in {workdir}",
                       markup=False, highlight=False, soft_wrap=True)
         if args.duration:
             threading.Timer(args.duration, run_.stop.set).start()

@@ -24,7 +24,6 @@ import json
 import math
 import os
 import secrets
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gateway import fleet as gateway_fleet
 from gateway import pki as gateway_pki
-from gateway.store import Store
+from gateway.store import KEY_FILE_ENV, MASTER_KEY_ENV, Store, connect, db_errors, is_postgres, private_file
 from protocols import clock as _clock
 from simulator import district as district_model
 from simulator import judge, misuse, scorecard
@@ -45,7 +44,7 @@ from simulator.netem import Link
 from simulator.processes import GatewayProcess
 from simulator.run_cli import percentile, reconcile
 from simulator.season import Season, local_ms
-from simulator.seeding import counter_toml, seed
+from simulator.seeding import check_empty, counter_toml, seed
 
 DEFAULT_START = "2026-04-06"     # a Monday in the spring rush
 SETUP_LEAD_S = 20.0              # real seconds of virtual night before the first morning (default)
@@ -108,7 +107,10 @@ class SeasonRun:
         self.start_date = dt.date.fromisoformat(args.start)
         towns = district_model.synthetic_towns(args.towns) if args.towns else district_model.LINPING_TOWNS
         self.district = district_model.generate(args.seed, args.terminals, args.subjects, towns=towns)
-        self.db = self.workdir / "gateway.db"
+        # the embedded default: a SQLite file in the workdir, made afresh; or the
+        # database --db names (postgresql://...), which must be empty (check_empty)
+        self.db = getattr(args, "db", None) or self.workdir / "gateway.db"
+        self._key_env_set = False
         self.broker = self.gateway = self.fleet = None
         self.links: dict[str, Link] = {}
         self.series: list[list[float]] = []
@@ -118,6 +120,8 @@ class SeasonRun:
     def start(self) -> "SeasonRun":
         args, console = self.args, self.console
         self.workdir.mkdir(parents=True, exist_ok=True)
+        check_empty(self.db)   # before anything is written: a database it cannot use is refused untouched
+        self._master_key()
         raise_open_files()
         speed = self.speed
         # setting up takes longer with more terminals (agents, config sync); the
@@ -147,6 +151,8 @@ class SeasonRun:
         rules = self.workdir / "rules.toml"
         rules.write_text(rules_toml(speed, self.heartbeat), "utf-8")
         extra = ["--rules", str(rules), "--sweep-interval", "0.5"] + (["--http", args.http] if args.http else [])
+        if is_postgres(self.db):   # inspection photos go next to a SQLite file; a server database has none
+            extra += ["--photos", str(self.workdir / "photos")]
         self.gateway = GatewayProcess(self.db, self.broker.tls_url, self.workdir / "gateway.log",
                                       username=gateway_fleet.GATEWAY_USER, password=self.gateway_password,
                                       extra_args=extra, ca=self.broker.ca).start()
@@ -176,6 +182,19 @@ class SeasonRun:
             console.print(f"[yellow]setting up took longer than the {lead:.0f} s allowed: the season starts "
                           f"{(clock.wall_ms() - first_morning) / 3_600_000:.1f} simulated hours late[/]")
         return self
+
+    def _master_key(self) -> None:
+        """A database on a server has no directory for the automatic key file
+        (gateway/store/keys.py), so a PostgreSQL run makes a demo master key
+        in the workdir, 0600, and names it in the environment the seeding (this
+        process) and the gateway (a child) read; a key the operator set wins."""
+        if not is_postgres(self.db) or os.environ.get(KEY_FILE_ENV) or os.environ.get(MASTER_KEY_ENV):
+            return
+        path = self.workdir / "gateway-master.key"
+        private_file(path)
+        path.write_text(secrets.token_hex(32) + "\n", "ascii")
+        os.environ[KEY_FILE_ENV] = str(path.absolute())
+        self._key_env_set = True
 
     def play(self, describe=None) -> None:
         """The season, with a progress bar in virtual time; `describe()` adds a
@@ -210,7 +229,7 @@ class SeasonRun:
         drained = fleet.wait_acked(120)
         settle_violations(self.db)
         report = reconcile(self.db, fleet)
-        detection, injections = judge.judge(self.plan, judge.violations(self.db))
+        detection, injections = judge.judge(self.plan, raised_violations(self.db))
         snapshot = season.shoppers.snapshot()
         report.update({
             "terminals": args.terminals, "days": args.days, "seed": args.seed, "speed": self.speed,
@@ -241,6 +260,8 @@ class SeasonRun:
         if self.broker:
             self.broker.stop()
         os.environ.pop(_clock.ENV, None)
+        if self._key_env_set:
+            os.environ.pop(KEY_FILE_ENV, None)
 
 
 def run(args, console: Console) -> dict:
@@ -264,23 +285,16 @@ def raise_open_files() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard))
 
 
-def settle_violations(db: Path, quiet_s: float = 3.0, timeout: float = 60.0) -> None:
+def settle_violations(db, quiet_s: float = 3.0, timeout: float = 60.0) -> None:
     """Until the gateway has applied every stored record to its rules and no new
     violation appeared for `quiet_s` (sweeps run every half second)."""
     def state():
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-        try:
+        def read(conn):
             lag = conn.execute("SELECT coalesce(max(rid), 0) FROM records").fetchone()[0]
-            try:
-                done = conn.execute("SELECT min(rid) FROM followers").fetchone()[0] or 0
-            except sqlite3.OperationalError:
-                done = lag
+            done = conn.execute("SELECT min(rid) FROM followers").fetchone()[0]
             count = conn.execute("SELECT count(*) FROM violations").fetchone()[0]
-        except sqlite3.OperationalError:
-            return 1, 0
-        finally:
-            conn.close()
-        return lag - done, count
+            return lag - (done or 0), count
+        return _read(db, read, (1, 0))
     deadline = time.monotonic() + timeout
     last, since = None, time.monotonic()
     while time.monotonic() < deadline:
@@ -292,15 +306,31 @@ def settle_violations(db: Path, quiet_s: float = 3.0, timeout: float = 60.0) -> 
         time.sleep(0.2)
 
 
-def _stored(db: Path) -> int:
+def _read(db, read, default):
+    """`read(conn)` on the gateway's database (a path or a URL, through the
+    store's connect), or `default` when it cannot be read yet: the season
+    only watches, and a busy or restarting database is no reason to stop."""
     try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        try:
-            return conn.execute("SELECT coalesce(max(rid), 0) FROM records").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return 0
+        conn = connect(db, migrate=False)
+    except (OSError, *db_errors()):
+        return default
+    try:
+        return read(conn)
+    except db_errors():
+        return default
+    finally:
+        conn.close()
+
+
+def _stored(db) -> int:
+    return _read(db, lambda conn: conn.execute("SELECT coalesce(max(rid), 0) FROM records").fetchone()[0], 0)
+
+
+def raised_violations(db) -> list[dict]:
+    """The gateway's violations, as simulator/judge.py matches them."""
+    keys = ("id", "code", "subject", "shop", "terminal", "seq", "time")
+    return _read(db, lambda conn: [dict(zip(keys, r)) for r in conn.execute(
+        "SELECT id, code, subject, shop, terminal, seq, time FROM violations ORDER BY id").fetchall()], [])
 
 
 def _rate(series: list[list[float]]) -> float | None:
@@ -324,25 +354,20 @@ def latency(samples: list[float]) -> dict:
             "histogram": hist}
 
 
-def per_day(db: Path, start: dt.date, days: int) -> list[dict]:
+def per_day(db, start: dt.date, days: int) -> list[dict]:
     """Sales, refusals and violations per local day, as the gateway stored them."""
-    out = []
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-    try:
+    def read(conn):
+        out = []
         for d in range(days):
             date = start + dt.timedelta(days=d)
             a, b = local_ms(date, 0), local_ms(date, 24 * 60)
             counts = dict(conn.execute("SELECT type, count(*) FROM records WHERE time >= ? AND time < ? "
                                        "GROUP BY type", [a, b]).fetchall())
-            try:
-                v = conn.execute("SELECT count(*) FROM violations WHERE time >= ? AND time < ?", [a, b]).fetchone()[0]
-            except sqlite3.OperationalError:
-                v = 0
+            v = conn.execute("SELECT count(*) FROM violations WHERE time >= ? AND time < ?", [a, b]).fetchone()[0]
             out.append({"date": date.isoformat(), "sales": counts.get("sale", 0),
                         "refusals": counts.get("refusal", 0), "violations": v})
-    finally:
-        conn.close()
-    return out
+        return out
+    return _read(db, read, [])
 
 
 def process_usage(pid: int) -> dict:

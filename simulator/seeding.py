@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway import fleet, grid, registry, users
-from gateway.store import Store, connect
+from gateway.store import Store, connect, db_errors, describe, is_postgres
+from gateway.store.migrations import version as schema_version
 from protocols import configsync
 from simulator.district import District
 from simulator.processes import terminal_config_text
@@ -40,7 +41,52 @@ class Seeded:
     logins: list[Login]
 
 
-def import_files(db: Path, files: dict[str, Path], now_ms: int) -> None:
+class DatabaseRefused(ValueError):
+    """A --db the demo will not seed: unreachable, or holding a district already."""
+
+
+# Tables whose rows mean someone's district lives here (the baseline migration
+# itself fills config_sections with the shipped defaults, so that one does not count).
+DISTRICT_TABLES = ("areas", "shops", "subjects", "terminals", "records", "users")
+
+
+def check_empty(db) -> None:
+    """Refuse, before writing anything, a database the demo cannot reach or one
+    that holds another district's data: seeding would mix two districts, and
+    the fresh terminals' ledgers would restart at sequence 1 against stored
+    records. The demo never drops or empties a database; it asks for an empty one."""
+    name = describe(db)
+    if is_postgres(db):
+        import psycopg
+
+        try:   # a short timeout of its own: the pool would wait 30 s for a server that is not there
+            psycopg.connect(db, connect_timeout=5).close()
+        except psycopg.Error as err:
+            reason = " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+            raise DatabaseRefused(f"cannot reach the database {name}: {reason}") from None
+    try:
+        conn = connect(db, migrate=False)
+    except (OSError, *db_errors()) as err:
+        raise DatabaseRefused(f"cannot open the database {name}: {err}") from None
+    try:
+        if schema_version(conn) == 0:
+            return
+        counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in DISTRICT_TABLES}
+        held = {t: n for t, n in counts.items() if n}
+        if held:
+            areas = conn.execute("SELECT code, name FROM areas WHERE level = 'district' ORDER BY code").fetchall()
+            which = ", ".join(f"{n} ({c})" for c, n in areas) or "a district"
+            rows = ", ".join(f"{t} {n:,}" for t, n in held.items())
+            raise DatabaseRefused(f"the database {name} already holds {which}: {rows}. The demo seeds its own "
+                                  "district into an empty database and never drops one: create a new database "
+                                  "(createdb) and pass that")
+    except db_errors() as err:
+        raise DatabaseRefused(f"cannot read the database {name}: {err}") from None
+    finally:
+        conn.close()
+
+
+def import_files(db: Path | str, files: dict[str, Path], now_ms: int) -> None:
     conn = connect(db)
     try:
         grid.import_grid(conn, grid.load_file(files["grid"]), str(files["grid"]))
@@ -52,7 +98,7 @@ def import_files(db: Path, files: dict[str, Path], now_ms: int) -> None:
         conn.close()
 
 
-def add_logins(db: Path, district: District, now_ms: int, town_index: int = 0) -> list[Login]:
+def add_logins(db: Path | str, district: District, now_ms: int, town_index: int = 0) -> list[Login]:
     """A district account and one town account, with fresh random passwords
     (printed by the demo: throwaway data, but no password worth guessing)."""
     town = district.towns[town_index]
@@ -70,7 +116,7 @@ def add_logins(db: Path, district: District, now_ms: int, town_index: int = 0) -
     return out
 
 
-def provision(db: Path, district: District, now_ms: int) -> dict[str, fleet.Credentials]:
+def provision(db: Path | str, district: District, now_ms: int) -> dict[str, fleet.Credentials]:
     store = Store(db)
     try:
         return {s.terminal: fleet.provision(store, s.terminal, s.id, now_ms) for s in district.shops}
@@ -98,7 +144,7 @@ def write_terminal_configs(directory: Path, district: District, creds: dict[str,
     return out
 
 
-def trust_registry(db: Path, district: District, now_ms: int) -> None:
+def trust_registry(db: Path | str, district: District, now_ms: int) -> None:
     """`gateway subjects keys add`: the gateway checks the cards authorization
     requests show against the district registry's key, as the terminals do."""
     conn = connect(db)
@@ -108,7 +154,7 @@ def trust_registry(db: Path, district: District, now_ms: int) -> None:
         conn.close()
 
 
-def seed(db: Path, district: District, directory: Path, now_ms: int | None = None) -> Seeded:
+def seed(db: Path | str, district: District, directory: Path, now_ms: int | None = None) -> Seeded:
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
     files = district.write(directory)
     import_files(db, files, now_ms)
