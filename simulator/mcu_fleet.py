@@ -83,9 +83,12 @@ class McuTerminal:
     """The MicroPython terminal as a process: sales go in on stdin, the
     APPROVED / REFUSED lines it prints are collected across restarts."""
 
-    def __init__(self, config: Path, log: Path, heap: str | None = None):
+    def __init__(self, config: Path, log: Path, heap: str | None = None, main: Path | None = None):
+        """`main`: another main.py to run, e.g. beside the firmware precompiled
+        with mpy-cross (a board loads bytecode, not source); firmware/mcu's by default."""
         self.config, self.log = Path(config), Path(log)
         self.heap = heap
+        self.main = Path(main) if main else MCU / "main.py"
         self.proc: subprocess.Popen | None = None
         self.approved: list[int] = []
         self.refused: list[str] = []
@@ -95,7 +98,7 @@ class McuTerminal:
 
     def start(self, wait: float = 30) -> "McuTerminal":
         cmd = [micropython()] + (["-X", f"heapsize={self.heap}"] if self.heap else [])
-        cmd += [str(MCU / "main.py"), "--config", str(self.config), "--sales", "-"]
+        cmd += [str(self.main), "--config", str(self.config), "--sales", "-"]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(self.log, "ab"),
                                      cwd=ROOT, preexec_fn=lifeline.bind)
         self._ready = False

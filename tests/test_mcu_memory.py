@@ -78,3 +78,19 @@ def test_terminal_receives_the_config_sync_and_sells_in_500K(tmp_path):
     finally:
         d.close()
     assert "MemoryError" not in d.terminal.log.read_text()
+
+
+def test_terminal_from_bytecode_receives_the_config_sync_and_sells_in_400K(tmp_path):
+    """The same from mpy-cross bytecode (tests/support/mcu.bytecode_tree), the
+    way a board loads the code without freezing it: 100K less than from
+    source, where 400K fails at start-up importing the code."""
+    main = mcu.bytecode_tree(tmp_path / "mpy")
+    d = McuDistrict(tmp_path / "district", heap="400K", main=main).start()
+    try:
+        d.wait_config()
+        assert d.terminal.sell(d.cards["S-M-0001"], [{"product": fx.UREA[0], "packs": 1}]).startswith("APPROVED")
+    finally:
+        d.close()
+    log = d.terminal.log.read_text()
+    assert "MemoryError" not in log
+    print("bytecode, heap 400K:", re.findall(r"mem alloc=\d+ free=\d+ peak=\d+", log))

@@ -61,3 +61,26 @@ def card_file(directory: Path, subject: str, kind: str = "ntag215", **issue) -> 
 def json_arg(value) -> str:
     """A value as a MicroPython literal (JSON text inside a Python string)."""
     return "json.loads(%r)" % json.dumps(value)
+
+
+def bytecode_tree(dest: Path) -> Path:
+    """A copy of what the terminal runs, precompiled with mpy-cross (bytecode
+    .mpy, as a board loads it: no compiler and no source text in the heap):
+    dest/protocols/*.mpy with its data, dest/firmware/mcu/*.mpy, main.py as
+    source (it runs as the script), micropython-lib linked where main.py looks.
+    Returns the main.py to run."""
+    import shutil
+    import sys
+    cross = str(Path(sys.executable).with_name("mpy-cross"))
+    (dest / "firmware" / "mcu").mkdir(parents=True)
+    (dest / "protocols").mkdir()
+    for source in sorted((ROOT / "protocols").glob("*.py")) + sorted(MCU.glob("*.py")):
+        rel = source.relative_to(ROOT)
+        if source.name == "main.py":
+            shutil.copy(source, dest / rel)
+        else:
+            subprocess.run([cross, "-o", str(dest / rel.with_suffix(".mpy")), str(source)], check=True)
+    shutil.copytree(ROOT / "protocols" / "data", dest / "protocols" / "data")
+    (dest / ".venv").mkdir()
+    (dest / ".venv" / "micropython-lib").symlink_to(LIB)
+    return dest / "firmware" / "mcu" / "main.py"

@@ -44,7 +44,7 @@ def provision(db: Path, terminal: str, shop: str) -> dict:
 class McuDistrict:
     def __init__(self, root: Path, name: str = "M001", subjects: dict[str, int] | None = None,
                  deadline_ms: int = 1500, ack_timeout: float = 2.0, heap: str | None = None,
-                 tls: str | None = None, menu: list[str] | None = None):
+                 tls: str | None = None, menu: list[str] | None = None, main: Path | None = None):
         """`tls`: None for a plain listener; "password" or "cert" for the
         generated configuration's TLS listeners (a throwaway CA for the run),
         with the broker password or a client certificate (CN = terminal id)."""
@@ -109,7 +109,7 @@ class McuDistrict:
             "reader": {"port": str(self.root / "pn532"), "control": self.field.control, "cards": card_files,
                        "scanner": str(self.scanner), "buttons": str(self.buttons)},
         }, indent=1), "utf-8")
-        self.terminal = McuTerminal(self.config, self.root / f"{name}.log", heap=heap)
+        self.terminal = McuTerminal(self.config, self.root / f"{name}.log", heap=heap, main=main)
 
     def start(self) -> "McuDistrict":
         self.gateway.start().wait_subscribed()
