@@ -79,6 +79,9 @@ def main(argv, prog):
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
+        # the options first: a refused command must not have opened (and
+        # migrated) the database, or started anything
+        supervise_args = supervision_runtime.child_arguments(args)
         if args.master_key_file:  # the verifier and writer processes read it from the environment
             os.environ[KEY_FILE_ENV] = os.path.abspath(args.master_key_file)
         store = Store(args.db, args.master_key_file)
@@ -87,7 +90,6 @@ def main(argv, prog):
                                  ingest_process=args.ingest == "process", ca=args.ca, cert=args.cert, key=args.key,
                                  budget=QuarantineBudget(args.quarantine_bytes_per_hour,
                                                          args.quarantine_rows_per_hour))
-        supervise_args = supervision_runtime.child_arguments(args)
     except (OSError, ValueError) as err:
         print(f"{prog}: {err}", file=sys.stderr)
         return 2

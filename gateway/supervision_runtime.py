@@ -47,6 +47,10 @@ def child_arguments(args) -> list[str]:
     rules_config.load(args.rules)
     if args.http:
         parse_hostport(args.http)
+        if not args.photos:
+            from gateway.api.app import default_photos_dir
+
+            default_photos_dir(args.db)   # a database on a server has no folder for them: --photos
     serve.check_tls(args.https_cert, args.https_key)
     serve.check_proxies(args.trusted_proxy)
     if args.upstream and not os.environ.get(args.upstream_key_env):

@@ -103,6 +103,20 @@ def test_a_missing_sqlite_file_is_not_made_by_a_read_and_a_bad_url_is_named(tmp_
     assert out.returncode != 0 and "postgresql://" in out.stderr
 
 
+def test_run_with_the_dashboard_on_a_server_database_asks_for_photos_before_touching_it(pg_url):
+    """Inspection photos live beside a SQLite file; a database on a server has
+    no such place. `run --http` without `--photos` is refused at once, with
+    the database left as it was (the supervise child used to die with a
+    traceback while ingest ran on)."""
+    out = gateway("run", "--db", pg_url, "--broker", "mqtt://127.0.0.1:1", "--http", "127.0.0.1:8099", ok=False)
+    assert out.returncode == 2 and "--photos" in out.stderr and "Traceback" not in out.stderr, out.stderr
+    import psycopg
+
+    with psycopg.connect(pg_url) as conn:
+        tables = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'").fetchone()
+    assert tables[0] == 0, "the refused command migrated the database"
+
+
 def test_run_and_supervise_store_follow_and_export_on_either_backend(db, tmp_path, monkeypatch):
     """`gateway run` (ingest pipeline and its `supervise` child) on the URL:
     signed records over a real broker are stored, acknowledged, followed by
