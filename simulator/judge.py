@@ -11,23 +11,9 @@ a growing backlog are statistics of the whole run, not verdicts on one act.
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-
 from simulator.misuse import Plan
 
 STATISTICAL = frozenset({"top_buyer", "backlog_growing"})
-
-
-def violations(db: Path) -> list[dict]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-    try:
-        rows = conn.execute("SELECT id, code, subject, shop, terminal, seq, time FROM violations ORDER BY id")
-        return [dict(zip(("id", "code", "subject", "shop", "terminal", "seq", "time"), r)) for r in rows]
-    except sqlite3.OperationalError:   # no supervision tables yet: nothing raised
-        return []
-    finally:
-        conn.close()
 
 
 def _matches(expect: dict, v: dict) -> bool:
