@@ -217,14 +217,20 @@ def _counter(table: dict, base: Path) -> CounterSettings:
     return CounterSettings(deadline, config_path, tuple(parsed), clerk)
 
 
-def load(path: str | Path) -> AgentConfig:
-    path = Path(path)
+def read_toml(path: Path) -> dict:
+    """The config file's tables, or a ConfigError naming the file (the agent's
+    and the kiosk's configs are read alike)."""
     try:
-        data = tomllib.loads(path.read_text("utf-8"))
+        return tomllib.loads(path.read_text("utf-8"))
     except OSError as err:
         raise ConfigError(f"cannot read config {path}: {err.strerror}") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: {err}") from None
+
+
+def load(path: str | Path) -> AgentConfig:
+    path = Path(path)
+    data = read_toml(path)
     try:
         return parse(data, path.parent, path)
     except ConfigError as err:

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from firmware.clerk_pins import PinHashError, parse_pin_hash
-from firmware.config import AgentConfig, ConfigError, parse
+from firmware.config import AgentConfig, ConfigError, parse, read_toml
 
 log = logging.getLogger(__name__)
 
@@ -126,12 +125,7 @@ def load(path: str | Path) -> tuple[AgentConfig, KioskSettings]:
         pin_hash = "scrypt$32768$8$1$…$…"          # python -m firmware kiosk-pin c1
     """
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text("utf-8"))
-    except OSError as err:
-        raise ConfigError(f"cannot read config {path}: {err.strerror}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: {err}") from None
+    data = read_toml(path)
     try:
         return parse(data, path.parent, path), _settings(data.get("kiosk") or {}, path.parent, path)
     except ConfigError as err:
