@@ -291,15 +291,7 @@ def unproven(mode, date, cart, err):
 
 
 def _mac(key, prefix, message):
-    return binascii.hexlify(envelope.hmac_sha256(key, prefix + canonical.encode(_unsigned(message)))).decode()
-
-
-def _unsigned(message):
-    out = {}
-    for key in message:
-        if key != "mac":
-            out[key] = message[key]
-    return out
+    return envelope.canonical_hmac_hex(key, prefix, message)
 
 
 def _parse(payload, schema, what):

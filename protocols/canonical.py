@@ -181,9 +181,9 @@ def _check(value):
         raise NotCanonical("type %s has no canonical form" % type(value).__name__)
 
 
-_FAST = _stdlib_can_sort()
+FAST = _stdlib_can_sort()   # CPython's json sorts keys and is exact; MicroPython's cannot
 
-if _FAST:
+if FAST:
 
     def dumps(value, checked=False):
         """Canonical text of `value`. `checked=True` skips the type walk for values
@@ -211,14 +211,9 @@ def encode(value, checked=False):
 def feed(value, update, checked=False):
     """Hand the canonical UTF-8 bytes of `value` to `update` (a hash's update)
     piece by piece, so a MAC or digest over a big value never has its whole
-    text in memory. On a small board that matters: checking the MAC of a
-    config chunk (16,000 characters of JSON inside a string) built the text,
-    its bytes and the MAC input whole, several 20 KB blocks at once in a
-    fragmented heap. CPython's C encoder is fast and memory is plentiful there,
-    so it gets the text whole in one call; the bytes are the same either way."""
-    if _FAST:
-        update(encode(value, checked))
-        return
+    text in memory (envelope.canonical_hmac_hex, on a small board). The bytes
+    are those `encode` gives; `checked` is accepted for symmetry with it (the
+    walk checks every value as it goes)."""
     try:
         _feed(value, update)
     except UnicodeError:

@@ -112,23 +112,9 @@ def digest(text):
 
 
 def _mac(key, message):
-    """HMAC-SHA256 (RFC 2104) over PREFIX + the canonical bytes of the message
-    without its mac, the canonical text fed to the hash piece by piece: a
-    chunk carries 16,000 characters of section text, and a card-only terminal
-    (docs/mcu.md) cannot afford that text whole, its bytes and PREFIX + bytes
-    besides the message it already holds. The MAC is the one
-    envelope.hmac_sha256 gives over the whole text."""
-    unsigned = {}
-    for name in message:
-        if name != "mac":
-            unsigned[name] = message[name]
-    inner_pad, outer_pad = envelope.hmac_pads(key)
-    inner = hashlib.sha256(inner_pad)
-    inner.update(PREFIX)
-    canonical.feed(unsigned, inner.update)
-    outer = hashlib.sha256(outer_pad)
-    outer.update(inner.digest())
-    return _hex(outer.digest())
+    """A chunk carries 16,000 characters of section text: the MAC is fed to
+    the hash piece by piece on a small board (envelope.canonical_hmac_hex)."""
+    return envelope.canonical_hmac_hex(key, PREFIX, message)
 
 
 def _signed(key, message, schema):

@@ -109,6 +109,26 @@ except ImportError:  # MicroPython ports without micropython-lib's hmac
         return outer.digest()
 
 
+def canonical_hmac_hex(key, prefix, message):
+    """Hex HMAC-SHA256(key, prefix + canonical(message without "mac")): the
+    MAC of acks, authorization messages and config chunks. On CPython the
+    canonical bytes are built whole and go through the C HMAC in one call. On
+    a card-only terminal (docs/mcu.md) they are fed to the hash piece by
+    piece: building a chunk's 16,000 characters, their bytes and prefix +
+    bytes whole needs several large blocks at once, which a fragmented 500K
+    heap may not have even with 200K free."""
+    unsigned = _unsigned(message)
+    if canonical.FAST:
+        return _hex(hmac_sha256(key, prefix + canonical.encode(unsigned)))
+    inner_pad, outer_pad = hmac_pads(key)
+    inner = hashlib.sha256(inner_pad)
+    inner.update(prefix)
+    canonical.feed(unsigned, inner.update)
+    outer = hashlib.sha256(outer_pad)
+    outer.update(inner.digest())
+    return _hex(outer.digest())
+
+
 def hmac_pads(key):
     """The two 64-byte blocks HMAC-SHA256 (RFC 2104) hashes first: the key,
     hashed if longer than a block, zero-padded, xored with 0x36 and 0x5c."""
@@ -267,7 +287,7 @@ def ack_mac(key, message):
     topic, or in the path of a connection without TLS) would make the
     terminal give up records the gateway never stored. The terminal's own
     key signs it, so only the gateway (which holds that key) can."""
-    return _hex(hmac_sha256(key, ACK_MAC_PREFIX + canonical.encode(_unsigned(message))))
+    return canonical_hmac_hex(key, ACK_MAC_PREFIX, message)
 
 
 def encode_ack(key, terminal, upto, seen=None):

@@ -94,3 +94,21 @@ def test_micropython_refuses_a_chunk_whose_text_was_altered(tmp_path):
     result = mcu.run(DECODE % str(path), heap="200K")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["refused", "bad_mac"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(_values)
+def test_every_canonical_mac_is_the_same_streamed_or_whole(value):
+    """envelope.canonical_hmac_hex signs acks, authorization messages and
+    config chunks. A card-only terminal takes the streamed branch (no whole
+    text in a fragmented heap: the authorization response once ran a 500K
+    heap out); CPython the whole one. Both give HMAC over prefix + encode."""
+    from protocols import envelope
+    message = {"body": value, "mac": "0" * 64}
+    whole = hmac.new(KEY, b"auth-resp:" + canonical.encode({"body": value}), hashlib.sha256).hexdigest()
+    assert envelope.canonical_hmac_hex(KEY, b"auth-resp:", message) == whole
+    fast, canonical.FAST = canonical.FAST, False
+    try:
+        assert envelope.canonical_hmac_hex(KEY, b"auth-resp:", message) == whole
+    finally:
+        canonical.FAST = fast
