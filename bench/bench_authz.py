@@ -42,7 +42,7 @@ from rich.table import Table  # noqa: E402
 from firmware.agent import Agent  # noqa: E402
 from firmware.config import parse  # noqa: E402
 from firmware.counter import Cart  # noqa: E402
-from gateway import registry  # noqa: E402
+from gateway.enforcement import registry  # noqa: E402
 from gateway.store import Store  # noqa: E402
 from protocols import configsync  # noqa: E402
 from simulator.broker import Mosquitto  # noqa: E402  (subclassed below)

@@ -26,9 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 import uvicorn  # noqa: E402
 
-from gateway import grid, users  # noqa: E402
+from gateway.supervision import grid  # noqa: E402
+
+from gateway.store import users
 from gateway.api import create_app  # noqa: E402
-from gateway.rules import local_parts  # noqa: E402
+from gateway.supervision.rules import local_parts  # noqa: E402
 from gateway.store import connect  # noqa: E402
 from simulator.broker import free_port, wait_port  # noqa: E402
 

@@ -63,8 +63,8 @@ from rich.console import Console  # noqa: E402
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from gateway import fleet as gateway_fleet  # noqa: E402
-from gateway import pki as gateway_pki  # noqa: E402
+from gateway.enforcement import fleet as gateway_fleet  # noqa: E402
+from gateway.enforcement import pki as gateway_pki  # noqa: E402
 from gateway.store import Store  # noqa: E402
 from protocols import envelope, topics, transport  # noqa: E402
 from simulator.broker import Mosquitto  # noqa: E402

@@ -6,7 +6,7 @@ holds the gateway's queued session, as a production broker would; queues are
 unbounded because the terminals' own flow control bounds them.
 
 `Mosquitto.generated` runs the configuration the project generates for
-production (`gateway terminal broker-auth`, gateway/brokerconf.py: client ids
+production (`gateway terminal broker-auth`, gateway/enforcement/brokerconf.py: client ids
 bound to usernames, the payload limit, and with a PKI the TLS listeners) on
 free ports; the plain constructor writes a minimal configuration of its own
 for tests that are not about the trust boundary.
@@ -68,11 +68,11 @@ class Mosquitto:
     @classmethod
     def generated(cls, workdir: str | Path, store, gateway_password: str,
                   pki_dir: str | Path | None = None) -> "Mosquitto":
-        """A broker on the generated configuration (gateway/brokerconf.py) for
+        """A broker on the generated configuration (gateway/enforcement/brokerconf.py) for
         the terminals in `store`, on free loopback ports, persisting and
         logging in `workdir`; TLS listeners when `pki_dir` holds a PKI
-        (gateway/pki.py). After provisioning more terminals, `regenerate`."""
-        from gateway import brokerconf
+        (gateway/enforcement/pki.py). After provisioning more terminals, `regenerate`."""
+        from gateway.enforcement import brokerconf
 
         workdir = Path(workdir)
         listeners = brokerconf.Listeners(free_port(), free_port() if pki_dir else None,

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from firmware.clerk_pins import pin_hash
-from gateway.fleet import Credentials
+from gateway.enforcement.fleet import Credentials
 from hardware.pn532.emulated_cards import Ntag21x
 from hardware.pn532.emulator import PN532Emulator
 from hardware.printer.emulator import PrinterEmulator

@@ -221,7 +221,7 @@ class District:
     # -- the files the gateway's import commands read
 
     def grid_toml(self) -> str:
-        """`python -m gateway grid import FILE` (format in gateway/grid.py). `licence`
+        """`python -m gateway grid import FILE` (format in gateway/supervision/grid.py). `licence`
         is extra: the grid keeps no licence column yet, the import ignores it."""
         q = lambda s: json.dumps(s, ensure_ascii=False)  # a JSON string is a TOML basic string
         out = [f"# {self.name} ({self.code}), generated with seed {self.seed}: see simulator/district.py\n"]

@@ -19,7 +19,7 @@ from typing import Callable
 from firmware.agent import Agent
 from firmware.config import parse
 from simulator.loadgen import sale_body
-from gateway.fleet import Credentials
+from gateway.enforcement.fleet import Credentials
 from simulator.netloop import NetLoop
 from simulator.processes import terminal_config_text
 

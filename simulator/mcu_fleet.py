@@ -22,7 +22,7 @@ import sys
 import threading
 from pathlib import Path
 
-from gateway.fleet import Credentials
+from gateway.enforcement.fleet import Credentials
 from protocols import card as card_format
 from simulator import lifeline
 from simulator.pn532_field import write_card_file

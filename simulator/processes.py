@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from gateway import fleet
+from gateway.enforcement import fleet
 from gateway.store import Store
 from simulator import lifeline
 
@@ -87,7 +87,7 @@ class GatewayProcess(_Child):
 
     def wait_subscribed(self, timeout: float = 60.0) -> "GatewayProcess":
         """Until this start of the gateway has its subscriptions at the broker
-        (gateway/service.py logs it on SUBACK): before that, on a broker that
+        (gateway/ingest/network.py logs it on SUBACK): before that, on a broker that
         has never seen the gateway's session, terminals' messages are dropped
         and come again only after a hole, out of the order they were sold in."""
         def subscribed():

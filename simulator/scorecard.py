@@ -147,7 +147,7 @@ def kind_label(code: str) -> tuple[str, str]:
     from protocols import reasons
     if not _labels_loaded:
         _labels_loaded = True
-        for module in ("gateway.rules", "gateway.quota", "protocols.envelope", "protocols.policy"):
+        for module in ("gateway.supervision.rules", "gateway.enforcement.quota", "protocols.envelope", "protocols.policy"):
             try:
                 __import__(module)
             except Exception:  # noqa: BLE001 - labels are a nicety, never a reason to fail

@@ -31,8 +31,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from gateway import fleet as gateway_fleet
-from gateway import pki as gateway_pki
+from gateway.enforcement import fleet as gateway_fleet
+from gateway.enforcement import pki as gateway_pki
 from gateway.store import KEY_FILE_ENV, MASTER_KEY_ENV, Store, connect, db_errors, is_postgres, private_file
 from protocols import clock as _clock
 from simulator import district as district_model

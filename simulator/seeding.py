@@ -17,7 +17,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway import fleet, grid, registry, users
+from gateway.enforcement import fleet, registry
+
+from gateway.supervision import grid
+
+from gateway.store import users
 from gateway.store import Store, connect, db_errors, describe, is_postgres
 from gateway.store.migrations import version as schema_version
 from protocols import configsync

@@ -9,7 +9,7 @@ import tomllib
 import pytest
 
 from firmware.config import ConfigError, parse
-from gateway import fleet
+from gateway.enforcement import fleet
 from protocols import envelope
 from simulator.processes import ROOT, _env, terminal_config_text
 

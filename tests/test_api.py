@@ -282,7 +282,7 @@ REGISTRY_LINE = {"id": "S00001", "name": "张三", "status": "active", "town": "
 
 def import_registry_line(db, line=REGISTRY_LINE):
     """A JSON-lines registry import, as `gateway subjects import` runs it."""
-    from gateway import registry
+    from gateway.enforcement import registry
     conn = sqlite3.connect(db, isolation_level=None)
     try:
         registry.import_subjects(conn, registry.parse_subjects(json.dumps(line, ensure_ascii=False)), T0)
@@ -391,7 +391,7 @@ def test_a_village_user_cannot_penalise_alone(world):
     """Two-person rule over HTTP: v3's `penalised` is a proposal (202, the
     grade unchanged); v3 cannot confirm it, nor can another village user, nor
     a town user of another town; t2 (town of the case) can."""
-    from gateway import users
+    from gateway.store import users
     client, db, clock = world
     conn = sqlite3.connect(db, isolation_level=None)
     try:
@@ -417,7 +417,7 @@ def test_a_village_user_cannot_penalise_alone(world):
 
 
 def test_the_rules_file_decides_which_outcomes_need_a_second_person(template, tmp_path):
-    from gateway.rules import config
+    from gateway.supervision.rules import config
     db = copy_of(template, tmp_path / "world")
     cfg = config.load(overrides={"cases": {"confirm_outcomes": ["confirmed", "penalised"], "confirm_role": "district"}})
     app = create_app(db, clock=lambda: T0 + 300_000, rules_cfg=cfg, photos_dir=tmp_path / "photos",

@@ -5,7 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gateway import grid, users
+from gateway.supervision import grid
+
+from gateway.store import users
 from gateway.store import connect
 
 ROOT = Path(__file__).resolve().parents[1]

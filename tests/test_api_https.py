@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway import pki
+from gateway.enforcement import pki
 from gateway.api import create_app
 from gateway.api.throttle import Limits, LoginThrottle
 from simulator.broker import Mosquitto, free_port, wait_port

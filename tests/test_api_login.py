@@ -14,7 +14,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway import users
+from gateway.store import users
 from gateway.api import create_app
 from gateway.api.throttle import Limits, LoginThrottle, client_key
 from tests.support.api_server import Served, client_from

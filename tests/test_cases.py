@@ -4,8 +4,10 @@ subject's credit grade."""
 
 import pytest
 
-from gateway import cases, grid, users, violations
-from gateway.rules import config
+from gateway.supervision import cases, grid
+
+from gateway.store import users, violations
+from gateway.supervision.rules import config
 from gateway.store import connect
 from tests.support.store_backends import backend_db  # noqa: F401 - a fixture
 from tests.support.supervision import GRID, TOWN1, VILLAGE1
@@ -141,7 +143,7 @@ def test_grades_for_the_terminals_follow_closed_cases_and_age_out(conn):
     """What the shop terminals get (`quota.terminal_entries`): the village by
     name and the grade; each grade change bumps the `subjects` section's
     version (a confirmed case at once, an expired mark at the sweep)."""
-    from gateway import quota
+    from gateway.enforcement import quota
     rev = lambda: conn.execute("SELECT value FROM quota_meta WHERE key='subjects_rev'").fetchone()[0]  # noqa: E731
     entries = [{"id": "S1", "status": "active", "town": TOWN1, "village": VILLAGE1, "id_number": "330102199001011234"},
                {"id": "S2", "status": "active", "town": TOWN1}]

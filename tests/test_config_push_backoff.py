@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from gateway.store import connect
-from gateway.configpush import MAX_RESEND_S, ConfigPusher
+from gateway.enforcement.configpush import MAX_RESEND_S, ConfigPusher
 from protocols import configsync
 from simulator.processes import provision_terminals
 
@@ -75,7 +75,7 @@ def test_heartbeats_repeating_confirmed_versions_look_at_the_database_once_per_s
     """A thousand terminals with a heartbeat of a few seconds: a status that
     only repeats what the terminal runs, with everything sent confirmed, is
     a visit, at most one database look every SWEEP_EVERY_S."""
-    from gateway.configpush import SWEEP_EVERY_S
+    from gateway.enforcement.configpush import SWEEP_EVERY_S
     p, clock, db = pusher
     versions = confirm_everything(p)
     looks = []

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.rules import config as rules_config
+from gateway.supervision.rules import config as rules_config
 from protocols import catalogue, configsync
 from simulator.processes import wait_for
 from tests.support import quota_fixtures as fx
@@ -211,7 +211,8 @@ def test_a_confirmed_case_reaches_the_running_terminals_as_the_subjects_grade(di
     travel in the `subjects` section; a case closed as confirmed at the gateway
     gives the section a new version, and the running terminals take the new
     grade without a restart. ID numbers stay at the gateway."""
-    from gateway import cases, grid, users, violations
+    from gateway.supervision import cases, grid
+    from gateway.store import users, violations
     from gateway.store import connect
     from tests.support.supervision import DISTRICT, GRID, VILLAGE1
     t1 = district.agents["T001"]
@@ -300,14 +301,14 @@ def face_line(subject: str, rows: list, **extra) -> str:
     ("not json", "not JSON"),
 ])
 def test_a_bad_face_import_line_refuses_the_whole_file(line, why):
-    from gateway import faces
+    from gateway.enforcement import faces
     with pytest.raises(faces.FacesError) as err:
         faces.parse_import(face_line("S0002", [[0.2] * 128]) + "\n" + line + "\n", "faces.jsonl")
     assert why in str(err.value) and "faces.jsonl:2" in str(err.value)
 
 
 def test_enrolled_faces_make_versioned_galleries_for_the_subjects_a_shop_serves(tmp_path):
-    from gateway import faces, quota, registry
+    from gateway.enforcement import faces, quota, registry
     from gateway.store import connect
     from protocols import facegallery
     conn = connect(tmp_path / "g.db")
@@ -428,7 +429,7 @@ def publish_as_gateway(district, terminal: str, payloads: list[bytes]) -> None:
     """Config messages on a terminal's topic, as only the gateway may send them."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
-    from gateway import fleet
+    from gateway.enforcement import fleet
     from tests.support.quota_district import GATEWAY_PASSWORD
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="forger", protocol=mqtt.MQTTv311)
     client.username_pw_set(fleet.GATEWAY_USER, GATEWAY_PASSWORD)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import pki
+from gateway.enforcement import pki
 from gateway.store import Store
 from simulator.broker import Mosquitto
 from simulator import lifeline

@@ -19,7 +19,9 @@ import pytest
 
 from firmware.agent import Agent
 from firmware.config import parse
-from gateway import fleet, grid, users
+from gateway.enforcement import fleet
+from gateway.supervision import grid
+from gateway.store import users
 from gateway.store import Store
 from simulator.broker import Mosquitto, free_port, wait_port
 from simulator.processes import terminal_config_text, wait_for

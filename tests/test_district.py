@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import grid
+from gateway.supervision import grid
 from protocols import card, policy
 from simulator import district as model
 
@@ -172,7 +172,7 @@ def test_dataclasses_are_frozen_so_a_run_cannot_change_its_district(linping):
 
 def test_seeding_links_one_terminal_per_shop_and_logins_work(tmp_path):
     from firmware import config as agent_config
-    from gateway import users
+    from gateway.store import users
     from gateway.store import connect
     from simulator import seeding
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import gateway.ingest.fastpath as fp
-from gateway.verify import Batch, check_batch
+from gateway.ingest.verify import Batch, check_batch
 from protocols import authz, envelope
 from tests.records_factory import KEY
 from tests.support import quota_fixtures as fx

@@ -24,7 +24,7 @@ from firmware.configstore import ConfigStore
 from firmware.face import devicekey
 from firmware.face import gallery as gallery_file
 from firmware.ledger import Ledger
-from gateway.fleet import provision
+from gateway.enforcement.fleet import provision
 from gateway.ingest.writer import Ingest
 from gateway.ingest.pipeline import IngestProcess
 from gateway.store import (AUTO_KEY_FILE, KEY_FILE_ENV, MASTER_KEY_ENV, SEALED_PREFIX, KeyCache, MasterKeyError, Store,
@@ -360,11 +360,12 @@ def test_gateway_run_with_a_master_key_file_verifies_in_its_verifier_processes(t
     assert mode(db) == 0o600 and mode(db.parent) == 0o700
 
 
-# ---------------------------------------------------------------- case photos (gateway/cases.py)
+# ---------------------------------------------------------------- case photos (gateway/supervision/cases.py)
 
 def test_case_photos_are_0600_in_0700_directories(tmp_path):
-    from gateway import cases, grid, users, violations
-    from gateway.rules import config
+    from gateway.supervision import cases, grid
+    from gateway.store import users, violations
+    from gateway.supervision.rules import config
     from tests.support.supervision import GRID, VILLAGE1
 
     now = 1748746800000

@@ -5,8 +5,8 @@ import sqlite3
 
 import pytest
 
-from gateway.fleet import provision
-from gateway.follow import Follower
+from gateway.enforcement.fleet import provision
+from gateway.ingest.follow import Follower
 from gateway.ingest.writer import Ingest
 from gateway.store import Store
 from tests.records_factory import KEY, batch, chain

@@ -6,7 +6,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.verify import Batch, Rejected, check_batch
+from gateway.ingest.verify import Batch, Rejected, check_batch
 from protocols import canonical, envelope, reasons
 from tests.records_factory import KEY, batch, chain
 

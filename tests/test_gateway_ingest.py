@@ -3,7 +3,7 @@ alerted, nothing that fails verification dropped."""
 
 import pytest
 
-from gateway.fleet import provision
+from gateway.enforcement.fleet import provision
 from gateway.ingest.writer import Ingest, Progress
 from gateway.store import Store
 from protocols import envelope

@@ -69,4 +69,4 @@ def test_a_verifier_process_loads_neither_the_writer_nor_the_followers():
         for nxt in graph[todo.pop()] - reach:
             reach.add(nxt)
             todo.append(nxt)
-    assert not reach & {"gateway.ingest.writer", "gateway.ingest.pipeline", "gateway.follow"}
+    assert not reach & {"gateway.ingest.writer", "gateway.ingest.pipeline", "gateway.ingest.follow"}

@@ -4,7 +4,7 @@ With only its own key a terminal got approvals for a subject of another town
 claiming `identity: "card"` with no card present, and read the registry
 entries of other towns. Here, without a broker: the proof's checks
 (protocols/authz.py `check_proof`), the gateway's authorization worker
-(gateway/authz.py) deciding real signed requests against a real store, and
+(gateway/enforcement/authz.py) deciding real signed requests against a real store, and
 the config push carrying only the subjects a shop serves."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from gateway import faces, quota, registry
-from gateway.authz import AuthService
-from gateway.configpush import ConfigPusher
-from gateway.fleet import provision
+from gateway.enforcement import faces, quota, registry
+from gateway.enforcement.authz import AuthService
+from gateway.enforcement.configpush import ConfigPusher
+from gateway.enforcement.fleet import provision
 from gateway.store import Store
 from protocols import authz, card, configsync
 from tests.support import quota_fixtures as fx
@@ -199,7 +199,7 @@ def test_a_card_claimed_without_its_card_is_refused_and_consumes_nothing(gateway
     assert answer["decision"]["codes"] == ["identity_unproven"] and answer["decision"]["action"] == "identify"
     assert "auth" not in answer and "subject" not in answer and "used" not in answer
     assert used_n(gateway, "S2") == 0 and consumed(gateway) == 0
-    assert gateway.service.stats.unproven == 1
+    assert gateway.ingest.network.stats.unproven == 1
 
 
 @pytest.mark.parametrize("why, proof, card_no, code", [
@@ -240,7 +240,7 @@ def test_an_override_needs_its_reason_and_is_counted_per_shop(gateway):
         sold = ask(gateway, "S1", "override", {"override": authz.override_proof("override_reader_fault")})
         assert sold["decision"]["decision"] == "approve"
     ask(gateway, "S2", "override", {"override": authz.override_proof("override_card_lost")}, terminal="T2")
-    assert gateway.service.stats.overrides == {"shop-T1": 2, "shop-T2": 1}
+    assert gateway.ingest.network.stats.overrides == {"shop-T1": 2, "shop-T2": 1}
     assert used_n(gateway, "S1") == 4 * fx.UREA_N_PER_BAG
     assert sold["subject"]["id"] == "S1"            # its own town's subject: the entry as before
 

@@ -18,7 +18,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.fleet import provision
+from gateway.enforcement.fleet import provision
 from gateway.ingest.writer import QUARANTINE_BYTES_PER_HOUR, SEQ_WINDOW, Ingest, QuarantineBudget
 from gateway.ingest.pipeline import IngestProcess
 from gateway.store import KeyCache, Store

@@ -4,7 +4,7 @@ record arrives.
 Online, a request must prove the identity it claims (tests/test_identity_proof.py).
 Offline the terminal decides alone, so the sale and refusal records carry the
 same proof (`proof`), and the gateway runs the same check on an offline sale
-(`gateway.authz.check_identity`): a claim that does not hold is stored all the
+(`gateway.enforcement.authz.check_identity`): a claim that does not hold is stored all the
 same (a signed record of what the terminal did) and raises
 `identity_unproven_offline` for an inspector, once per record.
 
@@ -21,10 +21,10 @@ from types import SimpleNamespace
 import pytest
 
 from firmware.counter import Cart, Identity
-from gateway import faces, quota, registry
-from gateway.fleet import provision
+from gateway.enforcement import faces, quota, registry
+from gateway.enforcement.fleet import provision
 from gateway.ingest.writer import Ingest
-from gateway.rules import config, engine, make_event
+from gateway.supervision.rules import config, engine, make_event
 from gateway.store import Store
 from protocols import authz, card, configsync, envelope
 from tests.support import quota_fixtures as fx
@@ -225,7 +225,7 @@ def test_an_override_without_reason_raises_the_violation_and_still_counts_as_an_
 
 
 def test_records_from_before_the_field_are_not_checked_unless_the_district_says_so(world):
-    from gateway.rules import proof
+    from gateway.supervision.rules import proof
     legacy = written(world, "card", None, card="C-S1")             # no `proof` at all: an older terminal's
     online = written(world, "card", {}, mode="online", auth="A7")  # authorized: its proof was checked then
     upload(world)
@@ -242,7 +242,7 @@ def test_records_from_before_the_field_are_not_checked_unless_the_district_says_
 
 
 def test_the_proof_rule_is_a_pure_function_with_a_stable_code_and_a_dedup_key_per_record():
-    from gateway.rules import proof
+    from gateway.supervision.rules import proof
     body = {"subject": "S1", "identity": "card", "mode": "offline", "card": "C1", "proof": {}, "items": []}
     event = make_event("T1", 7, "sale", 1764300000000, 1764300001000, body, "A", 480)
     assert proof.claim(event, config.load()) == {"subject": "S1", "identity": "card", "card": "C1", "proof": {}}

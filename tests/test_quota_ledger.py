@@ -14,8 +14,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from gateway import quota, registry
-from gateway.fleet import provision
+from gateway.enforcement import quota, registry
+from gateway.enforcement.fleet import provision
 from gateway.store import Store, transaction
 from protocols import authz, configsync, envelope
 from tests.support import quota_fixtures as fx

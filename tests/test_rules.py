@@ -2,8 +2,8 @@
 
 import pytest
 
-from gateway.grid import Shop
-from gateway.rules import config, hours, identity, integrity, make_event, products, split, terminals, top_buyers, travel
+from gateway.supervision.grid import Shop
+from gateway.supervision.rules import config, hours, identity, integrity, make_event, products, split, terminals, top_buyers, travel
 from protocols import catalogue, reasons
 
 CAT = catalogue.load()
@@ -38,7 +38,7 @@ def codes(findings):
 
 
 def test_every_rule_code_has_chinese_and_english_text():
-    from gateway.rules import CODES
+    from gateway.supervision.rules import CODES
     for code in CODES:
         assert reasons.text(code, "zh") != code and reasons.text(code, "en") != code
 

@@ -5,11 +5,13 @@ import json
 
 import pytest
 
-from gateway import grid, registry
-from gateway.fleet import provision
+from gateway.supervision import grid
+
+from gateway.enforcement import registry
+from gateway.enforcement.fleet import provision
 from gateway.ingest.writer import Ingest
-from gateway.rules import config
-from gateway.rules.engine import RecordHook, Sweeper
+from gateway.supervision.rules import config
+from gateway.supervision.rules.engine import RecordHook, Sweeper
 from gateway.store import Store
 from tests.support.store_backends import backend_db  # noqa: F401 - a fixture
 from tests.support.supervision import GRID, KEY, TERMINAL_SHOPS, Chain, sale_body
@@ -146,7 +148,7 @@ def test_the_monthly_ranking_reads_without_holding_the_write_lock(gw, monkeypatc
 
 
 def test_registry_lookups_one_by_one_and_many_at_once_agree(gw):
-    from gateway import subjects_view
+    from gateway.enforcement import subjects_view
     from tests.support import quota_fixtures as fx
     store = gw[0]
     entries = fx.subjects({"S1": 3, "S2": 5, "S3": 1})

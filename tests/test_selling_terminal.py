@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from firmware.ledger import export_lines
-from gateway import fleet
+from gateway.enforcement import fleet
 from simulator.processes import ROOT, TerminalProcess, _env, terminal_config_text, wait_for
 
 KEY = "ab" * 32

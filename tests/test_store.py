@@ -254,7 +254,7 @@ def test_one_follower_run_by_two_processes_visits_each_record_once(db_url):
     the cursor row locked on PostgreSQL), so no record is applied twice."""
     import time
 
-    from gateway.follow import Follower
+    from gateway.ingest.follow import Follower
 
     conn = store.connect(db_url)
     with store.transaction(conn):

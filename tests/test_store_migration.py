@@ -14,8 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from gateway import cases, grid, quota, store, users
-from gateway.follow import Follower
+from gateway.supervision import cases, grid
+
+from gateway.enforcement import quota
+
+from gateway import store
+
+from gateway.store import users
+from gateway.ingest.follow import Follower
 from gateway.ingest.writer import Ingest
 from gateway.store import migrations
 from tests.support.supervision import KEY, Chain, sale_body

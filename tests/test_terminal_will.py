@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from gateway import users
+from gateway.store import users
 from gateway.store import Store
 from simulator.broker import free_port, wait_port
 from simulator.processes import wait_for

@@ -21,7 +21,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway import fleet, pki
+from gateway.enforcement import fleet, pki
 from gateway.store import Store
 from protocols import canonical, envelope, topics, transport
 from simulator.broker import Mosquitto

@@ -5,7 +5,9 @@ import time
 
 import pytest
 
-from gateway import upstream, upstream_outbox
+from gateway.supervision import upstream
+
+from gateway.store import upstream_outbox
 from gateway.store import connect
 from tests.support.upstream_platform import Receiver
 

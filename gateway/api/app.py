@@ -39,14 +39,20 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from gateway import cases, grid, store, subjects_view, users
+from gateway.supervision import cases, grid
+
+from gateway import store
+
+from gateway.enforcement import subjects_view
+
+from gateway.store import users
 from gateway.api.db import Db
 from gateway.api.security import (HIDDEN_CHARACTERS, ID_PATTERN, Ident, LimitBody, Notes, SecurityHeaders,
                                   Secret)
 from gateway.api.throttle import Busy, Hashing, LoginThrottle, client_key
-from gateway.rules import config as rules_config
-from gateway.rules import engine, local_parts
-from gateway.users import User
+from gateway.supervision.rules import config as rules_config
+from gateway.supervision.rules import engine, local_parts
+from gateway.store.users import User
 from protocols import policy, reasons
 from protocols.clock import real_ms, wall_ms as now_ms
 

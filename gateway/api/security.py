@@ -12,7 +12,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BeforeValidator, StringConstraints
 from pydantic_core import PydanticCustomError
 
-from gateway.cases import ALLOWED_CONTROLS, HIDDEN_CATEGORIES, hidden_character
+from gateway.supervision.cases import ALLOWED_CONTROLS, HIDDEN_CATEGORIES, hidden_character
 
 MAX_JSON_BODY = 16 * 1024
 MAX_PHOTO_BODY = 5 * 1024 * 1024 + 1024

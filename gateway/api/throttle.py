@@ -28,7 +28,7 @@ attacker can cause). With several API processes each keeps its own counts.
 Hashing itself is bounded too (`Hashing`): one scrypt run at a time in this
 process (about 20 logins a second, far more than a district's staff need),
 so a flood from many addresses costs one core at most, at the supervision
-process's lower priority, and never holds a database lock (gateway/users.py).
+process's lower priority, and never holds a database lock (gateway/store/users.py).
 """
 
 from __future__ import annotations

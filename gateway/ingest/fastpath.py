@@ -13,7 +13,7 @@ which the general path rejects.
 
 Anything the fast path does not accept — a schema error anywhere in the batch,
 text that is not canonical, a MAC that fails — goes to the general path in
-`gateway.verify`, which re-encodes canonically and names the precise reason per
+`gateway.ingest.verify`, which re-encodes canonically and names the precise reason per
 record. The fast path only ever accepts what the general path would accept.
 """
 
@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from gateway.verify import Batch, Entry, Rejected, check_batch
+from gateway.ingest.verify import Batch, Entry, Rejected, check_batch
 from protocols import envelope, records, schema
 
 _ID_BYTES = "".join(sorted(schema.ID_CHARS)).encode()
@@ -202,7 +202,7 @@ _MAC_FIELD_LEN = len(_MAC_FIELD) + 64 + 1  # the key, 64 hex digits, the closing
 
 
 def check_batch_fast(topic_terminal: str, payload: bytes, key_for) -> Batch | Rejected:
-    """Same contract as `gateway.verify.check_batch`, several times faster on
+    """Same contract as `gateway.ingest.verify.check_batch`, several times faster on
     well-formed input."""
     if len(payload) > envelope.MAX_BATCH_BYTES:
         return Rejected(topic_terminal, "payload_too_large", f"{len(payload)} bytes > {envelope.MAX_BATCH_BYTES}")

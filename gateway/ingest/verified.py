@@ -15,7 +15,7 @@ import logging
 import msgspec
 
 from gateway.ingest.fastpath import check_batch_fast
-from gateway.verify import Batch, Rejected
+from gateway.ingest.verify import Batch, Rejected
 from protocols import envelope, reasons, topics
 
 log = logging.getLogger(__name__)

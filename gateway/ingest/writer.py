@@ -37,10 +37,10 @@ import msgspec
 
 from gateway.store import KeyCache, Store, transaction
 from gateway.store.dialect import json_pairs
-from gateway.follow import Follower
+from gateway.ingest.follow import Follower
 from gateway.ingest.verified import Status, verify_message
 from gateway.ingest.verifier import VerifierPool
-from gateway.verify import Batch, Entry, Rejected
+from gateway.ingest.verify import Batch, Entry, Rejected
 from protocols import envelope, reasons, topics
 from protocols.clock import wall_ms as now_ms
 
@@ -152,7 +152,7 @@ class Ingest:
 
     def follow(self, name: str, hook) -> Follower:
         """Run `hook` on every stored record after commit, on a follower thread
-        (gateway/follow.py), instead of inside the ingest transaction."""
+        (gateway/ingest/follow.py), instead of inside the ingest transaction."""
         follower = Follower(self.store.path, name, hook, self.wall_ms)
         self.followers.append(follower)
         if self._writer is not None:

@@ -14,7 +14,7 @@ import re
 # -- records, terminals, quarantine, alerts (ingest)
 RECORDS = [
     """CREATE TABLE IF NOT EXISTS records (
-    rid         INTEGER PRIMARY KEY,   -- storage order, for followers (gateway/follow.py)
+    rid         INTEGER PRIMARY KEY,   -- storage order, for followers (gateway/ingest/follow.py)
     terminal    TEXT NOT NULL,
     seq         INTEGER NOT NULL,
     type        TEXT NOT NULL,
@@ -64,7 +64,7 @@ RECORDS = [
     noticed     INTEGER NOT NULL,
     PRIMARY KEY (terminal, seq_from)
 )""",
-    """CREATE TABLE IF NOT EXISTS followers (  -- gateway/follow.py: each follower's cursor in `rid`
+    """CREATE TABLE IF NOT EXISTS followers (  -- gateway/ingest/follow.py: each follower's cursor in `rid`
     name        TEXT PRIMARY KEY,
     rid         INTEGER NOT NULL
 )""",
@@ -84,7 +84,7 @@ RECORDS = [
 )""",
 ]
 
-# -- violations (every detector reports here: gateway/violations.py)
+# -- violations (every detector reports here: gateway/store/violations.py)
 VIOLATIONS = [
     """CREATE TABLE IF NOT EXISTS violations (
     id          INTEGER PRIMARY KEY,
@@ -101,7 +101,7 @@ VIOLATIONS = [
     "CREATE INDEX IF NOT EXISTS violations_time ON violations(time)",
 ]
 
-# -- the authoritative quota ledger and the registry (gateway/quota.py, gateway/registry.py)
+# -- the authoritative quota ledger and the registry (gateway/enforcement/quota.py, gateway/enforcement/registry.py)
 QUOTA = [
     """CREATE TABLE IF NOT EXISTS subjects (
     id          TEXT PRIMARY KEY,
@@ -113,7 +113,7 @@ QUOTA = [
 )""",
     "CREATE INDEX IF NOT EXISTS subjects_town ON subjects(town)",
     """CREATE TABLE IF NOT EXISTS config_sections (
-    name        TEXT PRIMARY KEY,   -- catalogue, params, revocations (the gallery is per shop: gateway/faces.py)
+    name        TEXT PRIMARY KEY,   -- catalogue, params, revocations (the gallery is per shop: gateway/enforcement/faces.py)
     version     INTEGER NOT NULL,
     content     TEXT NOT NULL,
     updated     INTEGER NOT NULL
@@ -187,7 +187,7 @@ QUOTA = [
 )""",
 ]
 
-# -- the supervision grid (gateway/grid.py)
+# -- the supervision grid (gateway/supervision/grid.py)
 GRID = [
     """CREATE TABLE IF NOT EXISTS areas (
     code    TEXT PRIMARY KEY,
@@ -211,7 +211,7 @@ GRID = [
     "CREATE INDEX IF NOT EXISTS shops_village ON shops(village)",
 ]
 
-# -- the rules' sales index and sweeps (gateway/rules/engine.py)
+# -- the rules' sales index and sweeps (gateway/supervision/rules/engine.py)
 RULES = [
     """CREATE TABLE IF NOT EXISTS sales (
     terminal    TEXT NOT NULL,
@@ -256,7 +256,7 @@ RULES = [
 SALES_GROUP_INDEX = ("CREATE INDEX IF NOT EXISTS sales_group_time ON sales(subject_group, time) "
                      "WHERE subject_group IS NOT NULL")
 
-# -- supervision accounts and their audit trail (gateway/users.py)
+# -- supervision accounts and their audit trail (gateway/store/users.py)
 USERS = [
     """CREATE TABLE IF NOT EXISTS users (
     id          INTEGER PRIMARY KEY,
@@ -287,7 +287,7 @@ USERS = [
     "CREATE INDEX IF NOT EXISTS audit_target ON audit_log(target)",
 ]
 
-# -- the case workflow (gateway/cases.py)
+# -- the case workflow (gateway/supervision/cases.py)
 CASES = [
     """CREATE TABLE IF NOT EXISTS cases (
     id          INTEGER PRIMARY KEY,
@@ -358,7 +358,7 @@ CASES = [
 )""",
 ]
 
-# -- the upstream feed's outbox (gateway/upstream_outbox.py, gateway/upstream.py)
+# -- the upstream feed's outbox (gateway/store/upstream_outbox.py, gateway/supervision/upstream.py)
 OUTBOX = [
     """CREATE TABLE IF NOT EXISTS outbox (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -379,7 +379,7 @@ OUTBOX = [
 )""",
 ]
 
-# -- fleet status (gateway/fleet_status.py)
+# -- fleet status (gateway/supervision/fleet_status.py)
 FLEET = [
     """CREATE TABLE IF NOT EXISTS terminal_status (
     terminal    TEXT PRIMARY KEY,

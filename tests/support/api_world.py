@@ -13,12 +13,14 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from gateway import grid, users
-from gateway.fleet import provision
+from gateway.supervision import grid
+
+from gateway.store import users
+from gateway.enforcement.fleet import provision
 from gateway.ingest.writer import Ingest
-from gateway.rules import config
+from gateway.supervision.rules import config
 from gateway.store import Store
-from gateway.supervision import Supervision
+from gateway.supervision.service import Supervision
 from tests.support.supervision import (DISTRICT, GRID, KEY, TERMINAL_SHOPS, TOWN1, TOWN2, VILLAGE1, VILLAGE3, Chain,
                                        sale_body)
 

@@ -32,7 +32,7 @@ def every_clear_key() -> list[bytes]:
 
 
 def make(path: Path) -> None:
-    from gateway.fleet import provision
+    from gateway.enforcement.fleet import provision
     from gateway.ingest import Ingest
     from gateway.store import Store
     from tests.records_factory import batch, chain

@@ -16,7 +16,7 @@ import sqlite3
 from pathlib import Path
 
 from firmware.ledger import export_lines
-from gateway import fleet, pki
+from gateway.enforcement import fleet, pki
 from gateway.store import Store
 from simulator.broker import Mosquitto
 from simulator.netem import Link

@@ -37,7 +37,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from firmware.clerk_pins import pin_hash
 from firmware.voice import Voice
-from gateway import fleet, grid
+from gateway.enforcement import fleet
+from gateway.supervision import grid
 from gateway.store import Store, connect
 from hardware.pn532.emulated_cards import Ntag21x
 from hardware.pn532.emulator import PN532Emulator

@@ -17,7 +17,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from gateway import fleet
+from gateway.enforcement import fleet
 from gateway.store import Store
 from simulator.broker import Mosquitto
 from simulator.mcu_fleet import McuTerminal, ledger_records
@@ -66,7 +66,7 @@ class McuDistrict:
         tls_files = {}
         try:
             if tls:
-                from gateway import pki
+                from gateway.enforcement import pki
                 authority = pki.Pki(self.root / "pki")
                 authority.init()
                 self.broker = Mosquitto.generated(self.root / "broker", store, GATEWAY_PASSWORD, pki_dir=authority.dir)

@@ -21,7 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware.agent import Agent
 from firmware.config import parse
-from gateway import fleet
+from gateway.enforcement import fleet
 from gateway.store import Store
 from protocols import envelope, topics
 from simulator.broker import Mosquitto

@@ -1,0 +1,149 @@
+"""The supervision side of the gateway: the quota ledger and the rules following
+stored records, the
+sweep thread, the fleet status watcher, the upstream feed and sender, and the
+HTTP server (API + dashboard, uvicorn).
+
+`python -m gateway run` starts this as a child process (`gateway supervise`),
+at a lower CPU priority: it shares nothing with ingest but the database, so
+the rules, the dashboard and their queries never take the interpreter or the
+CPU away from storing and acknowledging records. When a burst of records
+arrives the rules fall behind for a moment and catch up (gateway/ingest/follow.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from gateway.store import connect
+from protocols.clock import wall_ms as now_ms
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--http", help="HOST:PORT to serve the supervision API and dashboard on")
+    parser.add_argument("--https-cert", help="serve --http over HTTPS with this certificate (chain), PEM")
+    parser.add_argument("--https-key", help="the certificate's private key, PEM")
+    parser.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDRESS",
+                        help="a reverse proxy's address or network whose X-Forwarded-For and X-Forwarded-Proto "
+                             "the API honours (repeatable; default: none, the headers are ignored)")
+    parser.add_argument("--rules", help="TOML file with rule thresholds (gateway/supervision/rules/config.py)")
+    parser.add_argument("--photos", help="directory for inspection photos (default: next to --db)")
+    parser.add_argument("--sweep-interval", type=float, default=5.0, help="seconds between time-window sweeps")
+    parser.add_argument("--upstream", help="provincial platform endpoint (http[s]://...)")
+    parser.add_argument("--upstream-key-env", default="GATEWAY_UPSTREAM_KEY",
+                        help="environment variable holding the upstream signing key")
+
+
+def child_arguments(args) -> list[str]:
+    """The `gateway supervise` arguments that pass `run`'s supervision options
+    on, after checking them here so a bad option fails `run` at once."""
+    from gateway.supervision.rules import config as rules_config
+
+    from gateway.api import serve
+
+    rules_config.load(args.rules)
+    if args.http:
+        parse_hostport(args.http)
+        if not args.photos:
+            from gateway.api.app import default_photos_dir
+
+            default_photos_dir(args.db)   # a database on a server has no folder for them: --photos
+    serve.check_tls(args.https_cert, args.https_key)
+    serve.check_proxies(args.trusted_proxy)
+    if args.upstream and not os.environ.get(args.upstream_key_env):
+        raise ValueError(f"--upstream needs a signing key in ${args.upstream_key_env}")
+    from gateway.enforcement import fleet
+
+    out = ["--db", args.db, "--broker", args.broker, "--client-id", args.client_id,
+           "--sweep-interval", str(args.sweep_interval), "--upstream-key-env", args.upstream_key_env,
+           "--password-env", args.password_env, "--log-level", args.log_level]
+    for name in ("http", "rules", "photos", "upstream", "ca", "https_cert", "https_key"):
+        value = getattr(args, name)
+        if value:
+            out += ["--" + name.replace("_", "-"), value]
+    for proxy in args.trusted_proxy:
+        out += ["--trusted-proxy", proxy]
+    if args.username:   # its own broker user: the broker binds the client id to it
+        out += ["--username", fleet.supervise_user(args.username)]
+    if args.supervise_cert or args.supervise_key:
+        out += ["--cert", args.supervise_cert or "", "--key", args.supervise_key or ""]
+    return out
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--http expects HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+class Runtime:
+    def __init__(self, args, username: str | None, password: str | None,
+                 clock=now_ms):
+        from gateway.ingest.follow import Follower
+        from gateway.supervision.rules import config as rules_config
+        from gateway.supervision.service import Supervision
+
+        self.args, self.clock = args, clock
+        self.cfg = rules_config.load(args.rules)
+        from gateway.api import serve
+
+        self.http = parse_hostport(args.http) if args.http else None
+        self.tls = serve.check_tls(args.https_cert, args.https_key)
+        self.proxies = serve.check_proxies(args.trusted_proxy)
+        self.conn = connect(args.db)
+        self.supervision = Supervision(self.conn, self.cfg, clock)
+        from gateway.enforcement import quota
+
+        self.followers = [Follower(args.db, "quota", quota.RecordApplier(quota.ConfigCache()), clock, poll=0.2),
+                          Follower(args.db, "supervision", self.supervision.hook, clock, poll=0.2)]
+        self.sender = None
+        if args.upstream:
+            from gateway.supervision import upstream
+
+            key = os.environ.get(args.upstream_key_env)
+            if not key:
+                raise ValueError(f"--upstream needs a signing key in ${args.upstream_key_env}")
+            self.followers.append(Follower(args.db, "upstream", upstream.RecordFeed(), clock, poll=0.2))
+            self.sender = upstream.Sender(args.db, args.upstream, key.encode(), clock)
+        from gateway.supervision.fleet_status import FleetWatcher
+
+        self.watcher = FleetWatcher(args.db, args.broker, username, password,
+                                    client_id=f"{args.client_id}-fleet", wall_ms=clock,
+                                    ca=args.ca, cert=args.cert, key=args.key)
+        self.server = None
+        self.thread = None
+
+    def start(self) -> None:
+        for follower in self.followers:
+            follower.start()
+        self.supervision.start(self.args.sweep_interval)
+        self.watcher.start()
+        if self.sender:
+            self.sender.start()
+        if self.http:
+            import uvicorn
+
+            from gateway.api import create_app, serve
+
+            app = create_app(self.args.db, clock=self.clock, rules_cfg=self.cfg, photos_dir=self.args.photos,
+                             trusted_proxies=self.proxies)
+            self.server = uvicorn.Server(serve.uvicorn_config(app, self.http[0], self.http[1], self.tls))
+            self.thread = threading.Thread(target=self.server.run, name="http", daemon=True)
+            self.thread.start()
+            log.info("supervision API and dashboard on %s://%s:%d/", "https" if self.tls else "http", *self.http)
+
+    def stop(self) -> None:
+        if self.server:
+            self.server.should_exit = True
+            self.thread.join(timeout=10)
+        if self.sender:
+            self.sender.stop()
+        self.watcher.stop()
+        self.supervision.stop()
+        for follower in self.followers:
+            follower.stop()
+        self.conn.close()
