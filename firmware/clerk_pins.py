@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 # A PIN is short: whoever reads the config file can try every 4-digit PIN in
 # seconds against a fast hash, so each is stored as scrypt (memory-hard: 32 MiB
 # a try) with a random 16-byte salt, self-describing, as the gateway stores
-# passwords (gateway/users.py): `scrypt$N$r$p$<salt b64>$<hash b64>`. The clerk
+# passwords (gateway/store/users.py): `scrypt$N$r$p$<salt b64>$<hash b64>`. The clerk
 # id is hashed with the PIN, so a line copied under another clerk's id does not
 # sign that clerk in. N = 2**15, r = 8, p = 1: about 0.1 s on the dev box (one
 # core of a shared 2-core EPYC) and, by the usual factor of four, about half a

@@ -6,7 +6,7 @@ one then waits for the peer's delayed ACK, about 40 ms on Linux per hop.
 Mosquitto needs the same (`set_tcp_nodelay true`, simulator/broker.py).
 
 TLS (`prepare`): an `mqtts://` broker URL means MQTT over TLS, with the
-broker's certificate checked against `ca` (our own CA, gateway/pki.py; the
+broker's certificate checked against `ca` (our own CA, gateway/enforcement/pki.py; the
 system's CAs when none is given) and its name against the URL's host, at
 least TLS 1.2; `cert` and `key` add a client certificate, for the broker's
 certificate listener, where the certificate's CN is the username.

@@ -206,7 +206,7 @@ class Session:
 
 def tls_params(host, ca, cert=None, key=None):
     """ssl.wrap_socket parameters for an mqtts:// broker: its certificate must
-    chain to `ca` (the project's CA, gateway/pki.py) and name `host`; `cert` and
+    chain to `ca` (the project's CA, gateway/enforcement/pki.py) and name `host`; `cert` and
     `key` add a client certificate (CN = terminal id) for the certificate
     listener. The files are read once, here."""
     import binascii
