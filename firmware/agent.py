@@ -23,6 +23,7 @@ from firmware.face.matching import MatchConfig
 from firmware.face.service import FaceService
 from firmware.face.synced import SyncedGallery, device_key
 from firmware.ledger import Ledger, Stored
+from firmware.prices import PriceList
 from firmware.sync import ConfigReceiver
 from firmware.uplink import Uplink
 from protocols import topics
@@ -65,8 +66,10 @@ class Agent:
         rng = rng or random.Random()
         self.auth = AuthClient(self.uplink, config.key, rng, wall_ms)
         self.uplink.subscribe(topics.AUTH_RESP, self.auth.on_message)
+        self.prices = PriceList(config.ledger_path.with_name(config.ledger_path.stem + ".prices.db"))
         self.counter = Counter(self, self.config_store, self.auth, deadline_s=settings.deadline_ms / 1000,
-                               trusted_keys=settings.registry_keys, clerk=settings.clerk, wall_ms=wall_ms, rng=rng)
+                               trusted_keys=settings.registry_keys, clerk=settings.clerk, wall_ms=wall_ms, rng=rng,
+                               prices=self.prices)
         self.started_ms = wall_ms()
 
     def start(self) -> None:
@@ -76,6 +79,7 @@ class Agent:
         self.uplink.stop()
         self.ledger.close()
         self.config_store.close()
+        self.prices.close()
 
     def record(self, rtype: str, body: dict) -> Stored:
         """Commit a record; raises LedgerError (disk full, read-only) with a reason code."""

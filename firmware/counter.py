@@ -43,7 +43,9 @@ from dataclasses import dataclass, field
 
 from firmware.authclient import AuthClient
 from firmware.configstore import ConfigStore, sale_moves
+from firmware import prices
 from firmware.ledger import Stored
+from firmware.prices import Charge, PriceList
 from protocols import authz, card as _card, catalogue as _catalogue, labelcode, policy, reasons
 
 log = logging.getLogger(__name__)
@@ -77,20 +79,22 @@ class CartLine:
     spec: str
     packs: int = 1
     code: str | None = None     # the scanned label unit code or EAN, kept in the ledger
+    unit_fen: int | None = None # the shop's price a pack when it went into the cart (None: not priced)
 
 
 @dataclass
 class Cart:
     lines: list[CartLine] = field(default_factory=list)
 
-    def add(self, product: str, spec: str, packs: int = 1, code: str | None = None) -> CartLine:
+    def add(self, product: str, spec: str, packs: int = 1, code: str | None = None,
+            unit_fen: int | None = None) -> CartLine:
         if not isinstance(packs, int) or isinstance(packs, bool) or packs < 1:
             raise CounterError("quantity_invalid", repr(packs))
         for line in self.lines:
             if line.product == product and line.spec == spec and code is None and line.code is None:
                 line.packs += packs
                 return line
-        line = CartLine(product, spec, packs, code)
+        line = CartLine(product, spec, packs, code, unit_fen)
         self.lines.append(line)
         return line
 
@@ -116,12 +120,13 @@ class Outcome:
     sale_id: str
     auth: str | None = None     # the gateway's authorization id (online)
     remaining: dict = field(default_factory=dict)
+    charge: Charge | None = None  # what the approved lines cost (firmware/prices.py); None when refused
 
 
 class Counter:
     def __init__(self, agent, store: ConfigStore, auth: AuthClient, deadline_s: float = 1.5,
                  trusted_keys=(), clerk: str = "clerk", wall_ms=None, rng: random.Random | None = None,
-                 monotonic=time.monotonic):
+                 monotonic=time.monotonic, prices: PriceList | None = None):
         self.agent = agent
         self.store = store
         self.auth = auth
@@ -131,6 +136,7 @@ class Counter:
         self.wall_ms = wall_ms or agent.wall_ms
         self._rng = rng or random.Random()
         self._monotonic = monotonic
+        self.prices = prices        # the shop's price list; None: sales carry no prices
         self._sample_index = None
         self.last_decision_ms: float | None = None
 
@@ -231,13 +237,24 @@ class Counter:
         """Add what a scan names (MoA 2579 label code or EAN-13); raises
         labelcode.LabelError with the reason when it names no product."""
         hit = labelcode.scan(text, self.index())
-        return cart.add(hit["product"], hit["spec"], packs, hit.get("code"))
+        return cart.add(hit["product"], hit["spec"], packs, hit.get("code"), self._unit_fen(hit["product"], hit["spec"]))
 
     def add(self, cart: Cart, product: str, spec: str, packs: int = 1) -> CartLine:
         """Add by product key (registration number) and pack spec, chosen by hand."""
         if _catalogue.pack(self.index().data, product, spec)[0] is None:
             raise CounterError("unknown_product", "%s/%s" % (product, spec))
-        return cart.add(product, spec, packs)
+        return cart.add(product, spec, packs, unit_fen=self._unit_fen(product, spec))
+
+    def _unit_fen(self, product: str, spec: str) -> int | None:
+        return self.prices.price(product, spec) if self.prices else None
+
+    def charge(self, lines: list[CartLine], approved: list[bool]) -> Charge:
+        """The bill for `lines` (approved[i]: line i is sold) at the prices
+        they went into the cart at, with the deposit on pesticide packs."""
+        data = self.index().data
+        bill = [(line.unit_fen, line.packs, ok, (_catalogue.pack(data, line.product, line.spec)[0] or {}).get("kind")
+                 == "pesticide") for line, ok in zip(lines, approved)]
+        return prices.charge(bill, self.prices.deposit_fen() if self.prices else 0)
 
     # -- deciding
 
@@ -304,10 +321,19 @@ class Counter:
             items.append(item)
         approved = decision["decision"] != policy.REFUSE
         mode = decision["mode"]
+        bill = None
         if approved:
             body = {"subject": identity.subject, "items": items, "identity": identity.method, "mode": mode,
                     "clerk": clerk, "consumption": decision["consumption"], "reasons": decision["codes"][:32],
                     "sale_id": sale_id}
+            bill = self.charge(cart.lines, [item["decision"] == policy.APPROVE for item in items])
+            for item, fen in zip(items, bill.lines):
+                if fen is not None:
+                    item["price_fen"] = fen
+            if bill.deposit_fen:
+                body["deposit_fen"] = bill.deposit_fen
+            if bill.priced:
+                body["total_fen"] = bill.total_fen
             if auth_id:
                 body["auth"] = auth_id
             rtype = "sale"
@@ -335,7 +361,7 @@ class Counter:
             approved=approved, decision=decision["decision"], mode=mode, codes=list(decision["codes"]),
             messages=[reasons.text(code) for code in decision["codes"]], action=decision.get("action"),
             items=decision["items"], consumption=decision["consumption"], record=rtype, seq=stored.seq,
-            sale_id=sale_id, auth=auth_id, remaining=decision.get("remaining", {}))
+            sale_id=sale_id, auth=auth_id, remaining=decision.get("remaining", {}), charge=bill)
 
     def void(self, seq: int, reason: str, clerk: str | None = None) -> Stored:
         """Void an earlier sale of this terminal: a void record that gives its

@@ -76,9 +76,9 @@ class Header:
 # 32-digit label code per line at the body size.
 COLUMNS = (
     ("seq", "单号", 18), ("time", "时间", 16), ("type", "类型", 9), ("mode", "方式", 9),
-    ("subject", "购买主体", 18), ("clerk", "店员", 11), ("items", "商品", 52), ("reasons", "原因", 37),
-    ("voids", "作废单号", 17), ("links", "对应销售", 17), ("codes", "包装码", 47), ("deposit_fen", "押金", 14),
-    ("uploaded", "上传", 12),
+    ("subject", "购买主体", 18), ("clerk", "店员", 11), ("items", "商品", 45), ("reasons", "原因", 30),
+    ("voids", "作废单号", 17), ("links", "对应销售", 17), ("codes", "包装码", 47), ("total_fen", "金额", 14),
+    ("deposit_fen", "押金", 14), ("uploaded", "上传", 12),
 )
 TYPE_ZH = {"sale": "销售", "refusal": "拒售", "void": "作废", "return": "回收", "heartbeat": "心跳", "event": "事件"}
 MODE_ZH = {"online": "联网", "offline": "离线"}
@@ -136,7 +136,7 @@ def cells(row: dict, terminal: str) -> list[str]:
     """One row view as the texts of the table's cells, in COLUMNS order; lists
     one entry per line."""
     rid = lambda seq: record_id(terminal, int(seq))                     # noqa: E731
-    fen = row.get("deposit_fen")
+    fen, total = row.get("deposit_fen"), row.get("total_fen")
     values = {
         "seq": rid(row["seq"]),
         "time": row.get("time") or "",
@@ -149,6 +149,7 @@ def cells(row: dict, terminal: str) -> list[str]:
         "voids": rid(row["voids"]) if row.get("voids") else "",
         "links": "\n".join(rid(s) for s in row.get("links") or []),
         "codes": "\n".join(row.get("codes") or []),
+        "total_fen": _receipt.yuan(total) if total is not None else "",
         "deposit_fen": _receipt.yuan(fen) if fen is not None else "",
         "uploaded": "已上传" if row.get("uploaded") else "待上传",
     }

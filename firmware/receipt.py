@@ -92,6 +92,7 @@ class ReceiptItem:
     pack_text: str = ""        # e.g. "50 kg/袋"
     approved: bool = True
     reason: str = ""           # plain words when refused
+    line_fen: int | None = None  # what the line cost; None: refused or not priced
 
 
 @dataclass
@@ -107,7 +108,8 @@ class SaleReceipt:
     mode: str = "online"
     remaining: list[tuple[str, str]] = field(default_factory=list)   # (category name, amount text)
     kind: str = "sale"         # sale or return
-    deposit_fen: int = 0
+    deposit_fen: int = 0       # a sale: deposit charged on its pesticide packs; a return: paid back
+    total_fen: int | None = None  # a sale: what the buyer paid (None: the shop set no prices)
     links: list[int] = field(default_factory=list)
 
 
@@ -143,9 +145,15 @@ def render(receipt: SaleReceipt, columns: int = 32) -> bytes:
         for item in receipt.items:
             doc.text(item.name)
             status = "x%d" % item.packs if item.approved else "未售"
+            if item.line_fen is not None:
+                status += "  " + yuan(item.line_fen)
             doc.pair("  " + item.pack_text, status)
             if not item.approved and item.reason:
                 doc.text("  " + item.reason)
+        if receipt.deposit_fen:
+            doc.pair("包装押金（退瓶可退）", yuan(receipt.deposit_fen))
+        if receipt.total_fen is not None:
+            doc.bold().pair("合计", yuan(receipt.total_fen)).bold(False)
         if receipt.remaining:
             doc.rule()
             doc.text("剩余定额：")

@@ -69,6 +69,7 @@ BODIES = {
             "consumption": CONSUMPTION,
             "reasons": LIST(ID, 0, 32),
             "total_fen": INT(0),
+            "deposit_fen": INT(0),          # packaging deposit on the pesticide packs sold
             "sale_id": ID,                  # idempotency key of the sale at the counter
             "proof": PROOF,                 # how the identity was checked, as sent online
         },

@@ -84,7 +84,10 @@ FIELDS = {
         "auth": _AUTH,
         "consumption": _CONSUMPTION + "; what this sale consumes",
         "reasons": _REASONS + ": notes on an approved sale (e.g. a partial approval)",
-        "total_fen": "price of the sale in fen (0.01 yuan)",
+        "total_fen": "what the buyer paid, in fen (0.01 yuan): the lines' `price_fen` plus `deposit_fen`; "
+                     "absent when the shop set no prices",
+        "deposit_fen": "packaging deposit charged on the pesticide packs sold, in fen, paid back when the "
+                       "containers are returned; absent when none",
         "sale_id": _SALE_ID,
         "proof": _PROOF,
     },
@@ -135,7 +138,8 @@ FIELDS = {
         "code": "label unit code scanned (MoA Announcement No. 2579), if any",
         "amount": "total product in base units (g or mL)",
         "unit": "base unit of `amount`",
-        "price_fen": "price of the line in fen",
+        "price_fen": "price of the line in fen: packs times the shop's price a pack at the time of the sale; "
+                     "absent on a refused line or a product the shop has not priced",
         "decision": "the policy's decision on this line",
         "reasons": _REASONS + " for this line",
     },

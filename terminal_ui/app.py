@@ -33,6 +33,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
+from firmware.prices import PriceError
 from firmware.receipt import time_text
 from protocols.reasons import ReasonError
 from terminal_ui.counter_session import Kiosk
@@ -65,6 +66,16 @@ class Packs(BaseModel):
     packs: int = Field(ge=1, le=100000)
 
 
+class PriceBody(BaseModel):
+    product: str = Field(min_length=1, max_length=64)
+    spec: str = Field(min_length=1, max_length=16)
+    yuan: str | None = Field(None, max_length=16)     # None: remove the price
+
+
+class DepositBody(BaseModel):
+    yuan: str = Field(max_length=16)
+
+
 class Toggle(BaseModel):
     on: bool
 
@@ -94,7 +105,7 @@ def create_app(kiosk: Kiosk, host: str | None = None, port: int | None = None) -
         if isinstance(exc, ClerkLocked):        # sign-in locked after wrong PINs: say for how long
             return JSONResponse(Kiosk.error_view(exc), status_code=429,
                                 headers={"Retry-After": str(exc.retry_after)})
-        status = 401 if exc.code == "clerk_required" else 409
+        status = {"clerk_required": 401, "owner_required": 403}.get(exc.code, 422 if isinstance(exc, PriceError) else 409)
         return JSONResponse(Kiosk.error_view(exc), status_code=status)
 
     def client(request: Request) -> Session:
@@ -298,6 +309,18 @@ def create_app(kiosk: Kiosk, host: str | None = None, port: int | None = None) -
         return Response(data, media_type="application/pdf",
                         headers={"Content-Disposition": 'attachment; filename="%s"' % name,
                                  "Cache-Control": "no-store"})
+
+    @app.get("/api/prices")
+    def prices(q: str = "", session_id: str = Depends(clerk)) -> dict:
+        return kiosk.price_list(q[:64])
+
+    @app.put("/api/prices")
+    def set_price(body: PriceBody, session_id: str = Depends(sid)) -> dict:
+        return {"ok": True, "fen": kiosk.set_price(body.product, body.spec, body.yuan, session=session_id)}
+
+    @app.put("/api/prices/deposit")
+    def set_deposit(body: DepositBody, session_id: str = Depends(sid)) -> dict:
+        return {"ok": True, "fen": kiosk.set_deposit(body.yuan, session=session_id)}
 
     @app.post("/api/voice")
     def voice(body: Toggle, session_id: str = Depends(sid)) -> dict:

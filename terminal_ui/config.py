@@ -20,6 +20,7 @@ class Clerk:
     id: str
     name: str
     pin_hash: str               # scrypt$…; a 64-hex `pin_sha256` of old configs signs nobody in
+    owner: bool = False         # may set the shop's prices (firmware/prices.py)
 
     @property
     def legacy(self) -> bool:
@@ -65,12 +66,15 @@ def _settings(table: dict, base: Path, source: Path | None) -> KioskSettings:
         if any(c.id == entry["id"] for c in clerks):
             raise ConfigError(f"{key}: clerk id {entry['id']!r} listed twice")
         name = entry.get("name") or entry["id"]
+        owner = entry.get("owner", False)
+        if not isinstance(owner, bool):
+            raise ConfigError(f"{key}.owner must be true or false")
         if isinstance(entry.get("pin_hash"), str):
             try:
                 parse_pin_hash(entry["pin_hash"])
             except PinHashError as err:
                 raise ConfigError(f"{key}.pin_hash {err}") from None
-            clerks.append(Clerk(entry["id"], name, entry["pin_hash"]))
+            clerks.append(Clerk(entry["id"], name, entry["pin_hash"], owner))
         elif isinstance(entry.get("pin_sha256"), str):
             # The old fast hash: loaded so the owner is told, never used to sign
             # in (checking it would tell a guesser the PIN the owner is likely
@@ -78,7 +82,7 @@ def _settings(table: dict, base: Path, source: Path | None) -> KioskSettings:
             log.warning("%s: clerk %s has an old pin_sha256 entry and cannot sign in; replace it with the "
                         "pin_hash line of `python -m firmware kiosk-pin %s`", source or "kiosk config",
                         entry["id"], entry["id"])
-            clerks.append(Clerk(entry["id"], name, "sha256$" + entry["pin_sha256"]))
+            clerks.append(Clerk(entry["id"], name, "sha256$" + entry["pin_sha256"], owner))
         else:
             raise ConfigError(f"{key} needs id and pin_hash (python -m firmware kiosk-pin {entry['id']})")
     cache = get("voice_cache", str, None)
@@ -123,6 +127,7 @@ def load(path: str | Path) -> tuple[AgentConfig, KioskSettings]:
         id = "c1"
         name = "李梅"
         pin_hash = "scrypt$32768$8$1$…$…"          # python -m firmware kiosk-pin c1
+        owner = true                              # may set prices (the 价格 screen)
     """
     path = Path(path)
     data = read_toml(path)

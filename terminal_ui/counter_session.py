@@ -32,6 +32,7 @@ TOML (terminal_ui/config.py), opened through firmware's device factory
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -46,6 +47,7 @@ from firmware.counter import Cart, CounterError, Identity, Outcome
 from firmware.devices import PRESENT, READER_ERROR, READER_OK, REMOVED, DeviceFactory, PrinterError
 from firmware.face import retry as _face_retry
 from firmware.ledger import LedgerError
+from firmware.prices import PriceError, parse_yuan
 from firmware.voice import CommandPlayer, RecordingPlayer, Voice
 from protocols import card as _card, catalogue as _catalogue, labelcode, policy, reasons
 from protocols.clock import wall_ms as now_ms
@@ -250,10 +252,11 @@ class Kiosk:
                 "boot": self.boot,
                 "version": self._version,
                 "screen": self.screen,
-                "clerk": {"id": self.clerk.id, "name": self.clerk.name} if self.clerk else None,
+                "clerk": {"id": self.clerk.id, "name": self.clerk.name, "owner": self.clerk.owner} if self.clerk else None,
                 "subject": self.subject_view,
                 "pending_buyer": self.pending_view,
                 "cart": [self._line_view(i, line) for i, line in enumerate(self.cart.lines)],
+                "bill": views.cart_bill(self.counter, self.cart.lines) if self.cart.lines else None,
                 "outcome": self.outcome,
                 "returned": list(self.returned),
                 "return_deposit_fen": sum(r["deposit_fen"] for r in self.returned),
@@ -637,10 +640,48 @@ class Kiosk:
             status = _catalogue.status_on(data, prod, date)["status"]
             for spec in sorted(packs):
                 out.append({"product": key, "spec": spec, "name": prod.get("name", key), "kind": prod.get("kind"),
-                            "pack": _receipt.amount_text(packs[spec]["net"], packs[spec]["unit"]), "status": status})
+                            "pack": _receipt.amount_text(packs[spec]["net"], packs[spec]["unit"]), "status": status,
+                            "fen": self.agent.prices.price(key, spec)})
                 if len(out) >= limit:
                     return out
         return out
+
+    # ------------------------------------------------------------------ prices
+
+    def _need_owner(self, session: str | None) -> Clerk:
+        clerk = self._need_clerk(session)
+        if not clerk.owner:
+            raise KioskError("owner_required", clerk.id)
+        return clerk
+
+    def price_list(self, query: str = "", limit: int = 50) -> dict:
+        """The 价格 screen: catalogue packs with the shop's price, and the deposit."""
+        return {"products": self.search(query, limit), "deposit_fen": self.agent.prices.deposit_fen(),
+                "changes": self.agent.prices.changes(20)}
+
+    def set_price(self, product: str, spec: str, yuan: str | None, session: str | None = None) -> int | None:
+        """The owner sets (or, with None, removes) one pack's price; lines
+        already in a cart keep the price they went in at. Returns what is
+        stored, in fen."""
+        with self._lock:
+            clerk = self._need_owner(session)
+            if _catalogue.pack(self.counter.index().data, product, spec)[0] is None:
+                raise PriceError("price_unknown_product", "%s/%s" % (product, spec))
+            fen = None if yuan is None else parse_yuan(yuan)
+            if fen is None:
+                self.agent.prices.remove(product, spec, clerk.id, self.wall_ms())
+            else:
+                self.agent.prices.set(product, spec, fen, clerk.id, self.wall_ms())
+        self._changed()
+        return fen
+
+    def set_deposit(self, yuan: str, session: str | None = None) -> int:
+        with self._lock:
+            clerk = self._need_owner(session)
+            fen = parse_yuan(yuan)
+            self.agent.prices.set_deposit(fen, clerk.id, self.wall_ms())
+        self._changed()
+        return fen
 
     # ------------------------------------------------------------------ deciding
 
@@ -654,7 +695,7 @@ class Kiosk:
             if not self.cart.lines:
                 raise CounterError("cart_empty")
             clerk = self.clerk.id
-            cart = Cart([type(l)(l.product, l.spec, l.packs, l.code) for l in self.cart.lines])
+            cart = Cart([dataclasses.replace(line) for line in self.cart.lines])
             self.screen = "deciding"
             self.message = None
         self._changed()
@@ -753,20 +794,24 @@ class Kiosk:
             return
         params = self.agent.config_store.params()
         items = []
-        for line, verdict in zip(cart.lines, outcome.items):
+        bill = outcome.charge
+        for i, (line, verdict) in enumerate(zip(cart.lines, outcome.items)):
             prod, pack = self._product(line.product, line.spec)
             approved = verdict["decision"] == policy.APPROVE
             items.append(_receipt.ReceiptItem(
                 prod["name"] if prod else line.product, line.packs,
                 _receipt.amount_text(pack["net"], pack["unit"]) + "/件" if pack else "",
-                approved, "" if approved else "；".join(reasons.text(c) for c in verdict.get("reasons") or [])))
+                approved, "" if approved else "；".join(reasons.text(c) for c in verdict.get("reasons") or []),
+                bill.lines[i] if bill else None))
         remaining = [(_receipt.category_name(c), _receipt.amount_text(v, _receipt.category_unit(c, params)))
                      for c, v in sorted((outcome.remaining or {}).items())
                      if c in (outcome.consumption or {})]
         doc = _receipt.SaleReceipt(
             shop=self.settings.shop_name or self.config.shop, terminal=self.config.terminal, seq=outcome.seq,
             time_ms=self.wall_ms(), clerk=self.clerk.name if self.clerk else "", subject_name=(self.subject_view or {}).get("name", "—"),
-            subject_id=identity.subject, items=items, mode=outcome.mode, remaining=remaining)
+            subject_id=identity.subject, items=items, mode=outcome.mode, remaining=remaining,
+            deposit_fen=bill.deposit_fen if bill else 0,
+            total_fen=bill.total_fen if bill and bill.priced else None)
         self._print(doc, outcome.seq)
 
     def _print(self, doc: _receipt.SaleReceipt, seq: int) -> None:

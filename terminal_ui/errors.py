@@ -22,6 +22,7 @@ reasons.register({
                              "Choose first: the cart for the new buyer, or finish the current sale"),
     "no_pending_buyer": ("没有待确认的新购买人", "No other buyer is waiting"),
     "no_allowed_quantity": ("这一项没有可以改成的准售数量", "No allowed quantity for this line"),
+    "owner_required": ("只有店主可以改价格", "Only the shop owner can change prices"),
 })
 
 

@@ -63,7 +63,14 @@ def line_view(counter, index: int, line) -> dict:
     status = _catalogue.status_on(counter.index().data, prod, date)["status"] if prod else None
     return {"index": index, "product": line.product, "spec": line.spec, "packs": line.packs, "code": line.code,
             "name": prod["name"] if prod else line.product, "status": status,
-            "pack": _receipt.amount_text(pack["net"], pack["unit"]) if pack else ""}
+            "pack": _receipt.amount_text(pack["net"], pack["unit"]) if pack else "",
+            "unit_fen": line.unit_fen, "line_fen": None if line.unit_fen is None else line.unit_fen * line.packs}
+
+
+def cart_bill(counter, lines) -> dict:
+    """What the cart would cost if every line were sold: line totals, the
+    deposit on pesticide packs and the total, for the screen before checkout."""
+    return counter.charge(lines, [True] * len(lines)).as_dict()
 
 
 def subject_panel(counter, store, identity: Identity) -> dict:
@@ -116,6 +123,7 @@ def outcome_view(counter, terminal: str, outcome: Outcome, cart: Cart) -> dict:
             "action_zh": action_text(verdict.get("action"), "zh"),
             "action_en": action_text(verdict.get("action"), "en"),
             "max_packs": verdict.get("max_packs"),
+            "line_fen": outcome.charge.lines[len(items)] if outcome.charge else None,
         })
     return {
         "approved": outcome.approved, "decision": outcome.decision, "mode": outcome.mode,
@@ -124,6 +132,7 @@ def outcome_view(counter, terminal: str, outcome: Outcome, cart: Cart) -> dict:
         "codes": outcome.codes, "action": outcome.action,
         "action_zh": action_text(outcome.action, "zh"), "action_en": action_text(outcome.action, "en"),
         "voided": False,
+        "bill": outcome.charge.as_dict() if outcome.charge else None,
     }
 
 
@@ -134,8 +143,9 @@ def row_view(counter, record: dict, acked: int, clerk_names: dict | None = None)
     items = []
     for item in body.get("items") or []:
         prod, pack = product_of(counter, item["product"], item.get("spec") or "")
-        items.append("%s x%d%s" % (prod["name"] if prod else item["product"], item["packs"],
-                                  "" if item.get("decision", "approve") == "approve" else "（拒）"))
+        items.append("%s x%d%s%s" % (prod["name"] if prod else item["product"], item["packs"],
+                                    "" if item.get("decision", "approve") == "approve" else "（拒）",
+                                    " " + _receipt.yuan(item["price_fen"]) if "price_fen" in item else ""))
     if record["type"] == "return":
         items.append("回收包装 x%d，%s" % (len(body.get("codes") or []), _receipt.yuan(body.get("deposit_fen") or 0)))
     return {
@@ -144,6 +154,6 @@ def row_view(counter, record: dict, acked: int, clerk_names: dict | None = None)
         "clerk": body.get("clerk"), "clerk_name": (clerk_names or {}).get(body.get("clerk"), body.get("clerk")),
         "items": items, "reasons": body.get("reasons") or [],
         "links": body.get("links") or [], "codes": body.get("codes") or [],
-        "deposit_fen": body.get("deposit_fen"), "voids": body.get("voids"),
+        "deposit_fen": body.get("deposit_fen"), "voids": body.get("voids"), "total_fen": body.get("total_fen"),
         "uploaded": record["seq"] <= acked,
     }

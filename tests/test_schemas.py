@@ -58,7 +58,7 @@ def test_every_document_is_a_valid_draft_2020_12_schema():
 def test_the_field_reference_states_type_range_and_meaning():
     text = (ROOT / "docs" / "protocol.md").read_text()
     assert "| `packs` | integer 1..100000 | yes | number of packs |" in text
-    assert "| `total_fen` | integer >= 0 |  | price of the sale in fen (0.01 yuan) |" in text
+    assert "| `total_fen` | integer >= 0 |  | what the buyer paid, in fen (0.01 yuan): the lines' `price_fen` plus" in text
 
 
 # ---------------------------------------------------------------- one verdict per side

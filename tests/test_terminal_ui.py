@@ -28,8 +28,8 @@ import pytest
 
 from simulator.processes import wait_for
 from tests.support import screenshots
-from tests.support.kiosk_district import (CLERK, FACE_ONLY, IMIDACLOPRID, RESTRICTED, UREA_EAN, KioskShop, label_code,
-                                          sale_records)
+from tests.support.kiosk_district import (CLERK, FACE_ONLY, IMIDACLOPRID, OWNER, RESTRICTED, UREA_EAN, KioskShop,
+                                          label_code, sale_records)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -443,7 +443,7 @@ def test_ledger_browse_and_csv_export_show_every_record(shop, page):
     assert {r["type"] for r in records} >= {"sale", "refusal", "return"}
     assert page.locator("[data-testid^=ledger-row-]").count() == len(records)
     assert "离线" in page.inner_text(f"[data-testid=ledger-row-{offline['seq']}]")
-    assert page.inner_text("[data-testid=ledger-head]").split() == ["序号", "时间", "类型", "购买主体", "商品", "店员", "上传"]
+    assert page.inner_text("[data-testid=ledger-head]").split() == ["序号", "时间", "类型", "购买主体", "商品", "金额", "店员", "上传"]
     assert page.inner_text(f"[data-testid=ledger-clerk-{offline['seq']}]") == "李梅"     # the name, not c1
     shot(page, "ledger")
     with page.expect_download(timeout=30_000) as info:      # the page's link, with the page's session
@@ -459,6 +459,81 @@ def test_ledger_browse_and_csv_export_show_every_record(shop, page):
     assert not re.search(r"\b(sale|refusal|offline|online|yes|no|c1)\b", body)
     page.click("[data-testid=close-ledger]")
     page.wait_for_selector("[data-testid=screen-idle]")
+
+
+def set_price(page, product, spec, text, stored=None):
+    """Type a price and save it; `stored`: the value the list must then show."""
+    field = f"[data-testid=price-{product}-{spec}]"
+    page.fill(field, text)
+    page.click(f"[data-testid=save-price-{product}-{spec}]")
+    if stored is not None:
+        wait_for(lambda: page.input_value(field) == stored, 10, f"{product} priced at {stored}")
+
+
+def test_the_owner_prices_the_shop_and_the_sale_shows_line_totals_deposit_and_total(shop, page):
+    """Prices are set on the terminal by the owner alone; a sale shows each
+    line's price, the container deposit on its own line and the total, on the
+    screen, the receipt, the ledger record, the ledger screen and the CSV."""
+    urea = ("XK13-001-00101", "002")
+    sign_in(page, shop.pin)                                  # a clerk: no 价格 button, and the API says no
+    assert page.locator("[data-testid=open-prices]").count() == 0
+    refused = page.evaluate("""async () => {
+      const res = await fetch("/api/prices", { method: "PUT", headers: { "X-CSRF-Token": csrf,
+        "Content-Type": "application/json" }, body: JSON.stringify({ product: "XK13-001-00101", spec: "002", yuan: "1" }) });
+      return [res.status, (await res.json()).code];
+    }""")
+    assert refused == [403, "owner_required"]
+    page.click("[data-testid=signout]")
+    sign_in(page, shop.owner_pin)
+    page.click("[data-testid=open-prices]")
+    page.wait_for_selector("[data-testid=screen-prices]")
+    page.fill("[data-testid=deposit-input]", "0.5")
+    page.click("[data-testid=save-deposit]")
+    wait_for(lambda: page.input_value("[data-testid=deposit-input]") == "0.50", 10, "deposit saved")
+    page.fill("[data-testid=price-search]", "尿素")
+    page.press("[data-testid=price-search]", "Enter")
+    page.wait_for_selector(f"[data-testid=price-{urea[0]}-{urea[1]}]")
+    set_price(page, *urea, "12.3.4")                         # refused, and nothing stored
+    page.wait_for_selector("[data-testid=message]:has-text('价格不对')")
+    set_price(page, *urea, "135", "135.00")
+    page.fill("[data-testid=price-search]", IMIDACLOPRID[0])
+    page.press("[data-testid=price-search]", "Enter")
+    page.wait_for_selector(f"[data-testid=price-{IMIDACLOPRID[0]}-{IMIDACLOPRID[1]}]")
+    set_price(page, *IMIDACLOPRID, "26", "26.00")
+    shot(page, "prices")
+    page.click("[data-testid=close-prices]")
+    tap_and_wait(shop, page, "S-0001")
+    scan(page, UREA_EAN)
+    scan(page, label_code(*IMIDACLOPRID, random.Random(5)))
+    page.click("[data-testid=plus-0]")
+    page.wait_for_selector("[data-testid=qty-0]:has-text('2')")
+    assert page.inner_text("[data-testid=line-price-0]") == "270.00 元"
+    assert page.inner_text("[data-testid=line-price-1]") == "26.00 元"
+    assert "0.50 元" in page.inner_text("[data-testid=cart-bill-deposit]")
+    assert "296.50 元" in page.inner_text("[data-testid=cart-bill-total]")
+    shot(page, "cart-prices")
+    page.click("[data-testid=checkout]")
+    page.wait_for_selector("[data-testid=decision][data-decision=approve]")
+    assert "296.50 元" in page.inner_text("[data-testid=result-bill-total]")
+    receipt = shop.printer.wait_receipt(1)
+    assert "270.00 元" in receipt.text and "包装押金" in receipt.text and "合计" in receipt.text
+    assert "296.50 元" in receipt.text
+    seq = int(page.inner_text("[data-testid=record-id]").split()[-1].split("-")[1])
+    wait_for(lambda: any(r["seq"] == seq for r in sale_records(shop.ledger)), 5, "sale row")
+    body = next(r for r in sale_records(shop.ledger) if r["seq"] == seq)["body"]
+    assert [i.get("price_fen") for i in body["items"]] == [27000, 2600]
+    assert (body["deposit_fen"], body["total_fen"], body["clerk"]) == (50, 29650, OWNER)
+    page.click("[data-testid=finish]")
+    shop.lift()
+    page.click("[data-testid=open-ledger]")
+    page.wait_for_selector("[data-testid=screen-ledger]")
+    assert page.inner_text(f"[data-testid=ledger-total-{seq}]") == "296.50 元"
+    with page.expect_download(timeout=30_000) as info:
+        page.click("[data-testid=export-csv]")
+    rows = list(csv.DictReader(io.StringIO(Path(info.value.path()).read_text("utf-8-sig"))))
+    row = next(r for r in rows if r["单号"] == f"T001-{seq:06d}")
+    assert (row["金额"], row["押金"]) == ("296.50 元", "0.50 元")
+    assert "270.00 元" in row["商品"]
 
 
 def test_ledger_pdf_export_button_downloads_every_record(shop, page):

@@ -55,6 +55,11 @@ const T = {
   buyerNow: ["当前购买人", "Buyer on screen"], buyerNew: ["新刷卡的购买人", "New card"],
   keepCart: ["购物清单给新购买人", "Cart to the new buyer"],
   currentFirst: ["先为当前购买人结算", "Finish the current sale first"],
+  prices: ["价格", "Prices"], priceTitle: ["本店价格（每件）", "Shop prices (per pack)"],
+  unpriced: ["未定价", "no price"], total: ["合计", "Total"], depositCharge: ["包装押金（退瓶可退）", "Container deposit (refunded on return)"],
+  depositPerPack: ["每件农药包装押金", "Deposit per pesticide container"], save: ["保存", "Save"],
+  removePrice: ["清除", "Clear"], col_total: ["金额", "Amount"], priceSaved: ["价格已保存", "Price saved"],
+  priceSearch: ["搜索产品名称或登记证号", "Search by product name or registration number"],
   pinRehash: ["有店员的 PIN 为旧格式，无法登录：请店主用 python -m firmware kiosk-pin 重新设置",
     "A clerk's PIN is stored in the old format and cannot sign in: the owner re-sets it with python -m firmware kiosk-pin"],
 };
@@ -62,12 +67,14 @@ let lang = localStorage.getItem("lang") || "zh";
 const L = () => (lang === "en" ? 1 : 0);
 const t = (k) => (T[k] ? T[k][L()] : k);
 const rz = (o) => (lang === "en" ? o.en : o.zh);
+const yuan = (fen) => (fen / 100).toFixed(2) + " 元";
 
 let S = null;          // the last state pushed by the agent
 let view = null;       // "ledger" overlays the counter screens
 let pin = "";
 let search = { q: "", results: [] };
 let ledger = null;
+let prices = null;      // the 价格 screen's list (owner only)
 let pdfBusy = false;   // one PDF export at a time; the button says it is working
 let face = { busy: false, outcome: null };   // the face check running, or why the last one failed
 let csrf = null;       // this page's session token, sent with every change
@@ -212,6 +219,7 @@ function idleScreen() {
     faceButton("normal", "face", true),
     h("div", { class: "row", style: "justify-content:center;margin-top:12px" },
       h("button", { testid: "open-ledger", onclick: openLedger }, t("ledger")),
+      S.clerk && S.clerk.owner ? h("button", { testid: "open-prices", onclick: () => openPrices("") }, t("prices")) : null,
       h("button", { testid: "signout", onclick: () => api("POST", "/api/signout") }, t("signout"))));
 }
 
@@ -254,6 +262,8 @@ function saleScreen() {
       api("PUT", `/api/cart/${line.index}`, { packs: line.packs - 1 }) : api("DELETE", `/api/cart/${line.index}`) }, "−"),
     h("span", { class: "qty", testid: "qty-" + line.index }, line.packs),
     h("button", { testid: "plus-" + line.index, onclick: () => api("PUT", `/api/cart/${line.index}`, { packs: line.packs + 1 }) }, "+"),
+    h("span", { class: "price", testid: "line-price-" + line.index },
+      line.line_fen === null ? h("span", { class: "muted" }, t("unpriced")) : yuan(line.line_fen)),
     h("button", { class: "danger", testid: "remove-" + line.index, onclick: () => api("DELETE", `/api/cart/${line.index}`) }, "✕")));
   const results = search.results.map((p) => h("button", { testid: `result-${p.product}-${p.spec}`,
     onclick: () => { search = { q: "", results: [] }; api("POST", "/api/cart", { product: p.product, spec: p.spec, packs: 1 }); } },
@@ -269,11 +279,22 @@ function saleScreen() {
     search.results.length ? h("div", { class: "panel results", testid: "search-results" }, results) : null,
     h("div", { class: "panel", style: "flex:1", testid: "cart" }, h("b", {}, t("cart")),
       cart.length ? cart : h("div", { class: "muted" }, t("emptyCart"))),
+    billLines(S.bill, "cart-bill"),
     h("div", { class: "row" },
       h("button", { class: "primary", style: "flex:2", testid: "checkout", disabled: !S.cart.length,
         onclick: () => api("POST", "/api/checkout").catch(() => {}) }, t("checkout")),
       h("button", { style: "flex:1", testid: "start-return", onclick: () => api("POST", "/api/return/start") }, t("ret")),
       h("button", { style: "flex:1", testid: "finish", onclick: () => api("POST", "/api/finish") }, t("cancel"))))];
+}
+
+// The deposit on its own line, then the total; nothing when the shop set no prices.
+function billLines(bill, testid) {
+  if (!bill || (!bill.deposit_fen && bill.lines.every((f) => f === null))) return null;
+  return h("div", { class: "panel bill", testid },
+    bill.deposit_fen ? h("div", { class: "row", testid: testid + "-deposit" },
+      h("span", { style: "flex:1" }, t("depositCharge")), yuan(bill.deposit_fen)) : null,
+    h("div", { class: "row total", testid: testid + "-total" }, h("b", { style: "flex:1" }, t("total")),
+      h("b", {}, yuan(bill.total_fen)), bill.unpriced ? h("span", { class: "muted" }, ` (${bill.unpriced} ${t("unpriced")})`) : null));
 }
 
 // Another card tapped while a cart is open: never a silent swap. The clerk
@@ -336,6 +357,7 @@ function resultScreen() {
       && it.reasons.every((r) => r.code === "face_required"));
   const items = o.items.map((it, i) => h("div", { class: "item", testid: "item-" + i, "data-decision": it.decision },
     h("div", { class: "row" }, h("b", { style: "flex:1" }, `${it.name} ×${it.packs}`),
+      it.line_fen !== null && it.line_fen !== undefined ? h("span", { class: "price", testid: "item-price-" + i }, yuan(it.line_fen)) : null,
       h("span", { class: "tag" }, it.decision === "approve" ? t("sold") : t("refused"))),
     it.reasons.map((r) => h("div", { class: "why", testid: "reason-" + r.code }, rz(r))),
     it.action ? h("div", { class: "todo", testid: "action-" + i }, t("todo") + (lang === "en" ? it.action_en : it.action_zh),
@@ -349,7 +371,7 @@ function resultScreen() {
       o.voided ? t("voided") : t(o.decision),
       o.approved && o.mode === "offline" ? h("span", { class: "offline-mark", testid: "offline-mark" }, t("offlineSale")) : null),
     h("div", { testid: "record-id" }, `${t("record")} ${o.record_id}`),
-    h("div", { class: "panel", style: "flex:1" }, items), receiptLine(),
+    h("div", { class: "panel", style: "flex:1" }, items), billLines(o.bill, "result-bill"), receiptLine(),
     needFace ? faceButton("restricted", "faceConfirm", false) : null,
     scanMore(),
     h("div", { class: "row" }, sameBuyerButton(),
@@ -391,16 +413,65 @@ async function exportPdf() {
     setTimeout(() => URL.revokeObjectURL(url), 60000);
   } catch (e) { toast(String(e)); } finally { pdfBusy = false; render(); }
 }
+async function openPrices(q) {
+  view = "prices";
+  prices = await api("GET", "/api/prices?q=" + encodeURIComponent(q));
+  prices.q = q;
+  render();
+}
+// The input is looked up by id after the answer: a state push may have drawn
+// the screen again meanwhile, and the old element is gone from the page.
+const showFen = (id, fen) => { const el = document.getElementById(id); if (el) el.value = fen === null ? "" : (fen / 100).toFixed(2); };
+async function savePrice(p, id) {
+  try {
+    const typed = document.getElementById(id).value.trim();
+    const saved = await api("PUT", "/api/prices", { product: p.product, spec: p.spec, yuan: typed || null });
+    showFen(id, saved.fen);        // what is stored, as the list shows it
+    toast(t("priceSaved"));
+    await openPrices(prices.q);
+  } catch (e) { /* api() showed the reason */ }
+}
+// The owner's price list: one row a pack, typed in yuan; the deposit the
+// shop charges on each pesticide container sits above the list.
+function pricesScreen() {
+  const rows = (prices ? prices.products : []).map((p) => {
+    const id = `price-${p.product}-${p.spec}`;
+    const input = h("input", { id, testid: id, inputmode: "decimal", class: "price-input",
+      value: p.fen === null ? "" : (p.fen / 100).toFixed(2), placeholder: t("unpriced") });
+    input.addEventListener("keydown", (ev) => { if (ev.key === "Enter") savePrice(p, id); });
+    return h("tr", {}, h("td", {}, p.name, " ", h("span", { class: "muted", title: p.product }, p.pack),
+      p.status !== "normal" ? h("span", { class: "tag " + p.status }, t("status_" + p.status)) : null),
+      h("td", {}, input), h("td", {}, h("button", { testid: "save-" + id, onclick: () => savePrice(p, id) }, t("save"))));
+  });
+  const deposit = h("input", { id: "deposit", testid: "deposit-input", inputmode: "decimal", class: "price-input",
+    value: prices ? (prices.deposit_fen / 100).toFixed(2) : "" });
+  const q = h("input", { id: "price-search", testid: "price-search", placeholder: t("priceSearch"), value: prices ? prices.q : "" });
+  q.addEventListener("keydown", (ev) => { if (ev.key === "Enter") openPrices(q.value); });
+  return h("div", { class: "col", style: "flex:1", testid: "screen-prices" },
+    h("div", { class: "row" }, h("h3", { style: "flex:1;margin:4px 0" }, t("priceTitle")),
+      h("button", { testid: "close-prices", onclick: () => { view = null; render(); } }, t("back"))),
+    h("div", { class: "row" }, h("span", {}, t("depositPerPack")), deposit,
+      h("button", { testid: "save-deposit", onclick: async () => {
+        try {
+          const saved = await api("PUT", "/api/prices/deposit", { yuan: document.getElementById("deposit").value.trim() });
+          showFen("deposit", saved.fen);
+          toast(t("priceSaved")); await openPrices(prices.q);
+        }
+        catch (e) { /* shown */ } } }, t("save"))),
+    q, h("div", { class: "panel", style: "flex:1" }, h("table", {}, h("tbody", {}, rows))));
+}
+
 function ledgerScreen() {
   const rows = (ledger ? ledger.rows : []).map((r) => h("tr", { testid: "ledger-row-" + r.seq },
     h("td", {}, r.seq), h("td", {}, r.time.slice(5)), h("td", {}, t("type_" + r.type),
       r.mode === "offline" ? h("span", { class: "offline-mark", style: "font-size:12px" }, t("offline")) : null),
     h("td", {}, r.subject || ""), h("td", {}, r.items.join("；"), r.links.length ? ` → #${r.links.join(",#")}` : "",
       r.voids ? ` #${r.voids}` : ""),
+    h("td", { testid: "ledger-total-" + r.seq, class: "num" }, r.total_fen !== null && r.total_fen !== undefined ? yuan(r.total_fen) : ""),
     h("td", { testid: "ledger-clerk-" + r.seq }, r.clerk_name || r.clerk || ""),
     h("td", {}, r.uploaded ? t("uploaded") : t("pending"))));
   const head = h("thead", {}, h("tr", { testid: "ledger-head" },
-    ["seq", "time", "type", "subject", "items", "clerk", "uploaded"].map((k) => h("th", {}, t("col_" + k)))));
+    ["seq", "time", "type", "subject", "items", "total", "clerk", "uploaded"].map((k) => h("th", {}, t("col_" + k)))));
   return h("div", { class: "col", style: "flex:1", testid: "screen-ledger" },
     h("div", { class: "row" }, h("h3", { style: "flex:1;margin:4px 0" }, t("ledger")),
       h("a", { href: "/api/ledger.csv", download: "ledger.csv", testid: "export-csv" }, h("button", {}, t("exportCsv"))),
@@ -419,10 +490,10 @@ function render() {
   const main = $("#main");
   main.replaceChildren();
   let screen = S.screen;
-  if (view === "ledger" && S.clerk && !["deciding"].includes(screen)) screen = "ledger";
+  if (view && S.clerk && screen !== "deciding") screen = view;   // the ledger and the prices overlay the counter
   if (screen !== render.lastScreen) face.outcome = null;   // a refusal belongs to the screen it was asked on
   const parts = { signin: signinScreen, idle: idleScreen, sale: saleScreen, deciding: saleScreen,
-    result: resultScreen, return: returnScreen, ledger: ledgerScreen }[screen]();
+    result: resultScreen, return: returnScreen, ledger: ledgerScreen, prices: pricesScreen }[screen]();
   main.append(...[parts].flat().filter(Boolean));
   if (S.screen === "deciding") main.append(h("div", { class: "overlay", testid: "deciding" }, t("deciding")));
   else if (S.pending_buyer && screen === "sale") main.append(buyerChoice());

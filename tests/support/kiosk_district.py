@@ -59,6 +59,7 @@ REGISTRY_PUB = REGISTRY.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw
 TERMINAL = "T001"
 SHOP = "shop-T001"
 CLERK, CLERK_NAME = "c1", "李梅"
+OWNER, OWNER_NAME = "o1", "张店主"     # may set prices
 
 
 def new_pin() -> str:
@@ -135,6 +136,9 @@ class KioskClient:
 class KioskShop:
     def __init__(self, root: Path, deadline_ms: int = 1500):
         self.pin = new_pin()        # the clerk's PIN at this shop
+        self.owner_pin = new_pin()  # the owner's
+        while self.owner_pin == self.pin:
+            self.owner_pin = new_pin()
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.db = self.root / "gateway.db"
@@ -187,7 +191,9 @@ class KioskShop:
             f'camera = "file://{stills}/*.jpg?fps=2"\nvoice = true\n'
             f'player = ["sh", "-c", "echo \\"$1\\" >> {self.root / "spoken.log"}", "player"]\n'
             f'voice_cache = "{self.root / "voice"}"\ndeposit_fen = 50\nhttp = "127.0.0.1:0"\n'
-            f'[[kiosk.clerks]]\nid = "{CLERK}"\nname = "{CLERK_NAME}"\npin_hash = "{pin_hash(CLERK, self.pin)}"\n')
+            f'[[kiosk.clerks]]\nid = "{CLERK}"\nname = "{CLERK_NAME}"\npin_hash = "{pin_hash(CLERK, self.pin)}"\n'
+            f'[[kiosk.clerks]]\nid = "{OWNER}"\nname = "{OWNER_NAME}"\npin_hash = "{pin_hash(OWNER, self.owner_pin)}"\n'
+            'owner = true\n')
 
     # -- the agent process
 
