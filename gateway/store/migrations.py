@@ -91,8 +91,17 @@ def _seed_config(conn) -> None:
                          "ON CONFLICT(name) DO NOTHING", [name, configsync.section_text(make()), now])
 
 
+def _tables(statements: list[str]) -> Callable:
+    """A migration that creates new tables and indexes: nothing to carry over."""
+    def apply(conn) -> None:
+        for statement in statements:
+            conn.execute(statement if conn.dialect == "sqlite" else schema.postgres(statement))
+    return apply
+
+
 MIGRATIONS: list[tuple[int, str, Callable]] = [
     (1, "baseline: every concern's tables in one schema", _baseline),
+    (2, "notifications: the inspectors' webhook outbox", _tables(schema.NOTIFICATIONS)),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -391,6 +391,25 @@ FLEET = [
 )""",
 ]
 
+# -- notifications to inspectors (gateway/store/notifications.py, gateway/supervision/notify.py):
+# a durable outbox, filled from case_events behind a cursor (sweep_state 'notify')
+NOTIFICATIONS = [
+    """CREATE TABLE IF NOT EXISTS notifications (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    created     INTEGER NOT NULL,
+    case_id     INTEGER NOT NULL,
+    kind        TEXT NOT NULL,
+    recipient   TEXT,
+    dedup       TEXT NOT NULL UNIQUE,
+    payload     TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    next_at     INTEGER NOT NULL,
+    sent        INTEGER,
+    last_error  TEXT
+)""",
+    "CREATE INDEX IF NOT EXISTS notifications_due ON notifications(sent, next_at)",
+]
+
 BASELINE = RECORDS + VIOLATIONS + QUOTA + GRID + RULES + USERS + CASES + OUTBOX + FLEET
 
 # Counters the quota ledger, the registry and the face gallery bump (quota_meta).
