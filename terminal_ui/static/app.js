@@ -413,10 +413,14 @@ async function exportPdf() {
     setTimeout(() => URL.revokeObjectURL(url), 60000);
   } catch (e) { toast(String(e)); } finally { pdfBusy = false; render(); }
 }
+// Only the newest request's answer is shown: a reload after a save can
+// answer after the owner has already searched for something else.
 async function openPrices(q) {
   view = "prices";
-  prices = await api("GET", "/api/prices?q=" + encodeURIComponent(q));
-  prices.q = q;
+  const asked = (openPrices.asked = (openPrices.asked || 0) + 1);
+  const data = await api("GET", "/api/prices?q=" + encodeURIComponent(q));
+  if (asked !== openPrices.asked) return;
+  prices = Object.assign(data, { q });
   render();
 }
 // The input is looked up by id after the answer: a state push may have drawn
