@@ -8,7 +8,7 @@ receipt can never show a sale the ledger does not have. Everything on it is a
 pure function of the facts passed in (time included), so the same sale prints
 the same bytes: the tests compare them exactly.
 
-Personal data is minimised: the subject's name is masked (`mask_name`) and no
+Personal data is minimised: the subject's name is masked (`protocols.privacy.mask_name`) and no
 card number or ID number is printed.
 """
 
@@ -59,18 +59,6 @@ def amount_text(amount: int, unit: str) -> str:
             return "%s%d %s" % (sign, whole, big[1])
         return "%s%d.%s %s" % (sign, whole, ("%03d" % rest).rstrip("0"), big[1])
     return "%d %s" % (amount, unit)
-
-
-def mask_name(name: str | None) -> str:
-    """张三丰 -> 张*丰, 张三 -> 张*, a cooperative's long name keeps its first and
-    last two characters. Enough for the farmer to recognise, not to identify."""
-    if not name:
-        return "—"
-    if len(name) <= 2:
-        return name[0] + "*"
-    if len(name) <= 4:
-        return name[0] + "*" * (len(name) - 2) + name[-1]
-    return name[:2] + "*" * (len(name) - 4) + name[-2:]
 
 
 def time_text(time_ms: int) -> str:

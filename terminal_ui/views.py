@@ -11,6 +11,7 @@ import logging
 from firmware import receipt as _receipt
 from firmware.counter import Cart, Identity, Outcome
 from protocols import catalogue as _catalogue, policy, reasons
+from protocols.privacy import mask_name
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def subject_panel(counter, store, identity: Identity) -> dict:
             })
     return {
         "id": identity.subject, "method": identity.method, "card": bool(identity.card),
-        "name": _receipt.mask_name(entry.get("name")), "known": bool(entry),
+        "name": mask_name(entry.get("name")), "known": bool(entry),
         "town": entry.get("town"), "village": entry.get("village"), "village_name": entry.get("village_name"),
         "grade": entry.get("grade") if entry.get("grade") in ("A", "B", "C") else None,
         "status": entry.get("status"), "quota": bars,

@@ -11,6 +11,7 @@ import os
 import pytest
 
 from firmware import receipt
+from protocols.privacy import mask_name
 from hardware.printer import escpos
 from hardware.printer.driver import Printer, PrinterError, parse_url
 from hardware.printer.emulator import PrinterEmulator
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.timeout(30)
 
 KNOWN = receipt.SaleReceipt(
     shop="塘栖农资店", terminal="T001", seq=17, time_ms=1764300000123, clerk="c1",
-    subject_name=receipt.mask_name("王建国"), subject_id="S-330110-0001",
+    subject_name=mask_name("王建国"), subject_id="S-330110-0001",
     items=[receipt.ReceiptItem("尿素（总氮≥46.0%）", 2, "50 kg/袋"),
            receipt.ReceiptItem("3%克百威颗粒剂", 1, "1 kg/袋", approved=False, reason="该主体没有此限制使用农药的使用许可")],
     remaining=[("氮肥（折纯N）", receipt.amount_text(104000, "g"))])
@@ -119,7 +120,7 @@ def test_port_urls():
 
 
 def test_names_are_masked():
-    assert [receipt.mask_name(n) for n in ("张三", "王建国", "李家农场", "临平区绿野水稻专业合作社", "")] == \
+    assert [mask_name(n) for n in ("张三", "王建国", "李家农场", "临平区绿野水稻专业合作社", "")] == \
         ["张*", "王*国", "李**场", "临平********作社", "—"]
     assert receipt.amount_text(23000, "g") == "23 kg" and receipt.amount_text(1500, "mL") == "1.5 L"
     assert receipt.amount_text(950, "mL") == "950 mL"
