@@ -199,7 +199,7 @@ def test_a_card_claimed_without_its_card_is_refused_and_consumes_nothing(gateway
     assert answer["decision"]["codes"] == ["identity_unproven"] and answer["decision"]["action"] == "identify"
     assert "auth" not in answer and "subject" not in answer and "used" not in answer
     assert used_n(gateway, "S2") == 0 and consumed(gateway) == 0
-    assert gateway.ingest.network.stats.unproven == 1
+    assert gateway.service.stats.unproven == 1
 
 
 @pytest.mark.parametrize("why, proof, card_no, code", [
@@ -240,7 +240,7 @@ def test_an_override_needs_its_reason_and_is_counted_per_shop(gateway):
         sold = ask(gateway, "S1", "override", {"override": authz.override_proof("override_reader_fault")})
         assert sold["decision"]["decision"] == "approve"
     ask(gateway, "S2", "override", {"override": authz.override_proof("override_card_lost")}, terminal="T2")
-    assert gateway.ingest.network.stats.overrides == {"shop-T1": 2, "shop-T2": 1}
+    assert gateway.service.stats.overrides == {"shop-T1": 2, "shop-T2": 1}
     assert used_n(gateway, "S1") == 4 * fx.UREA_N_PER_BAG
     assert sold["subject"]["id"] == "S1"            # its own town's subject: the entry as before
 
