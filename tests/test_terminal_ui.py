@@ -536,6 +536,23 @@ def test_the_owner_prices_the_shop_and_the_sale_shows_line_totals_deposit_and_to
     assert "270.00 元" in row["商品"]
 
 
+def test_a_push_while_typing_keeps_the_text_caret_and_selection(shop, page):
+    """The agent pushes its state (a card tapped, a status change) and the page
+    draws itself again: what the owner has half typed and selected stays so,
+    and the next keystroke replaces the selection (a redraw that lost it made
+    a search for "尿素PD20080101" out of a retyped field)."""
+    sign_in(page, shop.owner_pin)
+    page.click("[data-testid=open-prices]")
+    page.wait_for_selector("[data-testid=screen-prices]")
+    page.click("[data-testid=price-search]")
+    page.keyboard.type("尿素")
+    page.keyboard.press("Control+A")
+    shop.tap("S-0001")                                        # a push: the buyer is on the counter now
+    wait_for(lambda: page.evaluate("() => S.subject ? S.subject.id : null") == "S-0001", 15, "the push drawn")
+    page.keyboard.type("PD")
+    assert page.input_value("[data-testid=price-search]") == "PD"
+
+
 def test_ledger_pdf_export_button_downloads_every_record(shop, page):
     shop.sell("S-0001", UREA_EAN)
     shop.sell("S-0001", RESTRICTED)

@@ -488,7 +488,11 @@ function ledgerScreen() {
 function render() {
   if (!S) return;
   renderStatus();
-  const active = document.activeElement && document.activeElement.id;
+  // A push redraws the screen while someone may be typing: the focused field
+  // keeps its text, its caret and its selection (a half-typed search stays as it was).
+  const activeEl = document.activeElement;
+  const active = activeEl && activeEl.id;
+  const caret = activeEl && activeEl.tagName === "INPUT" ? [activeEl.selectionStart, activeEl.selectionEnd] : null;
   const values = {};
   document.querySelectorAll("main input[id]").forEach((el) => (values[el.id] = el.value));
   const main = $("#main");
@@ -503,7 +507,10 @@ function render() {
   else if (S.pending_buyer && screen === "sale") main.append(buyerChoice());
   document.querySelectorAll("main input[id]").forEach((el) => { if (values[el.id] !== undefined) el.value = values[el.id]; });
   const focus = document.getElementById(active) || document.getElementById("scan");
-  if (focus && focus.tagName === "INPUT") focus.focus();
+  if (focus && focus.tagName === "INPUT") {
+    focus.focus();
+    if (caret && focus.id === active && caret[0] !== null) focus.setSelectionRange(caret[0], caret[1]);
+  }
   if (screen !== render.lastScreen) { render.lastScreen = screen; $("#toast").hidden = true; }
   const msg = S.message;
   if (msg && msg.code && msg !== render.lastMsg) {
