@@ -23,6 +23,7 @@ from firmware.face.matching import MatchConfig
 from firmware.face.service import FaceService
 from firmware.face.synced import SyncedGallery, device_key
 from firmware.ledger import Ledger, Stored
+from firmware import prices
 from firmware.prices import PriceList
 from firmware.sync import ConfigReceiver
 from firmware.uplink import Uplink
@@ -66,7 +67,7 @@ class Agent:
         rng = rng or random.Random()
         self.auth = AuthClient(self.uplink, config.key, rng, wall_ms)
         self.uplink.subscribe(topics.AUTH_RESP, self.auth.on_message)
-        self.prices = PriceList(config.ledger_path.with_name(config.ledger_path.stem + ".prices.db"))
+        self.prices = PriceList(prices.beside(config.ledger_path))
         self.counter = Counter(self, self.config_store, self.auth, deadline_s=settings.deadline_ms / 1000,
                                trusted_keys=settings.registry_keys, clerk=settings.clerk, wall_ms=wall_ms, rng=rng,
                                prices=self.prices)

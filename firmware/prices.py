@@ -56,6 +56,12 @@ reasons.register({
 })
 
 
+def beside(ledger_path: Path) -> Path:
+    """Where a terminal keeps its price list: `<ledger stem>.prices.db`."""
+    ledger_path = Path(ledger_path)
+    return ledger_path.with_name(ledger_path.stem + ".prices.db")
+
+
 class PriceError(reasons.ReasonError):
     """A price that must not be stored; `code` says why."""
 

@@ -20,11 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from firmware.clerk_pins import pin_hash
+from firmware import prices
+from firmware.prices import PriceList
 from gateway.enforcement.fleet import Credentials
 from hardware.pn532.emulated_cards import Ntag21x
 from hardware.pn532.emulator import PN532Emulator
 from hardware.printer.emulator import PrinterEmulator
 from protocols import card as card_format
+from protocols.clock import wall_ms
 from simulator import lifeline
 from simulator.district import District, Shop
 from simulator.processes import ROOT, _env, terminal_config_text
@@ -54,6 +57,33 @@ def start_kiosk(config: Path, log_path: Path, env: dict, timeout: float = 60.0) 
     return proc
 
 
+def price_fen(product: dict, pack: dict) -> int:
+    """A plausible shelf price, to the half yuan: fertilizer about 2.7 yuan a
+    kg (a 50 kg bag of urea 135 yuan), pesticide 3 yuan a pack plus 8 fen a
+    gram or millilitre."""
+    if product.get("kind") == "fertilizer":
+        fen = pack["net"] * 27 // 100
+    else:
+        fen = 300 + pack["net"] * 8
+    return max(50, (fen + 25) // 50 * 50)
+
+
+def seed_prices(path: Path, catalogue: dict, owner: str) -> None:
+    """The demo shop's price list and container deposit (firmware/prices.py),
+    as its owner would have typed them in, unless the shop already has one."""
+    book = PriceList(path)
+    try:
+        if book.all():
+            return
+        now = wall_ms()
+        for key, product in sorted(catalogue["products"].items()):
+            for spec, pack in sorted(product["packs"].items()):
+                book.set(key, spec, price_fen(product, pack), owner, now)
+        book.set_deposit(50, owner, now)
+    finally:
+        book.close()
+
+
 class CounterKiosk:
     def __init__(self, workdir: Path, district: District, shop: Shop, creds: Credentials, broker_url: str,
                  http: str, ca: Path | None = None):
@@ -78,15 +108,18 @@ class CounterKiosk:
         stills.mkdir(exist_ok=True)
         cv2.imwrite(str(stills / "counter.jpg"), np.full((240, 320, 3), 200, np.uint8))
         config = self.workdir / "kiosk.toml"
-        text = terminal_config_text(self.creds, self.broker_url, self.workdir / f"{self.shop.terminal}.ledger.db",
+        ledger = self.workdir / f"{self.shop.terminal}.ledger.db"
+        text = terminal_config_text(self.creds, self.broker_url, ledger,
                                     shop=self.shop.id, ca=self.ca) + counter_toml(self.district, clerk=CLERK)
         # the gateway's silence limit is a few real seconds of heartbeats on the virtual clock
         text = text.replace("[uplink]\n", "[uplink]\nheartbeat_s = 1.0\n", 1)
         text += (f'\n[kiosk]\nshop_name = "{self.shop.name}"\nreader = "{self.reader.path}"\n'
                  f'printer = "{self.printer.path}"\ncamera = "file://{stills}/*.jpg?fps=2"\nvoice = false\n'
                  f'http = "{self.http}"\n'
-                 f'[[kiosk.clerks]]\nid = "{CLERK}"\nname = "{CLERK_NAME}"\npin_hash = "{pin_hash(CLERK, self.pin)}"\n')
+                 f'[[kiosk.clerks]]\nid = "{CLERK}"\nname = "{CLERK_NAME}"\npin_hash = "{pin_hash(CLERK, self.pin)}"\n'
+                 'owner = true\n')       # the demo's clerk keeps the shop: the 价格 screen is there to see
         config.write_text(text, "utf-8")
+        seed_prices(prices.beside(ledger), self.district.catalogue, CLERK)
         self.proc = start_kiosk(config, self.workdir / "kiosk.log", _env(), timeout)
         return self
 

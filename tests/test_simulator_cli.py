@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from firmware.prices import PriceList
+
 from simulator.broker import free_port
 from simulator.processes import wait_for
 
@@ -89,6 +91,12 @@ def test_demo_serves_the_dashboard_sells_refuses_and_reconciles(tmp_path):
     assert tally.get("approve", 0) + tally.get("partial", 0) > 0 and tally.get("refuse", 0) > 0
     assert tally.get("errors", 0) == 0 and tally.get("online", 0) > 0
     assert sum(result["codes"].values()) > 0
+    (price_file,) = (tmp_path / "demo" / "counter").glob("*.ledger.prices.db")   # the counter shop has its prices
+    prices = PriceList(price_file)
+    try:
+        assert len(prices.all()) > 10 and prices.deposit_fen() == 50 and all(p["fen"] > 0 for p in prices.all())
+    finally:
+        prices.close()
 
 
 def test_gateway_export_matches_what_terminals_sent(tmp_path):
