@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
@@ -110,6 +110,18 @@ def anonymous(request: Request) -> ApiError | None:
     except ApiError as refused:
         return refused
     return None
+
+
+@dataclass(frozen=True)
+class Page:
+    """Which page of a list: numbered pages, because a queue sorted by
+    severity has no id order to continue from."""
+    page: int
+    per_page: int
+
+
+def paging(page: int = Query(1, ge=1, le=10_000), per_page: int = Query(20, ge=1, le=100)) -> Page:
+    return Page(page, per_page)
 
 
 def visible_town(ctx: Context, user: User, town: str | None) -> None:

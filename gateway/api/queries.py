@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 from gateway import cases, grid, subjects_view
+from gateway.rules.config import DEFAULT_SEVERITY
 from gateway.users import User
 
 
@@ -322,3 +323,102 @@ def version(conn, user: User, day: str) -> dict:
     if user.role == "district":
         out["upstream"] = conn.execute("SELECT count(*) FROM outbox WHERE sent IS NULL").fetchone()[0]
     return out
+
+
+# -- the inspection queue and the watch list (issue 18, item 6)
+
+def _severity_of_code(cfg: dict, column: str) -> str:
+    """SQL for the rules' severity of a one-code column, written inline: it
+    sits in a GROUP BY's select list, and the codes and levels were checked
+    against the known codes and 1..4 when the rules file was loaded
+    (gateway/rules/config.py)."""
+    levels = cfg["severity"]
+    whens = " ".join(f"WHEN '{code}' THEN {int(level)}" for code, level in sorted(levels.items())
+                     if code.replace("_", "").isalnum())
+    return f"CASE {column} {whens} ELSE {DEFAULT_SEVERITY} END" if whens else str(DEFAULT_SEVERITY)
+
+
+def _severity_of_codes(cfg: dict) -> tuple[str, list]:
+    """SQL for a case's severity: the most severe of its comma-joined codes."""
+    by_level = sorted(cfg["severity"].items(), key=lambda kv: (kv[1], kv[0]))
+    if not by_level:
+        return str(DEFAULT_SEVERITY), []
+    whens = " ".join(f"WHEN (',' || codes || ',') LIKE ? THEN {int(level)}" for _, level in by_level)
+    return f"CASE {whens} ELSE {DEFAULT_SEVERITY} END", [f"%,{code},%" for code, _ in by_level]
+
+
+def _not_only_watch(cfg: dict) -> tuple[str, list]:
+    """SQL true for a case with a code outside the watch list: each watch code
+    is cut out of ',codes,' (a case holds each code once), and something must
+    be left."""
+    watch = cfg["queue"]["watch"]
+    expr = "(',' || codes || ',')"
+    for _ in watch:
+        expr = f"replace({expr}, ?, ',')"
+    return f"{expr} <> ','", [f",{code}," for code in watch]
+
+
+def queue(conn, user: User, cfg: dict, now: int, state: str | None, filters: dict, code: str | None,
+          page: int, per_page: int) -> dict:
+    """Cases to inspect, most severe first, then the nearest deadline; cases
+    holding only watch-list findings are left to the watch list."""
+    sev, sev_args = _severity_of_codes(cfg)
+    where, args = user.scope().where()
+    only, only_args = _not_only_watch(cfg)
+    sql = f" FROM cases WHERE {where} AND {only}"
+    args += only_args
+    if state == "active":
+        sql += " AND state IN ('open', 'assigned', 'inspected')"
+    elif state:
+        sql += " AND state = ?"
+        args.append(state)
+    for column, value in filters.items():
+        if value:
+            sql += f" AND {column} = ?"
+            args.append(value)
+    if code:
+        sql += " AND (',' || codes || ',') LIKE ?"
+        args.append(f"%,{code},%")
+    total = conn.execute("SELECT count(*)" + sql, args).fetchone()[0]
+    found = rows(conn, f"SELECT {', '.join(cases.CASE_COLUMNS)}, {sev} AS severity" + sql +
+                 " ORDER BY severity, deadline IS NULL, deadline, id LIMIT ? OFFSET ?",
+                 sev_args + args + [per_page, (page - 1) * per_page])
+    return {"cases": name_cases(conn, found, now), "total": total, "page": page, "per_page": per_page}
+
+
+def violation_groups(conn, user: User, cfg: dict, watch: bool, code: str | None, town: str | None,
+                     subject: str | None, page: int, per_page: int) -> dict:
+    """Findings of one kind from one terminal (and one subject) as one row with
+    a count and the first and last time, most severe first, then the latest:
+    a terminal whose clock drifts all season is one row, not the whole page.
+    `watch`: the watch list's codes instead of the queue's."""
+    where, args = user.scope().where("c.")
+    codes = cfg["queue"]["watch"]
+    if codes:
+        marks = ", ".join("?" for _ in codes)
+        where += f" AND v.code {'' if watch else 'NOT '}IN ({marks})"
+        args += list(codes)
+    elif watch:
+        where += " AND 1 = 0"
+    for column, value in (("v.code", code), ("c.town", town), ("v.subject", subject)):
+        if value:
+            where += f" AND {column} = ?"
+            args.append(value)
+    body = ("FROM violations v JOIN case_violations cv ON cv.violation = v.id JOIN cases c ON c.id = cv.case_id "
+            f"WHERE {where} GROUP BY v.code, v.terminal, v.subject")
+    total = conn.execute(f"SELECT count(*) FROM (SELECT 1 {body}) g", args).fetchone()[0]
+    found = rows(conn, f"SELECT v.code, v.terminal, v.subject, count(*) AS n, min(v.time) AS first_time, "
+                       f"max(v.time) AS last_time, max(v.id) AS latest, {_severity_of_code(cfg, 'v.code')} AS severity "
+                       f"{body} ORDER BY severity, last_time DESC, latest DESC LIMIT ? OFFSET ?",
+                 args + [per_page, (page - 1) * per_page])
+    if found:
+        marks = ", ".join("?" for _ in found)
+        latest = {r["id"]: r for r in rows(
+            conn, "SELECT v.id, v.seq, v.shop, v.detail, cv.case_id FROM violations v "
+                  f"JOIN case_violations cv ON cv.violation = v.id WHERE v.id IN ({marks})", [r["latest"] for r in found])}
+        shop_name = shop_names(conn)
+        for r in found:
+            last = latest[r["latest"]]
+            r.update(seq=last["seq"], shop=last["shop"], shop_name=shop_name.get(last["shop"]),
+                     case_id=last["case_id"], detail=json.loads(last["detail"]))
+    return {"groups": found, "total": total, "page": page, "per_page": per_page}

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway import cases
 from gateway.api import queries
-from gateway.api.deps import MAX_ID, Context, case_or_404, context, current_user, visible_town
+from gateway.api.deps import MAX_ID, Context, Page, case_or_404, context, current_user, paging, visible_town
 from gateway.api.errors import ApiError
 from gateway.api.models import Assign, Close, Confirm, Inspect
 from gateway.api.security import Ident
@@ -28,6 +28,34 @@ def list_violations(code: Ident | None = None, town: Ident | None = None, subjec
                     user: User = Depends(current_user), ctx: Context = Depends(context)) -> dict:
     visible_town(ctx, user, town)
     return {"violations": queries.violations(ctx.db.conn(), user, code, town, subject, before_id, limit)}
+
+
+@router.get("/api/violations/groups", tags=["violations"])
+def violation_groups(list_: Literal["queue", "watch"] = Query("queue", alias="list"), code: Ident | None = None,
+                     town: Ident | None = None, subject: Ident | None = None, page: Page = Depends(paging),
+                     user: User = Depends(current_user), ctx: Context = Depends(context)) -> dict:
+    """Violations grouped by kind, terminal and subject (a count, the first and
+    last time, the latest's record and case), most severe first. `list=watch`:
+    the rules' watch list (`[queue] watch`: rankings and fleet health by
+    default) instead of what goes to inspectors."""
+    visible_town(ctx, user, town)
+    return queries.violation_groups(ctx.db.conn(), user, ctx.cfg, list_ == "watch", code, town, subject,
+                                    page.page, page.per_page)
+
+
+@router.get("/api/queue", tags=["cases"])
+def inspection_queue(state: Literal["open", "assigned", "inspected", "closed", "active"] = "active",
+                     code: Ident | None = None, town: Ident | None = None,
+                     level: Literal["village", "town", "district"] | None = None,
+                     assignee: Ident | None = None, shop: Ident | None = None, subject: Ident | None = None,
+                     page: Page = Depends(paging), user: User = Depends(current_user),
+                     ctx: Context = Depends(context)) -> dict:
+    """The inspection queue: the rules' severity of a case's worst finding
+    first (`[severity]`), then the nearest deadline; cases whose findings are
+    all on the watch list are not in it."""
+    visible_town(ctx, user, town)
+    filters = {"town": town, "level": level, "assignee": assignee, "shop": shop, "subject": subject}
+    return queries.queue(ctx.db.conn(), user, ctx.cfg, ctx.clock(), state, filters, code, page.page, page.per_page)
 
 
 @router.get("/api/cases", tags=["cases"])
