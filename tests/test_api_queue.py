@@ -8,38 +8,19 @@ import sqlite3
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway import cases, violations
 from gateway.api import create_app
 from gateway.rules import config
-from gateway.store import Store, transaction
-from tests.support.api_world import PASSWORD, T0, build, copy_of
+from tests.support.api_world import HOUR, PASSWORD, T0, add_queue_findings, build, copy_of
 
 NOW = T0 + 300_000
-HOUR = 3_600_000
 
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
-    """The API world (banned sales at SHOP1 and SHOP3, filed at T0+3 min) and,
-    filed through the real case path: a terminal whose clock drifts three
-    times (SHOP4), a month's top buyer, a high override rate at SHOP2, and a shared
-    card at SHOP2 filed ten hours earlier (so its deadline comes first)."""
+    """The API world (banned sales at SHOP1 and SHOP3) and the findings of
+    `add_queue_findings`."""
     db = build(tmp_path_factory.mktemp("queue-template"), {"now": T0})
-    store = Store(db)
-    cfg = config.load()
-    with transaction(store.conn) as conn:
-        for i in range(3):
-            violations.report(conn, T0 + i * HOUR, "clock_skew", f"clock_skew:TD:{i}", shop="SHOP4", terminal="TD",
-                              detail={"skew_ms": 400_000 + i})
-        violations.report(conn, T0, "top_buyer", "top_buyer:2025-06:S00007", subject="S00007", shop="SHOP2",
-                          detail={"month": "2025-06", "rank": 1, "ratio": 0.95})
-        violations.report(conn, T0, "override_rate_high", "override:SHOP2:1", shop="SHOP2",
-                          detail={"ratio": 0.5})
-        cases.file_new_violations(conn, T0 + 200_000, cfg)
-        violations.report(conn, T0, "card_travel_impossible", "travel:CARD9", subject="S00009", shop="SHOP2",
-                          terminal="TB", seq=7, detail={})
-        cases.file_new_violations(conn, T0 - 10 * HOUR, cfg)
-    store.close()
+    add_queue_findings(db)
     return db
 
 

@@ -13,11 +13,11 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from gateway import grid, users
+from gateway import cases, grid, users, violations
 from gateway.fleet import provision
 from gateway.ingest.writer import Ingest
 from gateway.rules import config
-from gateway.store import Store
+from gateway.store import Store, transaction
 from gateway.supervision import Supervision
 from tests.support.supervision import (DISTRICT, GRID, KEY, TERMINAL_SHOPS, TOWN1, TOWN2, VILLAGE1, VILLAGE3, Chain,
                                        sale_body)
@@ -71,6 +71,31 @@ def build(root: Path, clock: dict, db: str | None = None) -> Path | str:
     sup.tick()
     store.close()
     return db
+
+
+HOUR = 3_600_000
+
+
+def add_queue_findings(db) -> None:
+    """What a queue must sort out, filed through the real case path: a
+    terminal whose clock drifts three times (SHOP4), a month's top buyer, a
+    high override rate at SHOP2, and a shared card at SHOP2 filed ten hours
+    earlier than the rest (so its deadline comes first)."""
+    store = Store(db)
+    cfg = config.load()
+    with transaction(store.conn) as conn:
+        for i in range(3):
+            violations.report(conn, T0 + i * HOUR, "clock_skew", f"clock_skew:TD:{i}", shop="SHOP4", terminal="TD",
+                              detail={"skew_ms": 400_000 + i})
+        violations.report(conn, T0, "top_buyer", "top_buyer:2025-06:S00007", subject="S00007", shop="SHOP2",
+                          detail={"month": "2025-06", "rank": 1, "ratio": 0.95})
+        violations.report(conn, T0, "override_rate_high", "override:SHOP2:1", shop="SHOP2",
+                          detail={"ratio": 0.5})
+        cases.file_new_violations(conn, T0 + 200_000, cfg)
+        violations.report(conn, T0, "card_travel_impossible", "travel:CARD9", subject="S00009", shop="SHOP2",
+                          terminal="TB", seq=7, detail={})
+        cases.file_new_violations(conn, T0 - 10 * HOUR, cfg)
+    store.close()
 
 
 def copy_of(template: Path, root: Path) -> Path:

@@ -44,7 +44,7 @@ def violation_groups(list_: Literal["queue", "watch"] = Query("queue", alias="li
 
 
 @router.get("/api/queue", tags=["cases"])
-def inspection_queue(state: Literal["open", "assigned", "inspected", "closed", "active"] = "active",
+def inspection_queue(state: Literal["open", "assigned", "inspected", "closed", "active", "all"] = "active",
                      code: Ident | None = None, town: Ident | None = None,
                      level: Literal["village", "town", "district"] | None = None,
                      assignee: Ident | None = None, shop: Ident | None = None, subject: Ident | None = None,
@@ -55,7 +55,8 @@ def inspection_queue(state: Literal["open", "assigned", "inspected", "closed", "
     all on the watch list are not in it."""
     visible_town(ctx, user, town)
     filters = {"town": town, "level": level, "assignee": assignee, "shop": shop, "subject": subject}
-    return queries.queue(ctx.db.conn(), user, ctx.cfg, ctx.clock(), state, filters, code, page.page, page.per_page)
+    return queries.queue(ctx.db.conn(), user, ctx.cfg, ctx.clock(), None if state == "all" else state, filters, code,
+                         page.page, page.per_page)
 
 
 @router.get("/api/cases", tags=["cases"])

@@ -27,6 +27,9 @@ const T = {
     opened_a: "立案", assigned_a: "指派", joined_a: "并案", inspected_a: "现场核查", photo_a: "照片", closed_a: "结案", escalated_a: "升级",
     close_proposed_a: "提请结案", close_rejected_a: "驳回结案", pendingClose: "待确认结案", proposedBy: "提请人",
     confirmClose: "确认结案", rejectClose: "驳回", withdrawClose: "撤回", needsSecond: "以下结论须由另一名{role}级或以上人员确认：",
+    severity: "严重程度", sev1: "严重", sev2: "较重", sev3: "一般", sev4: "关注", inspectQueue: "检查队列",
+    watchList: "关注清单", watchHint: "用量排名和终端运行情况：供办公室关注，不派现场检查。", times: "次数与时间",
+    pages: "分页", prev: "上一页", next: "下一页", pageOf: "第 {n} / {m} 页",
     system: "系统", overdue: "已超期", offline: "离线", minutes: "分钟", seconds: "秒", loading: "加载中…", back: "返回",
   },
   en: {
@@ -52,6 +55,9 @@ const T = {
     opened_a: "opened", assigned_a: "assigned", joined_a: "joined", inspected_a: "inspected", photo_a: "photo", closed_a: "closed", escalated_a: "escalated",
     close_proposed_a: "close proposed", close_rejected_a: "close rejected", pendingClose: "Close awaiting confirmation", proposedBy: "Proposed by",
     confirmClose: "Confirm close", rejectClose: "Reject", withdrawClose: "Withdraw", needsSecond: "These outcomes need a second person, {role} level or above: ",
+    severity: "Severity", sev1: "critical", sev2: "serious", sev3: "moderate", sev4: "watch", inspectQueue: "Inspection queue",
+    watchList: "Watch list", watchHint: "Top-buyer rankings and terminal health: for the office to follow, not for a site visit.", times: "Count and time",
+    pages: "Pages", prev: "Previous", next: "Next", pageOf: "Page {n} of {m}",
     system: "system", overdue: "overdue", offline: "offline", minutes: "min", seconds: "s", loading: "Loading…", back: "Back",
   },
 };
@@ -230,18 +236,42 @@ function params() {
   return new URLSearchParams(q);
 }
 
+/* the queue page's three lists, each with its own page number in the hash (qp, vp, wp) */
+function pager(key, x) {
+  const pages = Math.max(1, Math.ceil(x.total / x.per_page));
+  if (pages <= 1) return null;
+  const to = (n) => { const p = params(); p.set(key, String(n)); return "#/queue?" + p; };
+  return h("nav", { class: "pager", "data-testid": "pager-" + key, "aria-label": t("pages") },
+    x.page > 1 ? h("a", { href: to(x.page - 1), "data-testid": "prev-" + key, text: "‹ " + t("prev") }) : null,
+    h("span", { text: t("pageOf").replace("{n}", x.page).replace("{m}", pages) }),
+    x.page < pages ? h("a", { href: to(x.page + 1), "data-testid": "next-" + key, text: t("next") + " ›" }) : null);
+}
+function sevBadge(n) { return h("span", { class: "sev sev" + n, "data-severity": String(n), text: t("sev" + n) }); }
+function groupCells(g) {
+  return [sevBadge(g.severity), codeText(g.code), g.shop_name || g.shop || "—", g.subject || "—",
+    g.terminal ? `${g.terminal} #${g.seq ?? ""}` : "—",
+    h("span", { "data-testid": "count" }, g.n > 1 ? `×${g.n} · ${fmtTime(g.first_time)} – ${fmtTime(g.last_time)}` : fmtTime(g.last_time)),
+    "#" + g.case_id];
+}
+
 async function pageQueue() {
   const p = params();
   const state = p.get("state") || "active";
-  const q = new URLSearchParams({ state: state === "all" ? "" : state });
+  const q = new URLSearchParams({ state });
   for (const k of ["code", "town"]) if (p.get(k)) q.set(k, p.get(k));
-  if (state === "all") q.delete("state");
-  const [list, viol, shops] = await Promise.all([api("/api/cases?" + q), api("/api/violations?limit=30" + (p.get("code") ? "&code=" + encodeURIComponent(p.get("code")) : "")), api("/api/shops")]);
+  const vq = new URLSearchParams();
+  for (const k of ["code", "town"]) if (p.get(k)) vq.set(k, p.get(k));
+  const page = (k) => String(Math.max(1, parseInt(p.get(k) || "1", 10) || 1));
+  const [list, viol, watch, shops] = await Promise.all([
+    api("/api/queue?" + q + "&page=" + page("qp")),
+    api("/api/violations/groups?" + vq + (vq.toString() ? "&" : "") + "page=" + page("vp")),
+    api("/api/violations/groups?list=watch&" + vq + (vq.toString() ? "&" : "") + "page=" + page("wp")),
+    api("/api/shops")]);
   const towns = [...new Map(shops.shops.map((x) => [x.town, x.town_name])).entries()];
   const stateSel = h("select", { name: "state", "data-testid": "filter-state" },
     ["active", "open", "assigned", "inspected", "closed", "all"].map((x) => h("option", { value: x, selected: x === state, text: t(x) })));
   const codeSel = h("select", { name: "code", "data-testid": "filter-code" }, h("option", { value: "", text: t("all") }),
-    Object.keys(codes).filter((c) => /sold|rate|face|travel|split|top_buyer|silent|skew|backlog|hours|gap|chain|over_quota|seq_conflict|bad_mac/.test(c))
+    Object.keys(codes).filter((c) => /sold|rate|face|travel|split|top_buyer|silent|skew|backlog|hours|gap|chain|over_quota|seq_conflict|bad_mac|unproven|auth_reused/.test(c))
       .map((c) => h("option", { value: c, selected: c === p.get("code"), text: codeText(c) })));
   const townSel = h("select", { name: "town", "data-testid": "filter-town" }, h("option", { value: "", text: t("all") }),
     towns.map(([code, name]) => h("option", { value: code, selected: code === p.get("town"), text: name || code })));
@@ -252,22 +282,25 @@ async function pageQueue() {
     location.hash = "#/queue?" + n;
   } }, h("label", {}, t("state"), stateSel), h("label", {}, t("code"), codeSel), h("label", {}, t("town"), townSel),
     h("button", { class: "act", type: "submit", text: t("filter") }));
-  const now = Date.now();
+  const groupHead = [[t("severity")], [t("code")], [t("shop")], [t("subject")], [t("record"), "hide-sm"], [t("times")], [t("caseNo"), "hide-sm"]];
   main.replaceChildren(h("h1", { text: t("queue") }), filters,
-    h("h2", { text: t("cases") }),
-    h("div", { class: "panel" }, table([[t("caseNo")], [t("state")], [t("code")], [t("shop")], [t("subject"), "hide-sm"],
+    h("h2", { text: t("inspectQueue") + (list.total ? ` (${list.total})` : "") }),
+    h("div", { class: "panel", "data-testid": "queue" }, table([[t("severity")], [t("caseNo")], [t("state")], [t("code")], [t("shop")], [t("subject"), "hide-sm"],
       [t("town"), "hide-sm"], [t("level"), "hide-sm"], [t("assignee")], [t("deadline"), "hide-sm"]],
       list.cases.map((c) => ({ data: c, testid: "case-row-" + c.id, cells: [
-        "#" + c.id, badge(c.state), c.codes.split(",").map(codeText).join("、"), c.shop_name || c.shop || "—", c.subject || "—",
+        sevBadge(c.severity), "#" + c.id, badge(c.state), c.codes.split(",").map(codeText).join("、"), c.shop_name || c.shop || "—", c.subject || "—",
         c.town_name || "—", t(c.level + "_l"), c.assignee || "—",
         h("span", { class: c.overdue ? "err" : "" }, fmtTime(c.deadline), c.overdue ? " · " + t("overdue") : "")] })),
-      (c) => { location.hash = "#/case/" + c.id; })),
-    h("h2", { text: t("violations") }),
-    h("div", { class: "panel" }, table([[t("time")], [t("code")], [t("shop")], [t("subject")], [t("record"), "hide-sm"], [t("caseNo")]],
-      viol.violations.map((v) => ({ data: v, testid: "violation-row-" + v.id, cells: [fmtTime(v.time), codeText(v.code), v.shop || "—",
-        v.subject || "—", v.terminal ? `${v.terminal} #${v.seq ?? ""}` : "—", "#" + v.case_id] })),
-      (v) => { location.hash = "#/case/" + v.case_id; })));
-  void now;
+      (c) => { location.hash = "#/case/" + c.id; }), pager("qp", list)),
+    h("h2", { text: t("violations") + (viol.total ? ` (${viol.total})` : "") }),
+    h("div", { class: "panel", "data-testid": "violations" }, table(groupHead,
+      viol.groups.map((g) => ({ data: g, testid: "violation-row-" + g.latest, cells: groupCells(g) })),
+      (g) => { location.hash = "#/case/" + g.case_id; }), pager("vp", viol)),
+    h("h2", { text: t("watchList") + (watch.total ? ` (${watch.total})` : "") }),
+    h("p", { class: "muted", text: t("watchHint") }),
+    h("div", { class: "panel", "data-testid": "watch" }, table(groupHead,
+      watch.groups.map((g) => ({ data: g, testid: "watch-row-" + g.latest, cells: groupCells(g) })),
+      (g) => { location.hash = "#/case/" + g.case_id; }), pager("wp", watch)));
 }
 
 async function pageCase(id) {

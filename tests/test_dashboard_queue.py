@@ -1,0 +1,96 @@
+"""The supervision desk's queue in headless Chromium (Debian's, driven by
+Playwright) against the API served for real over a world built through the
+real ingest, rules and case filing (tests/support/api_world.py): issue 18's
+items 6 and 7 as a district officer sees them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway import cases, violations
+from gateway.api import create_app
+from gateway.rules import config
+from gateway.store import Store, transaction
+from tests.support.api_server import Served
+from tests.support.api_world import PASSWORD, T0, add_queue_findings, build
+
+CHROMIUM = "/usr/bin/chromium"
+NOW = T0 + 300_000
+TOP_BUYERS = 25   # more than a page (20) of the watch list
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian chromium missing: scripts/test.sh installs it (apt-get install chromium)")
+    root = tmp_path_factory.mktemp("dashboard-queue")
+    db = build(root, {"now": T0})
+    add_queue_findings(db)
+    store = Store(db)
+    with transaction(store.conn) as conn:
+        for i in range(TOP_BUYERS):
+            violations.report(conn, T0 + i, "top_buyer", f"top_buyer:2025-05:S1{i:04d}", subject=f"S1{i:04d}",
+                              shop="SHOP1", detail={"month": "2025-05", "rank": i + 1, "ratio": 0.9})
+        cases.file_new_violations(conn, T0 + 250_000, config.load())
+    store.close()
+    app = create_app(db, clock=lambda: NOW, photos_dir=root / "photos", session_clock=lambda: NOW)
+    with Served(app) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM,
+                              args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield b
+        b.close()
+
+
+def login(browser, url, name, viewport=None):
+    page = browser.new_page(viewport=viewport or {"width": 1366, "height": 768}, locale="zh-CN",
+                            timezone_id="Europe/London")
+    page.set_default_timeout(15_000)
+    page.goto(url + "/")
+    page.fill("input[name=name]", name)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector("[data-testid=card-sales]")
+    return page
+
+
+def test_queue_puts_the_shared_card_and_banned_sales_first_and_fleet_health_on_the_watch_list(served, browser):
+    page = login(browser, served, "d1")
+    page.click("[data-testid=nav-queue]")
+    page.wait_for_selector("[data-testid=queue] [data-testid^=case-row-]")
+    rows = page.locator("[data-testid=queue] [data-testid^=case-row-]")
+    severities = [int(x) for x in rows.locator("[data-severity]").evaluate_all("els => els.map(e => e.dataset.severity)")]
+    assert severities == [1, 1, 1, 3]
+    texts = rows.all_inner_texts()
+    assert "同一张卡在相距过远的两店先后使用" in texts[0] and "严重" in texts[0]
+    assert not any("本月用量占定额比例居前" in t or "终端时钟偏差过大" in t for t in texts)
+    violation_rows = page.locator("[data-testid=violations] [data-testid^=violation-row-]").all_inner_texts()
+    assert violation_rows and not any("终端时钟偏差过大" in t for t in violation_rows)
+    skew = page.locator("[data-testid=watch] [data-testid^=watch-row-]", has_text="终端时钟偏差过大")
+    assert skew.count() == 1 and "×3" in skew.inner_text()      # three findings, one row
+    page.close()
+
+
+def test_watch_list_pages_without_moving_the_queue(served, browser):
+    page = login(browser, served, "d1")
+    page.click("[data-testid=nav-queue]")
+    watch = page.locator("[data-testid=watch] [data-testid^=watch-row-]")
+    page.wait_for_selector("[data-testid=watch] [data-testid^=watch-row-]")
+    assert watch.count() == 20
+    assert "第 1 / 2 页" in page.locator("[data-testid=pager-wp]").inner_text()
+    first_page = watch.all_inner_texts()
+    page.click("[data-testid=next-wp]")
+    page.wait_for_selector("[data-testid=prev-wp]")
+    assert watch.count() == TOP_BUYERS + 2 - 20          # with the world's own top buyer and the clock-skew row
+    assert not set(watch.all_inner_texts()) & set(first_page)
+    assert page.locator("[data-testid=queue] [data-testid^=case-row-]").count() == 4
+    assert "wp=2" in page.url
+    page.close()
