@@ -18,26 +18,9 @@ from dataclasses import dataclass, field
 
 from hardware.printer.escpos import Document
 from protocols.card import iso_from_days
+from protocols.categories import category_name  # noqa: F401  (firmware.receipt.category_name: the kiosk calls it so)
 
 CST_OFFSET_MS = 8 * 3600 * 1000   # China Standard Time, no daylight saving
-
-CATEGORY_NAMES = {
-    "fert_n": ("氮肥（折纯N）", "Nitrogen (pure N)"),
-    "fert_total": ("化肥（折纯）", "Fertilizer (pure nutrients)"),
-    "fert_k2o": ("钾肥（折纯K2O）", "Potash (pure K2O)"),
-    "pesticide_g": ("农药（固体）", "Pesticide (solid)"),
-    "pesticide_ml": ("农药（液体）", "Pesticide (liquid)"),
-    "ai_carbofuran": ("克百威有效成分", "Carbofuran (active)"),
-    "ai_omethoate": ("氧乐果有效成分", "Omethoate (active)"),
-}
-
-
-def category_name(category: str, lang: str = "zh") -> str:
-    names = CATEGORY_NAMES.get(category)
-    if names is None:
-        return category
-    return names[1] if lang == "en" else names[0]
-
 
 def category_unit(category: str, params: dict | None) -> str:
     """g, mL or mg: the unit the policy counts a category in (docs/policy.md)."""

@@ -19,7 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
 
 from gateway import cases, users
-from gateway.api import queries
+from gateway.api import queries, words
 from gateway.api.db import Db
 from gateway.api.errors import ApiError
 from gateway.api.throttle import Hashing, LoginThrottle
@@ -43,6 +43,8 @@ class Context:
     sse_interval: float
     hashing: Hashing = field(default_factory=Hashing)
     stopping: bool = False  # set at shutdown: open event streams end so the server can stop
+    # (catalogue version, its products): parsed again only when an import changes the version
+    _products: tuple = (object(), {})
 
     @property
     def tz(self) -> int:
@@ -50,6 +52,29 @@ class Context:
 
     def today(self) -> str:
         return local_parts(self.clock(), self.tz)[0]
+
+    def products(self, conn) -> dict:
+        version = queries.catalogue_version(conn)
+        if self._products[0] != version:
+            self._products = (version, queries.catalogue(conn)[1].get("products") or {})
+        return self._products[1]
+
+    def names(self, conn, subjects=()) -> words.Names:
+        """Names for the ids a page shows: products by catalogue name, shops by
+        name, subjects by masked name, times in the district's zone."""
+        products, shops = self.products(conn), queries.shop_names(conn)
+        people = queries.subject_names(conn, subjects)
+        return words.Names(product=lambda reg: (products.get(reg) or {}).get("name") or reg,
+                           shop=lambda shop: shops.get(shop) or shop,
+                           subject=lambda sid: people.get(sid) or sid, tz_minutes=self.tz)
+
+    def name_items(self, conn, rows: list[dict]) -> list[dict]:
+        """Each sold item with its product's name (the registration number stays in `product`)."""
+        products = self.products(conn)
+        for row in rows:
+            for item in row["items"]:
+                item["name"] = (products.get(item["product"]) or {}).get("name")
+        return rows
 
 
 def context(request: Request) -> Context:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 
 from gateway import cases, grid, subjects_view
+from gateway.api import words
 from gateway.rules.config import DEFAULT_SEVERITY
+from protocols import catalogue as protocols_catalogue
 from gateway.users import User
 
 
@@ -91,7 +93,8 @@ def fleet(conn, user: User, now: int, silent_ms: int, shop_id: str | None = None
 
 def _items(row: dict) -> dict:
     body = json.loads(row.pop("record"))["body"]
-    row["items"] = [{"product": i.get("product"), "packs": i.get("packs")} for i in body.get("items", [])]
+    row["items"] = [{"product": i.get("product"), "packs": i.get("packs")} for i in body.get("items", [])
+                    if isinstance(i, dict)]
     row["reasons"] = body.get("reasons", [])
     return row
 
@@ -240,14 +243,50 @@ def case_list(conn, user: User, now: int, state: str | None, filters: dict, code
 
 
 def name_cases(conn, found: list[dict], now: int) -> list[dict]:
-    names = grid.area_names(conn) if found else {}
-    shop_name = shop_names(conn) if found else {}
+    if not found:
+        return found
+    names, shop_name, people = grid.area_names(conn), shop_names(conn), user_names(conn)
+    subject = subject_names(conn, [r["subject"] for r in found])
     for r in found:
         r["town_name"] = names.get(r["town"])
         r["village_name"] = names.get(r["village"])
         r["shop_name"] = shop_name.get(r["shop"])
+        r["subject_name"] = subject.get(r["subject"])
+        r["assignee_name"] = people.get(r["assignee"])
         r["overdue"] = r["state"] in ("open", "assigned") and (r["deadline"] or 0) < now
     return found
+
+
+# -- names for ids (issue 18, item 7)
+
+def user_names(conn) -> dict[str, str]:
+    """{login: the name the dashboard shows}: the display name, else the login."""
+    return {name: display or name for name, display in conn.execute("SELECT name, display_name FROM users")}
+
+
+def subject_names(conn, ids) -> dict[str, str]:
+    """{id: masked name} for the subjects of a list (words.mask_name)."""
+    found = subjects_view.lookup_many(conn, [i for i in ids if i])
+    return {sid: name for sid, entry in found.items() if (name := words.mask_name(entry))}
+
+
+def catalogue(conn) -> tuple[int | None, dict]:
+    """The catalogue the terminals run (its version, the data), or the shipped
+    sample before one was imported, as the rules read it."""
+    row = conn.execute("SELECT version, content FROM config_sections WHERE name='catalogue'").fetchone()
+    if row is not None:
+        try:
+            data = json.loads(row[1])
+            if isinstance(data, dict):
+                return row[0], data
+        except ValueError:
+            pass
+    return None, protocols_catalogue.load()
+
+
+def catalogue_version(conn) -> int | None:
+    row = conn.execute("SELECT version FROM config_sections WHERE name='catalogue'").fetchone()
+    return row[0] if row else None
 
 
 def case_violations(conn, case_id: int) -> list[dict]:
@@ -275,8 +314,12 @@ def assignees(conn, case: dict) -> list[str]:
 
 
 def open_shop_cases(conn, shop_id: str) -> list[dict]:
-    return rows(conn, "SELECT id, state, subject, codes, level, assignee, opened FROM cases "
-                      "WHERE shop=? AND state != 'closed' ORDER BY id DESC LIMIT 50", [shop_id])
+    found = rows(conn, "SELECT id, state, subject, codes, level, assignee, opened FROM cases "
+                       "WHERE shop=? AND state != 'closed' ORDER BY id DESC LIMIT 50", [shop_id])
+    subject, people = subject_names(conn, [r["subject"] for r in found]), user_names(conn)
+    for r in found:
+        r["subject_name"], r["assignee_name"] = subject.get(r["subject"]), people.get(r["assignee"])
+    return found
 
 
 # -- upstream, audit, live versions

@@ -66,8 +66,11 @@ def logout(request: Request, response: Response, user: User = Depends(current_us
 
 @router.get("/api/me", tags=["auth"])
 def me(user: User = Depends(current_user), ctx: Context = Depends(context)) -> dict:
-    return {"name": user.name, "role": user.role, "area": user.area,
-            "area_name": queries.area_name(ctx.db.conn(), user.area)}
+    """The caller, with the name colleagues know them by, and the district's
+    time zone: the dashboard shows local time whatever the browser's zone."""
+    conn = ctx.db.conn()
+    return {"name": user.name, "display_name": queries.user_names(conn).get(user.name, user.name), "role": user.role,
+            "area": user.area, "area_name": queries.area_name(conn, user.area), "tz_minutes": ctx.tz}
 
 
 @router.get("/api/codes", tags=["reference"])

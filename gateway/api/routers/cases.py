@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from gateway import cases
-from gateway.api import queries
+from gateway.api import queries, words
 from gateway.api.deps import MAX_ID, Context, Page, case_or_404, context, current_user, paging, visible_town
 from gateway.api.errors import ApiError
 from gateway.api.models import Assign, Close, Confirm, Inspect
@@ -39,8 +39,14 @@ def violation_groups(list_: Literal["queue", "watch"] = Query("queue", alias="li
     the rules' watch list (`[queue] watch`: rankings and fleet health by
     default) instead of what goes to inspectors."""
     visible_town(ctx, user, town)
-    return queries.violation_groups(ctx.db.conn(), user, ctx.cfg, list_ == "watch", code, town, subject,
-                                    page.page, page.per_page)
+    conn = ctx.db.conn()
+    out = queries.violation_groups(conn, user, ctx.cfg, list_ == "watch", code, town, subject, page.page,
+                                   page.per_page)
+    names = ctx.names(conn, [g["subject"] for g in out["groups"]])
+    for g in out["groups"]:
+        g["subject_name"] = names.subject(g["subject"]) if g["subject"] else None
+        g["sentence"] = words.describe(g["code"], g["detail"], names, g["seq"])
+    return out
 
 
 @router.get("/api/queue", tags=["cases"])
@@ -80,11 +86,19 @@ def get_case(case_id: int = Path(ge=1, le=MAX_ID), user: User = Depends(current_
     conn, cfg = ctx.db.conn(), ctx.cfg
     case["timeline"] = cases.timeline(conn, case_id)
     case["violations"] = queries.case_violations(conn, case_id)
+    names = ctx.names(conn, [case["subject"]])
+    for v in case["violations"]:
+        v["sentence"] = words.describe(v["code"], v["detail"], names, v["seq"])
     case["photos"] = queries.case_photos(conn, case_id)
     case["shop_name"] = queries.shop_names(conn).get(case["shop"])
+    case["subject_name"] = names.subject(case["subject"]) if case["subject"] else None
     case["town_name"], case["village_name"] = (queries.area_name(conn, case["town"]),
                                                queries.area_name(conn, case["village"]))
     case["assignees"] = queries.assignees(conn, case)
+    people = queries.user_names(conn)
+    case["assignee_name"] = people.get(case["assignee"])
+    case["user_names"] = {n: people.get(n, n) for n in
+                          {*case["assignees"], *(e["actor"] for e in case["timeline"]), case["assignee"]} if n}
     if case["subject"]:
         case["grade"] = cases.grade(conn, case["subject"], ctx.clock(), cfg)
     case["pending_close"] = cases.proposal(conn, case_id)

@@ -11,6 +11,7 @@ from gateway.api.deps import Context, context, current_user
 from gateway.rules import local_parts
 from gateway.users import User
 from protocols import policy
+from protocols.categories import category_name
 
 router = APIRouter(tags=["statistics"])
 
@@ -63,4 +64,5 @@ def stats_quota(user: User = Depends(current_user), ctx: Context = Depends(conte
     for (town, cat), row in totals.items():
         row["used"] = queries.town_quota_used(conn, town, cat, row["period"])
         row["name"] = queries.area_name(conn, town)
+        row["category_name"] = {"zh": category_name(cat, "zh"), "en": category_name(cat, "en")}
     return {"towns": sorted(totals.values(), key=lambda r: (r["town"], r["category"]))}

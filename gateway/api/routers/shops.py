@@ -39,7 +39,10 @@ def get_shop(shop_id: str = Path(pattern=ID_PATTERN), before_time: int | None = 
     """A shop with its terminals' status, open cases and its ledger, newest first. Audited."""
     shop = shop_or_404(ctx, user, shop_id)
     conn = ctx.db.conn()
-    ledger = queries.ledger(conn, shop_id, before_time)
+    ledger = ctx.name_items(conn, queries.ledger(conn, shop_id, before_time))
+    subjects = queries.subject_names(conn, [r["subject"] for r in ledger])
+    for r in ledger:
+        r["subject_name"] = subjects.get(r["subject"])
     shop["town_name"], shop["village_name"] = queries.area_name(conn, shop["town"]), queries.area_name(conn, shop["village"])
     with ctx.db.write() as w:
         users.audit(w, ctx.clock(), user, "read_ledger", shop_id)

@@ -7,12 +7,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Path, Query
 
 from gateway import cases, subjects_view, users
-from gateway.api import queries
+from gateway.api import queries, words
 from gateway.api.deps import Context, context, current_user
 from gateway.api.errors import ApiError
 from gateway.api.security import ID_PATTERN
 from gateway.users import User
 from protocols import policy
+from protocols.categories import category_name
 
 router = APIRouter(tags=["subjects"])
 
@@ -37,11 +38,16 @@ def get_subject(subject_id: str = Path(pattern=ID_PATTERN), reveal: bool = Query
             balance = policy.balance(entry, queries.quota_used(conn, subject_id), ctx.policy_params, ctx.today())
         except policy.PolicyError:
             balance = None
-    purchases = queries.purchases(conn, user, subject_id)
+    purchases = ctx.name_items(conn, queries.purchases(conn, user, subject_id))
+    shops = queries.shop_names(conn)
+    for p in purchases:
+        p["shop_name"] = shops.get(p["shop"])
+    for category, b in (balance or {}).items():
+        b["name"] = {"zh": category_name(category, "zh"), "en": category_name(category, "en")}
     registry, revealed = subjects_view.view(entry, user.role, reveal)
     with ctx.db.write() as w:
         users.audit(w, ctx.clock(), user, "read_subject", subject_id)
         if revealed:
             users.audit(w, ctx.clock(), user, "read_id_number", subject_id, ",".join(revealed))
-    return {"id": subject_id, "registry": registry, "grade": cases.grade(conn, subject_id, ctx.clock(), ctx.cfg),
+    return {"id": subject_id, "name": words.mask_name(entry), "registry": registry, "grade": cases.grade(conn, subject_id, ctx.clock(), ctx.cfg),
             "balance": balance, "purchases": purchases, "cases": queries.subject_cases(conn, user, subject_id)}
