@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import cases, violations
+from gateway import cases, users, violations
 from gateway.api import create_app
 from gateway.rules import config
 from gateway.store import Store, transaction
@@ -34,6 +34,7 @@ def served(tmp_path_factory):
             violations.report(conn, T0 + i, "top_buyer", f"top_buyer:2025-05:S1{i:04d}", subject=f"S1{i:04d}",
                               shop="SHOP1", detail={"month": "2025-05", "rank": i + 1, "ratio": 0.9})
         cases.file_new_violations(conn, T0 + 250_000, config.load())
+    users.add_user(store.conn, "v1", "village", "330113001001", PASSWORD, T0, display_name="王村管")
     store.close()
     app = create_app(db, clock=lambda: NOW, photos_dir=root / "photos", session_clock=lambda: NOW)
     with Served(app) as server:
@@ -93,4 +94,38 @@ def test_watch_list_pages_without_moving_the_queue(served, browser):
     assert not set(watch.all_inner_texts()) & set(first_page)
     assert page.locator("[data-testid=queue] [data-testid^=case-row-]").count() == 4
     assert "wp=2" in page.url
+    page.close()
+
+
+def test_names_not_codes_and_local_times_in_a_browser_set_to_london(served, browser):
+    page = login(browser, served, "d1")
+    page.click("[data-testid=nav-queue]")
+    row = page.locator("[data-testid=queue] [data-testid^=case-row-]", has_text="东湖农资店")
+    row.wait_for()
+    text = row.inner_text()
+    assert "张*" in text and "S00001" not in text           # the subject by masked name
+    assert "王村管" in text and "v1" not in text             # the assignee by name
+    banned = page.locator("[data-testid=violations] [data-testid^=violation-row-]", has_text="东湖农资店")
+    assert "售出禁用农药：200克/升百草枯水剂" in banned.inner_text()
+    assert "2025-06-01 11:03" in banned.inner_text()        # 03:03 UTC, 04:03 in London: Shanghai time shown
+    assert "{" not in page.locator("main").inner_text()
+    row.click()
+    page.wait_for_selector("[data-testid=case-title]")
+    assert page.locator("[data-testid=case-violations] [data-testid=sentence]").all_inner_texts() == [
+        "售出禁用农药：200克/升百草枯水剂"]
+    assert page.locator("[data-testid=case-subject]").inner_text() == "张*"
+    assert page.locator("[data-testid=case-assignee]").inner_text() == "王村管"
+    assert "王村管" in page.locator("[data-testid=assignee] option:checked").inner_text()
+    page.click("[data-testid=lang]")
+    page.wait_for_selector("text=Sold a banned pesticide: 200克/升百草枯水剂")
+    page.click("[data-testid=lang]")
+    page.goto(served + "/#/shop/SHOP1")
+    product = page.locator(".product[data-reg=PD20080301]").first
+    product.wait_for()
+    assert product.inner_text() == "200克/升百草枯水剂×1" and product.get_attribute("title") == "PD20080301"
+    assert "刷卡" in page.locator("main").inner_text()
+    page.goto(served + "/#/subject/S00001")
+    page.wait_for_selector("[data-testid=balance-fert_n]")
+    assert "氮肥（折纯N）" in page.locator("[data-testid=balance-fert_n]").inner_text()
+    assert page.locator("h1").inner_text().startswith("主体 张*")
     page.close()

@@ -30,6 +30,7 @@ const T = {
     severity: "严重程度", sev1: "严重", sev2: "较重", sev3: "一般", sev4: "关注", inspectQueue: "检查队列",
     watchList: "关注清单", watchHint: "用量排名和终端运行情况：供办公室关注，不派现场检查。", times: "次数与时间",
     pages: "分页", prev: "上一页", next: "下一页", pageOf: "第 {n} / {m} 页",
+    id_card: "刷卡", id_face: "刷脸", "id_card+face": "刷卡并刷脸", id_override: "店员代为确认", mode_online: "联网", mode_offline: "离线",
     system: "系统", overdue: "已超期", offline: "离线", minutes: "分钟", seconds: "秒", loading: "加载中…", back: "返回",
   },
   en: {
@@ -58,6 +59,7 @@ const T = {
     severity: "Severity", sev1: "critical", sev2: "serious", sev3: "moderate", sev4: "watch", inspectQueue: "Inspection queue",
     watchList: "Watch list", watchHint: "Top-buyer rankings and terminal health: for the office to follow, not for a site visit.", times: "Count and time",
     pages: "Pages", prev: "Previous", next: "Next", pageOf: "Page {n} of {m}",
+    id_card: "card", id_face: "face", "id_card+face": "card and face", id_override: "clerk override", mode_online: "online", mode_offline: "offline",
     system: "system", overdue: "overdue", offline: "offline", minutes: "min", seconds: "s", loading: "Loading…", back: "Back",
   },
 };
@@ -88,11 +90,21 @@ function h(tag, attrs, ...kids) {
   return el;
 }
 
+/* the district's local time (Asia/Shanghai, from /api/me), whatever zone the browser is set to */
 function fmtTime(ms) {
   if (!ms) return "—";
-  const d = new Date(ms);
+  const d = new Date(ms + ((me && me.tz_minutes !== undefined) ? me.tz_minutes : 480) * 60000);
   const p = (n) => String(n).padStart(2, "0");
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
+  return `${d.getUTCFullYear()}-${p(d.getUTCMonth() + 1)}-${p(d.getUTCDate())} ${p(d.getUTCHours())}:${p(d.getUTCMinutes())}`;
+}
+function words(x) { return x ? (x[lang] || x.zh) : ""; }
+function person(login, names) { return login ? ((names && names[login]) || login) : "—"; }
+function identityText(v) { return v ? t("id_" + v) : "—"; }
+function modeText(v) { return v ? t("mode_" + v) : "—"; }
+/* a product by its name; the registration number on hover */
+function items(list) {
+  return h("span", {}, list.flatMap((i, k) => [k ? "、" : null,
+    h("span", { class: "product", title: i.product, "data-reg": i.product, text: `${i.name || i.product}×${i.packs}` })]));
 }
 function ago(ms, now) {
   if (!ms) return "—";
@@ -205,7 +217,7 @@ async function pageOverview() {
   const groups = o.groups.map((g) => ({ ...g, label: g.name || g.code || "—" }));
   const rows = groups.map((g) => ({ testid: "area-" + (g.code || "none"), data: g,
     cells: [g.label, String(g.sales), String(g.refusals), String(g.open_cases)] }));
-  const q = (quota.towns || []).filter((r) => r.allowance > 0).map((r) => ({ label: (r.name || r.town) + "·" + r.category,
+  const q = (quota.towns || []).filter((r) => r.allowance > 0).map((r) => ({ label: (r.name || r.town) + "·" + (words(r.category_name) || r.category),
     used: r.used, allowance: r.allowance }));
   main.replaceChildren(
     h("h1", { text: `${t("overview")} · ${t("today")} ${o.day}` }),
@@ -248,7 +260,8 @@ function pager(key, x) {
 }
 function sevBadge(n) { return h("span", { class: "sev sev" + n, "data-severity": String(n), text: t("sev" + n) }); }
 function groupCells(g) {
-  return [sevBadge(g.severity), codeText(g.code), g.shop_name || g.shop || "—", g.subject || "—",
+  return [sevBadge(g.severity), h("span", {}, codeText(g.code), h("div", { class: "muted sentence", "data-testid": "sentence", text: words(g.sentence) })),
+    g.shop_name || g.shop || "—", g.subject ? (g.subject_name || g.subject) : "—",
     g.terminal ? `${g.terminal} #${g.seq ?? ""}` : "—",
     h("span", { "data-testid": "count" }, g.n > 1 ? `×${g.n} · ${fmtTime(g.first_time)} – ${fmtTime(g.last_time)}` : fmtTime(g.last_time)),
     "#" + g.case_id];
@@ -288,8 +301,8 @@ async function pageQueue() {
     h("div", { class: "panel", "data-testid": "queue" }, table([[t("severity")], [t("caseNo")], [t("state")], [t("code")], [t("shop")], [t("subject"), "hide-sm"],
       [t("town"), "hide-sm"], [t("level"), "hide-sm"], [t("assignee")], [t("deadline"), "hide-sm"]],
       list.cases.map((c) => ({ data: c, testid: "case-row-" + c.id, cells: [
-        sevBadge(c.severity), "#" + c.id, badge(c.state), c.codes.split(",").map(codeText).join("、"), c.shop_name || c.shop || "—", c.subject || "—",
-        c.town_name || "—", t(c.level + "_l"), c.assignee || "—",
+        sevBadge(c.severity), "#" + c.id, badge(c.state), c.codes.split(",").map(codeText).join("、"), c.shop_name || c.shop || "—",
+        c.subject ? (c.subject_name || c.subject) : "—", c.town_name || "—", t(c.level + "_l"), c.assignee ? (c.assignee_name || c.assignee) : "—",
         h("span", { class: c.overdue ? "err" : "" }, fmtTime(c.deadline), c.overdue ? " · " + t("overdue") : "")] })),
       (c) => { location.hash = "#/case/" + c.id; }), pager("qp", list)),
     h("h2", { text: t("violations") + (viol.total ? ` (${viol.total})` : "") }),
@@ -314,7 +327,7 @@ async function pageCase(id) {
   const forms = [];
   const canAct = c.state !== "closed";
   if (canAct && (c.state === "open" || c.state === "assigned")) {
-    const who = h("select", { name: "assignee", "data-testid": "assignee" }, c.assignees.map((n) => h("option", { value: n, selected: n === c.assignee, text: n })));
+    const who = h("select", { name: "assignee", "data-testid": "assignee" }, c.assignees.map((n) => h("option", { value: n, selected: n === c.assignee, text: person(n, c.user_names) })));
     forms.push(h("form", { class: "row", "data-testid": "assign-form", onsubmit: act("assign", () => ({ assignee: who.value })) },
       h("label", {}, t("assignee"), who), h("button", { class: "act", type: "submit", text: t("assign") })));
     const res = h("select", { name: "result", "data-testid": "result" }, ["violation_found", "no_violation_found", "rectified_on_site"].map((x) => h("option", { value: x, text: t(x) })));
@@ -338,7 +351,7 @@ async function pageCase(id) {
     const answer = (decision) => act("confirm", () => ({ decision, outcome: pend.outcome, notes: notes.value || null }));
     const mine = me && me.name === pend.actor;
     forms.push(h("form", { class: "row", "data-testid": "pending-close", onsubmit: answer("confirm") },
-      h("div", {}, h("strong", { text: `${t("pendingClose")}: ${t(pend.outcome)}` }), " · ", `${t("proposedBy")} ${pend.actor}`,
+      h("div", {}, h("strong", { text: `${t("pendingClose")}: ${t(pend.outcome)}` }), " · ", `${t("proposedBy")} ${person(pend.actor, c.user_names)}`,
         pend.notes ? h("div", { text: pend.notes }) : null),
       c.can_confirm || mine ? h("label", {}, t("notes"), notes) : null,
       c.can_confirm ? h("button", { class: "act", type: "submit", "data-testid": "confirm-close", text: t("confirmClose") }) : null,
@@ -363,25 +376,26 @@ async function pageCase(id) {
       h("div", { class: "panel" }, h("dl", { class: "kv" },
         h("dt", { text: t("code") }), h("dd", { text: c.codes.split(",").map(codeText).join("、") }),
         h("dt", { text: t("shop") }), h("dd", {}, c.shop ? h("a", { href: "#/shop/" + encodeURIComponent(c.shop), text: c.shop_name || c.shop }) : "—"),
-        h("dt", { text: t("subject") }), h("dd", {}, c.subject ? h("a", { href: "#/subject/" + encodeURIComponent(c.subject), "data-testid": "case-subject", text: c.subject }) : "—",
+        h("dt", { text: t("subject") }), h("dd", {}, c.subject ? h("a", { href: "#/subject/" + encodeURIComponent(c.subject), "data-testid": "case-subject", title: c.subject, text: c.subject_name || c.subject }) : "—",
           c.grade ? h("span", { class: "badge g-" + c.grade.grade, "data-testid": "case-grade", text: " " + t("grade") + " " + c.grade.grade }) : null),
         h("dt", { text: t("town") }), h("dd", { text: [c.town_name, c.village_name].filter(Boolean).join(" / ") || "—" }),
         h("dt", { text: t("level") }), h("dd", { text: t(c.level + "_l") }),
-        h("dt", { text: t("assignee") }), h("dd", { "data-testid": "case-assignee", text: c.assignee || "—" }),
+        h("dt", { text: t("assignee") }), h("dd", { "data-testid": "case-assignee", title: c.assignee || null, text: person(c.assignee, c.user_names) }),
         h("dt", { text: t("deadline") }), h("dd", { text: fmtTime(c.deadline) }),
         h("dt", { text: t("result") }), h("dd", { text: c.result ? t(c.result) : "—" })),
         err, forms, h("div", {}, photos)),
       h("div", { class: "panel" }, h("h2", { text: t("timeline") }),
         h("ol", { class: "timeline", "data-testid": "timeline" }, c.timeline.map((e) => h("li", {},
-          h("strong", { text: t(e.action + "_a") }), " · ", e.actor === "system" ? t("system") : e.actor, " · ", h("span", { class: "muted", text: fmtTime(e.time) }),
+          h("strong", { text: t(e.action + "_a") }), " · ", e.actor === "system" ? t("system") : person(e.actor, c.user_names), " · ", h("span", { class: "muted", text: fmtTime(e.time) }),
+          e.detail.assignee ? h("div", { text: person(e.detail.assignee, c.user_names) }) : null,
           e.detail.notes ? h("div", { text: e.detail.notes }) : null,
           e.detail.code ? h("div", { class: "muted", text: codeText(e.detail.code) }) : null,
           e.detail.result ? h("div", { text: t(e.detail.result) }) : null,
           e.detail.outcome ? h("div", { text: t(e.detail.outcome) }) : null))))),
     h("h2", { text: t("violations") }),
-    h("div", { class: "panel" }, table([[t("time")], [t("code")], [t("record")], [t("detail"), "hide-sm"]],
-      c.violations.map((v) => ({ data: v, cells: [fmtTime(v.time), codeText(v.code), v.terminal ? `${v.terminal} #${v.seq ?? ""}` : "—",
-        JSON.stringify(v.detail).slice(0, 160)] })))));
+    h("div", { class: "panel", "data-testid": "case-violations" }, table([[t("time")], [t("code")], [t("detail")], [t("record"), "hide-sm"]],
+      c.violations.map((v) => ({ data: v, testid: "case-violation-" + v.id, cells: [fmtTime(v.time), codeText(v.code),
+        h("span", { "data-testid": "sentence", text: words(v.sentence) }), v.terminal ? `${v.terminal} #${v.seq ?? ""}` : "—"] })))));
 }
 
 async function pageSubject(id, reveal) {
@@ -389,7 +403,7 @@ async function pageSubject(id, reveal) {
   const reg = x.registry || {};
   const bal = x.balance || {};
   main.replaceChildren(
-    h("h1", {}, `${t("subject")} ${x.id} `, h("span", { class: "grade g-" + x.grade.grade, "data-testid": "subject-grade", text: x.grade.grade })),
+    h("h1", { title: x.id }, `${t("subject")} ${x.name || x.id} `, h("span", { class: "grade g-" + x.grade.grade, "data-testid": "subject-grade", text: x.grade.grade })),
     h("p", { class: "muted", text: `${t("grade")}: ${x.grade.confirmed} / ${x.grade.months}` }),
     h("div", { class: "grid2" },
       h("div", { class: "panel" }, h("h2", { text: t("registry") }), h("dl", { class: "kv" },
@@ -398,11 +412,11 @@ async function pageSubject(id, reveal) {
         me && me.role === "district" && !reveal ? h("button", { class: "act", type: "button", "data-testid": "reveal-id", text: t("revealId"),
           onclick: () => pageSubject(id, true) }) : null),
       h("div", { class: "panel" }, h("h2", { text: t("allowance") }), table([[t("category")], [t("period")], [t("allowance")], [t("used")], [t("remaining")]],
-        Object.entries(bal).map(([cat, b]) => ({ data: b, cells: [cat, b.period, String(b.allowance), String(b.used), String(b.remaining)] }))))),
+        Object.entries(bal).map(([cat, b]) => ({ data: b, testid: "balance-" + cat, cells: [h("span", { title: cat, text: words(b.name) || cat }), b.period, String(b.allowance), String(b.used), String(b.remaining)] }))))),
     h("h2", { text: t("purchases") }),
     h("div", { class: "panel" }, table([[t("time")], [t("shop")], [t("state")], [t("items")], [t("identity"), "hide-sm"], [t("mode"), "hide-sm"]],
-      x.purchases.map((p) => ({ data: p, cells: [fmtTime(p.time), p.shop || "—", t(p.type === "sale" ? "sales" : p.type === "refusal" ? "refusals" : "voids"),
-        p.items.map((i) => `${i.product}×${i.packs}`).join(", "), p.identity || "—", p.mode || "—"] })))),
+      x.purchases.map((p) => ({ data: p, cells: [fmtTime(p.time), p.shop_name || p.shop || "—", t(p.type === "sale" ? "sales" : p.type === "refusal" ? "refusals" : "voids"),
+        items(p.items), identityText(p.identity), modeText(p.mode)] })))),
     h("h2", { text: t("cases") }),
     h("div", { class: "panel" }, table([[t("caseNo")], [t("state")], [t("code")], [t("outcome")]],
       x.cases.map((c) => ({ data: c, cells: ["#" + c.id, badge(c.state), c.codes.split(",").map(codeText).join("、"), c.outcome ? t(c.outcome) : "—"] })),
@@ -431,13 +445,14 @@ async function pageShop(id) {
     h("h2", { text: t("terminals") }), h("div", { class: "panel" }, fleetTable(x.terminals, Date.now())),
     h("h2", { text: t("openCases") }),
     h("div", { class: "panel" }, table([[t("caseNo")], [t("state")], [t("code")], [t("subject")], [t("assignee")]],
-      x.cases.map((c) => ({ data: c, cells: ["#" + c.id, badge(c.state), c.codes.split(",").map(codeText).join("、"), c.subject || "—", c.assignee || "—"] })),
+      x.cases.map((c) => ({ data: c, cells: ["#" + c.id, badge(c.state), c.codes.split(",").map(codeText).join("、"),
+        c.subject ? (c.subject_name || c.subject) : "—", c.assignee ? (c.assignee_name || c.assignee) : "—"] })),
       (c) => { location.hash = "#/case/" + c.id; })),
     h("h2", { text: t("ledger") }),
     h("div", { class: "panel" }, table([[t("time")], [t("record")], [t("state")], [t("subject")], [t("items")], [t("identity"), "hide-sm"]],
       x.ledger.map((r) => ({ data: r, cells: [fmtTime(r.time), `${r.terminal} #${r.seq}`, t(r.type === "sale" ? "sales" : r.type === "refusal" ? "refusals" : "voids"),
-        r.subject ? h("a", { href: "#/subject/" + encodeURIComponent(r.subject), text: r.subject }) : "—",
-        r.items.map((i) => `${i.product}×${i.packs}`).join(", ") + (r.reasons.length ? " · " + r.reasons.map(codeText).join("、") : ""), r.identity || "—"] })))));
+        r.subject ? h("a", { href: "#/subject/" + encodeURIComponent(r.subject), title: r.subject, text: r.subject_name || r.subject }) : "—",
+        h("span", {}, items(r.items), r.reasons.length ? " · " + r.reasons.map(codeText).join("、") : ""), identityText(r.identity)] })))));
 }
 
 async function pageFleet() {
@@ -470,7 +485,7 @@ function drawNav() {
   nav.replaceChildren(...(me ? ROUTES.filter(([k]) => k !== "upstream" || me.role === "district").map(([k]) => h("a", { href: "#/" + k, class: k === cur ? "on" : null, "data-testid": "nav-" + k, text: t(k) })) : []));
   const lo = document.getElementById("logout");
   lo.hidden = !me; lo.textContent = t("logout");
-  document.getElementById("who").textContent = me ? `${me.name} · ${me.area_name || me.area}` : "";
+  document.getElementById("who").textContent = me ? `${me.display_name || me.name} · ${me.area_name || me.area}` : "";
 }
 
 let rendering = false;
