@@ -137,3 +137,23 @@ def test_hostile_paging_is_refused_and_changes_nothing(template, tmp_path, query
 def test_a_bad_severity_or_watch_list_in_the_rules_file_names_the_key(rules, message):
     with pytest.raises(config.ConfigError, match=message):
         config.load(overrides=rules)
+
+
+def test_ledger_purchases_and_terminals_are_paged(template, tmp_path):
+    client, _ = client_for(template, tmp_path)
+    with client:
+        headers = login(client, "d1")
+        whole = client.get("/api/shops/SHOP1?per_page=100", headers=headers).json()
+        parts = [client.get(f"/api/shops/SHOP1?per_page=2&page={n}", headers=headers).json() for n in (1, 2)]
+        purchases = [client.get(f"/api/subjects/S00001?per_page=1&page={n}", headers=headers).json() for n in (1, 2)]
+        terminals = [client.get(f"/api/terminals?per_page=3&page={n}", headers=headers).json() for n in (1, 2)]
+        refused = [client.get(path, headers=headers).status_code for path in (
+            "/api/shops/SHOP1?page=0", "/api/subjects/S00001?per_page=500", "/api/terminals?page=x")]
+    assert [(r["terminal"], r["seq"]) for p in parts for r in p["ledger"]] == \
+        [(r["terminal"], r["seq"]) for r in whole["ledger"]] and len(whole["ledger"]) == 3
+    assert [p["ledger_page"] for p in parts] == [{"total": 3, "page": n, "per_page": 2} for n in (1, 2)]
+    assert [p["purchases"][0]["seq"] for p in purchases] == [2, 1]
+    assert purchases[0]["purchases_page"]["total"] == 2
+    assert [t["id"] for p in terminals for t in p["terminals"]] == ["TA", "TB", "TC", "TD"]
+    assert terminals[0]["total"] == 4 and terminals[0]["now"] == NOW
+    assert refused == [422, 422, 422]

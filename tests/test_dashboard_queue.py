@@ -1,7 +1,7 @@
-"""The supervision desk's queue in headless Chromium (Debian's, driven by
+"""The supervision desk in headless Chromium (Debian's, driven by
 Playwright) against the API served for real over a world built through the
 real ingest, rules and case filing (tests/support/api_world.py): issue 18's
-items 6 and 7 as a district officer sees them."""
+items 6, 7 and 11 as district and village staff see them."""
 
 from __future__ import annotations
 
@@ -9,16 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from gateway import cases, users, violations
+from gateway import cases, fleet, users, violations
 from gateway.api import create_app
 from gateway.rules import config
 from gateway.store import Store, transaction
 from tests.support.api_server import Served
-from tests.support.api_world import PASSWORD, T0, add_queue_findings, build
+from tests.support.api_world import PASSWORD, T0, add_queue_findings, add_sales, build
+from tests.support.supervision import KEY
 
 CHROMIUM = "/usr/bin/chromium"
 NOW = T0 + 300_000
 TOP_BUYERS = 25   # more than a page (20) of the watch list
+SALES = 23        # more than a page (20) of SHOP4's ledger
+IDLE = 21         # terminals last seen three days before the server's clock: with the world's four, two pages
+DAY = 86_400_000
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +39,12 @@ def served(tmp_path_factory):
                               shop="SHOP1", detail={"month": "2025-05", "rank": i + 1, "ratio": 0.9})
         cases.file_new_violations(conn, T0 + 250_000, config.load())
     users.add_user(store.conn, "v1", "village", "330113001001", PASSWORD, T0, display_name="王村管")
+    store.close()
+    add_sales(db, "TD", SALES, T0 - 2 * 3_600_000)
+    store = Store(db)
+    for i in range(IDLE):   # after the sales' supervision pass, or they would be silent-terminal findings
+        fleet.provision(store, f"TX{i:02d}", "SHOP4", T0, key_hex=KEY.hex())
+        store.conn.execute("UPDATE terminals SET last_seen=? WHERE id=?", [NOW - 3 * DAY, f"TX{i:02d}"])
     store.close()
     app = create_app(db, clock=lambda: NOW, photos_dir=root / "photos", session_clock=lambda: NOW)
     with Served(app) as server:
@@ -128,4 +138,28 @@ def test_names_not_codes_and_local_times_in_a_browser_set_to_london(served, brow
     page.wait_for_selector("[data-testid=balance-fert_n]")
     assert "氮肥（折纯N）" in page.locator("[data-testid=balance-fert_n]").inner_text()
     assert page.locator("h1").inner_text().startswith("主体 张*")
+    page.close()
+
+
+def test_ledger_and_fleet_are_paged_and_last_seen_counts_from_the_servers_clock_in_days(served, browser):
+    page = login(browser, served, "d1")
+    page.goto(served + "/#/shop/SHOP4")
+    page.wait_for_selector("[data-testid=pager-page]")
+    ledger = page.locator("text=/^TD #\\d+$/")
+    assert ledger.count() == 20
+    newest = ledger.all_inner_texts()
+    assert newest[0] == f"TD #{SALES}"
+    page.click("[data-testid=next-page]")
+    page.wait_for_selector("[data-testid=prev-page]")
+    assert ledger.all_inner_texts() == [f"TD #{n}" for n in range(SALES - 20, 0, -1)]
+    # the server's calendar is 2025-06-01; the browser's clock is today: "last seen" counts from the server's
+    page.goto(served + "/#/fleet")
+    page.wait_for_selector("[data-testid=terminal-TX00]")
+    assert page.locator("[data-testid=card-fleet-online] .n").inner_text() == f"0/{IDLE + 4}"   # none connected
+    assert page.locator("[data-testid^=terminal-]").count() == 20
+    idle = page.locator("[data-testid=terminal-TX00]").inner_text()
+    assert "3 天" in idle
+    page.click("[data-testid=next-page]")
+    page.wait_for_selector("[data-testid=prev-page]")
+    assert page.locator("[data-testid^=terminal-]").count() == IDLE + 4 - 20
     page.close()

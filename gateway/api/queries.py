@@ -99,21 +99,28 @@ def _items(row: dict) -> dict:
     return row
 
 
-def ledger(conn, shop_id: str, before_time: int | None, limit: int = 100) -> list[dict]:
-    sql, args = ("SELECT s.terminal, s.seq, s.type, s.time, s.subject, s.identity, s.mode, r.record FROM sales s "
-                 "JOIN records r ON r.terminal = s.terminal AND r.seq = s.seq WHERE s.shop = ?"), [shop_id]
+def ledger(conn, shop_id: str, before_time: int | None, limit: int, offset: int = 0) -> tuple[list[dict], int]:
+    """A page of the shop's ledger, newest first, and how many rows it has in all."""
+    where, args = " WHERE s.shop = ?", [shop_id]
     if before_time is not None:
-        sql += " AND s.time < ?"
+        where += " AND s.time < ?"
         args.append(before_time)
-    return [_items(r) for r in rows(conn, sql + " ORDER BY s.time DESC LIMIT ?", args + [limit])]
+    total = conn.execute("SELECT count(*) FROM sales s" + where, args).fetchone()[0]
+    found = rows(conn, "SELECT s.terminal, s.seq, s.type, s.time, s.subject, s.identity, s.mode, r.record FROM sales s "
+                       "JOIN records r ON r.terminal = s.terminal AND r.seq = s.seq" + where +
+                 " ORDER BY s.time DESC, s.terminal, s.seq DESC LIMIT ? OFFSET ?", args + [limit, offset])
+    return [_items(r) for r in found], total
 
 
-def purchases(conn, user: User, subject: str, limit: int = 100) -> list[dict]:
+def purchases(conn, user: User, subject: str, limit: int, offset: int = 0) -> tuple[list[dict], int]:
+    """A page of the subject's purchases in the caller's area, newest first, and the count of all."""
     where, args = user.scope().where("s.")
-    return [_items(r) for r in rows(
-        conn, "SELECT s.terminal, s.seq, s.type, s.time, s.shop, s.identity, s.mode, s.pesticide, s.fertilizer, "
-              f"r.record FROM sales s JOIN records r ON r.terminal = s.terminal AND r.seq = s.seq "
-              f"WHERE s.subject=? AND {where} ORDER BY s.time DESC LIMIT ?", [subject] + args + [limit])]
+    total = conn.execute(f"SELECT count(*) FROM sales s WHERE s.subject=? AND {where}", [subject] + args).fetchone()[0]
+    found = rows(conn, "SELECT s.terminal, s.seq, s.type, s.time, s.shop, s.identity, s.mode, s.pesticide, s.fertilizer, "
+                       f"r.record FROM sales s JOIN records r ON r.terminal = s.terminal AND r.seq = s.seq "
+                       f"WHERE s.subject=? AND {where} ORDER BY s.time DESC, s.terminal, s.seq DESC LIMIT ? OFFSET ?",
+                 [subject] + args + [limit, offset])
+    return [_items(r) for r in found], total
 
 
 def records(conn, terminal_id: str, before_seq: int | None, limit: int) -> list[dict]:

@@ -98,6 +98,29 @@ def add_queue_findings(db) -> None:
     store.close()
 
 
+def add_sales(db, terminal: str, count: int, first_ms: int) -> None:
+    """`count` normal sales (urea, a subject each) on `terminal`, a minute
+    apart from `first_ms`, through the real ingest and the sales index: a
+    ledger longer than a page. The terminal's chain starts at seq 1, so only
+    a terminal without records may be given."""
+    clock = {"now": first_ms + count * 60_000}
+    store = Store(db)
+    sup = Supervision(store.conn, config.load(), clock=lambda: clock["now"])
+    ingest = Ingest(store, lambda *a: None, wall_ms=lambda: clock["now"])
+    sup.attach(ingest)
+    ingest.start()
+    try:
+        chain = Chain(terminal)
+        recs = [chain.add("sale", sale_body(subject=f"S2{i:04d}", product="XK13-001-00101", card=f"CARD2{i:04d}"),
+                          first_ms + i * 60_000) for i in range(count)]
+        ingest.submit_batch(f"agri/v1/t/{terminal}/up", terminal, chain.batch(recs))
+        assert ingest.drain(10)
+    finally:
+        ingest.stop()
+    sup.tick()
+    store.close()
+
+
 def copy_of(template: Path, root: Path) -> Path:
     """A private copy of a built database under `root`, through SQLite's backup
     API, so whatever the template still holds in its WAL comes along."""

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from gateway import cases, subjects_view, users
 from gateway.api import queries, words
-from gateway.api.deps import Context, context, current_user
+from gateway.api.deps import Context, Page, context, current_user, paging
 from gateway.api.errors import ApiError
 from gateway.api.security import ID_PATTERN
 from gateway.users import User
@@ -20,7 +20,8 @@ router = APIRouter(tags=["subjects"])
 
 @router.get("/api/subjects/{subject_id}")
 def get_subject(subject_id: str = Path(pattern=ID_PATTERN), reveal: bool = Query(False),
-                user: User = Depends(current_user), ctx: Context = Depends(context)) -> dict:
+                page: Page = Depends(paging), user: User = Depends(current_user),
+                ctx: Context = Depends(context)) -> dict:
     """A subject: registry entry (the fields the caller's role may see, by
     allowlist; ID numbers and phones masked), credit grade, allowance, used
     and remaining per category, purchases in the caller's area. Audited.
@@ -38,7 +39,8 @@ def get_subject(subject_id: str = Path(pattern=ID_PATTERN), reveal: bool = Query
             balance = policy.balance(entry, queries.quota_used(conn, subject_id), ctx.policy_params, ctx.today())
         except policy.PolicyError:
             balance = None
-    purchases = ctx.name_items(conn, queries.purchases(conn, user, subject_id))
+    found, total = queries.purchases(conn, user, subject_id, page.per_page, (page.page - 1) * page.per_page)
+    purchases = ctx.name_items(conn, found)
     shops = queries.shop_names(conn)
     for p in purchases:
         p["shop_name"] = shops.get(p["shop"])
@@ -50,4 +52,5 @@ def get_subject(subject_id: str = Path(pattern=ID_PATTERN), reveal: bool = Query
         if revealed:
             users.audit(w, ctx.clock(), user, "read_id_number", subject_id, ",".join(revealed))
     return {"id": subject_id, "name": words.mask_name(entry), "registry": registry, "grade": cases.grade(conn, subject_id, ctx.clock(), ctx.cfg),
-            "balance": balance, "purchases": purchases, "cases": queries.subject_cases(conn, user, subject_id)}
+            "balance": balance, "purchases": purchases,
+            "purchases_page": {"total": total, "page": page.page, "per_page": page.per_page}, "cases": queries.subject_cases(conn, user, subject_id)}

@@ -31,7 +31,7 @@ const T = {
     watchList: "关注清单", watchHint: "用量排名和终端运行情况：供办公室关注，不派现场检查。", times: "次数与时间",
     pages: "分页", prev: "上一页", next: "下一页", pageOf: "第 {n} / {m} 页",
     id_card: "刷卡", id_face: "刷脸", "id_card+face": "刷卡并刷脸", id_override: "店员代为确认", mode_online: "联网", mode_offline: "离线",
-    system: "系统", overdue: "已超期", offline: "离线", minutes: "分钟", seconds: "秒", loading: "加载中…", back: "返回",
+    system: "系统", overdue: "已超期", offline: "离线", minutes: "分钟", seconds: "秒", hours: "小时", days: "天", loading: "加载中…", back: "返回",
   },
   en: {
     brand: "Agri-input supervision", overview: "Overview", queue: "Violations & cases", fleet: "Terminals", upstream: "Upstream",
@@ -60,7 +60,7 @@ const T = {
     watchList: "Watch list", watchHint: "Top-buyer rankings and terminal health: for the office to follow, not for a site visit.", times: "Count and time",
     pages: "Pages", prev: "Previous", next: "Next", pageOf: "Page {n} of {m}",
     id_card: "card", id_face: "face", "id_card+face": "card and face", id_override: "clerk override", mode_online: "online", mode_offline: "offline",
-    system: "system", overdue: "overdue", offline: "offline", minutes: "min", seconds: "s", loading: "Loading…", back: "Back",
+    system: "system", overdue: "overdue", offline: "offline", minutes: "min", seconds: "s", hours: "h", days: "days", loading: "Loading…", back: "Back",
   },
 };
 
@@ -106,11 +106,17 @@ function items(list) {
   return h("span", {}, list.flatMap((i, k) => [k ? "、" : null,
     h("span", { class: "product", title: i.product, "data-reg": i.product, text: `${i.name || i.product}×${i.packs}` })]));
 }
+/* how long ago, by the server's clock (`now` from the API): a browser's clock may be off, or the
+   district's calendar virtual; seconds, then minutes, hours and days */
 function ago(ms, now) {
   if (!ms) return "—";
-  const s = Math.max(0, Math.round(((now || Date.now()) - ms) / 1000));
-  return s < 120 ? `${s} ${t("seconds")}` : `${Math.round(s / 60)} ${t("minutes")}`;
+  const s = Math.max(0, Math.round((now - ms) / 1000));
+  if (s < 120) return `${s} ${t("seconds")}`;
+  if (s < 120 * 60) return `${Math.round(s / 60)} ${t("minutes")}`;
+  if (s < 48 * 3600) return `${Math.round(s / 3600)} ${t("hours")}`;
+  return `${Math.round(s / 86400)} ${t("days")}`;
 }
+function pageParam() { return String(Math.max(1, parseInt(params().get("page") || "1", 10) || 1)); }
 function badge(state) { return h("span", { class: "badge b-" + state, "data-state": state, text: t(state) }); }
 
 async function api(path, opts) {
@@ -248,11 +254,12 @@ function params() {
   return new URLSearchParams(q);
 }
 
-/* the queue page's three lists, each with its own page number in the hash (qp, vp, wp) */
+/* a list's page links; the page number lives in the address (the queue page's three lists: qp, vp, wp) */
 function pager(key, x) {
   const pages = Math.max(1, Math.ceil(x.total / x.per_page));
   if (pages <= 1) return null;
-  const to = (n) => { const p = params(); p.set(key, String(n)); return "#/queue?" + p; };
+  const path = location.hash.split("?")[0] || "#/";
+  const to = (n) => { const p = params(); p.set(key, String(n)); return path + "?" + p; };
   return h("nav", { class: "pager", "data-testid": "pager-" + key, "aria-label": t("pages") },
     x.page > 1 ? h("a", { href: to(x.page - 1), "data-testid": "prev-" + key, text: "‹ " + t("prev") }) : null,
     h("span", { text: t("pageOf").replace("{n}", x.page).replace("{m}", pages) }),
@@ -399,7 +406,7 @@ async function pageCase(id) {
 }
 
 async function pageSubject(id, reveal) {
-  const x = await api("/api/subjects/" + encodeURIComponent(id) + (reveal ? "?reveal=true" : ""));
+  const x = await api("/api/subjects/" + encodeURIComponent(id) + "?page=" + pageParam() + (reveal ? "&reveal=true" : ""));
   const reg = x.registry || {};
   const bal = x.balance || {};
   main.replaceChildren(
@@ -416,7 +423,7 @@ async function pageSubject(id, reveal) {
     h("h2", { text: t("purchases") }),
     h("div", { class: "panel" }, table([[t("time")], [t("shop")], [t("state")], [t("items")], [t("identity"), "hide-sm"], [t("mode"), "hide-sm"]],
       x.purchases.map((p) => ({ data: p, cells: [fmtTime(p.time), p.shop_name || p.shop || "—", t(p.type === "sale" ? "sales" : p.type === "refusal" ? "refusals" : "voids"),
-        items(p.items), identityText(p.identity), modeText(p.mode)] })))),
+        items(p.items), identityText(p.identity), modeText(p.mode)] }))), pager("page", x.purchases_page)),
     h("h2", { text: t("cases") }),
     h("div", { class: "panel" }, table([[t("caseNo")], [t("state")], [t("code")], [t("outcome")]],
       x.cases.map((c) => ({ data: c, cells: ["#" + c.id, badge(c.state), c.codes.split(",").map(codeText).join("、"), c.outcome ? t(c.outcome) : "—"] })),
@@ -434,7 +441,7 @@ function fleetTable(list, now) {
 }
 
 async function pageShop(id) {
-  const x = await api("/api/shops/" + encodeURIComponent(id));
+  const x = await api("/api/shops/" + encodeURIComponent(id) + "?page=" + pageParam());
   const sh = x.shop;
   main.replaceChildren(
     h("h1", { text: `${t("shop")} ${sh.name}` }),
@@ -442,7 +449,7 @@ async function pageShop(id) {
       h("dt", { text: t("town") }), h("dd", { text: [sh.town_name, sh.village_name].filter(Boolean).join(" / ") }),
       h("dt", { text: t("designated") }), h("dd", { text: sh.designated ? t("yes") : t("no") }),
       h("dt", { text: t("hours") }), h("dd", { text: sh.hours || "—" }))),
-    h("h2", { text: t("terminals") }), h("div", { class: "panel" }, fleetTable(x.terminals, Date.now())),
+    h("h2", { text: t("terminals") }), h("div", { class: "panel" }, fleetTable(x.terminals, x.now)),
     h("h2", { text: t("openCases") }),
     h("div", { class: "panel" }, table([[t("caseNo")], [t("state")], [t("code")], [t("subject")], [t("assignee")]],
       x.cases.map((c) => ({ data: c, cells: ["#" + c.id, badge(c.state), c.codes.split(",").map(codeText).join("、"),
@@ -452,15 +459,15 @@ async function pageShop(id) {
     h("div", { class: "panel" }, table([[t("time")], [t("record")], [t("state")], [t("subject")], [t("items")], [t("identity"), "hide-sm"]],
       x.ledger.map((r) => ({ data: r, cells: [fmtTime(r.time), `${r.terminal} #${r.seq}`, t(r.type === "sale" ? "sales" : r.type === "refusal" ? "refusals" : "voids"),
         r.subject ? h("a", { href: "#/subject/" + encodeURIComponent(r.subject), title: r.subject, text: r.subject_name || r.subject }) : "—",
-        h("span", {}, items(r.items), r.reasons.length ? " · " + r.reasons.map(codeText).join("、") : ""), identityText(r.identity)] })))));
+        h("span", {}, items(r.items), r.reasons.length ? " · " + r.reasons.map(codeText).join("、") : ""), identityText(r.identity)] }))),
+      pager("page", x.ledger_page)));
 }
 
 async function pageFleet() {
-  const x = await api("/api/terminals");
-  const on = x.terminals.filter((r) => r.state === "online").length;
+  const x = await api("/api/terminals?page=" + pageParam());
   main.replaceChildren(h("h1", { text: t("fleet") }),
-    h("div", { class: "cards" }, card(t("online"), `${on}/${x.terminals.length}`, "fleet-online")),
-    h("h2", { text: t("terminals") }), h("div", { class: "panel", "data-testid": "fleet-table" }, fleetTable(x.terminals, x.now)));
+    h("div", { class: "cards" }, card(t("online"), `${x.online}/${x.total}`, "fleet-online")),
+    h("h2", { text: t("terminals") }), h("div", { class: "panel", "data-testid": "fleet-table" }, fleetTable(x.terminals, x.now), pager("page", x)));
 }
 
 async function pageUpstream() {
