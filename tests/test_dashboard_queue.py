@@ -48,7 +48,7 @@ def served(tmp_path_factory):
     store.close()
     app = create_app(db, clock=lambda: NOW, photos_dir=root / "photos", session_clock=lambda: NOW)
     with Served(app) as server:
-        yield server.url
+        yield {"url": server.url, "db": db}
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def login(browser, url, name, viewport=None):
 
 
 def test_queue_puts_the_shared_card_and_banned_sales_first_and_fleet_health_on_the_watch_list(served, browser):
-    page = login(browser, served, "d1")
+    page = login(browser, served["url"], "d1")
     page.click("[data-testid=nav-queue]")
     page.wait_for_selector("[data-testid=queue] [data-testid^=case-row-]")
     rows = page.locator("[data-testid=queue] [data-testid^=case-row-]")
@@ -91,7 +91,7 @@ def test_queue_puts_the_shared_card_and_banned_sales_first_and_fleet_health_on_t
 
 
 def test_watch_list_pages_without_moving_the_queue(served, browser):
-    page = login(browser, served, "d1")
+    page = login(browser, served["url"], "d1")
     page.click("[data-testid=nav-queue]")
     watch = page.locator("[data-testid=watch] [data-testid^=watch-row-]")
     page.wait_for_selector("[data-testid=watch] [data-testid^=watch-row-]")
@@ -108,7 +108,7 @@ def test_watch_list_pages_without_moving_the_queue(served, browser):
 
 
 def test_names_not_codes_and_local_times_in_a_browser_set_to_london(served, browser):
-    page = login(browser, served, "d1")
+    page = login(browser, served["url"], "d1")
     page.click("[data-testid=nav-queue]")
     row = page.locator("[data-testid=queue] [data-testid^=case-row-]", has_text="东湖农资店")
     row.wait_for()
@@ -129,12 +129,12 @@ def test_names_not_codes_and_local_times_in_a_browser_set_to_london(served, brow
     page.click("[data-testid=lang]")
     page.wait_for_selector("text=Sold a banned pesticide: 200克/升百草枯水剂")
     page.click("[data-testid=lang]")
-    page.goto(served + "/#/shop/SHOP1")
+    page.goto(served["url"] + "/#/shop/SHOP1")
     product = page.locator(".product[data-reg=PD20080301]").first
     product.wait_for()
     assert product.inner_text() == "200克/升百草枯水剂×1" and product.get_attribute("title") == "PD20080301"
     assert "刷卡" in page.locator("main").inner_text()
-    page.goto(served + "/#/subject/S00001")
+    page.goto(served["url"] + "/#/subject/S00001")
     page.wait_for_selector("[data-testid=balance-fert_n]")
     assert "氮肥（折纯N）" in page.locator("[data-testid=balance-fert_n]").inner_text()
     assert page.locator("h1").inner_text().startswith("主体 张*")
@@ -142,8 +142,8 @@ def test_names_not_codes_and_local_times_in_a_browser_set_to_london(served, brow
 
 
 def test_ledger_and_fleet_are_paged_and_last_seen_counts_from_the_servers_clock_in_days(served, browser):
-    page = login(browser, served, "d1")
-    page.goto(served + "/#/shop/SHOP4")
+    page = login(browser, served["url"], "d1")
+    page.goto(served["url"] + "/#/shop/SHOP4")
     page.wait_for_selector("[data-testid=pager-page]")
     ledger = page.locator("text=/^TD #\\d+$/")
     assert ledger.count() == 20
@@ -153,7 +153,7 @@ def test_ledger_and_fleet_are_paged_and_last_seen_counts_from_the_servers_clock_
     page.wait_for_selector("[data-testid=prev-page]")
     assert ledger.all_inner_texts() == [f"TD #{n}" for n in range(SALES - 20, 0, -1)]
     # the server's calendar is 2025-06-01; the browser's clock is today: "last seen" counts from the server's
-    page.goto(served + "/#/fleet")
+    page.goto(served["url"] + "/#/fleet")
     page.wait_for_selector("[data-testid=terminal-TX00]")
     assert page.locator("[data-testid=card-fleet-online] .n").inner_text() == f"0/{IDLE + 4}"   # none connected
     assert page.locator("[data-testid^=terminal-]").count() == 20
@@ -162,4 +162,88 @@ def test_ledger_and_fleet_are_paged_and_last_seen_counts_from_the_servers_clock_
     page.click("[data-testid=next-page]")
     page.wait_for_selector("[data-testid=prev-page]")
     assert page.locator("[data-testid^=terminal-]").count() == IDLE + 4 - 20
+    page.close()
+
+
+def file_finding(db, n: int) -> None:
+    """A new finding in SHOP3's case, as the rules would file it: the event
+    stream tells every open page that cases changed."""
+    store = Store(db)
+    try:
+        with transaction(store.conn) as conn:
+            violations.report(conn, NOW, "sale_outside_hours", f"probe:{n}", subject="S00003", shop="SHOP3",
+                              terminal="TC", seq=1, detail={"local_time": f"23:{n:02d}", "hours": "07:00-19:00"})
+            cases.file_new_violations(conn, NOW, config.load())
+    finally:
+        store.close()
+
+
+def test_queue_and_case_fit_a_phone_with_the_deadline_in_view(served, browser):
+    page = login(browser, served["url"], "v1", viewport={"width": 390, "height": 844})
+    page.click("[data-testid=nav-queue]")
+    row = page.locator("[data-testid=queue] [data-testid^=case-row-]").first
+    row.wait_for()
+    in_view = ("(s) => { const el = document.querySelector(s); if (!el) return false;"
+               " const r = el.getBoundingClientRect(); return r.width > 0 && r.left >= 0 && r.right <= 390; }")
+    page.wait_for_function(in_view, arg="[data-testid=queue] td[data-label=期限]")   # the deadline in view
+    assert "2025-06-04" in row.locator("td[data-label=期限]").inner_text()        # 72 h after filing
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    row.locator("a.rowlink").click()
+    page.wait_for_selector("[data-testid=case-title]")
+    page.wait_for_function(in_view, arg="[data-testid=case-deadline]")
+    assert "2025-06-04" in page.locator("[data-testid=case-deadline]").inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.close()
+
+
+def test_every_queue_row_and_case_action_is_reachable_by_keyboard(served, browser):
+    page = login(browser, served["url"], "v1")
+    page.click("[data-testid=nav-queue]")
+    page.wait_for_selector("[data-testid=queue] [data-testid^=case-row-]")
+
+    def tab_to(selector: str, limit: int = 120) -> bool:
+        for _ in range(limit):
+            page.keyboard.press("Tab")
+            if page.evaluate("(s) => document.activeElement && document.activeElement.matches(s)", selector):
+                return True
+        return False
+
+    assert tab_to("[data-testid=queue] a.rowlink")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("[data-testid=case-title]")
+    reached = set()
+    for _ in range(80):
+        page.keyboard.press("Tab")
+        reached.add(page.evaluate("() => { const a = document.activeElement; const f = a.closest('form');"
+                                  " return (f ? f.dataset.testid + ':' : '') + a.tagName + (a.dataset.testid ? '#' + a.dataset.testid : ''); }"))
+    for action in ("assign-form:SELECT#assignee", "assign-form:BUTTON", "inspect-form:SELECT#result",
+                   "inspect-form:TEXTAREA#inspect-notes", "inspect-form:BUTTON", "photo-form:INPUT#photo-file",
+                   "photo-form:BUTTON", "A#case-subject"):
+        assert action in reached, (action, reached)
+    page.close()
+
+
+def test_live_refresh_keeps_the_focus_and_waits_for_a_selection(served, browser):
+    page = login(browser, served["url"], "d1")
+    page.click("[data-testid=nav-queue]")
+    page.wait_for_selector("[data-testid=queue] [data-testid^=case-row-]")
+    link = page.locator("[data-testid=queue] [data-testid^=case-row-] a.rowlink").nth(1)
+    href = link.get_attribute("href")
+    link.focus()
+    drawn = page.locator("main").get_attribute("data-rendered")
+    file_finding(served["db"], 1)
+    page.wait_for_function("(d) => document.getElementById('main').dataset.rendered !== d", arg=drawn)
+    assert page.evaluate("() => document.activeElement.getAttribute('href')") == href   # focus kept through the redraw
+
+    sentence = page.locator("[data-testid=violations] [data-testid=sentence]").first
+    page.evaluate("(el) => { const r = document.createRange(); r.selectNodeContents(el);"
+                  " getSelection().removeAllRanges(); getSelection().addRange(r); }", sentence.element_handle())
+    selected = page.evaluate("() => getSelection().toString()")
+    drawn = page.locator("main").get_attribute("data-rendered")
+    file_finding(served["db"], 2)
+    page.wait_for_function("() => stale === true")                 # the change arrived and the redraw waits
+    assert page.evaluate("() => getSelection().toString()") == selected and selected
+    assert page.locator("main").get_attribute("data-rendered") == drawn
+    page.evaluate("() => getSelection().removeAllRanges()")
+    page.wait_for_function("(d) => document.getElementById('main').dataset.rendered !== d", arg=drawn)
     page.close()

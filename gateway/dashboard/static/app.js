@@ -130,12 +130,18 @@ async function api(path, opts) {
   return body;
 }
 
-function table(headers, rows, onclick) {
-  return h("table", {},
+/* `link(row)`: where a row leads. The row is clickable with the mouse, and its cell `linkCol` is a
+   real link, so the keyboard (Tab, Enter) and screen readers reach it too. On a phone the table
+   stacks (class "stack"): each cell on its own line under its heading's name, nothing scrolled away. */
+function table(headers, rows, link, linkCol) {
+  const col = linkCol || 0;
+  return h("table", { class: "stack" },
     h("thead", {}, h("tr", {}, headers.map((x) => h("th", { class: x[1] || null, text: x[0] })))),
     h("tbody", {}, rows.length ? rows.map((r) => {
-      const tr = h("tr", { class: onclick ? "click" : null, onclick: onclick ? () => onclick(r.data) : null,
-        "data-testid": r.testid || null }, r.cells.map((c, i) => h("td", { class: headers[i][1] || null }, c)));
+      const href = link ? link(r.data) : null;
+      const tr = h("tr", { class: href ? "click" : null, onclick: href ? (e) => { if (!e.target.closest("a")) location.hash = href; } : null,
+        "data-testid": r.testid || null }, r.cells.map((c, i) => h("td", { class: headers[i][1] || null, "data-label": headers[i][0] },
+          href && i === col ? h("a", { href, class: "rowlink" }, c) : c)));
       return tr;
     }) : [h("tr", {}, h("td", { colspan: headers.length, class: "muted", text: t("none") }))]));
 }
@@ -235,7 +241,7 @@ async function pageOverview() {
     h("div", { class: "grid2" },
       h("div", {}, h("h2", { text: `${t("byArea")} (${level})` }),
         h("div", { class: "panel" }, table([[level], [t("sales")], [t("refusals")], [t("openCases")]], rows,
-          (g) => { location.hash = "#/queue?state=active" + (o.level === "town" && g.code ? "&town=" + encodeURIComponent(g.code) : ""); }))),
+          (g) => "#/queue?state=active" + (o.level === "town" && g.code ? "&town=" + encodeURIComponent(g.code) : "")))),
       h("div", {}, h("h2", { text: `${t("openCases")} / ${t("sales")}` }),
         h("div", { class: "panel" }, barChart(groups, [{ key: "sales", name: t("sales"), color: "#0b6e4f" },
           { key: "refusals", name: t("refusals"), color: "#d97706" }, { key: "open_cases", name: t("openCases"), color: "#b91c1c" }], { label: t("byArea") })))),
@@ -306,21 +312,21 @@ async function pageQueue() {
   main.replaceChildren(h("h1", { text: t("queue") }), filters,
     h("h2", { text: t("inspectQueue") + (list.total ? ` (${list.total})` : "") }),
     h("div", { class: "panel", "data-testid": "queue" }, table([[t("severity")], [t("caseNo")], [t("state")], [t("code")], [t("shop")], [t("subject"), "hide-sm"],
-      [t("town"), "hide-sm"], [t("level"), "hide-sm"], [t("assignee")], [t("deadline"), "hide-sm"]],
+      [t("town"), "hide-sm"], [t("level"), "hide-sm"], [t("assignee")], [t("deadline")]],
       list.cases.map((c) => ({ data: c, testid: "case-row-" + c.id, cells: [
         sevBadge(c.severity), "#" + c.id, badge(c.state), c.codes.split(",").map(codeText).join("、"), c.shop_name || c.shop || "—",
         c.subject ? (c.subject_name || c.subject) : "—", c.town_name || "—", t(c.level + "_l"), c.assignee ? (c.assignee_name || c.assignee) : "—",
         h("span", { class: c.overdue ? "err" : "" }, fmtTime(c.deadline), c.overdue ? " · " + t("overdue") : "")] })),
-      (c) => { location.hash = "#/case/" + c.id; }), pager("qp", list)),
+      (c) => "#/case/" + c.id, 1), pager("qp", list)),
     h("h2", { text: t("violations") + (viol.total ? ` (${viol.total})` : "") }),
     h("div", { class: "panel", "data-testid": "violations" }, table(groupHead,
       viol.groups.map((g) => ({ data: g, testid: "violation-row-" + g.latest, cells: groupCells(g) })),
-      (g) => { location.hash = "#/case/" + g.case_id; }), pager("vp", viol)),
+      (g) => "#/case/" + g.case_id, 1), pager("vp", viol)),
     h("h2", { text: t("watchList") + (watch.total ? ` (${watch.total})` : "") }),
     h("p", { class: "muted", text: t("watchHint") }),
     h("div", { class: "panel", "data-testid": "watch" }, table(groupHead,
       watch.groups.map((g) => ({ data: g, testid: "watch-row-" + g.latest, cells: groupCells(g) })),
-      (g) => { location.hash = "#/case/" + g.case_id; }), pager("wp", watch)));
+      (g) => "#/case/" + g.case_id, 1), pager("wp", watch)));
 }
 
 async function pageCase(id) {
@@ -388,7 +394,7 @@ async function pageCase(id) {
         h("dt", { text: t("town") }), h("dd", { text: [c.town_name, c.village_name].filter(Boolean).join(" / ") || "—" }),
         h("dt", { text: t("level") }), h("dd", { text: t(c.level + "_l") }),
         h("dt", { text: t("assignee") }), h("dd", { "data-testid": "case-assignee", title: c.assignee || null, text: person(c.assignee, c.user_names) }),
-        h("dt", { text: t("deadline") }), h("dd", { text: fmtTime(c.deadline) }),
+        h("dt", { text: t("deadline") }), h("dd", { "data-testid": "case-deadline", text: fmtTime(c.deadline) }),
         h("dt", { text: t("result") }), h("dd", { text: c.result ? t(c.result) : "—" })),
         err, forms, h("div", {}, photos)),
       h("div", { class: "panel" }, h("h2", { text: t("timeline") }),
@@ -427,7 +433,7 @@ async function pageSubject(id, reveal) {
     h("h2", { text: t("cases") }),
     h("div", { class: "panel" }, table([[t("caseNo")], [t("state")], [t("code")], [t("outcome")]],
       x.cases.map((c) => ({ data: c, cells: ["#" + c.id, badge(c.state), c.codes.split(",").map(codeText).join("、"), c.outcome ? t(c.outcome) : "—"] })),
-      (c) => { location.hash = "#/case/" + c.id; })));
+      (c) => "#/case/" + c.id)));
 }
 
 function fleetTable(list, now) {
@@ -437,7 +443,7 @@ function fleetTable(list, now) {
       ago(x.last_seen, now), String(x.backlog),
       Object.entries(x.versions || {}).map(([k, v]) => `${k} ${v}`).join(", ") || "—",
       x.skew_ms === null || x.skew_ms === undefined ? "—" : `${(x.skew_ms / 1000).toFixed(1)} ${t("seconds")}`] })),
-    (x) => { if (x.shop) location.hash = "#/shop/" + encodeURIComponent(x.shop); });
+    (x) => x.shop ? "#/shop/" + encodeURIComponent(x.shop) : null);
 }
 
 async function pageShop(id) {
@@ -454,7 +460,7 @@ async function pageShop(id) {
     h("div", { class: "panel" }, table([[t("caseNo")], [t("state")], [t("code")], [t("subject")], [t("assignee")]],
       x.cases.map((c) => ({ data: c, cells: ["#" + c.id, badge(c.state), c.codes.split(",").map(codeText).join("、"),
         c.subject ? (c.subject_name || c.subject) : "—", c.assignee ? (c.assignee_name || c.assignee) : "—"] })),
-      (c) => { location.hash = "#/case/" + c.id; })),
+      (c) => "#/case/" + c.id)),
     h("h2", { text: t("ledger") }),
     h("div", { class: "panel" }, table([[t("time")], [t("record")], [t("state")], [t("subject")], [t("items")], [t("identity"), "hide-sm"]],
       x.ledger.map((r) => ({ data: r, cells: [fmtTime(r.time), `${r.terminal} #${r.seq}`, t(r.type === "sale" ? "sales" : r.type === "refusal" ? "refusals" : "voids"),
@@ -512,7 +518,40 @@ async function render() {
   } finally { rendering = false; main.setAttribute("data-rendered", String(Date.now())); }
 }
 
+/* Live refresh redraws the page, but never under the user's hands: not while they type in a form,
+   and not while they hold a text selection on the page (a redraw would clear it); the redraw waits
+   until they are done. Whatever link or button had the keyboard focus has it again afterwards. */
 let pending = null;
+let stale = false;
+function busy() {
+  const a = document.activeElement;
+  if (a && ["INPUT", "TEXTAREA", "SELECT"].includes(a.tagName) && main.contains(a)) return true;
+  const sel = window.getSelection();
+  return !!(sel && !sel.isCollapsed && main.contains(sel.anchorNode));
+}
+function focusKey(el) {
+  if (!el || el === document.body || el === main) return null;
+  const tid = el.closest("[data-testid]");
+  return { testid: tid ? tid.getAttribute("data-testid") : null, href: el.getAttribute("href"), tag: el.tagName, text: el.textContent };
+}
+function refocus(key) {
+  if (!key) return;
+  const scope = key.testid ? document.querySelector(`[data-testid="${CSS.escape(key.testid)}"]`) : document.body;
+  if (!scope) return;
+  const same = [scope, ...scope.querySelectorAll(key.tag)].find((el) => el.tagName === key.tag &&
+    (key.href ? el.getAttribute("href") === key.href : el.textContent === key.text));
+  if (same) same.focus({ preventScroll: true });
+}
+async function refresh() {
+  if (rendering) return;
+  if (busy()) { stale = true; return; }
+  stale = false;
+  const key = focusKey(document.activeElement);
+  await render();
+  refocus(key);
+}
+document.addEventListener("selectionchange", () => { if (stale) { clearTimeout(pending); pending = setTimeout(refresh, 400); } });
+document.addEventListener("focusout", () => { if (stale) { clearTimeout(pending); pending = setTimeout(refresh, 400); } });
 function live() {
   if (source) source.close();
   source = new EventSource("/api/events");
@@ -522,11 +561,7 @@ function live() {
   source.addEventListener("end", () => logout(false));  /* the session ended: logged out, disabled, password reset */
   source.addEventListener("change", () => {
     clearTimeout(pending);
-    pending = setTimeout(() => {
-      const a = document.activeElement;
-      const typing = a && ["INPUT", "TEXTAREA", "SELECT"].includes(a.tagName) && main.contains(a);
-      if (!typing && !rendering) render();
-    }, 250);
+    pending = setTimeout(refresh, 250);
   });
 }
 
