@@ -157,3 +157,12 @@ def test_ledger_purchases_and_terminals_are_paged(template, tmp_path):
     assert [t["id"] for p in terminals for t in p["terminals"]] == ["TA", "TB", "TC", "TD"]
     assert terminals[0]["total"] == 4 and terminals[0]["now"] == NOW
     assert refused == [422, 422, 422]
+
+
+def test_overview_counts_open_cases_as_the_queue_does(template, tmp_path):
+    client, _ = client_for(template, tmp_path)
+    with client:
+        headers = login(client, "d1")
+        overview = client.get("/api/overview", headers=headers).json()
+        queue = client.get("/api/queue", headers=headers).json()
+    assert overview["totals"]["open_cases"] == queue["total"] == 4     # not the clock-skew or top-buyer cases

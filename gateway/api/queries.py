@@ -176,8 +176,10 @@ def town_quota_used(conn, town: str, category: str, period: str) -> int:
 
 # -- statistics
 
-def overview_counts(conn, user: User, group: str, day: str) -> list[dict]:
-    """Sales, refusals, voids and open cases per `group` (town or village column)."""
+def overview_counts(conn, user: User, cfg: dict, group: str, day: str) -> list[dict]:
+    """Sales, refusals, voids and open cases per `group` (town or village
+    column); open cases as the inspection queue counts them, without those
+    holding only watch-list findings."""
     where, args = user.scope().where()
     out: dict[str, dict] = {}
     for code, rtype, n in conn.execute(
@@ -185,8 +187,10 @@ def overview_counts(conn, user: User, group: str, day: str) -> list[dict]:
             [day] + args):
         row = out.setdefault(code or "", {"code": code, "sales": 0, "refusals": 0, "voids": 0, "open_cases": 0})
         row[{"sale": "sales", "refusal": "refusals", "void": "voids"}[rtype]] = n
+    only, only_args = _not_only_watch(cfg)
     for code, n in conn.execute(
-            f"SELECT {group}, count(*) FROM cases WHERE state != 'closed' AND {where} GROUP BY {group}", args):
+            f"SELECT {group}, count(*) FROM cases WHERE state != 'closed' AND {where} AND {only} GROUP BY {group}",
+            args + only_args):
         out.setdefault(code or "", {"code": code, "sales": 0, "refusals": 0, "voids": 0, "open_cases": 0})[
             "open_cases"] = n
     names = grid.area_names(conn)

@@ -22,11 +22,12 @@ def child_level(user: User) -> str:
 
 @router.get("/api/overview")
 def overview(user: User = Depends(current_user), ctx: Context = Depends(context)) -> dict:
-    """Today's sales, refusals and open cases per town (per village for a town user)."""
+    """Today's sales, refusals and open cases per town (per village for a town
+    user); open cases are those of the inspection queue (`/api/queue`)."""
     conn = ctx.db.conn()
     group = child_level(user)
     day = ctx.today()
-    groups = queries.overview_counts(conn, user, group, day)
+    groups = queries.overview_counts(conn, user, ctx.cfg, group, day)
     totals = {k: sum(g[k] for g in groups) for k in ("sales", "refusals", "voids", "open_cases")}
     fleet = queries.fleet(conn, user, ctx.clock(), ctx.cfg["silent"]["minutes"] * 60_000)
     return {"day": day, "level": group, "groups": groups, "totals": totals,
