@@ -73,7 +73,8 @@ class Context:
         products = self.products(conn)
         for row in rows:
             for item in row["items"]:
-                item["name"] = (products.get(item["product"]) or {}).get("name")
+                product = item["product"]
+                item["name"] = (products.get(product) or {}).get("name") if isinstance(product, str) else None
         return rows
 
 
