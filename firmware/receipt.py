@@ -18,42 +18,10 @@ from dataclasses import dataclass, field
 
 from hardware.printer.escpos import Document
 from protocols.card import iso_from_days
-from protocols.categories import category_name  # noqa: F401  (firmware.receipt.category_name: the kiosk calls it so)
+# the kiosk calls these as receipt.*; they live below, shared with the supervision desk
+from protocols.display import amount_text, category_name, category_unit, mask_name  # noqa: F401
 
 CST_OFFSET_MS = 8 * 3600 * 1000   # China Standard Time, no daylight saving
-
-def category_unit(category: str, params: dict | None) -> str:
-    """g, mL or mg: the unit the policy counts a category in (docs/policy.md)."""
-    spec = ((params or {}).get("categories") or {}).get(category) or {}
-    if spec.get("basis") == "ingredient":
-        return "mg"
-    if spec.get("basis") == "product" and spec.get("unit") == "mL":
-        return "mL"
-    return "g"
-
-
-def amount_text(amount: int, unit: str) -> str:
-    """Base units (g, mL, mg) as a person reads them: 23000 g -> 23 kg."""
-    big = {"g": (1000, "kg"), "mL": (1000, "L"), "mg": (1000, "g")}.get(unit)
-    if big and abs(amount) >= big[0]:
-        whole, rest = divmod(abs(amount), big[0])
-        sign = "-" if amount < 0 else ""
-        if rest == 0:
-            return "%s%d %s" % (sign, whole, big[1])
-        return "%s%d.%s %s" % (sign, whole, ("%03d" % rest).rstrip("0"), big[1])
-    return "%d %s" % (amount, unit)
-
-
-def mask_name(name: str | None) -> str:
-    """张三丰 -> 张*丰, 张三 -> 张*, a cooperative's long name keeps its first and
-    last two characters. Enough for the farmer to recognise, not to identify."""
-    if not name:
-        return "—"
-    if len(name) <= 2:
-        return name[0] + "*"
-    if len(name) <= 4:
-        return name[0] + "*" * (len(name) - 2) + name[-1]
-    return name[:2] + "*" * (len(name) - 4) + name[-2:]
 
 
 def time_text(time_ms: int) -> str:

@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 
 from gateway import users
 from gateway.api import create_app
-from gateway.api.words import Names, describe, mask_name
+from gateway.api.words import Names, describe, subject_name
 from gateway.store import Store
 from tests.support.api_world import PASSWORD, T0, build, copy_of
 
@@ -45,11 +45,11 @@ def test_violation_details_read_as_sentences_with_local_times(code, detail, zh, 
 
 
 @pytest.mark.parametrize("entry, shown", [
-    ({"name": "张三"}, "张*"), ({"name": "李小明", "kind": "farmer"}, "李**"), ({"name": "欧阳晓明"}, "欧阳**"),
-    ({"name": "临平区东湖家庭农场", "kind": "family_farm"}, "临平区东湖家庭农场"), ({"name": ""}, None), (None, None),
-    ({"name": {"x": 1}}, None)])
-def test_farmers_are_shown_by_masked_name_organisations_by_name(entry, shown):
-    assert mask_name(entry) == shown
+    ({"name": "张三"}, "张*"), ({"name": "王建国", "kind": "farmer"}, "王*国"),
+    ({"name": "临平区绿野水稻专业合作社", "kind": "cooperative"}, "临平********作社"), ({"name": " "}, None),
+    (None, None), ({"name": {"x": 1}}, None)])
+def test_subjects_are_shown_by_the_name_the_counter_masks(entry, shown):
+    assert subject_name(entry) == shown
 
 
 @pytest.fixture
@@ -80,8 +80,9 @@ def test_lists_and_pages_carry_names_for_their_codes(client):
     banned = next(r for r in ledger if r["items"] and r["items"][0]["product"] == "PD20080301")
     assert banned["items"][0]["name"] == "200克/升百草枯水剂" and banned["subject_name"] == "张*"
     subject = client.get("/api/subjects/S00001").json()
-    assert subject["name"] == "张*"
+    assert subject["name"] == "张*" and subject["area_names"] == {"330113001": "临平街道"}
     assert subject["balance"]["fert_n"]["name"] == {"zh": "氮肥（折纯N）", "en": "Nitrogen (pure N)"}
+    assert subject["balance"]["fert_n"]["unit"] == "g" and subject["balance"]["fert_n"]["text"]["allowance"] == "150 kg"
     assert subject["purchases"][0]["shop_name"] == "东湖农资店"
     assert client.get("/api/me").json()["tz_minutes"] == 480
 

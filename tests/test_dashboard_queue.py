@@ -136,7 +136,10 @@ def test_names_not_codes_and_local_times_in_a_browser_set_to_london(served, brow
     assert "刷卡" in page.locator("main").inner_text()
     page.goto(served["url"] + "/#/subject/S00001")
     page.wait_for_selector("[data-testid=balance-fert_n]")
-    assert "氮肥（折纯N）" in page.locator("[data-testid=balance-fert_n]").inner_text()
+    balance = page.locator("[data-testid=balance-fert_n]").inner_text()
+    assert "氮肥（折纯N）" in balance and "150 kg" in balance            # 10 mu of rice at 15 kg N a mu
+    assert page.locator("[data-testid=reg-town]").inner_text() == "临平街道"
+    assert page.locator("dt", has_text="状态").count() and page.locator("[data-testid=reg-status]").inner_text() == "正常"
     assert page.locator("h1").inner_text().startswith("主体 张*")
     page.close()
 

@@ -276,9 +276,9 @@ def user_names(conn) -> dict[str, str]:
 
 
 def subject_names(conn, ids) -> dict[str, str]:
-    """{id: masked name} for the subjects of a list (words.mask_name)."""
+    """{id: masked name} for the subjects of a list (words.subject_name)."""
     found = subjects_view.lookup_many(conn, [i for i in ids if i])
-    return {sid: name for sid, entry in found.items() if (name := words.mask_name(entry))}
+    return {sid: name for sid, entry in found.items() if (name := words.subject_name(entry))}
 
 
 def catalogue(conn) -> tuple[int | None, dict]:

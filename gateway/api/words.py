@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from protocols import reasons
-from protocols.categories import category_name
+from protocols.display import category_name, mask_name
 
 
 @dataclass
@@ -29,18 +29,12 @@ class Names:
         return local.strftime("%Y-%m-%d %H:%M")
 
 
-def mask_name(entry: dict | None) -> str | None:
-    """A farmer by surname only (张*, 欧阳**): enough to tell two cases apart
-    on a list, not enough to find the person; family farms, cooperatives and
-    companies by their registered name, which is public."""
+def subject_name(entry: dict | None) -> str | None:
+    """The subject's name masked as the counter masks it (张*丰,
+    临平********作社: protocols.display.mask_name), enough to tell two cases
+    apart on a list, not to find the person; None without a name."""
     name = (entry or {}).get("name")
-    if not isinstance(name, str) or not name.strip():
-        return None
-    name = name.strip()
-    if entry.get("kind") in ("family_farm", "cooperative", "company"):
-        return name
-    keep = 2 if len(name) >= 4 else 1     # a four-character name is most often a two-character surname
-    return name[:keep] + "*" * (len(name) - keep)
+    return mask_name(name.strip()) if isinstance(name, str) and name.strip() else None
 
 
 def _list(values, fn, sep: str) -> str:

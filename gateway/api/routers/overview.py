@@ -11,7 +11,7 @@ from gateway.api.deps import Context, context, current_user
 from gateway.rules import local_parts
 from gateway.users import User
 from protocols import policy
-from protocols.categories import category_name
+from protocols.display import category_name
 
 router = APIRouter(tags=["statistics"])
 

@@ -13,7 +13,7 @@ from gateway.api.errors import ApiError
 from gateway.api.security import ID_PATTERN
 from gateway.users import User
 from protocols import policy
-from protocols.categories import category_name
+from protocols.display import amount_text, category_name, category_unit
 
 router = APIRouter(tags=["subjects"])
 
@@ -45,12 +45,18 @@ def get_subject(subject_id: str = Path(pattern=ID_PATTERN), reveal: bool = Query
     for p in purchases:
         p["shop_name"] = shops.get(p["shop"])
     for category, b in (balance or {}).items():
+        unit = category_unit(category, ctx.policy_params)
         b["name"] = {"zh": category_name(category, "zh"), "en": category_name(category, "en")}
+        b["unit"] = unit
+        b["text"] = {k: amount_text(b[k], unit) for k in ("allowance", "used", "remaining")
+                     if isinstance(b.get(k), int)}
     registry, revealed = subjects_view.view(entry, user.role, reveal)
     with ctx.db.write() as w:
         users.audit(w, ctx.clock(), user, "read_subject", subject_id)
         if revealed:
             users.audit(w, ctx.clock(), user, "read_id_number", subject_id, ",".join(revealed))
-    return {"id": subject_id, "name": words.mask_name(entry), "registry": registry, "grade": cases.grade(conn, subject_id, ctx.clock(), ctx.cfg),
+    areas = {code: queries.area_name(conn, code) for code in {(registry or {}).get("town"), (registry or {}).get("village")}
+             if isinstance(code, str)}
+    return {"id": subject_id, "name": words.subject_name(entry), "registry": registry, "area_names": areas, "grade": cases.grade(conn, subject_id, ctx.clock(), ctx.cfg),
             "balance": balance, "purchases": purchases,
             "purchases_page": {"total": total, "page": page.page, "per_page": page.per_page}, "cases": queries.subject_cases(conn, user, subject_id)}

@@ -30,6 +30,10 @@ const T = {
     severity: "严重程度", sev1: "严重", sev2: "较重", sev3: "一般", sev4: "关注", inspectQueue: "检查队列",
     watchList: "关注清单", watchHint: "用量排名和终端运行情况：供办公室关注，不派现场检查。", times: "次数与时间",
     pages: "分页", prev: "上一页", next: "下一页", pageOf: "第 {n} / {m} 页",
+    reg_id: "编号", reg_name: "姓名/名称", reg_kind: "主体类型", reg_status: "状态", reg_town: "镇街", reg_village: "村社",
+    reg_group: "户/合作社", reg_phone: "电话", reg_mobile: "手机", reg_address: "地址",
+    kind_farmer: "农户", kind_family_farm: "家庭农场", kind_cooperative: "合作社", kind_company: "企业",
+    status_active: "正常", status_suspended: "暂停", status_revoked: "注销",
     id_card: "刷卡", id_face: "刷脸", "id_card+face": "刷卡并刷脸", id_override: "店员代为确认", mode_online: "联网", mode_offline: "离线",
     system: "系统", overdue: "已超期", offline: "离线", minutes: "分钟", seconds: "秒", hours: "小时", days: "天", loading: "加载中…", back: "返回",
   },
@@ -59,6 +63,10 @@ const T = {
     severity: "Severity", sev1: "critical", sev2: "serious", sev3: "moderate", sev4: "watch", inspectQueue: "Inspection queue",
     watchList: "Watch list", watchHint: "Top-buyer rankings and terminal health: for the office to follow, not for a site visit.", times: "Count and time",
     pages: "Pages", prev: "Previous", next: "Next", pageOf: "Page {n} of {m}",
+    reg_id: "Id", reg_name: "Name", reg_kind: "Kind", reg_status: "Status", reg_town: "Town", reg_village: "Village",
+    reg_group: "Household/cooperative", reg_phone: "Phone", reg_mobile: "Mobile", reg_address: "Address",
+    kind_farmer: "farmer", kind_family_farm: "family farm", kind_cooperative: "cooperative", kind_company: "company",
+    status_active: "active", status_suspended: "suspended", status_revoked: "revoked",
     id_card: "card", id_face: "face", "id_card+face": "card and face", id_override: "clerk override", mode_online: "online", mode_offline: "offline",
     system: "system", overdue: "overdue", offline: "offline", minutes: "min", seconds: "s", hours: "h", days: "days", loading: "Loading…", back: "Back",
   },
@@ -411,6 +419,14 @@ async function pageCase(id) {
         h("span", { "data-testid": "sentence", text: words(v.sentence) }), v.terminal ? `${v.terminal} #${v.seq ?? ""}` : "—"] })))));
 }
 
+/* registry fields by name, and their coded values in words (the code on hover) */
+function regLabel(k) { return T[lang]["reg_" + k] || (/^id_|idcard|credit_code|uscc/.test(k) ? t("idNumber") : k); }
+function regValue(k, v, areas) {
+  if ((k === "town" || k === "village") && areas && areas[v]) return areas[v];
+  if (k === "kind" || k === "status") return T[lang][k + "_" + v] || String(v);
+  return String(v);
+}
+
 async function pageSubject(id, reveal) {
   const x = await api("/api/subjects/" + encodeURIComponent(id) + "?page=" + pageParam() + (reveal ? "&reveal=true" : ""));
   const reg = x.registry || {};
@@ -420,12 +436,14 @@ async function pageSubject(id, reveal) {
     h("p", { class: "muted", text: `${t("grade")}: ${x.grade.confirmed} / ${x.grade.months}` }),
     h("div", { class: "grid2" },
       h("div", { class: "panel" }, h("h2", { text: t("registry") }), h("dl", { class: "kv" },
-        Object.entries(reg).filter(([k, v]) => typeof v !== "object").flatMap(([k, v]) => [h("dt", { text: k === "id_number" ? t("idNumber") : k }), h("dd", { "data-testid": "reg-" + k, text: String(v) })])),
+        Object.entries(reg).filter(([k, v]) => typeof v !== "object").flatMap(([k, v]) => [h("dt", { text: regLabel(k) }),
+          h("dd", { "data-testid": "reg-" + k, title: k === "town" || k === "village" || k === "kind" || k === "status" ? String(v) : null, text: regValue(k, v, x.area_names) })])),
         /* full ID numbers: district staff only, on request, each read audited */
         me && me.role === "district" && !reveal ? h("button", { class: "act", type: "button", "data-testid": "reveal-id", text: t("revealId"),
           onclick: () => pageSubject(id, true) }) : null),
       h("div", { class: "panel" }, h("h2", { text: t("allowance") }), table([[t("category")], [t("period")], [t("allowance")], [t("used")], [t("remaining")]],
-        Object.entries(bal).map(([cat, b]) => ({ data: b, testid: "balance-" + cat, cells: [h("span", { title: cat, text: words(b.name) || cat }), b.period, String(b.allowance), String(b.used), String(b.remaining)] }))))),
+        Object.entries(bal).map(([cat, b]) => ({ data: b, testid: "balance-" + cat, cells: [h("span", { title: cat, text: words(b.name) || cat }), b.period,
+          (b.text || {}).allowance || String(b.allowance), (b.text || {}).used || String(b.used), (b.text || {}).remaining || String(b.remaining)] }))))),
     h("h2", { text: t("purchases") }),
     h("div", { class: "panel" }, table([[t("time")], [t("shop")], [t("state")], [t("items")], [t("identity"), "hide-sm"], [t("mode"), "hide-sm"]],
       x.purchases.map((p) => ({ data: p, cells: [fmtTime(p.time), p.shop_name || p.shop || "—", t(p.type === "sale" ? "sales" : p.type === "refusal" ? "refusals" : "voids"),
