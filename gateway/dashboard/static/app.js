@@ -533,12 +533,17 @@ async function render() {
     else await (ROUTES.find(([k]) => k === page) || ROUTES[0])[1]();
   } catch (x) {
     if (x.message !== "unauthenticated") main.replaceChildren(h("div", { class: "panel err", role: "alert", text: x.message }));
-  } finally { rendering = false; main.setAttribute("data-rendered", String(Date.now())); }
+  } finally {
+    rendering = false; main.setAttribute("data-rendered", String(Date.now()));
+    if (stale) setTimeout(refresh, 0);  /* a change that came while this page was being fetched */
+  }
 }
 
 /* Live refresh redraws the page, but never under the user's hands: not while they type in a form,
    and not while they hold a text selection on the page (a redraw would clear it); the redraw waits
-   until they are done. Whatever link or button had the keyboard focus has it again afterwards. */
+   until they are done, and a change that arrives during a redraw is drawn after it. Whatever link
+   or button had the keyboard focus has it again after any redraw: the focus is taken when the page
+   is replaced, not when its data was asked for (the user may have moved on in between). */
 let pending = null;
 let stale = false;
 function busy() {
@@ -561,13 +566,16 @@ function refocus(key) {
   if (same) same.focus({ preventScroll: true });
 }
 async function refresh() {
-  if (rendering) return;
-  if (busy()) { stale = true; return; }
+  if (rendering || busy()) { stale = true; return; }
   stale = false;
-  const key = focusKey(document.activeElement);
   await render();
-  refocus(key);
 }
+const replaceMain = main.replaceChildren.bind(main);
+main.replaceChildren = (...kids) => {
+  const key = focusKey(document.activeElement);
+  replaceMain(...kids);
+  refocus(key);
+};
 document.addEventListener("selectionchange", () => { if (stale) { clearTimeout(pending); pending = setTimeout(refresh, 400); } });
 document.addEventListener("focusout", () => { if (stale) { clearTimeout(pending); pending = setTimeout(refresh, 400); } });
 function live() {
