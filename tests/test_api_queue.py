@@ -62,7 +62,8 @@ def test_watch_list_groups_repeated_findings_of_one_terminal(template, tmp_path)
     skew = [g for g in watch["groups"] if g["code"] == "clock_skew"]
     assert len(skew) == 1 and skew[0]["n"] == 3 and skew[0]["terminal"] == "TD"
     assert (skew[0]["first_time"], skew[0]["last_time"]) == (T0, T0 + 2 * HOUR)
-    assert skew[0]["detail"] == {"skew_ms": 400_002}          # the latest one's
+    assert skew[0]["detail"]["seconds"] == 402                 # the latest one's
+    assert skew[0]["sentence"]["zh"] == "终端时钟快 402 秒：记录时间 2025-06-01 13:06，收到时间 2025-06-01 13:00"
     assert {g["code"] for g in watch["groups"]} == {"clock_skew", "top_buyer"}
     assert all(g["severity"] == 4 for g in watch["groups"])
     codes = [g["code"] for g in queue["groups"]]

@@ -13,6 +13,7 @@ from gateway import cases, fleet, users, violations
 from gateway.api import create_app
 from gateway.rules import config
 from gateway.store import Store, transaction
+from tests.support import screenshots
 from tests.support.api_server import Served
 from tests.support.api_world import PASSWORD, T0, add_queue_findings, add_sales, build
 from tests.support.supervision import KEY
@@ -36,7 +37,8 @@ def served(tmp_path_factory):
     with transaction(store.conn) as conn:
         for i in range(TOP_BUYERS):
             violations.report(conn, T0 + i, "top_buyer", f"top_buyer:2025-05:S1{i:04d}", subject=f"S1{i:04d}",
-                              shop="SHOP1", detail={"month": "2025-05", "rank": i + 1, "ratio": 0.9})
+                              shop="SHOP1", detail={"month": "2025-05", "rank": i + 1, "category": "pesticide_g",
+                                                    "ratio": 0.9})
         cases.file_new_violations(conn, T0 + 250_000, config.load())
     users.add_user(store.conn, "v1", "village", "330113001001", PASSWORD, T0, display_name="王村管")
     store.close()
@@ -87,6 +89,7 @@ def test_queue_puts_the_shared_card_and_banned_sales_first_and_fleet_health_on_t
     assert violation_rows and not any("终端时钟偏差过大" in t for t in violation_rows)
     skew = page.locator("[data-testid=watch] [data-testid^=watch-row-]", has_text="终端时钟偏差过大")
     assert skew.count() == 1 and "×3" in skew.inner_text()      # three findings, one row
+    screenshots.save(page, "queue-severity", full_page=True)
     page.close()
 
 
@@ -191,11 +194,13 @@ def test_queue_and_case_fit_a_phone_with_the_deadline_in_view(served, browser):
     page.wait_for_function(in_view, arg="[data-testid=queue] td[data-label=期限]")   # the deadline in view
     assert "2025-06-04" in row.locator("td[data-label=期限]").inner_text()        # 72 h after filing
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    screenshots.save(page, "queue-phone", full_page=True)
     row.locator("a.rowlink").click()
     page.wait_for_selector("[data-testid=case-title]")
     page.wait_for_function(in_view, arg="[data-testid=case-deadline]")
     assert "2025-06-04" in page.locator("[data-testid=case-deadline]").inner_text()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    screenshots.save(page, "case-phone", full_page=True)
     page.close()
 
 
@@ -230,6 +235,7 @@ def test_live_refresh_keeps_the_focus_and_waits_for_a_selection(served, browser)
     page = login(browser, served["url"], "d1")
     page.click("[data-testid=nav-queue]")
     page.wait_for_selector("[data-testid=queue] [data-testid^=case-row-]")
+    page.wait_for_function("() => source && source.readyState === 1 && !rendering")
     link = page.locator("[data-testid=queue] [data-testid^=case-row-] a.rowlink").nth(1)
     href = link.get_attribute("href")
     link.focus()
@@ -238,6 +244,7 @@ def test_live_refresh_keeps_the_focus_and_waits_for_a_selection(served, browser)
     page.wait_for_function("(d) => document.getElementById('main').dataset.rendered !== d", arg=drawn)
     assert page.evaluate("() => document.activeElement.getAttribute('href')") == href   # focus kept through the redraw
 
+    page.wait_for_function("() => !rendering && !stale")           # no redraw in flight to clear what we select
     sentence = page.locator("[data-testid=violations] [data-testid=sentence]").first
     page.evaluate("(el) => { const r = document.createRange(); r.selectNodeContents(el);"
                   " getSelection().removeAllRanges(); getSelection().addRange(r); }", sentence.element_handle())

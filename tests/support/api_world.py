@@ -86,14 +86,16 @@ def add_queue_findings(db) -> None:
     with transaction(store.conn) as conn:
         for i in range(3):
             violations.report(conn, T0 + i * HOUR, "clock_skew", f"clock_skew:TD:{i}", shop="SHOP4", terminal="TD",
-                              detail={"skew_ms": 400_000 + i})
+                              detail={"direction": "ahead", "seconds": 400 + i, "record_time": T0 + i * HOUR + 400_000,
+                                      "received": T0 + i * HOUR})
         violations.report(conn, T0, "top_buyer", "top_buyer:2025-06:S00007", subject="S00007", shop="SHOP2",
-                          detail={"month": "2025-06", "rank": 1, "ratio": 0.95})
+                          detail={"month": "2025-06", "rank": 1, "category": "fert_n", "ratio": 0.95})
         violations.report(conn, T0, "override_rate_high", "override:SHOP2:1", shop="SHOP2",
-                          detail={"ratio": 0.5})
+                          detail={"sales": 20, "overrides": 10, "ratio": 0.5, "window_hours": 168})
         cases.file_new_violations(conn, T0 + 200_000, cfg)
         violations.report(conn, T0, "card_travel_impossible", "travel:CARD9", subject="S00009", shop="SHOP2",
-                          terminal="TB", seq=7, detail={})
+                          terminal="TB", seq=7, detail={"card": "CARD9", "km": 38.2, "minutes": 14.0, "other_shop": "SHOP3",
+                                                        "other_terminal": "TC", "other_seq": 1})
         cases.file_new_violations(conn, T0 - 10 * HOUR, cfg)
     store.close()
 
