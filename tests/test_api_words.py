@@ -32,6 +32,7 @@ NAMES = Names(product={"PD20080301": "200克/升百草枯水剂", "PD20080209": 
     ("override_rate_high", {"sales": 20, "overrides": 9, "ratio": 0.45, "window_hours": 168},
      "168 小时内 20 笔销售中 9 笔由店员代为确认身份（45%）", "9 of 20 sales in 168 hours"),
     ("banned_product_sold", {"products": "not a list"}, "售出禁用农药：", "Sold a banned pesticide: "),
+    ("card_travel_impossible", {"km": 9.0, "minutes": 3.0}, "先后在另一店和本店使用", "at another shop and here"),
     ("verifier_crashed", {"detail": "x"}, None, None),
 ])
 def test_violation_details_read_as_sentences_with_local_times(code, detail, zh, en):

@@ -78,9 +78,11 @@ def describe(code: str, detail: dict, names: Names, seq: int | None = None) -> d
         zh, en = (f"须刷脸核验，却只刷卡售出：{products_zh}",
                   f"Sold on the card alone where a face check was required: {products_en}")
     elif code == "card_travel_impossible":
-        other = names.shop(d["other_shop"]) if isinstance(d.get("other_shop"), str) else "另一店"
-        zh = f"同一张卡 {d.get('minutes', '—')} 分钟内先后在{other}和本店使用，两店相距 {d.get('km', '—')} 公里"
-        en = (f"The same card was used at {other} and here {d.get('minutes', '—')} minutes apart, "
+        known = isinstance(d.get("other_shop"), str)
+        other_zh = names.shop(d["other_shop"]) if known else "另一店"
+        other_en = names.shop(d["other_shop"]) if known else "another shop"
+        zh = f"同一张卡 {d.get('minutes', '—')} 分钟内先后在{other_zh}和本店使用，两店相距 {d.get('km', '—')} 公里"
+        en = (f"The same card was used at {other_en} and here {d.get('minutes', '—')} minutes apart, "
               f"{d.get('km', '—')} km away")
     elif code in ("split_purchase", "split_purchase_group"):
         total_zh, total_en = _amount(d.get("kind"), d.get("total"))
