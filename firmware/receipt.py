@@ -8,7 +8,7 @@ receipt can never show a sale the ledger does not have. Everything on it is a
 pure function of the facts passed in (time included), so the same sale prints
 the same bytes: the tests compare them exactly.
 
-Personal data is minimised: the subject's name is masked (`protocols.privacy.mask_name`) and no
+Personal data is minimised: the subject's name is masked (`protocols.display.mask_name`) and no
 card number or ID number is printed.
 """
 
@@ -18,47 +18,10 @@ from dataclasses import dataclass, field
 
 from hardware.printer.escpos import Document
 from protocols.card import iso_from_days
+# the kiosk calls these as receipt.*; they live below, shared with the supervision desk
+from protocols.display import amount_text, category_name, category_unit, mask_name  # noqa: F401
 
 CST_OFFSET_MS = 8 * 3600 * 1000   # China Standard Time, no daylight saving
-
-CATEGORY_NAMES = {
-    "fert_n": ("氮肥（折纯N）", "Nitrogen (pure N)"),
-    "fert_total": ("化肥（折纯）", "Fertilizer (pure nutrients)"),
-    "fert_k2o": ("钾肥（折纯K2O）", "Potash (pure K2O)"),
-    "pesticide_g": ("农药（固体）", "Pesticide (solid)"),
-    "pesticide_ml": ("农药（液体）", "Pesticide (liquid)"),
-    "ai_carbofuran": ("克百威有效成分", "Carbofuran (active)"),
-    "ai_omethoate": ("氧乐果有效成分", "Omethoate (active)"),
-}
-
-
-def category_name(category: str, lang: str = "zh") -> str:
-    names = CATEGORY_NAMES.get(category)
-    if names is None:
-        return category
-    return names[1] if lang == "en" else names[0]
-
-
-def category_unit(category: str, params: dict | None) -> str:
-    """g, mL or mg: the unit the policy counts a category in (docs/policy.md)."""
-    spec = ((params or {}).get("categories") or {}).get(category) or {}
-    if spec.get("basis") == "ingredient":
-        return "mg"
-    if spec.get("basis") == "product" and spec.get("unit") == "mL":
-        return "mL"
-    return "g"
-
-
-def amount_text(amount: int, unit: str) -> str:
-    """Base units (g, mL, mg) as a person reads them: 23000 g -> 23 kg."""
-    big = {"g": (1000, "kg"), "mL": (1000, "L"), "mg": (1000, "g")}.get(unit)
-    if big and abs(amount) >= big[0]:
-        whole, rest = divmod(abs(amount), big[0])
-        sign = "-" if amount < 0 else ""
-        if rest == 0:
-            return "%s%d %s" % (sign, whole, big[1])
-        return "%s%d.%s %s" % (sign, whole, ("%03d" % rest).rstrip("0"), big[1])
-    return "%d %s" % (amount, unit)
 
 
 def time_text(time_ms: int) -> str:

@@ -11,7 +11,7 @@ import logging
 from firmware import receipt as _receipt
 from firmware.counter import Cart, Identity, Outcome
 from protocols import catalogue as _catalogue, policy, reasons
-from protocols.privacy import mask_name
+from protocols.display import mask_name
 
 log = logging.getLogger(__name__)
 

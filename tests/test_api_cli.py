@@ -139,3 +139,23 @@ def test_password_reset_and_disable_end_sessions_at_once(tmp_path):
     for action in ("disable", "enable"):
         out = run("users", "--db", str(db), action, "nobody")
         assert out.returncode == 2 and "no user 'nobody'" in out.stderr
+
+
+def test_user_display_name_from_the_command_line_kept_on_a_password_reset(tmp_path):
+    """Issue 18, item 7: the dashboard shows staff by the name colleagues know;
+    a password reset without --display-name keeps it, a bad one is refused."""
+    db = tmp_path / "gw.db"
+    (tmp_path / "grid.toml").write_text(GRID_TOML, encoding="utf-8")
+    assert run("grid", "--db", str(db), "import", str(tmp_path / "grid.toml")).returncode == 0
+    add = ("users", "--db", str(db), "add", "--role", "town", "--area", "330113001", "--password-env", "PW")
+    out = run(*add, "--display-name", "张伟", "zhang", env={"PW": "long-enough-1"})
+    assert out.returncode == 0, out.stderr
+    assert run(*add, "zhang", env={"PW": "long-enough-2"}).returncode == 0
+    out = run(*add, "--display-name", "a\u202eb", "zhang", env={"PW": "long-enough-3"})
+    assert out.returncode == 2 and "display name" in out.stderr
+    conn = connect(db)
+    try:
+        assert conn.execute("SELECT display_name FROM users WHERE name='zhang'").fetchone()[0] == "张伟"
+        assert users.login(conn, "zhang", "long-enough-2", 0) is not None    # the refused reset changed nothing
+    finally:
+        conn.close()

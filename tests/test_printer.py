@@ -11,7 +11,7 @@ import os
 import pytest
 
 from firmware import receipt
-from protocols.privacy import mask_name
+from protocols.display import mask_name
 from hardware.printer import escpos
 from hardware.printer.driver import Printer, PrinterError, parse_url
 from hardware.printer.emulator import PrinterEmulator

@@ -18,7 +18,8 @@ JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
 READS = ["/api/me", "/api/overview", "/api/stats/daily?days=3", "/api/stats/quota", "/api/violations",
          "/api/cases", "/api/cases?state=assigned", "/api/subjects/S00001", "/api/subjects/S00001?reveal=true",
          "/api/terminals", "/api/shops", "/api/shops/SHOP1", "/api/records?terminal=TA", "/api/upstream",
-         "/api/audit"]
+         "/api/audit", "/api/queue", "/api/queue?per_page=1&page=2", "/api/violations/groups",
+         "/api/violations/groups?list=watch"]
 
 
 def answers(client, who: str) -> dict:

@@ -67,7 +67,8 @@ def test_an_old_database_migrates_in_place_keeping_every_row(old_db):
     after = every_row(old_db)
     assert set(after) == set(before) | {"schema_migrations", "notifications"}   # notifications: migration 2
     for table, rows in before.items():
-        assert after[table] == rows, table
+        width = len(rows[0]) if rows else 0     # later migrations may add columns after the old ones
+        assert sorted((r[:width] for r in after[table]), key=repr) == rows, table
     conn = store.connect(old_db)
     try:
         assert migrations.version(conn) == migrations.LATEST

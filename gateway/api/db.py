@@ -34,12 +34,3 @@ class Db:
         conn = self.conn()
         with transaction(conn):
             yield conn
-
-    def rows(self, sql: str, args=()) -> list[dict]:
-        cur = self.conn().execute(sql, list(args))
-        names = [c[0] for c in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
-
-    def one(self, sql: str, args=()) -> dict | None:
-        rows = self.rows(sql, args)
-        return rows[0] if rows else None

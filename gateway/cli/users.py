@@ -32,6 +32,7 @@ def main(argv, prog):
     add.add_argument("--role", required=True, choices=users.ROLES)
     add.add_argument("--area", required=True, help="grid area code the user is responsible for")
     add.add_argument("--password-env", help="environment variable holding the password (default: prompt)")
+    add.add_argument("--display-name", help="the name the dashboard shows for the user (e.g. 张伟)")
     add.add_argument("name")
     disable = sub.add_parser("disable", help="disable a user: its sessions end at once, logins are refused")
     disable.add_argument("name")
@@ -71,7 +72,7 @@ def main(argv, prog):
                 print(f"{prog}: passwords differ", file=sys.stderr)
                 return 2
         try:
-            users.add_user(conn, args.name, args.role, args.area, password, wall_ms())
+            users.add_user(conn, args.name, args.role, args.area, password, wall_ms(), args.display_name)
         except users.UserError as err:
             print(f"{prog}: {err}", file=sys.stderr)
             return 2

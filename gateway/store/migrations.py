@@ -99,9 +99,17 @@ def _tables(statements: list[str]) -> Callable:
     return apply
 
 
+def _user_display_names(conn) -> None:
+    """Staff are assigned cases by login name (`v1`, `zhangwei`); the
+    dashboard shows them by the name people know them by (issue 18, item 7).
+    Nullable: a user without one is shown by login name."""
+    conn.execute("ALTER TABLE users ADD COLUMN display_name TEXT")
+
+
 MIGRATIONS: list[tuple[int, str, Callable]] = [
     (1, "baseline: every concern's tables in one schema", _baseline),
     (2, "notifications: the inspectors' webhook outbox", _tables(schema.NOTIFICATIONS)),
+    (3, "users.display_name: staff shown by name", _user_display_names),
 ]
 LATEST = MIGRATIONS[-1][0]
 

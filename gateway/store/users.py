@@ -93,7 +93,10 @@ def check_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(derived, base64.b64decode(digest))
 
 
-def add_user(conn, name: str, role: str, area: str, password: str, now: int) -> int:
+def add_user(conn, name: str, role: str, area: str, password: str, now: int,
+             display_name: str | None = None) -> int:
+    """`display_name`: the name colleagues know the user by, shown on the
+    dashboard instead of the login name; None keeps the one set before."""
     if role not in ROLES:
         raise UserError(f"role must be one of {', '.join(ROLES)}")
     if not is_id(name):
@@ -102,15 +105,20 @@ def add_user(conn, name: str, role: str, area: str, password: str, now: int) -> 
         raise UserError("area must be a grid area code")
     if len(password) < 8:
         raise UserError("password must have at least 8 characters")
+    if display_name is not None:
+        display_name = display_name.strip()
+        if not 1 <= len(display_name) <= 32 or not display_name.isprintable():
+            raise UserError("display name must be 1-32 printable characters")
     known = conn.execute("SELECT level FROM areas WHERE code=?", [area]).fetchone()
     if known is not None and known[0] != role:
         raise UserError(f"area {area} is a {known[0]}, not a {role}")
     pw = hash_password(password)
     with transaction(conn):
         conn.execute(
-            "INSERT INTO users(name, role, area, pw, created) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET role=excluded.role, area=excluded.area, pw=excluded.pw, disabled=0",
-            [name, role, area, pw, now])
+            "INSERT INTO users(name, role, area, pw, created, display_name) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET role=excluded.role, area=excluded.area, pw=excluded.pw, disabled=0, "
+            "display_name=coalesce(excluded.display_name, users.display_name)",
+            [name, role, area, pw, now, display_name])
         user_id = conn.execute("SELECT id FROM users WHERE name=?", [name]).fetchone()[0]
         revoke_tokens(conn, user_id)  # a reset ends every session of the old password
     return user_id

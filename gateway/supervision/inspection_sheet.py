@@ -24,7 +24,7 @@ from pathlib import Path
 from gateway.enforcement import subjects_view
 from gateway.supervision import cases, grid
 from protocols import reasons
-from protocols.privacy import mask_name
+from protocols.display import mask_name
 
 FONT_PACKAGE = "fonts-wqy-microhei"
 FONT_CANDIDATES = (Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"),

@@ -13,13 +13,11 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from gateway.supervision import grid
-
-from gateway.store import users
 from gateway.enforcement.fleet import provision
 from gateway.ingest.writer import Ingest
+from gateway.store import Store, transaction, users, violations
+from gateway.supervision import cases, grid
 from gateway.supervision.rules import config
-from gateway.store import Store
 from gateway.supervision.service import Supervision
 from tests.support.supervision import (DISTRICT, GRID, KEY, TERMINAL_SHOPS, TOWN1, TOWN2, VILLAGE1, VILLAGE3, Chain,
                                        sale_body)
@@ -73,6 +71,56 @@ def build(root: Path, clock: dict, db: str | None = None) -> Path | str:
     sup.tick()
     store.close()
     return db
+
+
+HOUR = 3_600_000
+
+
+def add_queue_findings(db) -> None:
+    """What a queue must sort out, filed through the real case path: a
+    terminal whose clock drifts three times (SHOP4), a month's top buyer, a
+    high override rate at SHOP2, and a shared card at SHOP2 filed ten hours
+    earlier than the rest (so its deadline comes first)."""
+    store = Store(db)
+    cfg = config.load()
+    with transaction(store.conn) as conn:
+        for i in range(3):
+            violations.report(conn, T0 + i * HOUR, "clock_skew", f"clock_skew:TD:{i}", shop="SHOP4", terminal="TD",
+                              detail={"direction": "ahead", "seconds": 400 + i, "record_time": T0 + i * HOUR + 400_000,
+                                      "received": T0 + i * HOUR})
+        violations.report(conn, T0, "top_buyer", "top_buyer:2025-06:S00007", subject="S00007", shop="SHOP2",
+                          detail={"month": "2025-06", "rank": 1, "category": "fert_n", "ratio": 0.95})
+        violations.report(conn, T0, "override_rate_high", "override:SHOP2:1", shop="SHOP2",
+                          detail={"sales": 20, "overrides": 10, "ratio": 0.5, "window_hours": 168})
+        cases.file_new_violations(conn, T0 + 200_000, cfg)
+        violations.report(conn, T0, "card_travel_impossible", "travel:CARD9", subject="S00009", shop="SHOP2",
+                          terminal="TB", seq=7, detail={"card": "CARD9", "km": 38.2, "minutes": 14.0, "other_shop": "SHOP3",
+                                                        "other_terminal": "TC", "other_seq": 1})
+        cases.file_new_violations(conn, T0 - 10 * HOUR, cfg)
+    store.close()
+
+
+def add_sales(db, terminal: str, count: int, first_ms: int) -> None:
+    """`count` normal sales (urea, a subject each) on `terminal`, a minute
+    apart from `first_ms`, through the real ingest and the sales index: a
+    ledger longer than a page. The terminal's chain starts at seq 1, so only
+    a terminal without records may be given."""
+    clock = {"now": first_ms + count * 60_000}
+    store = Store(db)
+    sup = Supervision(store.conn, config.load(), clock=lambda: clock["now"])
+    ingest = Ingest(store, lambda *a: None, wall_ms=lambda: clock["now"])
+    sup.attach(ingest)
+    ingest.start()
+    try:
+        chain = Chain(terminal)
+        recs = [chain.add("sale", sale_body(subject=f"S2{i:04d}", product="XK13-001-00101", card=f"CARD2{i:04d}"),
+                          first_ms + i * 60_000) for i in range(count)]
+        ingest.submit_batch(f"agri/v1/t/{terminal}/up", terminal, chain.batch(recs))
+        assert ingest.drain(10)
+    finally:
+        ingest.stop()
+    sup.tick()
+    store.close()
 
 
 def copy_of(template: Path, root: Path) -> Path:

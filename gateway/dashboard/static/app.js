@@ -27,7 +27,15 @@ const T = {
     opened_a: "立案", assigned_a: "指派", joined_a: "并案", inspected_a: "现场核查", photo_a: "照片", closed_a: "结案", escalated_a: "升级",
     close_proposed_a: "提请结案", close_rejected_a: "驳回结案", pendingClose: "待确认结案", proposedBy: "提请人",
     confirmClose: "确认结案", rejectClose: "驳回", withdrawClose: "撤回", needsSecond: "以下结论须由另一名{role}级或以上人员确认：",
-    system: "系统", overdue: "已超期", offline: "离线", minutes: "分钟", seconds: "秒", loading: "加载中…", back: "返回",
+    severity: "严重程度", sev1: "严重", sev2: "较重", sev3: "一般", sev4: "关注", inspectQueue: "检查队列",
+    watchList: "关注清单", watchHint: "用量排名和终端运行情况：供办公室关注，不派现场检查。", times: "次数与时间",
+    pages: "分页", prev: "上一页", next: "下一页", pageOf: "第 {n} / {m} 页",
+    reg_id: "编号", reg_name: "姓名/名称", reg_kind: "主体类型", reg_status: "状态", reg_town: "镇街", reg_village: "村社",
+    reg_group: "户/合作社", reg_phone: "电话", reg_mobile: "手机", reg_address: "地址",
+    kind_farmer: "农户", kind_family_farm: "家庭农场", kind_cooperative: "合作社", kind_company: "企业",
+    status_active: "正常", status_suspended: "暂停", status_revoked: "注销",
+    id_card: "刷卡", id_face: "刷脸", "id_card+face": "刷卡并刷脸", id_override: "店员代为确认", mode_online: "联网", mode_offline: "离线",
+    system: "系统", overdue: "已超期", offline: "离线", minutes: "分钟", seconds: "秒", hours: "小时", days: "天", loading: "加载中…", back: "返回",
   },
   en: {
     brand: "Agri-input supervision", overview: "Overview", queue: "Violations & cases", fleet: "Terminals", upstream: "Upstream",
@@ -52,7 +60,15 @@ const T = {
     opened_a: "opened", assigned_a: "assigned", joined_a: "joined", inspected_a: "inspected", photo_a: "photo", closed_a: "closed", escalated_a: "escalated",
     close_proposed_a: "close proposed", close_rejected_a: "close rejected", pendingClose: "Close awaiting confirmation", proposedBy: "Proposed by",
     confirmClose: "Confirm close", rejectClose: "Reject", withdrawClose: "Withdraw", needsSecond: "These outcomes need a second person, {role} level or above: ",
-    system: "system", overdue: "overdue", offline: "offline", minutes: "min", seconds: "s", loading: "Loading…", back: "Back",
+    severity: "Severity", sev1: "critical", sev2: "serious", sev3: "moderate", sev4: "watch", inspectQueue: "Inspection queue",
+    watchList: "Watch list", watchHint: "Top-buyer rankings and terminal health: for the office to follow, not for a site visit.", times: "Count and time",
+    pages: "Pages", prev: "Previous", next: "Next", pageOf: "Page {n} of {m}",
+    reg_id: "Id", reg_name: "Name", reg_kind: "Kind", reg_status: "Status", reg_town: "Town", reg_village: "Village",
+    reg_group: "Household/cooperative", reg_phone: "Phone", reg_mobile: "Mobile", reg_address: "Address",
+    kind_farmer: "farmer", kind_family_farm: "family farm", kind_cooperative: "cooperative", kind_company: "company",
+    status_active: "active", status_suspended: "suspended", status_revoked: "revoked",
+    id_card: "card", id_face: "face", "id_card+face": "card and face", id_override: "clerk override", mode_online: "online", mode_offline: "offline",
+    system: "system", overdue: "overdue", offline: "offline", minutes: "min", seconds: "s", hours: "h", days: "days", loading: "Loading…", back: "Back",
   },
 };
 
@@ -82,17 +98,33 @@ function h(tag, attrs, ...kids) {
   return el;
 }
 
+/* the district's local time (Asia/Shanghai, from /api/me), whatever zone the browser is set to */
 function fmtTime(ms) {
   if (!ms) return "—";
-  const d = new Date(ms);
+  const d = new Date(ms + ((me && me.tz_minutes !== undefined) ? me.tz_minutes : 480) * 60000);
   const p = (n) => String(n).padStart(2, "0");
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
+  return `${d.getUTCFullYear()}-${p(d.getUTCMonth() + 1)}-${p(d.getUTCDate())} ${p(d.getUTCHours())}:${p(d.getUTCMinutes())}`;
 }
+function words(x) { return x ? (x[lang] || x.zh) : ""; }
+function person(login, names) { return login ? ((names && names[login]) || login) : "—"; }
+function identityText(v) { return v ? t("id_" + v) : "—"; }
+function modeText(v) { return v ? t("mode_" + v) : "—"; }
+/* a product by its name; the registration number on hover */
+function items(list) {
+  return h("span", {}, list.flatMap((i, k) => [k ? "、" : null,
+    h("span", { class: "product", title: i.product, "data-reg": i.product, text: `${i.name || i.product}×${i.packs}` })]));
+}
+/* how long ago, by the server's clock (`now` from the API): a browser's clock may be off, or the
+   district's calendar virtual; seconds, then minutes, hours and days */
 function ago(ms, now) {
   if (!ms) return "—";
-  const s = Math.max(0, Math.round(((now || Date.now()) - ms) / 1000));
-  return s < 120 ? `${s} ${t("seconds")}` : `${Math.round(s / 60)} ${t("minutes")}`;
+  const s = Math.max(0, Math.round((now - ms) / 1000));
+  if (s < 120) return `${s} ${t("seconds")}`;
+  if (s < 120 * 60) return `${Math.round(s / 60)} ${t("minutes")}`;
+  if (s < 48 * 3600) return `${Math.round(s / 3600)} ${t("hours")}`;
+  return `${Math.round(s / 86400)} ${t("days")}`;
 }
+function pageParam() { return String(Math.max(1, parseInt(params().get("page") || "1", 10) || 1)); }
 function badge(state) { return h("span", { class: "badge b-" + state, "data-state": state, text: t(state) }); }
 
 async function api(path, opts) {
@@ -106,12 +138,18 @@ async function api(path, opts) {
   return body;
 }
 
-function table(headers, rows, onclick) {
-  return h("table", {},
+/* `link(row)`: where a row leads. The row is clickable with the mouse, and its cell `linkCol` is a
+   real link, so the keyboard (Tab, Enter) and screen readers reach it too. On a phone the table
+   stacks (class "stack"): each cell on its own line under its heading's name, nothing scrolled away. */
+function table(headers, rows, link, linkCol) {
+  const col = linkCol || 0;
+  return h("table", { class: "stack" },
     h("thead", {}, h("tr", {}, headers.map((x) => h("th", { class: x[1] || null, text: x[0] })))),
     h("tbody", {}, rows.length ? rows.map((r) => {
-      const tr = h("tr", { class: onclick ? "click" : null, onclick: onclick ? () => onclick(r.data) : null,
-        "data-testid": r.testid || null }, r.cells.map((c, i) => h("td", { class: headers[i][1] || null }, c)));
+      const href = link ? link(r.data) : null;
+      const tr = h("tr", { class: href ? "click" : null, onclick: href ? (e) => { if (!e.target.closest("a")) location.hash = href; } : null,
+        "data-testid": r.testid || null }, r.cells.map((c, i) => h("td", { class: headers[i][1] || null, "data-label": headers[i][0] },
+          href && i === col ? h("a", { href, class: "rowlink" }, c) : c)));
       return tr;
     }) : [h("tr", {}, h("td", { colspan: headers.length, class: "muted", text: t("none") }))]));
 }
@@ -199,7 +237,7 @@ async function pageOverview() {
   const groups = o.groups.map((g) => ({ ...g, label: g.name || g.code || "—" }));
   const rows = groups.map((g) => ({ testid: "area-" + (g.code || "none"), data: g,
     cells: [g.label, String(g.sales), String(g.refusals), String(g.open_cases)] }));
-  const q = (quota.towns || []).filter((r) => r.allowance > 0).map((r) => ({ label: (r.name || r.town) + "·" + r.category,
+  const q = (quota.towns || []).filter((r) => r.allowance > 0).map((r) => ({ label: (r.name || r.town) + "·" + (words(r.category_name) || r.category),
     used: r.used, allowance: r.allowance }));
   main.replaceChildren(
     h("h1", { text: `${t("overview")} · ${t("today")} ${o.day}` }),
@@ -211,7 +249,7 @@ async function pageOverview() {
     h("div", { class: "grid2" },
       h("div", {}, h("h2", { text: `${t("byArea")} (${level})` }),
         h("div", { class: "panel" }, table([[level], [t("sales")], [t("refusals")], [t("openCases")]], rows,
-          (g) => { location.hash = "#/queue?state=active" + (o.level === "town" && g.code ? "&town=" + encodeURIComponent(g.code) : ""); }))),
+          (g) => "#/queue?state=active" + (o.level === "town" && g.code ? "&town=" + encodeURIComponent(g.code) : "")))),
       h("div", {}, h("h2", { text: `${t("openCases")} / ${t("sales")}` }),
         h("div", { class: "panel" }, barChart(groups, [{ key: "sales", name: t("sales"), color: "#0b6e4f" },
           { key: "refusals", name: t("refusals"), color: "#d97706" }, { key: "open_cases", name: t("openCases"), color: "#b91c1c" }], { label: t("byArea") })))),
@@ -230,18 +268,44 @@ function params() {
   return new URLSearchParams(q);
 }
 
+/* a list's page links; the page number lives in the address (the queue page's three lists: qp, vp, wp) */
+function pager(key, x) {
+  const pages = Math.max(1, Math.ceil(x.total / x.per_page));
+  if (pages <= 1) return null;
+  const path = location.hash.split("?")[0] || "#/";
+  const to = (n) => { const p = params(); p.set(key, String(n)); return path + "?" + p; };
+  return h("nav", { class: "pager", "data-testid": "pager-" + key, "aria-label": t("pages") },
+    x.page > 1 ? h("a", { href: to(x.page - 1), "data-testid": "prev-" + key, text: "‹ " + t("prev") }) : null,
+    h("span", { text: t("pageOf").replace("{n}", x.page).replace("{m}", pages) }),
+    x.page < pages ? h("a", { href: to(x.page + 1), "data-testid": "next-" + key, text: t("next") + " ›" }) : null);
+}
+function sevBadge(n) { return h("span", { class: "sev sev" + n, "data-severity": String(n), text: t("sev" + n) }); }
+function groupCells(g) {
+  return [sevBadge(g.severity), h("span", {}, codeText(g.code), h("div", { class: "muted sentence", "data-testid": "sentence", text: words(g.sentence) })),
+    g.shop_name || g.shop || "—", g.subject ? (g.subject_name || g.subject) : "—",
+    g.terminal ? `${g.terminal} #${g.seq ?? ""}` : "—",
+    h("span", { "data-testid": "count" }, g.n > 1 ? `×${g.n} · ${fmtTime(g.first_time)} – ${fmtTime(g.last_time)}` : fmtTime(g.last_time)),
+    "#" + g.case_id];
+}
+
 async function pageQueue() {
   const p = params();
   const state = p.get("state") || "active";
-  const q = new URLSearchParams({ state: state === "all" ? "" : state });
+  const q = new URLSearchParams({ state });
   for (const k of ["code", "town"]) if (p.get(k)) q.set(k, p.get(k));
-  if (state === "all") q.delete("state");
-  const [list, viol, shops] = await Promise.all([api("/api/cases?" + q), api("/api/violations?limit=30" + (p.get("code") ? "&code=" + encodeURIComponent(p.get("code")) : "")), api("/api/shops")]);
+  const vq = new URLSearchParams();
+  for (const k of ["code", "town"]) if (p.get(k)) vq.set(k, p.get(k));
+  const page = (k) => String(Math.max(1, parseInt(p.get(k) || "1", 10) || 1));
+  const [list, viol, watch, shops] = await Promise.all([
+    api("/api/queue?" + q + "&page=" + page("qp")),
+    api("/api/violations/groups?" + vq + (vq.toString() ? "&" : "") + "page=" + page("vp")),
+    api("/api/violations/groups?list=watch&" + vq + (vq.toString() ? "&" : "") + "page=" + page("wp")),
+    api("/api/shops")]);
   const towns = [...new Map(shops.shops.map((x) => [x.town, x.town_name])).entries()];
   const stateSel = h("select", { name: "state", "data-testid": "filter-state" },
     ["active", "open", "assigned", "inspected", "closed", "all"].map((x) => h("option", { value: x, selected: x === state, text: t(x) })));
   const codeSel = h("select", { name: "code", "data-testid": "filter-code" }, h("option", { value: "", text: t("all") }),
-    Object.keys(codes).filter((c) => /sold|rate|face|travel|split|top_buyer|silent|skew|backlog|hours|gap|chain|over_quota|seq_conflict|bad_mac/.test(c))
+    Object.keys(codes).filter((c) => /sold|rate|face|travel|split|top_buyer|silent|skew|backlog|hours|gap|chain|over_quota|seq_conflict|bad_mac|unproven|auth_reused/.test(c))
       .map((c) => h("option", { value: c, selected: c === p.get("code"), text: codeText(c) })));
   const townSel = h("select", { name: "town", "data-testid": "filter-town" }, h("option", { value: "", text: t("all") }),
     towns.map(([code, name]) => h("option", { value: code, selected: code === p.get("town"), text: name || code })));
@@ -252,22 +316,25 @@ async function pageQueue() {
     location.hash = "#/queue?" + n;
   } }, h("label", {}, t("state"), stateSel), h("label", {}, t("code"), codeSel), h("label", {}, t("town"), townSel),
     h("button", { class: "act", type: "submit", text: t("filter") }));
-  const now = Date.now();
+  const groupHead = [[t("severity")], [t("code")], [t("shop")], [t("subject")], [t("record"), "hide-sm"], [t("times")], [t("caseNo"), "hide-sm"]];
   main.replaceChildren(h("h1", { text: t("queue") }), filters,
-    h("h2", { text: t("cases") }),
-    h("div", { class: "panel" }, table([[t("caseNo")], [t("state")], [t("code")], [t("shop")], [t("subject"), "hide-sm"],
-      [t("town"), "hide-sm"], [t("level"), "hide-sm"], [t("assignee")], [t("deadline"), "hide-sm"]],
+    h("h2", { text: t("inspectQueue") + (list.total ? ` (${list.total})` : "") }),
+    h("div", { class: "panel", "data-testid": "queue" }, table([[t("severity")], [t("caseNo")], [t("state")], [t("code")], [t("shop")], [t("subject"), "hide-sm"],
+      [t("town"), "hide-sm"], [t("level"), "hide-sm"], [t("assignee")], [t("deadline")]],
       list.cases.map((c) => ({ data: c, testid: "case-row-" + c.id, cells: [
-        "#" + c.id, badge(c.state), c.codes.split(",").map(codeText).join("、"), c.shop_name || c.shop || "—", c.subject || "—",
-        c.town_name || "—", t(c.level + "_l"), c.assignee || "—",
+        sevBadge(c.severity), "#" + c.id, badge(c.state), c.codes.split(",").map(codeText).join("、"), c.shop_name || c.shop || "—",
+        c.subject ? (c.subject_name || c.subject) : "—", c.town_name || "—", t(c.level + "_l"), c.assignee ? (c.assignee_name || c.assignee) : "—",
         h("span", { class: c.overdue ? "err" : "" }, fmtTime(c.deadline), c.overdue ? " · " + t("overdue") : "")] })),
-      (c) => { location.hash = "#/case/" + c.id; })),
-    h("h2", { text: t("violations") }),
-    h("div", { class: "panel" }, table([[t("time")], [t("code")], [t("shop")], [t("subject")], [t("record"), "hide-sm"], [t("caseNo")]],
-      viol.violations.map((v) => ({ data: v, testid: "violation-row-" + v.id, cells: [fmtTime(v.time), codeText(v.code), v.shop || "—",
-        v.subject || "—", v.terminal ? `${v.terminal} #${v.seq ?? ""}` : "—", "#" + v.case_id] })),
-      (v) => { location.hash = "#/case/" + v.case_id; })));
-  void now;
+      (c) => "#/case/" + c.id, 1), pager("qp", list)),
+    h("h2", { text: t("violations") + (viol.total ? ` (${viol.total})` : "") }),
+    h("div", { class: "panel", "data-testid": "violations" }, table(groupHead,
+      viol.groups.map((g) => ({ data: g, testid: "violation-row-" + g.latest, cells: groupCells(g) })),
+      (g) => "#/case/" + g.case_id, 1), pager("vp", viol)),
+    h("h2", { text: t("watchList") + (watch.total ? ` (${watch.total})` : "") }),
+    h("p", { class: "muted", text: t("watchHint") }),
+    h("div", { class: "panel", "data-testid": "watch" }, table(groupHead,
+      watch.groups.map((g) => ({ data: g, testid: "watch-row-" + g.latest, cells: groupCells(g) })),
+      (g) => "#/case/" + g.case_id, 1), pager("wp", watch)));
 }
 
 async function pageCase(id) {
@@ -281,7 +348,7 @@ async function pageCase(id) {
   const forms = [];
   const canAct = c.state !== "closed";
   if (canAct && (c.state === "open" || c.state === "assigned")) {
-    const who = h("select", { name: "assignee", "data-testid": "assignee" }, c.assignees.map((n) => h("option", { value: n, selected: n === c.assignee, text: n })));
+    const who = h("select", { name: "assignee", "data-testid": "assignee" }, c.assignees.map((n) => h("option", { value: n, selected: n === c.assignee, text: person(n, c.user_names) })));
     forms.push(h("form", { class: "row", "data-testid": "assign-form", onsubmit: act("assign", () => ({ assignee: who.value })) },
       h("label", {}, t("assignee"), who), h("button", { class: "act", type: "submit", text: t("assign") })));
     const res = h("select", { name: "result", "data-testid": "result" }, ["violation_found", "no_violation_found", "rectified_on_site"].map((x) => h("option", { value: x, text: t(x) })));
@@ -305,7 +372,7 @@ async function pageCase(id) {
     const answer = (decision) => act("confirm", () => ({ decision, outcome: pend.outcome, notes: notes.value || null }));
     const mine = me && me.name === pend.actor;
     forms.push(h("form", { class: "row", "data-testid": "pending-close", onsubmit: answer("confirm") },
-      h("div", {}, h("strong", { text: `${t("pendingClose")}: ${t(pend.outcome)}` }), " · ", `${t("proposedBy")} ${pend.actor}`,
+      h("div", {}, h("strong", { text: `${t("pendingClose")}: ${t(pend.outcome)}` }), " · ", `${t("proposedBy")} ${person(pend.actor, c.user_names)}`,
         pend.notes ? h("div", { text: pend.notes }) : null),
       c.can_confirm || mine ? h("label", {}, t("notes"), notes) : null,
       c.can_confirm ? h("button", { class: "act", type: "submit", "data-testid": "confirm-close", text: t("confirmClose") }) : null,
@@ -330,50 +397,61 @@ async function pageCase(id) {
       h("div", { class: "panel" }, h("dl", { class: "kv" },
         h("dt", { text: t("code") }), h("dd", { text: c.codes.split(",").map(codeText).join("、") }),
         h("dt", { text: t("shop") }), h("dd", {}, c.shop ? h("a", { href: "#/shop/" + encodeURIComponent(c.shop), text: c.shop_name || c.shop }) : "—"),
-        h("dt", { text: t("subject") }), h("dd", {}, c.subject ? h("a", { href: "#/subject/" + encodeURIComponent(c.subject), "data-testid": "case-subject", text: c.subject }) : "—",
+        h("dt", { text: t("subject") }), h("dd", {}, c.subject ? h("a", { href: "#/subject/" + encodeURIComponent(c.subject), "data-testid": "case-subject", title: c.subject, text: c.subject_name || c.subject }) : "—",
           c.grade ? h("span", { class: "badge g-" + c.grade.grade, "data-testid": "case-grade", text: " " + t("grade") + " " + c.grade.grade }) : null),
         h("dt", { text: t("town") }), h("dd", { text: [c.town_name, c.village_name].filter(Boolean).join(" / ") || "—" }),
         h("dt", { text: t("level") }), h("dd", { text: t(c.level + "_l") }),
-        h("dt", { text: t("assignee") }), h("dd", { "data-testid": "case-assignee", text: c.assignee || "—" }),
-        h("dt", { text: t("deadline") }), h("dd", { text: fmtTime(c.deadline) }),
+        h("dt", { text: t("assignee") }), h("dd", { "data-testid": "case-assignee", title: c.assignee || null, text: person(c.assignee, c.user_names) }),
+        h("dt", { text: t("deadline") }), h("dd", { "data-testid": "case-deadline", text: fmtTime(c.deadline) }),
         h("dt", { text: t("result") }), h("dd", { text: c.result ? t(c.result) : "—" })),
         err, forms, h("div", {}, photos)),
       h("div", { class: "panel" }, h("h2", { text: t("timeline") }),
         h("ol", { class: "timeline", "data-testid": "timeline" }, c.timeline.map((e) => h("li", {},
-          h("strong", { text: t(e.action + "_a") }), " · ", e.actor === "system" ? t("system") : e.actor, " · ", h("span", { class: "muted", text: fmtTime(e.time) }),
+          h("strong", { text: t(e.action + "_a") }), " · ", e.actor === "system" ? t("system") : person(e.actor, c.user_names), " · ", h("span", { class: "muted", text: fmtTime(e.time) }),
+          e.detail.assignee ? h("div", { text: person(e.detail.assignee, c.user_names) }) : null,
           e.detail.notes ? h("div", { text: e.detail.notes }) : null,
           e.detail.code ? h("div", { class: "muted", text: codeText(e.detail.code) }) : null,
           e.detail.result ? h("div", { text: t(e.detail.result) }) : null,
           e.detail.outcome ? h("div", { text: t(e.detail.outcome) }) : null))))),
     h("h2", { text: t("violations") }),
-    h("div", { class: "panel" }, table([[t("time")], [t("code")], [t("record")], [t("detail"), "hide-sm"]],
-      c.violations.map((v) => ({ data: v, cells: [fmtTime(v.time), codeText(v.code), v.terminal ? `${v.terminal} #${v.seq ?? ""}` : "—",
-        JSON.stringify(v.detail).slice(0, 160)] })))));
+    h("div", { class: "panel", "data-testid": "case-violations" }, table([[t("time")], [t("code")], [t("detail")], [t("record"), "hide-sm"]],
+      c.violations.map((v) => ({ data: v, testid: "case-violation-" + v.id, cells: [fmtTime(v.time), codeText(v.code),
+        h("span", { "data-testid": "sentence", text: words(v.sentence) }), v.terminal ? `${v.terminal} #${v.seq ?? ""}` : "—"] })))));
+}
+
+/* registry fields by name, and their coded values in words (the code on hover) */
+function regLabel(k) { return T[lang]["reg_" + k] || (/^id_|idcard|credit_code|uscc/.test(k) ? t("idNumber") : k); }
+function regValue(k, v, areas) {
+  if ((k === "town" || k === "village") && areas && areas[v]) return areas[v];
+  if (k === "kind" || k === "status") return T[lang][k + "_" + v] || String(v);
+  return String(v);
 }
 
 async function pageSubject(id, reveal) {
-  const x = await api("/api/subjects/" + encodeURIComponent(id) + (reveal ? "?reveal=true" : ""));
+  const x = await api("/api/subjects/" + encodeURIComponent(id) + "?page=" + pageParam() + (reveal ? "&reveal=true" : ""));
   const reg = x.registry || {};
   const bal = x.balance || {};
   main.replaceChildren(
-    h("h1", {}, `${t("subject")} ${x.id} `, h("span", { class: "grade g-" + x.grade.grade, "data-testid": "subject-grade", text: x.grade.grade })),
+    h("h1", { title: x.id }, `${t("subject")} ${x.name || x.id} `, h("span", { class: "grade g-" + x.grade.grade, "data-testid": "subject-grade", text: x.grade.grade })),
     h("p", { class: "muted", text: `${t("grade")}: ${x.grade.confirmed} / ${x.grade.months}` }),
     h("div", { class: "grid2" },
       h("div", { class: "panel" }, h("h2", { text: t("registry") }), h("dl", { class: "kv" },
-        Object.entries(reg).filter(([k, v]) => typeof v !== "object").flatMap(([k, v]) => [h("dt", { text: k === "id_number" ? t("idNumber") : k }), h("dd", { "data-testid": "reg-" + k, text: String(v) })])),
+        Object.entries(reg).filter(([k, v]) => typeof v !== "object").flatMap(([k, v]) => [h("dt", { text: regLabel(k) }),
+          h("dd", { "data-testid": "reg-" + k, title: k === "town" || k === "village" || k === "kind" || k === "status" ? String(v) : null, text: regValue(k, v, x.area_names) })])),
         /* full ID numbers: district staff only, on request, each read audited */
         me && me.role === "district" && !reveal ? h("button", { class: "act", type: "button", "data-testid": "reveal-id", text: t("revealId"),
           onclick: () => pageSubject(id, true) }) : null),
       h("div", { class: "panel" }, h("h2", { text: t("allowance") }), table([[t("category")], [t("period")], [t("allowance")], [t("used")], [t("remaining")]],
-        Object.entries(bal).map(([cat, b]) => ({ data: b, cells: [cat, b.period, String(b.allowance), String(b.used), String(b.remaining)] }))))),
+        Object.entries(bal).map(([cat, b]) => ({ data: b, testid: "balance-" + cat, cells: [h("span", { title: cat, text: words(b.name) || cat }), b.period,
+          (b.text || {}).allowance || String(b.allowance), (b.text || {}).used || String(b.used), (b.text || {}).remaining || String(b.remaining)] }))))),
     h("h2", { text: t("purchases") }),
     h("div", { class: "panel" }, table([[t("time")], [t("shop")], [t("state")], [t("items")], [t("identity"), "hide-sm"], [t("mode"), "hide-sm"]],
-      x.purchases.map((p) => ({ data: p, cells: [fmtTime(p.time), p.shop || "—", t(p.type === "sale" ? "sales" : p.type === "refusal" ? "refusals" : "voids"),
-        p.items.map((i) => `${i.product}×${i.packs}`).join(", "), p.identity || "—", p.mode || "—"] })))),
+      x.purchases.map((p) => ({ data: p, cells: [fmtTime(p.time), p.shop_name || p.shop || "—", t(p.type === "sale" ? "sales" : p.type === "refusal" ? "refusals" : "voids"),
+        items(p.items), identityText(p.identity), modeText(p.mode)] }))), pager("page", x.purchases_page)),
     h("h2", { text: t("cases") }),
     h("div", { class: "panel" }, table([[t("caseNo")], [t("state")], [t("code")], [t("outcome")]],
       x.cases.map((c) => ({ data: c, cells: ["#" + c.id, badge(c.state), c.codes.split(",").map(codeText).join("、"), c.outcome ? t(c.outcome) : "—"] })),
-      (c) => { location.hash = "#/case/" + c.id; })));
+      (c) => "#/case/" + c.id)));
 }
 
 function fleetTable(list, now) {
@@ -383,11 +461,11 @@ function fleetTable(list, now) {
       ago(x.last_seen, now), String(x.backlog),
       Object.entries(x.versions || {}).map(([k, v]) => `${k} ${v}`).join(", ") || "—",
       x.skew_ms === null || x.skew_ms === undefined ? "—" : `${(x.skew_ms / 1000).toFixed(1)} ${t("seconds")}`] })),
-    (x) => { if (x.shop) location.hash = "#/shop/" + encodeURIComponent(x.shop); });
+    (x) => x.shop ? "#/shop/" + encodeURIComponent(x.shop) : null);
 }
 
 async function pageShop(id) {
-  const x = await api("/api/shops/" + encodeURIComponent(id));
+  const x = await api("/api/shops/" + encodeURIComponent(id) + "?page=" + pageParam());
   const sh = x.shop;
   main.replaceChildren(
     h("h1", { text: `${t("shop")} ${sh.name}` }),
@@ -395,24 +473,25 @@ async function pageShop(id) {
       h("dt", { text: t("town") }), h("dd", { text: [sh.town_name, sh.village_name].filter(Boolean).join(" / ") }),
       h("dt", { text: t("designated") }), h("dd", { text: sh.designated ? t("yes") : t("no") }),
       h("dt", { text: t("hours") }), h("dd", { text: sh.hours || "—" }))),
-    h("h2", { text: t("terminals") }), h("div", { class: "panel" }, fleetTable(x.terminals, Date.now())),
+    h("h2", { text: t("terminals") }), h("div", { class: "panel" }, fleetTable(x.terminals, x.now)),
     h("h2", { text: t("openCases") }),
     h("div", { class: "panel" }, table([[t("caseNo")], [t("state")], [t("code")], [t("subject")], [t("assignee")]],
-      x.cases.map((c) => ({ data: c, cells: ["#" + c.id, badge(c.state), c.codes.split(",").map(codeText).join("、"), c.subject || "—", c.assignee || "—"] })),
-      (c) => { location.hash = "#/case/" + c.id; })),
+      x.cases.map((c) => ({ data: c, cells: ["#" + c.id, badge(c.state), c.codes.split(",").map(codeText).join("、"),
+        c.subject ? (c.subject_name || c.subject) : "—", c.assignee ? (c.assignee_name || c.assignee) : "—"] })),
+      (c) => "#/case/" + c.id)),
     h("h2", { text: t("ledger") }),
     h("div", { class: "panel" }, table([[t("time")], [t("record")], [t("state")], [t("subject")], [t("items")], [t("identity"), "hide-sm"]],
       x.ledger.map((r) => ({ data: r, cells: [fmtTime(r.time), `${r.terminal} #${r.seq}`, t(r.type === "sale" ? "sales" : r.type === "refusal" ? "refusals" : "voids"),
-        r.subject ? h("a", { href: "#/subject/" + encodeURIComponent(r.subject), text: r.subject }) : "—",
-        r.items.map((i) => `${i.product}×${i.packs}`).join(", ") + (r.reasons.length ? " · " + r.reasons.map(codeText).join("、") : ""), r.identity || "—"] })))));
+        r.subject ? h("a", { href: "#/subject/" + encodeURIComponent(r.subject), title: r.subject, text: r.subject_name || r.subject }) : "—",
+        h("span", {}, items(r.items), r.reasons.length ? " · " + r.reasons.map(codeText).join("、") : ""), identityText(r.identity)] }))),
+      pager("page", x.ledger_page)));
 }
 
 async function pageFleet() {
-  const x = await api("/api/terminals");
-  const on = x.terminals.filter((r) => r.state === "online").length;
+  const x = await api("/api/terminals?page=" + pageParam());
   main.replaceChildren(h("h1", { text: t("fleet") }),
-    h("div", { class: "cards" }, card(t("online"), `${on}/${x.terminals.length}`, "fleet-online")),
-    h("h2", { text: t("terminals") }), h("div", { class: "panel", "data-testid": "fleet-table" }, fleetTable(x.terminals, x.now)));
+    h("div", { class: "cards" }, card(t("online"), `${x.online}/${x.total}`, "fleet-online")),
+    h("h2", { text: t("terminals") }), h("div", { class: "panel", "data-testid": "fleet-table" }, fleetTable(x.terminals, x.now), pager("page", x)));
 }
 
 async function pageUpstream() {
@@ -437,7 +516,7 @@ function drawNav() {
   nav.replaceChildren(...(me ? ROUTES.filter(([k]) => k !== "upstream" || me.role === "district").map(([k]) => h("a", { href: "#/" + k, class: k === cur ? "on" : null, "data-testid": "nav-" + k, text: t(k) })) : []));
   const lo = document.getElementById("logout");
   lo.hidden = !me; lo.textContent = t("logout");
-  document.getElementById("who").textContent = me ? `${me.name} · ${me.area_name || me.area}` : "";
+  document.getElementById("who").textContent = me ? `${me.display_name || me.name} · ${me.area_name || me.area}` : "";
 }
 
 let rendering = false;
@@ -454,10 +533,51 @@ async function render() {
     else await (ROUTES.find(([k]) => k === page) || ROUTES[0])[1]();
   } catch (x) {
     if (x.message !== "unauthenticated") main.replaceChildren(h("div", { class: "panel err", role: "alert", text: x.message }));
-  } finally { rendering = false; main.setAttribute("data-rendered", String(Date.now())); }
+  } finally {
+    rendering = false; main.setAttribute("data-rendered", String(Date.now()));
+    if (stale) setTimeout(refresh, 0);  /* a change that came while this page was being fetched */
+  }
 }
 
+/* Live refresh redraws the page, but never under the user's hands: not while they type in a form,
+   and not while they hold a text selection on the page (a redraw would clear it); the redraw waits
+   until they are done, and a change that arrives during a redraw is drawn after it. Whatever link
+   or button had the keyboard focus has it again after any redraw: the focus is taken when the page
+   is replaced, not when its data was asked for (the user may have moved on in between). */
 let pending = null;
+let stale = false;
+function busy() {
+  const a = document.activeElement;
+  if (a && ["INPUT", "TEXTAREA", "SELECT"].includes(a.tagName) && main.contains(a)) return true;
+  const sel = window.getSelection();
+  return !!(sel && !sel.isCollapsed && main.contains(sel.anchorNode));
+}
+function focusKey(el) {
+  if (!el || el === document.body || el === main) return null;
+  const tid = el.closest("[data-testid]");
+  return { testid: tid ? tid.getAttribute("data-testid") : null, href: el.getAttribute("href"), tag: el.tagName, text: el.textContent };
+}
+function refocus(key) {
+  if (!key) return;
+  const scope = key.testid ? document.querySelector(`[data-testid="${CSS.escape(key.testid)}"]`) : document.body;
+  if (!scope) return;
+  const same = [scope, ...scope.querySelectorAll(key.tag)].find((el) => el.tagName === key.tag &&
+    (key.href ? el.getAttribute("href") === key.href : el.textContent === key.text));
+  if (same) same.focus({ preventScroll: true });
+}
+async function refresh() {
+  if (rendering || busy()) { stale = true; return; }
+  stale = false;
+  await render();
+}
+const replaceMain = main.replaceChildren.bind(main);
+main.replaceChildren = (...kids) => {
+  const key = focusKey(document.activeElement);
+  replaceMain(...kids);
+  refocus(key);
+};
+document.addEventListener("selectionchange", () => { if (stale) { clearTimeout(pending); pending = setTimeout(refresh, 400); } });
+document.addEventListener("focusout", () => { if (stale) { clearTimeout(pending); pending = setTimeout(refresh, 400); } });
 function live() {
   if (source) source.close();
   source = new EventSource("/api/events");
@@ -467,11 +587,7 @@ function live() {
   source.addEventListener("end", () => logout(false));  /* the session ended: logged out, disabled, password reset */
   source.addEventListener("change", () => {
     clearTimeout(pending);
-    pending = setTimeout(() => {
-      const a = document.activeElement;
-      const typing = a && ["INPUT", "TEXTAREA", "SELECT"].includes(a.tagName) && main.contains(a);
-      if (!typing && !rendering) render();
-    }, 250);
+    pending = setTimeout(refresh, 250);
   });
 }
 

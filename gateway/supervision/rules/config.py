@@ -18,6 +18,8 @@ each number next to it.
                  confirm_outcomes = ["penalised"]  confirm_role = "town"
     [credit]     b_from = 1  c_from = 3  months = 12
     [proof]      missing = "legacy"
+    [severity]   banned_product_sold = 1  ...  clock_skew = 4   (1 first, 4 last; any violation code)
+    [queue]      watch = ["top_buyer", "terminal_silent", "clock_skew", "backlog_growing"]
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from __future__ import annotations
 import copy
 import tomllib
 from pathlib import Path
+
+from gateway.supervision.rules import ALERT_CODES, CODES
 
 DEFAULTS: dict = {
     # 20% overrides over a week with at least 10 sales: a shop whose card reader
@@ -63,13 +67,41 @@ DEFAULTS: dict = {
     # offline card sale of a terminal not yet updated); "unproven" checks a sale
     # without it too, for a district whose terminals all write it.
     "proof": {"missing": "legacy"},
+    # The inspection queue's order (1 first, 4 last), then the deadline. 1: a
+    # banned or restricted product left the shop, or someone bought as
+    # somebody else: harm done at the counter that an inspector can still
+    # stop. 2: the ledger itself lies, or a purchase was split to stay under
+    # a limit. 3: patterns worth a visit. 4: rankings and fleet health, for
+    # the office, not the field. A code not named here is 3.
+    "severity": {
+        "banned_product_sold": 1, "restricted_sold_not_designated": 1, "restricted_sold_no_permit": 1,
+        "card_travel_impossible": 1, "identity_unproven_offline": 1, "face_check_missing": 1, "auth_reused": 1,
+        "ledger_gap": 2, "chain_break": 2, "seq_conflict": 2, "bad_mac": 2, "seq_beyond_window": 2,
+        "split_purchase": 2, "split_purchase_group": 2, "over_quota": 2,
+        "override_rate_high": 3, "sale_outside_hours": 3, "quarantine_budget_exceeded": 3, "verifier_crashed": 3,
+        "quota_apply_failed": 3,
+        "top_buyer": 4, "terminal_silent": 4, "clock_skew": 4, "backlog_growing": 4,
+    },
+    # Findings on the watch list instead of the inspection queue: a monthly
+    # ranking is not an offence, and a terminal's health is the fleet
+    # operator's job, not an inspector's trip (issue 18: 23 of 38 cases at
+    # the end of a demo season were rankings). A district that wants them
+    # inspected lists fewer codes here.
+    "queue": {"watch": ["backlog_growing", "clock_skew", "terminal_silent", "top_buyer"]},
 }
+
+# Every code a violation may carry: the rules', ingest's alerts, and the quota
+# ledger's (gateway/enforcement/quota.py, named here because rules sit below it).
+QUOTA_CODES = ("auth_reused", "over_quota", "quota_apply_failed")
+VIOLATION_CODES = tuple(sorted(set(CODES) | set(ALERT_CODES) | set(QUOTA_CODES)))
+DEFAULT_SEVERITY = 3
 
 
 # The values a text or list key may take (keys not named here take numbers).
 CHOICES = {"cases.confirm_outcomes": ("confirmed", "dismissed", "penalised"),
            "cases.confirm_role": ("village", "town", "district"),
-           "proof.missing": ("legacy", "unproven")}
+           "proof.missing": ("legacy", "unproven"),
+           "queue.watch": VIOLATION_CODES}
 
 
 class ConfigError(ValueError):
@@ -90,6 +122,14 @@ def _merge(base: dict, extra: dict, source: str, path: str = "") -> None:
                     if not (isinstance(v, int) and not isinstance(v, bool) and v > 0):
                         raise ConfigError(f"{source}: {where}.{k} must be a positive integer")
                 base[key] = dict(value)
+                continue
+            if where == "severity":
+                for k, v in value.items():
+                    if k not in VIOLATION_CODES:
+                        raise ConfigError(f"{source}: unknown violation code severity.{k}")
+                    if not (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4):
+                        raise ConfigError(f"{source}: severity.{k} must be 1, 2, 3 or 4, got {v!r}")
+                    old[k] = v
                 continue
             _merge(old, value, source, where + ".")
             continue

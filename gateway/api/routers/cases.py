@@ -1,0 +1,177 @@
+"""Violations and the case workflow: list, read, assign, inspect, photos,
+close and confirm. Closing with an outcome under the two-person rule only
+proposes it (`cases.close`, `/confirm`)."""
+
+from __future__ import annotations
+
+from pathlib import Path as FsPath
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
+
+from gateway.supervision import cases
+from gateway.api import queries, words
+from gateway.api.deps import MAX_ID, Context, Page, case_or_404, context, current_user, paging, visible_town
+from gateway.api.errors import ApiError
+from gateway.api.models import Assign, Close, Confirm, Inspect
+from gateway.api.security import Ident
+from gateway.store.users import User
+
+router = APIRouter()
+
+
+@router.get("/api/violations", tags=["violations"])
+def list_violations(code: Ident | None = None, town: Ident | None = None, subject: Ident | None = None,
+                    before_id: int | None = Query(None, ge=1, le=MAX_ID), limit: int = Query(50, ge=1, le=200),
+                    user: User = Depends(current_user), ctx: Context = Depends(context)) -> dict:
+    visible_town(ctx, user, town)
+    return {"violations": queries.violations(ctx.db.conn(), user, code, town, subject, before_id, limit)}
+
+
+@router.get("/api/violations/groups", tags=["violations"])
+def violation_groups(list_: Literal["queue", "watch"] = Query("queue", alias="list"), code: Ident | None = None,
+                     town: Ident | None = None, subject: Ident | None = None, page: Page = Depends(paging),
+                     user: User = Depends(current_user), ctx: Context = Depends(context)) -> dict:
+    """Violations grouped by kind, terminal and subject (a count, the first and
+    last time, the latest's record and case), most severe first. `list=watch`:
+    the rules' watch list (`[queue] watch`: rankings and fleet health by
+    default) instead of what goes to inspectors."""
+    visible_town(ctx, user, town)
+    conn = ctx.db.conn()
+    out = queries.violation_groups(conn, user, ctx.cfg, list_ == "watch", code, town, subject, page.page,
+                                   page.per_page)
+    names = ctx.names(conn, [g["subject"] for g in out["groups"]])
+    for g in out["groups"]:
+        g["subject_name"] = names.subject(g["subject"]) if g["subject"] else None
+        g["sentence"] = words.describe(g["code"], g["detail"], names, g["seq"])
+    return out
+
+
+@router.get("/api/queue", tags=["cases"])
+def inspection_queue(state: Literal["open", "assigned", "inspected", "closed", "active", "all"] = "active",
+                     code: Ident | None = None, town: Ident | None = None,
+                     level: Literal["village", "town", "district"] | None = None,
+                     assignee: Ident | None = None, shop: Ident | None = None, subject: Ident | None = None,
+                     page: Page = Depends(paging), user: User = Depends(current_user),
+                     ctx: Context = Depends(context)) -> dict:
+    """The inspection queue: the rules' severity of a case's worst finding
+    first (`[severity]`), then the nearest deadline; cases whose findings are
+    all on the watch list are not in it."""
+    visible_town(ctx, user, town)
+    filters = {"town": town, "level": level, "assignee": assignee, "shop": shop, "subject": subject}
+    return queries.queue(ctx.db.conn(), user, ctx.cfg, ctx.clock(), None if state == "all" else state, filters, code,
+                         page.page, page.per_page)
+
+
+@router.get("/api/cases", tags=["cases"])
+def list_cases(state: Literal["open", "assigned", "inspected", "closed", "active"] | None = None,
+               code: Ident | None = None, town: Ident | None = None,
+               level: Literal["village", "town", "district"] | None = None,
+               assignee: Ident | None = None, shop: Ident | None = None, subject: Ident | None = None,
+               before_id: int | None = Query(None, ge=1, le=MAX_ID),
+               limit: int = Query(50, ge=1, le=200), user: User = Depends(current_user),
+               ctx: Context = Depends(context)) -> dict:
+    """The case queue, newest first; `state=active` is everything not closed."""
+    visible_town(ctx, user, town)
+    filters = {"town": town, "level": level, "assignee": assignee, "shop": shop, "subject": subject}
+    return {"cases": queries.case_list(ctx.db.conn(), user, ctx.clock(), state, filters, code, before_id, limit)}
+
+
+@router.get("/api/cases/{case_id}", tags=["cases"])
+def get_case(case_id: int = Path(ge=1, le=MAX_ID), user: User = Depends(current_user),
+             ctx: Context = Depends(context)) -> dict:
+    case = case_or_404(ctx, user, case_id)
+    conn, cfg = ctx.db.conn(), ctx.cfg
+    case["timeline"] = cases.timeline(conn, case_id)
+    case["violations"] = queries.case_violations(conn, case_id)
+    names = ctx.names(conn, [case["subject"]])
+    for v in case["violations"]:
+        v["sentence"] = words.describe(v["code"], v["detail"], names, v["seq"])
+    case["photos"] = queries.case_photos(conn, case_id)
+    case["shop_name"] = queries.shop_names(conn).get(case["shop"])
+    case["subject_name"] = names.subject(case["subject"]) if case["subject"] else None
+    case["town_name"], case["village_name"] = (queries.area_name(conn, case["town"]),
+                                               queries.area_name(conn, case["village"]))
+    case["assignees"] = queries.assignees(conn, case)
+    people = queries.user_names(conn)
+    case["assignee_name"] = people.get(case["assignee"])
+    case["user_names"] = {n: people.get(n, n) for n in
+                          {*case["assignees"], *(e["actor"] for e in case["timeline"]), case["assignee"]} if n}
+    if case["subject"]:
+        case["grade"] = cases.grade(conn, case["subject"], ctx.clock(), cfg)
+    case["pending_close"] = cases.proposal(conn, case_id)
+    case["can_confirm"] = cases.may_confirm(user, case["pending_close"], cfg) and user.scope().covers(case)
+    case["confirm_outcomes"] = cfg["cases"]["confirm_outcomes"]
+    case["confirm_role"] = cfg["cases"]["confirm_role"]
+    return case
+
+
+def _act(ctx: Context, fn):
+    with ctx.db.write() as conn:
+        return fn(conn)
+
+
+@router.post("/api/cases/{case_id}/assign", tags=["cases"])
+def assign_case(body: Assign, case_id: int = Path(ge=1, le=MAX_ID), user: User = Depends(current_user),
+                ctx: Context = Depends(context)) -> dict:
+    case_or_404(ctx, user, case_id)
+    return _act(ctx, lambda conn: cases.assign(conn, ctx.clock(), user, case_id, body.assignee, body.notes))
+
+
+@router.post("/api/cases/{case_id}/inspect", tags=["cases"])
+def inspect_case(body: Inspect, case_id: int = Path(ge=1, le=MAX_ID), user: User = Depends(current_user),
+                 ctx: Context = Depends(context)) -> dict:
+    case_or_404(ctx, user, case_id)
+    return _act(ctx, lambda conn: cases.inspect(conn, ctx.clock(), user, case_id, body.result, body.notes))
+
+
+@router.post("/api/cases/{case_id}/close", tags=["cases"],
+             responses={202: {"description": "proposed: the outcome needs a second person's confirmation"}})
+def close_case(body: Close, response: Response, case_id: int = Path(ge=1, le=MAX_ID),
+               user: User = Depends(current_user), ctx: Context = Depends(context)) -> dict:
+    """Close an inspected case. An outcome under the two-person rule (the
+    rules' `cases.confirm_outcomes`, default penalised) is only proposed:
+    202, the case stays inspected with `pending_close`, until another user
+    of `cases.confirm_role` or above confirms it (`/confirm`)."""
+    case_or_404(ctx, user, case_id)
+    out = _act(ctx, lambda conn: cases.close(conn, ctx.clock(), user, case_id, body.outcome, body.notes, ctx.cfg))
+    if out["state"] != "closed":
+        response.status_code = 202
+    return out
+
+
+@router.post("/api/cases/{case_id}/confirm", tags=["cases"])
+def confirm_close(body: Confirm, case_id: int = Path(ge=1, le=MAX_ID), user: User = Depends(current_user),
+                  ctx: Context = Depends(context)) -> dict:
+    """The second person on a proposed close: `confirm` closes with the
+    proposed outcome (named again, so a changed proposal is not confirmed
+    unseen), `reject` drops it (the proposer may withdraw it that way)."""
+    case_or_404(ctx, user, case_id)
+    return _act(ctx, lambda conn: cases.confirm(conn, ctx.clock(), user, case_id, body.decision, body.outcome,
+                                                body.notes, ctx.cfg))
+
+
+@router.post("/api/cases/{case_id}/photos", tags=["cases"],
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+                 "image/png": {"schema": {"type": "string", "format": "binary"}}}}})
+async def add_photo(request: Request, case_id: int = Path(ge=1, le=MAX_ID),
+                    user: User = Depends(current_user), ctx: Context = Depends(context)) -> dict:
+    """The photo is the raw request body (image/jpeg or image/png, at most 5 MB)."""
+    data = await request.body()
+    await run_in_threadpool(case_or_404, ctx, user, case_id)
+    photo = await run_in_threadpool(
+        _act, ctx, lambda conn: cases.add_photo(conn, ctx.clock(), user, case_id, data, ctx.photos))
+    return {"id": photo}
+
+
+@router.get("/api/cases/{case_id}/photos/{photo_id}", tags=["cases"], response_class=FileResponse)
+def get_photo(case_id: int = Path(ge=1, le=MAX_ID), photo_id: int = Path(ge=1, le=MAX_ID),
+              user: User = Depends(current_user), ctx: Context = Depends(context)):
+    case_or_404(ctx, user, case_id)
+    row = queries.case_photo(ctx.db.conn(), case_id, photo_id)
+    if row is None or not FsPath(row["path"]).exists():
+        raise ApiError(404, "not_found", str(photo_id))
+    return FileResponse(row["path"], media_type=row["mime"])

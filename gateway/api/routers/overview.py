@@ -1,0 +1,69 @@
+"""Today's figures per area, and the statistics behind the overview's charts."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Depends, Query
+
+from gateway.api import queries
+from gateway.api.deps import Context, context, current_user
+from gateway.supervision.rules import local_parts
+from gateway.store.users import User
+from protocols import policy
+from protocols.display import category_name
+
+router = APIRouter(tags=["statistics"])
+
+
+def child_level(user: User) -> str:
+    return {"district": "town", "town": "village", "village": "village"}[user.role]
+
+
+@router.get("/api/overview")
+def overview(user: User = Depends(current_user), ctx: Context = Depends(context)) -> dict:
+    """Today's sales, refusals and open cases per town (per village for a town
+    user); open cases are those of the inspection queue (`/api/queue`)."""
+    conn = ctx.db.conn()
+    group = child_level(user)
+    day = ctx.today()
+    groups = queries.overview_counts(conn, user, ctx.cfg, group, day)
+    totals = {k: sum(g[k] for g in groups) for k in ("sales", "refusals", "voids", "open_cases")}
+    fleet = queries.fleet(conn, user, ctx.clock(), ctx.cfg["silent"]["minutes"] * 60_000)
+    return {"day": day, "level": group, "groups": groups, "totals": totals,
+            "fleet": {"total": len(fleet), "online": sum(1 for t in fleet if t["state"] == "online")}}
+
+
+@router.get("/api/stats/daily")
+def stats_daily(days: int = Query(30, ge=1, le=366), user: User = Depends(current_user),
+                ctx: Context = Depends(context)) -> dict:
+    """Purchases per product kind per day (g or mL of product), for the chart."""
+    start_day = local_parts(ctx.clock() - (days - 1) * 86_400_000, ctx.tz)[0]
+    today = ctx.today()
+    return {"from": start_day, "to": today, "days": queries.daily(ctx.db.conn(), user, start_day, today)}
+
+
+@router.get("/api/stats/quota")
+def stats_quota(user: User = Depends(current_user), ctx: Context = Depends(context)) -> dict:
+    """Quota use per town and category this period: used against the sum of allowances."""
+    conn = ctx.db.conn()
+    date = ctx.today()
+    params = ctx.policy_params
+    totals: dict[tuple, dict] = {}
+    for sid, town, data in queries.registry_entries(conn):
+        if not town or not queries.area_visible(conn, user, town):
+            continue
+        try:
+            entry = json.loads(data)
+        except ValueError:
+            continue
+        for cat in sorted(params.get("categories", {})):
+            period = policy.period_of(params, cat, date)
+            row = totals.setdefault((town, cat), {"town": town, "category": cat, "period": period,
+                                                  "allowance": 0, "used": 0})
+            row["allowance"] += policy.allowance(entry, params, cat, period)
+    for (town, cat), row in totals.items():
+        row["used"] = queries.town_quota_used(conn, town, cat, row["period"])
+        row["name"] = queries.area_name(conn, town)
+        row["category_name"] = {"zh": category_name(cat, "zh"), "en": category_name(cat, "en")}
+    return {"towns": sorted(totals.values(), key=lambda r: (r["town"], r["category"]))}

@@ -1,0 +1,73 @@
+"""Shops, their ledgers and terminals, and a terminal's records as signed.
+Reads of a ledger or of records are audited: they hold personal data."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Path, Query
+
+from gateway.store import users
+from gateway.api import queries
+from gateway.api.deps import (MAX_ID, Context, Page, context, current_user, paging, shop_or_404, terminal_or_404,
+                              visible_town)
+from gateway.api.security import ID_PATTERN, Ident
+from gateway.store.users import User
+
+router = APIRouter()
+
+
+def _fleet(ctx: Context, user: User, shop: str | None = None) -> list[dict]:
+    return queries.fleet(ctx.db.conn(), user, ctx.clock(), ctx.cfg["silent"]["minutes"] * 60_000, shop)
+
+
+@router.get("/api/terminals", tags=["fleet"])
+def terminals_(page: Page = Depends(paging), user: User = Depends(current_user),
+               ctx: Context = Depends(context)) -> dict:
+    """Terminals in the area: online/offline from their retained status, last
+    seen, upload backlog, software versions and clock skew; a page of them,
+    with the area's total and how many are online. `now` is the server's
+    clock, so "last seen" is counted from it, not from the browser's."""
+    fleet = _fleet(ctx, user)
+    start = (page.page - 1) * page.per_page
+    return {"terminals": fleet[start:start + page.per_page], "total": len(fleet),
+            "online": sum(1 for t in fleet if t["state"] == "online"), "page": page.page, "per_page": page.per_page,
+            "now": ctx.clock()}
+
+
+@router.get("/api/shops", tags=["shops"])
+def list_shops(town: Ident | None = None, user: User = Depends(current_user),
+               ctx: Context = Depends(context)) -> dict:
+    visible_town(ctx, user, town)
+    return {"shops": queries.shops(ctx.db.conn(), user, town)}
+
+
+@router.get("/api/shops/{shop_id}", tags=["shops"])
+def get_shop(shop_id: str = Path(pattern=ID_PATTERN), before_time: int | None = Query(None, ge=0, le=MAX_ID),
+             page: Page = Depends(paging), user: User = Depends(current_user),
+             ctx: Context = Depends(context)) -> dict:
+    """A shop with its terminals' status, open cases and a page of its ledger,
+    newest first. Audited. `now`: the server's clock, for "last seen"."""
+    shop = shop_or_404(ctx, user, shop_id)
+    conn = ctx.db.conn()
+    rows, total = queries.ledger(conn, shop_id, before_time, page.per_page, (page.page - 1) * page.per_page)
+    ledger = ctx.name_items(conn, rows)
+    subjects = queries.subject_names(conn, [r["subject"] for r in ledger])
+    for r in ledger:
+        r["subject_name"] = subjects.get(r["subject"])
+    shop["town_name"], shop["village_name"] = queries.area_name(conn, shop["town"]), queries.area_name(conn, shop["village"])
+    with ctx.db.write() as w:
+        users.audit(w, ctx.clock(), user, "read_ledger", shop_id)
+    return {"shop": shop, "terminals": _fleet(ctx, user, shop_id), "ledger": ledger,
+            "ledger_page": {"total": total, "page": page.page, "per_page": page.per_page},
+            "cases": queries.open_shop_cases(conn, shop_id), "now": ctx.clock()}
+
+
+@router.get("/api/records", tags=["shops"])
+def list_records(terminal: Ident, before_seq: int | None = Query(None, ge=1, le=MAX_ID),
+                 limit: int = Query(50, ge=1, le=500), user: User = Depends(current_user),
+                 ctx: Context = Depends(context)) -> dict:
+    """A terminal's stored records verbatim (as signed), newest first. Audited."""
+    terminal_or_404(ctx, user, terminal)
+    found = queries.records(ctx.db.conn(), terminal, before_seq, limit)
+    with ctx.db.write() as w:
+        users.audit(w, ctx.clock(), user, "read_records", terminal)
+    return {"records": found}
