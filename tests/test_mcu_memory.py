@@ -17,7 +17,7 @@ from tests.support.mcu_district import McuDistrict
 
 # What the terminal imports (firmware/mcu and the protocols modules it pulls in).
 PROTOCOLS = ("__init__", "authz", "canonical", "card", "catalogue", "configsync", "envelope", "facegallery",
-             "pn532", "policy", "reasons", "records", "schema", "topics")
+             "pn532", "pn532host", "policy", "reasons", "records", "schema", "topics")
 FROZEN_BUDGET = 160 * 1024   # bytes of .mpy: a fraction of an ESP32's 4 MB flash
 HEAP = "800K"                # headroom over the 500K floor of the 64-bit unix port from source (docs/mcu.md)
 

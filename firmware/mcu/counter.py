@@ -20,10 +20,9 @@ import json
 import random
 import time
 
-from protocols import authz, catalogue as _catalogue, envelope, labelcode, policy, reasons, topics
+from protocols import authz, catalogue as _catalogue, envelope, labelcode, pn532host, policy, reasons, topics
 from protocols.card import CardRejected, trust_store
 
-import cardread
 from ledger import LedgerFull
 
 reasons.register({
@@ -153,8 +152,8 @@ class Counter:
                 raise CardRejected("card_reader_error", str(err))
             if target is None:
                 raise CardRejected("card_not_presented")
-            found, payload = cardread.read_and_verify(self.reader, target, self.trusted, self.today(),
-                                                      self.store.revoked())
+            found, payload = pn532host.read_and_verify(self.reader, target, self.trusted, self.today(),
+                                                       self.store.revoked())
             self.last_tap_ms = self._ticks() - started
             return found, payload, target.uid
         finally:
