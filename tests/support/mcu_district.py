@@ -145,7 +145,30 @@ class McuDistrict:
         with open(self.buttons, "a", encoding="utf-8") as f:
             f.write("".join(button + "\n" for button in buttons))
 
+    def counter_line(self, line: dict, timeout: float = 30) -> str:
+        """A void or return line on the terminal's stdin; its VOIDED, RETURNED
+        or ERROR line."""
+        words = ("VOIDED", "RETURNED", "ERROR")
+        before = len(self.terminal.lines)
+        self.terminal.proc.stdin.write((json.dumps(line) + "\n").encode())
+        self.terminal.proc.stdin.flush()
+        return wait_for(lambda: next((x for x in self.terminal.lines[before:] if x.split()[:1] and
+                                      x.split()[0] in words), None), timeout, "the terminal's answer to %r" % line)
+
     # -- observing
+
+    def quota_sale(self, seq: int) -> dict | None:
+        """The gateway's quota row for this terminal's sale `seq` (gateway/quota.py):
+        what it applied and the void that gave it back, once the follower ran."""
+        conn = sqlite3.connect(self.db.resolve().as_uri() + "?mode=ro", uri=True, timeout=30)
+        try:
+            row = conn.execute("SELECT applied, voided_by FROM quota_sales WHERE terminal = ? AND seq = ?",
+                               [self.name, seq]).fetchone()
+        except sqlite3.OperationalError:
+            row = None
+        finally:
+            conn.close()
+        return {"applied": json.loads(row[0]), "voided_by": row[1]} if row else None
 
     @property
     def ledger_dir(self) -> Path:
