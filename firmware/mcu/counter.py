@@ -20,7 +20,7 @@ import json
 import random
 import time
 
-from protocols import authz, catalogue as _catalogue, envelope, labelcode, pn532host, policy, reasons, topics
+from protocols import authz, catalogue as _catalogue, envelope, pn532host, policy, reasons, topics
 from protocols.card import CardRejected, trust_store
 
 from ledger import LedgerFull
@@ -134,6 +134,7 @@ class Counter:
         the labelcode reason (labelcode_length, unknown_product, ...)."""
         if not isinstance(item, dict) or "code" not in item or "product" in item:
             return item
+        from protocols import labelcode   # only for scans: 6.5 KB of heap a menu-only board never spends
         try:
             parsed = labelcode.parse(item["code"])
             index = _catalogue.Index(self.store.scan_candidates(parsed) or _shipped_catalogue())
@@ -331,6 +332,7 @@ class Counter:
         again, as on the kiosk."""
         if not isinstance(codes, list) or not codes:
             return self._not_done("return_empty")
+        from protocols import labelcode
         taken = []
         for text in codes[:500]:
             try:
