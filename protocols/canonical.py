@@ -228,14 +228,28 @@ def _not_json(name):
     raise ValueError("%s is not JSON" % name)
 
 
+def _hooks():
+    try:
+        json.loads("0", parse_float=_no_float)
+        return True
+    except TypeError:  # MicroPython's parser takes no hooks
+        return False
+
+
+_HOOKS = _hooks()
+
+
 def loads(data):
     """Parse JSON text or bytes, refusing floats (NotCanonical) and the
-    non-JSON NaN and Infinity (ValueError, as MicroPython's parser does)."""
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        data = bytes(data).decode("utf-8")
-    try:
-        return json.loads(data, parse_float=_no_float, parse_constant=_not_json)
-    except TypeError:  # MicroPython: no hooks; walk the result instead
+    non-JSON NaN and Infinity (ValueError, as MicroPython's parser does);
+    bytes that are not UTF-8 raise UnicodeError. MicroPython parses bytes as
+    they are (its parser checks each string's UTF-8 as it makes it) and the
+    result is walked instead: a 20 KB config chunk copied as text first was
+    the largest block the card-only terminal asked its heap for."""
+    if not _HOOKS:
         value = json.loads(data)
         _check(value)
         return value
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        data = bytes(data).decode("utf-8")
+    return json.loads(data, parse_float=_no_float, parse_constant=_not_json)

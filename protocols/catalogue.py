@@ -113,38 +113,54 @@ def check(data):
     if not isinstance(ingredients, dict) or not isinstance(products, dict):
         _fail("catalogue", "needs ingredients and products objects")
     for name in ingredients:
-        _check_entries(ingredients[name].get("status", []), "ingredients.%s.status" % name)
+        check_ingredient(name, ingredients[name])
     eans = {}
     for key in products:
-        prod = products[key]
-        where = "products." + key
-        if not _is_id(key):
-            _fail(where, "key must be 1-64 of A-Z a-z 0-9 _ - . :")
-        if prod.get("kind") not in KINDS:
-            _fail(where + ".kind", "expected pesticide or fertilizer")
-        _check_contents(prod.get("ingredients", {}), ingredients, where + ".ingredients")
-        _check_contents(prod.get("nutrients", {}), NUTRIENTS, where + ".nutrients")
-        _check_entries(prod.get("status", []), where + ".status")
-        packs = prod.get("packs")
-        if not isinstance(packs, dict) or not packs:
-            _fail(where + ".packs", "expected at least one pack")
-        for spec in packs:
-            pack = packs[spec]
-            pwhere = "%s.packs.%s" % (where, spec)
-            if not (len(spec) == 3 and spec.isdigit()):
-                _fail(pwhere, "spec code must be 3 digits (label code digits 9-11)")
-            if not _is_int(pack.get("net"), 1, MAX_NET):
-                _fail(pwhere + ".net", "expected integer g or mL, 1..%d" % MAX_NET)
-            if pack.get("unit") not in UNITS:
-                _fail(pwhere + ".unit", "expected g or mL")
-            ean = pack.get("ean")
-            if ean is not None:
-                if not ean_valid(ean):
-                    _fail(pwhere + ".ean", "not a valid EAN-13")
-                if ean in eans:
-                    _fail(pwhere + ".ean", "also used by " + eans[ean])
-                eans[ean] = key + "/" + spec
+        check_product(key, products[key], ingredients, eans)
     return data
+
+
+# `check` an entry at a time, for a terminal that cannot hold the whole
+# catalogue parsed (firmware/mcu/sync.py streams it from flash): the ingredients
+# first (canonical order puts them before the products), then each product
+# against their names and the EANs seen so far.
+
+def check_ingredient(name, entry):
+    if not isinstance(entry, dict):
+        _fail("ingredients." + name, "expected an object")
+    _check_entries(entry.get("status", []), "ingredients.%s.status" % name)
+
+
+def check_product(key, prod, ingredients, eans):
+    """`ingredients`: the catalogue's ingredient names (a dict or a set);
+    `eans`: EAN -> "product/spec" of the products checked before, added to."""
+    where = "products." + key
+    if not _is_id(key):
+        _fail(where, "key must be 1-64 of A-Z a-z 0-9 _ - . :")
+    if not isinstance(prod, dict) or prod.get("kind") not in KINDS:
+        _fail(where + ".kind", "expected pesticide or fertilizer")
+    _check_contents(prod.get("ingredients", {}), ingredients, where + ".ingredients")
+    _check_contents(prod.get("nutrients", {}), NUTRIENTS, where + ".nutrients")
+    _check_entries(prod.get("status", []), where + ".status")
+    packs = prod.get("packs")
+    if not isinstance(packs, dict) or not packs:
+        _fail(where + ".packs", "expected at least one pack")
+    for spec in packs:
+        pack = packs[spec]
+        pwhere = "%s.packs.%s" % (where, spec)
+        if not (len(spec) == 3 and spec.isdigit()):
+            _fail(pwhere, "spec code must be 3 digits (label code digits 9-11)")
+        if not _is_int(pack.get("net"), 1, MAX_NET):
+            _fail(pwhere + ".net", "expected integer g or mL, 1..%d" % MAX_NET)
+        if pack.get("unit") not in UNITS:
+            _fail(pwhere + ".unit", "expected g or mL")
+        ean = pack.get("ean")
+        if ean is not None:
+            if not ean_valid(ean):
+                _fail(pwhere + ".ean", "not a valid EAN-13")
+            if ean in eans:
+                _fail(pwhere + ".ean", "also used by " + eans[ean])
+            eans[ean] = key + "/" + spec
 
 
 _ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.:"

@@ -233,17 +233,17 @@ def verify_record(record, key):
 def parse_json(payload, limit, error=None):
     """A message's JSON (bytes or text, at most `limit` bytes, no floats), or
     `error` (default Invalid) with the reason. Shared by every message codec
-    in `protocols`, so the same bad input gets the same code everywhere."""
+    in `protocols`, so the same bad input gets the same code everywhere
+    (one exception: MicroPython parses bytes without decoding them first, so
+    a byte that is not UTF-8 outside any string is `malformed_json` there,
+    `not_utf8` on CPython; it is refused either way)."""
     error = error or Invalid
     if len(payload) > limit:
         raise error("payload_too_large", "%d bytes > %d" % (len(payload), limit))
     try:
-        if isinstance(payload, (bytes, bytearray, memoryview)):
-            payload = bytes(payload).decode("utf-8")
+        return canonical.loads(payload)
     except UnicodeError:
         raise error("not_utf8")
-    try:
-        return canonical.loads(payload)
     except canonical.NotCanonical as err:
         raise error("float_not_allowed", str(err))
     except (ValueError, canonical.TooDeep) as err:

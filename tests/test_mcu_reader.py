@@ -1,4 +1,4 @@
-"""The MicroPython terminal's PN532 stack (firmware/mcu/reader.py, cardread.py)
+"""The MicroPython terminal's PN532 stack (firmware/mcu/reader.py over protocols/pn532host.py, shared with the Pi driver)
 on the real MicroPython unix port, against the project's PN532 emulator on a
 pty in its own process: both card types read and verified with the pure-Python
 Ed25519 verifier, each emulator fault recovered from as the Pi driver does,
@@ -28,8 +28,8 @@ def tap(field, card, steps="", trusted=None, revoked=()):
     under MicroPython; returns the CARD/REJECTED lines it printed."""
     code = f"""
 import time
-import board_unix, reader, cardread
-from protocols import card
+import board_unix, reader
+from protocols import card, pn532host
 from protocols.card import CardRejected
 r = reader.Reader(board_unix.PtyUart({str(field.link)!r}))
 fld = board_unix.Field({field.control!r})
@@ -41,7 +41,7 @@ for line in {steps!r}.split(";"):
 t = time.ticks_ms()
 try:
     target = r.wait_for_target(3000)
-    found, payload = cardread.read_and_verify(r, target, trusted, {TODAY!r}, {list(revoked)!r})
+    found, payload = pn532host.read_and_verify(r, target, trusted, {TODAY!r}, {list(revoked)!r})
     print("CARD", found.subject_id, target.kind, time.ticks_diff(time.ticks_ms(), t), r.link.retries)
 except CardRejected as err:
     print("REJECTED", err.code)
@@ -77,8 +77,8 @@ def test_reader_recovers_from_each_line_fault(field, fault):
 def test_reader_unplugged_and_plugged_back_is_used_again_without_restart(field):
     card, _ = mcu.card_file(field.root, "S-REPLUG")
     code = f"""
-import board_unix, reader, cardread
-from protocols import card
+import board_unix, reader
+from protocols import card, pn532host
 r = reader.Reader(board_unix.PtyUart({str(field.link)!r}))
 fld = board_unix.Field({field.control!r})
 trusted = card.trust_store([bytes.fromhex({fx.registry_public_hex()!r})])
@@ -87,13 +87,13 @@ fld._call("UNPLUG")
 try:
     r.list_target()
     print("STILL")
-except reader.ReaderError as err:
+except pn532host.ReaderError as err:
     print("ERROR", err.code)
 fld._call("REPLUG")
 fld.put({str(card)!r})
 target = r.wait_for_target(3000)
-found, _ = cardread.read_and_verify(r, target, trusted, {TODAY!r})
-print("CARD", found.subject_id, r.uart.opened)
+found, _ = pn532host.read_and_verify(r, target, trusted, {TODAY!r})
+print("CARD", found.subject_id, r.port.opened)
 """
     result = mcu.run(code)
     assert result.returncode == 0, result.stderr

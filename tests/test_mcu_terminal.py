@@ -155,7 +155,12 @@ def test_a_bad_config_file_is_named_with_its_key(tmp_path):
     config = tmp_path / "bad.json"
     config.write_text(json.dumps({"terminal": {"id": "M001", "key": "zz"}, "broker": {"url": "mqtt://127.0.0.1:1"},
                                   "ledger": {"dir": str(tmp_path / "x")}, "config": {"dir": str(tmp_path / "y")}}))
-    for path, expected in ((config, "terminal.key"), (tmp_path / "missing.json", "cannot read")):
+    deposit = tmp_path / "deposit.json"
+    deposit.write_text(json.dumps({"terminal": {"id": "M001", "key": "ab" * 32}, "broker": {"url": "mqtt://127.0.0.1:1"},
+                                   "ledger": {"dir": str(tmp_path / "x")}, "config": {"dir": str(tmp_path / "y")},
+                                   "counter": {"deposit_fen": -50}}))
+    for path, expected in ((config, "terminal.key"), (tmp_path / "missing.json", "cannot read"),
+                           (deposit, "counter.deposit_fen")):
         proc = subprocess.run([mcu.micropython(), str(mcu.MCU / "main.py"), "--config", str(path)],
                               capture_output=True, text=True, timeout=30)
         assert proc.returncode == 2 and expected in proc.stderr and str(path) in proc.stderr, proc.stderr

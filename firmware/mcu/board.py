@@ -4,8 +4,9 @@ The card-only terminal talks to five devices, each through the smallest
 interface that covers what the firmware does with it (gpiozero's pin-factory
 idea, in MicroPython):
 
-  uart      write(data), read(wait_ms) -> bytes (what arrived, b"" if nothing),
-            discard(), reopen(); raises OSError when the line is gone
+  uart      the port of protocols/pn532host.py: write(data), read() -> bytes
+            (what arrived within about 10 ms, b"" if nothing), discard_input(),
+            open(), is_open, opened (a count); OSError when the line is gone
   buzzer    on(), off()
   led       on(), off()
   display   show(lines): up to four short lines on the OLED

@@ -25,12 +25,13 @@ class HsuUart:
     def __init__(self, uart_id, tx, rx, baud=115200):
         self._args = (uart_id, baud, tx, rx)
         self.opened = 0
+        self.is_open = False
         self._uart = None
-        self.reopen()
 
-    def reopen(self):
+    def open(self):
         uart_id, baud, tx, rx = self._args
         self._uart = machine.UART(uart_id, baudrate=baud, tx=tx, rx=rx, timeout=0, rxbuf=512)
+        self.is_open = True
         self.opened += 1
 
     def write(self, data):
@@ -44,7 +45,7 @@ class HsuUart:
             time.sleep_ms(1)
         return self._uart.read() or b""
 
-    def discard(self):
+    def discard_input(self):
         while self._uart.any():
             self._uart.read()
 

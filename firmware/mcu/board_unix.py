@@ -28,12 +28,16 @@ class PtyUart:
         self._poll = None
         self.opened = 0   # the reader initialises the PN532 again when this changes
 
+    @property
+    def is_open(self):
+        return self._file is not None
+
     def _require(self):
         if self._file is None:
-            self.reopen()
+            self.open()
         return self._file
 
-    def reopen(self):
+    def open(self):
         self.close()
         f = open(self.path, "r+b")
         fd = f.fileno()
@@ -77,7 +81,7 @@ class PtyUart:
             self.close()
             raise
 
-    def discard(self):
+    def discard_input(self):
         while self.read(0):
             pass
 

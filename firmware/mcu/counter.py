@@ -20,15 +20,20 @@ import json
 import random
 import time
 
-from protocols import authz, catalogue as _catalogue, envelope, labelcode, policy, reasons, topics
+from protocols import authz, catalogue as _catalogue, envelope, pn532host, policy, reasons, topics
 from protocols.card import CardRejected, trust_store
 
-import cardread
 from ledger import LedgerFull
 
 reasons.register({
     "cart_line_invalid": ("购物清单中的这一行不对", "This cart line is not valid"),   # as firmware/counter.py
     "card_not_presented": ("未检测到卡，请重新刷卡", "no card on the reader, tap again"),
+    # as firmware/counter.py and terminal_ui/errors.py, the Pi counter's words for the same refusals
+    "sale_not_found": ("台账中查无此笔销售，无法作废", "No such sale in the ledger: nothing to void"),
+    "sale_already_voided": ("这笔销售已作废", "This sale was already voided"),
+    "return_empty": ("还没有扫描回收的包装", "No returned containers scanned yet"),
+    "return_duplicate": ("该包装已扫描", "This container was already scanned"),
+    "return_code_required": ("回收包装须扫描标签上的二维码", "Scan the QR code on the returned container's label"),
 })
 
 
@@ -45,6 +50,7 @@ class Counter:
         self.deadline_ms = settings.get("deadline_ms", authz.DEFAULT_DEADLINE_MS)
         self.card_timeout_ms = settings.get("card_timeout_ms", 3000)
         self.clerk = settings.get("clerk", "clerk")
+        self.deposit_fen = settings.get("deposit_fen", 50)   # per container, as the kiosk's default
         self.trusted = trust_store([bytes.fromhex(k) for k in settings.get("registry_keys", [])])
         self._log = log or (lambda *a: None)
         self._pending = {}          # correlation id -> response
@@ -128,6 +134,7 @@ class Counter:
         the labelcode reason (labelcode_length, unknown_product, ...)."""
         if not isinstance(item, dict) or "code" not in item or "product" in item:
             return item
+        from protocols import labelcode   # only for scans: 6.5 KB of heap a menu-only board never spends
         try:
             parsed = labelcode.parse(item["code"])
             index = _catalogue.Index(self.store.scan_candidates(parsed) or _shipped_catalogue())
@@ -153,8 +160,8 @@ class Counter:
                 raise CardRejected("card_reader_error", str(err))
             if target is None:
                 raise CardRejected("card_not_presented")
-            found, payload = cardread.read_and_verify(self.reader, target, self.trusted, self.today(),
-                                                      self.store.revoked())
+            found, payload = pn532host.read_and_verify(self.reader, target, self.trusted, self.today(),
+                                                       self.store.revoked())
             self.last_tap_ms = self._ticks() - started
             return found, payload, target.uid
         finally:
@@ -233,7 +240,9 @@ class Counter:
 
     def used(self, subject_id, params):
         """The gateway's figures for the subject, plus this terminal's offline
-        sales the figures do not include yet (ledger seqs above their acked)."""
+        sales and its voids (negative) that the figures do not include yet
+        (ledger seqs above their acked). An online sale is in the figures from
+        its authorization on, so its void alone gives it back here."""
         rev, acked, used = -1, 0, {}
         balances = self.store.section("balances")
         if balances and subject_id in balances["used"]:
@@ -249,13 +258,18 @@ class Counter:
                 break
             for seq, text in rows:
                 after = seq
-                if '"mode":"offline"' not in text or '"type":"sale"' not in text:
+                void = '"type":"void"' in text
+                if not void and ('"mode":"offline"' not in text or '"type":"sale"' not in text):
                     continue
                 record = json.loads(text)
                 body = record["body"]
-                if body.get("subject") != subject_id:
+                if body.get("subject") != subject_id or "consumption" not in body:
                     continue
-                date = authz.local_date(record["time"])
+                # a void gives back in the periods its sale took from (as the gateway's quota_sales)
+                when = self._record_time(body["voids"]) if record["type"] == "void" else record["time"]
+                if when is None:
+                    continue
+                date = authz.local_date(when)
                 for category in body.get("consumption", {}):
                     if category in params.get("categories", {}):
                         period = policy.period_of(params, category, date)
@@ -282,6 +296,111 @@ class Counter:
             return authz.wire_decision(policy.decide(inputs))
         except policy.PolicyError as err:
             return authz.refusal("offline", date, cart, err.code)
+
+    # -- voids and packaging returns (the Pi counter's records: firmware/counter.py, the kiosk)
+
+    def void(self, seq, reason="clerk_void"):
+        """(True, void seq) once the void is on flash, or (False, reason) with
+        nothing recorded. Only a sale of this ledger, and only once: the
+        gateway gives nothing back for a second void, and here it would give
+        the quota back twice."""
+        sale = self._stored(seq) if type(seq) is int and seq > 0 else None
+        if sale is None or sale["type"] != "sale":
+            return self._not_done("sale_not_found")
+        if self._voided(seq):
+            return self._not_done("sale_already_voided")
+        body = sale["body"]
+        void = {"voids": seq, "reason": reason, "clerk": self.clerk, "subject": body["subject"]}
+        consumption = body.get("consumption") or {}
+        if consumption:
+            void["consumption"] = {category: -consumption[category] for category in consumption}
+        if body.get("auth"):
+            void["auth"] = body["auth"]
+        try:
+            done = self.ledger.append("void", void, self.wall_ms())
+        except (LedgerFull, envelope.Invalid) as err:
+            return self._not_done(err.code)
+        self.board.display.show(["已作废 VOIDED", "#%d" % seq])
+        self.board.signal(True)
+        return True, done
+
+    def take_back(self, card_uid, codes, card_file=None):
+        """Empty pesticide containers brought back (包装回收): each by the unit
+        code on its label, the buyer by card, `deposit_fen` paid per container.
+        (True, seq) or (False, reason) with nothing recorded: a container that
+        is not a label unit code, or twice in the list, is the clerk's to scan
+        again, as on the kiosk."""
+        if not isinstance(codes, list) or not codes:
+            return self._not_done("return_empty")
+        from protocols import labelcode
+        taken = []
+        for text in codes[:500]:
+            try:
+                parsed = labelcode.parse(text if isinstance(text, str) else "")
+            except labelcode.LabelError as err:
+                return self._not_done(err.code)
+            if parsed["kind"] != "unit_code":
+                return self._not_done("return_code_required")
+            if parsed["code"] in taken:
+                return self._not_done("return_duplicate")
+            taken.append(parsed["code"])
+        try:
+            found, _, _ = self._tap(card_file)
+        except CardRejected as err:
+            return self._not_done(err.code)
+        body = {"subject": found.subject_id, "codes": taken, "clerk": self.clerk,
+                "deposit_fen": self.deposit_fen * len(taken)}
+        links = self._sold_with(taken)
+        if links:
+            body["links"] = links
+        try:
+            done = self.ledger.append("return", body, self.wall_ms())
+        except (LedgerFull, envelope.Invalid) as err:
+            return self._not_done(err.code)
+        self.board.display.show(["已回收 RETURNED", "%d x #%d" % (len(taken), done)])
+        self.board.signal(True)
+        return True, done
+
+    def _stored(self, seq):
+        rows = self.ledger.pending(seq - 1, 1)
+        return json.loads(rows[0][1]) if rows and rows[0][0] == seq else None
+
+    def _record_time(self, seq):
+        record = self._stored(seq)
+        return record["time"] if record is not None else None
+
+    def _later(self, after, marker):
+        """Records above `after` whose stored text holds `marker`, parsed one
+        at a time (the ledger streams from flash; only candidates are parsed)."""
+        while True:
+            rows = self.ledger.pending(after, 16)
+            if not rows:
+                return
+            for seq, text in rows:
+                after = seq
+                if marker in text:
+                    yield json.loads(text)
+
+    def _voided(self, seq):
+        for record in self._later(seq, '"type":"void"'):
+            if record["type"] == "void" and record["body"]["voids"] == seq:
+                return True
+        return False
+
+    def _sold_with(self, codes):
+        """Seqs of the sales whose scanned label codes come back (the return's links)."""
+        links = []
+        for record in self._later(0, '"code"'):
+            if record["type"] == "sale":
+                for item in record["body"]["items"]:
+                    if item.get("code") in codes and record["seq"] not in links:
+                        links.append(record["seq"])
+        return links
+
+    def _not_done(self, code):
+        self.board.display.show(["未完成 NOT DONE", reasons.text(code, "en")[:16]])
+        self.board.signal(False)
+        return False, code
 
     # -- recording
 

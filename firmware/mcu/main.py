@@ -5,14 +5,20 @@ MicroPython unix port the same code runs against the PN532 emulator
 (docs/mcu.md). With `--sales -` it also sells from stdin, one JSON object a
 line: {"card": "<UID hex>", "items": [{"product": "...", "packs": N}]}; the
 card file with that UID (config `reader.cards`) is put on the emulated reader,
-read and verified like a tap, and the sale decided and committed. It prints,
-one line each, on stdout:
+read and verified like a tap, and the sale decided and committed. Two more
+kinds of line (docs/mcu.md): {"void": <seq>, "reason": "..."} voids a sale of
+this ledger, {"return": "<UID hex>", "codes": ["<label unit code>", ...]}
+takes pesticide containers back from that card's holder. It prints, one line
+each, on stdout:
 
     READY <terminal>     the ledger is open and the devices are up
     APPROVED <seq>       a sale committed to the ledger (the clerk may hand over)
     REFUSED <reason>     a refusal committed to the ledger (or ledger_disk_full:
                          nothing could be committed)
-    ERROR <reason>       a sale line that is not a sale (nothing recorded)
+    VOIDED <seq>         a void committed to the ledger (its own seq)
+    RETURNED <seq>       a packaging return committed to the ledger
+    ERROR <reason>       a line that is not a sale, or a void or return refused
+                         (nothing recorded)
 
 besides the BUZZER, LED and OLED lines of the unix twins. Logs go to stderr.
 It keeps running (uploading, syncing) after stdin ends, until it is killed.
@@ -153,7 +159,17 @@ class Terminal:
     def sale(self, line):
         try:
             sale = json.loads(line)
-            if not isinstance(sale, dict) or not isinstance(sale.get("card"), str):
+            if not isinstance(sale, dict):
+                raise ValueError("a line is a JSON object")
+            if "void" in sale:
+                return self.counter_record("VOIDED", self.counter.void, sale["void"],
+                                           sale.get("reason", "clerk_void"))
+            if "return" in sale:
+                if not isinstance(sale["return"], str):
+                    raise ValueError("a return is {\"return\": UID hex, \"codes\": [...]}")
+                return self.counter_record("RETURNED", self.counter.take_back, sale["return"], sale.get("codes"),
+                                           self.cards.get(sale["return"].lower()))
+            if not isinstance(sale.get("card"), str):
                 raise ValueError("a sale is {\"card\": UID hex, \"items\": [...]}")
         except ValueError as err:
             print("ERROR sale_line_invalid %s" % err)
@@ -173,6 +189,18 @@ class Terminal:
         log("mem alloc=%d free=%d peak=%d tap_ms=%s" % (gc.mem_alloc(), gc.mem_free(), self.peak,
                                                           self.counter.last_tap_ms))
         print("%s %s" % ("APPROVED" if approved else "REFUSED", what))
+
+    def counter_record(self, word, action, *args):
+        """A void or a packaging return: `word <seq>` once it is on flash,
+        `ERROR <reason>` when nothing was recorded."""
+        try:
+            done, what = action(*args)
+        except Exception as err:   # a bug must not take the ledger's uplink down with it
+            sys.print_exception(err, sys.stderr)
+            print("ERROR internal_error %r" % (err,))
+            return
+        self._sample()
+        print("%s %s" % (word if done else "ERROR", what))
 
     def run(self, sales=None):
         self.board.display.show(["农资终端 " + self.id, "请刷卡 Tap card"])

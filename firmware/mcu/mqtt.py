@@ -3,18 +3,40 @@ will, subscribe, publish, poll, and reconnect with back-off.
 
 umqtt.simple is a blocking client, and a broker that vanishes mid-read would
 block it for ever: its socket is wrapped so that "blocking" means "at most
-IO_TIMEOUT_S", and any socket error or timeout drops the session; `ensure`
+IO_TIMEOUT_S" from the TCP connect on (`_Sockets`; over TLS see ussl.py),
+and any socket error or timeout drops the session; `ensure`
 connects again after a back-off that doubles from `min_backoff` to
 `max_backoff`. Keepalive: a PINGREQ when nothing was sent for half the
 keepalive; no packet at all from the broker for 1.5 keepalives drops the
 session (a dead link that never reset).
 """
 
+import socket
 import time
 
+import umqtt.simple
 from umqtt.simple import MQTTClient, MQTTException
 
 IO_TIMEOUT_S = 5
+
+
+class _Sockets:
+    """umqtt.simple's `socket` module, with sockets born with the timeout.
+    umqtt.simple makes its socket inside `connect()` and connects, reads the
+    CONNACK and (for mqtts://) runs the TLS handshake before it hands the
+    socket back: a peer that accepts TCP and then never speaks would hang the
+    terminal there, before any wrapper of ours could set a timeout."""
+
+    getaddrinfo = socket.getaddrinfo
+
+    @staticmethod
+    def socket():
+        sock = socket.socket()
+        sock.settimeout(IO_TIMEOUT_S)
+        return sock
+
+
+umqtt.simple.socket = _Sockets
 
 
 class _TimedSocket:
@@ -24,7 +46,7 @@ class _TimedSocket:
         self._sock = sock
         self._timeout = timeout
         self.last_read = time.ticks_ms()
-        self._settimeout(timeout)
+        sock.settimeout(timeout)
         try:
             # TCP_NODELAY (IPPROTO_TCP 6, option 1: the constants are not in every
             # port's socket module): a small publish right after another would
@@ -33,15 +55,9 @@ class _TimedSocket:
         except (OSError, AttributeError):
             pass
 
-    def _settimeout(self, timeout):
-        try:
-            self._sock.settimeout(timeout)
-        except AttributeError:    # a TLS socket: blocking it is (the TCP socket under it has the timeout)
-            self._sock.setblocking(True)
-
     def setblocking(self, flag):
         if flag:
-            self._settimeout(self._timeout)
+            self._sock.settimeout(self._timeout)
         else:
             self._sock.setblocking(False)
 

@@ -49,4 +49,7 @@ def load(path):
     menu = config.get("counter", {}).get("menu", []) if isinstance(config.get("counter"), dict) else []
     if not isinstance(menu, list) or len(menu) > 6 or not all(isinstance(p, str) and p for p in menu):
         raise ConfigError("%s: counter.menu: at most 6 product ids (the OLED menu of the shop's top products)" % path)
+    deposit = config.get("counter", {}).get("deposit_fen", 0) if isinstance(config.get("counter"), dict) else 0
+    if type(deposit) is not int or deposit < 0:
+        raise ConfigError("%s: counter.deposit_fen: whole fen paid back per returned container, 0 or more" % path)
     return config

@@ -12,11 +12,12 @@ not push it again every minute (docs/mcu.md "Limits").
 """
 
 import binascii
+import gc
 import hashlib
 import json
 import os
 
-from protocols import configsync
+from protocols import configsync, reasons
 
 KEPT = ("catalogue", "params", "shop", "subjects", "balances", "revocations")
 SKIPPED = ("gallery",)
@@ -114,42 +115,98 @@ class ConfigStore:
         del self._partial[name]
         if binascii.hexlify(held[2].digest()).decode() != m["digest"]:
             raise configsync.Invalid("config_digest_mismatch", "%s version %d" % (name, m["version"]))
-        with open(self._file(name) + ".part") as f:
-            content = json.load(f)
-        configsync.check_section(name, content)
-        with open(self._file(name) + ".new", "w") as f:
-            f.write("%d\n" % m["version"])
-            json.dump(content, f)
-            f.flush()
+        part = self._file(name) + ".part"
+        if name == "catalogue":
+            try:
+                self._index_catalogue(m["version"], part)
+            except configsync.Invalid:
+                os.remove(part)
+                raise
+            with open(self._file(name) + ".new", "w") as f, open(part) as text:
+                f.write("%d\n" % m["version"])
+                _copy(text, f)
+                f.flush()
+        else:
+            with open(part) as f:
+                content = json.load(f)
+            configsync.check_section(name, content)
+            with open(self._file(name) + ".new", "w") as f:
+                f.write("%d\n" % m["version"])
+                json.dump(content, f)
+                f.flush()
         os.rename(self._file(name) + ".new", self._file(name))
-        os.remove(self._file(name) + ".part")
+        os.remove(part)
+        if name == "catalogue":
+            os.rename(self._idx() + ".new", self._idx())
         self._versions[name] = m["version"]
         self._cache.pop(name, None)
-        if name == "catalogue":
-            self._write_index(m["version"], content)
         self._log("config section %s version %d stored" % (name, m["version"]))
         self.on_change(name)
 
     # -- the catalogue, a product at a time
 
-    def _write_index(self, version, content):
-        """catalogue.idx: the catalogue one entry a line (a header with the
-        section version and the small fields, then `P<TAB>key<TAB>product` and
-        `I<TAB>name<TAB>ingredient` lines), so a sale reads the entries of its
-        cart's products and nothing else. Written after the section itself; a
-        header of another version (a power cut in between) is not used."""
-        small = {}
-        for key in content:
-            if key not in ("products", "ingredients"):
-                small[key] = content[key]
-        path = "%s/catalogue.idx" % self.dir
-        with open(path + ".new", "w") as f:
-            f.write(json.dumps({"section": version, "fields": small}) + "\n")
-            for kind, table in (("P", content["products"]), ("I", content.get("ingredients", {}))):
-                for key in table:
-                    f.write("%s\t%s\t%s\n" % (kind, key, json.dumps(table[key])))
-            f.flush()
-        os.rename(path + ".new", path)
+    def _idx(self):
+        return "%s/catalogue.idx" % self.dir
+
+    def _index_catalogue(self, version, path):
+        """catalogue.idx.new from the section text in `path`: the catalogue one
+        entry a line (a header with the section version and the small fields,
+        then `P<TAB>key<TAB>product` and `I<TAB>name<TAB>ingredient` lines), so
+        a sale reads the entries of its cart's products and nothing else
+        (the products first: a sale learns from them which ingredients to keep).
+
+        The section is read from flash an entry at a time and checked as it
+        goes (protocols.catalogue.check_ingredient / check_product): parsed
+        whole, the district catalogue took ~105 KB of a 64-bit heap for 25 KB
+        of text, the terminal's largest allocation. Canonical text puts the
+        ingredients before the products, which are checked against them.
+        Raises configsync.Invalid as check_section would; the caller renames
+        the index in after the section itself (a header of another version,
+        after a power cut in between, is not used)."""
+        from protocols import catalogue
+        small, names, eans, tables = {}, {}, {}, {}
+        bodies = (self._idx() + ".p", self._idx() + ".i")
+        try:
+            with open(path, "rb") as f, open(bodies[0], "w") as out, open(bodies[1], "w") as out_i:
+                for table, key, text in _members(f, ("ingredients", "products")):
+                    # each entry's garbage goes before the next is read: without it the
+                    # names and EANs kept on the way sat spread over the whole free heap
+                    # (MicroPython allocates upward until a collection), and the longest
+                    # free block shrank below one entry's text
+                    gc.collect()
+                    if table is None:
+                        small[key] = json.loads(text)
+                    elif key is None:
+                        tables[table] = True
+                        if table == "products" and "ingredients" not in tables:
+                            raise catalogue.CatalogueError("catalogue_invalid", "products before ingredients")
+                    elif table == "ingredients":
+                        value = json.loads(text)
+                        catalogue.check_ingredient(key, value)
+                        names[key] = True
+                        out_i.write("I\t%s\t%s\n" % (key, json.dumps(value)))
+                    else:
+                        value = json.loads(text)
+                        catalogue.check_product(key, value, names, eans)
+                        out.write("P\t%s\t%s\n" % (key, json.dumps(value)))
+            if type(small.get("version")) is not int:
+                raise catalogue.CatalogueError("catalogue_invalid", "version: expected integer")
+            if len(tables) != 2:
+                raise catalogue.CatalogueError("catalogue_invalid", "needs ingredients and products objects")
+            with open(self._idx() + ".new", "w") as f:
+                f.write(json.dumps({"section": version, "fields": small}) + "\n")
+                for body in bodies:
+                    with open(body) as lines:
+                        _copy(lines, f)
+                f.flush()
+        except (ValueError, reasons.ReasonError) as err:
+            raise configsync.Invalid("config_invalid", "catalogue: %s" % err)
+        finally:
+            for body in bodies:
+                try:
+                    os.remove(body)
+                except OSError:
+                    pass
 
     def catalogue_for(self, products):
         """The synced catalogue cut down to `products` and the ingredients they
@@ -214,6 +271,118 @@ class ConfigStore:
     def revoked(self):
         section = self.section("revocations")
         return section["cards"] if section else []
+
+
+def _copy(src, dst):
+    while True:
+        block = src.read(512)
+        if not block:
+            return
+        dst.write(block)
+
+
+class _Text:
+    """A JSON text read from a file a block at a time, as bytes: the
+    structural characters are ASCII, which UTF-8 never uses inside a
+    multi-byte character, and indexing bytes makes no objects (indexing a str
+    interns each non-ASCII character as a qstr, for good: a catalogue's
+    Chinese names grew the heap until it ran out)."""
+
+    def __init__(self, f):
+        self.f = f
+        self.buf = b""
+        self.i = 0
+
+    def peek(self):
+        """The next byte that is not white space (-1 at the end)."""
+        while True:
+            if self.i >= len(self.buf):
+                self.buf, self.i = self.f.read(512), 0
+                if not self.buf:
+                    return -1
+            c = self.buf[self.i]
+            if c not in b" \t\r\n":
+                return c
+            self.i += 1
+
+    def take(self, expected):
+        if self.peek() != expected:
+            raise ValueError("JSON: %r expected" % chr(expected))
+        self.i += 1
+
+    def value(self):
+        """The text of the next JSON value, whole, without parsing it."""
+        if self.peek() < 0:
+            raise ValueError("JSON: value expected")
+        parts = []
+        depth, in_string, escaped = 0, False, False
+        while True:
+            buf, i, start = self.buf, self.i, self.i
+            n = len(buf)
+            while i < n:
+                c = buf[i]
+                i += 1
+                if in_string:
+                    if escaped:
+                        escaped = False
+                    elif c == 92:       # backslash
+                        escaped = True
+                    elif c == 34:       # "
+                        in_string = False
+                        if depth == 0:
+                            break
+                elif c == 34:
+                    in_string = True
+                elif c == 123 or c == 91:       # { [
+                    depth += 1
+                elif c == 125 or c == 93:       # } ]
+                    if depth == 0:      # the end of the object this scalar is in
+                        i -= 1
+                        break
+                    depth -= 1
+                    if depth == 0:
+                        break
+                elif c == 44 and depth == 0:    # ,
+                    i -= 1
+                    break
+            else:
+                parts.append(buf[start:])
+                self.buf, self.i = self.f.read(512), 0
+                if not self.buf:
+                    if depth or in_string:
+                        raise ValueError("JSON: text ends inside a value")
+                    return b"".join(parts).decode()
+                continue
+            parts.append(buf[start:i])
+            self.i = i
+            return b"".join(parts).decode()
+
+
+def _members(f, tables):
+    """(None, key, value text) for each member of the top-level JSON object in
+    `f`, except the objects named in `tables`: (table, None, None) where one
+    opens, then its own members one by one as (table, key, value text). Only
+    one entry's text is in RAM at a time."""
+    t = _Text(f)
+    t.take(123)                           # {
+    while t.peek() != 125:                # }
+        key = json.loads(t.value())
+        t.take(58)                        # :
+        if key in tables and t.peek() == 123:
+            t.take(123)
+            yield key, None, None
+            while t.peek() != 125:
+                entry = json.loads(t.value())
+                t.take(58)
+                yield key, entry, t.value()
+                if t.peek() == 44:        # ,
+                    t.take(44)
+            t.take(125)
+        else:
+            yield None, key, t.value()
+        if t.peek() == 44:
+            t.take(44)
+    t.take(125)
 
 
 def _subset(content, products):

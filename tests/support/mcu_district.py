@@ -16,11 +16,13 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from gateway.enforcement import fleet
 from gateway.store import Store
 from simulator.broker import Mosquitto
 from simulator.mcu_fleet import McuTerminal, ledger_records
+from simulator.netem import Link
 from simulator.processes import GatewayProcess, wait_for
 from tests.support import mcu
 from tests.support import quota_fixtures as fx
@@ -44,10 +46,13 @@ def provision(db: Path, terminal: str, shop: str) -> dict:
 class McuDistrict:
     def __init__(self, root: Path, name: str = "M001", subjects: dict[str, int] | None = None,
                  deadline_ms: int = 1500, ack_timeout: float = 2.0, heap: str | None = None,
-                 tls: str | None = None, menu: list[str] | None = None, main: Path | None = None):
+                 tls: str | None = None, menu: list[str] | None = None, main: Path | None = None,
+                 via_link: bool = False):
         """`tls`: None for a plain listener; "password" or "cert" for the
         generated configuration's TLS listeners (a throwaway CA for the run),
-        with the broker password or a client certificate (CN = terminal id)."""
+        with the broker password or a client certificate (CN = terminal id).
+        `via_link`: the terminal reaches the broker through `self.link`
+        (simulator/netem.py), the shop's network a test can cut."""
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.db = self.root / "gateway.db"
@@ -83,6 +88,11 @@ class McuDistrict:
             store.close()
         self.broker.start()
         url = url or self.broker.url
+        self.link = None
+        if via_link:
+            parts = urlsplit(url)
+            self.link = Link("127.0.0.1", parts.port, scheme=parts.scheme).start()
+            url = self.link.url
         gateway_url = self.broker.tls_url if tls else self.broker.url
         self.gateway = GatewayProcess(self.db, gateway_url, self.root / "gateway.log",
                                       username=fleet.GATEWAY_USER, password=GATEWAY_PASSWORD,
@@ -117,6 +127,8 @@ class McuDistrict:
         return self
 
     def close(self) -> None:
+        if self.link is not None:
+            self.link.close()
         self.terminal.kill()
         self.gateway.kill()
         self.broker.kill()
@@ -133,7 +145,30 @@ class McuDistrict:
         with open(self.buttons, "a", encoding="utf-8") as f:
             f.write("".join(button + "\n" for button in buttons))
 
+    def counter_line(self, line: dict, timeout: float = 30) -> str:
+        """A void or return line on the terminal's stdin; its VOIDED, RETURNED
+        or ERROR line."""
+        words = ("VOIDED", "RETURNED", "ERROR")
+        before = len(self.terminal.lines)
+        self.terminal.proc.stdin.write((json.dumps(line) + "\n").encode())
+        self.terminal.proc.stdin.flush()
+        return wait_for(lambda: next((x for x in self.terminal.lines[before:] if x.split()[:1] and
+                                      x.split()[0] in words), None), timeout, "the terminal's answer to %r" % line)
+
     # -- observing
+
+    def quota_sale(self, seq: int) -> dict | None:
+        """The gateway's quota row for this terminal's sale `seq` (gateway/enforcement/quota.py):
+        what it applied and the void that gave it back, once the follower ran."""
+        conn = sqlite3.connect(self.db.resolve().as_uri() + "?mode=ro", uri=True, timeout=30)
+        try:
+            row = conn.execute("SELECT applied, voided_by FROM quota_sales WHERE terminal = ? AND seq = ?",
+                               [self.name, seq]).fetchone()
+        except sqlite3.OperationalError:
+            row = None
+        finally:
+            conn.close()
+        return {"applied": json.loads(row[0]), "voided_by": row[1]} if row else None
 
     @property
     def ledger_dir(self) -> Path:
