@@ -8,6 +8,9 @@ Key facts the schema keeps (gateway/store/schema.py):
   end of the table and the unique (terminal, seq) index stays small; a
   WITHOUT ROWID table keyed by (terminal, seq) made every insert a write into
   the middle of a b-tree of whole ~600-byte rows.
+- The database numbers the rows (`rid`), and a row with a lower rid is never
+  committed after one with a higher rid, so a follower reading `rid > cursor`
+  skips nothing (`order_records`).
 - `quarantine` keeps what failed verification, with the reason and the raw
   bytes: nothing that arrives is silently dropped. Within each terminal's
   hourly budget (gateway/ingest/writer.py, `QuarantineBudget`); past it,
@@ -30,6 +33,28 @@ from gateway.store.keys import SEALED_PREFIX, KeyVault, MasterKeyError
 from gateway.store.tx import transaction
 
 log = logging.getLogger(__name__)
+
+_ORDER_LOCK = 0x72696473  # pg_advisory_xact_lock key of the records' order ("rids")
+
+
+def order_records(conn) -> None:
+    """Call in a write transaction before its first INSERT INTO records.
+
+    Followers read `records` by rid (gateway/ingest/follow.py) and move their
+    cursor past what they read, so a row that became visible below the cursor
+    later would be skipped for good. On PostgreSQL the identity sequence hands
+    rids out at insert, not at commit: with two writers the lower rid can
+    commit last. This transaction-scoped lock, taken before the first rid is
+    drawn and held until COMMIT, makes the writers draw and commit their rids
+    one transaction at a time, so rid order is commit order. SQLite needs
+    nothing: BEGIN IMMEDIATE already holds the one write lock, and the rowid
+    is max + 1 under it.
+
+    Taken after the terminals' row locks (`FOR UPDATE` in the writer's
+    `_claim`), never before, and nothing that takes a row lock follows it, so
+    two writers cannot wait for each other in a circle."""
+    if conn.dialect != "sqlite":
+        conn.execute("SELECT pg_advisory_xact_lock(?)", [_ORDER_LOCK])
 
 
 class Store:
@@ -56,6 +81,19 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+
+    def reconnect(self) -> None:
+        """A fresh connection in place of one that failed (PostgreSQL restarted
+        or cut off): raises while the database cannot be reached, so the
+        caller retries. The broken connection goes back to its pool, which
+        discards it."""
+        with self.lock:
+            old, self.conn = self.conn, None
+            try:
+                old.close()
+            except Exception:  # already gone with the server: nothing to hand back
+                log.debug("closing the failed connection", exc_info=True)
+            self.conn = connect(self.path)
 
     # -- the master key
 

@@ -17,7 +17,7 @@ from gateway.supervision import grid
 
 from gateway.store import users
 from gateway.enforcement.fleet import provision
-from gateway.ingest.writer import Ingest
+from tests.support.inline_ingest import InlineIngest as Ingest
 from gateway.supervision.rules import config
 from gateway.store import Store
 from gateway.supervision.service import Supervision
