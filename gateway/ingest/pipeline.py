@@ -112,6 +112,9 @@ def writer_main(db_path: str, control_fd: int, budget=None) -> None:
         if group:
             ingest.process(group, idle)
     ingest.send_due_acks(force=True)
+    stats = ingest.stats
+    log.info("ingest writer stopped stored=%d duplicates=%d quarantined=%d commits=%d",
+             stats.stored, stats.duplicates, stats.quarantined, stats.commits)
     store.close()
 
 
@@ -294,6 +297,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--quarantine-bytes", type=int, default=QUARANTINE_BYTES_PER_HOUR)
     parser.add_argument("--quarantine-rows", type=int, default=QUARANTINE_ROWS_PER_HOUR)
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     writer_main(args.db, args.control, QuarantineBudget(args.quarantine_bytes, args.quarantine_rows))
 
 

@@ -88,12 +88,12 @@ class Store:
         caller retries. The broken connection goes back to its pool, which
         discards it."""
         with self.lock:
-            old, self.conn = self.conn, None
+            fresh = connect(self.path)
+            old, self.conn = self.conn, fresh
             try:
                 old.close()
             except Exception:  # already gone with the server: nothing to hand back
                 log.debug("closing the failed connection", exc_info=True)
-            self.conn = connect(self.path)
 
     # -- the master key
 
