@@ -352,7 +352,7 @@ class Databases:
         store = Store(db)
         try:
             for c in creds:
-                gateway_fleet.provision(store, c.terminal, None, 0, c.key_hex, c.mqtt_password)
+                gateway_fleet.provision(store, c.terminal, f"shop-{c.terminal}", 0, c.key_hex, c.mqtt_password)
         finally:
             store.close()
         self.made.append(db)

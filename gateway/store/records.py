@@ -285,7 +285,14 @@ class KeyCache:
     def __call__(self, terminal: str) -> bytes | None:
         key = self._keys.get(terminal)
         if key is None:
-            key = self.store.terminal_key(terminal)
+            try:
+                key = self.store.terminal_key(terminal)
+            except db_errors():
+                # the connection died with the server (PostgreSQL restarted):
+                # once more on a fresh one; if the server is still away, the
+                # caller's message fails as it would have
+                self.store.reconnect()
+                key = self.store.terminal_key(terminal)
             if key is not None:
                 self._keys[terminal] = key
         return key
