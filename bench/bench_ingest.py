@@ -19,11 +19,12 @@ What it prints (targets from the record-path issue):
    queue: the broker's real delivery limit here, an order of magnitude above
    what any Python client takes in;
 2. the gateway's sustained ingest rate, drained from the same kind of queue,
-   with one record per message (target >= 0.7x the limit) and with batches
-   of 100 records (target >= 3x the limit, in records/s);
+   with one record per message (target >= 0.7x the limit; on PostgreSQL
+   with one worker, issue 16: >= 0.5x) and with batches of 100 records
+   (target >= 3x the limit, in records/s);
 3. end-to-end latency from terminal commit to the gateway's ack (which follows
    its commit) at a steady 500 records/s from 50 real terminal agents
-   (target p99 < 250 ms);
+   (target p99 < 250 ms; on PostgreSQL, issue 16: < 50 ms);
 4. the backlog drain rate: terminals sold while the gateway was down, then it
    starts and everything is acknowledged.
 
@@ -550,7 +551,9 @@ def main() -> int:
                       f"{r['c_ratios']['single']:.2f}", f"{r['batched']['rate']:,.0f} rec/s",
                       f"{r['ratios']['batched']:.2f}", f"{r['c_ratios']['batched']:.2f}")
     single, batched = results["ratios"]["single"], results["ratios"]["batched"]
-    rates.add_row("median", "", "", "", f"{single:.2f} (≥ 0.7 {'✓' if single >= 0.7 else '✗'})",
+    # targets: the record-path issue's on SQLite; issue 16's for PostgreSQL (one worker)
+    single_target, p99_target = (0.5, 50.0) if args.db else (0.7, 250.0)
+    rates.add_row("median", "", "", "", f"{single:.2f} (≥ {single_target} {'✓' if single >= single_target else '✗'})",
                   f"{results['c_ratios']['single']:.3f}", "", f"{batched:.2f} (≥ 3 {'✓' if batched >= 3 else '✗'})",
                   f"{results['c_ratios']['batched']:.2f}")
     Console(width=max(console.width, 120)).print(rates)   # nine columns: too wide for 80
@@ -561,7 +564,7 @@ def main() -> int:
     lat = results["latency_ms"]
     table.add_row("commit → gateway ack p50 @500 rec/s", f"{lat['p50']:.1f} ms", "")
     table.add_row("commit → gateway ack p99 @500 rec/s", f"{lat['p99']:.1f} ms",
-                  "< 250 ms " + ("✓" if lat["p99"] < 250 else "✗"))
+                  f"< {p99_target:.0f} ms " + ("✓" if lat["p99"] < p99_target else "✗"))
     drain = results["drain"]
     table.add_row(f"backlog drain ({drain['backlog']:,} records, 50 terminals)", f"{drain['rate']:,.0f} rec/s",
                   "complete ✓" if drain["complete"] else "incomplete ✗")
