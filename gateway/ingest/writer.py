@@ -1,8 +1,8 @@
 """Ingest: verified batches in, one durable group commit, then the acks.
 
 Verification (JSON, schema, HMAC) runs in verifier processes as messages
-arrive (gateway/ingest/pipeline.py); storing is one writer a gateway process
-that drains everything verified into a single transaction. One fsync then covers
+arrive (gateway/ingest/pipeline.py); storing is one writer per gateway
+process, which drains everything verified into a single transaction. One fsync then covers
 hundreds of records, which is where the throughput comes from, and acks are
 published only after that COMMIT, so an ack always means "on disk here".
 
@@ -24,18 +24,15 @@ quarantine rows, payloads and per-record alerts are limited per hour
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-import msgspec
-
 from gateway.store import Store, transaction
 from gateway.store.dialect import for_update, json_pairs, json_values
-from gateway.store.records import order_records
+from gateway.store.records import insert_records, order_records
 from gateway.ingest.verified import Quarantine, Status
 from gateway.ingest.verify import Batch, Entry
 from protocols import envelope, reasons, topics
@@ -43,7 +40,6 @@ from protocols.clock import wall_ms as now_ms
 
 log = logging.getLogger(__name__)
 
-INSERT_CHUNK = 100  # rows per INSERT statement on SQLite (8 parameters each, far below its limit)
 WRITE_LOCK_PATIENCE_S = 30.0  # how long the writer retries for the write lock (`transaction(spin=...)`)
 ACK_INTERVAL = 0.02  # seconds: at most one ack per terminal this often while busy
 
@@ -113,18 +109,6 @@ class Stats:
     dropped: int = 0  # rejects over a terminal's quarantine budget: counted, not stored
     commits: int = 0
     alerts: int = 0
-
-
-@functools.lru_cache(maxsize=None)
-def _insert_statement(rows: int) -> str:
-    return ("INSERT INTO records(terminal, seq, type, time, digest, prev, record, received) VALUES "
-            + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * rows))
-
-
-_PG_INSERT = ("INSERT INTO records(terminal, seq, type, time, digest, prev, record, received) "
-              "SELECT r->>0, CAST(r->>1 AS BIGINT), r->>2, CAST(r->>3 AS BIGINT), r->>4, r->>5, r->>6, "
-              "CAST(r->>7 AS BIGINT) FROM json_array_elements(CAST(? AS json)) AS r")
-_json = msgspec.json.Encoder()
 
 
 class Ingest:
@@ -360,32 +344,12 @@ class Ingest:
         progress.account(seq, seq)
 
     def _flush(self, conn, now: int) -> None:
-        """Insert the queued new records.
-
-        Multi-row INSERTs of up to INSERT_CHUNK rows, not executemany: sqlite3
-        releases the GIL around every step, and each time it wants the GIL back
-        it may wait for the busy network thread's switch interval (the convoy
-        effect), so one step per row is slow exactly when ingest is busiest."""
+        """Insert the queued new records, in one go."""
         if not self._fresh:
             return
         fresh, self._fresh = self._fresh, []
         self._order(conn)
-        if conn.dialect != "sqlite":
-            # one statement and one parameter, whatever the count: its text
-            # stays the same (psycopg converts it once, the server prepares
-            # it once). A VALUES list of 800 placeholders cost more to
-            # convert than to run, and text arrays of the records more to
-            # escape (psycopg quotes each element with a regex) than JSON
-            # encoded in C.
-            rows = [(t, e.seq, e.type, e.time, e.digest, e.prev, e.text, now) for t, e in fresh]
-            conn.execute(_PG_INSERT, [_json.encode(rows).decode()])
-            return
-        for start in range(0, len(fresh), INSERT_CHUNK):
-            chunk = fresh[start:start + INSERT_CHUNK]
-            values = []
-            for t, e in chunk:
-                values += (t, e.seq, e.type, e.time, e.digest, e.prev, e.text, now)
-            conn.execute(_insert_statement(len(chunk)), values)
+        insert_records(conn, [(t, e.seq, e.type, e.time, e.digest, e.prev, e.text, now) for t, e in fresh])
 
     def _order(self, conn) -> None:
         if not self._ordered:
