@@ -50,7 +50,9 @@ def main(argv, prog):
                              "`gateway terminal broker-auth` writes)")
     parser.add_argument("--password-env", default="GATEWAY_MQTT_PASSWORD",
                         help="name of the environment variable holding the broker password")
-    parser.add_argument("--client-id", default="gateway")
+    parser.add_argument("--client-id",
+                        help="MQTT client id (default: the --username, so workers sharing the ingest never take "
+                             "each other's session, also on a broker that does not bind ids to usernames)")
     parser.add_argument("--ca", help="CA certificate that signed the broker's (mqtts:// only)")
     parser.add_argument("--cert", help="client certificate for this process (mqtts:// only)")
     parser.add_argument("--key", help="its private key")
@@ -94,7 +96,7 @@ def main(argv, prog):
         store = Store(args.db, args.master_key_file)
         service = GatewayService(store, args.broker, lambda ingest, publish: Enforcement(store, ingest, publish),
                                  args.username, os.environ.get(args.password_env),
-                                 client_id=args.client_id, share_group=args.share_group, verifiers=args.verifiers,
+                                 client_id=args.client_id or args.username, share_group=args.share_group, verifiers=args.verifiers,
                                  ca=args.ca, cert=args.cert, key=args.key,
                                  budget=QuarantineBudget(args.quarantine_bytes_per_hour,
                                                          args.quarantine_rows_per_hour))
