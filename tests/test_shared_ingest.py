@@ -250,3 +250,34 @@ class _Sender:
 
     def send(self, terminal: str, payload: bytes) -> None:
         self.ingest.submit_batch(topics.topic(terminal, topics.UP), terminal, payload)
+
+
+def test_a_database_whose_rids_the_old_writer_assigned_goes_on_after_migration_2(pg_url, monkeypatch):
+    """Before migration 2 the single writer numbered the records itself and
+    PostgreSQL's identity sequence never moved: the migration moves it past
+    them, or the first insert after the upgrade would collide."""
+    from gateway.store import connect, migrations
+
+    with monkeypatch.context() as m:
+        m.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:1])
+        m.setattr(migrations, "LATEST", 1)
+        conn = connect(pg_url)
+        old = chain("T1", 5)
+        for r in old:
+            conn.execute("INSERT INTO records(rid, terminal, seq, type, time, digest, prev, record, received) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [r["seq"], "T1", r["seq"], "sale", r["time"],
+                                                                 envelope.digest(r), r["prev"],
+                                                                 envelope.stored_text(r), 1])
+        conn.close()
+    w = Writer(pg_url)  # opening migrates
+    try:
+        provision(w.store, "T1", "shop", 0, key_hex=KEY.hex())
+        w.store.conn.execute("UPDATE terminals SET acked_upto = 5 WHERE id = 'T1'")
+        records = chain("T1", 8)
+        w.send("T1", batch("T1", 5, records[5:]))
+        assert w.last_ack("T1")[0] == 8
+        assert w.store.conn.execute("SELECT seq, rid FROM records ORDER BY rid").fetchall() == \
+            [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 6), (7, 7), (8, 8)]
+        assert w.store.alerts() == []
+    finally:
+        w.close()
