@@ -1,14 +1,14 @@
 """Other terminals' ack latency under a stream of poison messages, measured side by side in one run.
 
     .venv/bin/python bench/bench_poison.py [--seconds 20] [--interval 0.5] [--rate 100] [--terminals 20]
-                                           [--ingest process|threads] [--verifiers N]
+                                           [--verifiers N]
 
 The poison is issue 15's: one uplink batch whose `records` is about 100,000
 nested `[` (200 KB). It used to make msgspec raise RecursionError, which took
 the verifier down and the whole ingest pipeline with it: at one such message
 every 0.5 s another terminal got 3 of its 34 records acknowledged in 10 s.
 
-On one broker and one `gateway run` (as deployed, unless --ingest/--verifiers
+On one broker and one `gateway run` (as deployed, unless --verifiers
 say otherwise), real terminal agents sell at a steady rate, round robin, in
 three phases of --seconds each:
 1. quiet;
@@ -112,15 +112,13 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between poison messages")
     parser.add_argument("--rate", type=float, default=100.0, help="sales a second, over all honest terminals")
     parser.add_argument("--terminals", type=int, default=20, help="honest terminals (real agents)")
-    parser.add_argument("--ingest", choices=("process", "threads"), default="process",
-                        help="the gateway's --ingest mode")
     parser.add_argument("--verifiers", type=int, help="the gateway's --verifiers (default: the gateway's own)")
     args = parser.parse_args()
 
-    extra = ["--ingest", args.ingest] + (["--verifiers", str(args.verifiers)] if args.verifiers is not None else [])
+    extra = ["--verifiers", str(args.verifiers)] if args.verifiers is not None else []
     work = Path(tempfile.mkdtemp(prefix="bench-poison-"))
     broker = Mosquitto(work / "broker").start()
-    results: dict = {"ingest": args.ingest, "interval_s": args.interval, "rate": args.rate,
+    results: dict = {"interval_s": args.interval, "rate": args.rate,
                      "terminals": args.terminals, "seconds": args.seconds}
     try:
         db = work / "gw.db"
@@ -157,7 +155,7 @@ def main() -> int:
     ratio = results["poisoned"]["p99"] / quiet if quiet else float("inf")
     results["p99_ratio"] = ratio
     table = Table(title=f"other terminals' commit → ack latency, poison every {args.interval} s "
-                        f"({args.terminals} agents, {args.rate:.0f} sales/s, --ingest {args.ingest})")
+                        f"({args.terminals} agents, {args.rate:.0f} sales/s)")
     for column in ("phase", "sold", "acked", "p50", "p99", "max", "poison sent"):
         table.add_column(column, justify="left" if column == "phase" else "right")
     for name in ("quiet", "poisoned", "quiet again"):

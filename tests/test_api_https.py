@@ -78,7 +78,7 @@ def test_gateway_run_serves_the_dashboard_over_https_with_the_generated_ca(templ
     port = free_port()
     gateway = GatewayProcess(db, broker.url, tmp_path / "gateway.log", extra_args=[
         "--http", f"127.0.0.1:{port}", "--https-cert", str(ca.broker_cert), "--https-key", str(ca.broker_key),
-        "--verifiers", "0"]).start()
+        "--verifiers", "1"]).start()
     try:
         wait_port("127.0.0.1", port, timeout=60)
         url = f"https://localhost:{port}"

@@ -74,7 +74,7 @@ def district(tmp_path_factory):
     log = open(root / "gateway.log", "ab")
     gateway = subprocess.Popen(
         [sys.executable, "-m", "gateway", "run", "--broker", broker.url, "--db", str(db), "--username",
-         fleet.GATEWAY_USER, "--http", f"127.0.0.1:{port}", "--sweep-interval", "0.3", "--verifiers", "0"],
+         fleet.GATEWAY_USER, "--http", f"127.0.0.1:{port}", "--sweep-interval", "0.3", "--verifiers", "1"],
         env=_env() | {"GATEWAY_MQTT_PASSWORD": GATEWAY_PASSWORD}, cwd=ROOT, stdout=log, stderr=log)
     agents: dict[str, Agent] = {}
     try:

@@ -25,7 +25,7 @@ from firmware.face import devicekey
 from firmware.face import gallery as gallery_file
 from firmware.ledger import Ledger
 from gateway.enforcement.fleet import provision
-from gateway.ingest.writer import Ingest
+from tests.support.inline_ingest import InlineIngest as Ingest
 from gateway.ingest.pipeline import IngestProcess
 from gateway.store import (AUTO_KEY_FILE, KEY_FILE_ENV, MASTER_KEY_ENV, SEALED_PREFIX, KeyCache, MasterKeyError, Store,
                            connect)
@@ -172,7 +172,7 @@ def test_the_database_and_its_wal_hold_no_terminal_key_in_the_clear(tmp_path):
     try:
         for i, key in enumerate(keys):
             provision(store, f"T{i}", "SHOP", 0, key_hex=key.hex())
-        ingest = Ingest(store, lambda *a: None, verifiers=0, wall_ms=lambda: 1)
+        ingest = Ingest(store, lambda *a: None, wall_ms=lambda: 1)
         ingest.start()
         try:
             for i, key in enumerate(keys):
@@ -318,7 +318,7 @@ def test_gateway_run_with_a_master_key_file_verifies_in_its_verifier_processes(t
     assert added.returncode == 0, added.stderr[-800:]
     key = bytes.fromhex(added.stdout.split('key = "')[1].split('"')[0])
     log = tmp_path / "gw.log"
-    gateway = GatewayProcess(db, broker.url, log, extra_args=["--ingest", "process", "--verifiers", "2",
+    gateway = GatewayProcess(db, broker.url, log, extra_args=["--verifiers", "2",
                                                               "--no-supervision", "--master-key-file",
                                                               str(key_file)]).start()
     acked = {"upto": 0}

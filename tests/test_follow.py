@@ -7,7 +7,7 @@ import pytest
 
 from gateway.enforcement.fleet import provision
 from gateway.ingest.follow import Follower
-from gateway.ingest.writer import Ingest
+from tests.support.inline_ingest import InlineIngest as Ingest
 from gateway.store import Store
 from tests.records_factory import KEY, batch, chain
 

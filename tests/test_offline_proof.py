@@ -23,11 +23,11 @@ import pytest
 from firmware.counter import Cart, Identity
 from gateway.enforcement import faces, quota, registry
 from gateway.enforcement.fleet import provision
-from gateway.ingest.writer import Ingest
 from gateway.supervision.rules import config, engine, make_event
 from gateway.store import Store
 from protocols import authz, card, configsync, envelope
 from tests.support import quota_fixtures as fx
+from tests.support.inline_ingest import InlineIngest as Ingest
 from tests.test_offline_counter import KEY, make_agent, sync
 
 TERMINAL, SHOP = "T9", "shop-T9"

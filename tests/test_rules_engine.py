@@ -9,7 +9,7 @@ from gateway.supervision import grid
 
 from gateway.enforcement import registry
 from gateway.enforcement.fleet import provision
-from gateway.ingest.writer import Ingest
+from tests.support.inline_ingest import InlineIngest as Ingest
 from gateway.supervision.rules import config
 from gateway.supervision.rules.engine import RecordHook, Sweeper
 from gateway.store import Store

@@ -2,7 +2,8 @@
 [--https-cert FILE --https-key FILE] [--trusted-proxy ADDRESS]]`: ingest, supervision rules and cases, and
 (with --http) the supervision API and dashboard, over HTTPS with --https-cert/--https-key, until stopped.
 
-Ingest runs in this process (with its verifier process); the supervision side
+Ingest runs as a pipeline of processes under this one (verifiers, then the
+writer: gateway/ingest/pipeline.py); the supervision side
 runs as a child, `gateway supervise`, at a lower priority, so the dashboard and
 the rules never slow down storing and acknowledging records.
 
@@ -36,7 +37,7 @@ import threading
 from gateway.cli import supervision_process
 from gateway.ingest.writer import QUARANTINE_BYTES_PER_HOUR, QUARANTINE_ROWS_PER_HOUR, QuarantineBudget
 from gateway.enforcement.handler import Enforcement
-from gateway.ingest.network import GatewayService
+from gateway.ingest.network import GatewayService, check_share_group
 from gateway.store import DB_HELP, KEY_FILE_ENV, Store
 
 
@@ -49,19 +50,22 @@ def main(argv, prog):
                              "`gateway terminal broker-auth` writes)")
     parser.add_argument("--password-env", default="GATEWAY_MQTT_PASSWORD",
                         help="name of the environment variable holding the broker password")
-    parser.add_argument("--client-id", default="gateway")
+    parser.add_argument("--client-id",
+                        help="MQTT client id (default: the --username, so workers sharing the ingest never take "
+                             "each other's session, also on a broker that does not bind ids to usernames)")
     parser.add_argument("--ca", help="CA certificate that signed the broker's (mqtts:// only)")
     parser.add_argument("--cert", help="client certificate for this process (mqtts:// only)")
     parser.add_argument("--key", help="its private key")
     parser.add_argument("--supervise-cert", help="client certificate for the supervision child (CN USERNAME-supervise)")
     parser.add_argument("--supervise-key", help="its private key")
-    parser.add_argument("--ingest", choices=("process", "threads"), default="process",
-                        help="process: ingest as a pipeline of child processes, verifier then writer (default); "
-                             "threads: in this process, with --verifiers verifier processes")
     parser.add_argument("--verifiers", type=int, default=2,
                         help="verifier processes (default 2: verifying is the costliest stage, and with one "
-                             "a two-core machine's second core idles under a flood; with --ingest threads, "
-                             "0 verifies in-process)")
+                             "a two-core machine's second core idles under a flood)")
+    parser.add_argument("--share-group", metavar="NAME",
+                        help="one of several workers sharing the uploads and authorization requests through the "
+                             "MQTT shared subscription $share/NAME/... (every worker the same NAME, each its own "
+                             "--username: `gateway terminal broker-auth --workers N`); needs a database every "
+                             "worker reaches (postgresql://...), see docs/deploy.md \"Workers\"")
     parser.add_argument("--quarantine-bytes-per-hour", type=int, default=QUARANTINE_BYTES_PER_HOUR,
                         help="payload bytes each terminal may add to the quarantine an hour; past that, or past "
                              "--quarantine-rows-per-hour, its rejects are only counted (quarantine_dropped) and "
@@ -83,13 +87,17 @@ def main(argv, prog):
         # the options first: a refused command must not have opened (and
         # migrated) the database, or started anything
         supervise_args = supervision_process.child_arguments(args)
+        if args.verifiers < 1:
+            raise ValueError("--verifiers must be at least 1")
+        if args.share_group is not None:
+            check_share_group(args.share_group)
         if args.master_key_file:  # the verifier and writer processes read it from the environment
             os.environ[KEY_FILE_ENV] = os.path.abspath(args.master_key_file)
         store = Store(args.db, args.master_key_file)
         service = GatewayService(store, args.broker, lambda ingest, publish: Enforcement(store, ingest, publish),
                                  args.username, os.environ.get(args.password_env),
-                                 client_id=args.client_id, verifiers=args.verifiers,
-                                 ingest_process=args.ingest == "process", ca=args.ca, cert=args.cert, key=args.key,
+                                 client_id=args.client_id or args.username, share_group=args.share_group, verifiers=args.verifiers,
+                                 ca=args.ca, cert=args.cert, key=args.key,
                                  budget=QuarantineBudget(args.quarantine_bytes_per_hour,
                                                          args.quarantine_rows_per_hour))
     except (OSError, ValueError) as err:

@@ -9,7 +9,9 @@ gateway's own broker users).
 `broker-auth` writes the broker's whole configuration from the database:
 `passwd`, `acl` and `mosquitto.conf` (gateway/enforcement/brokerconf.py); with `--pki`
 (made by `python -m gateway pki`) also the TLS listeners and the certificates
-they use. Run it again after `add`, then send the broker SIGHUP.
+they use. Run it again after `add`, then send the broker SIGHUP. `--workers N`
+adds the broker users of N ingest workers sharing the load (`gateway run
+--share-group NAME --username gateway-wK`, docs/deploy.md "Workers").
 
 The record keys are stored sealed under the gateway's master key:
 --master-key-file (default $GATEWAY_KEY_FILE; or $GATEWAY_MASTER_KEY), the same
@@ -55,8 +57,13 @@ def main(argv, prog):
     auth.add_argument("--data", help="the broker's persistence directory (default: OUT/data)")
     auth.add_argument("--log", help="the broker's log file (default: stderr)")
     auth.add_argument("--run-as", help="user the broker runs as (Mosquitto's `user`; default: mosquitto)")
+    auth.add_argument("--workers", type=int, default=1,
+                      help="gateway workers sharing the ingest (`gateway run --share-group`): broker users "
+                           "gateway, gateway-w2 ... gateway-wN, each with its -supervise user (default 1)")
     args = parser.parse_args(argv)
     try:
+        if args.action == "broker-auth":  # refused before the database is opened (and migrated)
+            fleet.check_workers(args.workers)
         store = Store(args.db, args.master_key_file)
     except (ValueError, OSError) as err:
         print(f"{prog}: {err}", file=sys.stderr)
@@ -83,7 +90,7 @@ def main(argv, prog):
                     raise ValueError(f"{name} must be 0..65535")
             listeners = brokerconf.Listeners(args.port, args.tls_port, cert_port, args.bind)
             files = brokerconf.write(store, args.out, password, listeners, pki_dir=args.pki, data_dir=args.data,
-                                     log_file=args.log, run_as=args.run_as)
+                                     log_file=args.log, run_as=args.run_as, workers=args.workers)
             print(f"wrote {files.passwd}, {files.acl} and {files.conf}")
             for line in brokerconf.describe(files, listeners):
                 print(f"listener {line}")

@@ -182,6 +182,7 @@ class AuthService:
             except Exception:
                 # Nothing committed, nothing answered: the terminals decide offline.
                 log.exception("authorization transaction failed requests=%d", len(group))
+                self._reconnect()
                 continue
             for terminal, payload in answers:
                 try:
@@ -189,6 +190,15 @@ class AuthService:
                 except Exception:
                     log.exception("authorization response publish failed terminal=%s", terminal)
             self._maybe_sweep()
+
+    def _reconnect(self) -> None:
+        """A failed transaction may mean the database went away (PostgreSQL
+        restarted): a fresh connection, so the next requests are decided
+        online again; if it is still down, the next failure tries again."""
+        try:
+            self.store.reconnect()
+        except Exception as err:
+            log.warning("database unreachable for authorization (%s); terminals decide offline meanwhile", err)
 
     def _decide(self, group: list) -> list[tuple[str, bytes]]:
         now = self.wall_ms()

@@ -140,17 +140,20 @@ def mosquitto_conf(directory: Path, listeners: Listeners, tls: bool, data_dir: P
 
 def write(store: Store, directory: str | Path, gateway_password: str, listeners: Listeners = Listeners(),
           pki_dir: str | Path | None = None, data_dir: str | Path | None = None, log_file: str | Path | None = None,
-          run_as: str | None = None) -> BrokerFiles:
+          run_as: str | None = None, workers: int = 1) -> BrokerFiles:
     """Write passwd, acl and mosquitto.conf into `directory` (0700, files 0600);
+    `workers`: broker users for that many `gateway run --share-group` workers
+    (gateway/enforcement/fleet.py, `worker_user`);
     with `pki_dir`, also copy the CA certificate, the broker's certificate and
     key and the CRL next to them (never the CA's key) and add the TLS
     listeners. `data_dir` (default DIRECTORY/data) holds the broker's
     persistence file."""
     directory = Path(directory)
     tls = pki_dir is not None
+    fleet.check_workers(workers)
     if not (listeners.port or (tls and (listeners.tls_port or listeners.cert_port))):
         raise ValueError("no listener left: give --port, or --pki with --tls-port or --cert-port")
-    passwd, acl = fleet.write_broker_auth(store, directory, gateway_password)
+    passwd, acl = fleet.write_broker_auth(store, directory, gateway_password, workers)
     ca = None
     if tls:
         source = pki.Pki(pki_dir)

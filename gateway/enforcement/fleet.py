@@ -36,6 +36,10 @@ GATEWAY_USER = "gateway"                  # `gateway run`: ingest, authorization
 SUPERVISE_SUFFIX = "-supervise"
 SUPERVISE_USER = GATEWAY_USER + SUPERVISE_SUFFIX   # `gateway supervise`: the fleet status watcher
 GATEWAY_USERS = (GATEWAY_USER, SUPERVISE_USER)
+# Several `gateway run --share-group` workers: worker 1 is `gateway` (a single
+# gateway grown to several keeps its user, and with it its broker session),
+# worker n > 1 is `gateway-wN`, each with its supervise user beside it.
+MAX_WORKERS = 64
 # No terminal id may start with this (in any case): every gateway user does,
 # and so may any the gateway adds later (an extra ingest worker's).
 RESERVED_PREFIX = "gateway"
@@ -44,6 +48,26 @@ RESERVED_PREFIX = "gateway"
 def supervise_user(user: str) -> str:
     """The broker user of the `gateway supervise` started by `gateway run --username USER`."""
     return user + SUPERVISE_SUFFIX
+
+
+def worker_user(n: int) -> str:
+    """The broker user of ingest worker `n` (1-based)."""
+    return GATEWAY_USER if n == 1 else f"{GATEWAY_USER}-w{n}"
+
+
+def check_workers(workers: int) -> int:
+    if not 1 <= workers <= MAX_WORKERS:
+        raise ValueError(f"--workers must be 1..{MAX_WORKERS}, not {workers}")
+    return workers
+
+
+def gateway_users(workers: int = 1) -> list[str]:
+    """Every broker user of a gateway of `workers` workers: each worker's and
+    its supervise child's (`gateway run` starts one unless --no-supervision)."""
+    users = []
+    for n in range(1, check_workers(workers) + 1):
+        users += [worker_user(n), supervise_user(worker_user(n))]
+    return users
 
 
 def check_terminal_id(terminal: str) -> str:
@@ -85,30 +109,35 @@ def provision(store: Store, terminal: str, shop: str | None, now_ms: int,
     return Credentials(terminal, key_hex, mqtt_password)
 
 
-def acl_text() -> str:
+def acl_text(workers: int = 1) -> str:
     """Mosquitto's ACL: each gateway user exactly what its process needs, each
     terminal its own subtree (%u: the username, which is also the client id and,
-    on the certificate listener, the certificate's CN)."""
+    on the certificate listener, the certificate's CN). A worker's shared
+    subscription ($share/GROUP/agri/v1/t/+/up) is checked against the topic
+    filter without its $share/GROUP/ prefix, so the same lines serve it."""
     root = topics.ROOT
-    lines = [f"# {GATEWAY_USER}: gateway run (ingest, authorization, config push)", f"user {GATEWAY_USER}"]
-    lines += [f"topic read {root}/+/{leaf}" for leaf in topics.TERMINAL_PUBLISHES]
-    lines += [f"topic write {root}/+/{leaf}" for leaf in topics.TERMINAL_SUBSCRIBES]
-    lines += ["", f"# {SUPERVISE_USER}: gateway supervise (fleet status)", f"user {SUPERVISE_USER}",
-              f"topic read {root}/+/{topics.STATUS}"]
-    lines += ["", "# every terminal: its own subtree only"]
+    lines = []
+    for n in range(1, check_workers(workers) + 1):
+        user = worker_user(n)
+        lines += [f"# {user}: gateway run (ingest, authorization, config push)", f"user {user}"]
+        lines += [f"topic read {root}/+/{leaf}" for leaf in topics.TERMINAL_PUBLISHES]
+        lines += [f"topic write {root}/+/{leaf}" for leaf in topics.TERMINAL_SUBSCRIBES]
+        lines += ["", f"# {supervise_user(user)}: gateway supervise (fleet status)", f"user {supervise_user(user)}",
+                  f"topic read {root}/+/{topics.STATUS}", ""]
+    lines += ["# every terminal: its own subtree only"]
     lines += [f"pattern write {root}/%u/{leaf}" for leaf in topics.TERMINAL_PUBLISHES]
     lines += [f"pattern read {root}/%u/{leaf}" for leaf in topics.TERMINAL_SUBSCRIBES]
     return "\n".join(lines) + "\n"
 
 
-def passwd_text(store: Store, gateway_password: str) -> str:
+def passwd_text(store: Store, gateway_password: str, workers: int = 1) -> str:
     """Mosquitto's password file: the gateway users (one password: they are the
     processes of one service on one host, started from one environment; the
     users keep their connections and permissions apart), then every terminal
     with a broker password. A stored id that provisioning would refuse today
     (from before the check: `gateway`, `a:b`) is left out and logged, so it can
     never shadow a gateway user or break the file."""
-    lines = [f"{user}:{mosquitto_hash(gateway_password)}" for user in GATEWAY_USERS]
+    lines = [f"{user}:{mosquitto_hash(gateway_password)}" for user in gateway_users(workers)]
     for t in store.terminals():
         if not t["mqtt_hash"]:
             continue
@@ -134,13 +163,15 @@ def write_private_text(path: Path, text: str) -> Path:
     return path
 
 
-def write_broker_auth(store: Store, directory: str | Path, gateway_password: str) -> tuple[Path, Path]:
+def write_broker_auth(store: Store, directory: str | Path, gateway_password: str,
+                      workers: int = 1) -> tuple[Path, Path]:
     """Write `passwd` and `acl` for Mosquitto (password_file / acl_file), 0600
     in a 0700 directory. `gateway.enforcement.brokerconf.write` adds the mosquitto.conf
     that uses them."""
     directory = Path(directory)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
-    passwd = write_private_text(directory / "passwd", passwd_text(store, gateway_password))
-    acl = write_private_text(directory / "acl", acl_text())
+    check_workers(workers)
+    passwd = write_private_text(directory / "passwd", passwd_text(store, gateway_password, workers))
+    acl = write_private_text(directory / "acl", acl_text(workers))
     return passwd, acl

@@ -7,8 +7,9 @@ processes"): network -> verifiers -> writer -> ack, above the store.
 - `verified.py`: what a message becomes before the writer sees it, and the
   wire between verifier processes and the writer;
 - `fastpath.py`: the fast, allocation-light check of a batch;
-- `verifier.py`: the verifier processes and their pool;
-- `writer.py`: the one writer, its group commit and the acks (`Ingest`);
+- `verifier.py`: the verifier processes;
+- `writer.py`: the writer, its group commit and the acks (`Ingest`): one
+  per gateway process, several sharing one database (`--share-group`);
 - `pipeline.py`: the process pipeline `gateway run` starts (`IngestProcess`);
 - `follow.py`: followers, the work done on stored records after the commit.
 

@@ -9,6 +9,15 @@ subscriptions), so while the gateway is down or restarting the broker keeps
 queueing the terminals' batches for it. Acks are retained per terminal, so a
 terminal that reconnects learns its watermark at once instead of re-sending
 what is already stored.
+
+Several workers (`gateway run --share-group NAME`, each its own broker user
+and so its own client id and session) subscribe as one shared-subscription
+group: the broker hands each message to one of them. Two workers may then
+publish acks for one terminal close together, and the retained one may be
+the older, lower one; that is safe because an ack is cumulative and the
+terminal never moves its watermark back (firmware/uplink.py): at worst it
+re-sends a few stored records, which the database drops as duplicates and
+answers with the current ack.
 """
 
 from __future__ import annotations
@@ -20,12 +29,20 @@ from typing import Callable, Protocol
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.ingest.writer import Ingest, QuarantineBudget
 from gateway.ingest.pipeline import IngestProcess
+from gateway.ingest.writer import QuarantineBudget
 from gateway.store import KeyCache, Store
 from protocols import envelope, topics, transport
 
 log = logging.getLogger(__name__)
+
+
+def check_share_group(name: str) -> str:
+    """`name` if it can be a shared subscription's group (one topic level:
+    no '/', '+', '#', not empty), else ValueError saying why."""
+    if not name or any(c in name for c in "/+#") or not name.isprintable() or len(name) > 64:
+        raise ValueError(f"--share-group {name!r}: 1-64 printable characters without '/', '+' or '#'")
+    return name
 
 
 class Handler(Protocol):
@@ -41,19 +58,21 @@ class GatewayService:
     def __init__(self, store: Store, broker: str, make_handler: Callable[[object, Publish], Handler],
                  username: str | None = None, password: str | None = None,
                  client_id: str = "gateway", share_group: str | None = None, verifiers: int = 2,
-                 ingest_process: bool = False, ca: str | None = None, cert: str | None = None,
+                 ca: str | None = None, cert: str | None = None,
                  key: str | None = None, budget: QuarantineBudget = QuarantineBudget()):
-        """`ingest_process`: run ingest as a pipeline of child processes
-        (gateway/ingest/pipeline.py), the deployed default; otherwise in this
-        process. `verifiers`: verifier processes (0: verify inline, threads
-        mode only, for tests and tools). `ca`, `cert`, `key`: TLS files for an
+        """Ingest runs as a pipeline of child processes (gateway/ingest/pipeline.py)
+        with `verifiers` verifier processes. `share_group`: subscribe as one
+        member of that MQTT shared subscription group (`$share/GROUP/...`), so
+        the broker hands each message to one of the group's workers; the
+        database keeps order and exactly-once across them
+        (gateway/ingest/writer.py). `ca`, `cert`, `key`: TLS files for an
         mqtts:// broker (protocols/transport.py). `budget`: what each terminal
         may put into the quarantine an hour (gateway/ingest/writer.py).
         `make_handler(ingest, publish)`: the handler of every other message."""
         self.store = store
         self.broker = broker
         self.connected = threading.Event()
-        self.share_group = share_group
+        self.share_group = check_share_group(share_group) if share_group is not None else None
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
                              protocol=mqtt.MQTTv311)
         if username:
@@ -72,11 +91,8 @@ class GatewayService:
         client.on_message = self._on_message
         self.client = client
         self._key_for = KeyCache(store)  # acks are MACed with the terminal's key
-        if ingest_process:
-            self.ingest = IngestProcess(store.path, self._publish_ack, key_for=self._key_for,
-                                        verifiers=verifiers, budget=budget)
-        else:
-            self.ingest = Ingest(store, self._publish_ack, verifiers=verifiers, budget=budget)
+        self.ingest = IngestProcess(store.path, self._publish_ack, key_for=self._key_for,
+                                    verifiers=verifiers, budget=budget)
         self.enforcement = make_handler(self.ingest, self._publish)
 
     def start(self) -> None:
@@ -96,12 +112,8 @@ class GatewayService:
             log.error("broker refused the gateway: %s", reason_code)
             return
         transport.no_delay(client)
-        subs = []
-        for name in topics.GATEWAY_SUBSCRIBES:
-            if self.share_group:
-                name = f"$share/{self.share_group}/{name}"
-            subs.append((name, 1))
-        client.subscribe(subs)
+        client.subscribe([(f"$share/{self.share_group}/{name}" if self.share_group else name, 1)
+                          for name in topics.GATEWAY_SUBSCRIBES])
         self.connected.set()
         log.info("gateway connected to %s (session present: %s)", self.broker, flags.session_present)
 

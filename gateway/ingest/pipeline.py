@@ -12,7 +12,11 @@ turns on the GIL and none runs at full speed. Here each stage is a process:
   as msgpack, straight into a pipe the writer reads;
 - the writer (`python -m gateway.ingest.pipeline DB FDS`) is one thread: it
   reads whatever is waiting on its pipes, stores it in one transaction
-  (`Ingest.process`), and writes one small frame per acknowledgement.
+  (`Ingest.process`), and writes one small frame per acknowledgement. If
+  the database goes away (PostgreSQL restarted), the transaction fails, is
+  not acknowledged, and the writer waits for a new connection before it
+  reads on: the pipes fill, the network process stops taking messages, and
+  the broker keeps them.
 
 A terminal's messages always go through the same verifier, so the writer sees
 them in arrival order. If a verifier dies, only that verifier is replaced: the
@@ -67,7 +71,7 @@ def writer_main(db_path: str, control_fd: int, budget=None) -> None:
             data = data[os.write(out_fd, data):]
 
     store = Store(db_path)
-    ingest = Ingest(store, publish_ack, verifiers=0, budget=budget or QuarantineBudget())
+    ingest = Ingest(store, publish_ack, budget=budget or QuarantineBudget())
     readers: dict[int, _Frames] = {}
     control: socket.socket | None = socket.socket(fileno=control_fd)
 
@@ -108,6 +112,9 @@ def writer_main(db_path: str, control_fd: int, budget=None) -> None:
         if group:
             ingest.process(group, idle)
     ingest.send_due_acks(force=True)
+    stats = ingest.stats
+    log.info("ingest writer stopped stored=%d duplicates=%d quarantined=%d commits=%d",
+             stats.stored, stats.duplicates, stats.quarantined, stats.commits)
     store.close()
 
 
@@ -255,7 +262,7 @@ class IngestProcess:
         self._send(_UP, terminal, topic, bytes(payload))
 
     def submit_status(self, terminal: str, payload: bytes) -> None:
-        self._send(_STATUS, terminal, f"agri/v1/t/{terminal}/status", bytes(payload))
+        self._send(_STATUS, terminal, topics.topic(terminal, topics.STATUS), bytes(payload))
 
     def pids(self) -> dict:
         """The pipeline's processes (tests: none of them may die of a message)."""
@@ -290,6 +297,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--quarantine-bytes", type=int, default=QUARANTINE_BYTES_PER_HOUR)
     parser.add_argument("--quarantine-rows", type=int, default=QUARANTINE_ROWS_PER_HOUR)
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     writer_main(args.db, args.control, QuarantineBudget(args.quarantine_bytes, args.quarantine_rows))
 
 

@@ -4,8 +4,8 @@ The MQTT network thread is the gateway's narrowest point: paho spends tens of
 microseconds of interpreter time on every message, and anything else done in
 the same process competes with it for the GIL. So the network thread only hands
 each raw message to a verifier process (parse, schema, MAC: pure CPU), and the
-verified batches come back to the single writer thread, which owns the
-database. Messages of one terminal always go to the same verifier, so they are
+verified batches go straight to the writer process, which owns the
+database (gateway/ingest/pipeline.py). Messages of one terminal always go to the same verifier, so they are
 stored in the order they arrived.
 
 A verifier is a plain child process (`python -m gateway.ingest.verifier DB`) talking
@@ -22,9 +22,7 @@ reads them, so this costs the network thread no system call. When a verifier
 dies, a new one is started and gets what the dead one had not answered: the
 message it was verifying when it died is sent again *alone* (verified and
 answered on its own), the others as they were; a message that takes a
-verifier down on its own is quarantined as `verifier_crashed`, unread. The
-pool verifies in-process only when new verifiers die before they begin
-anything at all.
+verifier down on its own is quarantined as `verifier_crashed`, unread.
 """
 
 from __future__ import annotations
@@ -39,11 +37,10 @@ import sys
 import tempfile
 import threading
 import time
-import zlib
 from pathlib import Path
 from typing import Callable
 
-from gateway.ingest.verified import decode_verified, encode_verified, quarantine_item, verify_message
+from gateway.ingest.verified import encode_verified, quarantine_item, verify_message
 from gateway.store import KeyCache, Store
 
 log = logging.getLogger(__name__)
@@ -59,7 +56,6 @@ _BEGUN = struct.Struct("=Q")  # at offset 0 of the shared page: the message begu
 _DONE = struct.Struct("=Q")   # at offset 8: the last message whose answer is written
 _PROGRESS_SIZE = 16
 MAX_HELD = 200_000  # messages kept for a dead verifier until its replacement takes them
-YOUNG = 5.0  # seconds: a verifier dying this soon without beginning a message could not start
 MODULE = "gateway.ingest.verifier"
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -288,102 +284,6 @@ class Verifier:
             self.proc.wait()
         self.progress.close()
         self._page.close()
-
-
-class _Worker:
-    """A verifier whose answers come back to this process (`--ingest threads`)."""
-
-    def __init__(self, db_path: str, deliver: Callable[[list], None], on_exit: Callable[[Verifier], None],
-                 module: str = MODULE):
-        self.verifier = Verifier(db_path, subprocess.PIPE, on_exit, module)
-        self.proc = self.verifier.proc
-        self.deliver = deliver
-        self.reader = threading.Thread(target=self._collect, name="verifier-results", daemon=True)
-        self.reader.start()
-
-    def _collect(self) -> None:
-        frames = _Frames(self.proc.stdout.fileno())
-        while True:
-            batch = frames.read()
-            if batch is None:
-                return
-            for frame in batch:
-                self.deliver(decode_verified(frame))
-
-    def close(self) -> None:
-        self.verifier.close()
-        self.reader.join(timeout=5)
-
-
-class VerifierPool:
-    def __init__(self, db_path: Path, workers: int, deliver: Callable[[list], None],
-                 inline: Callable[[bool, str, bytes], None], module: str = MODULE):
-        self.db_path = str(db_path)
-        self.module = module
-        self.deliver = deliver
-        self.inline = inline  # last resort when workers cannot be kept alive
-        self._count = workers
-        self._workers: list[_Worker | None] = []
-        self._lock = threading.Lock()
-        self._stopping = False
-
-    def start(self) -> None:
-        self._workers = [self._new_worker() for _ in range(self._count)]
-
-    def _new_worker(self) -> _Worker:
-        return _Worker(self.db_path, self.deliver, self._exited, self.module)
-
-    def submit(self, status: bool, terminal: str, topic: str, payload: bytes) -> None:
-        data = _frame(_STATUS if status else _UP, topic, payload)
-        with self._lock:
-            worker = self._workers[zlib.crc32(terminal.encode()) % len(self._workers)]
-            if worker is not None:
-                worker.verifier.send(data)  # if it died, its replacement gets this too
-                return
-        self.inline(status, topic, payload)
-
-    def _exited(self, dead: Verifier) -> None:
-        """A verifier died (watcher thread): start a new one and give it
-        what the dead one had not answered; in-process verification only if
-        new ones cannot even start."""
-        if self._stopping:
-            return
-        young = dead.began_nothing() and time.monotonic() - dead.started < YOUNG
-        replacement = None if young else self._new_worker()
-        with self._lock:
-            index = next((i for i, w in enumerate(self._workers) if w is not None and w.verifier is dead), None)
-            if index is None or self._stopping:
-                if replacement is not None:
-                    replacement.close()
-                return
-            log.error("verifier %d stopped (exit %s)%s", index, dead.proc.returncode,
-                      "; verifying in-process from now on" if young else "; started a new one")
-            self._workers[index] = replacement
-            pending = dead.unanswered(crashed=True)
-            for data, suspect in pending:
-                if replacement is not None:
-                    replacement.verifier.send(data, suspect)
-                    continue
-                kind, topic, payload = _unframe(data)
-                if suspect or kind.upper() == _CRASHED:  # no verifier to try it alone in, and it must not take
-                    self.deliver([_crashed(topic, payload)])  # this process down
-                else:
-                    self.inline(kind.upper() == _STATUS, topic, payload)
-        dead.close()
-
-    def pids(self) -> list[int | None]:
-        with self._lock:
-            return [w.proc.pid if w is not None else None for w in self._workers]
-
-    def stop(self) -> None:
-        self._stopping = True
-        for worker in self._workers:
-            if worker is not None:
-                worker.close()
-
-
-def _crashed(topic: str, payload: bytes):
-    return quarantine_item(topic, "verifier_crashed", "a verifier process died while verifying this message", payload)
 
 
 if __name__ == "__main__":

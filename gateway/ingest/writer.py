@@ -1,8 +1,8 @@
 """Ingest: verified batches in, one durable group commit, then the acks.
 
 Verification (JSON, schema, HMAC) runs in verifier processes as messages
-arrive (inline for tests and tools); storing is one writer that drains
-everything verified into a single transaction. One fsync then covers
+arrive (gateway/ingest/pipeline.py); storing is one writer per gateway
+process, which drains everything verified into a single transaction. One fsync then covers
 hundreds of records, which is where the throughput comes from, and acks are
 published only after that COMMIT, so an ack always means "on disk here".
 
@@ -24,30 +24,22 @@ quarantine rows, payloads and per-record alerts are limited per hour
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import queue
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-import msgspec
-
-from gateway.store import KeyCache, Store, transaction
-from gateway.store.dialect import json_pairs
-from gateway.ingest.follow import Follower
-from gateway.ingest.verified import Status, verify_message
-from gateway.ingest.verifier import VerifierPool
-from gateway.ingest.verify import Batch, Entry, Rejected
+from gateway.store import Store, transaction
+from gateway.store.dialect import for_update, json_pairs, json_values
+from gateway.store.records import insert_records, order_records
+from gateway.ingest.verified import Quarantine, Status
+from gateway.ingest.verify import Batch, Entry
 from protocols import envelope, reasons, topics
 from protocols.clock import wall_ms as now_ms
 
 log = logging.getLogger(__name__)
 
-MAX_GROUP = 5000  # records per transaction; bounds latency under a flood
-INSERT_CHUNK = 100  # rows per INSERT statement (9 parameters each, far below SQLite's limit)
 WRITE_LOCK_PATIENCE_S = 30.0  # how long the writer retries for the write lock (`transaction(spin=...)`)
 ACK_INTERVAL = 0.02  # seconds: at most one ack per terminal this often while busy
 
@@ -75,7 +67,12 @@ class QuarantineBudget:
     time). A reject that does not fit is counted in `quarantine_dropped` (per
     terminal, hour and reason) instead of stored, without its own alert, and
     an accountable one (an altered record) is then not accounted for either:
-    the terminal's ack stays below it, which costs that terminal alone."""
+    the terminal's ack stays below it, which costs that terminal alone.
+
+    Each writer counts from what the database held when it first looked in
+    that hour, then its own rejects: with N workers sharing the ingest a
+    terminal can reach up to N budgets an hour, still bounded by that
+    terminal, and at most one alert per worker."""
     bytes: int = QUARANTINE_BYTES_PER_HOUR
     rows: int = QUARANTINE_ROWS_PER_HOUR
 
@@ -114,153 +111,52 @@ class Stats:
     alerts: int = 0
 
 
-@functools.lru_cache(maxsize=None)
-def _insert_statement(rows: int) -> str:
-    return ("INSERT INTO records(terminal, seq, type, time, digest, prev, record, received, rid) VALUES "
-            + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows))
-
-
 class Ingest:
-    """`verifiers` > 0 runs verification in that many worker processes (the
-    gateway's default); 0 verifies on the calling thread (tests, tools)."""
+    """The writer: verified items in (`process`), one transaction a group, acks
+    out through `publish_ack` after the commit. `gateway run` feeds it from
+    its verifier processes (gateway/ingest/pipeline.py).
+
+    Several writers may share one database (one per `gateway run
+    --share-group` worker), each taking any terminal's messages. What each
+    keeps in memory about a terminal (`Progress`) is a cache of the
+    database's state, checked under the terminal's row lock at the start of
+    every transaction (`_claim`): order and exactly-once are the database's,
+    whichever worker a message reaches."""
 
     def __init__(self, store: Store, publish_ack: Callable[[str, int, int | None], None],
-                 wall_ms: Callable[[], int] = now_ms, verifiers: int = 0,
-                 budget: QuarantineBudget = QuarantineBudget(), verifier_module: str = "gateway.ingest.verifier"):
+                 wall_ms: Callable[[], int] = now_ms, budget: QuarantineBudget = QuarantineBudget()):
         self.store = store
         self.budget = budget
         self._spent: dict[str, list] = {}  # terminal -> [hour, rows, bytes, alerted]: its quarantine this hour
         self.publish_ack = publish_ack
         self.wall_ms = wall_ms
-        self.followers: list[Follower] = []
-        self._next_rid = 1
         self.stats = Stats()
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self.key_for = KeyCache(store)
         self._progress: dict[str, Progress] = {}
+        self._rev: dict[str, int] = {}  # terminal -> its ingest_rev as this writer last wrote or read it
         self._fresh: list[tuple[str, Entry]] = []  # new records queued for the bulk insert
-        self._writer: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._idle = threading.Event()
-        self._submitted = 0
-        self._handled = 0
-        self._pool = VerifierPool(store.path, verifiers, self._queue.put, self._verify_inline,
-                                  verifier_module) if verifiers else None
+        self._ordered = False  # this transaction holds the records' order lock (`order_records`)
         self._pending_acks: dict[str, tuple[int, int | None]] = {}
         self._last_ack: dict[str, float] = {}
-        self._load_progress()
 
-    def follow(self, name: str, hook) -> Follower:
-        """Run `hook` on every stored record after commit, on a follower thread
-        (gateway/ingest/follow.py), instead of inside the ingest transaction."""
-        follower = Follower(self.store.path, name, hook, self.wall_ms)
-        self.followers.append(follower)
-        if self._writer is not None:
-            follower.start()
-        return follower
-
-    # -- called from the network thread
-
-    def submit_batch(self, topic: str, terminal: str, payload: bytes) -> None:
-        self._submit(False, topic, terminal, payload)
-
-    def submit_status(self, terminal: str, payload: bytes) -> None:
-        self._submit(True, topics.topic(terminal, topics.STATUS), terminal, payload)
-
-    def _submit(self, is_status: bool, topic: str, terminal: str, payload: bytes) -> None:
-        self._submitted += 1
-        if self._pool is not None:
-            self._pool.submit(is_status, terminal, topic, bytes(payload))
-        else:
-            self._verify_inline(is_status, topic, payload)
-
-    def _verify_inline(self, is_status: bool, topic: str, payload: bytes) -> None:
-        self._queue.put([verify_message(is_status, topic, payload, self.key_for)])
-
-    # -- the writer
-
-    def start(self) -> None:
-        if self._pool is not None:
-            self._pool.start()
-        for follower in self.followers:
-            follower.start()
-        self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
-        self._writer.start()
-
-    def pids(self) -> dict:
-        """The verifier processes (tests: none of them may die of a message)."""
-        return {"verifiers": self._pool.pids() if self._pool is not None else []}
-
-    def stop(self) -> None:
-        if self._pool is not None:
-            self._pool.stop()
-        self._stop.set()
-        self._queue.put(None)
-        if self._writer:
-            self._writer.join(timeout=10)
-        for follower in self.followers:
-            follower.stop()
-
-    def drain(self, timeout: float = 10.0) -> bool:
-        """Wait until everything submitted so far is committed (tests, benchmarks)."""
-        target = self._submitted
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._handled >= target and self._idle.is_set() and not self._pending_acks:
-                if all(f.lag() == 0 for f in self.followers):
-                    return True
-            time.sleep(0.005)
-        return False
-
-    def _write_loop(self) -> None:
-        """Queue entries are lists of items (one verifier answer). Take all that
-        is waiting, store it in one transaction, then acknowledge."""
-        while not self._stop.is_set():
-            self._idle.set()
-            try:
-                first = self._queue.get(timeout=ACK_INTERVAL if self._pending_acks else None)
-            except queue.Empty:
-                self._send_acks(force=True)  # quiet now: nothing may wait for its ack
-                continue
-            self._idle.clear()
-            if first is None:
-                break
-            group = list(first)
-            size = sum(self._size(item) for item in first)
-            while size < MAX_GROUP:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._stop.set()
-                    break
-                group.extend(more)
-                size += sum(self._size(item) for item in more)
-            self.process(group, idle=lambda: self._queue.empty())
-        self._send_acks(force=True)
-        self._idle.set()
-
-    def process(self, group: list, idle: Callable[[], bool]) -> None:
+    def process(self, group: list, idle: Callable[[], bool]) -> bool:
         """Store one group of verified items in one transaction, then queue
-        their acks and send those that are due (all of them if `idle()`)."""
+        their acks and send those that are due (all of them if `idle()`).
+        Returns False if the transaction failed: nothing of the group is
+        acknowledged, terminals send it again, and the connection has been
+        replaced (PostgreSQL restarted: this waits until it is back)."""
         try:
             acks = self._apply(group)
         except Exception:
-            # Nothing was acked, so every terminal re-sends; log loudly and go on.
             log.exception("ingest transaction failed; %d messages will be re-sent by terminals", len(group))
-            self._reload_after_failure()
-            self._handled += len(group)
-            return
-        self._handled += len(group)
-        for follower in self.followers:
-            follower.notify()
+            self._recover()
+            return False
         for terminal, upto, seen in acks:
             earlier = self._pending_acks.get(terminal)
             if earlier is not None and earlier[1] is not None and (seen is None or earlier[1] > seen):
                 seen = earlier[1]  # keep the hint that records beyond upto are held
             self._pending_acks[terminal] = (upto, seen)
         self._send_acks(force=idle())
+        return True
 
     def acks_pending(self) -> bool:
         return bool(self._pending_acks)
@@ -283,10 +179,6 @@ class Ingest:
                 except Exception:
                     log.exception("ack publish failed terminal=%s", terminal)
 
-    @staticmethod
-    def _size(item) -> int:
-        return len(item.entries) if isinstance(item, Batch) else 1
-
     # -- one transaction
 
     def _apply(self, group: list) -> list[tuple[str, int, int | None]]:
@@ -297,6 +189,8 @@ class Ingest:
         with self.store.lock:
             try:
                 with transaction(conn, spin=WRITE_LOCK_PATIENCE_S):
+                    self._ordered = False
+                    self._claim(conn, sorted({item.terminal for item in group if not isinstance(item, Quarantine)}))
                     for item in group:
                         if isinstance(item, Batch):
                             top = self._apply_batch(conn, item, now)
@@ -316,13 +210,35 @@ class Ingest:
                     self._flush(conn, now)
                     if touched:
                         progress = json.dumps([[t, self._progress[t].upto] for t in touched])
-                        conn.execute(f"UPDATE terminals SET acked_upto = j.n, last_seen = ? "
+                        conn.execute(f"UPDATE terminals SET acked_upto = j.n, last_seen = ?, "
+                                     f"ingest_rev = ingest_rev + 1 "
                                      f"FROM {json_pairs(conn)} WHERE terminals.id = j.k", [now, progress])
             except BaseException:
                 self._fresh.clear()
                 raise
+        for terminal in touched:
+            if terminal in self._rev:
+                self._rev[terminal] += 1
         self.stats.commits += 1
         return [(t, self._progress[t].upto, seen.get(t)) for t in sorted(touched)]
+
+    def _claim(self, conn, terminals: list[str]) -> None:
+        """Lock the terminals this transaction writes for (their rows, in id
+        order, so two writers never wait for each other in a circle), and
+        bring this writer's picture of each up to date: a terminal whose
+        `ingest_rev` moved since this writer last wrote it was written by
+        another writer, and its progress is read again from the database.
+        Under the lock nobody else can move it until this commits: the
+        cumulative ack computed here is exactly what the database holds.
+        SQLite: BEGIN IMMEDIATE holds the whole database already."""
+        if not terminals:
+            return
+        rows = conn.execute(f"SELECT id, acked_upto, ingest_rev FROM terminals WHERE id IN ({json_values(conn)}) "
+                            f"ORDER BY id{for_update(conn)}", [json.dumps(terminals)]).fetchall()
+        for terminal, upto, rev in rows:
+            if self._rev.get(terminal) != rev:
+                self._progress[terminal] = self._load_terminal(conn, terminal, upto)
+                self._rev[terminal] = rev
 
     def _apply_batch(self, conn, batch: Batch, now: int) -> int | None:
         """Store a batch's records; returns the highest seq it carried."""
@@ -330,7 +246,7 @@ class Ingest:
         progress = self._progress.setdefault(terminal, Progress())
         if self._next_in_line(progress, batch):
             return batch.entries[-1].seq
-        topic = f"agri/v1/t/{terminal}/up"
+        topic = topics.topic(terminal, topics.UP)
         expected = batch.after + 1
         window = progress.upto + SEQ_WINDOW
         for entry in batch.entries:
@@ -407,17 +323,16 @@ class Ingest:
             progress.account(seq, seq)
             return
         self._flush(conn, now)
+        self._order(conn)
         cur = conn.execute(
-            "INSERT INTO records(terminal, seq, type, time, digest, prev, record, received, rid) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            [terminal, seq, entry.type, entry.time, entry.digest, entry.prev, entry.text, now, self._next_rid])
-        if cur.rowcount:
-            self._next_rid += 1
+            "INSERT INTO records(terminal, seq, type, time, digest, prev, record, received) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [terminal, seq, entry.type, entry.time, entry.digest, entry.prev, entry.text, now])
         if cur.rowcount == 0:
             stored = conn.execute("SELECT digest FROM records WHERE terminal=? AND seq=?", [terminal, seq]).fetchone()
             if stored and stored[0] == entry.digest:
                 self.stats.duplicates += 1
-            elif self._quarantine(conn, now, f"agri/v1/t/{terminal}/up", terminal, seq, False, "seq_conflict",
+            elif self._quarantine(conn, now, topics.topic(terminal, topics.UP), terminal, seq, False, "seq_conflict",
                                   "a different record is stored for this seq", entry.text.encode()):
                 self._alert(conn, now, "seq_conflict", terminal, seq, None, "a different record is stored for this seq")
             progress.account(seq, seq)
@@ -429,23 +344,17 @@ class Ingest:
         progress.account(seq, seq)
 
     def _flush(self, conn, now: int) -> None:
-        """Insert the queued new records.
-
-        Multi-row INSERTs of up to INSERT_CHUNK rows, not executemany: sqlite3
-        releases the GIL around every step, and each time it wants the GIL back
-        it may wait for the busy network thread's switch interval (the convoy
-        effect), so one step per row is slow exactly when ingest is busiest."""
+        """Insert the queued new records, in one go."""
         if not self._fresh:
             return
         fresh, self._fresh = self._fresh, []
-        rid = self._next_rid
-        for start in range(0, len(fresh), INSERT_CHUNK):
-            chunk = fresh[start:start + INSERT_CHUNK]
-            values = []
-            for i, (t, e) in enumerate(chunk, rid + start):
-                values += (t, e.seq, e.type, e.time, e.digest, e.prev, e.text, now, i)
-            conn.execute(_insert_statement(len(chunk)), values)
-        self._next_rid = rid + len(fresh)
+        self._order(conn)
+        insert_records(conn, [(t, e.seq, e.type, e.time, e.digest, e.prev, e.text, now) for t, e in fresh])
+
+    def _order(self, conn) -> None:
+        if not self._ordered:
+            order_records(conn)
+            self._ordered = True
 
     def _check_chain(self, conn, now: int, terminal: str, progress: Progress, entry: Entry) -> None:
         seq = entry.seq
@@ -532,37 +441,46 @@ class Ingest:
             self.stats.alerts += 1
             log.warning("alert kind=%s terminal=%s seq=%s detail=%s", kind, terminal, seq, detail)
 
-    # -- state at start-up
+    # -- state from the database
 
-    def _load_progress(self) -> None:
-        conn = self.store.conn
-        with self.store.lock:
-            self._next_rid = conn.execute("SELECT coalesce(max(rid), 0) + 1 FROM records").fetchone()[0]
-            self._progress = {row[0]: Progress(upto=row[1]) for row in
-                              conn.execute("SELECT id, acked_upto FROM terminals")}
-            for terminal, progress in self._progress.items():
-                up = progress.upto
-                for (seq,) in conn.execute("SELECT seq FROM records WHERE terminal=? AND seq>? ORDER BY seq",
-                                           [terminal, up]):
-                    progress.account(seq, seq)
-                for a, b in conn.execute("SELECT seq_from, seq_to FROM missing WHERE terminal=? AND seq_to>?",
-                                         [terminal, up]):
-                    progress.account(a, b)
-                for (seq,) in conn.execute("SELECT seq FROM quarantine WHERE terminal=? AND accountable=1 AND seq>?",
-                                           [terminal, up]):
-                    progress.account(seq, seq)
-                row = conn.execute("SELECT seq, digest FROM records WHERE terminal=? ORDER BY seq DESC LIMIT 1",
-                                   [terminal]).fetchone()
-                if row:
-                    progress.last_seq, progress.last_digest = row
-                    progress.max_seq = row[0]
+    @staticmethod
+    def _load_terminal(conn, terminal: str, upto: int) -> Progress:
+        """A terminal's progress as the database has it: what is accounted
+        for beyond its ack, and its last stored record for the chain check."""
+        progress = Progress(upto=upto)
+        for (seq,) in conn.execute("SELECT seq FROM records WHERE terminal=? AND seq>? ORDER BY seq",
+                                   [terminal, upto]):
+            progress.account(seq, seq)
+        for a, b in conn.execute("SELECT seq_from, seq_to FROM missing WHERE terminal=? AND seq_to>?",
+                                 [terminal, upto]):
+            progress.account(a, b)
+        for (seq,) in conn.execute("SELECT seq FROM quarantine WHERE terminal=? AND accountable=1 AND seq>?",
+                                   [terminal, upto]):
+            progress.account(seq, seq)
+        row = conn.execute("SELECT seq, digest FROM records WHERE terminal=? ORDER BY seq DESC LIMIT 1",
+                           [terminal]).fetchone()
+        if row:
+            progress.last_seq, progress.last_digest = row
+            progress.max_seq = row[0]
+        return progress
 
-    def _reload_after_failure(self) -> None:
+    def _recover(self) -> None:
+        """After a failed transaction: forget what this writer believed (it
+        rolled back), and get a working connection, waiting for the database
+        as long as it takes; until then nothing is stored and nothing acked."""
         self._spent.clear()  # charged inside the transaction that rolled back
-        try:
-            self._load_progress()
-        except Exception:
-            log.exception("could not reload ingest state")
+        self._rev.clear()    # every terminal is read again on its next message
+        self._progress.clear()
+        delay = 0.1
+        while True:
+            try:
+                self.store.reconnect()
+                self.store.conn.execute("SELECT 1").fetchone()
+                return
+            except Exception as err:
+                log.warning("database unreachable (%s); retrying in %.1fs", err, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
 
 MAX_QUARANTINE_BYTES = 300 * 1024

@@ -106,10 +106,28 @@ def _user_display_names(conn) -> None:
     conn.execute("ALTER TABLE users ADD COLUMN display_name TEXT")
 
 
+def _shared_ingest(conn) -> None:
+    """Several ingest writers on one database (`gateway run --share-group`):
+    - `terminals.ingest_rev` counts the writes of a terminal's ingest state; a
+      writer that finds another value than the one it last wrote reloads that
+      terminal's progress before using it (gateway/ingest/writer.py, `_claim`);
+    - the database numbers the records (`rid`) instead of the writer: on
+      PostgreSQL the identity sequence is moved past the rids the single
+      writer of earlier versions assigned itself."""
+    if conn.dialect == "sqlite":
+        if "ingest_rev" not in _columns(conn, "terminals"):
+            conn.execute("ALTER TABLE terminals ADD COLUMN ingest_rev INTEGER NOT NULL DEFAULT 0")
+        return
+    conn.execute("ALTER TABLE terminals ADD COLUMN IF NOT EXISTS ingest_rev BIGINT NOT NULL DEFAULT 0")
+    conn.execute("SELECT setval(pg_get_serial_sequence('records', 'rid'), coalesce(max(rid), 0) + 1, false) "
+                 "FROM records")
+
+
 MIGRATIONS: list[tuple[int, str, Callable]] = [
     (1, "baseline: every concern's tables in one schema", _baseline),
     (2, "notifications: the inspectors' webhook outbox", _tables(schema.NOTIFICATIONS)),
     (3, "users.display_name: staff shown by name", _user_display_names),
+    (4, "shared ingest: terminals.ingest_rev, rid from the database", _shared_ingest),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -14,11 +14,11 @@ import sqlite3
 from pathlib import Path
 
 from gateway.enforcement.fleet import provision
-from gateway.ingest.writer import Ingest
 from gateway.store import Store, transaction, users, violations
 from gateway.supervision import cases, grid
 from gateway.supervision.rules import config
 from gateway.supervision.service import Supervision
+from tests.support.inline_ingest import InlineIngest as Ingest
 from tests.support.supervision import (DISTRICT, GRID, KEY, TERMINAL_SHOPS, TOWN1, TOWN2, VILLAGE1, VILLAGE3, Chain,
                                        sale_body)
 
