@@ -3,6 +3,8 @@ over within 10 s when the holder is killed, on both backends."""
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.store.leader import Leadership, lock_key
+from gateway.store.leader import Leadership, holder, lock_key
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,3 +101,27 @@ def test_lock_keys_are_stable_and_distinct():
     assert lock_key("supervision") == lock_key("supervision")
     assert lock_key("supervision") != lock_key("upstream")
     assert -(2 ** 63) <= lock_key("supervision") < 2 ** 63
+
+
+def test_holder_names_the_live_holder_and_nobody_once_it_is_gone(url):
+    """Operators see who leads from the lock itself: a holder that died (or
+    released) is never shown."""
+    assert holder(url, "supervision") is None
+    proc = start_worker(url)
+    try:
+        assert read_line(proc, 30).startswith("LEADER")
+        assert holder(url, "supervision") == f"{socket.gethostname()}:{proc.pid}"
+        assert holder(url, "upstream") is None
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while holder(url, "supervision") is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert holder(url, "supervision") is None
+    mine = Leadership(url, "supervision")
+    try:
+        assert mine.try_acquire()
+        assert holder(url, "supervision") == mine.name == f"{socket.gethostname()}:{os.getpid()}"
+    finally:
+        mine.release()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import socket
 from pathlib import Path
 
 from gateway.store.connection import is_postgres, sqlite_path
@@ -41,9 +42,59 @@ def lock_key(role: str) -> int:
     return int.from_bytes(hashlib.sha256(f"agri-quota/{role}".encode()).digest()[:8], "big", signed=True)
 
 
+def me() -> str:
+    """How a holder names itself to operators: the host and process, enough
+    to find it with `ps` on the right machine."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+_APP_PREFIX = "gateway leader "
+
+
+def holder(url: str | Path, role: str) -> str | None:
+    """Who holds `role` now (`me()` of the holder), or None: read from the
+    lock itself, not from a row the holder writes, so a dead holder never
+    shows as leading. PostgreSQL: the session holding the advisory lock
+    names its holder in its application_name (pg_stat_activity); SQLite: the
+    lock file holds the holder's name, and counts only while it is locked."""
+    if is_postgres(url):
+        import psycopg
+
+        key = lock_key(role)
+        with psycopg.connect(str(url), autocommit=True, connect_timeout=5) as conn:
+            row = conn.execute(
+                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND l.granted AND l.database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "AND l.classid = %s AND l.objid = %s AND l.objsubid = 1",
+                [(key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF]).fetchone()
+        if row is None:
+            return None
+        return row[0].rpartition(" ")[2]
+    path = _lock_path(url, role)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return Path(path).read_text().strip() or None
+        fcntl.flock(fd, fcntl.LOCK_UN)   # nobody holds it: the name in the file is a dead holder's
+        return None
+    finally:
+        os.close(fd)
+
+
+def _lock_path(url: str | Path, role: str) -> Path:
+    return Path(f"{sqlite_path(url)}.{role}.leader")
+
+
 class Leadership:
     def __init__(self, url: str | Path, role: str):
         self.url, self.role = url, role
+        self.name = me()
         self._conn = None       # PostgreSQL: the session that holds the lock
         self._fd: int | None = None   # SQLite: the locked file
 
@@ -78,9 +129,12 @@ class Leadership:
         import psycopg
 
         try:
+            # tcp_user_timeout: a `held()` sent into a dead network fails
+            # within 5 s instead of waiting out TCP's retransmissions (minutes)
             conn = psycopg.connect(str(self.url), autocommit=True, connect_timeout=5, keepalives=1,
                                    keepalives_idle=3, keepalives_interval=1, keepalives_count=3,
-                                   application_name=f"gateway leader {self.role}")
+                                   tcp_user_timeout=5000,
+                                   application_name=f"{_APP_PREFIX}{self.role} {self.name}"[:63])
         except psycopg.OperationalError:
             return False
         try:
@@ -97,15 +151,14 @@ class Leadership:
         return True
 
     def _acquire_file(self) -> bool:
-        path = Path(f"{sqlite_path(self.url)}.{self.role}.leader")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(_lock_path(self.url, self.role), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             return False
         os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())   # for whoever wonders who leads
+        os.write(fd, f"{self.name}\n".encode())   # for `holder()`
         self._fd = fd
         return True
 
