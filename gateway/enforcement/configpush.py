@@ -125,6 +125,14 @@ class ConfigPusher:
             self._conn = store.connect(self.db_path)
         return self._conn
 
+    def _drop_db(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                pass
+
     def _loop(self) -> None:
         next_sweep = self._monotonic() + self.interval_s
         while True:
@@ -144,6 +152,7 @@ class ConfigPusher:
                     self.sweep()
             except Exception:
                 log.exception("config push failed")
+                self._drop_db()   # a restarted database left it dead: the next use connects afresh
 
     def handle(self, kind: str, terminal: str, versions: dict | None) -> int:
         """A terminal's status: push what it lacks; returns how many sections."""
