@@ -233,6 +233,13 @@ def test_one_supervisor_leads_and_a_standby_takes_over_a_killed_one_within_10s_e
     wait_for(lambda: fleet.leader() == name_of(second), 15, "the standby to lead", interval=0.1)
     assert time.monotonic() - killed < 10
     assert b"now leads" in fleet.log("sup-b")
+    # what an operator asks: the supervision side's leader, and the config
+    # push's sweep in the one `gateway run` worker there is
+    shown = subprocess.run([sys.executable, "-m", "gateway", "supervise", "--db", url, "--leaders"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines() == [f"supervision\t{name_of(second)}",
+                                         f"config-push\t{name_of(fleet.ingest)}"]
 
     sell_round(fleet)
     sell_round(fleet)   # S3 overdraws now too, under the new leader

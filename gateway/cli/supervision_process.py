@@ -17,6 +17,7 @@ import os
 import threading
 
 from gateway.store import connect
+from gateway.store import leader
 from gateway.store.leader import Leadership
 from protocols.clock import wall_ms as now_ms
 
@@ -146,7 +147,7 @@ class Runtime:
     at once; its machine or network: about 6 s), within the 10 s issue 16
     allows."""
 
-    ROLE = "supervision"
+    ROLE = leader.SUPERVISION
     POLL_S = 1.0
 
     def __init__(self, args, username: str | None, password: str | None,

@@ -14,6 +14,7 @@ from gateway.enforcement.authz import AuthService
 from gateway.enforcement.configpush import ConfigPusher
 from gateway.ingest.writer import Ingest
 from gateway.store import Store
+from gateway.store import leader
 from gateway.store.leader import Leadership
 from protocols import topics
 from protocols.clock import wall_ms as now_ms
@@ -30,7 +31,7 @@ class Enforcement:
     balances push sent twice in that second is harmless: a terminal keeps
     one copy of a version)."""
 
-    ROLE = "config-push"
+    ROLE = leader.CONFIG_PUSH
     POLL_S = 1.0
 
     def __init__(self, store: Store, ingest: Ingest, publish: Callable[[str, bytes, int, bool], None],

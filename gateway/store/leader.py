@@ -32,6 +32,13 @@ from pathlib import Path
 
 from gateway.store.connection import is_postgres, sqlite_path
 
+# the fleet-wide roles: the supervision side's once-only work
+# (gateway/cli/supervision_process.py) and the config push's sweep
+# (gateway/enforcement/handler.py)
+SUPERVISION = "supervision"
+CONFIG_PUSH = "config-push"
+ROLES = (SUPERVISION, CONFIG_PUSH)
+
 # the server-side probing that bounds a lost holder's tenure (see above)
 _KEEPALIVE = ("SET tcp_keepalives_idle = 3", "SET tcp_keepalives_interval = 1", "SET tcp_keepalives_count = 3")
 
