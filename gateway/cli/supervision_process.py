@@ -97,21 +97,29 @@ class LeaderWork:
         from gateway.supervision.service import Supervision
 
         self.args = args
-        self.conn = connect(args.db)
-        self.supervision = Supervision(self.conn, cfg, clock)
-        self.followers = [Follower(args.db, "quota", quota.RecordApplier(quota.ConfigCache()), clock, poll=0.2),
-                          Follower(args.db, "supervision", self.supervision.hook, clock, poll=0.2)]
-        self.sender = None
-        if args.upstream:
-            from gateway.supervision import upstream
+        self.conn = None
+        self.followers: list = []
+        self.supervision = self.sender = self.watcher = None
+        try:
+            self.conn = connect(args.db)
+            self.supervision = Supervision(self.conn, cfg, clock)
+            self.followers.append(Follower(args.db, "quota", quota.RecordApplier(quota.ConfigCache()), clock,
+                                           poll=0.2))
+            self.followers.append(Follower(args.db, "supervision", self.supervision.hook, clock, poll=0.2))
+            if args.upstream:
+                from gateway.supervision import upstream
 
-            self.followers.append(Follower(args.db, "upstream", upstream.RecordFeed(), clock, poll=0.2))
-            self.sender = upstream.Sender(args.db, args.upstream, os.environ[args.upstream_key_env].encode(), clock)
-        # only the leader connects it: with one broker user for every
-        # `gateway supervise`, two watchers would take each other's session
-        self.watcher = FleetWatcher(args.db, args.broker, username, password,
-                                    client_id=f"{args.client_id}-fleet", wall_ms=clock,
-                                    ca=args.ca, cert=args.cert, key=args.key)
+                self.followers.append(Follower(args.db, "upstream", upstream.RecordFeed(), clock, poll=0.2))
+                self.sender = upstream.Sender(args.db, args.upstream, os.environ[args.upstream_key_env].encode(),
+                                              clock)
+            # only the leader connects it: with one broker user for every
+            # `gateway supervise`, two watchers would take each other's session
+            self.watcher = FleetWatcher(args.db, args.broker, username, password,
+                                        client_id=f"{args.client_id}-fleet", wall_ms=clock,
+                                        ca=args.ca, cert=args.cert, key=args.key)
+        except BaseException:
+            self.stop()   # the connections opened so far: a failed start repeated must not drain the pool
+            raise
 
     def start(self) -> None:
         for follower in self.followers:
@@ -127,14 +135,16 @@ class LeaderWork:
         harmless: every unit of work commits with its cursor, under a row
         or advisory lock, see gateway/ingest/follow.py and
         gateway/supervision/rules/engine.py `Sweeper._tx`)."""
-        if self.sender:
-            self.sender.stop()
-        self.watcher.stop()
-        self.supervision.stop()
+        parts = [self.sender and self.sender.stop, self.watcher and self.watcher.stop,
+                 self.supervision and self.supervision.stop]
         for follower in self.followers:
-            follower.stop()
-            follower.conn.close()
-        self.conn.close()
+            parts += [follower.stop, lambda f=follower: f.conn.close()]   # its latest connection
+        parts.append(self.conn and self.conn.close)
+        for part in filter(None, parts):
+            try:   # on a dead database some of these fail: the rest must still stop
+                part()
+            except Exception:
+                log.exception("stopping the leader work")
 
 
 class Runtime:
