@@ -2,10 +2,12 @@
 (quota-ledger, rules and upstream followers, sweeps, fleet status) runs in
 exactly one of them, moves to a standby within 10 s when its holder is
 SIGKILLed or loses its PostgreSQL session, and continues from the cursors in
-the database, so every stored record is applied to the balances once and
-every violation is filed into a case once. Real processes: an ingest-only
+the database, so every stored record is applied to the balances once, every
+violation is filed into a case once, and the provincial platform stores every
+record once. Real processes: an ingest-only
 `gateway run --no-supervision`, two `gateway supervise`, a real Mosquitto and
-a real PostgreSQL (or one SQLite file, where the leader holds a flock)."""
+a real PostgreSQL (or one SQLite file, where the leader holds a flock), a
+local HTTP platform for the upstream feed."""
 
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from simulator.processes import wait_for
 from tests.support import quota_fixtures as fx
 from tests.support.store_backends import MASTER_KEY
 from tests.support.supervision import KEY, Chain
+from tests.support.upstream_platform import Receiver
 
 pytestmark = pytest.mark.slow
 
@@ -41,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ROLE = "supervision"
 TERMINALS = ("T1", "T2")
 SUBJECTS = {"S1": 10, "S2": 10, "S3": 10}   # 10 mu of rice: 150 kg N a year
+UPSTREAM_KEY = "province-shared-key-7"
 
 
 class Fleet:
@@ -60,6 +64,7 @@ class Fleet:
             s.close()
         fx.add_shops(url, {f"shop-{n}": (fx.TOWN, False) for n in TERMINALS})
         self.broker = Mosquitto(root / "broker").start()
+        self.platform = Receiver(UPSTREAM_KEY.encode())
         self.chains = {name: Chain(name) for name in TERMINALS}
         self.sold: dict[str, int] = {s: 0 for s in SUBJECTS}   # bags per subject
         self.procs: list[subprocess.Popen] = []
@@ -80,7 +85,8 @@ class Fleet:
         log = open(self.root / f"{name}.log", "ab")
         proc = subprocess.Popen([sys.executable, "-m", "gateway", *args, "--db", self.url,
                                  "--broker", self.broker.url], cwd=ROOT, stdout=log, stderr=log,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=lifeline.bind)
+                                env={**os.environ, "PYTHONUNBUFFERED": "1", "GATEWAY_UPSTREAM_KEY": UPSTREAM_KEY},
+                                preexec_fn=lifeline.bind)
         log.close()
         self.procs.append(proc)
         return proc
@@ -90,7 +96,8 @@ class Fleet:
         serves the dashboard, leader or not)."""
         port = free_port()
         proc = self._spawn(name, ["supervise", "--client-id", f"sup-{name}", "--sweep-interval", "0.5",
-                                  "--http", f"127.0.0.1:{port}", "--photos", str(self.root / "photos")])
+                                  "--http", f"127.0.0.1:{port}", "--photos", str(self.root / "photos"),
+                                  "--upstream", self.platform.url])
         proc.http_port = port
         return proc
 
@@ -106,6 +113,7 @@ class Fleet:
                 proc.kill()
             proc.wait()
         self.broker.kill()
+        self.platform.close()
 
     # -- the terminals' side
 
@@ -130,14 +138,17 @@ class Fleet:
             conn.close()
 
     def settled(self) -> bool:
-        """Every record sold is stored, followed by the quota and the rules,
-        and every violation is filed."""
+        """Every record sold is stored, followed by the quota, the rules and
+        the upstream feed, every violation is filed, and the platform has
+        every record."""
         total = sum(chain.seq for chain in self.chains.values())
         (stored, top), = self.query("SELECT count(*), coalesce(max(rid), 0) FROM records")
         if stored != total:
             return False
         cursors = dict(self.query("SELECT name, rid FROM followers"))
-        if cursors.get("quota") != top or cursors.get("supervision") != top:
+        if any(cursors.get(name) != top for name in ("quota", "supervision", "upstream")):
+            return False
+        if len(self.platform.records()) < total:
             return False
         (last,), = self.query("SELECT coalesce(max(id), 0) FROM violations")
         filed = dict(self.query("SELECT name, value FROM sweep_state")).get("cases", 0)
@@ -161,6 +172,10 @@ class Fleet:
                            "GROUP BY subject")
         assert dict(codes) == {s: 1 for s in overdrawn}
         assert cases_count >= 1
+        upstream = [(r["terminal"], r["seq"]) for r in self.platform.records()]
+        sold = [(t, n) for t, chain in self.chains.items() for n in range(1, chain.seq + 1)]
+        assert sorted(upstream) == sorted(sold), "the platform lacks a record or stored one twice"
+        assert self.platform.bad_signatures == 0
 
     def leader(self) -> str | None:
         return holder(self.url, ROLE)
