@@ -29,7 +29,7 @@ from gateway.enforcement import registry
 from gateway.enforcement.fleet import provision
 from gateway.store import Store
 from gateway.store.leader import holder
-from protocols import authz, configsync, topics
+from protocols import authz, configsync, envelope, topics
 from simulator import lifeline
 from simulator.broker import Mosquitto, free_port
 from simulator.processes import wait_for
@@ -127,6 +127,14 @@ class Fleet:
         record = chain.add("sale", body, self.now)
         self.sender.publish(topics.topic(terminal, topics.UP), chain.batch([record]), qos=1).wait_for_publish(10)
         self.sold[subject] += bags
+
+    def announce(self, terminal: str) -> None:
+        """The terminal's retained status, which the leader's fleet watcher stores."""
+        status = envelope.encode_status(terminal, "online", int(time.time() * 1000), versions={"catalogue": "1"})
+        self.sender.publish(topics.topic(terminal, topics.STATUS), status, qos=1, retain=True).wait_for_publish(10)
+
+    def status_of(self, terminal: str) -> list[tuple]:
+        return self.query("SELECT state, versions FROM terminal_status WHERE terminal = ?", [terminal])
 
     # -- the database's side
 
@@ -239,8 +247,10 @@ def test_one_supervisor_leads_and_a_standby_takes_over_a_killed_one_within_10s_e
     assert b"now leads" not in fleet.log("sup-b")
 
     sell_round(fleet)
+    fleet.announce("T1")
     wait_for(fleet.settled, 60, "the records followed and the violations filed", interval=0.2)
     fleet.assert_exactly_once()
+    wait_for(lambda: fleet.status_of("T1"), 30, "the leader's fleet watcher storing T1's status")
 
     first.send_signal(signal.SIGKILL)
     first.wait()
@@ -258,8 +268,11 @@ def test_one_supervisor_leads_and_a_standby_takes_over_a_killed_one_within_10s_e
 
     sell_round(fleet)
     sell_round(fleet)   # S3 overdraws now too, under the new leader
+    fleet.announce("T2")
     wait_for(fleet.settled, 60, "the new leader following from the cursors", interval=0.2)
     fleet.assert_exactly_once()
+    wait_for(lambda: fleet.status_of("T2"), 30, "the new leader's fleet watcher storing T2's status")
+    assert fleet.status_of("T2")[0][0] == "online"
     assert serves_http(second)
 
 
