@@ -125,3 +125,33 @@ def test_holder_names_the_live_holder_and_nobody_once_it_is_gone(url):
         assert holder(url, "supervision") == mine.name == f"{socket.gethostname()}:{os.getpid()}"
     finally:
         mine.release()
+
+
+def test_a_standby_asks_again_on_one_session_and_a_broken_one_is_replaced(pg_cluster):
+    """A standby polls every second: a fresh connection each time would
+    start a server backend a second per standby and role."""
+    import psycopg
+
+    url = pg_cluster.url()
+    holder_role, standby = Leadership(url, "config-push"), Leadership(url, "config-push")
+
+    def standby_backends() -> list[int]:
+        with psycopg.connect(url, autocommit=True) as conn:
+            return [r[0] for r in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'gateway leader config-push%%' "
+                "AND pid NOT IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory')")]
+    try:
+        assert holder_role.try_acquire()
+        assert not standby.try_acquire()
+        first = standby_backends()
+        assert len(first) == 1
+        for _ in range(3):
+            assert not standby.try_acquire()
+        assert standby_backends() == first
+        pg_cluster.restart(crash=True)
+        assert not holder_role.held()
+        assert standby.try_acquire(), "the standby's dead session is replaced, and the role is free"
+        assert holder(url, "config-push") == standby.name
+    finally:
+        holder_role.release()
+        standby.release()

@@ -102,14 +102,17 @@ class Leadership:
     def __init__(self, url: str | Path, role: str):
         self.url, self.role = url, role
         self.name = me()
-        self._conn = None       # PostgreSQL: the session that holds the lock
+        # PostgreSQL: the session that holds the lock, or that a standby asks
+        # again on (kept: a fresh connection every poll would fork a server
+        # backend a second per standby and role)
+        self._conn = None
+        self._holding = False
         self._fd: int | None = None   # SQLite: the locked file
 
     def try_acquire(self) -> bool:
         """Take the role if nobody holds it; True while this process holds it."""
         if self.held():
             return True
-        self._drop()
         if is_postgres(self.url):
             return self._acquire_pg()
         return self._acquire_file()
@@ -119,7 +122,7 @@ class Leadership:
         file lock is ours (SQLite)."""
         if self._fd is not None:
             return True
-        if self._conn is None:
+        if not self._holding:
             return False
         try:
             self._conn.execute("SELECT 1").fetchone()
@@ -129,33 +132,43 @@ class Leadership:
             return False
 
     def release(self) -> None:
-        """Give the role up (on a clean stop: a standby takes it at once)."""
+        """Give the role up (on a clean stop: a standby takes it at once).
+        Unlocked before the session closes: a close is only a message the
+        server acts on when it gets to it, and a standby asking meanwhile
+        would still find the role taken."""
+        if self._holding:
+            try:
+                self._conn.execute("SELECT pg_advisory_unlock_all()")
+            except Exception:
+                pass   # a dead session holds nothing
         self._drop()
 
     def _acquire_pg(self) -> bool:
         import psycopg
 
+        kept = self._conn is not None
+        if not kept:
+            try:
+                # tcp_user_timeout: a `held()` sent into a dead network fails
+                # within 5 s instead of waiting out TCP's retransmissions (minutes)
+                self._conn = psycopg.connect(str(self.url), autocommit=True, connect_timeout=5, keepalives=1,
+                                             keepalives_idle=3, keepalives_interval=1, keepalives_count=3,
+                                             tcp_user_timeout=5000,
+                                             application_name=f"{_APP_PREFIX}{self.role} {self.name}"[:63])
+                for setting in _KEEPALIVE:
+                    self._conn.execute(setting)
+            except psycopg.Error:
+                self._drop()
+                return False
         try:
-            # tcp_user_timeout: a `held()` sent into a dead network fails
-            # within 5 s instead of waiting out TCP's retransmissions (minutes)
-            conn = psycopg.connect(str(self.url), autocommit=True, connect_timeout=5, keepalives=1,
-                                   keepalives_idle=3, keepalives_interval=1, keepalives_count=3,
-                                   tcp_user_timeout=5000,
-                                   application_name=f"{_APP_PREFIX}{self.role} {self.name}"[:63])
-        except psycopg.OperationalError:
-            return False
-        try:
-            for setting in _KEEPALIVE:
-                conn.execute(setting)
-            got = conn.execute("SELECT pg_try_advisory_lock(%s)", [lock_key(self.role)]).fetchone()[0]
+            self._holding = self._conn.execute("SELECT pg_try_advisory_lock(%s)",
+                                               [lock_key(self.role)]).fetchone()[0]
         except psycopg.Error:
-            conn.close()
-            return False
-        if not got:
-            conn.close()
-            return False
-        self._conn = conn
-        return True
+            self._drop()
+            # the kept session died with its server: ask again at once on a
+            # fresh one rather than a poll later
+            return self._acquire_pg() if kept else False
+        return self._holding
 
     def _acquire_file(self) -> bool:
         fd = os.open(_lock_path(self.url, self.role), os.O_RDWR | os.O_CREAT, 0o600)
@@ -170,6 +183,7 @@ class Leadership:
         return True
 
     def _drop(self) -> None:
+        self._holding = False
         if self._conn is not None:
             try:
                 self._conn.close()   # ends the session, which releases the lock
