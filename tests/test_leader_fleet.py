@@ -50,7 +50,7 @@ UPSTREAM_KEY = "province-shared-key-7"
 class Fleet:
     """One database, one broker, one ingest worker and some supervisors."""
 
-    def __init__(self, root: Path, url: str):
+    def __init__(self, root: Path, url: str, supervised: bool = False):
         self.root, self.url = root, url
         self.now = int(time.time() * 1000)
         self.year = authz.local_date(self.now)[:4]
@@ -68,15 +68,17 @@ class Fleet:
         self.chains = {name: Chain(name) for name in TERMINALS}
         self.sold: dict[str, int] = {s: 0 for s in SUBJECTS}   # bags per subject
         self.procs: list[subprocess.Popen] = []
-        self.ingest = self.start_ingest()
+        self.ingest = self.start_ingest(supervised)
         self.sender = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-terminals", protocol=mqtt.MQTTv311)
         self.sender.connect("127.0.0.1", self.broker.port)
         self.sender.loop_start()
 
-    def start_ingest(self) -> subprocess.Popen:
-        """An ingest-only worker (`--no-supervision`): it must never lead."""
+    def start_ingest(self, supervised: bool = False) -> subprocess.Popen:
+        """A `gateway run`: ingest-only (`--no-supervision`, it never takes
+        the supervision role), or with its `gateway supervise` child."""
         seen = self.log("ingest").count(b"subscribed to the terminals' topics")
-        proc = self._spawn("ingest", ["run", "--no-supervision", "--verifiers", "1", "--client-id", "ingest-1"])
+        options = ["--upstream", self.platform.url] if supervised else ["--no-supervision"]
+        proc = self._spawn("ingest", ["run", *options, "--verifiers", "1", "--client-id", "ingest-1"])
         wait_for(lambda: self.log("ingest").count(b"subscribed to the terminals' topics") > seen, 60,
                  "ingest subscribed")
         return proc
@@ -219,8 +221,8 @@ def url(request, tmp_path, monkeypatch):
 def fleet_on(tmp_path):
     made = []
 
-    def make(url: str) -> Fleet:
-        made.append(Fleet(tmp_path, url))
+    def make(url: str, supervised: bool = False) -> Fleet:
+        made.append(Fleet(tmp_path, url, supervised))
         return made[-1]
     yield make
     for f in made:
@@ -274,6 +276,40 @@ def test_one_supervisor_leads_and_a_standby_takes_over_a_killed_one_within_10s_e
     wait_for(lambda: fleet.status_of("T2"), 30, "the new leader's fleet watcher storing T2's status")
     assert fleet.status_of("T2")[0][0] == "online"
     assert serves_http(second)
+
+
+def children(proc: subprocess.Popen) -> list[int]:
+    return [int(pid) for pid in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+
+
+def test_a_killed_gateway_run_hands_its_childs_lead_to_a_standby_within_10s(url, fleet_on):
+    """`gateway run` leads through its `supervise` child, and holds the
+    config push's sweep itself; SIGKILL it and its child dies with it, a
+    standby `gateway supervise` leads within 10 s, and a new ingest worker
+    takes the config push's sweep."""
+    fleet = fleet_on(url, supervised=True)
+    wait_for(fleet.leader, 60, "the run's supervise child to lead")
+    child = fleet.leader()
+    assert int(child.rpartition(":")[2]) in children(fleet.ingest)
+    wait_for(lambda: holder(url, "config-push") == name_of(fleet.ingest), 30, "the run to hold the config push")
+    standby = fleet.supervise("sup-b")
+    wait_for(lambda: serves_http(standby), 60, "the standby up")
+    assert fleet.leader() == child
+    sell_round(fleet)
+    wait_for(fleet.settled, 60, "the records followed and the violations filed", interval=0.2)
+    fleet.assert_exactly_once()
+
+    fleet.ingest.send_signal(signal.SIGKILL)
+    fleet.ingest.wait()
+    killed = time.monotonic()
+    wait_for(lambda: fleet.leader() == name_of(standby), 15, "the standby to lead", interval=0.1)
+    assert time.monotonic() - killed < 10
+    fleet.ingest = fleet.start_ingest()
+    wait_for(lambda: holder(url, "config-push") == name_of(fleet.ingest), 30, "the new worker to hold the config push")
+    sell_round(fleet)
+    sell_round(fleet)
+    wait_for(fleet.settled, 60, "the standby following from the cursors", interval=0.2)
+    fleet.assert_exactly_once()
 
 
 def test_a_postgresql_restart_moves_or_keeps_the_lead_once_and_nothing_doubles(pg_cluster, fleet_on, monkeypatch):
