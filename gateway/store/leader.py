@@ -17,9 +17,15 @@ in exactly one of them. The database every worker already shares decides:
 
 Holding the role is not a licence for ever: a holder that loses its session
 (the server restarted, the network broke) has lost the role, perhaps to
-another worker already, and `held()` says so. The leader's work loop asks
-before each unit of work; the work itself still commits atomically, so the
-short overlap a lost session can leave never applies anything twice.
+another worker already, and `held()` says so. The holder asks every second
+and stops its work when the answer is no (gateway/cli/supervision_process.py,
+gateway/enforcement/handler.py); each unit of that work commits atomically
+with its cursor, under a lock a successor waits for, so the short overlap a
+lost session can leave never applies anything twice
+(tests/test_leader_overlap.py).
+
+Who holds a role is read from the lock itself (`holder()`): a holder names
+itself `HOST:PID` in its session's application_name, or in the lock file.
 """
 
 from __future__ import annotations
