@@ -21,7 +21,7 @@ from gateway.ingest.writer import Ingest
 from gateway.store import Store
 from gateway.supervision.rules import config as rules_config
 from gateway.supervision.service import Supervision
-from protocols import authz, configsync, envelope
+from protocols import authz, configsync
 from tests.support import quota_fixtures as fx
 from tests.support.store_backends import backend_db  # noqa: F401 - a fixture
 from tests.support.supervision import KEY, Chain
