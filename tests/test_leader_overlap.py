@@ -149,3 +149,53 @@ def test_two_sweeps_overlapping_file_each_violation_once(db):
     finally:
         for conn in conns:
             conn.close()
+
+
+def test_a_violation_whose_id_commits_late_is_still_filed(pg_url):
+    """On PostgreSQL a violation's id is handed out at insert and the row
+    appears at commit: id 1 can appear after id 2. The filing must not move
+    its watermark past an id still on its way, or that violation never gets
+    a case."""
+    from gateway.store import transaction, violations
+    from gateway.supervision import cases
+
+    gw_store.connect(pg_url).close()
+    cfg = rules_config.load(None)
+    late, early, filer = (gw_store.connect(pg_url) for _ in range(3))
+    try:
+        inserted, go = threading.Event(), threading.Event()
+
+        def late_writer():
+            with transaction(late):
+                violations.report(late, NOW, "test_late", "late", subject="S1")
+                inserted.set()
+                assert go.wait(30)
+
+        writer = threading.Thread(target=late_writer)
+        writer.start()
+        assert inserted.wait(30)
+        with transaction(early):
+            violations.report(early, NOW, "test_early", "early", subject="S2")
+        ids = dict(query(pg_url, "SELECT code, id FROM violations"))
+        assert ids == {"test_early": ids["test_early"]}, "the late one is not visible yet"
+        filed = []
+        filing = threading.Thread(target=lambda: filed.append(_file(filer, cfg, cases)))
+        filing.start()
+        filing.join(1.0)
+        assert filing.is_alive(), "the filing waits for the writer still open"
+        go.set()
+        writer.join(30)
+        filing.join(30)
+        assert filed == [2]
+        assert query(pg_url, "SELECT count(*) FROM case_violations") == [(2,)]
+    finally:
+        go.set()
+        for conn in (late, early, filer):
+            conn.close()
+
+
+def _file(conn, cfg, cases) -> int:
+    from gateway.store import transaction
+
+    with transaction(conn):
+        return cases.file_new_violations(conn, NOW, cfg)
