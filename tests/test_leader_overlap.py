@@ -199,3 +199,47 @@ def _file(conn, cfg, cases) -> int:
 
     with transaction(conn):
         return cases.file_new_violations(conn, NOW, cfg)
+
+
+def test_an_upstream_item_whose_id_commits_late_is_sent_before_any_higher_one(pg_url):
+    """The platform drops ids at or below the last it stored: an item whose
+    id commits after a higher one has been sent would be lost there. The
+    sender reads a batch only once every writer that queued an item is done."""
+    from gateway.store import transaction, upstream_outbox
+    from gateway.supervision.upstream import Sender
+    from tests.support.upstream_platform import Receiver
+
+    gw_store.connect(pg_url).close()
+    platform = Receiver(b"k")
+    late, early = gw_store.connect(pg_url), gw_store.connect(pg_url)
+    sender = Sender(pg_url, platform.url, b"k", lambda: NOW)
+    inserted, go = threading.Event(), threading.Event()
+    try:
+        def late_writer():   # a user closing a case in an API process, say
+            with transaction(late):
+                upstream_outbox.enqueue(late, NOW, "case", {"n": "late"})
+                inserted.set()
+                assert go.wait(30)
+
+        writer = threading.Thread(target=late_writer)
+        writer.start()
+        assert inserted.wait(30)
+        with transaction(early):   # the upstream follower, meanwhile
+            upstream_outbox.enqueue(early, NOW, "record", {"n": "early"})
+        sent = []
+        sending = threading.Thread(target=lambda: sent.append(sender.send_once()))
+        sending.start()
+        sending.join(1.0)
+        assert sending.is_alive(), "the sender waits for the writer still open"
+        go.set()
+        writer.join(30)
+        sending.join(30)
+        assert sent == [2]
+        assert [item["payload"]["n"] for item in platform.items] == ["late", "early"]
+        assert platform.raw_ids == sorted(platform.raw_ids)
+    finally:
+        go.set()
+        sender.conn.close()
+        for conn in (late, early):
+            conn.close()
+        platform.close()
