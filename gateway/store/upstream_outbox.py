@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import json
 
-from gateway.store.tx import dialect, transaction
+from gateway.store.tx import dialect, lock, lock_shared, transaction
 
 _SENDING_LOCK = "outbox-sending"
 
 
 def enqueue(conn, now: int, kind: str, payload: dict) -> None:
-    if dialect(conn) != "sqlite":
-        conn.execute("SELECT pg_advisory_xact_lock_shared(hashtextextended(?, 0))", [_SENDING_LOCK])
+    lock_shared(conn, _SENDING_LOCK)
     conn.execute("INSERT INTO outbox(created, kind, payload) VALUES (?, ?, ?)",
                  [now, kind, json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))])
 
@@ -36,5 +35,5 @@ def unsent(conn, limit: int) -> list[tuple]:
     if dialect(conn) == "sqlite":
         return conn.execute(query, [limit]).fetchall()
     with transaction(conn):
-        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", [_SENDING_LOCK])
+        lock(conn, _SENDING_LOCK)
         return conn.execute(query, [limit]).fetchall()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 
-from gateway.store.tx import dialect
+from gateway.store.tx import lock, lock_shared
 
 _FILING_LOCK = "violations-filing"
 
@@ -31,8 +31,7 @@ def report(conn, now_ms: int, code: str, dedup: str, *, subject: str | None = No
            detail: dict | None = None) -> bool:
     """Record a violation unless one with the same dedup key exists; True if new.
     Call inside the caller's transaction."""
-    if dialect(conn) != "sqlite":
-        conn.execute("SELECT pg_advisory_xact_lock_shared(hashtextextended(?, 0))", [_FILING_LOCK])
+    lock_shared(conn, _FILING_LOCK)
     cur = conn.execute(
         "INSERT INTO violations(time, code, dedup, subject, shop, terminal, seq, detail) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(dedup) DO NOTHING",
@@ -44,5 +43,4 @@ def wait_for_writers(conn) -> None:
     """Before reading violations behind a watermark, inside the filing's
     transaction: wait until no transaction that inserted one is still open,
     and keep new ones out until this transaction ends (see above)."""
-    if dialect(conn) != "sqlite":
-        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", [_FILING_LOCK])
+    lock(conn, _FILING_LOCK)
