@@ -3,6 +3,8 @@ over within 10 s when the holder is killed, on both backends."""
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.store.leader import Leadership, lock_key
+from gateway.store.leader import Leadership, holder, lock_key
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,3 +101,57 @@ def test_lock_keys_are_stable_and_distinct():
     assert lock_key("supervision") == lock_key("supervision")
     assert lock_key("supervision") != lock_key("upstream")
     assert -(2 ** 63) <= lock_key("supervision") < 2 ** 63
+
+
+def test_holder_names_the_live_holder_and_nobody_once_it_is_gone(url):
+    """Operators see who leads from the lock itself: a holder that died (or
+    released) is never shown."""
+    assert holder(url, "supervision") is None
+    proc = start_worker(url)
+    try:
+        assert read_line(proc, 30).startswith("LEADER")
+        assert holder(url, "supervision") == f"{socket.gethostname()}:{proc.pid}"
+        assert holder(url, "upstream") is None
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while holder(url, "supervision") is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert holder(url, "supervision") is None
+    mine = Leadership(url, "supervision")
+    try:
+        assert mine.try_acquire()
+        assert holder(url, "supervision") == mine.name == f"{socket.gethostname()}:{os.getpid()}"
+    finally:
+        mine.release()
+
+
+def test_a_standby_asks_again_on_one_session_and_a_broken_one_is_replaced(pg_cluster):
+    """A standby polls every second: a fresh connection each time would
+    start a server backend a second per standby and role."""
+    import psycopg
+
+    url = pg_cluster.url()
+    holder_role, standby = Leadership(url, "config-push"), Leadership(url, "config-push")
+
+    def standby_backends() -> list[int]:
+        with psycopg.connect(url, autocommit=True) as conn:
+            return [r[0] for r in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'gateway leader config-push%%' "
+                "AND pid NOT IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory')")]
+    try:
+        assert holder_role.try_acquire()
+        assert not standby.try_acquire()
+        first = standby_backends()
+        assert len(first) == 1
+        for _ in range(3):
+            assert not standby.try_acquire()
+        assert standby_backends() == first
+        pg_cluster.restart(crash=True)
+        assert not holder_role.held()
+        assert standby.try_acquire(), "the standby's dead session is replaced, and the role is free"
+        assert holder(url, "config-push") == standby.name
+    finally:
+        holder_role.release()
+        standby.release()

@@ -2,6 +2,10 @@
 supervision side of the gateway on its own (rules, cases, fleet status,
 upstream feed, API and dashboard). `gateway run` starts it as its child; run
 it alone to serve the dashboard from a database another process ingests into.
+
+Several of them on one database (or several `gateway run`) share the work:
+each serves HTTP, one leads the once-only work; `--leaders` prints which
+(docs/deploy.md, "Work that runs once: the leader").
 """
 
 import argparse
@@ -45,6 +49,14 @@ def _default_username() -> str | None:
     return fleet.supervise_user(base) if base else None
 
 
+def _print_leaders(db: str) -> int:
+    from gateway.store import leader
+
+    for role in leader.ROLES:
+        print(f"{role}\t{leader.holder(db, role) or '-'}")
+    return 0
+
+
 def main(argv, prog):
     parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("--broker", default="mqtt://127.0.0.1:1883")
@@ -60,8 +72,12 @@ def main(argv, prog):
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--parent", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--nice", type=int, default=5, help="lower CPU priority than ingest (default 5)")
+    parser.add_argument("--leaders", action="store_true",
+                        help="print which process (HOST:PID) holds each fleet-wide role, or -, and exit")
     supervision_process.add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.leaders:
+        return _print_leaders(args.db)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if args.nice:

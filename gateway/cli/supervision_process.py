@@ -1,7 +1,7 @@
 """The supervision side of the gateway: the quota ledger and the rules following
-stored records, the
-sweep thread, the fleet status watcher, the upstream feed and sender, and the
-HTTP server (API + dashboard, uvicorn).
+stored records, the sweep thread, the fleet status watcher, the upstream feed
+and sender (all once in the fleet, under a leader chosen through the
+database), and the HTTP server (API + dashboard, uvicorn) in every process.
 
 `python -m gateway run` starts this as a child process (`gateway supervise`),
 at a lower CPU priority: it shares nothing with ingest but the database, so
@@ -17,6 +17,8 @@ import os
 import threading
 
 from gateway.store import connect
+from gateway.store import leader
+from gateway.store.leader import Leadership
 from protocols.clock import wall_ms as now_ms
 
 log = logging.getLogger(__name__)
@@ -80,42 +82,44 @@ def parse_hostport(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-class Runtime:
-    def __init__(self, args, username: str | None, password: str | None,
-                 clock=now_ms):
+class LeaderWork:
+    """The work that must run once in the whole fleet: the quota-ledger,
+    rules and upstream followers, the sweeps (time-window rules, filing
+    violations into cases, escalation), the upstream sender and the fleet
+    status watcher. Built afresh each time this process becomes the leader:
+    threads do not restart, and a follower must start from the cursor as
+    committed, which the previous holder may have moved."""
+
+    def __init__(self, args, cfg: dict, username: str | None, password: str | None, clock):
+        from gateway.enforcement import quota
         from gateway.ingest.follow import Follower
-        from gateway.supervision.rules import config as rules_config
+        from gateway.supervision.fleet_status import FleetWatcher
         from gateway.supervision.service import Supervision
 
-        self.args, self.clock = args, clock
-        self.cfg = rules_config.load(args.rules)
-        from gateway.api import serve
+        self.args = args
+        self.conn = None
+        self.followers: list = []
+        self.supervision = self.sender = self.watcher = None
+        try:
+            self.conn = connect(args.db)
+            self.supervision = Supervision(self.conn, cfg, clock)
+            self.followers.append(Follower(args.db, "quota", quota.RecordApplier(quota.ConfigCache()), clock,
+                                           poll=0.2))
+            self.followers.append(Follower(args.db, "supervision", self.supervision.hook, clock, poll=0.2))
+            if args.upstream:
+                from gateway.supervision import upstream
 
-        self.http = parse_hostport(args.http) if args.http else None
-        self.tls = serve.check_tls(args.https_cert, args.https_key)
-        self.proxies = serve.check_proxies(args.trusted_proxy)
-        self.conn = connect(args.db)
-        self.supervision = Supervision(self.conn, self.cfg, clock)
-        from gateway.enforcement import quota
-
-        self.followers = [Follower(args.db, "quota", quota.RecordApplier(quota.ConfigCache()), clock, poll=0.2),
-                          Follower(args.db, "supervision", self.supervision.hook, clock, poll=0.2)]
-        self.sender = None
-        if args.upstream:
-            from gateway.supervision import upstream
-
-            key = os.environ.get(args.upstream_key_env)
-            if not key:
-                raise ValueError(f"--upstream needs a signing key in ${args.upstream_key_env}")
-            self.followers.append(Follower(args.db, "upstream", upstream.RecordFeed(), clock, poll=0.2))
-            self.sender = upstream.Sender(args.db, args.upstream, key.encode(), clock)
-        from gateway.supervision.fleet_status import FleetWatcher
-
-        self.watcher = FleetWatcher(args.db, args.broker, username, password,
-                                    client_id=f"{args.client_id}-fleet", wall_ms=clock,
-                                    ca=args.ca, cert=args.cert, key=args.key)
-        self.server = None
-        self.thread = None
+                self.followers.append(Follower(args.db, "upstream", upstream.RecordFeed(), clock, poll=0.2))
+                self.sender = upstream.Sender(args.db, args.upstream, os.environ[args.upstream_key_env].encode(),
+                                              clock)
+            # only the leader connects it: with one broker user for every
+            # `gateway supervise`, two watchers would take each other's session
+            self.watcher = FleetWatcher(args.db, args.broker, username, password,
+                                        client_id=f"{args.client_id}-fleet", wall_ms=clock,
+                                        ca=args.ca, cert=args.cert, key=args.key)
+        except BaseException:
+            self.stop()   # the connections opened so far: a failed start repeated must not drain the pool
+            raise
 
     def start(self) -> None:
         for follower in self.followers:
@@ -124,6 +128,98 @@ class Runtime:
         self.watcher.start()
         if self.sender:
             self.sender.start()
+
+    def stop(self) -> None:
+        """Joins every thread: once this returns, this process writes nothing
+        more as the leader (a short overlap with a new holder before that is
+        harmless: every unit of work commits with its cursor, under a row
+        or advisory lock, see gateway/ingest/follow.py and
+        gateway/supervision/rules/engine.py `Sweeper._tx`)."""
+        parts = [self.sender and self.sender.stop, self.watcher and self.watcher.stop,
+                 self.supervision and self.supervision.stop]
+        for follower in self.followers:
+            parts += [follower.stop, lambda f=follower: f.conn.close()]   # its latest connection
+        parts.append(self.conn and self.conn.close)
+        for part in filter(None, parts):
+            try:   # on a dead database some of these fail: the rest must still stop
+                part()
+            except Exception:
+                log.exception("stopping the leader work")
+
+
+class Runtime:
+    """A `gateway supervise` process: the HTTP server if asked (every process
+    serves it: it only reads and takes users' actions, which are
+    transactions of their own), and `LeaderWork` while this process holds
+    the `supervision` role (gateway/store/leader.py). Several processes on
+    one database make one leader and standbys; a standby polls every
+    `POLL_S` and takes over when the holder's lock goes (its process died:
+    at once; its machine or network: about 6 s), within the 10 s issue 16
+    allows."""
+
+    ROLE = leader.SUPERVISION
+    POLL_S = 1.0
+
+    def __init__(self, args, username: str | None, password: str | None,
+                 clock=now_ms):
+        from gateway.supervision.rules import config as rules_config
+        from gateway.api import serve
+
+        self.args, self.clock = args, clock
+        self.username, self.password = username, password
+        self.cfg = rules_config.load(args.rules)
+        self.http = parse_hostport(args.http) if args.http else None
+        self.tls = serve.check_tls(args.https_cert, args.https_key)
+        self.proxies = serve.check_proxies(args.trusted_proxy)
+        if args.upstream and not os.environ.get(args.upstream_key_env):
+            raise ValueError(f"--upstream needs a signing key in ${args.upstream_key_env}")
+        connect(args.db).close()   # a database it cannot open fails the command at once
+        self.leadership = Leadership(args.db, self.ROLE)
+        self.work: LeaderWork | None = None
+        self._stop = threading.Event()
+        self._leading_thread: threading.Thread | None = None
+        self.server = None
+        self.thread = None
+
+    def step(self) -> bool:
+        """One look at the role: take it and start the work if it is free,
+        stop the work if the role was lost. Returns whether this process
+        leads."""
+        if self.work is None:
+            if not self.leadership.try_acquire():
+                return False
+            log.info("leader: this process now leads role=%s holder=%s; starting the once-only work",
+                     self.ROLE, self.leadership.name)
+            try:
+                work = LeaderWork(self.args, self.cfg, self.username, self.password, self.clock)
+            except Exception:
+                # the database went while starting: give the role up and try again
+                log.exception("leader work failed to start role=%s", self.ROLE)
+                self.leadership.release()
+                return False
+            work.start()
+            self.work = work
+            return True
+        if self.leadership.held():
+            return True
+        log.warning("leader: lost role=%s holder=%s (its database session ended); stopping the once-only work",
+                    self.ROLE, self.leadership.name)
+        self.work.stop()
+        self.work = None
+        return False
+
+    def _lead(self) -> None:
+        while True:
+            try:
+                self.step()
+            except Exception:
+                log.exception("leadership check failed role=%s", self.ROLE)
+            if self._stop.wait(self.POLL_S):
+                return
+
+    def start(self) -> None:
+        self._leading_thread = threading.Thread(target=self._lead, name="leadership", daemon=True)
+        self._leading_thread.start()
         if self.http:
             import uvicorn
 
@@ -140,10 +236,10 @@ class Runtime:
         if self.server:
             self.server.should_exit = True
             self.thread.join(timeout=10)
-        if self.sender:
-            self.sender.stop()
-        self.watcher.stop()
-        self.supervision.stop()
-        for follower in self.followers:
-            follower.stop()
-        self.conn.close()
+        self._stop.set()
+        if self._leading_thread:
+            self._leading_thread.join(timeout=30)
+        if self.work:
+            self.work.stop()
+            self.work = None
+        self.leadership.release()   # a standby takes over at its next poll, not after a timeout

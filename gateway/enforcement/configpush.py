@@ -41,6 +41,19 @@ the last ones, and the periodic sweep, look at a terminal at most every
 `SWEEP_EVERY_S`, or at once after a change of generation.
 
 Reads use their own SQLite connection (WAL readers never block the writers).
+
+Several gateway workers: a status is answered by whichever worker the broker
+hands it to (a shared subscription gives it to one; without one, every worker
+answers). That stays so because answering is idempotent: the chunks of one
+version are the same bytes wherever they are built, the terminal stores a
+section by version and digest and ignores one it already holds, and the
+retained manifest is replaced by an identical one. The periodic sweep is not
+left to chance: pushed by every worker, each terminal's balances would go out
+once per worker every 30 s. It runs only in the holder of the `config-push`
+role (`leading`, gateway/enforcement/handler.py), which takes the terminals
+online anywhere from the database (`terminals.state`, kept by every worker's
+ingest) and the versions they last reported from `terminal_status` (the fleet
+watcher's, which sees every status), not just the statuses it received itself.
 """
 
 from __future__ import annotations
@@ -74,8 +87,13 @@ SWEEP_EVERY_S = 15.0    # each online terminal is looked at this often (balances
 class ConfigPusher:
     def __init__(self, db_path: str | Path, publish: Callable[[str, bytes, bool], None],
                  key_for: Callable[[str], bytes | None], wall_ms: Callable[[], int] = now_ms,
-                 interval_s: float = 2.0, balances_every_s: float = 30.0, monotonic=time.monotonic):
+                 interval_s: float = 2.0, balances_every_s: float = 30.0, monotonic=time.monotonic,
+                 leading: Callable[[], bool] | None = None):
+        """`leading`: whether this worker holds the fleet's sweep (see the
+        module's docstring); None, a gateway on its own: it always sweeps the
+        terminals whose statuses it received."""
         self.db_path = str(db_path)
+        self._leading = leading
         self.publish = publish          # (terminal, payload, retain)
         self.key_for = key_for
         self.wall_ms = wall_ms
@@ -125,6 +143,14 @@ class ConfigPusher:
             self._conn = store.connect(self.db_path)
         return self._conn
 
+    def _drop_db(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                pass
+
     def _loop(self) -> None:
         next_sweep = self._monotonic() + self.interval_s
         while True:
@@ -144,6 +170,7 @@ class ConfigPusher:
                     self.sweep()
             except Exception:
                 log.exception("config push failed")
+                self._drop_db()   # a restarted database left it dead: the next use connects afresh
 
     def handle(self, kind: str, terminal: str, versions: dict | None) -> int:
         """A terminal's status: push what it lacks; returns how many sections."""
@@ -162,10 +189,27 @@ class ConfigPusher:
     def sweep(self) -> int:
         """Push what is due to the online terminals not visited for
         `SWEEP_EVERY_S` (to all of them after a change of generation)."""
+        if self._leading is not None:
+            if not self._leading():
+                return 0
+            self._adopt_fleet(self._db())
         generation = self._generation(self._db())
         changed = generation != self._swept_generation
         self._swept_generation = generation
         return sum(self.visit(terminal, force=changed) for terminal in sorted(self._online))
+
+    def _adopt_fleet(self, conn) -> None:
+        """The sweep's terminals as the whole fleet sees them: online in the
+        database, with the versions their last status reported."""
+        online = {}
+        for terminal, versions in conn.execute(
+                "SELECT t.id, s.versions FROM terminals t LEFT JOIN terminal_status s ON s.terminal = t.id "
+                "WHERE t.state = 'online'"):
+            online[terminal] = configsync.parse_versions(json.loads(versions)) if versions else None
+        self._online = set(online)
+        for terminal, versions in online.items():
+            if versions is not None:
+                self._reported[terminal] = versions
 
     def visit(self, terminal: str, force: bool = False) -> int:
         """Push what is due to a terminal unless it was looked at in the last

@@ -42,6 +42,7 @@ class Follower:
                  poll: float = 1.0):
         self.name, self.hook, self.wall_ms, self.batch = name, hook, wall_ms, batch
         self.poll = poll  # how often to look without a notify (another process stores)
+        self.db_path = db_path
         self.conn = connect(db_path)
         self.conn.execute("INSERT INTO followers(name, rid) VALUES (?, 0) ON CONFLICT(name) DO NOTHING", [name])
         self.cursor = self.conn.execute("SELECT rid FROM followers WHERE name = ?", [name]).fetchone()[0]
@@ -80,6 +81,22 @@ class Follower:
             except Exception:
                 log.exception("follower %s failed; retrying from rid %d", self.name, self.cursor)
                 self._stop.wait(1.0)
+                self._reconnect()
+
+    def _reconnect(self) -> None:
+        """A fresh connection after a failure: when the database restarted,
+        the old one is dead for good (a PostgreSQL session does not come
+        back), and retrying on it would stall the follower for ever. The
+        cursor is read again, FOR UPDATE, by the next step."""
+        with self.lock:
+            try:
+                self.conn.close()
+            except Exception:
+                pass
+            try:
+                self.conn = connect(self.db_path)
+            except Exception as err:   # still down: the next round tries again
+                log.warning("follower %s cannot reconnect: %s", self.name, err)
 
     def step(self) -> int:
         """Process the next batch of stored records; returns how many."""

@@ -111,3 +111,12 @@ def lock(conn, name: str) -> None:
     same subject take turns while others run side by side."""
     if dialect(conn) != "sqlite":
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", [name])
+
+
+def lock_shared(conn, name: str) -> None:
+    """`lock`'s shared mode: holders of it run side by side, and one `lock`
+    on the same name waits for all of them and keeps new ones out. A writer
+    whose ids commit in any order takes it shared, a reader behind a
+    watermark over those ids exclusively (gateway/store/violations.py)."""
+    if dialect(conn) != "sqlite":
+        conn.execute("SELECT pg_advisory_xact_lock_shared(hashtextextended(?, 0))", [name])

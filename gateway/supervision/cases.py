@@ -40,7 +40,7 @@ from gateway.supervision import grid
 
 from gateway.enforcement import quota
 
-from gateway.store import upstream_outbox, users
+from gateway.store import upstream_outbox, users, violations
 from gateway.store import private_directory
 from gateway.store.users import LEVEL_RANK, User
 from gateway.store.dialect import json_values
@@ -147,7 +147,10 @@ def file_violation(conn, now: int, cfg: dict, v: dict) -> int:
 
 def file_new_violations(conn, now: int, cfg: dict, limit: int = 1000) -> int:
     """Every violation not yet in a case gets one: the watermark moves in the same
-    transaction, so each violation is filed exactly once."""
+    transaction, so each violation is filed exactly once, and no violation
+    whose id was handed out is still uncommitted when it moves
+    (gateway/store/violations.py, `wait_for_writers`)."""
+    violations.wait_for_writers(conn)
     row = conn.execute("SELECT value FROM sweep_state WHERE name='cases'").fetchone()
     mark = row[0] if row else 0
     rows = conn.execute("SELECT id, code, subject, shop, terminal, seq FROM violations WHERE id>? ORDER BY id LIMIT ?",

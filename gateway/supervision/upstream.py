@@ -76,8 +76,7 @@ class Sender:
         state = self._state()
         if state["next_attempt"] and now < state["next_attempt"]:
             return 0
-        rows = self.conn.execute("SELECT id, kind, created, payload FROM outbox WHERE sent IS NULL ORDER BY id LIMIT ?",
-                                 [self.batch]).fetchall()
+        rows = upstream_outbox.unsent(self.conn, self.batch)
         if not rows:
             return 0
         first, last = rows[0][0], rows[-1][0]

@@ -34,6 +34,7 @@ from gateway.supervision.rules import Event, Finding, hours, identity, integrity
 from gateway.supervision.rules import top_buyers as top_buyers_rule
 from gateway.supervision.rules import travel
 from gateway.store import savepoint, transaction
+from gateway.store.tx import lock
 from protocols import authz, policy
 from protocols import catalogue as _catalogue
 
@@ -260,7 +261,15 @@ class Sweeper:
                           "ON CONFLICT(name) DO UPDATE SET value=excluded.value", [name, value])
 
     def _tx(self, fn) -> int:
+        """Every sweep transaction takes the `sweep` lock first and only then
+        reads its watermark: when a leader that lost its session and its
+        successor overlap for a moment, their sweeps take turns, and the
+        second one sees what the first committed (PostgreSQL's READ
+        COMMITTED reads afresh at each statement), so no alert is converted,
+        no violation filed and no case escalated twice. SQLite's BEGIN
+        IMMEDIATE already serialises them."""
         with transaction(self.conn):
+            lock(self.conn, "supervision-sweep")
             return fn()
 
     def shops_by_terminal(self) -> dict[str, str | None]:
