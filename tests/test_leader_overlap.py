@@ -243,3 +243,47 @@ def test_an_upstream_item_whose_id_commits_late_is_sent_before_any_higher_one(pg
         for conn in (late, early):
             conn.close()
         platform.close()
+
+
+def test_an_alert_whose_id_commits_late_is_still_converted(pg_url):
+    """Two ingest workers raise alerts (a gap, a chain break) in their own
+    transactions: an alert id can appear after a higher one. The integrity
+    sweep converts alerts behind a watermark, so it waits for every writer
+    still open instead of moving past the late id."""
+    from gateway.store import records, transaction
+    from gateway.supervision.rules import engine
+
+    gw_store.connect(pg_url).close()
+    late, early, sweeper_conn = (gw_store.connect(pg_url) for _ in range(3))
+    insert = "INSERT INTO alerts(time, kind, terminal, seq, seq_to, detail) VALUES (?, ?, ?, ?, ?, '')"
+    try:
+        inserted, go = threading.Event(), threading.Event()
+
+        def late_writer():      # what the writer's _alert does, held open
+            with transaction(late):
+                records.writing_alerts(late)
+                late.execute(insert, [NOW, "ledger_gap", "TA", 5, 7])
+                inserted.set()
+                assert go.wait(30)
+
+        writer = threading.Thread(target=late_writer)
+        writer.start()
+        assert inserted.wait(30)
+        with transaction(early):
+            records.writing_alerts(early)
+            early.execute(insert, [NOW, "chain_break", "TB", 9, None])
+        sweeper = engine.Sweeper(sweeper_conn, rules_config.load(None), lambda: NOW)
+        swept = []
+        sweeping = threading.Thread(target=lambda: swept.append(sweeper._tx(lambda: sweeper.sweep_alerts(NOW))))
+        sweeping.start()
+        sweeping.join(1.0)
+        assert sweeping.is_alive(), "the sweep waits for the writer still open"
+        go.set()
+        writer.join(30)
+        sweeping.join(30)
+        assert swept == [2]
+        assert sorted(code for (code,) in query(pg_url, "SELECT code FROM violations")) == ["chain_break", "ledger_gap"]
+    finally:
+        go.set()
+        for conn in (late, early, sweeper_conn):
+            conn.close()

@@ -32,7 +32,7 @@ from typing import Callable
 
 from gateway.store import Store, transaction
 from gateway.store.dialect import for_update, json_pairs, json_values
-from gateway.store.records import insert_records, order_records
+from gateway.store.records import insert_records, order_records, writing_alerts
 from gateway.ingest.verified import Quarantine, Status
 from gateway.ingest.verify import Batch, Entry
 from protocols import envelope, reasons, topics
@@ -433,6 +433,7 @@ class Ingest:
         return [hour, rows, size, alerted]
 
     def _alert(self, conn, now, kind, terminal, seq, seq_to, detail) -> None:
+        writing_alerts(conn)
         cur = conn.execute(
             "INSERT INTO alerts(time, kind, terminal, seq, seq_to, detail) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT DO NOTHING",

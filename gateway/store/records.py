@@ -31,7 +31,7 @@ from pathlib import Path
 
 from gateway.store.connection import connect, db_errors, describe, is_postgres, sqlite_path
 from gateway.store.keys import SEALED_PREFIX, KeyVault, MasterKeyError
-from gateway.store.tx import transaction
+from gateway.store.tx import lock, lock_shared, transaction
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,23 @@ def insert_records(conn, rows: list[tuple]) -> None:
 
 
 _ORDER_LOCK = 0x72696473  # pg_advisory_xact_lock key of the records' order ("rids")
+
+
+_ALERTS_LOCK = "alerts-writing"
+
+
+def writing_alerts(conn) -> None:
+    """Call in a write transaction before it inserts into `alerts`. The
+    integrity sweep reads alerts by id behind a watermark; with several
+    writers on PostgreSQL an alert id can become visible after a higher one
+    and would be skipped for good. Writers hold this shared until they commit,
+    the sweep exclusively (`wait_for_alert_writers`), as violations do."""
+    lock_shared(conn, _ALERTS_LOCK)
+
+
+def wait_for_alert_writers(conn) -> None:
+    """Before reading alerts behind a watermark, inside the sweep's transaction."""
+    lock(conn, _ALERTS_LOCK)
 
 
 def order_records(conn) -> None:

@@ -34,6 +34,7 @@ from gateway.supervision.rules import Event, Finding, hours, identity, integrity
 from gateway.supervision.rules import top_buyers as top_buyers_rule
 from gateway.supervision.rules import travel
 from gateway.store import savepoint, transaction
+from gateway.store.records import wait_for_alert_writers
 from gateway.store.tx import lock
 from protocols import authz, policy
 from protocols import catalogue as _catalogue
@@ -288,6 +289,7 @@ class Sweeper:
         return new
 
     def sweep_alerts(self, now: int) -> int:
+        wait_for_alert_writers(self.conn)
         mark = self._state("alerts")
         rows = self.conn.execute("SELECT id, kind, terminal, seq, seq_to, detail FROM alerts WHERE id>? ORDER BY id",
                                  [mark]).fetchall()
