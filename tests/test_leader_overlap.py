@@ -17,12 +17,12 @@ from gateway import store as gw_store
 from gateway.enforcement import quota, registry
 from gateway.enforcement.fleet import provision
 from gateway.ingest.follow import Follower
-from gateway.ingest.writer import Ingest
 from gateway.store import Store
 from gateway.supervision.rules import config as rules_config
 from gateway.supervision.service import Supervision
 from protocols import authz, configsync
 from tests.support import quota_fixtures as fx
+from tests.support.inline_ingest import InlineIngest as Ingest
 from tests.support.store_backends import backend_db  # noqa: F401 - a fixture
 from tests.support.supervision import KEY, Chain
 
