@@ -183,6 +183,17 @@ def test_wecom_gets_a_text_message_mentioning_the_inspector(conn):
         robot.close()
 
 
+def test_a_case_nobody_could_be_assigned_is_announced_for_assignment(conn, robot):
+    conn.execute("DELETE FROM users")                    # no inspector anywhere on the grid
+    violate(conn, "banned_product_sold", "a")
+    cfg = cfg_for(robot)
+    assert notify.collect(conn, NOW, cfg) == 1
+    (row,) = notifications.listing(conn)
+    assert (row["kind"], row["recipient"]) == ("opened", None)
+    assert notify.Sender(conn, cfg, lambda: NOW).send_due() == 1
+    assert "新案件待指派" in robot.got[0]["markdown"]["text"] and "（未指派）" in robot.got[0]["markdown"]["text"]
+
+
 def test_a_closed_case_is_not_announced(conn, robot):
     violate(conn, "banned_product_sold", "a")
     conn.execute("UPDATE cases SET state = 'closed'")

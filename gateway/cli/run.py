@@ -83,6 +83,7 @@ def main(argv, prog):
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args.client_id = args.client_id or args.username   # the supervise child's ids derive from it
     try:
         # the options first: a refused command must not have opened (and
         # migrated) the database, or started anything
@@ -96,7 +97,7 @@ def main(argv, prog):
         store = Store(args.db, args.master_key_file)
         service = GatewayService(store, args.broker, lambda ingest, publish: Enforcement(store, ingest, publish),
                                  args.username, os.environ.get(args.password_env),
-                                 client_id=args.client_id or args.username, share_group=args.share_group, verifiers=args.verifiers,
+                                 client_id=args.client_id, share_group=args.share_group, verifiers=args.verifiers,
                                  ca=args.ca, cert=args.cert, key=args.key,
                                  budget=QuarantineBudget(args.quarantine_bytes_per_hour,
                                                          args.quarantine_rows_per_hour))

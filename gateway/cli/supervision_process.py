@@ -37,6 +37,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--upstream", help="provincial platform endpoint (http[s]://...)")
     parser.add_argument("--upstream-key-env", default="GATEWAY_UPSTREAM_KEY",
                         help="environment variable holding the upstream signing key")
+    parser.add_argument("--notify", help="TOML file naming the inspectors' chat robot (DingTalk or WeCom webhook): "
+                                         "new, escalated and overdue cases are posted there "
+                                         "(gateway/supervision/notify.py)")
 
 
 def child_arguments(args) -> list[str]:
@@ -57,12 +60,16 @@ def child_arguments(args) -> list[str]:
     serve.check_proxies(args.trusted_proxy)
     if args.upstream and not os.environ.get(args.upstream_key_env):
         raise ValueError(f"--upstream needs a signing key in ${args.upstream_key_env}")
+    if args.notify:
+        from gateway.supervision import notify
+
+        notify.load(args.notify)     # NotifyConfigError is a ValueError: `run` refuses at once
     from gateway.enforcement import fleet
 
     out = ["--db", args.db, "--broker", args.broker, "--client-id", args.client_id,
            "--sweep-interval", str(args.sweep_interval), "--upstream-key-env", args.upstream_key_env,
            "--password-env", args.password_env, "--log-level", args.log_level]
-    for name in ("http", "rules", "photos", "upstream", "ca", "https_cert", "https_key"):
+    for name in ("http", "rules", "photos", "upstream", "notify", "ca", "https_cert", "https_key"):
         value = getattr(args, name)
         if value:
             out += ["--" + name.replace("_", "-"), value]
@@ -99,7 +106,7 @@ class LeaderWork:
         self.args = args
         self.conn = None
         self.followers: list = []
-        self.supervision = self.sender = self.watcher = None
+        self.supervision = self.sender = self.watcher = self.notifier = None
         try:
             self.conn = connect(args.db)
             self.supervision = Supervision(self.conn, cfg, clock)
@@ -112,6 +119,10 @@ class LeaderWork:
                 self.followers.append(Follower(args.db, "upstream", upstream.RecordFeed(), clock, poll=0.2))
                 self.sender = upstream.Sender(args.db, args.upstream, os.environ[args.upstream_key_env].encode(),
                                               clock)
+            if args.notify:
+                from gateway.supervision import notify
+
+                self.notifier = notify.Sender(connect(args.db), notify.load(args.notify), clock)
             # only the leader connects it: with one broker user for every
             # `gateway supervise`, two watchers would take each other's session
             self.watcher = FleetWatcher(args.db, args.broker, username, password,
@@ -128,6 +139,8 @@ class LeaderWork:
         self.watcher.start()
         if self.sender:
             self.sender.start()
+        if self.notifier:
+            self.notifier.start()
 
     def stop(self) -> None:
         """Joins every thread: once this returns, this process writes nothing
@@ -136,7 +149,8 @@ class LeaderWork:
         or advisory lock, see gateway/ingest/follow.py and
         gateway/supervision/rules/engine.py `Sweeper._tx`)."""
         parts = [self.sender and self.sender.stop, self.watcher and self.watcher.stop,
-                 self.supervision and self.supervision.stop]
+                 self.supervision and self.supervision.stop, self.notifier and self.notifier.stop,
+                 self.notifier and self.notifier.conn.close]
         for follower in self.followers:
             parts += [follower.stop, lambda f=follower: f.conn.close()]   # its latest connection
         parts.append(self.conn and self.conn.close)
@@ -173,6 +187,10 @@ class Runtime:
         self.proxies = serve.check_proxies(args.trusted_proxy)
         if args.upstream and not os.environ.get(args.upstream_key_env):
             raise ValueError(f"--upstream needs a signing key in ${args.upstream_key_env}")
+        if args.notify:
+            from gateway.supervision import notify
+
+            notify.load(args.notify)   # a bad file fails the command at once, not at the first lead
         connect(args.db).close()   # a database it cannot open fails the command at once
         self.leadership = Leadership(args.db, self.ROLE)
         self.work: LeaderWork | None = None

@@ -1,6 +1,6 @@
 """Notifications to inspectors: a case assigned to them, escalated to them, or
-past its deadline at the district (where nothing escalates further) reaches
-them in the chat the bureau already uses, through a group robot's webhook
+past its deadline at the district (where nothing escalates further), and a
+case opened with nobody to assign it to, reach them in the chat the bureau already uses, through a group robot's webhook
 (DingTalk 钉钉 or WeCom 企业微信), with the inspector @-mentioned by mobile.
 
 Durable: `collect` reads `case_events` behind a cursor and queues one row per
@@ -16,7 +16,9 @@ the case number, the shop by name, the findings in words, the subject's
 registry id (no name, no ID number: the dashboard shows those to whom may see
 them), the deadline in Beijing time and a link to the case page.
 
-The configuration is a TOML file (`gateway run|supervise --notify FILE`):
+It runs in the supervision leader (gateway/cli/supervision_process.py,
+`LeaderWork`), on a connection of its own. The configuration is a TOML file
+(`gateway run|supervise --notify FILE`):
 
     [notify]
     url = "https://oapi.dingtalk.com/robot/send?access_token=..."
@@ -52,7 +54,7 @@ from protocols import reasons
 log = logging.getLogger(__name__)
 
 FORMATS = ("dingtalk", "wecom")
-KINDS = {"assigned": "新案件待核查", "escalated": "案件升级，请处理", "overdue": "案件已超期"}
+KINDS = {"opened": "新案件待指派", "assigned": "新案件待核查", "escalated": "案件升级，请处理", "overdue": "案件已超期"}
 LEVEL_ZH = {"village": "村社", "town": "镇街", "district": "区县"}
 BEIJING_MS = 8 * 3_600_000
 BASE_BACKOFF_MS, MAX_BACKOFF_MS = 5_000, 3_600_000
@@ -134,20 +136,24 @@ def message(conn, case: dict, kind: str, recipient: str | None, cfg: NotifyConfi
 
 
 def collect(conn, now: int, cfg: NotifyConfig | None = None, limit: int = 500) -> int:
-    """Queue a message for every case assigned or escalated since the cursor,
-    and for every district case past its deadline; returns how many were
+    """Queue a message for every case assigned or escalated since the cursor
+    (and opened, when nobody could be assigned), and for every district case
+    past its deadline; returns how many were
     queued. In one transaction with the cursor."""
     queued = 0
     with transaction(conn):
         mark = notifications.cursor(conn)
         events = conn.execute("SELECT id, case_id, action, detail FROM case_events WHERE id > ? "
-                              "AND action IN ('assigned', 'escalated') ORDER BY id LIMIT ?",
+                              "AND action IN ('opened', 'assigned', 'escalated') ORDER BY id LIMIT ?",
                               [max(0, mark - LOOKBACK), limit + LOOKBACK]).fetchall()
         for event_id, case_id, action, detail in events:
             assignee = json.loads(detail or "{}").get("assignee")
             case = cases.get(conn, case_id)
             if case is None or case["state"] == "closed":
                 continue
+            if action == "opened" and conn.execute("SELECT 1 FROM case_events WHERE case_id = ? AND action = "
+                                                   "'assigned' LIMIT 1", [case_id]).fetchone():
+                continue        # its `assigned` event says it, to the inspector
             queued += notifications.enqueue(conn, now, case_id, action, assignee, "event:%d" % event_id,
                                             message(conn, case, action, assignee, cfg))
         if events and events[-1][0] > mark:
@@ -229,8 +235,10 @@ class Sender:
         return sent
 
     def run(self, idle: float = 1.0) -> None:
+        """Queue what the case events call for, then deliver what is due, until stopped."""
         while not self._stop.is_set():
             try:
+                collect(self.conn, self.clock(), self.cfg)
                 self.send_due()
             except Exception:
                 log.exception("notification sender failed")
