@@ -234,7 +234,6 @@ def test_gap_and_chain_break_alerts_become_violations():
 def test_alerts_on_what_no_honest_terminal_sends_become_violations():
     """A forged far-off seq, a junk flood past the quarantine budget, a message
     that kills a verifier: each reaches an inspector, named by its terminal."""
-    import gateway.ingest  # noqa: F401  (registers the ingest alert texts)
     from protocols import reasons
     alerts = [{"id": i, "kind": kind, "terminal": "T", "seq": None, "seq_to": None, "detail": ""}
               for i, kind in enumerate(("seq_beyond_window", "quarantine_budget_exceeded", "verifier_crashed"))]

@@ -16,16 +16,10 @@ import msgspec
 
 from gateway.ingest.fastpath import check_batch_fast
 from gateway.ingest.verify import Batch, Rejected
-from protocols import envelope, reasons, topics
+from gateway.ingest import alerts  # noqa: F401 - the texts of the alerts raised here
+from protocols import envelope, topics
 
 log = logging.getLogger(__name__)
-
-reasons.register({
-    "verifier_crashed": ("校验进程处理此消息时两次退出，消息已隔离",
-                         "the verifier process died twice on this message; it is quarantined"),
-    "verify_failed": ("校验此消息时出错，消息已隔离", "verifying this message failed; it is quarantined"),
-})
-
 
 class Status(msgspec.Struct, array_like=True, tag="S"):
     terminal: str

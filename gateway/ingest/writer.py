@@ -35,7 +35,8 @@ from gateway.store.dialect import for_update, json_pairs, json_values
 from gateway.store.records import insert_records, order_records, writing_alerts
 from gateway.ingest.verified import Quarantine, Status
 from gateway.ingest.verify import Batch, Entry
-from protocols import envelope, reasons, topics
+from gateway.ingest import alerts  # noqa: F401 - the texts of the alerts raised here
+from protocols import envelope, topics
 from protocols.clock import wall_ms as now_ms
 
 log = logging.getLogger(__name__)
@@ -52,14 +53,6 @@ SEQ_WINDOW = envelope.SEQ_WINDOW
 HOUR_MS = 3_600_000
 QUARANTINE_BYTES_PER_HOUR = 4 * 1024 * 1024  # per terminal: sixteen full-size messages
 QUARANTINE_ROWS_PER_HOUR = 1000              # per terminal; an honest one quarantines next to nothing
-
-reasons.register({
-    "seq_beyond_window": ("记录序号远超终端已确认的位置", "record seq is far beyond what the terminal has had acknowledged"),
-    "quarantine_budget_exceeded": ("终端本小时的隔离配额已用完，此后只计数",
-                                   "the terminal's quarantine budget for this hour is used up; "
-                                   "rejects are only counted"),
-})
-
 
 @dataclass(frozen=True)
 class QuarantineBudget:

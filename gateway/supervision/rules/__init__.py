@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gateway.ingest import alerts as _ingest_alerts  # noqa: F401 - the alert kinds' texts
 from protocols import reasons
 
 CODES = reasons.register({
