@@ -22,6 +22,17 @@ def rows(conn, sql: str, args=()) -> list[dict]:
     return [dict(zip(names, r)) for r in cur.fetchall()]
 
 
+def conditions(filters: dict) -> tuple[str, list]:
+    """" AND ..." for {column or condition with ?: value}; a None or empty value is no condition."""
+    sql, args = "", []
+    for column, value in filters.items():
+        if value is None or value == "":
+            continue
+        sql += f" AND {column}" if "?" in column else f" AND {column} = ?"
+        args.append(value)
+    return sql, args
+
+
 def one(conn, sql: str, args=()) -> dict | None:
     found = rows(conn, sql, args)
     return found[0] if found else None
@@ -101,12 +112,16 @@ def _items(row: dict) -> dict:
     return row
 
 
-def ledger(conn, shop_id: str, before_time: int | None, limit: int, offset: int = 0) -> tuple[list[dict], int]:
+def ledger(conn, shop_id: str, before_time: int | None, limit: int, offset: int = 0,
+           filters: dict | None = None) -> tuple[list[dict], int]:
     """A page of the shop's ledger, newest first, and how many rows it has in all."""
     where, args = " WHERE s.shop = ?", [shop_id]
     if before_time is not None:
         where += " AND s.time < ?"
         args.append(before_time)
+    more, more_args = conditions(filters or {})
+    where += more
+    args += more_args
     total = conn.execute("SELECT count(*) FROM sales s" + where, args).fetchone()[0]
     found = rows(conn, "SELECT s.terminal, s.seq, s.type, s.time, s.subject, s.identity, s.mode, r.record FROM sales s "
                        "JOIN records r ON r.terminal = s.terminal AND r.seq = s.seq" + where +
@@ -114,9 +129,13 @@ def ledger(conn, shop_id: str, before_time: int | None, limit: int, offset: int 
     return [_items(r) for r in found], total
 
 
-def purchases(conn, user: User, subject: str, limit: int, offset: int = 0) -> tuple[list[dict], int]:
+def purchases(conn, user: User, subject: str, limit: int, offset: int = 0,
+              filters: dict | None = None) -> tuple[list[dict], int]:
     """A page of the subject's purchases in the caller's area, newest first, and the count of all."""
     where, args = user.scope().where("s.")
+    more, more_args = conditions(filters or {})
+    where += more
+    args += more_args
     total = conn.execute(f"SELECT count(*) FROM sales s WHERE s.subject=? AND {where}", [subject] + args).fetchone()[0]
     found = rows(conn, "SELECT s.terminal, s.seq, s.type, s.time, s.shop, s.identity, s.mode, s.pesticide, s.fertilizer, "
                        f"r.record FROM sales s JOIN records r ON r.terminal = s.terminal AND r.seq = s.seq "
@@ -241,10 +260,9 @@ def case_list(conn, user: User, now: int, state: str | None, filters: dict, code
     elif state:
         sql += " AND state = ?"
         args.append(state)
-    for column, value in filters.items():
-        if value:
-            sql += f" AND {column} = ?"
-            args.append(value)
+    more, more_args = conditions(filters)
+    sql += more
+    args += more_args
     if code:
         sql += " AND (',' || codes || ',') LIKE ?"
         args.append(f"%,{code},%")
@@ -428,10 +446,9 @@ def queue(conn, user: User, cfg: dict, now: int, state: str | None, filters: dic
     elif state:
         sql += " AND state = ?"
         args.append(state)
-    for column, value in filters.items():
-        if value:
-            sql += f" AND {column} = ?"
-            args.append(value)
+    more, more_args = conditions(filters)
+    sql += more
+    args += more_args
     if code:
         sql += " AND (',' || codes || ',') LIKE ?"
         args.append(f"%,{code},%")
@@ -442,8 +459,7 @@ def queue(conn, user: User, cfg: dict, now: int, state: str | None, filters: dic
     return {"cases": name_cases(conn, found, now), "total": total, "page": page, "per_page": per_page}
 
 
-def violation_groups(conn, user: User, cfg: dict, watch: bool, code: str | None, town: str | None,
-                     subject: str | None, page: int, per_page: int) -> dict:
+def violation_groups(conn, user: User, cfg: dict, watch: bool, filters: dict, page: int, per_page: int) -> dict:
     """Findings of one kind from one terminal (and one subject) as one row with
     a count and the first and last time, most severe first, then the latest:
     a terminal whose clock drifts all season is one row, not the whole page.
@@ -456,10 +472,9 @@ def violation_groups(conn, user: User, cfg: dict, watch: bool, code: str | None,
         args += list(codes)
     elif watch:
         where += " AND 1 = 0"
-    for column, value in (("v.code", code), ("c.town", town), ("v.subject", subject)):
-        if value:
-            where += f" AND {column} = ?"
-            args.append(value)
+    more, more_args = conditions(filters)
+    where += more
+    args += more_args
     body = ("FROM violations v JOIN case_violations cv ON cv.violation = v.id JOIN cases c ON c.id = cv.case_id "
             f"WHERE {where} GROUP BY v.code, v.terminal, v.subject")
     total = conn.execute(f"SELECT count(*) FROM (SELECT 1 {body}) g", args).fetchone()[0]
