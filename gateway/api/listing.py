@@ -91,5 +91,4 @@ def file_response(fmt: str, columns: list[tuple[str, str]], rows: list[dict], ti
     data, media = table_export.export(fmt, columns, rows, title)
     filename = f"{name}.{fmt}"
     return Response(data, media_type=media, headers={
-        "Content-Disposition": f"attachment; filename=\"{filename}\"; filename*=UTF-8''{quote(title)}.{fmt}",
-        "Cache-Control": "no-store"})
+        "Content-Disposition": f"attachment; filename=\"{filename}\"; filename*=UTF-8''{quote(title)}.{fmt}"})

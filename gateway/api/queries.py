@@ -493,3 +493,50 @@ def violation_groups(conn, user: User, cfg: dict, watch: bool, filters: dict, pa
             r.update(seq=last["seq"], shop=last["shop"], shop_name=shop_name.get(last["shop"]),
                      case_id=last["case_id"], detail=json.loads(last["detail"]))
     return {"groups": found, "total": total, "page": page, "per_page": per_page}
+
+
+# -- the map and the trends (issue 18, item 9)
+
+def map_shops(conn, user: User, cfg: dict) -> list[dict]:
+    """Every shop in the area with its coordinates (None before the grid file
+    gave them) and its open cases as the queue counts them (not those holding
+    only watch-list findings), with the worst severity among them."""
+    where, args = user.scope().where()
+    found = rows(conn, f"SELECT id, name, town, village, lat, lon FROM shops WHERE {where} ORDER BY id", args)
+    sev, sev_args = _severity_of_codes(cfg)
+    only, only_args = _not_only_watch(cfg)
+    counts = {shop: (n, worst) for shop, n, worst in conn.execute(
+        f"SELECT shop, count(*), min({sev}) FROM cases WHERE state != 'closed' AND {where} AND {only} "
+        "GROUP BY shop", sev_args + args + only_args)}
+    names = grid.area_names(conn)
+    for r in found:
+        r["open_cases"], r["severity"] = counts.get(r["id"], (0, None))
+        r["town_name"], r["village_name"] = names.get(r["town"]), names.get(r["village"])
+    return found
+
+
+def sales_since(conn, user: User, group: str, first_day: str) -> list[tuple]:
+    """(day, group, type, fertilizer, consumption JSON, record JSON or None) of
+    every sale, refusal and void in the area from `first_day`; the record only
+    for a pesticide sale that carries no consumption, whose g and mL must be
+    read from its items."""
+    where, args = user.scope().where("s.")
+    return conn.execute(
+        f"SELECT s.day, s.{group}, s.type, s.fertilizer, s.consumption, "
+        "CASE WHEN s.consumption IS NULL AND s.pesticide > 0 THEN r.record END FROM sales s "
+        "LEFT JOIN records r ON r.terminal = s.terminal AND r.seq = s.seq "
+        f"WHERE s.day >= ? AND {where}", [first_day] + args).fetchall()
+
+
+def violations_since(conn, user: User, cfg: dict, group: str, start_ms: int) -> list[tuple]:
+    """(time, group) of each finding for inspectors (not the watch list) in
+    the area from `start_ms`."""
+    where, args = user.scope().where("c.")
+    watch = cfg["queue"]["watch"]
+    if watch:
+        where += f" AND v.code NOT IN ({', '.join('?' for _ in watch)})"
+        args += list(watch)
+    column = "v.shop" if group == "shop" else f"c.{group}"
+    return conn.execute(f"SELECT v.time, {column} FROM violations v JOIN case_violations cv ON cv.violation = v.id "
+                        f"JOIN cases c ON c.id = cv.case_id WHERE v.time >= ? AND {where}",
+                        [start_ms] + args).fetchall()

@@ -115,7 +115,7 @@ def inspection_sheet_pdf(case_id: int = Path(ge=1, le=MAX_ID), user: User = Depe
     if sheet is None:
         raise ApiError(404, "not_found", str(case_id))
     return Response(inspection_sheet.render(sheet), media_type="application/pdf", headers={
-        "Content-Disposition": f"inline; filename=\"case-{case_id}.pdf\"", "Cache-Control": "no-store"})
+        "Content-Disposition": f"inline; filename=\"case-{case_id}.pdf\""})
 
 
 @router.get("/api/cases/{case_id}", tags=["cases"])
