@@ -56,7 +56,10 @@ def test_search_finds_a_farmer_by_name_and_card_a_shop_and_a_product(client):
     assert [(p["reg"], p["name"]) for p in by_reg] == [("PD20080301", "200克/升百草枯水剂")]
     by_product_name = client.get("/api/search", params={"q": "吡虫啉"}, headers=h).json()["products"]
     assert "PD20080101" in [p["reg"] for p in by_product_name]
-    assert client.get("/api/products/PD20080301", headers=h).json()["name"] == "200克/升百草枯水剂"
+    paraquat = client.get("/api/products/PD20080301", headers=h).json()
+    assert (paraquat["name"], paraquat["status"]) == ("200克/升百草枯水剂", "banned")
+    assert client.get("/api/products/PD20080101", headers=h).json()["status"] == "normal"
+    assert client.get("/api/products/NOPE", headers=h).status_code == 404
 
 
 def test_search_keeps_to_the_callers_area(client):

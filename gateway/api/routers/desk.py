@@ -81,6 +81,19 @@ def _subjects_by_card(conn, user: User, text: str) -> list[dict]:
     return [{"id": sid, "name": names.get(sid), "by": "card"} for sid in ids]
 
 
+def status_on(entry: dict, day: str) -> str:
+    """A product's status on `day`: the catalogue keeps its history
+    ([{from, status}, ...]); a product without one is normal."""
+    history = entry.get("status")
+    if isinstance(history, str):
+        return history
+    current = "normal"
+    for step in sorted((h for h in history or [] if isinstance(h, dict)), key=lambda h: str(h.get("from") or "")):
+        if str(step.get("from") or "") <= day:
+            current = str(step.get("status") or current)
+    return current
+
+
 @router.get("/api/search", tags=["search"])
 def search(q: SearchText, user: User = Depends(current_user), ctx: Context = Depends(context)) -> dict:
     """Farmers by name, card number or (district staff only, audited) ID
@@ -106,7 +119,8 @@ def search(q: SearchText, user: User = Depends(current_user), ctx: Context = Dep
     for s in shops:
         s["town_name"], s["village_name"] = areas.get(s["town"]), areas.get(s["village"])
     folded = q.casefold()
-    products = [{"reg": reg, "name": p.get("name") or reg, "status": p.get("status")}
+    today = ctx.today()
+    products = [{"reg": reg, "name": p.get("name") or reg, "status": status_on(p, today)}
                 for reg, p in sorted(ctx.products(conn).items())
                 if isinstance(p, dict) and (folded in reg.casefold() or folded in str(p.get("name") or "").casefold())]
     return {"q": q, "subjects": subjects[:FOUND_MAX], "shops": shops, "products": products[:FOUND_MAX]}
@@ -119,7 +133,8 @@ def product(reg: str = Path(pattern=ID_PATTERN), user: User = Depends(current_us
     entry = ctx.products(ctx.db.conn()).get(reg)
     if not isinstance(entry, dict):
         raise ApiError(404, "not_found", reg)
-    return {"reg": reg, **{k: v for k, v in entry.items() if isinstance(v, (str, int, float, bool, list, dict))}}
+    return {"reg": reg, **{k: v for k, v in entry.items() if isinstance(v, (str, int, float, bool, list, dict))},
+            "status": status_on(entry, ctx.today()), "status_history": entry.get("status") or []}
 
 
 @router.get("/api/map", tags=["map"])
