@@ -96,6 +96,7 @@ def test_every_list_filters_by_town_village_shop_subject_type_and_days(client):
     # cases opened on 2025-06-01 (China time); none the day after
     assert client.get("/api/queue", params={"from": "2025-06-01", "to": "2025-06-01"}, headers=h).json()["total"] == 4
     assert client.get("/api/queue", params={"from": "2025-06-02"}, headers=h).json()["total"] == 0
+    assert client.get("/api/queue", params={"from": "2025-06-02", "to": "2025-06-01"}, headers=h).json()["total"] == 0
     g = client.get("/api/violations/groups", params={"subject": "S00003"}, headers=h).json()
     assert {x["subject"] for x in g["groups"]} == {"S00003"} and g["total"] == 1
     w = client.get("/api/violations/groups", params={"list": "watch", "shop": "SHOP4"}, headers=h).json()
@@ -115,7 +116,7 @@ def test_every_list_filters_by_town_village_shop_subject_type_and_days(client):
 
 
 @pytest.mark.parametrize("params, status", [
-    ({"from": "2025-13-01"}, 422), ({"from": "yesterday"}, 422), ({"from": "2025-06-02", "to": "2025-06-01"}, 422),
+    ({"from": "2025-13-01"}, 422), ({"from": "yesterday"}, 422), ({"to": "0"}, 422), ({"from": "2025-02-30"}, 422),
     ({"shop": "SHOP'--"}, 422), ({"village": "<b>"}, 422), ({"sort": "id"}, 422), ({"format": "pdf"}, 422),
     ({"town": "330113002"}, 403), ({"shop": "SHOP3"}, 403), ({"village": "330113002001"}, 403)])
 def test_hostile_or_foreign_filters_are_refused_and_change_nothing(client, params, status):

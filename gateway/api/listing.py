@@ -18,9 +18,8 @@ from typing import Annotated, Literal
 from urllib.parse import quote
 
 from fastapi import Depends, Query
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import StringConstraints
+from pydantic import BeforeValidator
 
 from gateway.api import queries, table_export
 from gateway.api.deps import Context, context, current_user, visible_town
@@ -28,8 +27,17 @@ from gateway.api.errors import ApiError
 from gateway.api.security import Ident
 from gateway.store.users import User
 
-Day = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+def _iso_day(value):
+    """Only YYYY-MM-DD: pydantic would also take a number as days since 1970."""
+    if not (isinstance(value, str) and len(value) == 10 and value[4] == "-" and value[7] == "-"):
+        raise ValueError("a day is YYYY-MM-DD")
+    return value
+
+
+Day = Annotated[dt.date, BeforeValidator(_iso_day)]   # a real calendar day: 2025-02-30 is refused too
 Format = Literal["json", "csv", "xlsx"]
+FILE_RESPONSES = {200: {"content": {"application/json": {}, table_export.MEDIA["csv"]: {},
+                                    table_export.MEDIA["xlsx"]: {}}}}   # `format=csv|xlsx`
 EXPORT_MAX = 10_000   # rows in one file: a season of a district's findings; more is a database dump, not a list
 
 
@@ -53,23 +61,16 @@ class Filters:
         return out
 
 
-def _day_ms(day: str, tz_minutes: int, name: str) -> int:
-    try:
-        d = dt.date.fromisoformat(day)
-    except ValueError:
-        raise RequestValidationError([{"type": "date_from_datetime_parsing", "loc": ("query", name),
-                                       "msg": "not a calendar day (YYYY-MM-DD)"}]) from None
+def _day_ms(d: dt.date, tz_minutes: int) -> int:
     midnight = dt.datetime(d.year, d.month, d.day, tzinfo=dt.timezone(dt.timedelta(minutes=tz_minutes)))
     return int(midnight.timestamp() * 1000)
 
 
-def day_span(ctx: Context, day_from: str | None, day_to: str | None) -> Filters:
+def day_span(ctx: Context, day_from: dt.date | None, day_to: dt.date | None) -> Filters:
     """The span of local days `from`..`to` (both included), as a Filters."""
-    start = _day_ms(day_from, ctx.tz, "from") if day_from else None
-    end = _day_ms(day_to, ctx.tz, "to") + 86_400_000 if day_to else None
-    if start is not None and end is not None and start >= end:
-        raise RequestValidationError([{"type": "value_error", "loc": ("query", "to"), "msg": "`to` before `from`"}])
-    return Filters(start, end)
+    start = _day_ms(day_from, ctx.tz) if day_from else None
+    end = _day_ms(day_to, ctx.tz) + 86_400_000 if day_to else None
+    return Filters(start, end)   # `to` before `from` is an empty span: nothing in it, not an error
 
 
 def filters(day_from: Day | None = Query(None, alias="from"), day_to: Day | None = Query(None, alias="to"),
@@ -84,6 +85,14 @@ def filters(day_from: Day | None = Query(None, alias="from"), day_to: Day | None
         if row is None or not user.scope().covers(row):
             raise ApiError(403, "forbidden_area", shop)
     return Filters(span.start, span.end, town, village, shop, subject, code)
+
+
+def place_filters(day_from: Day | None = Query(None, alias="from"), day_to: Day | None = Query(None, alias="to"),
+                  town: Ident | None = None, village: Ident | None = None, shop: Ident | None = None,
+                  user: User = Depends(current_user), ctx: Context = Depends(context)) -> Filters:
+    """The filters of a list that has no subject or violation type (terminals):
+    naming one there is an unknown parameter, refused like any other."""
+    return filters(day_from, day_to, town, village, shop, None, None, user, ctx)
 
 
 def file_response(fmt: str, columns: list[tuple[str, str]], rows: list[dict], title: str, name: str) -> Response:

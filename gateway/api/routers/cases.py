@@ -15,7 +15,7 @@ from gateway.supervision import cases, inspection_sheet
 from gateway.api import exports, queries, words
 from gateway.api.deps import MAX_ID, Context, Page, case_or_404, context, current_user, paging, visible_town
 from gateway.api.errors import ApiError
-from gateway.api.listing import EXPORT_MAX, Filters, Format, file_response, filters
+from gateway.api.listing import EXPORT_MAX, FILE_RESPONSES, Filters, Format, file_response, filters
 from gateway.api.models import Assign, Close, Confirm, Inspect
 from gateway.api.security import Ident
 from gateway.store.users import User
@@ -41,7 +41,7 @@ def _case_filters(f: Filters, level, assignee) -> dict:
             "subject": f.subject, **f.span("opened")}
 
 
-@router.get("/api/violations/groups", tags=["violations"])
+@router.get("/api/violations/groups", tags=["violations"], responses=FILE_RESPONSES)
 def violation_groups(list_: Literal["queue", "watch"] = Query("queue", alias="list"), f: Filters = Depends(filters),
                      fmt: Format = Query("json", alias="format"), page: Page = Depends(paging),
                      user: User = Depends(current_user), ctx: Context = Depends(context)):
@@ -67,7 +67,7 @@ def violation_groups(list_: Literal["queue", "watch"] = Query("queue", alias="li
     return out
 
 
-@router.get("/api/queue", tags=["cases"])
+@router.get("/api/queue", tags=["cases"], responses=FILE_RESPONSES)
 def inspection_queue(state: Literal["open", "assigned", "inspected", "closed", "active", "all"] = "active",
                      level: Literal["village", "town", "district"] | None = None,
                      assignee: Ident | None = None, f: Filters = Depends(filters),
@@ -87,7 +87,7 @@ def inspection_queue(state: Literal["open", "assigned", "inspected", "closed", "
     return out
 
 
-@router.get("/api/cases", tags=["cases"])
+@router.get("/api/cases", tags=["cases"], responses=FILE_RESPONSES)
 def list_cases(state: Literal["open", "assigned", "inspected", "closed", "active"] | None = None,
                level: Literal["village", "town", "district"] | None = None,
                assignee: Ident | None = None, f: Filters = Depends(filters),

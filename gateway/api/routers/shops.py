@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from gateway.store import users
 from gateway.api import exports, queries
-from gateway.api.listing import EXPORT_MAX, Day, Filters, Format, day_span, file_response, filters
+from gateway.api.listing import EXPORT_MAX, FILE_RESPONSES, Day, Filters, Format, day_span, file_response, place_filters
 from gateway.api.deps import (MAX_ID, Context, Page, context, current_user, paging, shop_or_404, terminal_or_404,
                               visible_town)
 from gateway.api.security import ID_PATTERN, Ident
@@ -20,8 +20,8 @@ def _fleet(ctx: Context, user: User, shop: str | None = None) -> list[dict]:
     return queries.fleet(ctx.db.conn(), user, ctx.clock(), ctx.cfg["silent"]["minutes"] * 60_000, shop)
 
 
-@router.get("/api/terminals", tags=["fleet"])
-def terminals_(page: Page = Depends(paging), f: Filters = Depends(filters),
+@router.get("/api/terminals", tags=["fleet"], responses=FILE_RESPONSES)
+def terminals_(page: Page = Depends(paging), f: Filters = Depends(place_filters),
                fmt: Format = Query("json", alias="format"), user: User = Depends(current_user),
                ctx: Context = Depends(context)):
     """Terminals in the area: online/offline from their retained status, last
@@ -48,7 +48,7 @@ def list_shops(town: Ident | None = None, user: User = Depends(current_user),
     return {"shops": queries.shops(ctx.db.conn(), user, town)}
 
 
-@router.get("/api/shops/{shop_id}", tags=["shops"])
+@router.get("/api/shops/{shop_id}", tags=["shops"], responses=FILE_RESPONSES)
 def get_shop(shop_id: str = Path(pattern=ID_PATTERN), before_time: int | None = Query(None, ge=0, le=MAX_ID),
              page: Page = Depends(paging), day_from: Day | None = Query(None, alias="from"),
              day_to: Day | None = Query(None, alias="to"), subject: Ident | None = None,

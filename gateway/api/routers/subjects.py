@@ -12,7 +12,7 @@ from gateway.enforcement import subjects_view
 
 from gateway.store import users
 from gateway.api import exports, queries, words
-from gateway.api.listing import EXPORT_MAX, Day, Format, day_span, file_response
+from gateway.api.listing import EXPORT_MAX, FILE_RESPONSES, Day, Format, day_span, file_response
 from gateway.api.security import Ident
 from gateway.api.deps import Context, Page, context, current_user, paging
 from gateway.api.errors import ApiError
@@ -24,7 +24,7 @@ from protocols.display import amount_text, category_name, category_unit
 router = APIRouter(tags=["subjects"])
 
 
-@router.get("/api/subjects/{subject_id}")
+@router.get("/api/subjects/{subject_id}", responses=FILE_RESPONSES)
 def get_subject(subject_id: str = Path(pattern=ID_PATTERN), reveal: bool = Query(False),
                 page: Page = Depends(paging), day_from: Day | None = Query(None, alias="from"),
                 day_to: Day | None = Query(None, alias="to"), shop: Ident | None = None,
