@@ -59,7 +59,15 @@ def login(browser, url, name, viewport=None):
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_selector("[data-testid=card-sales]")
+    settled(page)
     return page
+
+
+def settled(page):
+    """The live stream's news so far is drawn and nothing is being redrawn: a
+    form filled after this is not redrawn under the test's hands."""
+    page.wait_for_function("() => changesSeen > 0 && !rendering && !stale && "
+                           "document.querySelector('main').dataset.live === String(changesSeen)")
 
 
 def rendered(page, selector):
@@ -97,6 +105,12 @@ def test_one_search_box_finds_farmers_shops_and_products_grouped_each_a_link(ser
     assert "by ID number (audited)" in page.locator("[data-testid=results-subjects]").inner_text()
     page.click("[data-testid=lang]")
     page.context.close()
+    phone = login(browser, served["url"], "v3", viewport={"width": 390, "height": 844})
+    search(phone, "塘栖")
+    assert phone.locator("[data-testid=results-shops] a").all_inner_texts() == ["塘栖农资店", "塘栖二店"]
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    screenshots.save(phone, "search-phone", full_page=True)
+    phone.context.close()
 
 
 def test_a_town_user_finds_no_one_by_id_number_and_nothing_outside_the_town(served, browser):
@@ -127,6 +141,7 @@ def test_filters_live_in_the_address_and_a_shared_link_shows_the_same_list(serve
     other.goto(shared)
     other.wait_for_function("() => document.querySelectorAll('[data-testid=queue] [data-testid^=case-row-]').length === 1")
     assert other.locator("[data-testid=filter-shop]").input_value() == "SHOP3"
+    settled(other)
     # a day with nothing: the list says so instead of showing everything
     other.fill("[data-testid=filter-from]", "2025-06-02")
     other.fill("[data-testid=filter-to]", "2025-06-03")
@@ -138,6 +153,13 @@ def test_filters_live_in_the_address_and_a_shared_link_shows_the_same_list(serve
     town.goto(served["url"] + "/#/queue?shop=SHOP3")
     assert rendered(town, "[role=alert]").inner_text()
     town.context.close()
+    phone = login(browser, served["url"], "t2", viewport={"width": 390, "height": 844})
+    phone.goto(served["url"] + "/#/queue?shop=SHOP3")
+    phone.wait_for_function("() => document.querySelectorAll('[data-testid=queue] [data-testid^=case-row-]').length === 1")
+    assert phone.locator("[data-testid=export-queue-csv]").is_visible()
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    screenshots.save(phone, "queue-filtered-phone", full_page=True)
+    phone.context.close()
     page.context.close()
 
 
@@ -197,6 +219,11 @@ def test_the_map_draws_the_grid_from_its_own_coordinates_without_a_tile_server(s
     # the two 塘栖 shops, 150 m apart, are drawn apart from the 临平 pair 20 km away
     box = lambda shop: page.locator(f"[data-testid=map-shop-{shop}] circle").bounding_box()
     assert abs(box("SHOP1")["y"] - box("SHOP3")["y"]) > 200
+    svg = page.locator("[data-testid=map]").bounding_box()
+    for i in range(page.locator("[data-testid=map] text").count()):     # every name inside the drawing
+        b = page.locator("[data-testid=map] text").nth(i).bounding_box()
+        assert b["y"] >= svg["y"] and b["y"] + b["height"] <= svg["y"] + svg["height"]
+    assert "null" not in page.locator("main").inner_text()
     assert all(u.startswith(served["url"]) for u in asked), [u for u in asked if not u.startswith(served["url"])]
     page.focus("[data-testid=map-shop-SHOP3]")
     page.keyboard.press("Enter")
@@ -241,13 +268,15 @@ def test_trends_per_week_keep_grams_and_millilitres_on_separate_charts(served, b
 def test_chart_labels_are_whole_and_fit_inside_their_chart(served, browser):
     page = login(browser, served["url"], "d1")
     labels = rendered(page, "[data-testid=chart-area] text[data-label]")
-    texts = labels.all_text_contents()
-    assert LONG_TOWN in texts                          # not cut to 8 characters
-    chart = page.locator("[data-testid=chart-area]").bounding_box()
-    for i in range(labels.count()):
-        b = labels.nth(i).bounding_box()
-        assert b["x"] >= chart["x"] - 1 and b["x"] + b["width"] <= chart["x"] + chart["width"] + 1
-        assert b["y"] >= chart["y"] - 1 and b["y"] + b["height"] <= chart["y"] + chart["height"] + 1
+    assert LONG_TOWN in labels.all_text_contents()       # not cut to 8 characters
+    rendered(page, "[data-testid=chart-quota] text[data-label]")
+    for chart_id in ("chart-area", "chart-quota"):        # level, and turned where they are long
+        labels = page.locator(f"[data-testid={chart_id}] text")
+        chart = page.locator(f"[data-testid={chart_id}]").bounding_box()
+        for i in range(labels.count()):
+            b = labels.nth(i).bounding_box()
+            assert b["x"] >= chart["x"] - 1 and b["x"] + b["width"] <= chart["x"] + chart["width"] + 1, (chart_id, i)
+            assert b["y"] >= chart["y"] - 1 and b["y"] + b["height"] <= chart["y"] + chart["height"] + 1, (chart_id, i)
     assert page.locator("[data-testid=chart-day-g] path").count() == 1
     assert page.locator("[data-testid=chart-day-ml] path").count() == 1
     screenshots.save(page, "overview-charts", full_page=True)

@@ -185,10 +185,15 @@ function niceMax(v) { /* four whole-number gridlines: 1, 2, 5 x 10^n steps */
 function textWidth(str) { let w = 0; for (const ch of String(str)) w += ch.charCodeAt(0) > 0x2e80 ? 11 : 6.2; return w; }
 function barChart(groups, series, opts) {
   const max = niceMax(Math.max(1, ...groups.flatMap((g) => series.map((x) => g[x.key] || 0))));
-  const W = 560, top = 10, L = Math.ceil(8 + textWidth(String(max)));
-  const slot = (W - L) / Math.max(1, groups.length);
+  const W = 560, top = 10, n = Math.max(1, groups.length);
   const longest = Math.max(0, ...groups.map((g) => textWidth(g.label)));
+  let L = Math.ceil(8 + textWidth(String(max))), slot = (W - L) / n;
   const tilt = longest > slot - 4;   /* labels wider than their slot are turned 40°, never cut */
+  /* a turned label reaches left of its bar by its width x cos 40°: the margin makes room for every one */
+  for (let k = 0; tilt && k < 4; k++) {
+    L = Math.max(L, ...groups.map((g, i) => Math.ceil(textWidth(g.label) * Math.cos(40 * Math.PI / 180) - i * slot - slot / 2 + 4)));
+    slot = (W - L) / n;
+  }
   const B = tilt ? Math.ceil(16 + longest * Math.sin(40 * Math.PI / 180)) : 24;
   const H = 180 + B;
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img", "aria-label": opts.label, "data-testid": opts.testid || null });
@@ -605,7 +610,8 @@ function mercator(lat, lon) {
 async function pageMap() {
   const m = await api("/api/map");
   const placed = m.shops.filter((x) => x.lat !== null && x.lon !== null);
-  const W = 800, H = 520, pad = 40;
+  /* drawn at the size it is shown (names stay legible on a phone); room for a town's name above its top shop */
+  const W = Math.round(Math.max(300, Math.min(900, main.clientWidth - 48))), H = Math.round(W * 0.62), pad = W < 500 ? 44 : 70;
   const pts = placed.map((x) => mercator(x.lat, x.lon));
   const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
   const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
@@ -643,7 +649,7 @@ async function pageMap() {
     h("div", { class: "panel", "data-testid": "map-table" }, table([[t("shop")], [t("town")], [t("openCases")]],
       m.shops.filter((x) => x.open_cases).sort((a, b) => b.open_cases - a.open_cases).map((x) => ({ data: x, testid: "map-row-" + x.id,
         cells: [x.name, [x.town_name, x.village_name].filter(Boolean).join(" / "), String(x.open_cases)] })), (x) => "#/queue?shop=" + encodeURIComponent(x.id))),
-    unplaced.length ? h("p", { class: "muted", "data-testid": "no-coords", text: `${t("noCoords")}: ${unplaced.map((x) => x.name).join("、")}` }) : null);
+    ...(unplaced.length ? [h("p", { class: "muted", "data-testid": "no-coords", text: `${t("noCoords")}: ${unplaced.map((x) => x.name).join("、")}` })] : []));
 }
 
 /* ---------- trends (issue 18, item 9): per week in the district's calendar; counts on one chart,
@@ -663,12 +669,13 @@ async function pageTrends() {
     h("label", {}, t("byGroup"), bySel), h("label", {}, t(by), groupSel), h("button", { class: "act", type: "submit", text: t("filter") }));
   const sum = (g, k) => g.weeks.reduce((a, x) => a + x[k], 0);
   main.replaceChildren(h("h1", { text: t("trends") + (chosen ? " · " + (chosen.name || chosen.code) : "") }), form,
-    h("h2", { text: t("perWeek") }), h("div", { class: "panel" }, lineChart(series, [{ key: "sales", name: t("sales"), color: "#0b6e4f" },
-      { key: "refusals", name: t("refusals"), color: "#d97706" }, { key: "violations", name: t("violations"), color: "#b91c1c" }], t("perWeek"), "chart-week-counts")),
+    h("div", { class: "grid2" },
+      h("div", {}, h("h2", { text: t("perWeek") }), h("div", { class: "panel" }, lineChart(series, [{ key: "sales", name: t("sales"), color: "#0b6e4f" },
+        { key: "refusals", name: t("refusals"), color: "#d97706" }, { key: "violations", name: t("violations"), color: "#b91c1c" }], t("perWeek"), "chart-week-counts"))),
+      h("div", {}, h("h2", { text: t("fertilizerKg") }), h("div", { class: "panel" }, lineChart(series, [{ key: "fertilizer_kg", name: t("fertilizerKg"), color: "#0b6e4f" }], t("fertilizerKg"), "chart-week-kg")))),
     h("div", { class: "grid2" },
       h("div", {}, h("h2", { text: t("pesticideG") }), h("div", { class: "panel" }, lineChart(series, [{ key: "pesticide_g", name: t("pesticideG"), color: "#7c3aed" }], t("pesticideG"), "chart-week-g"))),
       h("div", {}, h("h2", { text: t("pesticideMl") }), h("div", { class: "panel" }, lineChart(series, [{ key: "pesticide_ml", name: t("pesticideMl"), color: "#2563eb" }], t("pesticideMl"), "chart-week-ml")))),
-    h("h2", { text: t("fertilizerKg") }), h("div", { class: "panel" }, lineChart(series, [{ key: "fertilizer_kg", name: t("fertilizerKg"), color: "#0b6e4f" }], t("fertilizerKg"), "chart-week-kg")),
     h("h2", { text: `${t(by)} · ${w.weeks[0]} – ${w.weeks[w.weeks.length - 1]}` }),
     h("div", { class: "panel", "data-testid": "trend-table" }, table([[t(by)], [t("sales")], [t("refusals")], [t("violations")], [t("pesticideG")], [t("pesticideMl")], [t("fertilizerKg")]],
       w.groups.map((g) => ({ data: g, testid: "trend-" + (g.code || "none"), cells: [g.name || g.code || "—", String(sum(g, "sales")), String(sum(g, "refusals")),
@@ -697,7 +704,9 @@ function drawNav() {
 }
 
 let rendering = false;
+let changesSeen = 0;   /* live changes announced, and (data-live on main) the last one a finished redraw includes */
 async function render() {
+  const upto = changesSeen;
   drawNav();
   if (!token || !me) return pageLogin();
   const [path] = location.hash.slice(2).split("?");
@@ -713,7 +722,7 @@ async function render() {
   } catch (x) {
     if (x.message !== "unauthenticated") main.replaceChildren(h("div", { class: "panel err", role: "alert", text: x.message }));
   } finally {
-    rendering = false; main.setAttribute("data-rendered", String(Date.now()));
+    rendering = false; main.setAttribute("data-rendered", String(Date.now())); main.setAttribute("data-live", String(upto));
     if (stale) setTimeout(refresh, 0);  /* a change that came while this page was being fetched */
   }
 }
@@ -765,6 +774,7 @@ function live() {
   source.onerror = () => dot.classList.remove("on");
   source.addEventListener("end", () => logout(false));  /* the session ended: logged out, disabled, password reset */
   source.addEventListener("change", () => {
+    changesSeen += 1;
     clearTimeout(pending);
     pending = setTimeout(refresh, 250);
   });
