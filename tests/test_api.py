@@ -266,7 +266,7 @@ def test_event_stream_needs_a_token_and_says_what_changed(world):
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         events = (json.loads(line[len("data:"):]) for line in r.iter_lines() if line.startswith("data:"))
         first = next(events)
-        assert sorted(first["changed"]) == ["cases", "fleet", "sales", "upstream", "violations"]  # all, at first
+        assert sorted(first["changed"]) == ["cases", "fleet", "sales", "upstream", "violations", "watch"]  # all, at first
         inspected = client.post(f"/api/cases/{case_id}/inspect", headers=v1, json={"result": "violation_found"})
         assert inspected.status_code == 200, inspected.text
         after = next(events)

@@ -371,7 +371,7 @@ def audit_entries(conn, target: str | None, limit: int) -> list[dict]:
     return rows(conn, sql + " ORDER BY id DESC LIMIT ?", args + [limit])
 
 
-def version(conn, user: User, day: str) -> dict:
+def version(conn, user: User, day: str, cfg_watch=()) -> dict:
     """What the caller's stream compares, tick by tick, from the caller's
     area only, never a district-wide id (whose jumps would tell a village
     user how busy the rest of the district is); the upstream queue for
@@ -394,6 +394,13 @@ def version(conn, user: User, day: str) -> dict:
                               sargs).fetchone()[0],
         "sales": conn.execute(f"SELECT count(*) FROM sales WHERE day=? AND {where}", [day] + args).fetchone()[0],
     }
+    # watch-list findings open no case: counted from their shop's area, so the watch list refreshes too
+    watch = cfg_watch or ()
+    if watch:
+        out["watch"] = conn.execute(
+            "SELECT count(*) FROM violations v LEFT JOIN terminals t ON t.id = v.terminal "
+            f"LEFT JOIN shops s ON s.id = coalesce(v.shop, t.shop) WHERE {swhere} "
+            f"AND v.code IN ({', '.join('?' for _ in watch)})", sargs + list(watch)).fetchone()[0]
     if user.role == "district":
         out["upstream"] = conn.execute("SELECT count(*) FROM outbox WHERE sent IS NULL").fetchone()[0]
     return out
@@ -464,8 +471,18 @@ def violation_groups(conn, user: User, cfg: dict, watch: bool, filters: dict, pa
     a count and the first and last time, most severe first, then the latest:
     a terminal whose clock drifts all season is one row, not the whole page.
     `watch`: the watch list's codes instead of the queue's."""
-    where, args = user.scope().where("c.")
     codes = cfg["queue"]["watch"]
+    if watch:
+        # watch-list findings open no case (cases.file_new_violations): their area is their shop's
+        # (the terminal's shop for fleet health); those filed before that still show their case
+        where, args = user.scope().where("s.")
+        moved = {"c.town": "s.town", "c.village": "s.village", "v.shop": "s.id"}
+        filters = {moved.get(k, k): v for k, v in filters.items()}
+        joins = ("FROM violations v LEFT JOIN terminals t ON t.id = v.terminal "
+                 "LEFT JOIN shops s ON s.id = coalesce(v.shop, t.shop)")
+    else:
+        where, args = user.scope().where("c.")
+        joins = "FROM violations v JOIN case_violations cv ON cv.violation = v.id JOIN cases c ON c.id = cv.case_id"
     if codes:
         marks = ", ".join("?" for _ in codes)
         where += f" AND v.code {'' if watch else 'NOT '}IN ({marks})"
@@ -475,8 +492,7 @@ def violation_groups(conn, user: User, cfg: dict, watch: bool, filters: dict, pa
     more, more_args = conditions(filters)
     where += more
     args += more_args
-    body = ("FROM violations v JOIN case_violations cv ON cv.violation = v.id JOIN cases c ON c.id = cv.case_id "
-            f"WHERE {where} GROUP BY v.code, v.terminal, v.subject")
+    body = f"{joins} WHERE {where} GROUP BY v.code, v.terminal, v.subject"
     total = conn.execute(f"SELECT count(*) FROM (SELECT 1 {body}) g", args).fetchone()[0]
     found = rows(conn, f"SELECT v.code, v.terminal, v.subject, count(*) AS n, min(v.time) AS first_time, "
                        f"max(v.time) AS last_time, max(v.id) AS latest, {_severity_of_code(cfg, 'v.code')} AS severity "
@@ -486,11 +502,14 @@ def violation_groups(conn, user: User, cfg: dict, watch: bool, filters: dict, pa
         marks = ", ".join("?" for _ in found)
         latest = {r["id"]: r for r in rows(
             conn, "SELECT v.id, v.seq, v.shop, v.detail, cv.case_id FROM violations v "
-                  f"JOIN case_violations cv ON cv.violation = v.id WHERE v.id IN ({marks})", [r["latest"] for r in found])}
+                  f"LEFT JOIN case_violations cv ON cv.violation = v.id WHERE v.id IN ({marks})",
+            [r["latest"] for r in found])}
         shop_name = shop_names(conn)
+        terminal_shop = dict(conn.execute("SELECT id, shop FROM terminals"))   # fleet health names a terminal only
         for r in found:
             last = latest[r["latest"]]
-            r.update(seq=last["seq"], shop=last["shop"], shop_name=shop_name.get(last["shop"]),
+            shop_id = last["shop"] or terminal_shop.get(r["terminal"])
+            r.update(seq=last["seq"], shop=shop_id, shop_name=shop_name.get(shop_id),
                      case_id=last["case_id"], detail=json.loads(last["detail"]))
     return {"groups": found, "total": total, "page": page, "per_page": per_page}
 

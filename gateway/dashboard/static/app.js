@@ -316,7 +316,7 @@ function groupCells(g) {
     g.shop_name || g.shop || "—", g.subject ? (g.subject_name || g.subject) : "—",
     g.terminal ? `${g.terminal} #${g.seq ?? ""}` : "—",
     h("span", { "data-testid": "count" }, g.n > 1 ? `×${g.n} · ${fmtTime(g.first_time)} – ${fmtTime(g.last_time)}` : fmtTime(g.last_time)),
-    "#" + g.case_id];
+    g.case_id ? "#" + g.case_id : "—"];
 }
 
 
@@ -393,7 +393,8 @@ async function pageQueue() {
     h("p", { class: "muted", text: t("watchHint") }),
     h("div", { class: "panel", "data-testid": "watch" }, table(groupHead,
       watch.groups.map((g) => ({ data: g, testid: "watch-row-" + g.latest, cells: groupCells(g) })),
-      (g) => "#/case/" + g.case_id, 1), pager("wp", watch)));
+      /* a watch-list finding has no case (none is opened for it): its row leads to the shop */
+      (g) => g.case_id ? "#/case/" + g.case_id : g.shop ? "#/shop/" + encodeURIComponent(g.shop) : null, 1), pager("wp", watch)));
 }
 
 async function pageCase(id) {
