@@ -281,3 +281,59 @@ def test_chart_labels_are_whole_and_fit_inside_their_chart(served, browser):
     assert page.locator("[data-testid=chart-day-ml] path").count() == 1
     screenshots.save(page, "overview-charts", full_page=True)
     page.context.close()
+
+
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                    "1f15c4890000000d49444154789c6360f8cfc0f01f0005000201a5b1b6f30000000049454e44ae426082")
+
+
+def test_a_configured_tile_server_draws_under_the_shops_and_the_page_reads_in_english(served, browser, tmp_path):
+    """A deployment with its own tile server names it in the rules file
+    (`[map] tiles`): the map asks that server, and only it, for the tiles
+    around the shops; the page's image policy lets exactly that origin in."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from gateway.supervision.rules import config
+    from tests.support.api_world import copy_of
+
+    asked = []
+
+    class Tiles(BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(PNG)))
+            self.end_headers()
+            self.wfile.write(PNG)
+
+        def log_message(self, *args):
+            pass
+
+    tiles = ThreadingHTTPServer(("127.0.0.1", 0), Tiles)
+    threading.Thread(target=tiles.serve_forever, daemon=True).start()
+    template = f"http://127.0.0.1:{tiles.server_address[1]}/{{z}}/{{x}}/{{y}}.png"
+    db = copy_of(Path(served["db"]), tmp_path / "tiles")
+    app = create_app(db, clock=lambda: NOW, photos_dir=tmp_path / "photos", session_clock=lambda: NOW,
+                     rules_cfg=config.load(overrides={"map": {"tiles": template}}))
+    try:
+        with Served(app) as server:
+            page = login(browser, server.url, "d1")
+            page.click("[data-testid=lang]")
+            page.click("[data-testid=nav-map]")
+            rendered(page, "[data-testid=map] [data-testid=tile]")
+            assert page.locator("h1").inner_text() == "Map"
+            assert "Open cases" in page.locator("[data-testid=map-table]").inner_text()
+            page.wait_for_function("() => performance.getEntriesByType('resource').some(e => e.name.endsWith('.png'))")
+            assert asked and all(p.count("/") == 3 and p.endswith(".png") for p in asked)
+            z = {int(p.split("/")[1]) for p in asked}
+            assert len(z) == 1 and 8 <= z.pop() <= 18          # one zoom, a district's, not the world's
+            page.click("[data-testid=nav-trends]")
+            rendered(page, "[data-testid=chart-week-ml]")
+            assert "Pesticide (liquid, mL)" in page.locator("main").inner_text()
+            page.click("[data-testid=lang]")
+            page.context.close()
+    finally:
+        tiles.shutdown()
+        tiles.server_close()
