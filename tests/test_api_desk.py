@@ -62,6 +62,11 @@ def test_search_finds_a_farmer_by_name_and_card_a_shop_and_a_product(client):
     assert client.get("/api/products/NOPE", headers=h).status_code == 404
 
 
+@pytest.mark.parametrize("q", ["%", "_", "\\", "店%"])
+def test_search_text_is_text_not_a_pattern(client, q):
+    assert client.get("/api/search", params={"q": q}, headers=login(client, "d1")).json()["shops"] == []
+
+
 def test_search_keeps_to_the_callers_area(client):
     h = login(client, "t2")      # 塘栖镇: SHOP3, SHOP4, S00003
     r = client.get("/api/search", params={"q": "农资店"}, headers=h).json()

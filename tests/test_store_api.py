@@ -25,7 +25,7 @@ READS = ["/api/me", "/api/overview", "/api/stats/daily?days=3", "/api/stats/quot
          "/api/violations/groups?list=watch",
          # issue 18, items 8 and 9: search, filters, the map and the trends
          "/api/search?q=%E5%BC%A0", "/api/search?q=CARD3", "/api/search?q=330113199001011234",
-         "/api/search?q=%E5%A1%98%E6%A0%96", "/api/search?q=pd2008", "/api/products/PD20080301", "/api/map",
+         "/api/search?q=%E5%A1%98%E6%A0%96", "/api/search?q=pd2008", "/api/search?q=%25", "/api/search?q=%5C", "/api/products/PD20080301", "/api/map",
          "/api/stats/weekly", "/api/stats/weekly?by=shop&weeks=2", "/api/stats/weekly?by=village",
          "/api/queue?from=2025-06-01&to=2025-06-01&village=330113001001", "/api/queue?shop=SHOP3",
          "/api/violations/groups?subject=S00003&from=2025-06-01", "/api/cases?shop=SHOP1&to=2025-06-01",

@@ -113,8 +113,9 @@ def search(q: SearchText, user: User = Depends(current_user), ctx: Context = Dep
                     users.audit(w, ctx.clock(), user, "search_id_number", s["id"])
         subjects += by_number
     where, args = user.scope().where()
-    shops = queries.rows(conn, f"SELECT id, name, town, village FROM shops WHERE {where} AND name LIKE ? "
-                               f"ORDER BY id LIMIT {FOUND_MAX}", args + [f"%{q}%"])
+    literal = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")   # the text itself, not a pattern
+    shops = queries.rows(conn, f"SELECT id, name, town, village FROM shops WHERE {where} AND name LIKE ? ESCAPE '\\' "
+                               f"ORDER BY id LIMIT {FOUND_MAX}", args + [f"%{literal}%"])
     areas = grid.area_names(conn)
     for s in shops:
         s["town_name"], s["village_name"] = areas.get(s["town"]), areas.get(s["village"])
