@@ -116,7 +116,7 @@ def test_every_read_endpoint_refuses_out_of_area_access(world):
         if method != "GET" or path in ("/api/me", "/api/codes", "/api/overview", "/api/stats/daily", "/api/stats/quota",
                                        "/api/violations", "/api/cases", "/api/terminals", "/api/shops",
                                        "/api/upstream", "/api/events", "/api/queue", "/api/violations/groups",
-                                       # area-scoped lists (tests/test_api_desk.py), and the catalogue every terminal has
+                                       # area-scoped lists (tests/test_api_desk.py), the catalogue every terminal has
                                        "/api/search", "/api/map", "/api/stats/weekly", "/api/products/PD20080301"):
             continue
         r = client.get(path, headers=v3)

@@ -56,7 +56,8 @@ def check_tiles(template: str | None) -> str | None:
         return None
     from urllib.parse import urlsplit
     parts = urlsplit(template)
-    if parts.scheme not in ("http", "https") or not parts.netloc or not all(k in template for k in ("{z}", "{x}", "{y}")):
+    placeholders = all(k in template for k in ("{z}", "{x}", "{y}"))
+    if parts.scheme not in ("http", "https") or not parts.netloc or not placeholders:
         raise ValueError(f"map tiles {template!r}: an http(s) URL template with {{z}}, {{x}} and {{y}}")
     return f"{parts.scheme}://{parts.netloc}"
 
