@@ -191,6 +191,16 @@ def test_each_list_exports_csv_and_excel_with_its_filters(served, browser):
     with page.expect_download() as got:
         page.click("[data-testid=export-purchases-xlsx]")
     assert len(list(load_workbook(io.BytesIO(Path(got.value.path()).read_bytes())).active.iter_rows())) == 3
+    with page.expect_download() as got:
+        page.click("[data-testid=export-subject-cases-csv]")
+    cases = list(csv.DictReader(io.StringIO(Path(got.value.path()).read_text("utf-8-sig"))))
+    assert cases and {r["主体编号"] for r in cases} == {"S00001"}
+    page.goto(served["url"] + "/#/shop/SHOP3")
+    page.wait_for_selector("[data-testid=export-shop-cases-csv]")
+    with page.expect_download() as got:
+        page.click("[data-testid=export-shop-cases-csv]")
+    cases = list(csv.DictReader(io.StringIO(Path(got.value.path()).read_text("utf-8-sig"))))
+    assert [r["门店"] for r in cases] == ["塘栖农资店"]
     page.context.close()
 
 

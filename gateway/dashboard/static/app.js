@@ -511,7 +511,7 @@ async function pageSubject(id, reveal) {
     h("div", { class: "panel", "data-testid": "purchases" }, table([[t("time")], [t("shop")], [t("state")], [t("items")], [t("identity"), "hide-sm"], [t("mode"), "hide-sm"]],
       x.purchases.map((p) => ({ data: p, cells: [fmtTime(p.time), p.shop_name || p.shop || "—", t(p.type === "sale" ? "sales" : p.type === "refusal" ? "refusals" : "voids"),
         items(p.items), identityText(p.identity), modeText(p.mode)] }))), pager("page", x.purchases_page)),
-    h("h2", { text: t("cases") }),
+    h("h2", { text: t("cases") }, " ", exportLinks("/api/cases", new URLSearchParams({ subject: id }), "subject-cases")),
     h("div", { class: "panel" }, table([[t("caseNo")], [t("state")], [t("code")], [t("outcome")]],
       x.cases.map((c) => ({ data: c, cells: ["#" + c.id, badge(c.state), c.codes.split(",").map(codeText).join("、"), c.outcome ? t(c.outcome) : "—"] })),
       (c) => "#/case/" + c.id)));
@@ -539,7 +539,7 @@ async function pageShop(id) {
       h("dt", { text: t("designated") }), h("dd", { text: sh.designated ? t("yes") : t("no") }),
       h("dt", { text: t("hours") }), h("dd", { text: sh.hours || "—" }))),
     h("h2", { text: t("terminals") }), h("div", { class: "panel" }, fleetTable(x.terminals, x.now)),
-    h("h2", { text: t("openCases") }),
+    h("h2", { text: t("openCases") }, " ", exportLinks("/api/cases", new URLSearchParams({ shop: id, state: "active" }), "shop-cases")),
     h("div", { class: "panel" }, table([[t("caseNo")], [t("state")], [t("code")], [t("subject")], [t("assignee")]],
       x.cases.map((c) => ({ data: c, cells: ["#" + c.id, badge(c.state), c.codes.split(",").map(codeText).join("、"),
         c.subject ? (c.subject_name || c.subject) : "—", c.assignee ? (c.assignee_name || c.assignee) : "—"] })),
