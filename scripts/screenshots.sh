@@ -5,4 +5,4 @@
 set -euo pipefail
 HERE="$(dirname "${BASH_SOURCE[0]}")"
 exec "$HERE/test.sh" -p tests.support.screenshots --screenshots docs/screenshots -p no:randomly \
-    tests/test_terminal_ui.py tests/test_dashboard.py tests/test_dashboard_queue.py "$@"
+    tests/test_terminal_ui.py tests/test_dashboard.py tests/test_dashboard_queue.py tests/test_dashboard_desk.py "$@"

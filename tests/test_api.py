@@ -68,7 +68,7 @@ def concrete_routes(client, db):
     """Every API route with path parameters filled from the world, routers
     included (FastAPI lists an included router as one entry of `app.routes`)."""
     case_id = case_of(db, "SHOP1")
-    values = {"case_id": str(case_id), "photo_id": "1", "subject_id": "S00001", "shop_id": "SHOP1"}
+    values = {"case_id": str(case_id), "photo_id": "1", "subject_id": "S00001", "shop_id": "SHOP1", "reg": "PD20080301"}
     out = []
     for route in routing.iter_route_contexts(client.app.routes):
         path = getattr(route, "path", "")
@@ -115,7 +115,9 @@ def test_every_read_endpoint_refuses_out_of_area_access(world):
     for method, path in concrete_routes(client, db):
         if method != "GET" or path in ("/api/me", "/api/codes", "/api/overview", "/api/stats/daily", "/api/stats/quota",
                                        "/api/violations", "/api/cases", "/api/terminals", "/api/shops",
-                                       "/api/upstream", "/api/events", "/api/queue", "/api/violations/groups"):
+                                       "/api/upstream", "/api/events", "/api/queue", "/api/violations/groups",
+                                       # area-scoped lists (tests/test_api_desk.py), the catalogue every terminal has
+                                       "/api/search", "/api/map", "/api/stats/weekly", "/api/products/PD20080301"):
             continue
         r = client.get(path, headers=v3)
         assert r.status_code in (403, 404), (path, r.status_code, r.text[:200])
@@ -264,7 +266,7 @@ def test_event_stream_needs_a_token_and_says_what_changed(world):
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         events = (json.loads(line[len("data:"):]) for line in r.iter_lines() if line.startswith("data:"))
         first = next(events)
-        assert sorted(first["changed"]) == ["cases", "fleet", "sales", "upstream", "violations"]  # all, at first
+        assert sorted(first["changed"]) == ["cases", "fleet", "sales", "upstream", "violations", "watch"]  # all, at first
         inspected = client.post(f"/api/cases/{case_id}/inspect", headers=v1, json={"result": "violation_found"})
         assert inspected.status_code == 200, inspected.text
         after = next(events)

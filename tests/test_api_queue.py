@@ -71,9 +71,11 @@ def test_watch_list_groups_repeated_findings_of_one_terminal(template, tmp_path)
     assert codes[-1] == "override_rate_high" and set(codes[:-1]) == {"banned_product_sold", "card_travel_impossible"}
 
 
-def test_rules_file_can_send_watch_findings_to_the_queue_and_reorder_it(template, tmp_path):
-    client, _ = client_for(template, tmp_path, rules={"queue": {"watch": []},
-                                                    "severity": {"override_rate_high": 1, "banned_product_sold": 2}})
+def test_rules_file_can_send_watch_findings_to_the_queue_and_reorder_it(tmp_path):
+    rules = {"queue": {"watch": []}, "severity": {"override_rate_high": 1, "banned_product_sold": 2}}
+    template = build(tmp_path / "template", {"now": T0})
+    add_queue_findings(template, config.load(overrides=rules))   # filed under that rules file: they open cases
+    client, _ = client_for(template, tmp_path, rules=rules)
     with client:
         headers = login(client, "d1")
         q = client.get("/api/queue", headers=headers).json()
@@ -82,6 +84,26 @@ def test_rules_file_can_send_watch_findings_to_the_queue_and_reorder_it(template
     assert codes[:4] == ["card_travel_impossible", "override_rate_high", "banned_product_sold", "banned_product_sold"]
     assert sorted(codes[4:]) == ["clock_skew", "top_buyer"]
     assert watch == {"groups": [], "total": 0, "page": 1, "per_page": 20}
+
+
+def test_watch_findings_open_no_case_yet_are_on_the_watch_list_by_their_shop(template, tmp_path):
+    """Rankings and fleet health are for the office: no case is opened for
+    them (cases.file_new_violations); the watch list finds them through their
+    shop (a fleet-health finding through its terminal's) and keeps the area."""
+    client, db = client_for(template, tmp_path)
+    conn = sqlite3.connect(db)
+    codes = {c for (c,) in conn.execute("SELECT codes FROM cases")}
+    conn.close()
+    assert not codes & {"clock_skew", "top_buyer"}
+    with client:
+        d1 = client.get("/api/violations/groups?list=watch", headers=login(client, "d1")).json()
+        t1 = client.get("/api/violations/groups?list=watch", headers=login(client, "t1")).json()
+        t2 = client.get("/api/violations/groups?list=watch", headers=login(client, "t2")).json()
+        shop4 = client.get("/api/violations/groups?list=watch&shop=SHOP4", headers=login(client, "d1")).json()
+    assert {(g["code"], g["shop"], g["case_id"]) for g in d1["groups"]} == {("clock_skew", "SHOP4", None),
+                                                                            ("top_buyer", "SHOP2", None)}
+    assert [g["code"] for g in t1["groups"]] == ["top_buyer"] and [g["code"] for g in t2["groups"]] == ["clock_skew"]
+    assert [(g["code"], g["n"]) for g in shop4["groups"]] == [("clock_skew", 3)]
 
 
 def test_queue_and_groups_are_paged(template, tmp_path):

@@ -129,10 +129,29 @@ def test_out_of_area_user_cannot_see_or_act_and_bad_input_changes_nothing(conn, 
     assert (only_case(conn), cases.timeline(conn, case_id)) == before
 
 
+def test_watch_list_findings_open_no_case_unless_the_rules_file_sends_them_to_the_queue(conn):
+    """Top-buyer rankings and fleet health (`[queue] watch`) are for the office,
+    not a site visit: they open no case and join none; a rules file that
+    leaves a code off the watch list sends it to inspectors as before."""
+    user(conn, "v1", "village", VILLAGE1)
+    violate(conn, "top_buyer", "t1", subject="S9")
+    violate(conn, "clock_skew", "c1", subject=None, shop=None, terminal="T1")
+    violate(conn, "terminal_silent", "s1", subject=None)
+    assert conn.execute("SELECT count(*) FROM cases").fetchone()[0] == 0
+    violate(conn, "banned_product_sold", "b1", subject="S9")
+    violate(conn, "top_buyer", "t2", subject="S9")        # the same shop and subject: still joins nothing
+    assert only_case(conn)["codes"] == "banned_product_sold" and only_case(conn)["violations"] == 1
+    queue_all = config.load(overrides={"queue": {"watch": ["clock_skew"]}})
+    violations.report(conn, NOW, "top_buyer", "t3", subject="S8", shop="SHOP1")
+    cases.file_new_violations(conn, NOW, queue_all)
+    assert sorted(r[0] for r in conn.execute("SELECT codes FROM cases")) == ["banned_product_sold", "top_buyer"]
+    assert conn.execute("SELECT count(*) FROM violations").fetchone()[0] == 6     # every finding is still recorded
+
+
 def test_dismissed_cases_do_not_lower_the_grade(conn):
     d = user(conn, "d1", "district", "330113")
     for i in range(3):
-        violate(conn, "top_buyer", f"x{i}", subject="S9")
+        violate(conn, "split_purchase", f"x{i}", subject="S9")
         case_id = conn.execute("SELECT max(id) FROM cases").fetchone()[0]
         cases.inspect(conn, NOW, d, case_id, "no_violation_found")
         cases.close(conn, NOW, d, case_id, "dismissed" if i < 2 else "confirmed")
@@ -154,7 +173,7 @@ def test_grades_for_the_terminals_follow_closed_cases_and_age_out(conn):
     start = rev()
     seen = []
     for i, outcome in enumerate(("dismissed", "confirmed", "confirmed", "confirmed")):
-        violate(conn, "top_buyer", f"g{i}", subject="S1")
+        violate(conn, "split_purchase", f"g{i}", subject="S1")
         case_id = conn.execute("SELECT max(id) FROM cases").fetchone()[0]
         cases.inspect(conn, NOW + i, d, case_id, "violation_found")
         cases.close(conn, NOW + i, d, case_id, outcome)

@@ -5,8 +5,11 @@ API tests' (tests/support/api_world.py): the real ingest, rules and cases."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from fastapi.testclient import TestClient
+from openpyxl import load_workbook
 
 from gateway import store
 from gateway.api import create_app
@@ -19,7 +22,17 @@ READS = ["/api/me", "/api/overview", "/api/stats/daily?days=3", "/api/stats/quot
          "/api/cases", "/api/cases?state=assigned", "/api/subjects/S00001", "/api/subjects/S00001?reveal=true",
          "/api/terminals", "/api/shops", "/api/shops/SHOP1", "/api/records?terminal=TA", "/api/upstream",
          "/api/audit", "/api/queue", "/api/queue?per_page=1&page=2", "/api/violations/groups",
-         "/api/violations/groups?list=watch"]
+         "/api/violations/groups?list=watch",
+         # issue 18, items 8 and 9: search, filters, the map and the trends
+         "/api/search?q=%E5%BC%A0", "/api/search?q=CARD3", "/api/search?q=330113199001011234",
+         "/api/search?q=%E5%A1%98%E6%A0%96", "/api/search?q=pd2008", "/api/search?q=%25", "/api/search?q=%5C", "/api/products/PD20080301", "/api/map",
+         "/api/stats/weekly", "/api/stats/weekly?by=shop&weeks=2", "/api/stats/weekly?by=village",
+         "/api/queue?from=2025-06-01&to=2025-06-01&village=330113001001", "/api/queue?shop=SHOP3",
+         "/api/violations/groups?subject=S00003&from=2025-06-01", "/api/cases?shop=SHOP1&to=2025-06-01",
+         "/api/shops/SHOP1?subject=S00002&from=2025-05-31", "/api/subjects/S00001?shop=SHOP1&to=2025-06-01",
+         "/api/terminals?town=330113002"]
+EXPORTS = ["/api/queue?format=csv", "/api/violations/groups?format=csv&list=watch", "/api/cases?format=csv",
+           "/api/shops/SHOP1?format=csv", "/api/subjects/S00001?format=csv", "/api/terminals?format=csv"]
 
 
 def answers(client, who: str) -> dict:
@@ -32,10 +45,18 @@ def answers(client, who: str) -> dict:
     for path in READS:
         r = client.get(path, headers=h)
         out[path] = (r.status_code, r.json())
+    for path in EXPORTS:
+        r = client.get(path, headers=h)
+        out[path] = (r.status_code, r.content.decode("utf-8-sig") if r.status_code == 200 else r.json())
+    r = client.get("/api/queue?format=xlsx", headers=h)
+    out["queue xlsx"] = (r.status_code, [list(row) for row in load_workbook(io.BytesIO(r.content)).active
+                                         .iter_rows(values_only=True)] if r.status_code == 200 else r.json())
     cases = client.get("/api/cases", headers=h).json()["cases"]
     for case in cases:
         r = client.get(f"/api/cases/{case['id']}", headers=h)
         out[f"case {case['id']}"] = (r.status_code, r.json())
+        r = client.get(f"/api/cases/{case['id']}/sheet.pdf", headers=h)
+        out[f"sheet {case['id']}"] = (r.status_code, (r.headers["content-type"], r.content[:5].decode()))
     return out
 
 

@@ -29,7 +29,7 @@ from gateway.store import users
 from gateway.api import errors
 from gateway.api.db import Db
 from gateway.api.deps import Context, anonymous, strict_query
-from gateway.api.routers import auth, cases, district, live, overview, shops, subjects
+from gateway.api.routers import auth, cases, desk, district, live, overview, shops, subjects
 from gateway.api.security import LimitBody, SecurityHeaders
 from gateway.api.throttle import LoginThrottle
 from gateway.supervision.rules import config as rules_config
@@ -49,20 +49,41 @@ def default_photos_dir(db: str | FsPath) -> FsPath:
     return path.with_name(path.name + ".photos")
 
 
+def check_tiles(template: str | None) -> str | None:
+    """The tile server's origin (for the page's image policy), or None; a
+    template that is not http(s) with {z}, {x} and {y} is refused at start."""
+    if not template:
+        return None
+    from urllib.parse import urlsplit
+    parts = urlsplit(template)
+    placeholders = all(k in template for k in ("{z}", "{x}", "{y}"))
+    if parts.scheme not in ("http", "https") or not parts.netloc or not placeholders:
+        raise ValueError(f"map tiles {template!r}: an http(s) URL template with {{z}}, {{x}} and {{y}}")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
                rules_cfg: dict | None = None, photos_dir: str | FsPath | None = None,
                params: dict | None = None, token_ttl_ms: int = users.TOKEN_TTL_MS,
                sse_interval: float = 1.0, session_clock: Callable[[], int] = real_ms,
-               login_throttle: LoginThrottle | None = None, trusted_proxies=()) -> FastAPI:
+               login_throttle: LoginThrottle | None = None, trusted_proxies=(),
+               map_tiles: str | None = None) -> FastAPI:
     """`clock` is the district's calendar (virtual in a simulation);
     `session_clock` times logins, which belong to the person at the screen.
     `trusted_proxies`: addresses or networks of reverse proxies whose
     X-Forwarded-For and X-Forwarded-Proto count (gateway/api/serve.py);
-    from anyone else the headers are ignored."""
-    ctx = Context(db=Db(db_path), clock=clock, session_clock=session_clock, cfg=rules_cfg or rules_config.load(),
+    from anyone else the headers are ignored. `map_tiles`: a tile URL
+    template (https://host/{z}/{x}/{y}.png) for deployments with a tile server
+    of their own (or `[map] tiles` in the rules file); without one (the default) the map is drawn from the grid's
+    coordinates alone."""
+    rules_cfg = rules_cfg or rules_config.load()
+    map_tiles = map_tiles or rules_cfg.get("map", {}).get("tiles") or None
+    tile_origin = check_tiles(map_tiles)
+    ctx = Context(db=Db(db_path), clock=clock, session_clock=session_clock, cfg=rules_cfg,
                   policy_params=params or engine.load_params(),
                   photos=FsPath(photos_dir or default_photos_dir(db_path)),
-                  throttle=login_throttle or LoginThrottle(), token_ttl_ms=token_ttl_ms, sse_interval=sse_interval)
+                  throttle=login_throttle or LoginThrottle(), token_ttl_ms=token_ttl_ms, sse_interval=sse_interval,
+                  map_tiles=map_tiles)
     ctx.db.conn()  # opened (and migrated) before the first request
 
     @asynccontextmanager
@@ -76,11 +97,11 @@ def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
                               "Bearer token from POST /api/login.")
     app.state.ctx = ctx
     app.add_middleware(LimitBody)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, img_origin=tile_origin)
     # outermost: the client address and scheme are settled before anything reads them
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(trusted_proxies))
     errors.install(app, anonymous)
-    for module in (auth, overview, cases, subjects, shops, district, live):
+    for module in (auth, overview, cases, subjects, shops, desk, district, live):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)

@@ -44,6 +44,7 @@ class Context:
     token_ttl_ms: int
     sse_interval: float
     hashing: Hashing = field(default_factory=Hashing)
+    map_tiles: str | None = None   # the deployment's own tile server's URL template ({z} {x} {y}); off by default
     stopping: bool = False  # set at shutdown: open event streams end so the server can stop
     # (catalogue version, its products): parsed again only when an import changes the version
     _products: tuple = (object(), {})

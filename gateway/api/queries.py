@@ -22,6 +22,17 @@ def rows(conn, sql: str, args=()) -> list[dict]:
     return [dict(zip(names, r)) for r in cur.fetchall()]
 
 
+def conditions(filters: dict) -> tuple[str, list]:
+    """" AND ..." for {column or condition with ?: value}; a None or empty value is no condition."""
+    sql, args = "", []
+    for column, value in filters.items():
+        if value is None or value == "":
+            continue
+        sql += f" AND {column}" if "?" in column else f" AND {column} = ?"
+        args.append(value)
+    return sql, args
+
+
 def one(conn, sql: str, args=()) -> dict | None:
     found = rows(conn, sql, args)
     return found[0] if found else None
@@ -101,12 +112,16 @@ def _items(row: dict) -> dict:
     return row
 
 
-def ledger(conn, shop_id: str, before_time: int | None, limit: int, offset: int = 0) -> tuple[list[dict], int]:
+def ledger(conn, shop_id: str, before_time: int | None, limit: int, offset: int = 0,
+           filters: dict | None = None) -> tuple[list[dict], int]:
     """A page of the shop's ledger, newest first, and how many rows it has in all."""
     where, args = " WHERE s.shop = ?", [shop_id]
     if before_time is not None:
         where += " AND s.time < ?"
         args.append(before_time)
+    more, more_args = conditions(filters or {})
+    where += more
+    args += more_args
     total = conn.execute("SELECT count(*) FROM sales s" + where, args).fetchone()[0]
     found = rows(conn, "SELECT s.terminal, s.seq, s.type, s.time, s.subject, s.identity, s.mode, r.record FROM sales s "
                        "JOIN records r ON r.terminal = s.terminal AND r.seq = s.seq" + where +
@@ -114,9 +129,13 @@ def ledger(conn, shop_id: str, before_time: int | None, limit: int, offset: int 
     return [_items(r) for r in found], total
 
 
-def purchases(conn, user: User, subject: str, limit: int, offset: int = 0) -> tuple[list[dict], int]:
+def purchases(conn, user: User, subject: str, limit: int, offset: int = 0,
+              filters: dict | None = None) -> tuple[list[dict], int]:
     """A page of the subject's purchases in the caller's area, newest first, and the count of all."""
     where, args = user.scope().where("s.")
+    more, more_args = conditions(filters or {})
+    where += more
+    args += more_args
     total = conn.execute(f"SELECT count(*) FROM sales s WHERE s.subject=? AND {where}", [subject] + args).fetchone()[0]
     found = rows(conn, "SELECT s.terminal, s.seq, s.type, s.time, s.shop, s.identity, s.mode, s.pesticide, s.fertilizer, "
                        f"r.record FROM sales s JOIN records r ON r.terminal = s.terminal AND r.seq = s.seq "
@@ -241,10 +260,9 @@ def case_list(conn, user: User, now: int, state: str | None, filters: dict, code
     elif state:
         sql += " AND state = ?"
         args.append(state)
-    for column, value in filters.items():
-        if value:
-            sql += f" AND {column} = ?"
-            args.append(value)
+    more, more_args = conditions(filters)
+    sql += more
+    args += more_args
     if code:
         sql += " AND (',' || codes || ',') LIKE ?"
         args.append(f"%,{code},%")
@@ -353,7 +371,7 @@ def audit_entries(conn, target: str | None, limit: int) -> list[dict]:
     return rows(conn, sql + " ORDER BY id DESC LIMIT ?", args + [limit])
 
 
-def version(conn, user: User, day: str) -> dict:
+def version(conn, user: User, day: str, cfg_watch=()) -> dict:
     """What the caller's stream compares, tick by tick, from the caller's
     area only, never a district-wide id (whose jumps would tell a village
     user how busy the rest of the district is); the upstream queue for
@@ -376,6 +394,13 @@ def version(conn, user: User, day: str) -> dict:
                               sargs).fetchone()[0],
         "sales": conn.execute(f"SELECT count(*) FROM sales WHERE day=? AND {where}", [day] + args).fetchone()[0],
     }
+    # watch-list findings open no case: counted from their shop's area, so the watch list refreshes too
+    watch = cfg_watch or ()
+    if watch:
+        out["watch"] = conn.execute(
+            "SELECT count(*) FROM violations v LEFT JOIN terminals t ON t.id = v.terminal "
+            f"LEFT JOIN shops s ON s.id = coalesce(v.shop, t.shop) WHERE {swhere} "
+            f"AND v.code IN ({', '.join('?' for _ in watch)})", sargs + list(watch)).fetchone()[0]
     if user.role == "district":
         out["upstream"] = conn.execute("SELECT count(*) FROM outbox WHERE sent IS NULL").fetchone()[0]
     return out
@@ -428,10 +453,9 @@ def queue(conn, user: User, cfg: dict, now: int, state: str | None, filters: dic
     elif state:
         sql += " AND state = ?"
         args.append(state)
-    for column, value in filters.items():
-        if value:
-            sql += f" AND {column} = ?"
-            args.append(value)
+    more, more_args = conditions(filters)
+    sql += more
+    args += more_args
     if code:
         sql += " AND (',' || codes || ',') LIKE ?"
         args.append(f"%,{code},%")
@@ -442,26 +466,33 @@ def queue(conn, user: User, cfg: dict, now: int, state: str | None, filters: dic
     return {"cases": name_cases(conn, found, now), "total": total, "page": page, "per_page": per_page}
 
 
-def violation_groups(conn, user: User, cfg: dict, watch: bool, code: str | None, town: str | None,
-                     subject: str | None, page: int, per_page: int) -> dict:
+def violation_groups(conn, user: User, cfg: dict, watch: bool, filters: dict, page: int, per_page: int) -> dict:
     """Findings of one kind from one terminal (and one subject) as one row with
     a count and the first and last time, most severe first, then the latest:
     a terminal whose clock drifts all season is one row, not the whole page.
     `watch`: the watch list's codes instead of the queue's."""
-    where, args = user.scope().where("c.")
     codes = cfg["queue"]["watch"]
+    if watch:
+        # watch-list findings open no case (cases.file_new_violations): their area is their shop's
+        # (the terminal's shop for fleet health); those filed before that still show their case
+        where, args = user.scope().where("s.")
+        moved = {"c.town": "s.town", "c.village": "s.village", "v.shop": "s.id"}
+        filters = {moved.get(k, k): v for k, v in filters.items()}
+        joins = ("FROM violations v LEFT JOIN terminals t ON t.id = v.terminal "
+                 "LEFT JOIN shops s ON s.id = coalesce(v.shop, t.shop)")
+    else:
+        where, args = user.scope().where("c.")
+        joins = "FROM violations v JOIN case_violations cv ON cv.violation = v.id JOIN cases c ON c.id = cv.case_id"
     if codes:
         marks = ", ".join("?" for _ in codes)
         where += f" AND v.code {'' if watch else 'NOT '}IN ({marks})"
         args += list(codes)
     elif watch:
         where += " AND 1 = 0"
-    for column, value in (("v.code", code), ("c.town", town), ("v.subject", subject)):
-        if value:
-            where += f" AND {column} = ?"
-            args.append(value)
-    body = ("FROM violations v JOIN case_violations cv ON cv.violation = v.id JOIN cases c ON c.id = cv.case_id "
-            f"WHERE {where} GROUP BY v.code, v.terminal, v.subject")
+    more, more_args = conditions(filters)
+    where += more
+    args += more_args
+    body = f"{joins} WHERE {where} GROUP BY v.code, v.terminal, v.subject"
     total = conn.execute(f"SELECT count(*) FROM (SELECT 1 {body}) g", args).fetchone()[0]
     found = rows(conn, f"SELECT v.code, v.terminal, v.subject, count(*) AS n, min(v.time) AS first_time, "
                        f"max(v.time) AS last_time, max(v.id) AS latest, {_severity_of_code(cfg, 'v.code')} AS severity "
@@ -471,10 +502,60 @@ def violation_groups(conn, user: User, cfg: dict, watch: bool, code: str | None,
         marks = ", ".join("?" for _ in found)
         latest = {r["id"]: r for r in rows(
             conn, "SELECT v.id, v.seq, v.shop, v.detail, cv.case_id FROM violations v "
-                  f"JOIN case_violations cv ON cv.violation = v.id WHERE v.id IN ({marks})", [r["latest"] for r in found])}
+                  f"LEFT JOIN case_violations cv ON cv.violation = v.id WHERE v.id IN ({marks})",
+            [r["latest"] for r in found])}
         shop_name = shop_names(conn)
+        terminal_shop = dict(conn.execute("SELECT id, shop FROM terminals"))   # fleet health names a terminal only
         for r in found:
             last = latest[r["latest"]]
-            r.update(seq=last["seq"], shop=last["shop"], shop_name=shop_name.get(last["shop"]),
+            shop_id = last["shop"] or terminal_shop.get(r["terminal"])
+            r.update(seq=last["seq"], shop=shop_id, shop_name=shop_name.get(shop_id),
                      case_id=last["case_id"], detail=json.loads(last["detail"]))
     return {"groups": found, "total": total, "page": page, "per_page": per_page}
+
+
+# -- the map and the trends (issue 18, item 9)
+
+def map_shops(conn, user: User, cfg: dict) -> list[dict]:
+    """Every shop in the area with its coordinates (None before the grid file
+    gave them) and its open cases as the queue counts them (not those holding
+    only watch-list findings), with the worst severity among them."""
+    where, args = user.scope().where()
+    found = rows(conn, f"SELECT id, name, town, village, lat, lon FROM shops WHERE {where} ORDER BY id", args)
+    sev, sev_args = _severity_of_codes(cfg)
+    only, only_args = _not_only_watch(cfg)
+    counts = {shop: (n, worst) for shop, n, worst in conn.execute(
+        f"SELECT shop, count(*), min({sev}) FROM cases WHERE state != 'closed' AND {where} AND {only} "
+        "GROUP BY shop", sev_args + args + only_args)}
+    names = grid.area_names(conn)
+    for r in found:
+        r["open_cases"], r["severity"] = counts.get(r["id"], (0, None))
+        r["town_name"], r["village_name"] = names.get(r["town"]), names.get(r["village"])
+    return found
+
+
+def sales_since(conn, user: User, group: str, first_day: str) -> list[tuple]:
+    """(day, group, type, fertilizer, consumption JSON, record JSON or None) of
+    every sale, refusal and void in the area from `first_day`; the record only
+    for a pesticide sale that carries no consumption, whose g and mL must be
+    read from its items."""
+    where, args = user.scope().where("s.")
+    return conn.execute(
+        f"SELECT s.day, s.{group}, s.type, s.fertilizer, s.consumption, "
+        "CASE WHEN s.consumption IS NULL AND s.pesticide > 0 THEN r.record END FROM sales s "
+        "LEFT JOIN records r ON r.terminal = s.terminal AND r.seq = s.seq "
+        f"WHERE s.day >= ? AND {where}", [first_day] + args).fetchall()
+
+
+def violations_since(conn, user: User, cfg: dict, group: str, start_ms: int) -> list[tuple]:
+    """(time, group) of each finding for inspectors (not the watch list) in
+    the area from `start_ms`."""
+    where, args = user.scope().where("c.")
+    watch = cfg["queue"]["watch"]
+    if watch:
+        where += f" AND v.code NOT IN ({', '.join('?' for _ in watch)})"
+        args += list(watch)
+    column = "v.shop" if group == "shop" else f"c.{group}"
+    return conn.execute(f"SELECT v.time, {column} FROM violations v JOIN case_violations cv ON cv.violation = v.id "
+                        f"JOIN cases c ON c.id = cv.case_id WHERE v.time >= ? AND {where}",
+                        [start_ms] + args).fetchall()

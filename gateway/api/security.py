@@ -133,8 +133,10 @@ class SecurityHeaders:
     """Headers on every response; Strict-Transport-Security only on responses
     that went out over HTTPS (directly, or from a trusted proxy that said so)."""
 
-    def __init__(self, app):
+    def __init__(self, app, img_origin: str | None = None):
         self.app = app
+        # a configured tile server's origin may serve the map's images; nothing else is added
+        self.csp = (CSP.replace("img-src 'self'", f"img-src 'self' {img_origin}") if img_origin else CSP).encode()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -146,7 +148,7 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers") or [])
                 headers += [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
-                            (b"x-frame-options", b"DENY"), (b"content-security-policy", CSP.encode()),
+                            (b"x-frame-options", b"DENY"), (b"content-security-policy", self.csp),
                             (b"cache-control", b"no-store")]
                 if https:
                     headers.append((b"strict-transport-security", HSTS))

@@ -146,17 +146,23 @@ def file_violation(conn, now: int, cfg: dict, v: dict) -> int:
 
 
 def file_new_violations(conn, now: int, cfg: dict, limit: int = 1000) -> int:
-    """Every violation not yet in a case gets one: the watermark moves in the same
-    transaction, so each violation is filed exactly once, and no violation
-    whose id was handed out is still uncommitted when it moves
+    """Every violation not yet in a case gets one, except those on the watch
+    list (`[queue] watch`: top-buyer rankings and fleet health by default):
+    they are for the office to follow, not for a site visit, so they open no
+    case and join none; the rules file sends a code to inspectors by leaving
+    it off the list. The watermark moves in the same transaction, so each
+    violation is considered exactly once, and no violation whose id was
+    handed out is still uncommitted when it moves
     (gateway/store/violations.py, `wait_for_writers`)."""
     violations.wait_for_writers(conn)
     row = conn.execute("SELECT value FROM sweep_state WHERE name='cases'").fetchone()
     mark = row[0] if row else 0
     rows = conn.execute("SELECT id, code, subject, shop, terminal, seq FROM violations WHERE id>? ORDER BY id LIMIT ?",
                         [mark, limit]).fetchall()
+    watch = set(cfg.get("queue", {}).get("watch") or ())
     for r in rows:
-        file_violation(conn, now, cfg, dict(zip(("id", "code", "subject", "shop", "terminal", "seq"), r)))
+        if r[1] not in watch:
+            file_violation(conn, now, cfg, dict(zip(("id", "code", "subject", "shop", "terminal", "seq"), r)))
     if rows:
         conn.execute("INSERT INTO sweep_state(name, value) VALUES ('cases', ?) "
                      "ON CONFLICT(name) DO UPDATE SET value=excluded.value", [rows[-1][0]])

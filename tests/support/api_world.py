@@ -76,13 +76,13 @@ def build(root: Path, clock: dict, db: str | None = None) -> Path | str:
 HOUR = 3_600_000
 
 
-def add_queue_findings(db) -> None:
+def add_queue_findings(db, cfg: dict | None = None) -> None:
     """What a queue must sort out, filed through the real case path: a
     terminal whose clock drifts three times (SHOP4), a month's top buyer, a
     high override rate at SHOP2, and a shared card at SHOP2 filed ten hours
     earlier than the rest (so its deadline comes first)."""
     store = Store(db)
-    cfg = config.load()
+    cfg = cfg or config.load()   # the rules file in force when they are filed: it decides what opens a case
     with transaction(store.conn) as conn:
         for i in range(3):
             violations.report(conn, T0 + i * HOUR, "clock_skew", f"clock_skew:TD:{i}", shop="SHOP4", terminal="TD",

@@ -4,7 +4,8 @@ when asked: a plain test run writes nothing into the clone.
     scripts/screenshots.sh
 
 which is `pytest -p tests.support.screenshots --screenshots docs/screenshots
-tests/test_terminal_ui.py tests/test_dashboard.py tests/test_dashboard_queue.py`. The option lives in this
+tests/test_terminal_ui.py tests/test_dashboard.py tests/test_dashboard_queue.py
+tests/test_dashboard_desk.py`. The option lives in this
 plugin, loaded with `-p` (an option must exist before pytest reads the command
 line); without it `save` does nothing.
 """

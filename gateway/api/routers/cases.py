@@ -11,10 +11,11 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from gateway.supervision import cases
-from gateway.api import queries, words
+from gateway.supervision import cases, inspection_sheet
+from gateway.api import exports, queries, words
 from gateway.api.deps import MAX_ID, Context, Page, case_or_404, context, current_user, paging, visible_town
 from gateway.api.errors import ApiError
+from gateway.api.listing import EXPORT_MAX, FILE_RESPONSES, Filters, Format, file_response, filters
 from gateway.api.models import Assign, Close, Confirm, Inspect
 from gateway.api.security import Ident
 from gateway.store.users import User
@@ -30,53 +31,91 @@ def list_violations(code: Ident | None = None, town: Ident | None = None, subjec
     return {"violations": queries.violations(ctx.db.conn(), user, code, town, subject, before_id, limit)}
 
 
-@router.get("/api/violations/groups", tags=["violations"])
-def violation_groups(list_: Literal["queue", "watch"] = Query("queue", alias="list"), code: Ident | None = None,
-                     town: Ident | None = None, subject: Ident | None = None, page: Page = Depends(paging),
-                     user: User = Depends(current_user), ctx: Context = Depends(context)) -> dict:
+def _violation_filters(f: Filters) -> dict:
+    return {"v.code": f.code, "c.town": f.town, "c.village": f.village, "v.shop": f.shop, "v.subject": f.subject,
+            **f.span("v.time")}
+
+
+def _case_filters(f: Filters, level, assignee) -> dict:
+    return {"town": f.town, "village": f.village, "level": level, "assignee": assignee, "shop": f.shop,
+            "subject": f.subject, **f.span("opened")}
+
+
+@router.get("/api/violations/groups", tags=["violations"], responses=FILE_RESPONSES)
+def violation_groups(list_: Literal["queue", "watch"] = Query("queue", alias="list"), f: Filters = Depends(filters),
+                     fmt: Format = Query("json", alias="format"), page: Page = Depends(paging),
+                     user: User = Depends(current_user), ctx: Context = Depends(context)):
     """Violations grouped by kind, terminal and subject (a count, the first and
     last time, the latest's record and case), most severe first. `list=watch`:
     the rules' watch list (`[queue] watch`: rankings and fleet health by
-    default) instead of what goes to inspectors."""
-    visible_town(ctx, user, town)
+    default) instead of what goes to inspectors. Filters: `from`, `to`
+    (local days, on the finding's time), `town`, `village`, `shop`,
+    `subject`, `code`; `format=csv|xlsx`: the whole filtered list as a file."""
     conn = ctx.db.conn()
-    out = queries.violation_groups(conn, user, ctx.cfg, list_ == "watch", code, town, subject, page.page,
+    if fmt != "json":
+        page = Page(1, EXPORT_MAX)
+    out = queries.violation_groups(conn, user, ctx.cfg, list_ == "watch", _violation_filters(f), page.page,
                                    page.per_page)
     names = ctx.names(conn, [g["subject"] for g in out["groups"]])
     for g in out["groups"]:
         g["subject_name"] = names.subject(g["subject"]) if g["subject"] else None
         g["sentence"] = words.describe(g["code"], g["detail"], names, g["seq"])
+    if fmt != "json":
+        title = "关注清单" if list_ == "watch" else "违规记录"
+        return file_response(fmt, exports.GROUP_COLUMNS, exports.group_rows(out["groups"], ctx.tz), title,
+                             "watch" if list_ == "watch" else "violations")
     return out
 
 
-@router.get("/api/queue", tags=["cases"])
+@router.get("/api/queue", tags=["cases"], responses=FILE_RESPONSES)
 def inspection_queue(state: Literal["open", "assigned", "inspected", "closed", "active", "all"] = "active",
-                     code: Ident | None = None, town: Ident | None = None,
                      level: Literal["village", "town", "district"] | None = None,
-                     assignee: Ident | None = None, shop: Ident | None = None, subject: Ident | None = None,
+                     assignee: Ident | None = None, f: Filters = Depends(filters),
+                     fmt: Format = Query("json", alias="format"),
                      page: Page = Depends(paging), user: User = Depends(current_user),
-                     ctx: Context = Depends(context)) -> dict:
+                     ctx: Context = Depends(context)):
     """The inspection queue: the rules' severity of a case's worst finding
     first (`[severity]`), then the nearest deadline; cases whose findings are
-    all on the watch list are not in it."""
-    visible_town(ctx, user, town)
-    filters = {"town": town, "level": level, "assignee": assignee, "shop": shop, "subject": subject}
-    return queries.queue(ctx.db.conn(), user, ctx.cfg, ctx.clock(), None if state == "all" else state, filters, code,
-                         page.page, page.per_page)
+    all on the watch list are not in it. `from`/`to` filter on the day the
+    case was opened; `format=csv|xlsx`: the whole filtered queue as a file."""
+    if fmt != "json":
+        page = Page(1, EXPORT_MAX)
+    out = queries.queue(ctx.db.conn(), user, ctx.cfg, ctx.clock(), None if state == "all" else state,
+                        _case_filters(f, level, assignee), f.code, page.page, page.per_page)
+    if fmt != "json":
+        return file_response(fmt, exports.CASE_COLUMNS, exports.case_rows(out["cases"], ctx.tz), "检查队列", "queue")
+    return out
 
 
-@router.get("/api/cases", tags=["cases"])
+@router.get("/api/cases", tags=["cases"], responses=FILE_RESPONSES)
 def list_cases(state: Literal["open", "assigned", "inspected", "closed", "active"] | None = None,
-               code: Ident | None = None, town: Ident | None = None,
                level: Literal["village", "town", "district"] | None = None,
-               assignee: Ident | None = None, shop: Ident | None = None, subject: Ident | None = None,
+               assignee: Ident | None = None, f: Filters = Depends(filters),
+               fmt: Format = Query("json", alias="format"),
                before_id: int | None = Query(None, ge=1, le=MAX_ID),
                limit: int = Query(50, ge=1, le=200), user: User = Depends(current_user),
-               ctx: Context = Depends(context)) -> dict:
+               ctx: Context = Depends(context)):
     """The case queue, newest first; `state=active` is everything not closed."""
-    visible_town(ctx, user, town)
-    filters = {"town": town, "level": level, "assignee": assignee, "shop": shop, "subject": subject}
-    return {"cases": queries.case_list(ctx.db.conn(), user, ctx.clock(), state, filters, code, before_id, limit)}
+    found = queries.case_list(ctx.db.conn(), user, ctx.clock(), state, _case_filters(f, level, assignee), f.code,
+                              before_id, EXPORT_MAX if fmt != "json" else limit)
+    if fmt != "json":
+        return file_response(fmt, exports.CASE_COLUMNS, exports.case_rows(found, ctx.tz), "案件", "cases")
+    return {"cases": found}
+
+
+@router.get("/api/cases/{case_id}/sheet.pdf", tags=["cases"], response_class=Response,
+            responses={200: {"content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}}})
+def inspection_sheet_pdf(case_id: int = Path(ge=1, le=MAX_ID), user: User = Depends(current_user),
+                         ctx: Context = Depends(context)) -> Response:
+    """现场检查记录表: the case as a sheet an inspector prints and takes to
+    the shop (gateway/supervision/inspection_sheet.py); the same area check
+    as the case page."""
+    case_or_404(ctx, user, case_id)
+    sheet = inspection_sheet.gather(ctx.db.conn(), case_id, ctx.clock())
+    if sheet is None:
+        raise ApiError(404, "not_found", str(case_id))
+    return Response(inspection_sheet.render(sheet), media_type="application/pdf", headers={
+        "Content-Disposition": f"inline; filename=\"case-{case_id}.pdf\""})
 
 
 @router.get("/api/cases/{case_id}", tags=["cases"])

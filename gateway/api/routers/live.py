@@ -30,7 +30,7 @@ async def events(request: Request, user: User = Depends(current_user), ctx: Cont
         return users.by_token(ctx.db.conn(), token, ctx.session_clock()) is not None
 
     def version() -> dict:
-        return queries.version(ctx.db.conn(), user, ctx.today())
+        return queries.version(ctx.db.conn(), user, ctx.today(), ctx.cfg["queue"]["watch"])
 
     async def stream():
         last = None

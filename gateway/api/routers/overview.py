@@ -6,7 +6,7 @@ import json
 
 from fastapi import APIRouter, Depends, Query
 
-from gateway.api import queries
+from gateway.api import queries, trends
 from gateway.api.deps import Context, context, current_user
 from gateway.supervision.rules import local_parts
 from gateway.store.users import User
@@ -37,10 +37,25 @@ def overview(user: User = Depends(current_user), ctx: Context = Depends(context)
 @router.get("/api/stats/daily")
 def stats_daily(days: int = Query(30, ge=1, le=366), user: User = Depends(current_user),
                 ctx: Context = Depends(context)) -> dict:
-    """Purchases per product kind per day (g or mL of product), for the chart."""
+    """Sales and refusals per day, with what was sold: pesticide in g (solid)
+    and mL (liquid) apart (`pesticide_g`, `pesticide_ml`; `pesticide` is
+    their old mixed sum, kept for existing readers), fertilizer in g of
+    product."""
     start_day = local_parts(ctx.clock() - (days - 1) * 86_400_000, ctx.tz)[0]
     today = ctx.today()
-    return {"from": start_day, "to": today, "days": queries.daily(ctx.db.conn(), user, start_day, today)}
+    conn = ctx.db.conn()
+    found = queries.daily(conn, user, start_day, today)
+    amounts: dict[str, list[int]] = {}
+    products = ctx.products(conn)
+    for day, _town, rtype, _fert, consumption, record in queries.sales_since(conn, user, "town", start_day):
+        if rtype == "sale" and day <= today:
+            g, ml = trends.pesticide_amounts(consumption, record, products)
+            a = amounts.setdefault(day, [0, 0])
+            a[0] += g
+            a[1] += ml
+    for d in found:
+        d["pesticide_g"], d["pesticide_ml"] = amounts.get(d["day"], [0, 0])
+    return {"from": start_day, "to": today, "days": found}
 
 
 @router.get("/api/stats/quota")

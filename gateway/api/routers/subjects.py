@@ -11,7 +11,9 @@ from gateway.supervision import cases
 from gateway.enforcement import subjects_view
 
 from gateway.store import users
-from gateway.api import queries, words
+from gateway.api import exports, queries, words
+from gateway.api.listing import EXPORT_MAX, FILE_RESPONSES, Day, Format, day_span, file_response
+from gateway.api.security import Ident
 from gateway.api.deps import Context, Page, context, current_user, paging
 from gateway.api.errors import ApiError
 from gateway.api.security import ID_PATTERN
@@ -22,15 +24,19 @@ from protocols.display import amount_text, category_name, category_unit
 router = APIRouter(tags=["subjects"])
 
 
-@router.get("/api/subjects/{subject_id}")
+@router.get("/api/subjects/{subject_id}", responses=FILE_RESPONSES)
 def get_subject(subject_id: str = Path(pattern=ID_PATTERN), reveal: bool = Query(False),
-                page: Page = Depends(paging), user: User = Depends(current_user),
-                ctx: Context = Depends(context)) -> dict:
+                page: Page = Depends(paging), day_from: Day | None = Query(None, alias="from"),
+                day_to: Day | None = Query(None, alias="to"), shop: Ident | None = None,
+                fmt: Format = Query("json", alias="format"), user: User = Depends(current_user),
+                ctx: Context = Depends(context)):
     """A subject: registry entry (the fields the caller's role may see, by
     allowlist; ID numbers and phones masked), credit grade, allowance, used
     and remaining per category, purchases in the caller's area. Audited.
     `reveal=true`: the full ID numbers, for district users only, each such
-    read audited as `read_id_number`."""
+    read audited as `read_id_number`. Purchases filtered by `from`/`to`
+    (local days) and `shop`; `format=csv|xlsx`: all of them as a file (the
+    read audited as `read_subject`)."""
     if reveal and user.role not in subjects_view.REVEALABLE:
         raise ApiError(403, "forbidden_role", "full ID numbers are for district staff")
     conn = ctx.db.conn()
@@ -43,11 +49,22 @@ def get_subject(subject_id: str = Path(pattern=ID_PATTERN), reveal: bool = Query
             balance = policy.balance(entry, queries.quota_used(conn, subject_id), ctx.policy_params, ctx.today())
         except policy.PolicyError:
             balance = None
-    found, total = queries.purchases(conn, user, subject_id, page.per_page, (page.page - 1) * page.per_page)
+    span = day_span(ctx, day_from, day_to)
+    if fmt != "json":
+        page = Page(1, EXPORT_MAX)
+    found, total = queries.purchases(conn, user, subject_id, page.per_page, (page.page - 1) * page.per_page,
+                                     {"s.shop": shop, **span.span("s.time")})
     purchases = ctx.name_items(conn, found)
     shops = queries.shop_names(conn)
+    name = words.subject_name(entry)
     for p in purchases:
         p["shop_name"] = shops.get(p["shop"])
+        p["subject"], p["subject_name"] = subject_id, name
+    if fmt != "json":
+        with ctx.db.write() as w:
+            users.audit(w, ctx.clock(), user, "read_subject", subject_id, "export")
+        return file_response(fmt, exports.SALE_COLUMNS, exports.sale_rows(purchases, ctx.tz), "购买记录",
+                             f"purchases-{subject_id}")
     for category, b in (balance or {}).items():
         unit = category_unit(category, ctx.policy_params)
         b["name"] = {"zh": category_name(category, "zh"), "en": category_name(category, "en")}

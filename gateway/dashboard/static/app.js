@@ -36,6 +36,13 @@ const T = {
     status_active: "正常", status_suspended: "暂停", status_revoked: "注销",
     id_card: "刷卡", id_face: "刷脸", "id_card+face": "刷卡并刷脸", id_override: "店员代为确认", mode_online: "联网", mode_offline: "离线",
     system: "系统", overdue: "已超期", offline: "离线", minutes: "分钟", seconds: "秒", hours: "小时", days: "天", loading: "加载中…", back: "返回",
+    search: "搜索", searchHint: "农户姓名、卡号、证件号、门店或农药名称/登记证号", searchResults: "搜索结果", farmers: "农户/主体", shops: "门店", products: "产品",
+    by_name: "按姓名", by_card: "按卡号", by_id_number: "按证件号（已留痕）", product: "产品", reg: "登记证号", status: "状态", kind: "类别", holder: "持有人",
+    from: "起始日期", to: "截止日期", clear: "清除", exportCsv: "导出 CSV", exportXlsx: "导出 Excel", printSheet: "打印现场检查记录表（PDF）",
+    map: "地图", trends: "趋势", mapHint: "按网格自身坐标绘制，无需在线地图；圆点大小为未结案件数，红色为有严重违规。", noCoords: "无坐标的门店",
+    perWeek: "每周销售、拒售与违规（次）", weekOf: "周", byGroup: "分组", pesticideG: "农药（固体，g）", pesticideMl: "农药（液体，mL）", fertilizerKg: "肥料（kg）",
+    perDayG: "近30天农药（固体）购买量 g", perDayMl: "近30天农药（液体）购买量 mL", perDayKg: "近30天肥料购买量 kg", weekly: "各周",
+    prod_banned: "禁止销售", prod_restricted: "限制使用", prod_normal: "正常",
   },
   en: {
     brand: "Agri-input supervision", overview: "Overview", queue: "Violations & cases", fleet: "Terminals", upstream: "Upstream",
@@ -69,6 +76,13 @@ const T = {
     status_active: "active", status_suspended: "suspended", status_revoked: "revoked",
     id_card: "card", id_face: "face", "id_card+face": "card and face", id_override: "clerk override", mode_online: "online", mode_offline: "offline",
     system: "system", overdue: "overdue", offline: "offline", minutes: "min", seconds: "s", hours: "h", days: "days", loading: "Loading…", back: "Back",
+    search: "Search", searchHint: "Farmer name, card or ID number, shop, or product name / registration number", searchResults: "Search results", farmers: "Farmers / subjects", shops: "Shops", products: "Products",
+    by_name: "by name", by_card: "by card", by_id_number: "by ID number (audited)", product: "Product", reg: "Registration no.", status: "Status", kind: "Kind", holder: "Holder",
+    from: "From", to: "To", clear: "Clear", exportCsv: "Export CSV", exportXlsx: "Export Excel", printSheet: "Print inspection sheet (PDF)",
+    map: "Map", trends: "Trends", mapHint: "Drawn from the grid's own coordinates, no online map; dot size is open cases, red means a critical finding.", noCoords: "Shops without coordinates",
+    perWeek: "Sales, refusals and violations per week", weekOf: "Week", byGroup: "Group by", pesticideG: "Pesticide (solid, g)", pesticideMl: "Pesticide (liquid, mL)", fertilizerKg: "Fertilizer (kg)",
+    perDayG: "Pesticide (solid) bought, last 30 days, g", perDayMl: "Pesticide (liquid) bought, last 30 days, mL", perDayKg: "Fertilizer bought, last 30 days, kg", weekly: "Weeks",
+    prod_banned: "banned", prod_restricted: "restricted use", prod_normal: "normal",
   },
 };
 
@@ -167,11 +181,23 @@ function niceMax(v) { /* four whole-number gridlines: 1, 2, 5 x 10^n steps */
   const step = [1, 2, 5, 10].map((m) => m * p).find((x) => x >= raw && x >= 1) || 1;
   return step * 4;
 }
+/* text width in px at the charts' 11px font: CJK glyphs a full em, others about half */
+function textWidth(str) { let w = 0; for (const ch of String(str)) w += ch.charCodeAt(0) > 0x2e80 ? 11 : 6.2; return w; }
 function barChart(groups, series, opts) {
-  const W = 560, H = 220, L = 40, B = 40, top = 10;
   const max = niceMax(Math.max(1, ...groups.flatMap((g) => series.map((x) => g[x.key] || 0))));
-  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img", "aria-label": opts.label });
-  const gw = (W - L) / Math.max(1, groups.length), bw = Math.max(4, (gw - 12) / series.length);
+  const W = 560, top = 10, n = Math.max(1, groups.length);
+  const longest = Math.max(0, ...groups.map((g) => textWidth(g.label)));
+  let L = Math.ceil(8 + textWidth(String(max))), slot = (W - L) / n;
+  const tilt = longest > slot - 4;   /* labels wider than their slot are turned 40°, never cut */
+  /* a turned label reaches left of its bar by its width x cos 40°: the margin makes room for every one */
+  for (let k = 0; tilt && k < 4; k++) {
+    L = Math.max(L, ...groups.map((g, i) => Math.ceil(textWidth(g.label) * Math.cos(40 * Math.PI / 180) - i * slot - slot / 2 + 4)));
+    slot = (W - L) / n;
+  }
+  const B = tilt ? Math.ceil(16 + longest * Math.sin(40 * Math.PI / 180)) : 24;
+  const H = 180 + B;
+  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img", "aria-label": opts.label, "data-testid": opts.testid || null });
+  const gw = slot, bw = Math.max(4, (gw - 12) / series.length);
   for (let i = 0; i <= 4; i++) {
     const y = top + (H - B - top) * (1 - i / 4);
     svg.appendChild(s("line", { x1: L, x2: W, y1: y, y2: y, stroke: "#e5e7eb" }));
@@ -184,14 +210,16 @@ function barChart(groups, series, opts) {
       r.appendChild(s("title", {}, `${g.label}: ${v}`));
       svg.appendChild(r);
     });
-    svg.appendChild(s("text", { x: L + i * gw + gw / 2, y: H - B + 14, "text-anchor": "middle" }, String(g.label).slice(0, 8)));
+    const x0 = L + i * gw + gw / 2, y0 = H - B + 14;
+    svg.appendChild(tilt ? s("text", { x: x0, y: y0, "text-anchor": "end", transform: `rotate(-40 ${x0} ${y0})`, "data-label": g.label }, String(g.label))
+      : s("text", { x: x0, y: y0, "text-anchor": "middle", "data-label": g.label }, String(g.label)));
   });
   return h("div", {}, svg, h("div", { class: "legend" }, series.map((x) => h("span", {}, h("i", { bg: x.color }), x.name))));
 }
-function lineChart(points, series, label) {
-  const W = 560, H = 200, L = 46, B = 28, top = 10;
+function lineChart(points, series, label, testid) {
   const max = niceMax(Math.max(1, ...points.flatMap((p) => series.map((x) => p[x.key] || 0))));
-  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img", "aria-label": label });
+  const W = 560, H = 200, B = 28, top = 10, L = Math.ceil(10 + textWidth(String(max)));
+  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img", "aria-label": label, "data-testid": testid || null });
   const X = (i) => L + (W - L - 10) * (points.length <= 1 ? 0.5 : i / (points.length - 1));
   const Y = (v) => top + (H - B - top) * (1 - v / max);
   for (let i = 0; i <= 4; i++) {
@@ -252,13 +280,16 @@ async function pageOverview() {
           (g) => "#/queue?state=active" + (o.level === "town" && g.code ? "&town=" + encodeURIComponent(g.code) : "")))),
       h("div", {}, h("h2", { text: `${t("openCases")} / ${t("sales")}` }),
         h("div", { class: "panel" }, barChart(groups, [{ key: "sales", name: t("sales"), color: "#0b6e4f" },
-          { key: "refusals", name: t("refusals"), color: "#d97706" }, { key: "open_cases", name: t("openCases"), color: "#b91c1c" }], { label: t("byArea") })))),
+          { key: "refusals", name: t("refusals"), color: "#d97706" }, { key: "open_cases", name: t("openCases"), color: "#b91c1c" }], { label: t("byArea"), testid: "chart-area" })))),
     h("div", { class: "grid2" },
-      h("div", {}, h("h2", { text: t("perDay") }), h("div", { class: "panel" },
-        lineChart(daily.days.map((d) => ({ day: d.day, pesticide: d.pesticide, fertilizer: Math.round(d.fertilizer / 1000) })),
-          [{ key: "pesticide", name: t("pesticide"), color: "#7c3aed" }, { key: "fertilizer", name: t("fertilizer"), color: "#0b6e4f" }], t("perDay")))),
+      h("div", {}, h("h2", { text: t("perDayG") }), h("div", { class: "panel" },
+          lineChart(daily.days, [{ key: "pesticide_g", name: t("pesticideG"), color: "#7c3aed" }], t("perDayG"), "chart-day-g")),
+        h("h2", { text: t("perDayMl") }), h("div", { class: "panel" },
+          lineChart(daily.days, [{ key: "pesticide_ml", name: t("pesticideMl"), color: "#2563eb" }], t("perDayMl"), "chart-day-ml")),
+        h("h2", { text: t("perDayKg") }), h("div", { class: "panel" },
+          lineChart(daily.days.map((d) => ({ day: d.day, kg: Math.round(d.fertilizer / 1000) })), [{ key: "kg", name: t("fertilizerKg"), color: "#0b6e4f" }], t("perDayKg"), "chart-day-kg"))),
       h("div", {}, h("h2", { text: t("quotaByTown") }), h("div", { class: "panel" },
-        q.length ? barChart(q.slice(0, 12), [{ key: "used", name: t("used"), color: "#b45309" }, { key: "allowance", name: t("allowance"), color: "#9ca3af" }], { label: t("quotaByTown") })
+        q.length ? barChart(q.slice(0, 12), [{ key: "used", name: t("used"), color: "#b45309" }, { key: "allowance", name: t("allowance"), color: "#9ca3af" }], { label: t("quotaByTown"), testid: "chart-quota" })
           : h("p", { class: "muted", text: t("none") })))));
 }
 function card(label, n, id) { return h("div", { class: "card", "data-testid": "card-" + id }, h("div", { class: "n", text: String(n) }), h("div", { class: "l", text: label })); }
@@ -285,40 +316,68 @@ function groupCells(g) {
     g.shop_name || g.shop || "—", g.subject ? (g.subject_name || g.subject) : "—",
     g.terminal ? `${g.terminal} #${g.seq ?? ""}` : "—",
     h("span", { "data-testid": "count" }, g.n > 1 ? `×${g.n} · ${fmtTime(g.first_time)} – ${fmtTime(g.last_time)}` : fmtTime(g.last_time)),
-    "#" + g.case_id];
+    g.case_id ? "#" + g.case_id : "—"];
+}
+
+
+/* ---------- filters and exports (issue 18, item 8): a list's filters live in the page's address,
+   so a filtered view is a link to share; the API checks them (an area outside the user's is refused) */
+const FILTER_KEYS = ["from", "to", "town", "village", "shop", "subject", "code"];
+let shopList = null;   /* the area's shops, towns and villages for the filter menus (one fetch per login) */
+async function areaShops() { if (!shopList) shopList = (await api("/api/shops")).shops; return shopList; }
+function filterQuery(p, keys) { const q = new URLSearchParams(); for (const k of keys) if (p.get(k)) q.set(k, p.get(k)); return q; }
+function withQuery(path, q) { const x = q.toString(); return x ? path + (path.includes("?") ? "&" : "?") + x : path; }
+async function filterBar(keys, extra) {
+  const p = params();
+  const shops = keys.some((k) => ["town", "village", "shop"].includes(k)) ? await areaShops() : [];
+  const uniq = (pairs) => [...new Map(pairs.filter(([c]) => c)).entries()];
+  const choose = (k, options) => h("select", { name: k, "data-testid": "filter-" + k }, h("option", { value: "", text: t("all") }),
+    options.map(([v, name]) => h("option", { value: v, selected: v === p.get(k), text: name || v })));
+  const fields = { from: () => h("input", { type: "date", name: "from", "data-testid": "filter-from", value: p.get("from") || "" }),
+    to: () => h("input", { type: "date", name: "to", "data-testid": "filter-to", value: p.get("to") || "" }),
+    town: () => choose("town", uniq(shops.map((x) => [x.town, x.town_name]))),
+    village: () => choose("village", uniq(shops.map((x) => [x.village, x.village_name]))),
+    shop: () => choose("shop", shops.map((x) => [x.id, x.name])),
+    subject: () => h("input", { name: "subject", "data-testid": "filter-subject", value: p.get("subject") || "", size: 10, pattern: "[A-Za-z0-9_.:-]{1,64}" }),
+    code: () => choose("code", Object.keys(codes).filter((c) => /sold|rate|face|travel|split|top_buyer|silent|skew|backlog|hours|gap|chain|over_quota|seq_conflict|bad_mac|unproven|auth_reused/.test(c))
+      .map((c) => [c, codeText(c)])) };
+  const inputs = keys.map((k) => [k, fields[k]()]);
+  const path = location.hash.split("?")[0];
+  const form = h("form", { class: "filters", "data-testid": "filters", onsubmit: (e) => {
+    e.preventDefault();
+    const n = new URLSearchParams();
+    for (const [k, el] of (extra || [])) if (el.value) n.set(k, el.value);
+    for (const [k, el] of inputs) if (el.value) n.set(k, el.value);
+    location.hash = path + (n.toString() ? "?" + n : "");
+  } }, (extra || []).map(([k, el]) => h("label", {}, t(k), el)), inputs.map(([k, el]) => h("label", {}, t(k), el)),
+    h("button", { class: "act", type: "submit", "data-testid": "filter-apply", text: t("filter") }),
+    h("a", { href: path, "data-testid": "filter-clear", text: t("clear") }));
+  return form;
+}
+/* the list as a file: the same API call with format=csv|xlsx (the session cookie counts for GETs) */
+function exportLinks(apiPath, q, id) {
+  const link = (fmt, label) => { const x = new URLSearchParams(q); x.set("format", fmt);
+    return h("a", { class: "export", href: withQuery(apiPath, x), download: "", "data-testid": `export-${id}-${fmt}`, text: label }); };
+  return h("span", { class: "exports" }, link("csv", t("exportCsv")), link("xlsx", t("exportXlsx")));
 }
 
 async function pageQueue() {
   const p = params();
   const state = p.get("state") || "active";
-  const q = new URLSearchParams({ state });
-  for (const k of ["code", "town"]) if (p.get(k)) q.set(k, p.get(k));
-  const vq = new URLSearchParams();
-  for (const k of ["code", "town"]) if (p.get(k)) vq.set(k, p.get(k));
+  const vq = filterQuery(p, FILTER_KEYS);
+  const q = new URLSearchParams(vq); q.set("state", state);
   const page = (k) => String(Math.max(1, parseInt(p.get(k) || "1", 10) || 1));
-  const [list, viol, watch, shops] = await Promise.all([
-    api("/api/queue?" + q + "&page=" + page("qp")),
-    api("/api/violations/groups?" + vq + (vq.toString() ? "&" : "") + "page=" + page("vp")),
-    api("/api/violations/groups?list=watch&" + vq + (vq.toString() ? "&" : "") + "page=" + page("wp")),
-    api("/api/shops")]);
-  const towns = [...new Map(shops.shops.map((x) => [x.town, x.town_name])).entries()];
+  const wq = new URLSearchParams(vq); wq.set("list", "watch");
+  const [list, viol, watch] = await Promise.all([
+    api(withQuery("/api/queue?" + q, new URLSearchParams({ page: page("qp") }))),
+    api(withQuery(withQuery("/api/violations/groups", vq), new URLSearchParams({ page: page("vp") }))),
+    api(withQuery("/api/violations/groups?" + wq, new URLSearchParams({ page: page("wp") })))]);
   const stateSel = h("select", { name: "state", "data-testid": "filter-state" },
     ["active", "open", "assigned", "inspected", "closed", "all"].map((x) => h("option", { value: x, selected: x === state, text: t(x) })));
-  const codeSel = h("select", { name: "code", "data-testid": "filter-code" }, h("option", { value: "", text: t("all") }),
-    Object.keys(codes).filter((c) => /sold|rate|face|travel|split|top_buyer|silent|skew|backlog|hours|gap|chain|over_quota|seq_conflict|bad_mac|unproven|auth_reused/.test(c))
-      .map((c) => h("option", { value: c, selected: c === p.get("code"), text: codeText(c) })));
-  const townSel = h("select", { name: "town", "data-testid": "filter-town" }, h("option", { value: "", text: t("all") }),
-    towns.map(([code, name]) => h("option", { value: code, selected: code === p.get("town"), text: name || code })));
-  const filters = h("form", { class: "filters", onsubmit: (e) => {
-    e.preventDefault();
-    const n = new URLSearchParams();
-    n.set("state", stateSel.value); if (codeSel.value) n.set("code", codeSel.value); if (townSel.value) n.set("town", townSel.value);
-    location.hash = "#/queue?" + n;
-  } }, h("label", {}, t("state"), stateSel), h("label", {}, t("code"), codeSel), h("label", {}, t("town"), townSel),
-    h("button", { class: "act", type: "submit", text: t("filter") }));
+  const filters = await filterBar(FILTER_KEYS, [["state", stateSel]]);
   const groupHead = [[t("severity")], [t("code")], [t("shop")], [t("subject")], [t("record"), "hide-sm"], [t("times")], [t("caseNo"), "hide-sm"]];
   main.replaceChildren(h("h1", { text: t("queue") }), filters,
-    h("h2", { text: t("inspectQueue") + (list.total ? ` (${list.total})` : "") }),
+    h("h2", { text: t("inspectQueue") + (list.total ? ` (${list.total})` : "") }, " ", exportLinks("/api/queue", q, "queue")),
     h("div", { class: "panel", "data-testid": "queue" }, table([[t("severity")], [t("caseNo")], [t("state")], [t("code")], [t("shop")], [t("subject"), "hide-sm"],
       [t("town"), "hide-sm"], [t("level"), "hide-sm"], [t("assignee")], [t("deadline")]],
       list.cases.map((c) => ({ data: c, testid: "case-row-" + c.id, cells: [
@@ -326,15 +385,16 @@ async function pageQueue() {
         c.subject ? (c.subject_name || c.subject) : "—", c.town_name || "—", t(c.level + "_l"), c.assignee ? (c.assignee_name || c.assignee) : "—",
         h("span", { class: c.overdue ? "err" : "" }, fmtTime(c.deadline), c.overdue ? " · " + t("overdue") : "")] })),
       (c) => "#/case/" + c.id, 1), pager("qp", list)),
-    h("h2", { text: t("violations") + (viol.total ? ` (${viol.total})` : "") }),
+    h("h2", { text: t("violations") + (viol.total ? ` (${viol.total})` : "") }, " ", exportLinks("/api/violations/groups", vq, "violations")),
     h("div", { class: "panel", "data-testid": "violations" }, table(groupHead,
       viol.groups.map((g) => ({ data: g, testid: "violation-row-" + g.latest, cells: groupCells(g) })),
       (g) => "#/case/" + g.case_id, 1), pager("vp", viol)),
-    h("h2", { text: t("watchList") + (watch.total ? ` (${watch.total})` : "") }),
+    h("h2", { text: t("watchList") + (watch.total ? ` (${watch.total})` : "") }, " ", exportLinks("/api/violations/groups", wq, "watch")),
     h("p", { class: "muted", text: t("watchHint") }),
     h("div", { class: "panel", "data-testid": "watch" }, table(groupHead,
       watch.groups.map((g) => ({ data: g, testid: "watch-row-" + g.latest, cells: groupCells(g) })),
-      (g) => "#/case/" + g.case_id, 1), pager("wp", watch)));
+      /* a watch-list finding has no case (none is opened for it): its row leads to the shop */
+      (g) => g.case_id ? "#/case/" + g.case_id : g.shop ? "#/shop/" + encodeURIComponent(g.shop) : null, 1), pager("wp", watch)));
 }
 
 async function pageCase(id) {
@@ -393,6 +453,7 @@ async function pageCase(id) {
   });
   main.replaceChildren(
     h("h1", { "data-testid": "case-title" }, `${t("caseNo")} #${c.id} `, badge(c.state), c.outcome ? h("span", { class: "badge b-closed", "data-testid": "case-outcome", text: " " + t(c.outcome) }) : null),
+    h("p", {}, h("a", { class: "export", href: `/api/cases/${c.id}/sheet.pdf`, target: "_blank", rel: "noopener", "data-testid": "print-sheet", text: t("printSheet") })),
     h("div", { class: "grid2" },
       h("div", { class: "panel" }, h("dl", { class: "kv" },
         h("dt", { text: t("code") }), h("dd", { text: c.codes.split(",").map(codeText).join("、") }),
@@ -428,7 +489,9 @@ function regValue(k, v, areas) {
 }
 
 async function pageSubject(id, reveal) {
-  const x = await api("/api/subjects/" + encodeURIComponent(id) + "?page=" + pageParam() + (reveal ? "&reveal=true" : ""));
+  const fq = filterQuery(params(), ["from", "to", "shop"]);
+  const x = await api(withQuery("/api/subjects/" + encodeURIComponent(id) + "?page=" + pageParam() + (reveal ? "&reveal=true" : ""), fq));
+  const bar = await filterBar(["from", "to", "shop"]);
   const reg = x.registry || {};
   const bal = x.balance || {};
   main.replaceChildren(
@@ -444,11 +507,11 @@ async function pageSubject(id, reveal) {
       h("div", { class: "panel" }, h("h2", { text: t("allowance") }), table([[t("category")], [t("period")], [t("allowance")], [t("used")], [t("remaining")]],
         Object.entries(bal).map(([cat, b]) => ({ data: b, testid: "balance-" + cat, cells: [h("span", { title: cat, text: words(b.name) || cat }), b.period,
           (b.text || {}).allowance || String(b.allowance), (b.text || {}).used || String(b.used), (b.text || {}).remaining || String(b.remaining)] }))))),
-    h("h2", { text: t("purchases") }),
-    h("div", { class: "panel" }, table([[t("time")], [t("shop")], [t("state")], [t("items")], [t("identity"), "hide-sm"], [t("mode"), "hide-sm"]],
+    h("h2", { text: t("purchases") }, " ", exportLinks("/api/subjects/" + encodeURIComponent(id), fq, "purchases")), bar,
+    h("div", { class: "panel", "data-testid": "purchases" }, table([[t("time")], [t("shop")], [t("state")], [t("items")], [t("identity"), "hide-sm"], [t("mode"), "hide-sm"]],
       x.purchases.map((p) => ({ data: p, cells: [fmtTime(p.time), p.shop_name || p.shop || "—", t(p.type === "sale" ? "sales" : p.type === "refusal" ? "refusals" : "voids"),
         items(p.items), identityText(p.identity), modeText(p.mode)] }))), pager("page", x.purchases_page)),
-    h("h2", { text: t("cases") }),
+    h("h2", { text: t("cases") }, " ", exportLinks("/api/cases", new URLSearchParams({ subject: id }), "subject-cases")),
     h("div", { class: "panel" }, table([[t("caseNo")], [t("state")], [t("code")], [t("outcome")]],
       x.cases.map((c) => ({ data: c, cells: ["#" + c.id, badge(c.state), c.codes.split(",").map(codeText).join("、"), c.outcome ? t(c.outcome) : "—"] })),
       (c) => "#/case/" + c.id)));
@@ -465,7 +528,9 @@ function fleetTable(list, now) {
 }
 
 async function pageShop(id) {
-  const x = await api("/api/shops/" + encodeURIComponent(id) + "?page=" + pageParam());
+  const fq = filterQuery(params(), ["from", "to", "subject"]);
+  const x = await api(withQuery("/api/shops/" + encodeURIComponent(id) + "?page=" + pageParam(), fq));
+  const bar = await filterBar(["from", "to", "subject"]);
   const sh = x.shop;
   main.replaceChildren(
     h("h1", { text: `${t("shop")} ${sh.name}` }),
@@ -474,13 +539,13 @@ async function pageShop(id) {
       h("dt", { text: t("designated") }), h("dd", { text: sh.designated ? t("yes") : t("no") }),
       h("dt", { text: t("hours") }), h("dd", { text: sh.hours || "—" }))),
     h("h2", { text: t("terminals") }), h("div", { class: "panel" }, fleetTable(x.terminals, x.now)),
-    h("h2", { text: t("openCases") }),
+    h("h2", { text: t("openCases") }, " ", exportLinks("/api/cases", new URLSearchParams({ shop: id, state: "active" }), "shop-cases")),
     h("div", { class: "panel" }, table([[t("caseNo")], [t("state")], [t("code")], [t("subject")], [t("assignee")]],
       x.cases.map((c) => ({ data: c, cells: ["#" + c.id, badge(c.state), c.codes.split(",").map(codeText).join("、"),
         c.subject ? (c.subject_name || c.subject) : "—", c.assignee ? (c.assignee_name || c.assignee) : "—"] })),
       (c) => "#/case/" + c.id)),
-    h("h2", { text: t("ledger") }),
-    h("div", { class: "panel" }, table([[t("time")], [t("record")], [t("state")], [t("subject")], [t("items")], [t("identity"), "hide-sm"]],
+    h("h2", { text: t("ledger") }, " ", exportLinks("/api/shops/" + encodeURIComponent(id), fq, "ledger")), bar,
+    h("div", { class: "panel", "data-testid": "ledger" }, table([[t("time")], [t("record")], [t("state")], [t("subject")], [t("items")], [t("identity"), "hide-sm"]],
       x.ledger.map((r) => ({ data: r, cells: [fmtTime(r.time), `${r.terminal} #${r.seq}`, t(r.type === "sale" ? "sales" : r.type === "refusal" ? "refusals" : "voids"),
         r.subject ? h("a", { href: "#/subject/" + encodeURIComponent(r.subject), title: r.subject, text: r.subject_name || r.subject }) : "—",
         h("span", {}, items(r.items), r.reasons.length ? " · " + r.reasons.map(codeText).join("、") : ""), identityText(r.identity)] }))),
@@ -488,10 +553,12 @@ async function pageShop(id) {
 }
 
 async function pageFleet() {
-  const x = await api("/api/terminals?page=" + pageParam());
+  const fq = filterQuery(params(), ["town", "village", "shop", "from", "to"]);
+  const x = await api(withQuery("/api/terminals?page=" + pageParam(), fq));
+  const bar = await filterBar(["town", "village", "shop", "from", "to"]);
   main.replaceChildren(h("h1", { text: t("fleet") }),
     h("div", { class: "cards" }, card(t("online"), `${x.online}/${x.total}`, "fleet-online")),
-    h("h2", { text: t("terminals") }), h("div", { class: "panel", "data-testid": "fleet-table" }, fleetTable(x.terminals, x.now), pager("page", x)));
+    h("h2", { text: t("terminals") }, " ", exportLinks("/api/terminals", fq, "terminals")), bar, h("div", { class: "panel", "data-testid": "fleet-table" }, fleetTable(x.terminals, x.now), pager("page", x)));
 }
 
 async function pageUpstream() {
@@ -504,8 +571,121 @@ async function pageUpstream() {
       h("dt", { text: t("nextAttempt") }), h("dd", { text: fmtTime(u.next_attempt) }))));
 }
 
+
+/* ---------- search (issue 18, item 8): one box, results grouped by kind, each a link */
+async function pageSearch() {
+  const q = (params().get("q") || "").trim();
+  const box = document.getElementById("search-q");
+  if (box && document.activeElement !== box) box.value = q;
+  if (!q) { main.replaceChildren(h("h1", { text: t("search") }), h("p", { class: "muted", text: t("searchHint") })); return; }
+  const r = await api("/api/search?" + new URLSearchParams({ q }));
+  const group = (id, title, list, row) => [h("h2", { text: `${title} (${list.length})` }),
+    h("ul", { class: "results panel", "data-testid": "results-" + id }, list.length ? list.map(row) : h("li", { class: "muted", text: t("none") }))];
+  main.replaceChildren(h("h1", { text: `${t("searchResults")}: ${q}` }),
+    ...group("subjects", t("farmers"), r.subjects, (x) => h("li", {}, h("a", { href: "#/subject/" + encodeURIComponent(x.id), "data-testid": "result-subject-" + x.id, text: x.name || x.id }),
+      h("span", { class: "muted", text: ` · ${x.id} · ${t("by_" + x.by)}` }))),
+    ...group("shops", t("shops"), r.shops, (x) => h("li", {}, h("a", { href: "#/shop/" + encodeURIComponent(x.id), "data-testid": "result-shop-" + x.id, text: x.name }),
+      h("span", { class: "muted", text: " · " + [x.town_name, x.village_name].filter(Boolean).join(" / ") }))),
+    ...group("products", t("products"), r.products, (x) => h("li", {}, h("a", { href: "#/product/" + encodeURIComponent(x.reg), "data-testid": "result-product-" + x.reg, text: x.name }),
+      h("span", { class: "muted", text: " · " + x.reg }))));
+}
+
+async function pageProduct(reg) {
+  const x = await api("/api/products/" + encodeURIComponent(reg));
+  const packs = Object.values(x.packs || {}).map((k) => `${k.net} ${k.unit}`).join("、");
+  main.replaceChildren(h("h1", { "data-testid": "product-title", text: `${t("product")} ${x.name || x.reg}` }),
+    h("div", { class: "panel" }, h("dl", { class: "kv" },
+      h("dt", { text: t("reg") }), h("dd", { text: x.reg_text ? `${x.reg} · ${x.reg_text}` : x.reg }),
+      h("dt", { text: t("kind") }), h("dd", { text: x.kind === "pesticide" ? t("pesticide") : x.kind === "fertilizer" ? t("fertilizer") : (x.kind || "—") }),
+      h("dt", { text: t("status") }), h("dd", { "data-testid": "product-status", text: t("prod_" + (x.status || "normal")) }),
+      h("dt", { text: t("holder") }), h("dd", { text: x.holder || "—" }),
+      h("dt", { text: t("items") }), h("dd", { text: packs || "—" }))));
+}
+
+/* ---------- the map (issue 18, item 9): Web Mercator from the grid's own coordinates, no tile server
+   unless the deployment configured its own (`[map] tiles`) */
+function mercator(lat, lon) {
+  const r = lat * Math.PI / 180;
+  return [(lon + 180) / 360, (1 - Math.log(Math.tan(r) + 1 / Math.cos(r)) / Math.PI) / 2];
+}
+async function pageMap() {
+  const m = await api("/api/map");
+  const placed = m.shops.filter((x) => x.lat !== null && x.lon !== null);
+  /* drawn at the size it is shown (names stay legible on a phone); room for a town's name above its top shop */
+  const W = Math.round(Math.max(300, Math.min(900, main.clientWidth - 48))), H = Math.round(W * 0.62), pad = W < 500 ? 44 : 70;
+  const pts = placed.map((x) => mercator(x.lat, x.lon));
+  const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
+  const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
+  const span = Math.max(x1 - x0, (y1 - y0) * W / H, 1e-6);
+  const ppu = (W - 2 * pad) / span;   /* pixels per Mercator unit, the same both ways */
+  const cx = (x0 + x1) / 2, cy = (y0 + y1) / 2;
+  const X = (u) => W / 2 + (u - cx) * ppu, Y = (v) => H / 2 + (v - cy) * ppu;
+  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img", "aria-label": t("map"), "data-testid": "map", class: "map" });
+  svg.appendChild(s("rect", { x: 0, y: 0, width: W, height: H, fill: "#f8fafc" }));
+  if (m.tiles && placed.length) {
+    const z = Math.max(0, Math.min(18, Math.floor(Math.log2(ppu / 256))));
+    const n = Math.pow(2, z), size = ppu / n;
+    const left = cx - W / 2 / ppu, top = cy - H / 2 / ppu;
+    for (let tx = Math.floor(left * n); tx <= Math.floor((left + W / ppu) * n); tx++)
+      for (let ty = Math.floor(top * n); ty <= Math.floor((top + H / ppu) * n); ty++)
+        svg.appendChild(s("image", { href: m.tiles.replace("{z}", z).replace("{x}", tx).replace("{y}", ty), x: X(tx / n), y: Y(ty / n), width: size, height: size, "data-testid": "tile" }));
+  }
+  for (const a of m.areas.filter((a) => a.lat !== null)) {
+    const [u, v] = mercator(a.lat, a.lon);
+    svg.appendChild(s("text", { x: X(u), y: Y(v) - (a.level === "town" ? 26 : 14), "text-anchor": "middle", class: "area-" + a.level, "data-testid": "area-" + a.code }, a.name || a.code));
+  }
+  placed.forEach((x, i) => {
+    const r = 6 + 3 * Math.sqrt(x.open_cases);
+    const color = !x.open_cases ? "#15803d" : x.severity <= 2 ? "#b91c1c" : "#d97706";
+    const link = s("a", { href: "#/shop/" + encodeURIComponent(x.id), "data-testid": "map-shop-" + x.id, "data-open": String(x.open_cases) },
+      s("circle", { cx: X(pts[i][0]), cy: Y(pts[i][1]), r, fill: color, "fill-opacity": 0.8, stroke: "#fff", "stroke-width": 1.5 }),
+      s("title", {}, `${x.name} · ${t("openCases")} ${x.open_cases}`),
+      x.open_cases ? s("text", { x: X(pts[i][0]), y: Y(pts[i][1]) + 4, "text-anchor": "middle", class: "count" }, String(x.open_cases)) : "");
+    svg.appendChild(link);
+  });
+  const unplaced = m.shops.filter((x) => x.lat === null || x.lon === null);
+  main.replaceChildren(h("h1", { text: t("map") }), h("p", { class: "muted", text: t("mapHint") }),
+    h("div", { class: "panel" }, svg),
+    h("h2", { text: t("openCases") }),
+    h("div", { class: "panel", "data-testid": "map-table" }, table([[t("shop")], [t("town")], [t("openCases")]],
+      m.shops.filter((x) => x.open_cases).sort((a, b) => b.open_cases - a.open_cases).map((x) => ({ data: x, testid: "map-row-" + x.id,
+        cells: [x.name, [x.town_name, x.village_name].filter(Boolean).join(" / "), String(x.open_cases)] })), (x) => "#/queue?shop=" + encodeURIComponent(x.id))),
+    ...(unplaced.length ? [h("p", { class: "muted", "data-testid": "no-coords", text: `${t("noCoords")}: ${unplaced.map((x) => x.name).join("、")}` })] : []));
+}
+
+/* ---------- trends (issue 18, item 9): per week in the district's calendar; counts on one chart,
+   grams, millilitres and kilograms each on their own */
+async function pageTrends() {
+  const p = params();
+  const by = ["town", "village", "shop"].includes(p.get("by")) ? p.get("by") : (me && me.role === "village" ? "shop" : me && me.role === "town" ? "village" : "town");
+  const w = await api("/api/stats/weekly?" + new URLSearchParams({ by, weeks: "12" }));
+  const chosen = w.groups.find((g) => g.code === p.get("group"));
+  const series = (chosen ? chosen.weeks : w.totals).map((x) => ({ ...x, day: x.week, fertilizer_kg: Math.round(x.fertilizer_g / 1000) }));
+  const bySel = h("select", { name: "by", "data-testid": "trend-by" }, ["town", "village", "shop"].map((x) => h("option", { value: x, selected: x === by, text: t(x) })));
+  const groupSel = h("select", { name: "group", "data-testid": "trend-group" }, h("option", { value: "", text: t("all") }),
+    w.groups.map((g) => h("option", { value: g.code || "", selected: chosen === g, text: g.name || g.code || "—" })));
+  const form = h("form", { class: "filters", onsubmit: (e) => { e.preventDefault();
+    const n = new URLSearchParams({ by: bySel.value }); if (groupSel.value && bySel.value === by) n.set("group", groupSel.value);
+    location.hash = "#/trends?" + n; } },
+    h("label", {}, t("byGroup"), bySel), h("label", {}, t(by), groupSel), h("button", { class: "act", type: "submit", text: t("filter") }));
+  const sum = (g, k) => g.weeks.reduce((a, x) => a + x[k], 0);
+  main.replaceChildren(h("h1", { text: t("trends") + (chosen ? " · " + (chosen.name || chosen.code) : "") }), form,
+    h("div", { class: "grid2" },
+      h("div", {}, h("h2", { text: t("perWeek") }), h("div", { class: "panel" }, lineChart(series, [{ key: "sales", name: t("sales"), color: "#0b6e4f" },
+        { key: "refusals", name: t("refusals"), color: "#d97706" }, { key: "violations", name: t("violations"), color: "#b91c1c" }], t("perWeek"), "chart-week-counts"))),
+      h("div", {}, h("h2", { text: t("fertilizerKg") }), h("div", { class: "panel" }, lineChart(series, [{ key: "fertilizer_kg", name: t("fertilizerKg"), color: "#0b6e4f" }], t("fertilizerKg"), "chart-week-kg")))),
+    h("div", { class: "grid2" },
+      h("div", {}, h("h2", { text: t("pesticideG") }), h("div", { class: "panel" }, lineChart(series, [{ key: "pesticide_g", name: t("pesticideG"), color: "#7c3aed" }], t("pesticideG"), "chart-week-g"))),
+      h("div", {}, h("h2", { text: t("pesticideMl") }), h("div", { class: "panel" }, lineChart(series, [{ key: "pesticide_ml", name: t("pesticideMl"), color: "#2563eb" }], t("pesticideMl"), "chart-week-ml")))),
+    h("h2", { text: `${t(by)} · ${w.weeks[0]} – ${w.weeks[w.weeks.length - 1]}` }),
+    h("div", { class: "panel", "data-testid": "trend-table" }, table([[t(by)], [t("sales")], [t("refusals")], [t("violations")], [t("pesticideG")], [t("pesticideMl")], [t("fertilizerKg")]],
+      w.groups.map((g) => ({ data: g, testid: "trend-" + (g.code || "none"), cells: [g.name || g.code || "—", String(sum(g, "sales")), String(sum(g, "refusals")),
+        String(sum(g, "violations")), String(sum(g, "pesticide_g")), String(sum(g, "pesticide_ml")), String(Math.round(sum(g, "fertilizer_g") / 1000))] })),
+      (g) => "#/trends?" + new URLSearchParams({ by, group: g.code || "" }))));
+}
+
 /* ---------- shell */
-const ROUTES = [["overview", pageOverview], ["queue", pageQueue], ["fleet", pageFleet], ["upstream", pageUpstream]];
+const ROUTES = [["overview", pageOverview], ["queue", pageQueue], ["map", pageMap], ["trends", pageTrends], ["fleet", pageFleet], ["upstream", pageUpstream]];
 
 function drawNav() {
   document.getElementById("brand").textContent = t("brand");
@@ -517,10 +697,17 @@ function drawNav() {
   const lo = document.getElementById("logout");
   lo.hidden = !me; lo.textContent = t("logout");
   document.getElementById("who").textContent = me ? `${me.display_name || me.name} · ${me.area_name || me.area}` : "";
+  const sf = document.getElementById("search");
+  sf.hidden = !me;
+  const box = document.getElementById("search-q");
+  box.placeholder = t("searchHint"); box.title = t("searchHint"); box.setAttribute("aria-label", t("search"));
+  document.getElementById("search-go").textContent = t("search");
 }
 
 let rendering = false;
+let changesSeen = 0;   /* live changes announced, and (data-live on main) the last one a finished redraw includes */
 async function render() {
+  const upto = changesSeen;
   drawNav();
   if (!token || !me) return pageLogin();
   const [path] = location.hash.slice(2).split("?");
@@ -530,11 +717,13 @@ async function render() {
     if (page === "case" && id) await pageCase(id);
     else if (page === "subject" && id) await pageSubject(id);
     else if (page === "shop" && id) await pageShop(id);
+    else if (page === "product" && id) await pageProduct(id);
+    else if (page === "search") await pageSearch();
     else await (ROUTES.find(([k]) => k === page) || ROUTES[0])[1]();
   } catch (x) {
     if (x.message !== "unauthenticated") main.replaceChildren(h("div", { class: "panel err", role: "alert", text: x.message }));
   } finally {
-    rendering = false; main.setAttribute("data-rendered", String(Date.now()));
+    rendering = false; main.setAttribute("data-rendered", String(Date.now())); main.setAttribute("data-live", String(upto));
     if (stale) setTimeout(refresh, 0);  /* a change that came while this page was being fetched */
   }
 }
@@ -586,6 +775,7 @@ function live() {
   source.onerror = () => dot.classList.remove("on");
   source.addEventListener("end", () => logout(false));  /* the session ended: logged out, disabled, password reset */
   source.addEventListener("change", () => {
+    changesSeen += 1;
     clearTimeout(pending);
     pending = setTimeout(refresh, 250);
   });
@@ -598,12 +788,21 @@ async function start() {
 
 function logout(callApi) {
   if (callApi && token) fetch("/api/logout", { method: "POST", headers: { Authorization: "Bearer " + token } });
-  token = null; me = null; sessionStorage.removeItem("token");
+  token = null; me = null; shopList = null; sessionStorage.removeItem("token");
   if (source) { source.close(); source = null; }
   render();
 }
 
 document.getElementById("lang").addEventListener("click", () => { lang = lang === "zh" ? "en" : "zh"; localStorage.setItem("lang", lang); render(); });
 document.getElementById("logout").addEventListener("click", () => logout(true));
+/* the search button is type=button (the login form's is the page's submit button); Enter in the box
+   submits the one-field form implicitly */
+function runSearch(e) {
+  if (e) e.preventDefault();
+  const q = document.getElementById("search-q").value.trim();
+  if (q) location.hash = "#/search?" + new URLSearchParams({ q });
+}
+document.getElementById("search").addEventListener("submit", runSearch);
+document.getElementById("search-go").addEventListener("click", runSearch);
 window.addEventListener("hashchange", render);
 (async () => { if (token) await start(); render(); })();

@@ -14,6 +14,7 @@ each number next to it.
     [backlog]    min_backlog = 100  min_samples = 3
     [hours]      grace_minutes = 10
     [grid]       tz_minutes = 480
+    [map]        tiles = ""   (a tile URL template with {z} {x} {y}; empty: no tiles, the default)
     [cases]      deadline_hours = { village = 72, town = 72, district = 168 }
                  confirm_outcomes = ["penalised"]  confirm_role = "town"
     [credit]     b_from = 1  c_from = 3  months = 12
@@ -53,6 +54,10 @@ DEFAULTS: dict = {
     "backlog": {"min_backlog": 100, "min_samples": 3},
     "hours": {"grace_minutes": 10},
     "grid": {"tz_minutes": 480},
+    # The dashboard's map draws the grid from its own coordinates (government
+    # networks often have no internet); a deployment with a tile server of its
+    # own names its URL template here, e.g. "https://tiles.example.gov.cn/{z}/{x}/{y}.png".
+    "map": {"tiles": ""},
     # Two-person rule: closing a case with one of `confirm_outcomes` changes the
     # subject's credit grade at every counter, so it only proposes the close;
     # a second person of `confirm_role` or above, in the case's area, confirms
@@ -132,6 +137,13 @@ def _merge(base: dict, extra: dict, source: str, path: str = "") -> None:
                     old[k] = v
                 continue
             _merge(old, value, source, where + ".")
+            continue
+        if where == "map.tiles":
+            if not isinstance(value, str) or (value and not (value.startswith(("http://", "https://"))
+                                                             and all(k in value for k in ("{z}", "{x}", "{y}")))):
+                raise ConfigError(f"{source}: {where} must be an http(s) URL template with {{z}}, {{x}} and {{y}}, "
+                                  f"or empty, got {value!r}")
+            base[key] = value
             continue
         if isinstance(old, (list, str)):
             allowed = CHOICES[where]
