@@ -113,6 +113,25 @@ def test_one_search_box_finds_farmers_shops_and_products_grouped_each_a_link(ser
     phone.context.close()
 
 
+def test_the_search_box_appears_only_after_sign_in(served, browser):
+    """A visitor's first screen is the sign-in form alone: a search box there
+    (shown by the header's own display rule over its `hidden`) took the user
+    name a visitor typed first."""
+    context = browser.new_context(viewport={"width": 1366, "height": 768}, locale="zh-CN")
+    try:
+        page = context.new_page()
+        page.goto(served["url"] + "/")
+        page.wait_for_selector("input[name=name]")
+        assert not page.is_visible("[data-testid=search-form]")
+        page.fill("input[name=name]", "d1")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_selector("[data-testid=card-sales]")
+        assert page.is_visible("[data-testid=search-q]")
+    finally:
+        context.close()
+
+
 def test_a_town_user_finds_no_one_by_id_number_and_nothing_outside_the_town(served, browser):
     page = login(browser, served["url"], "t2")
     search(page, ID_NUMBER)
