@@ -29,6 +29,7 @@ from gateway.enforcement import registry
 from gateway.enforcement.fleet import provision
 from gateway.store import Store
 from gateway.store.leader import holder
+from gateway.supervision.rules import config as rules_config
 from protocols import authz, configsync, envelope, topics
 from simulator import lifeline
 from simulator.broker import Mosquitto, free_port
@@ -173,10 +174,14 @@ class Fleet:
         assert moves == [], f"records applied twice: {moves}"
         # one statement, one view: a sweep may raise (and then file) a
         # violation of its own between two queries
+        # (watch-list findings, rankings and fleet health, open no case: not counted)
+        watch = rules_config.load(None)["queue"]["watch"]
         (violations, linked, cases_count, counted), = self.query(
             "WITH m AS (SELECT coalesce((SELECT value FROM sweep_state WHERE name = 'cases'), 0) AS mark) "
-            "SELECT (SELECT count(*) FROM violations, m WHERE id <= m.mark), (SELECT count(*) FROM case_violations), "
-            "(SELECT count(*) FROM cases), (SELECT coalesce(sum(violations), 0) FROM cases)")
+            "SELECT (SELECT count(*) FROM violations, m WHERE id <= m.mark AND code NOT IN (%s)), "
+            "(SELECT count(*) FROM case_violations), "
+            "(SELECT count(*) FROM cases), (SELECT coalesce(sum(violations), 0) FROM cases)"
+            % ", ".join("?" * len(watch)), list(watch))
         assert linked == violations and counted == violations, \
             f"{violations} violations behind the watermark, {linked} filed, cases count {counted}"
         overdrawn = {s for s, n in self.sold.items() if n * fx.UREA_N_PER_BAG > 150_000}
