@@ -106,14 +106,16 @@ def add_logins(db: Path | str, district: District, now_ms: int, town_index: int 
     """A district account and one town account, with fresh random passwords
     (printed by the demo: throwaway data, but no password worth guessing)."""
     town = district.towns[town_index]
-    wanted = [("district", "district", district.code, district.name),
-              ("town", "town", town.code, town.name)]
+    # the names the dashboard shows for them (assignees in the queue), as
+    # colleagues would know them
+    wanted = [("district", "district", district.code, district.name, "周建华（区农业农村局）"),
+              ("town", "town", town.code, town.name, "陈晓梅（%s）" % town.name)]
     conn = connect(db)
     out = []
     try:
-        for name, role, area, area_name in wanted:
+        for name, role, area, area_name, display_name in wanted:
             password = secrets.token_urlsafe(9)
-            users.add_user(conn, name, role, area, password, now_ms)
+            users.add_user(conn, name, role, area, password, now_ms, display_name=display_name)
             out.append(Login(name, role, area, area_name, password))
     finally:
         conn.close()

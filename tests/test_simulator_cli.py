@@ -64,7 +64,8 @@ def test_demo_serves_the_dashboard_sells_refuses_and_reconciles(tmp_path):
         assert bad.status_code == 401
         token = httpx.post(url + "api/login", json={"name": name, "password": password}, timeout=5).json()["token"]
         headers = {"Authorization": f"Bearer {token}"}
-        assert httpx.get(url + "api/me", headers=headers, timeout=5).json()["area"] == "330113"
+        me = httpx.get(url + "api/me", headers=headers, timeout=5).json()
+        assert me["area"] == "330113" and me["display_name"] == "周建华（区农业农村局）"   # assignees by name
         wait_for(lambda: httpx.get(url + "api/overview", headers=headers, timeout=5).json()["totals"]["sales"] > 0,
                  30, "sales on the dashboard's overview")
         proc.wait(timeout=90)
