@@ -284,7 +284,7 @@ def test_trends_per_week_keep_grams_and_millilitres_on_separate_charts(served, b
     screenshots.save(page, "trends", full_page=True)
     page.click("[data-testid=trend-SHOP1] a.rowlink")
     page.wait_for_function("() => location.hash.includes('group=SHOP1')")
-    assert "东湖农资店" in rendered(page, "h1").inner_text()
+    page.wait_for_selector("h1:has-text('东湖农资店')")   # the shop's trend page drawn (the hash changes first)
     page.context.close()
     phone = login(browser, served["url"], "t2", viewport={"width": 390, "height": 844})
     phone.goto(served["url"] + "/#/trends")
@@ -306,6 +306,10 @@ def test_chart_labels_are_whole_and_fit_inside_their_chart(served, browser):
             b = labels.nth(i).bounding_box()
             assert b["x"] >= chart["x"] - 1 and b["x"] + b["width"] <= chart["x"] + chart["width"] + 1, (chart_id, i)
             assert b["y"] >= chart["y"] - 1 and b["y"] + b["height"] <= chart["y"] + chart["height"] + 1, (chart_id, i)
+    # quota use as a percent of allowance: categories in g, mL and mg never share an axis of amounts
+    assert page.locator("text=已用定额 %").count() >= 1
+    ticks = [t.strip() for t in page.locator("[data-testid=chart-quota] text:not([data-label])").all_text_contents()]
+    assert ticks and all(int(t) <= 1000 for t in ticks if t.isdigit()), ticks
     assert page.locator("[data-testid=chart-day-g] path").count() == 1
     assert page.locator("[data-testid=chart-day-ml] path").count() == 1
     screenshots.save(page, "overview-charts", full_page=True)

@@ -22,7 +22,7 @@ const T = {
     ledger: "台账", terminals: "终端状态", lastSeen: "最近消息", backlog: "待上传", versions: "版本", skew: "时钟偏差",
     designated: "定点经营", hours: "营业时间", yes: "是", no: "否", registry: "登记信息", idNumber: "证件号", revealId: "显示完整证件号（留痕）",
     perDay: "近30天购买量（农药 g/mL，肥料 kg）", pesticide: "农药", fertilizer: "肥料",
-    quotaByTown: "各镇街定额使用", pending: "待上报", sent: "已上报", lastSuccess: "最近成功", lastError: "最近错误",
+    quotaByTown: "各镇街定额使用（用量最高的 12 项）", usedPct: "已用定额 %", pending: "待上报", sent: "已上报", lastSuccess: "最近成功", lastError: "最近错误",
     failures: "连续失败", nextAttempt: "下次重试", none: "暂无", record: "记录", detail: "详情",
     opened_a: "立案", assigned_a: "指派", joined_a: "并案", inspected_a: "现场核查", photo_a: "照片", closed_a: "结案", escalated_a: "升级",
     close_proposed_a: "提请结案", close_rejected_a: "驳回结案", pendingClose: "待确认结案", proposedBy: "提请人",
@@ -62,7 +62,7 @@ const T = {
     ledger: "Ledger", terminals: "Terminals", lastSeen: "Last seen", backlog: "Backlog", versions: "Versions", skew: "Clock skew",
     designated: "Designated", hours: "Opening hours", yes: "yes", no: "no", registry: "Registry", idNumber: "ID number", revealId: "Show full ID number (audited)",
     perDay: "Purchases, last 30 days (pesticide g/mL, fertilizer kg)", pesticide: "Pesticide", fertilizer: "Fertilizer",
-    quotaByTown: "Quota use by town", pending: "Pending", sent: "Sent", lastSuccess: "Last success", lastError: "Last error",
+    quotaByTown: "Quota use by town (the 12 highest)", usedPct: "Allowance used %", pending: "Pending", sent: "Sent", lastSuccess: "Last success", lastError: "Last error",
     failures: "Failures in a row", nextAttempt: "Next attempt", none: "None", record: "Record", detail: "Detail",
     opened_a: "opened", assigned_a: "assigned", joined_a: "joined", inspected_a: "inspected", photo_a: "photo", closed_a: "closed", escalated_a: "escalated",
     close_proposed_a: "close proposed", close_rejected_a: "close rejected", pendingClose: "Close awaiting confirmation", proposedBy: "Proposed by",
@@ -265,8 +265,10 @@ async function pageOverview() {
   const groups = o.groups.map((g) => ({ ...g, label: g.name || g.code || "—" }));
   const rows = groups.map((g) => ({ testid: "area-" + (g.code || "none"), data: g,
     cells: [g.label, String(g.sales), String(g.refusals), String(g.open_cases)] }));
+  // percent of allowance: categories count in g, mL or mg of active
+  // ingredient, and one axis of raw amounts mixed them (up to 400,000,000)
   const q = (quota.towns || []).filter((r) => r.allowance > 0).map((r) => ({ label: (r.name || r.town) + "·" + (words(r.category_name) || r.category),
-    used: r.used, allowance: r.allowance }));
+    pct: Math.round(100 * r.used / r.allowance) })).sort((a, b) => b.pct - a.pct);
   main.replaceChildren(
     h("h1", { text: `${t("overview")} · ${t("today")} ${o.day}` }),
     h("div", { class: "cards" },
@@ -289,7 +291,7 @@ async function pageOverview() {
         h("h2", { text: t("perDayKg") }), h("div", { class: "panel" },
           lineChart(daily.days.map((d) => ({ day: d.day, kg: Math.round(d.fertilizer / 1000) })), [{ key: "kg", name: t("fertilizerKg"), color: "#0b6e4f" }], t("perDayKg"), "chart-day-kg"))),
       h("div", {}, h("h2", { text: t("quotaByTown") }), h("div", { class: "panel" },
-        q.length ? barChart(q.slice(0, 12), [{ key: "used", name: t("used"), color: "#b45309" }, { key: "allowance", name: t("allowance"), color: "#9ca3af" }], { label: t("quotaByTown"), testid: "chart-quota" })
+        q.length ? barChart(q.slice(0, 12), [{ key: "pct", name: t("usedPct"), color: "#b45309" }], { label: t("quotaByTown"), testid: "chart-quota" })
           : h("p", { class: "muted", text: t("none") })))));
 }
 function card(label, n, id) { return h("div", { class: "card", "data-testid": "card-" + id }, h("div", { class: "n", text: String(n) }), h("div", { class: "l", text: label })); }
