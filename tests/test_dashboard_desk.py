@@ -245,6 +245,13 @@ def test_the_map_draws_the_grid_from_its_own_coordinates_without_a_tile_server(s
     assert page.get_attribute("[data-testid=map-shop-SHOP4]", "data-open") == "0"
     assert page.locator("[data-testid=map] [data-testid=tile]").count() == 0
     assert sorted(page.locator("[data-testid=map] text.area-town").all_text_contents()) == sorted([LONG_TOWN, "塘栖镇"])
+    names = page.locator("[data-testid=map] text.area-town, [data-testid=map] text.area-village")
+    drawn = []                                                       # no name written over another
+    for i in range(names.count()):
+        b = names.nth(i).bounding_box()
+        assert not any(b["x"] < o["x"] + o["width"] and o["x"] < b["x"] + b["width"]
+                       and b["y"] < o["y"] + o["height"] and o["y"] < b["y"] + b["height"] for o in drawn), i
+        drawn.append(b)
     # the two 塘栖 shops, 150 m apart, are drawn apart from the 临平 pair 20 km away
     box = lambda shop: page.locator(f"[data-testid=map-shop-{shop}] circle").bounding_box()
     assert abs(box("SHOP1")["y"] - box("SHOP3")["y"]) > 200

@@ -632,9 +632,22 @@ async function pageMap() {
       for (let ty = Math.floor(top * n); ty <= Math.floor((top + H / ppu) * n); ty++)
         svg.appendChild(s("image", { href: m.tiles.replace("{z}", z).replace("{x}", tx).replace("{y}", ty), x: X(tx / n), y: Y(ty / n), width: size, height: size, "data-testid": "tile" }));
   }
-  for (const a of m.areas.filter((a) => a.lat !== null)) {
+  /* towns first, then a village's name only where it overlaps no name already drawn: shops close
+     together wrote their villages' and towns' names over each other (a visitor's first look at the demo);
+     a village left unnamed is still in each shop's title and the table below */
+  const boxes = [];
+  const free = (b) => !boxes.some((o) => b.x < o.x + o.w && o.x < b.x + b.w && b.y < o.y + o.h && o.y < b.y + b.h);
+  for (const a of m.areas.filter((a) => a.lat !== null).sort((p, q) => (p.level === "town" ? 0 : 1) - (q.level === "town" ? 0 : 1))) {
     const [u, v] = mercator(a.lat, a.lon);
-    svg.appendChild(s("text", { x: X(u), y: Y(v) - (a.level === "town" ? 26 : 14), "text-anchor": "middle", class: "area-" + a.level, "data-testid": "area-" + a.code }, a.name || a.code));
+    const town = a.level === "town", name = a.name || a.code;
+    const x = X(u), w = textWidth(name) * (town ? 1.35 : 1.0), hgt = town ? 18 : 14;
+    const at = (dy) => ({ x: x - w / 2, y: Y(v) - (town ? 26 : 14) + dy - hgt + 3, w, h: hgt, dy });
+    /* a town's name moves up or below its shops until it is clear of the other towns' */
+    const box = town ? ([0, -20, 44, -40, 64].map(at).find(free) || at(0)) : at(0);
+    if (!town && !free(box)) continue;
+    boxes.push(box);
+    const y = Y(v) - (town ? 26 : 14) + box.dy;
+    svg.appendChild(s("text", { x, y, "text-anchor": "middle", class: "area-" + a.level, "data-testid": "area-" + a.code }, name));
   }
   placed.forEach((x, i) => {
     const r = 6 + 3 * Math.sqrt(x.open_cases);
