@@ -27,9 +27,9 @@ from simulator.broker import Mosquitto, free_port, wait_port
 from simulator.processes import terminal_config_text, wait_for
 from tests.support import screenshots
 from tests.support.supervision import GRID, TERMINAL_SHOPS, VILLAGE1, VILLAGE3, DISTRICT, TOWN1
+from tests.support.chromium import CHROMIUM, launched
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "dashboard-pass-1"
 GATEWAY_PASSWORD = "gateway-secret-1"
 
@@ -120,12 +120,8 @@ def sell(agent: Agent, subject: str, product: str, packs: int = 1, identity: str
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM,
-                              args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+    with launched() as b:
         yield b
-        b.close()
 
 
 def login(browser, url, name, viewport=None):

@@ -17,8 +17,8 @@ from gateway.store import Store
 from tests.support import screenshots
 from tests.support.api_server import Served
 from tests.support.api_world import PASSWORD, T0, add_queue_findings, build
+from tests.support.chromium import CHROMIUM, launched
 
-CHROMIUM = "/usr/bin/chromium"
 NOW = T0 + 300_000
 LONG_TOWN = "临平街道农业综合执法服务中心辖区"   # 16 characters: more than the 8 the overview's chart used to keep
 ID_NUMBER = "330113199001011234"
@@ -41,12 +41,8 @@ def served(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM,
-                              args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+    with launched() as b:
         yield b
-        b.close()
 
 
 def login(browser, url, name, viewport=None):

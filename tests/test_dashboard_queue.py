@@ -21,8 +21,8 @@ from tests.support import screenshots
 from tests.support.api_server import Served
 from tests.support.api_world import PASSWORD, T0, add_queue_findings, add_sales, build
 from tests.support.supervision import KEY
+from tests.support.chromium import CHROMIUM, launched
 
-CHROMIUM = "/usr/bin/chromium"
 NOW = T0 + 300_000
 TOP_BUYERS = 25   # more than a page (20) of the watch list
 SALES = 23        # more than a page (20) of SHOP4's ledger
@@ -59,12 +59,8 @@ def served(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM,
-                              args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+    with launched() as b:
         yield b
-        b.close()
 
 
 def login(browser, url, name, viewport=None):

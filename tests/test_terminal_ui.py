@@ -28,12 +28,12 @@ import pytest
 
 from simulator.processes import wait_for
 from tests.support import screenshots
+from tests.support.chromium import CHROMIUM, FLAGS, launched
 from tests.support.kiosk_district import (CLERK, FACE_ONLY, IMIDACLOPRID, OWNER, RESTRICTED, UREA_EAN, KioskShop,
                                           label_code, sale_records)
 
 pytestmark = pytest.mark.timeout(180)
 
-CHROMIUM = "/usr/bin/chromium"
 VIEWPORT = {"width": 800, "height": 480}
 
 # The test's own record of every decision banner the page ever rendered: a
@@ -74,14 +74,8 @@ def shop(tmp_path):
 def browser():
     """One Chromium for the module; each test gets a fresh context (no cookies,
     no storage, no page state carried over)."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian chromium missing: scripts/test.sh installs it (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM,
-                              args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+    with launched() as b:
         yield b
-        b.close()
 
 
 @contextmanager
@@ -769,9 +763,8 @@ def test_the_kiosk_under_another_host_name_answers_nothing(shop, browser):
     """DNS rebinding: a name of the attacker's resolving to 127.0.0.1 makes
     the kiosk same-origin with the attacker's page; the kiosk answers no
     request naming another Host (here a second Chromium maps the name itself)."""
-    rebinding = browser.browser_type.launch(executable_path=CHROMIUM, args=[
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--host-resolver-rules=MAP rebind.test 127.0.0.1"])
+    rebinding = browser.browser_type.launch(executable_path=CHROMIUM,
+                                            args=FLAGS + ["--host-resolver-rules=MAP rebind.test 127.0.0.1"])
     try:
         evil = rebinding.new_page()
         res = evil.goto(f"http://rebind.test:{shop.port}/")
