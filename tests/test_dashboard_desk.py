@@ -17,7 +17,7 @@ from gateway.store import Store
 from tests.support import screenshots
 from tests.support.api_server import Served
 from tests.support.api_world import PASSWORD, T0, add_queue_findings, build
-from tests.support.chromium import CHROMIUM, launched
+from tests.support.chromium import CHROMIUM, box, boxes, launched, overlaps
 
 NOW = T0 + 300_000
 LONG_TOWN = "临平街道农业综合执法服务中心辖区"   # 16 characters: more than the 8 the overview's chart used to keep
@@ -241,19 +241,15 @@ def test_the_map_draws_the_grid_from_its_own_coordinates_without_a_tile_server(s
     assert page.get_attribute("[data-testid=map-shop-SHOP4]", "data-open") == "0"
     assert page.locator("[data-testid=map] [data-testid=tile]").count() == 0
     assert sorted(page.locator("[data-testid=map] text.area-town").all_text_contents()) == sorted([LONG_TOWN, "塘栖镇"])
-    names = page.locator("[data-testid=map] text.area-town, [data-testid=map] text.area-village")
-    drawn = []                                                       # no name written over another
-    for i in range(names.count()):
-        b = names.nth(i).bounding_box()
-        assert not any(b["x"] < o["x"] + o["width"] and o["x"] < b["x"] + b["width"]
-                       and b["y"] < o["y"] + o["height"] and o["y"] < b["y"] + b["height"] for o in drawn), i
-        drawn.append(b)
+    names = boxes(page, "[data-testid=map] text.area-town, [data-testid=map] text.area-village")
+    assert len(names) >= 2
+    for i, b in enumerate(names):                                    # no name written over another
+        assert not any(overlaps(b, o) for o in names[:i]), i
     # the two 塘栖 shops, 150 m apart, are drawn apart from the 临平 pair 20 km away
-    box = lambda shop: page.locator(f"[data-testid=map-shop-{shop}] circle").bounding_box()
-    assert abs(box("SHOP1")["y"] - box("SHOP3")["y"]) > 200
-    svg = page.locator("[data-testid=map]").bounding_box()
-    for i in range(page.locator("[data-testid=map] text").count()):     # every name inside the drawing
-        b = page.locator("[data-testid=map] text").nth(i).bounding_box()
+    circle = lambda shop: box(page, f"[data-testid=map-shop-{shop}] circle")
+    assert abs(circle("SHOP1")["y"] - circle("SHOP3")["y"]) > 200
+    svg = box(page, "[data-testid=map]")
+    for b in boxes(page, "[data-testid=map] text"):                  # every name inside the drawing
         assert b["y"] >= svg["y"] and b["y"] + b["height"] <= svg["y"] + svg["height"]
     assert "null" not in page.locator("main").inner_text()
     assert all(u.startswith(served["url"]) for u in asked), [u for u in asked if not u.startswith(served["url"])]
@@ -303,10 +299,8 @@ def test_chart_labels_are_whole_and_fit_inside_their_chart(served, browser):
     assert LONG_TOWN in labels.all_text_contents()       # not cut to 8 characters
     rendered(page, "[data-testid=chart-quota] text[data-label]")
     for chart_id in ("chart-area", "chart-quota"):        # level, and turned where they are long
-        labels = page.locator(f"[data-testid={chart_id}] text")
-        chart = page.locator(f"[data-testid={chart_id}]").bounding_box()
-        for i in range(labels.count()):
-            b = labels.nth(i).bounding_box()
+        chart = box(page, f"[data-testid={chart_id}]")
+        for i, b in enumerate(boxes(page, f"[data-testid={chart_id}] text")):
             assert b["x"] >= chart["x"] - 1 and b["x"] + b["width"] <= chart["x"] + chart["width"] + 1, (chart_id, i)
             assert b["y"] >= chart["y"] - 1 and b["y"] + b["height"] <= chart["y"] + chart["height"] + 1, (chart_id, i)
     # quota use as a percent of allowance: categories in g, mL and mg never share an axis of amounts

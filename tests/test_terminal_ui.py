@@ -28,7 +28,7 @@ import pytest
 
 from simulator.processes import wait_for
 from tests.support import screenshots
-from tests.support.chromium import CHROMIUM, FLAGS, launched
+from tests.support.chromium import CHROMIUM, FLAGS, box, launched, overlaps
 from tests.support.kiosk_district import (CLERK, FACE_ONLY, IMIDACLOPRID, OWNER, RESTRICTED, UREA_EAN, KioskShop,
                                           label_code, sale_records)
 
@@ -285,11 +285,6 @@ BANNED_EAN = "6990000000121"                     # 3%克百威颗粒剂 (carbofu
 EMOJI = re.compile("[\U0001F000-\U0001FAFF\u2600-\u26FF]")
 
 
-def overlaps(a, b):
-    return not (a["x"] + a["width"] <= b["x"] or b["x"] + b["width"] <= a["x"]
-                or a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"])
-
-
 def test_words_not_codes_on_the_counter(shop, page):
     """Chinese words where the screen showed codes or empty boxes: a message on
     the sign-in screen leaves the keypad free, the idle card is an SVG icon (no
@@ -299,9 +294,9 @@ def test_words_not_codes_on_the_counter(shop, page):
     page.wait_for_selector("[data-testid=screen-signin]")
     page.evaluate("() => api('POST', '/api/scan', { text: '1' }).catch(() => 0)")   # as a stale page would
     page.wait_for_selector("[data-testid=message]:has-text('请店员先登录')")
-    message = page.locator("[data-testid=message]").bounding_box()
+    message = box(page, "[data-testid=message]")
     for key in ("pin-key-0", "pin-key-8", "pin-clear", "signin-submit"):
-        assert not overlaps(message, page.locator(f"[data-testid={key}]").bounding_box()), key
+        assert not overlaps(message, box(page, f"[data-testid={key}]")), key
     shot(page, "signin-message")
     sign_in(page, shop.pin)
     assert page.locator("[data-testid=card-icon] svg[data-icon=card]").count() == 1

@@ -26,3 +26,29 @@ def launched():
             yield browser
         finally:
             browser.close()
+
+
+_BOXES = """selector => [...document.querySelectorAll(selector)].map(e => {
+    const r = e.getBoundingClientRect();
+    return { x: r.x, y: r.y, width: r.width, height: r.height };
+})"""
+
+
+def boxes(page, selector: str) -> list[dict]:
+    """The boxes of every element matching `selector`, measured in one script run.
+    The counter and the dashboard redraw on live events, so an element found by
+    one Playwright call may be replaced before the next one measures it (its box
+    then comes back None)."""
+    return page.evaluate(_BOXES, selector)
+
+
+def box(page, selector: str) -> dict:
+    """The box of the one element matching `selector` (fails if there is not exactly one)."""
+    found = boxes(page, selector)
+    assert len(found) == 1, (selector, len(found))
+    return found[0]
+
+
+def overlaps(a: dict, b: dict) -> bool:
+    return not (a["x"] + a["width"] <= b["x"] or b["x"] + b["width"] <= a["x"]
+                or a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"])
