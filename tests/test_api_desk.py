@@ -5,6 +5,7 @@ found by district staff only and audited."""
 
 import csv
 import io
+import sqlite3
 
 import pytest
 from fastapi.testclient import TestClient
@@ -159,6 +160,56 @@ def test_lists_export_as_csv_and_xlsx_with_the_same_filters_and_area(client):
     assert len(list(load_workbook(io.BytesIO(purchases.content)).active.iter_rows())) == 3
     fleet = client.get("/api/terminals", params={"format": "csv"}, headers=h).content.decode("utf-8-sig")
     assert fleet.splitlines()[0].startswith("终端,门店")
+
+
+def test_an_export_holds_the_whole_filtered_list_past_ten_thousand_rows(template, tmp_path):
+    """A season of a busy shop's ledger: every row in the file, as many as the
+    list counts (exports used to stop at 10,000 without a word)."""
+    db = copy_of(template, tmp_path / "world")
+    with sqlite3.connect(db) as conn:              # one stored sale, copied under 10,050 new numbers
+        terminal, seq = conn.execute("SELECT terminal, seq FROM sales WHERE shop = 'SHOP1' AND type = 'sale' "
+                                     "ORDER BY seq LIMIT 1").fetchone()
+        copies = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10050) "
+        conn.execute(copies + "INSERT INTO records (terminal, seq, type, time, digest, prev, record, received) "
+                     "SELECT r.terminal, 100000 + n.i, r.type, r.time - n.i, r.digest, r.prev, r.record, r.received "
+                     "FROM records r, n WHERE r.terminal = ? AND r.seq = ?", (terminal, seq))
+        conn.execute(copies + "INSERT INTO sales SELECT s.terminal, 100000 + n.i, s.type, s.time - n.i, s.received, "
+                     "s.day, s.shop, s.village, s.town, s.district, s.subject, s.card, s.identity, s.mode, "
+                     "s.pesticide, s.fertilizer, s.consumption, s.subject_group FROM sales s, n "
+                     "WHERE s.terminal = ? AND s.seq = ?", (terminal, seq))
+    app = create_app(db, clock=lambda: NOW, photos_dir=tmp_path / "photos", session_clock=lambda: NOW)
+    with TestClient(app) as client:
+        h = login(client, "d1")
+        total = client.get("/api/shops/SHOP1", headers=h).json()["ledger_page"]["total"]
+        assert total > 10_050
+        r = client.get("/api/shops/SHOP1", params={"format": "csv"}, headers=h)
+        table = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
+        assert len(table) == total
+        assert len({row["记录"] for row in table}) == total                 # each row once
+        r = client.get("/api/shops/SHOP1", params={"format": "xlsx"}, headers=h)
+        assert len(list(load_workbook(io.BytesIO(r.content), read_only=True).active.values)) == 1 + total
+
+
+def test_the_old_violation_list_takes_every_filter_and_exports(client):
+    h = login(client, "d1")
+    everything = client.get("/api/violations", headers=h).json()["violations"]
+    assert {v["shop"] for v in everything} >= {"SHOP2", "SHOP3"}
+    for params, keep in (({"shop": "SHOP2"}, lambda v: v["shop"] == "SHOP2"),
+                         ({"village": "330113001001"}, lambda v: v["village"] == "330113001001"),
+                         ({"subject": "S00003"}, lambda v: v["subject"] == "S00003"),
+                         ({"code": "card_travel_impossible"}, lambda v: v["code"] == "card_travel_impossible"),
+                         ({"from": "2025-06-01", "to": "2025-06-01"}, lambda v: True),
+                         ({"from": "2025-06-02"}, lambda v: False)):
+        found = client.get("/api/violations", params=params, headers=h).json()["violations"]
+        assert found == [v for v in everything if keep(v)], params
+    assert any(v["code"] == "card_travel_impossible" for v in everything)
+    t1 = login(client, "t1")     # 临平街道: SHOP1, SHOP2
+    assert client.get("/api/violations", params={"shop": "SHOP3"}, headers=t1).status_code == 403
+    assert client.get("/api/violations", params={"from": "2025-13-01"}, headers=t1).status_code == 422
+    r = client.get("/api/violations", params={"format": "csv", "shop": "SHOP2"}, headers=h)
+    table = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
+    assert [int(row["违规编号"]) for row in table] == [v["id"] for v in everything if v["shop"] == "SHOP2"]
+    assert {row["门店"] for row in table} == {"西湖农资店"} and all(row["说明"] for row in table)
 
 
 def test_the_inspection_sheet_is_a_pdf_for_a_case_in_the_callers_area_only(client):

@@ -30,9 +30,10 @@ READS = ["/api/me", "/api/overview", "/api/stats/daily?days=3", "/api/stats/quot
          "/api/queue?from=2025-06-01&to=2025-06-01&village=330113001001", "/api/queue?shop=SHOP3",
          "/api/violations/groups?subject=S00003&from=2025-06-01", "/api/cases?shop=SHOP1&to=2025-06-01",
          "/api/shops/SHOP1?subject=S00002&from=2025-05-31", "/api/subjects/S00001?shop=SHOP1&to=2025-06-01",
-         "/api/terminals?town=330113002"]
+         "/api/terminals?town=330113002", "/api/violations?shop=SHOP2&from=2025-06-01&village=330113001002"]
 EXPORTS = ["/api/queue?format=csv", "/api/violations/groups?format=csv&list=watch", "/api/cases?format=csv",
-           "/api/shops/SHOP1?format=csv", "/api/subjects/S00001?format=csv", "/api/terminals?format=csv"]
+           "/api/shops/SHOP1?format=csv", "/api/subjects/S00001?format=csv", "/api/terminals?format=csv",
+           "/api/violations?format=csv"]
 
 
 def answers(client, who: str) -> dict:

@@ -40,3 +40,12 @@ def test_xlsx_opens_with_the_same_cells_numbers_kept_and_no_formula():
 def test_an_unknown_format_is_refused():
     with pytest.raises(ValueError):
         table_export.export("pdf", COLUMNS, ROWS, "x")
+
+
+def test_an_excel_file_holds_every_row_or_is_refused_never_cut_short(monkeypatch):
+    monkeypatch.setattr(table_export, "XLSX_ROWS", 1 + 250)          # a sheet of 250 rows under its heading
+    book = openpyxl.load_workbook(io.BytesIO(table_export.xlsx_bytes(COLUMNS, ROWS * 83 + ROWS[:1], "案件")))
+    assert len(list(book["案件"].values)) == 1 + 250
+    with pytest.raises(table_export.TooManyRows, match="CSV"):
+        table_export.xlsx_bytes(COLUMNS, iter(ROWS * 84), "案件")     # 252 rows
+    assert len(table_export.csv_bytes(COLUMNS, ROWS * 84).decode("utf-8-sig").splitlines()) == 1 + 252

@@ -35,6 +35,8 @@ reasons.register({
     "login_failed": ("用户名或密码错误", "wrong name or password"),
     "too_many_attempts": ("尝试次数过多，请稍后再试", "too many attempts, try again later"),
     "csrf_header_required": ("此操作需要令牌请求头", "this action needs the bearer header"),
+    "export_too_large": ("记录超过一张 Excel 表的容量，请缩小筛选范围或导出 CSV",
+                         "more rows than one Excel sheet holds: narrow the filters or export CSV"),
     HIDDEN_CHARACTERS: ("文字中含有不可见或改变文字方向的字符，请删除后重试",
                         "the text contains invisible or text-direction characters; remove them"),
 })
@@ -50,7 +52,7 @@ class ErrorBody(BaseModel):
 ERROR_RESPONSES = {status: {"model": ErrorBody, "description": text} for status, text in (
     (400, "malformed request"), (401, "not logged in, or the token expired"), (403, "outside your area or role"),
     (404, "not found or not in your area"), (409, "the case's state does not allow this"),
-    (413, "body too large"), (415, "a photo must be JPEG or PNG"), (422, "invalid input"), (429, "too many login attempts"))}
+    (413, "body too large, or an export longer than one Excel sheet"), (415, "a photo must be JPEG or PNG"), (422, "invalid input"), (429, "too many login attempts"))}
 
 
 class ApiError(Exception):

@@ -48,6 +48,17 @@ def group_rows(groups: list[dict], tz: int) -> list[dict]:
              "first_time": local(g["first_time"], tz), "last_time": local(g["last_time"], tz)} for g in groups]
 
 
+VIOLATION_COLUMNS = [("time", "时间"), ("code", "违规类型"), ("sentence", "说明"), ("shop_name", "门店"),
+                     ("shop", "门店编号"), ("subject_name", "主体"), ("subject", "主体编号"), ("record", "记录"),
+                     ("case_id", "案件编号"), ("id", "违规编号")]
+
+
+def violation_rows(found: list[dict], tz: int) -> list[dict]:
+    return [{**v, "time": local(v["time"], tz), "code": reasons.text(v["code"], "zh"),
+             "sentence": (v.get("sentence") or {}).get("zh"),
+             "record": f"{v['terminal']} #{v['seq']}" if v.get("terminal") else ""} for v in found]
+
+
 def _items(items: list[dict]) -> str:
     return "；".join(f"{i.get('name') or i.get('product')} ×{i.get('packs')}" for i in items)
 

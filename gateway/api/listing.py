@@ -38,7 +38,6 @@ Day = Annotated[dt.date, BeforeValidator(_iso_day)]   # a real calendar day: 202
 Format = Literal["json", "csv", "xlsx"]
 FILE_RESPONSES = {200: {"content": {"application/json": {}, table_export.MEDIA["csv"]: {},
                                     table_export.MEDIA["xlsx"]: {}}}}   # `format=csv|xlsx`
-EXPORT_MAX = 10_000   # rows in one file: a season of a district's findings; more is a database dump, not a list
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,10 @@ def place_filters(day_from: Day | None = Query(None, alias="from"), day_to: Day 
 
 def file_response(fmt: str, columns: list[tuple[str, str]], rows: list[dict], title: str, name: str) -> Response:
     """The list as a download; `name` without extension (ASCII), `title` the sheet's name."""
-    data, media = table_export.export(fmt, columns, rows, title)
+    try:
+        data, media = table_export.export(fmt, columns, rows, title)
+    except table_export.TooManyRows as e:
+        raise ApiError(413, "export_too_large", str(e)) from None
     filename = f"{name}.{fmt}"
     return Response(data, media_type=media, headers={
         "Content-Disposition": f"attachment; filename=\"{filename}\"; filename*=UTF-8''{quote(title)}.{fmt}"})

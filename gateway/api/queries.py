@@ -33,6 +33,21 @@ def conditions(filters: dict) -> tuple[str, list]:
     return sql, args
 
 
+def page_sql(limit: int | None, offset: int = 0) -> tuple[str, list]:
+    """" LIMIT ? OFFSET ?" for a page, nothing for a whole list (an export)."""
+    return (" LIMIT ? OFFSET ?", [limit, offset]) if limit is not None else ("", [])
+
+
+def by_ids(conn, sql: str, ids: list, chunk: int = 500) -> list[dict]:
+    """`sql` with one "{marks}" for an IN list, run over `ids` a chunk at a
+    time: an export's whole list would pass SQLite's limit on parameters."""
+    found = []
+    for i in range(0, len(ids), chunk):
+        part = ids[i:i + chunk]
+        found += rows(conn, sql.format(marks=", ".join("?" for _ in part)), part)
+    return found
+
+
 def one(conn, sql: str, args=()) -> dict | None:
     found = rows(conn, sql, args)
     return found[0] if found else None
@@ -112,9 +127,9 @@ def _items(row: dict) -> dict:
     return row
 
 
-def ledger(conn, shop_id: str, before_time: int | None, limit: int, offset: int = 0,
+def ledger(conn, shop_id: str, before_time: int | None, limit: int | None, offset: int = 0,
            filters: dict | None = None) -> tuple[list[dict], int]:
-    """A page of the shop's ledger, newest first, and how many rows it has in all."""
+    """A page of the shop's ledger (all of it when `limit` is None), newest first, and how many rows it has in all."""
     where, args = " WHERE s.shop = ?", [shop_id]
     if before_time is not None:
         where += " AND s.time < ?"
@@ -123,13 +138,14 @@ def ledger(conn, shop_id: str, before_time: int | None, limit: int, offset: int 
     where += more
     args += more_args
     total = conn.execute("SELECT count(*) FROM sales s" + where, args).fetchone()[0]
+    pg, pg_args = page_sql(limit, offset)
     found = rows(conn, "SELECT s.terminal, s.seq, s.type, s.time, s.subject, s.identity, s.mode, r.record FROM sales s "
                        "JOIN records r ON r.terminal = s.terminal AND r.seq = s.seq" + where +
-                 " ORDER BY s.time DESC, s.terminal, s.seq DESC LIMIT ? OFFSET ?", args + [limit, offset])
+                 " ORDER BY s.time DESC, s.terminal, s.seq DESC" + pg, args + pg_args)
     return [_items(r) for r in found], total
 
 
-def purchases(conn, user: User, subject: str, limit: int, offset: int = 0,
+def purchases(conn, user: User, subject: str, limit: int | None, offset: int = 0,
               filters: dict | None = None) -> tuple[list[dict], int]:
     """A page of the subject's purchases in the caller's area, newest first, and the count of all."""
     where, args = user.scope().where("s.")
@@ -137,10 +153,11 @@ def purchases(conn, user: User, subject: str, limit: int, offset: int = 0,
     where += more
     args += more_args
     total = conn.execute(f"SELECT count(*) FROM sales s WHERE s.subject=? AND {where}", [subject] + args).fetchone()[0]
+    pg, pg_args = page_sql(limit, offset)
     found = rows(conn, "SELECT s.terminal, s.seq, s.type, s.time, s.shop, s.identity, s.mode, s.pesticide, s.fertilizer, "
                        f"r.record FROM sales s JOIN records r ON r.terminal = s.terminal AND r.seq = s.seq "
-                       f"WHERE s.subject=? AND {where} ORDER BY s.time DESC, s.terminal, s.seq DESC LIMIT ? OFFSET ?",
-                 [subject] + args + [limit, offset])
+                       f"WHERE s.subject=? AND {where} ORDER BY s.time DESC, s.terminal, s.seq DESC" + pg,
+                 [subject] + args + pg_args)
     return [_items(r) for r in found], total
 
 
@@ -232,27 +249,22 @@ def daily(conn, user: User, start_day: str, end_day: str) -> list[dict]:
 
 # -- violations and cases
 
-def violations(conn, user: User, code: str | None, town: str | None, subject: str | None,
-               before_id: int | None, limit: int) -> list[dict]:
+def violations(conn, user: User, filters: dict, before_id: int | None, limit: int | None) -> list[dict]:
+    """Findings filed to cases one by one, newest first (all of them when `limit` is None)."""
     where, args = user.scope().where("c.")
     sql = ("SELECT v.id, v.time, v.code, v.subject, v.shop, v.terminal, v.seq, v.detail, cv.case_id, "
            "c.town, c.village FROM violations v JOIN case_violations cv ON cv.violation = v.id "
            f"JOIN cases c ON c.id = cv.case_id WHERE {where}")
-    for column, value in (("v.code", code), ("c.town", town), ("v.subject", subject)):
-        if value:
-            sql += f" AND {column} = ?"
-            args.append(value)
-    if before_id:
-        sql += " AND v.id < ?"
-        args.append(before_id)
-    found = rows(conn, sql + " ORDER BY v.id DESC LIMIT ?", args + [limit])
+    more, more_args = conditions({**filters, "v.id < ?": before_id})
+    pg, pg_args = page_sql(limit)
+    found = rows(conn, sql + more + " ORDER BY v.id DESC" + pg, args + more_args + pg_args)
     for r in found:
         r["detail"] = json.loads(r["detail"])
     return found
 
 
 def case_list(conn, user: User, now: int, state: str | None, filters: dict, code: str | None,
-              before_id: int | None, limit: int) -> list[dict]:
+              before_id: int | None, limit: int | None) -> list[dict]:
     where, args = user.scope().where()
     sql = f"SELECT {', '.join(cases.CASE_COLUMNS)} FROM cases WHERE {where}"
     if state == "active":
@@ -269,7 +281,8 @@ def case_list(conn, user: User, now: int, state: str | None, filters: dict, code
     if before_id:
         sql += " AND id < ?"
         args.append(before_id)
-    found = rows(conn, sql + " ORDER BY id DESC LIMIT ?", args + [limit])
+    pg, pg_args = page_sql(limit)
+    found = rows(conn, sql + " ORDER BY id DESC" + pg, args + pg_args)
     return name_cases(conn, found, now)
 
 
@@ -440,9 +453,10 @@ def _not_only_watch(cfg: dict) -> tuple[str, list]:
 
 
 def queue(conn, user: User, cfg: dict, now: int, state: str | None, filters: dict, code: str | None,
-          page: int, per_page: int) -> dict:
+          page: int, per_page: int | None) -> dict:
     """Cases to inspect, most severe first, then the nearest deadline; cases
-    holding only watch-list findings are left to the watch list."""
+    holding only watch-list findings are left to the watch list. `per_page`
+    None: all of them."""
     sev, sev_args = _severity_of_codes(cfg)
     where, args = user.scope().where()
     only, only_args = _not_only_watch(cfg)
@@ -460,13 +474,14 @@ def queue(conn, user: User, cfg: dict, now: int, state: str | None, filters: dic
         sql += " AND (',' || codes || ',') LIKE ?"
         args.append(f"%,{code},%")
     total = conn.execute("SELECT count(*)" + sql, args).fetchone()[0]
+    pg, pg_args = page_sql(per_page, (page - 1) * (per_page or 0))
     found = rows(conn, f"SELECT {', '.join(cases.CASE_COLUMNS)}, {sev} AS severity" + sql +
-                 " ORDER BY severity, deadline IS NULL, deadline, id LIMIT ? OFFSET ?",
-                 sev_args + args + [per_page, (page - 1) * per_page])
+                 " ORDER BY severity, deadline IS NULL, deadline, id" + pg, sev_args + args + pg_args)
     return {"cases": name_cases(conn, found, now), "total": total, "page": page, "per_page": per_page}
 
 
-def violation_groups(conn, user: User, cfg: dict, watch: bool, filters: dict, page: int, per_page: int) -> dict:
+def violation_groups(conn, user: User, cfg: dict, watch: bool, filters: dict, page: int,
+                     per_page: int | None) -> dict:
     """Findings of one kind from one terminal (and one subject) as one row with
     a count and the first and last time, most severe first, then the latest:
     a terminal whose clock drifts all season is one row, not the whole page.
@@ -494,15 +509,14 @@ def violation_groups(conn, user: User, cfg: dict, watch: bool, filters: dict, pa
     args += more_args
     body = f"{joins} WHERE {where} GROUP BY v.code, v.terminal, v.subject"
     total = conn.execute(f"SELECT count(*) FROM (SELECT 1 {body}) g", args).fetchone()[0]
+    pg, pg_args = page_sql(per_page, (page - 1) * (per_page or 0))
     found = rows(conn, f"SELECT v.code, v.terminal, v.subject, count(*) AS n, min(v.time) AS first_time, "
                        f"max(v.time) AS last_time, max(v.id) AS latest, {_severity_of_code(cfg, 'v.code')} AS severity "
-                       f"{body} ORDER BY severity, last_time DESC, latest DESC LIMIT ? OFFSET ?",
-                 args + [per_page, (page - 1) * per_page])
+                       f"{body} ORDER BY severity, last_time DESC, latest DESC" + pg, args + pg_args)
     if found:
-        marks = ", ".join("?" for _ in found)
-        latest = {r["id"]: r for r in rows(
+        latest = {r["id"]: r for r in by_ids(
             conn, "SELECT v.id, v.seq, v.shop, v.detail, cv.case_id FROM violations v "
-                  f"LEFT JOIN case_violations cv ON cv.violation = v.id WHERE v.id IN ({marks})",
+                  "LEFT JOIN case_violations cv ON cv.violation = v.id WHERE v.id IN ({marks})",
             [r["latest"] for r in found])}
         shop_name = shop_names(conn)
         terminal_shop = dict(conn.execute("SELECT id, shop FROM terminals"))   # fleet health names a terminal only

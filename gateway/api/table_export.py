@@ -17,6 +17,11 @@ import itertools
 from typing import Iterable
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+XLSX_ROWS = 1_048_576   # the most rows one Excel sheet holds, the heading's included
+
+
+class TooManyRows(ValueError):
+    """A list longer than one Excel sheet: refused whole, never cut short."""
 MEDIA = {"csv": "text/csv; charset=utf-8",
          "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 
@@ -49,6 +54,10 @@ def xlsx_bytes(columns: list[tuple[str, str]], rows: Iterable[dict], title: str)
     from openpyxl.styles import Font
     from openpyxl.utils import get_column_letter
 
+    rows = list(rows)                # the lists' queries return lists; counted before anything is written
+    if len(rows) + 1 > XLSX_ROWS:
+        raise TooManyRows(f"{len(rows)} rows, more than the {XLSX_ROWS - 1} one Excel sheet holds: "
+                          "narrow the filters, or export CSV, which has no limit")
     book = Workbook(write_only=True)
     sheet = book.create_sheet(title[:31])
     rows = iter(rows)
@@ -77,7 +86,8 @@ def _width(value) -> int:
 
 
 def export(kind: str, columns: list[tuple[str, str]], rows: Iterable[dict], title: str) -> tuple[bytes, str]:
-    """(file bytes, media type) for `kind` csv or xlsx."""
+    """(file bytes, media type) for `kind` csv or xlsx: every row, or
+    TooManyRows for an Excel file that could not hold them all."""
     if kind == "csv":
         return csv_bytes(columns, rows), MEDIA["csv"]
     if kind == "xlsx":

@@ -13,9 +13,9 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.supervision import cases, inspection_sheet
 from gateway.api import exports, queries, words
-from gateway.api.deps import MAX_ID, Context, Page, case_or_404, context, current_user, paging, visible_town
+from gateway.api.deps import MAX_ID, Context, Page, case_or_404, context, current_user, paging
 from gateway.api.errors import ApiError
-from gateway.api.listing import EXPORT_MAX, FILE_RESPONSES, Filters, Format, file_response, filters
+from gateway.api.listing import FILE_RESPONSES, Filters, Format, file_response, filters
 from gateway.api.models import Assign, Close, Confirm, Inspect
 from gateway.api.security import Ident
 from gateway.store.users import User
@@ -23,12 +23,24 @@ from gateway.store.users import User
 router = APIRouter()
 
 
-@router.get("/api/violations", tags=["violations"])
-def list_violations(code: Ident | None = None, town: Ident | None = None, subject: Ident | None = None,
-                    before_id: int | None = Query(None, ge=1, le=MAX_ID), limit: int = Query(50, ge=1, le=200),
-                    user: User = Depends(current_user), ctx: Context = Depends(context)) -> dict:
-    visible_town(ctx, user, town)
-    return {"violations": queries.violations(ctx.db.conn(), user, code, town, subject, before_id, limit)}
+@router.get("/api/violations", tags=["violations"], responses=FILE_RESPONSES)
+def list_violations(f: Filters = Depends(filters), before_id: int | None = Query(None, ge=1, le=MAX_ID),
+                    limit: int = Query(50, ge=1, le=200), fmt: Format = Query("json", alias="format"),
+                    user: User = Depends(current_user), ctx: Context = Depends(context)):
+    """Findings filed to cases, one row each, newest first (`before_id` for
+    the next page). The same filters as every list: `from`, `to`, `town`,
+    `village`, `shop`, `subject`, `code`; `format=csv|xlsx`: all of them as a file."""
+    conn = ctx.db.conn()
+    found = queries.violations(conn, user, _violation_filters(f), before_id, limit if fmt == "json" else None)
+    if fmt == "json":
+        return {"violations": found}
+    names = ctx.names(conn, [v["subject"] for v in found])
+    for v in found:
+        v["subject_name"] = names.subject(v["subject"]) if v["subject"] else None
+        v["shop_name"] = names.shop(v["shop"]) if v["shop"] else None
+        v["sentence"] = words.describe(v["code"], v["detail"], names, v["seq"])
+    return file_response(fmt, exports.VIOLATION_COLUMNS, exports.violation_rows(found, ctx.tz), "违规明细",
+                         "violation-list")
 
 
 def _violation_filters(f: Filters) -> dict:
@@ -52,10 +64,8 @@ def violation_groups(list_: Literal["queue", "watch"] = Query("queue", alias="li
     (local days, on the finding's time), `town`, `village`, `shop`,
     `subject`, `code`; `format=csv|xlsx`: the whole filtered list as a file."""
     conn = ctx.db.conn()
-    if fmt != "json":
-        page = Page(1, EXPORT_MAX)
     out = queries.violation_groups(conn, user, ctx.cfg, list_ == "watch", _violation_filters(f), page.page,
-                                   page.per_page)
+                                   page.per_page if fmt == "json" else None)
     names = ctx.names(conn, [g["subject"] for g in out["groups"]])
     for g in out["groups"]:
         g["subject_name"] = names.subject(g["subject"]) if g["subject"] else None
@@ -78,10 +88,9 @@ def inspection_queue(state: Literal["open", "assigned", "inspected", "closed", "
     first (`[severity]`), then the nearest deadline; cases whose findings are
     all on the watch list are not in it. `from`/`to` filter on the day the
     case was opened; `format=csv|xlsx`: the whole filtered queue as a file."""
-    if fmt != "json":
-        page = Page(1, EXPORT_MAX)
     out = queries.queue(ctx.db.conn(), user, ctx.cfg, ctx.clock(), None if state == "all" else state,
-                        _case_filters(f, level, assignee), f.code, page.page, page.per_page)
+                        _case_filters(f, level, assignee), f.code, page.page,
+                        page.per_page if fmt == "json" else None)
     if fmt != "json":
         return file_response(fmt, exports.CASE_COLUMNS, exports.case_rows(out["cases"], ctx.tz), "检查队列", "queue")
     return out
@@ -97,7 +106,7 @@ def list_cases(state: Literal["open", "assigned", "inspected", "closed", "active
                ctx: Context = Depends(context)):
     """The case queue, newest first; `state=active` is everything not closed."""
     found = queries.case_list(ctx.db.conn(), user, ctx.clock(), state, _case_filters(f, level, assignee), f.code,
-                              before_id, EXPORT_MAX if fmt != "json" else limit)
+                              before_id, limit if fmt == "json" else None)
     if fmt != "json":
         return file_response(fmt, exports.CASE_COLUMNS, exports.case_rows(found, ctx.tz), "案件", "cases")
     return {"cases": found}

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from gateway.store import users
 from gateway.api import exports, queries
-from gateway.api.listing import EXPORT_MAX, FILE_RESPONSES, Day, Filters, Format, day_span, file_response, place_filters
+from gateway.api.listing import FILE_RESPONSES, Day, Filters, Format, day_span, file_response, place_filters
 from gateway.api.deps import (MAX_ID, Context, Page, context, current_user, paging, shop_or_404, terminal_or_404,
                               visible_town)
 from gateway.api.security import ID_PATTERN, Ident
@@ -61,9 +61,8 @@ def get_shop(shop_id: str = Path(pattern=ID_PATTERN), before_time: int | None = 
     shop = shop_or_404(ctx, user, shop_id)
     span = day_span(ctx, day_from, day_to)
     conn = ctx.db.conn()
-    if fmt != "json":
-        page = Page(1, EXPORT_MAX)
-    rows, total = queries.ledger(conn, shop_id, before_time, page.per_page, (page.page - 1) * page.per_page,
+    rows, total = queries.ledger(conn, shop_id, before_time, page.per_page if fmt == "json" else None,
+                                 (page.page - 1) * page.per_page,
                                  {"s.subject": subject, **span.span("s.time")})
     ledger = ctx.name_items(conn, rows)
     subjects = queries.subject_names(conn, [r["subject"] for r in ledger])

@@ -12,7 +12,7 @@ from gateway.enforcement import subjects_view
 
 from gateway.store import users
 from gateway.api import exports, queries, words
-from gateway.api.listing import EXPORT_MAX, FILE_RESPONSES, Day, Format, day_span, file_response
+from gateway.api.listing import FILE_RESPONSES, Day, Format, day_span, file_response
 from gateway.api.security import Ident
 from gateway.api.deps import Context, Page, context, current_user, paging
 from gateway.api.errors import ApiError
@@ -50,9 +50,8 @@ def get_subject(subject_id: str = Path(pattern=ID_PATTERN), reveal: bool = Query
         except policy.PolicyError:
             balance = None
     span = day_span(ctx, day_from, day_to)
-    if fmt != "json":
-        page = Page(1, EXPORT_MAX)
-    found, total = queries.purchases(conn, user, subject_id, page.per_page, (page.page - 1) * page.per_page,
+    found, total = queries.purchases(conn, user, subject_id, page.per_page if fmt == "json" else None,
+                                     (page.page - 1) * page.per_page,
                                      {"s.shop": shop, **span.span("s.time")})
     purchases = ctx.name_items(conn, found)
     shops = queries.shop_names(conn)
