@@ -72,13 +72,16 @@ def cookie_attributes(response: httpx.Response) -> set[str]:
     return {part.strip().split("=")[0].lower() for part in header.split(";")[1:]}
 
 
+TILES = "https://tiles.example.gov.cn/{z}/{x}/{y}.png"
+
+
 def test_gateway_run_serves_the_dashboard_over_https_with_the_generated_ca(template, ca, tmp_path):
     db = copy_of(template, tmp_path / "world")
     broker = Mosquitto(tmp_path / "broker").start()
     port = free_port()
     gateway = GatewayProcess(db, broker.url, tmp_path / "gateway.log", extra_args=[
         "--http", f"127.0.0.1:{port}", "--https-cert", str(ca.broker_cert), "--https-key", str(ca.broker_key),
-        "--verifiers", "1"]).start()
+        "--verifiers", "1", "--map-tiles", TILES]).start()
     try:
         wait_port("127.0.0.1", port, timeout=60)
         url = f"https://localhost:{port}"
@@ -91,6 +94,9 @@ def test_gateway_run_serves_the_dashboard_over_https_with_the_generated_ca(templ
             assert {"secure", "httponly", "samesite"} <= cookie_attributes(r)
             assert "samesite=strict" in r.headers["set-cookie"].lower()
             assert client.get("/api/me").json()["name"] == "d1"          # the cookie came back over TLS
+            map_ = client.get("/api/map")                                 # the deployment's own tile server
+            assert map_.json()["tiles"] == TILES
+            assert "img-src 'self' https://tiles.example.gov.cn" in map_.headers["content-security-policy"]
         with pytest.raises(httpx.ConnectError):                           # a certificate nobody vouched for
             httpx.get(url + "/", timeout=10)
         with pytest.raises(httpx.HTTPError):                              # and no plain HTTP on that port
@@ -108,6 +114,7 @@ def test_gateway_run_serves_the_dashboard_over_https_with_the_generated_ca(templ
     (["--https-cert", "KEY", "--https-key", "KEY"], "not a certificate and its key"),
     (["--https-cert", "CERT", "--https-key", "missing.key"], "missing.key: no such file"),
     (["--trusted-proxy", "proxy.example.cn"], "expected an IP address or network"),
+    (["--map-tiles", "javascript:alert(1)//{z}{x}{y}"], "an http(s) URL template with {z}, {x} and {y}"),
 ])
 def test_https_and_proxy_options_are_checked_before_anything_starts(ca, tmp_path, extra, message):
     names = {"CERT": str(ca.broker_cert), "KEY": str(ca.broker_key), "missing.key": str(tmp_path / "missing.key")}

@@ -26,7 +26,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from gateway import store
 
 from gateway.store import users
-from gateway.api import errors
+from gateway.api import errors, serve
 from gateway.api.db import Db
 from gateway.api.deps import Context, anonymous, strict_query
 from gateway.api.routers import auth, cases, desk, district, live, overview, shops, subjects
@@ -49,19 +49,6 @@ def default_photos_dir(db: str | FsPath) -> FsPath:
     return path.with_name(path.name + ".photos")
 
 
-def check_tiles(template: str | None) -> str | None:
-    """The tile server's origin (for the page's image policy), or None; a
-    template that is not http(s) with {z}, {x} and {y} is refused at start."""
-    if not template:
-        return None
-    from urllib.parse import urlsplit
-    parts = urlsplit(template)
-    placeholders = all(k in template for k in ("{z}", "{x}", "{y}"))
-    if parts.scheme not in ("http", "https") or not parts.netloc or not placeholders:
-        raise ValueError(f"map tiles {template!r}: an http(s) URL template with {{z}}, {{x}} and {{y}}")
-    return f"{parts.scheme}://{parts.netloc}"
-
-
 def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
                rules_cfg: dict | None = None, photos_dir: str | FsPath | None = None,
                params: dict | None = None, token_ttl_ms: int = users.TOKEN_TTL_MS,
@@ -78,7 +65,7 @@ def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
     coordinates alone."""
     rules_cfg = rules_cfg or rules_config.load()
     map_tiles = map_tiles or rules_cfg.get("map", {}).get("tiles") or None
-    tile_origin = check_tiles(map_tiles)
+    tile_origin = serve.check_tiles(map_tiles)
     ctx = Context(db=Db(db_path), clock=clock, session_clock=session_clock, cfg=rules_cfg,
                   policy_params=params or engine.load_params(),
                   photos=FsPath(photos_dir or default_photos_dir(db_path)),

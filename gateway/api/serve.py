@@ -27,6 +27,7 @@ from __future__ import annotations
 import ipaddress
 import ssl
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
@@ -77,3 +78,15 @@ def uvicorn_config(app, host: str, port: int, tls: tuple[str, str] | None = None
                           access_log=False, proxy_headers=False, server_header=False,
                           ssl_certfile=tls[0] if tls else None, ssl_keyfile=tls[1] if tls else None,
                           ssl_cert_reqs=ssl.CERT_NONE, ssl_context_factory=tls_context if tls else None)
+
+
+def check_tiles(template: str | None) -> str | None:
+    """The tile server's origin (for the page's image policy), or None; a
+    template that is not http(s) with {z}, {x} and {y} is refused at start."""
+    if not template:
+        return None
+    parts = urlsplit(template)
+    placeholders = all(k in template for k in ("{z}", "{x}", "{y}"))
+    if parts.scheme not in ("http", "https") or not parts.netloc or not placeholders:
+        raise ValueError(f"map tiles {template!r}: an http(s) URL template with {{z}}, {{x}} and {{y}}")
+    return f"{parts.scheme}://{parts.netloc}"

@@ -32,6 +32,10 @@ def add_arguments(parser) -> None:
                         help="a reverse proxy's address or network whose X-Forwarded-For and X-Forwarded-Proto "
                              "the API honours (repeatable; default: none, the headers are ignored)")
     parser.add_argument("--rules", help="TOML file with rule thresholds (gateway/supervision/rules/config.py)")
+    parser.add_argument("--map-tiles", metavar="URL",
+                        help="the deployment's own map tile server, an http(s) URL template with {z}, {x} and {y} "
+                             "(overrides the rules file's [map] tiles; without either the map is drawn from the "
+                             "grid's coordinates alone, with no outside server)")
     parser.add_argument("--photos", help="directory for inspection photos (default: next to --db)")
     parser.add_argument("--sweep-interval", type=float, default=5.0, help="seconds between time-window sweeps")
     parser.add_argument("--upstream", help="provincial platform endpoint (http[s]://...)")
@@ -58,6 +62,7 @@ def child_arguments(args) -> list[str]:
             default_photos_dir(args.db)   # a database on a server has no folder for them: --photos
     serve.check_tls(args.https_cert, args.https_key)
     serve.check_proxies(args.trusted_proxy)
+    serve.check_tiles(args.map_tiles)
     if args.upstream and not os.environ.get(args.upstream_key_env):
         raise ValueError(f"--upstream needs a signing key in ${args.upstream_key_env}")
     if args.notify:
@@ -69,7 +74,7 @@ def child_arguments(args) -> list[str]:
     out = ["--db", args.db, "--broker", args.broker, "--client-id", args.client_id,
            "--sweep-interval", str(args.sweep_interval), "--upstream-key-env", args.upstream_key_env,
            "--password-env", args.password_env, "--log-level", args.log_level]
-    for name in ("http", "rules", "photos", "upstream", "notify", "ca", "https_cert", "https_key"):
+    for name in ("http", "rules", "photos", "upstream", "notify", "ca", "https_cert", "https_key", "map_tiles"):
         value = getattr(args, name)
         if value:
             out += ["--" + name.replace("_", "-"), value]
@@ -185,6 +190,7 @@ class Runtime:
         self.http = parse_hostport(args.http) if args.http else None
         self.tls = serve.check_tls(args.https_cert, args.https_key)
         self.proxies = serve.check_proxies(args.trusted_proxy)
+        serve.check_tiles(args.map_tiles)
         if args.upstream and not os.environ.get(args.upstream_key_env):
             raise ValueError(f"--upstream needs a signing key in ${args.upstream_key_env}")
         if args.notify:
@@ -244,7 +250,7 @@ class Runtime:
             from gateway.api import create_app, serve
 
             app = create_app(self.args.db, clock=self.clock, rules_cfg=self.cfg, photos_dir=self.args.photos,
-                             trusted_proxies=self.proxies)
+                             trusted_proxies=self.proxies, map_tiles=self.args.map_tiles)
             self.server = uvicorn.Server(serve.uvicorn_config(app, self.http[0], self.http[1], self.tls))
             self.thread = threading.Thread(target=self.server.run, name="http", daemon=True)
             self.thread.start()
