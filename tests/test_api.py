@@ -141,6 +141,7 @@ def test_lists_show_only_the_callers_area(world):
     overview = client.get("/api/overview", headers=token(client, "d1")).json()
     assert {g["code"]: (g["sales"], g["refusals"], g["open_cases"]) for g in overview["groups"]} == {
         "330113001": (2, 1, 1), "330113002": (1, 0, 1)}
+    assert overview["yesterday"] == {"day": "2025-05-31", "sales": 0, "refusals": 0, "voids": 0}
 
 
 def test_subject_page_masks_id_number_and_audits_the_read(world):

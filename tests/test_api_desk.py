@@ -11,7 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 
+from gateway import store
 from gateway.api import create_app
+from gateway.enforcement import registry
 from gateway.supervision.rules import config
 from tests.support.api_world import PASSWORD, T0, add_queue_findings, build, copy_of
 
@@ -210,6 +212,36 @@ def test_the_old_violation_list_takes_every_filter_and_exports(client):
     table = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
     assert [int(row["违规编号"]) for row in table] == [v["id"] for v in everything if v["shop"] == "SHOP2"]
     assert {row["门店"] for row in table} == {"西湖农资店"} and all(row["说明"] for row in table)
+
+
+def test_the_quota_chart_sums_this_periods_use_per_town_and_follows_a_registry_import(template, tmp_path):
+    """Used: this period's quota ledger of each town's subjects, not an older
+    period's; allowances: summed once per registry revision, and again after
+    an import changes an entry."""
+    db = copy_of(template, tmp_path / "world")
+    with sqlite3.connect(db) as conn:
+        conn.executemany("INSERT INTO quota_used(subject, category, period, used, rev) VALUES (?, ?, ?, ?, 1)",
+                         [("S00001", "pesticide_g", "2025-summer", 700), ("S00001", "pesticide_g", "2024-summer", 900),
+                          ("S00003", "pesticide_g", "2025-summer", 50), ("S00003", "fert_n", "2025", 1200)])
+    app = create_app(db, clock=lambda: NOW, photos_dir=tmp_path / "photos", session_clock=lambda: NOW)
+    with TestClient(app) as client:
+        def chart(who):
+            towns = client.get("/api/stats/quota", headers=login(client, who)).json()["towns"]
+            return {(r["town"], r["category"]): (r["allowance"], r["used"]) for r in towns}
+
+        d1 = chart("d1")
+        assert d1[("330113001", "pesticide_g")] == (3000, 700)
+        assert d1[("330113002", "pesticide_g")] == (3000, 50) and d1[("330113002", "fert_n")] == (150000, 1200)
+        assert {town for town, _ in chart("t2")} == {"330113002"}
+        entry = {"id": "S00003", "name": "李四", "status": "active", "town": "330113002",
+                 "plots": [{"crop": "rice", "area_cmu": 2000}], "permits": []}     # twice the land
+        conn = store.connect(db)
+        try:
+            registry.import_subjects(conn, [entry], NOW)
+        finally:
+            conn.close()
+        again = chart("d1")
+        assert again[("330113002", "pesticide_g")] == (6000, 50) and again[("330113001", "pesticide_g")] == (3000, 700)
 
 
 def test_the_inspection_sheet_is_a_pdf_for_a_case_in_the_callers_area_only(client):

@@ -128,6 +128,26 @@ def test_the_search_box_appears_only_after_sign_in(served, browser):
         context.close()
 
 
+def test_after_midnight_the_overview_cards_still_show_yesterday(served, browser):
+    """Just after midnight today's cards are 0: each also shows yesterday's
+    figure, so the morning's overview is not a page of zeros (what a demo
+    visitor saw at each simulated midnight)."""
+    day_after = NOW + 86_400_000
+    app = create_app(served["db"], clock=lambda: day_after, photos_dir=Path(served["db"]).parent / "photos",
+                     session_clock=lambda: day_after)
+    with Served(app) as server:
+        before = login(browser, served["url"], "t1")
+        sales_then = before.inner_text("[data-testid=card-sales] .n")
+        refusals_then = before.inner_text("[data-testid=card-refusals] .n")
+        before.context.close()
+        page = login(browser, server.url, "t1")
+        assert page.inner_text("[data-testid=card-sales] .n") == "0"
+        assert int(sales_then) > 0
+        assert page.inner_text("[data-testid=card-sales-note]") == f"昨日 {sales_then}"
+        assert page.inner_text("[data-testid=card-refusals-note]") == f"昨日 {refusals_then}"
+        page.context.close()
+
+
 def test_a_town_user_finds_no_one_by_id_number_and_nothing_outside_the_town(served, browser):
     page = login(browser, served["url"], "t2")
     search(page, ID_NUMBER)

@@ -9,6 +9,7 @@ confirms what exists elsewhere."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -22,6 +23,7 @@ from gateway.supervision import cases
 
 from gateway.store import users
 from gateway.api import queries, words
+from protocols import policy
 from gateway.api.db import Db
 from gateway.api.errors import ApiError
 from gateway.api.throttle import Hashing, LoginThrottle
@@ -48,6 +50,8 @@ class Context:
     stopping: bool = False  # set at shutdown: open event streams end so the server can stop
     # (catalogue version, its products): parsed again only when an import changes the version
     _products: tuple = (object(), {})
+    # ((registry revision, periods), {(town, category): allowance}): the registry is read again only when it changes
+    _allowances: tuple = (object(), {})
 
     @property
     def tz(self) -> int:
@@ -55,6 +59,27 @@ class Context:
 
     def today(self) -> str:
         return local_parts(self.clock(), self.tz)[0]
+
+    def town_allowances(self, conn, periods: dict) -> dict:
+        """{(town, category): the sum of the town's registered allowances} for
+        `periods` ({category: period}). Summing a province's registry takes
+        a while, so it is done once per registry revision and period, not
+        on every overview."""
+        key = (queries.subjects_rev(conn), tuple(sorted(periods.items())))
+        if self._allowances[0] != key:
+            totals: dict = {}
+            for town, data in queries.registry_entries(conn):
+                try:
+                    entry = json.loads(data)
+                except ValueError:
+                    continue
+                if not town or not isinstance(entry, dict):
+                    continue
+                for cat, period in periods.items():
+                    allowance = policy.allowance(entry, self.policy_params, cat, period)
+                    totals[(town, cat)] = totals.get((town, cat), 0) + allowance
+            self._allowances = (key, totals)
+        return self._allowances[1]
 
     def products(self, conn) -> dict:
         version = queries.catalogue_version(conn)

@@ -13,6 +13,7 @@ from gateway.enforcement import subjects_view
 from gateway.api import words
 from gateway.supervision.rules.config import DEFAULT_SEVERITY
 from protocols import catalogue as protocols_catalogue
+from gateway.store import dialect
 from gateway.store.users import User
 
 
@@ -182,9 +183,9 @@ def subject_visible(conn, user: User, subject: str) -> bool:
         return True
     if conn.execute(f"SELECT 1 FROM cases WHERE subject=? AND {where} LIMIT 1", [subject] + args).fetchone():
         return True
-    entry = subjects_view.lookup(conn, subject)
-    home = (entry or {}).get("town") or (entry or {}).get("village")
-    return bool(home) and area_visible(conn, user, home)
+    entry = subjects_view.lookup(conn, subject) or {}
+    return any(isinstance(home, str) and home and area_visible(conn, user, home)
+               for home in (entry.get("town"), entry.get("village")))
 
 
 def quota_used(conn, subject: str) -> dict:
@@ -200,16 +201,69 @@ def subject_cases(conn, user: User, subject: str) -> list[dict]:
                       "ORDER BY id DESC LIMIT 50", [subject] + args)
 
 
-def registry_entries(conn) -> list[tuple]:
-    """(id, town, data) of every registered subject, or none before a registry is imported."""
-    if not subjects_view.registry_known(conn):
-        return []
-    return conn.execute("SELECT id, town, data FROM subjects").fetchall()
+def subjects_rev(conn) -> int | None:
+    """The registry's revision: it moves with every import (quota_meta)."""
+    row = conn.execute("SELECT value FROM quota_meta WHERE key = 'subjects_rev'").fetchone()
+    return row[0] if row else None
 
 
-def town_quota_used(conn, town: str, category: str, period: str) -> int:
-    return conn.execute("SELECT coalesce(sum(q.used), 0) FROM quota_used q JOIN subjects s ON s.id = q.subject "
-                        "WHERE s.town=? AND q.category=? AND q.period=?", [town, category, period]).fetchone()[0]
+def registry_entries(conn):
+    """(town, data) of every registered subject, a row at a time."""
+    yield from conn.execute("SELECT town, data FROM subjects")
+
+
+def areas_within(conn, area: str) -> list[str]:
+    """`area` and every grid area below it."""
+    children: dict = {}
+    for code, parent in conn.execute("SELECT code, parent FROM areas"):
+        children.setdefault(parent, []).append(code)
+    out, todo = [], [area]
+    while todo:
+        code = todo.pop()
+        out.append(code)
+        todo += children.get(code, [])
+    return out
+
+
+def find_subjects(conn, user: User, condition: str, args: list, limit: int) -> list[tuple[str, dict]]:
+    """(id, entry) of registered subjects matching `condition` (SQL on the
+    `subjects` row `s`) that are the caller's business as `subject_visible`
+    decides it (bought or has a case in the area, or its town or village is
+    there), by id.
+    The database does the searching: a province's registry never comes
+    into the process to be scanned."""
+    village = dialect.json_text(conn, "s.data", "village")
+    sales_where, sales_args = user.scope().where("x.")
+    cases_where, cases_args = user.scope().where("c.")
+    areas = json.dumps(areas_within(conn, user.area))
+    found = conn.execute(
+        f"SELECT s.id, s.data FROM subjects s WHERE {condition} AND ("
+        f"s.town IN ({dialect.json_values(conn)}) OR {village} IN ({dialect.json_values(conn)}) "
+        f"OR EXISTS (SELECT 1 FROM sales x WHERE x.subject = s.id AND {sales_where}) "
+        f"OR EXISTS (SELECT 1 FROM cases c WHERE c.subject = s.id AND {cases_where})) ORDER BY s.id LIMIT ?",
+        args + [areas, areas] + sales_args + cases_args + [limit]).fetchall()
+    out = []
+    for sid, data in found:
+        try:
+            entry = json.loads(data)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            out.append((sid, entry))
+    return out
+
+
+def towns_quota_used(conn, periods: dict) -> dict:
+    """{(town, category): used} in each category's current period ({category:
+    period}), every town in one pass over the quota ledger."""
+    out: dict = {}
+    for town, category, period, used in conn.execute(
+            "SELECT s.town, q.category, q.period, sum(q.used) FROM quota_used q JOIN subjects s ON s.id = q.subject "
+            f"WHERE q.period IN ({dialect.json_values(conn)}) GROUP BY s.town, q.category, q.period",
+            [json.dumps(sorted(set(periods.values())))]):
+        if periods.get(category) == period:
+            out[(town, category)] = used
+    return out
 
 
 # -- statistics
@@ -236,6 +290,16 @@ def overview_counts(conn, user: User, cfg: dict, group: str, day: str) -> list[d
     for g in groups:
         g["name"] = names.get(g["code"]) if g["code"] else None
     return groups
+
+
+def day_totals(conn, user: User, day: str) -> dict:
+    """Sales, refusals and voids of a local day in the caller's area."""
+    where, args = user.scope().where()
+    out = {"sales": 0, "refusals": 0, "voids": 0}
+    for rtype, n in conn.execute(f"SELECT type, count(*) FROM sales WHERE day=? AND {where} GROUP BY type",
+                                 [day] + args):
+        out[{"sale": "sales", "refusal": "refusals", "void": "voids"}[rtype]] = n
+    return out
 
 
 def daily(conn, user: User, start_day: str, end_day: str) -> list[dict]:

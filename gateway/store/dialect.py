@@ -41,6 +41,15 @@ def json_text(conn, column: str, key: str) -> str:
     return f"(CAST({column} AS jsonb) ->> '{key}')"
 
 
+def json_has(conn, column: str, key: str) -> str:
+    """A condition: the JSON array at `key` in the object held (as text) by
+    `column` has the text given as one parameter among its elements."""
+    json_text(conn, column, key)                      # the same check of the names
+    if _sqlite(conn):
+        return f"EXISTS (SELECT 1 FROM json_each({column}, '$.{key}') WHERE value = ?)"
+    return f"(CAST({column} AS jsonb) -> '{key}') @> jsonb_build_array(CAST(? AS text))"
+
+
 def for_update(conn) -> str:
     """` FOR UPDATE` on PostgreSQL (lock the rows read until the transaction
     ends: a follower's cursor that two processes may run), nothing on SQLite,

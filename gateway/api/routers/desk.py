@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import AfterValidator, StringConstraints
 
 from gateway.enforcement import subjects_view
-from gateway.store import users
+from gateway.store import dialect, users
 from gateway.api import queries, words
 from gateway.api.deps import Context, context, current_user
 from gateway.api.errors import ApiError
@@ -37,46 +37,31 @@ ID_NUMBER = re.compile(r"^(\d{17}[\dXx]|\d{15}|[0-9A-HJ-NPQRTUWXY]{18})$")   # è
 FOUND_MAX = 20   # of each kind: a search box, not a list
 
 
+def _like(text: str) -> str:
+    """A LIKE pattern for `text` itself, with its % _ and \\ taken literally."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 def _subjects_by_name(conn, user: User, text: str) -> list[dict]:
-    out = []
-    for sid, _town, data in queries.registry_entries(conn):
-        try:
-            entry = json.loads(data)
-        except ValueError:
-            continue
-        name = entry.get("name") if isinstance(entry, dict) else None
-        if isinstance(name, str) and text in name and queries.subject_visible(conn, user, sid):
-            out.append({"id": sid, "name": words.subject_name(entry), "by": "name"})
-            if len(out) >= FOUND_MAX:
-                break
-    return out
+    name = dialect.json_text(conn, "s.data", "name")
+    return [{"id": sid, "name": words.subject_name(entry), "by": "name"}
+            for sid, entry in queries.find_subjects(conn, user, f"{name} LIKE ? ESCAPE '\\'", [_like(text)],
+                                                    FOUND_MAX)]
 
 
-def _subjects_by_id_number(conn, text: str) -> list[dict]:
-    wanted = text.upper()
-    out = []
-    for sid, _town, data in queries.registry_entries(conn):
-        try:
-            entry = json.loads(data)
-        except ValueError:
-            continue
-        if any(isinstance(entry.get(k), str) and entry[k].upper() == wanted for k in subjects_view.ID_FIELDS):
-            out.append({"id": sid, "name": words.subject_name(entry), "by": "id_number"})
-    return out
+def _subjects_by_id_number(conn, user: User, text: str) -> list[dict]:
+    fields = " OR ".join(f"upper({dialect.json_text(conn, 's.data', f)}) = ?" for f in subjects_view.ID_FIELDS)
+    return [{"id": sid, "name": words.subject_name(entry), "by": "id_number"}
+            for sid, entry in queries.find_subjects(conn, user, f"({fields})",
+                                                    [text.upper()] * len(subjects_view.ID_FIELDS), FOUND_MAX)]
 
 
 def _subjects_by_card(conn, user: User, text: str) -> list[dict]:
     where, args = user.scope().where()
     ids = [r[0] for r in conn.execute(f"SELECT DISTINCT subject FROM sales WHERE card = ? AND subject IS NOT NULL "
                                       f"AND {where} LIMIT {FOUND_MAX}", [text] + args)]
-    for sid, _town, data in queries.registry_entries(conn):
-        if text in data:   # cheap test first, then the field itself
-            try:
-                cards = json.loads(data).get("cards") or []
-            except (ValueError, AttributeError):
-                continue
-            if text in cards and sid not in ids and queries.subject_visible(conn, user, sid):
-                ids.append(sid)
+    ids += [sid for sid, _ in queries.find_subjects(conn, user, dialect.json_has(conn, "s.data", "cards"), [text],
+                                                    FOUND_MAX) if sid not in ids]
     names = queries.subject_names(conn, ids)
     return [{"id": sid, "name": names.get(sid), "by": "card"} for sid in ids]
 
@@ -106,16 +91,15 @@ def search(q: SearchText, user: User = Depends(current_user), ctx: Context = Dep
         subjects += [s for s in _subjects_by_card(conn, user, q) if s["id"] not in seen]
         seen = {s["id"] for s in subjects}
     if user.role in subjects_view.REVEALABLE and ID_NUMBER.match(q):
-        by_number = [s for s in _subjects_by_id_number(conn, q) if s["id"] not in seen]
+        by_number = [s for s in _subjects_by_id_number(conn, user, q) if s["id"] not in seen]
         if by_number:
             with ctx.db.write() as w:
                 for s in by_number:
                     users.audit(w, ctx.clock(), user, "search_id_number", s["id"])
         subjects += by_number
     where, args = user.scope().where()
-    literal = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")   # the text itself, not a pattern
     shops = queries.rows(conn, f"SELECT id, name, town, village FROM shops WHERE {where} AND name LIKE ? ESCAPE '\\' "
-                               f"ORDER BY id LIMIT {FOUND_MAX}", args + [f"%{literal}%"])
+                               f"ORDER BY id LIMIT {FOUND_MAX}", args + [_like(q)])
     areas = grid.area_names(conn)
     for s in shops:
         s["town_name"], s["village_name"] = areas.get(s["town"]), areas.get(s["village"])

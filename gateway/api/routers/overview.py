@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import datetime as dt
 
 from fastapi import APIRouter, Depends, Query
 
@@ -23,14 +23,18 @@ def child_level(user: User) -> str:
 @router.get("/api/overview")
 def overview(user: User = Depends(current_user), ctx: Context = Depends(context)) -> dict:
     """Today's sales, refusals and open cases per town (per village for a town
-    user); open cases are those of the inspection queue (`/api/queue`)."""
+    user); open cases are those of the inspection queue (`/api/queue`).
+    `yesterday`: the day before's sales and refusals in the same area, so
+    the morning's cards (0 just after midnight) still read against a day."""
     conn = ctx.db.conn()
     group = child_level(user)
     day = ctx.today()
     groups = queries.overview_counts(conn, user, ctx.cfg, group, day)
     totals = {k: sum(g[k] for g in groups) for k in ("sales", "refusals", "voids", "open_cases")}
     fleet = queries.fleet(conn, user, ctx.clock(), ctx.cfg["silent"]["minutes"] * 60_000)
+    before = (dt.date.fromisoformat(day) - dt.timedelta(days=1)).isoformat()
     return {"day": day, "level": group, "groups": groups, "totals": totals,
+            "yesterday": {"day": before, **queries.day_totals(conn, user, before)},
             "fleet": {"total": len(fleet), "online": sum(1 for t in fleet if t["state"] == "online")}}
 
 
@@ -64,21 +68,18 @@ def stats_quota(user: User = Depends(current_user), ctx: Context = Depends(conte
     conn = ctx.db.conn()
     date = ctx.today()
     params = ctx.policy_params
+    periods = {cat: policy.period_of(params, cat, date) for cat in sorted(params.get("categories", {}))}
+    visible: dict[str, bool] = {}
     totals: dict[tuple, dict] = {}
-    for sid, town, data in queries.registry_entries(conn):
-        if not town or not queries.area_visible(conn, user, town):
-            continue
-        try:
-            entry = json.loads(data)
-        except ValueError:
-            continue
-        for cat in sorted(params.get("categories", {})):
-            period = policy.period_of(params, cat, date)
-            row = totals.setdefault((town, cat), {"town": town, "category": cat, "period": period,
-                                                  "allowance": 0, "used": 0})
-            row["allowance"] += policy.allowance(entry, params, cat, period)
+    for (town, cat), allowance in ctx.town_allowances(conn, periods).items():
+        if town not in visible:
+            visible[town] = queries.area_visible(conn, user, town)
+        if visible[town]:
+            totals[(town, cat)] = {"town": town, "category": cat, "period": periods[cat], "allowance": allowance,
+                                   "used": 0}
+    used = queries.towns_quota_used(conn, periods)
     for (town, cat), row in totals.items():
-        row["used"] = queries.town_quota_used(conn, town, cat, row["period"])
+        row["used"] = used.get((town, cat), 0)
         row["name"] = queries.area_name(conn, town)
         row["category_name"] = {"zh": category_name(cat, "zh"), "en": category_name(cat, "en")}
     return {"towns": sorted(totals.values(), key=lambda r: (r["town"], r["category"]))}

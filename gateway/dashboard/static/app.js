@@ -7,7 +7,7 @@ const T = {
   zh: {
     brand: "农资实名购买监管", overview: "总览", queue: "违规与案件", fleet: "终端", upstream: "上报",
     login: "登录", name: "用户名", password: "密码", logout: "退出", loginFailed: "用户名或密码错误",
-    today: "今日", sales: "销售", refusals: "拒售", voids: "作废", openCases: "未结案件", online: "在线终端",
+    today: "今日", yesterday: "昨日", sales: "销售", refusals: "拒售", voids: "作废", openCases: "未结案件", online: "在线终端",
     byArea: "按辖区", town: "镇街", village: "村社", shop: "门店", subject: "主体", terminal: "终端",
     state: "状态", code: "违规类型", level: "处理层级", assignee: "负责人", opened: "立案时间", deadline: "期限",
     all: "全部", active: "未结", open: "待指派", assigned: "已指派", inspected: "已核查", closed: "已结案",
@@ -47,7 +47,7 @@ const T = {
   en: {
     brand: "Agri-input supervision", overview: "Overview", queue: "Violations & cases", fleet: "Terminals", upstream: "Upstream",
     login: "Log in", name: "User name", password: "Password", logout: "Log out", loginFailed: "Wrong name or password",
-    today: "Today", sales: "Sales", refusals: "Refusals", voids: "Voids", openCases: "Open cases", online: "Terminals online",
+    today: "Today", yesterday: "Yesterday", sales: "Sales", refusals: "Refusals", voids: "Voids", openCases: "Open cases", online: "Terminals online",
     byArea: "By area", town: "Town", village: "Village", shop: "Shop", subject: "Subject", terminal: "Terminal",
     state: "State", code: "Violation", level: "Level", assignee: "Assignee", opened: "Opened", deadline: "Deadline",
     all: "All", active: "Active", open: "Open", assigned: "Assigned", inspected: "Inspected", closed: "Closed",
@@ -272,7 +272,8 @@ async function pageOverview() {
   main.replaceChildren(
     h("h1", { text: `${t("overview")} · ${t("today")} ${o.day}` }),
     h("div", { class: "cards" },
-      card(t("sales"), o.totals.sales, "sales"), card(t("refusals"), o.totals.refusals, "refusals"),
+      card(t("sales"), o.totals.sales, "sales", `${t("yesterday")} ${o.yesterday.sales}`),
+      card(t("refusals"), o.totals.refusals, "refusals", `${t("yesterday")} ${o.yesterday.refusals}`),
       card(t("openCases"), o.totals.open_cases, "open-cases"),
       card(t("online"), `${o.fleet.online}/${o.fleet.total}`, "online"),
       up ? card(t("pending") + " (" + t("upstream") + ")", up.pending, "upstream-pending") : null),
@@ -294,7 +295,10 @@ async function pageOverview() {
         q.length ? barChart(q.slice(0, 12), [{ key: "pct", name: t("usedPct"), color: "#b45309" }], { label: t("quotaByTown"), testid: "chart-quota" })
           : h("p", { class: "muted", text: t("none") })))));
 }
-function card(label, n, id) { return h("div", { class: "card", "data-testid": "card-" + id }, h("div", { class: "n", text: String(n) }), h("div", { class: "l", text: label })); }
+function card(label, n, id, note) {
+  return h("div", { class: "card", "data-testid": "card-" + id }, h("div", { class: "n", text: String(n) }), h("div", { class: "l", text: label }),
+    note ? h("div", { class: "l note", "data-testid": "card-" + id + "-note", text: note }) : null);
+}
 
 function params() {
   const q = location.hash.split("?")[1] || "";
