@@ -15,6 +15,7 @@ import pytest
 
 from gateway.enforcement.fleet import provision
 from gateway.ingest.follow import Follower
+from gateway.ingest.writer import QuarantineBudget
 from gateway.store import MASTER_KEY_ENV, Store, transaction
 from gateway.store.records import order_records
 from protocols import envelope, topics
@@ -33,10 +34,10 @@ def master_key(monkeypatch):
 class Writer:
     """One gateway worker's writer, with its own store and connection."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, budget: QuarantineBudget = QuarantineBudget()):
         self.store = Store(url)
         self.acks: list[tuple[str, int, int | None]] = []
-        self.ingest = InlineIngest(self.store, lambda t, upto, seen: self.acks.append((t, upto, seen)))
+        self.ingest = InlineIngest(self.store, lambda t, upto, seen: self.acks.append((t, upto, seen)), budget=budget)
 
     def send(self, terminal: str, payload: bytes) -> None:
         self.ingest.submit_batch(topics.topic(terminal, topics.UP), terminal, payload)
@@ -122,6 +123,28 @@ def feed(terminals: list[MiniTerminal], writer_pick, errors: list) -> None:
                 writer_pick().send(t.name, payload)
     except Exception as err:  # surfaced by the test
         errors.append(err)
+
+
+def test_two_writers_spend_one_quarantine_budget_per_terminal_with_one_alert(writers, pg_url):
+    """A terminal's junk reaching both workers is charged to one hourly
+    budget in the database: no more stored than one budget allows, the rest
+    counted, one alert for the fleet, and the other terminals untouched."""
+    budget = QuarantineBudget(bytes=10**9, rows=5)
+    pair = [Writer(pg_url, budget), Writer(pg_url, budget)]
+    try:
+        records = chain("T2", 20)
+        for i in range(20):
+            pair[i % 2].send("T1", b"{not json %d" % i)
+            pair[(i + 1) % 2].send("T2", batch("T2", i, records[i:i + 1]))
+        store = pair[0].store
+        assert len(store.quarantined()) == 5
+        assert [(d["terminal"], d["reason"], d["count"]) for d in store.quarantine_dropped()] == \
+            [("T1", "malformed_json", 15)]
+        assert [a["terminal"] for a in store.alerts() if a["kind"] == "quarantine_budget_exceeded"] == ["T1"]
+        assert stored(pg_url, "T2") == [envelope.stored_text(r) for r in records]
+    finally:
+        for w in pair:
+            w.close()
 
 
 def test_two_writers_taking_turns_at_random_store_every_terminal_once_in_order(writers, pg_url):

@@ -62,10 +62,9 @@ class QuarantineBudget:
     an accountable one (an altered record) is then not accounted for either:
     the terminal's ack stays below it, which costs that terminal alone.
 
-    Each writer counts from what the database held when it first looked in
-    that hour, then its own rejects: with N workers sharing the ingest a
-    terminal can reach up to N budgets an hour, still bounded by that
-    terminal, and at most one alert per worker."""
+    The hour's spending is a row in the database (`quarantine_spent`): every
+    worker sharing the ingest charges the same budget, and the hour's one
+    alert is raised by whichever worker drops first."""
     bytes: int = QUARANTINE_BYTES_PER_HOUR
     rows: int = QUARANTINE_ROWS_PER_HOUR
 
@@ -120,7 +119,6 @@ class Ingest:
                  wall_ms: Callable[[], int] = now_ms, budget: QuarantineBudget = QuarantineBudget()):
         self.store = store
         self.budget = budget
-        self._spent: dict[str, list] = {}  # terminal -> [hour, rows, bytes, alerted]: its quarantine this hour
         self.publish_ack = publish_ack
         self.wall_ms = wall_ms
         self.stats = Stats()
@@ -391,39 +389,33 @@ class Ingest:
 
     def _within_budget(self, conn, now: int, terminal: str, reason: str, size: int) -> bool:
         """Charge one reject of `size` bytes to the terminal's hour; past the
-        budget, count it per reason and alert once that hour."""
+        budget, count it per reason and alert once that hour. The hour's
+        count is a row in the database, charged by one conditional upsert,
+        so every worker spends from the same budget and it rolls back with
+        the transaction."""
         hour = now // HOUR_MS
-        spent = self._spent.get(terminal)
-        if spent is None or spent[0] != hour:
-            if len(self._spent) > 10000:
-                self._spent = {t: s for t, s in self._spent.items() if s[0] == hour}
-            spent = self._spent[terminal] = self._spent_in(conn, terminal, hour)
-        if spent[1] < self.budget.rows and spent[2] + size <= self.budget.bytes:
-            spent[1] += 1
-            spent[2] += size
+        if self.budget.rows > 0 and size <= self.budget.bytes and conn.execute(
+                "INSERT INTO quarantine_spent(terminal, hour, n_rows, n_bytes) VALUES (?, ?, 1, ?) "
+                "ON CONFLICT(terminal, hour) DO UPDATE SET n_rows = quarantine_spent.n_rows + 1, "
+                "n_bytes = quarantine_spent.n_bytes + excluded.n_bytes "
+                "WHERE quarantine_spent.n_rows < ? AND quarantine_spent.n_bytes + excluded.n_bytes <= ? "
+                "RETURNING n_rows", [terminal, hour, size, self.budget.rows, self.budget.bytes]).fetchone():
             return True
         conn.execute("INSERT INTO quarantine_dropped(terminal, hour, reason, count, bytes) VALUES (?, ?, ?, 1, ?) "
                      "ON CONFLICT(terminal, hour, reason) "
                      "DO UPDATE SET count = quarantine_dropped.count + 1, bytes = quarantine_dropped.bytes + excluded.bytes",
                      [terminal, hour, reason, size])
         self.stats.dropped += 1
-        if not spent[3]:
-            spent[3] = True
+        conn.execute("INSERT INTO quarantine_spent(terminal, hour, n_rows, n_bytes) VALUES (?, ?, 0, 0) "
+                     "ON CONFLICT(terminal, hour) DO NOTHING", [terminal, hour])
+        first = conn.execute("UPDATE quarantine_spent SET alerted = 1 WHERE terminal = ? AND hour = ? AND alerted = 0 "
+                             "RETURNING n_rows, n_bytes", [terminal, hour]).fetchone()
+        if first:                     # the fleet's first drop for this terminal this hour
             self._alert(conn, now, "quarantine_budget_exceeded", terminal, None, None,
-                        f"{spent[1]} rejects, {spent[2]} bytes quarantined since "
+                        f"{first[0]} rejects, {first[1]} bytes quarantined since "
                         f"{time.strftime('%Y-%m-%d %H:00 UTC', time.gmtime(hour * 3600))}; further rejects this hour "
                         f"are only counted (budget {self.budget.rows} rows, {self.budget.bytes} bytes an hour)")
         return False
-
-    @staticmethod
-    def _spent_in(conn, terminal: str, hour: int) -> list:
-        """A terminal's quarantine in this hour as the database has it (after
-        a restart, or when the hour turns)."""
-        rows, size = conn.execute("SELECT count(*), coalesce(sum(length(payload)), 0) FROM quarantine "
-                                  "WHERE terminal = ? AND received >= ?", [terminal, hour * HOUR_MS]).fetchone()
-        alerted = conn.execute("SELECT 1 FROM quarantine_dropped WHERE terminal = ? AND hour = ?",
-                               [terminal, hour]).fetchone() is not None
-        return [hour, rows, size, alerted]
 
     def _alert(self, conn, now, kind, terminal, seq, seq_to, detail) -> None:
         writing_alerts(conn)
@@ -462,7 +454,6 @@ class Ingest:
         """After a failed transaction: forget what this writer believed (it
         rolled back), and get a working connection, waiting for the database
         as long as it takes; until then nothing is stored and nothing acked."""
-        self._spent.clear()  # charged inside the transaction that rolled back
         self._rev.clear()    # every terminal is read again on its next message
         self._progress.clear()
         delay = 0.1

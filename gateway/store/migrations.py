@@ -128,6 +128,8 @@ MIGRATIONS: list[tuple[int, str, Callable]] = [
     (2, "notifications: the inspectors' webhook outbox", _tables(schema.NOTIFICATIONS)),
     (3, "users.display_name: staff shown by name", _user_display_names),
     (4, "shared ingest: terminals.ingest_rev, rid from the database", _shared_ingest),
+    (5, "quarantine_spent: one quarantine budget per terminal across all ingest workers",
+     _tables(schema.QUARANTINE_SPENT)),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -393,6 +393,19 @@ FLEET = [
 
 # -- notifications to inspectors (gateway/store/notifications.py, gateway/supervision/notify.py):
 # a durable outbox, filled from case_events behind a cursor (sweep_state 'notify')
+# -- migration 5: a terminal's quarantine budget counted in the database, so
+# every ingest worker charges the same hour (gateway/ingest/writer.py)
+QUARANTINE_SPENT = [
+    """CREATE TABLE IF NOT EXISTS quarantine_spent (
+    terminal    TEXT NOT NULL,
+    hour        INTEGER NOT NULL,              -- gateway time in ms // 3600000
+    n_rows      INTEGER NOT NULL,              -- rejects stored this hour
+    n_bytes     INTEGER NOT NULL,              -- their payload bytes
+    alerted     INTEGER NOT NULL DEFAULT 0,    -- the hour's quarantine_budget_exceeded alert is raised
+    PRIMARY KEY (terminal, hour)
+)""",
+]
+
 NOTIFICATIONS = [
     """CREATE TABLE IF NOT EXISTS notifications (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
