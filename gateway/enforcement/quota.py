@@ -37,6 +37,7 @@ import logging
 import threading
 import time
 
+from gateway.store import registry as registry_store
 from gateway.store import violations
 from gateway.store import lock, savepoint
 from gateway.store.dialect import json_values
@@ -104,28 +105,18 @@ class ConfigCache:
 
 # ---------------------------------------------------------------- reading
 
-def subject_entry(conn, subject: str) -> dict | None:
-    row = conn.execute("SELECT data FROM subjects WHERE id = ?", [subject]).fetchone()
-    return json.loads(row[0]) if row else None
-
-
 def shop_info(conn, shop: str | None) -> dict:
     """{"id", "town", "designated"} of a shop from the supervision grid's `shops`
     table (gateway/supervision/grid.py owns it); a shop not on record is not designated."""
     info = {"id": shop or "", "designated": False}
     if not shop:
         return info
-    row = conn.execute("SELECT town, designated FROM shops WHERE id = ?", [shop]).fetchone()
+    row = registry_store.shop_place(conn, shop)
     if row:
         if row[0]:
             info["town"] = str(row[0])
-        info["designated"] = bool(row[1])
+        info["designated"] = bool(row[2])
     return info
-
-
-def terminal_shop(conn, terminal: str) -> str | None:
-    row = conn.execute("SELECT shop FROM terminals WHERE id = ?", [terminal]).fetchone()
-    return row[0] if row else None
 
 
 def current_periods(params: dict, date: str) -> dict[str, str]:
@@ -149,7 +140,7 @@ def rev(conn) -> int:
 
 def report(conn, subject: str, cache: ConfigCache, date: str) -> dict:
     """Allowance, used and remaining per category on a date (`gateway balance`)."""
-    entry = subject_entry(conn, subject)
+    entry = registry_store.subject_entry(conn, subject)
     if entry is None:
         raise KeyError(subject)
     return policy.balance(entry, used_of(conn, subject), cache.get(conn).params, date)
@@ -241,13 +232,13 @@ def authorize(conn, cache: ConfigCache, terminal: str, request: dict, now: int) 
         conn.execute("INSERT INTO authorizations(terminal, sale_id, request, subject, time, state, consumption) "
                      "VALUES (?, ?, ?, ?, ?, 'superseded', '[]')", [terminal, sale_id, request["id"], subject, now])
         return _with_balances(conn, {"status": authz.ERROR, "code": "auth_superseded"}, terminal, subject, periods)
-    entry = subject_entry(conn, subject)
+    entry = registry_store.subject_entry(conn, subject)
     if entry is None:
         decision = authz.refusal("online", date, request["cart"], "subject_unknown")
     else:
         inputs = {
             "date": date, "mode": "online", "identity": request["identity"], "subject": entry,
-            "shop": shop_info(conn, terminal_shop(conn, terminal)), "cart": request["cart"],
+            "shop": shop_info(conn, registry_store.terminal_shop(conn, terminal)), "cart": request["cart"],
             "balances": used_of(conn, subject, periods), "catalogue": config.catalogue, "params": params,
         }
         decision = authz.wire_decision(policy.decide(inputs))
@@ -298,11 +289,11 @@ def terminal_entries(conn, entries: list[dict]) -> list[dict]:
 
 
 def bump_subjects_rev(conn) -> int:
-    """A new version of every terminal's `subjects` section (inside the
-    caller's transaction): for a registry import, and for what the section
-    carries from elsewhere (a credit grade, a village's name)."""
-    return conn.execute("UPDATE quota_meta SET value = value + 1 WHERE key = 'subjects_rev' "
-                        "RETURNING value").fetchone()[0]
+    """A new version of every terminal's `subjects` section, for what the
+    section carries from the grid and the cases (a village's name, a credit
+    grade): gateway/supervision/grid.py and cases.py call it here, the
+    registry's import calls `gateway.store.registry.bump_subjects_rev` itself."""
+    return registry_store.bump_subjects_rev(conn)
 
 
 def _with_balances(conn, fields: dict, terminal: str, subject: str, periods: dict) -> dict:
@@ -369,7 +360,7 @@ class RecordApplier:
 
     def _shop(self, conn, terminal: str) -> str | None:
         if terminal not in self._shops:
-            self._shops[terminal] = terminal_shop(conn, terminal)
+            self._shops[terminal] = registry_store.terminal_shop(conn, terminal)
         return self._shops[terminal]
 
     def _authorization(self, conn, terminal: str, body: dict):
@@ -475,7 +466,7 @@ class RecordApplier:
             conn.execute("UPDATE authorizations SET state = 'released', seq = ? WHERE id = ?", [record["seq"], auth[0]])
 
     def _check_overdraw(self, conn, now, subject, applied, terminal, seq, shop, params) -> None:
-        entry = subject_entry(conn, subject)
+        entry = registry_store.subject_entry(conn, subject)
         if entry is None:
             return
         categories = params["categories"]
