@@ -42,6 +42,7 @@ from typing import Callable
 
 from gateway.enforcement import quota, registry
 from gateway.store import Store, savepoint, transaction
+from gateway.store import quota as quota_store
 from gateway.store import registry as registry_store
 from protocols import authz, card, configsync, policy
 from protocols.clock import wall_ms as now_ms
@@ -242,10 +243,8 @@ class AuthService:
         first, then the quota ledger's decision, then what of the subject's
         registry entry this terminal may see. Returns the response fields."""
         area = registry.terminal_area(conn, terminal)
-        replay = conn.execute("SELECT 1 FROM authorizations WHERE terminal = ? AND sale_id = ?",
-                              [terminal, request["sale_id"]]).fetchone()
         shown = None
-        if replay is None:  # a repeated request gets its first answer, whatever its proof says now
+        if quota_store.authorization_for_sale(conn, terminal, request["sale_id"]) is None:  # a repeated request gets its first answer, whatever its proof says now
             try:
                 shown = self._proven(conn, request, now, area)
             except authz.Invalid as err:

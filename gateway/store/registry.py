@@ -80,6 +80,11 @@ def bump_subjects_rev(conn) -> int:
 
 # ---------------------------------------------------------------- configuration sections
 
+def section_versions(conn) -> list[tuple[str, int]]:
+    """(name, version) of every stored section."""
+    return conn.execute("SELECT name, version FROM config_sections").fetchall()
+
+
 def section_version(conn, name: str) -> int | None:
     row = conn.execute("SELECT version FROM config_sections WHERE name = ?", [name]).fetchone()
     return row[0] if row else None
@@ -130,3 +135,16 @@ def terminal_shop(conn, terminal: str) -> str | None:
 def shop_place(conn, shop: str) -> tuple | None:
     """(town, village, designated) of a shop on the grid, or None if it is not on record."""
     return conn.execute("SELECT town, village, designated FROM shops WHERE id = ?", [shop]).fetchone()
+
+
+def village_names(conn, codes: list[str]) -> dict[str, str]:
+    """{code: name} of those of `codes` that are villages on the grid."""
+    return dict(conn.execute("SELECT code, name FROM areas WHERE level = 'village' "
+                             f"AND code IN ({json_values(conn)})", [json.dumps(codes)]))
+
+
+def credit_grades(conn, subjects: list[str]) -> dict[str, str]:
+    """{subject: grade} of those of `subjects` with a grade on record
+    (gateway/supervision/cases.py keeps them; a subject without one is A)."""
+    return dict(conn.execute("SELECT subject, grade FROM credit_grades "
+                             f"WHERE subject IN ({json_values(conn)})", [json.dumps(subjects)]))
