@@ -42,6 +42,7 @@ from typing import Callable
 
 from gateway.enforcement import quota, registry
 from gateway.store import Store, savepoint, transaction
+from gateway.store import faces as faces_store
 from gateway.store import quota as quota_store
 from gateway.store import registry as registry_store
 from protocols import authz, card, configsync, policy
@@ -101,8 +102,7 @@ def check_identity(conn, claim: dict, today: str, context: IdentityContext, area
         entry = registry_store.subject_entry(conn, subject)
         if entry is None or not registry.serves(area, entry):
             raise authz.Invalid("identity_unproven", f"face match for {subject}, not in the shop's gallery")
-        enrolled = conn.execute("SELECT 1 FROM faces WHERE subject = ?", [subject]).fetchone()
-        if enrolled is None:
+        if not faces_store.is_enrolled(conn, subject):
             raise authz.Invalid("identity_unproven", f"face match for {subject}, who has no face enrolled")
     return verified
 
