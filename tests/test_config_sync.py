@@ -310,12 +310,13 @@ def test_a_bad_face_import_line_refuses_the_whole_file(line, why):
 def test_enrolled_faces_make_versioned_galleries_for_the_subjects_a_shop_serves(tmp_path):
     from gateway.enforcement import faces, quota, registry
     from gateway.store import connect
+    from gateway.store import faces as faces_store
     from protocols import facegallery
     conn = connect(tmp_path / "g.db")
     registry.import_subjects(conn, fx.subjects({"S0001": 1, "S0002": 1, "S0003": 1}), 1)
     with pytest.raises(faces.FacesError, match="S0009"):  # a face for no registered subject
         faces.import_faces(conn, faces.parse_import(face_line("S0009", [[0.1] * 128]), "f"), 2)
-    assert faces.enrolled(conn) == [] and faces.gallery_version(conn, ["S0001", "S0002"]) == 0
+    assert faces_store.enrolled(conn) == [] and faces.gallery_version(conn, ["S0001", "S0002"]) == 0
     same = [[0.05 * (i % 7) for i in range(128)]]
     entries = faces.parse_import(face_line("S0001", same) + "\n" + face_line("S0002", same), "f")
     faces.import_faces(conn, entries, 3)

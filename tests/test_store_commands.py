@@ -86,11 +86,12 @@ def test_the_operator_commands_work_on_either_backend(db, tmp_path, monkeypatch)
     try:
         from gateway.supervision import grid
         from gateway.enforcement import registry
+        from gateway.store import registry as registry_store
         from gateway.store import users
         assert users.login(conn, "d1", PASSWORD, 0) is not None and users.login(conn, "t1", PASSWORD, 0) is None
         assert grid.shop(conn, "SHOP1").designated
         assert registry.revocations(conn) == ["CARD-LOST"]
-        assert [k.hex() for k in registry.trusted_keys(conn)] == [fx.registry_public_hex()]
+        assert [k.hex() for k in registry_store.trusted_keys(conn)] == [fx.registry_public_hex()]
         assert conn.execute("SELECT count(*) FROM subjects").fetchone()[0] == 2
         assert dict(conn.execute("SELECT name, version FROM config_sections")) == {
             "catalogue": 2, "params": 2, "revocations": 2}

@@ -25,6 +25,7 @@ from gateway.enforcement import faces
 
 from gateway import store
 from gateway.store import DB_HELP
+from gateway.store import faces as faces_store
 from protocols import facegallery
 
 
@@ -61,7 +62,7 @@ def main(argv, prog):
             gone = faces.remove(_connect(args.db, True), args.subjects)
             print(json.dumps({"removed": gone}))
         else:
-            for row in faces.enrolled(_connect(args.db, True)):
+            for row in faces_store.enrolled(_connect(args.db, True)):
                 print(json.dumps(row, ensure_ascii=False))
     except (faces.FacesError, OSError) as err:
         print(f"{prog}: {err}", file=sys.stderr)

@@ -26,6 +26,7 @@ from gateway.enforcement import quota, registry
 
 from gateway import store
 from gateway.store import DB_HELP
+from gateway.store import registry as registry_store
 from protocols import authz, configsync
 from protocols.clock import wall_ms
 
@@ -90,7 +91,7 @@ def _keys(argv, prog):
     elif args.action == "remove":
         count = registry.remove_keys(conn, keys)
     else:
-        for key in registry.trusted_keys(conn):
+        for key in registry_store.trusted_keys(conn):
             print(key.hex())
         return 0
     print(f"{count} registry key(s) trusted")

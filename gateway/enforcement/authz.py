@@ -42,6 +42,9 @@ from typing import Callable
 
 from gateway.enforcement import quota, registry
 from gateway.store import Store, savepoint, transaction
+from gateway.store import faces as faces_store
+from gateway.store import quota as quota_store
+from gateway.store import registry as registry_store
 from protocols import authz, card, configsync, policy
 from protocols.clock import wall_ms as now_ms
 
@@ -74,14 +77,11 @@ class IdentityContext:
         self.revoked: frozenset = frozenset()
 
     def refresh(self, conn) -> "IdentityContext":
-        keys = tuple(conn.execute("SELECT count(*), coalesce(max(added), 0), coalesce(max(key_id), '') "
-                                  "FROM registry_keys").fetchone())
-        row = conn.execute("SELECT version FROM config_sections WHERE name = ?",
-                           [configsync.REVOCATIONS]).fetchone()
-        stamp = (keys, row[0] if row else None)
+        revocations = registry_store.section_version(conn, configsync.REVOCATIONS)
+        stamp = (registry_store.keys_stamp(conn), revocations)
         if stamp != self._stamp:
-            self.trusted = card.trust_store(registry.trusted_keys(conn))
-            self.revoked = frozenset(registry.revocations(conn)) if row else frozenset()
+            self.trusted = card.trust_store(registry_store.trusted_keys(conn))
+            self.revoked = frozenset(registry.revocations(conn)) if revocations is not None else frozenset()
             self._stamp = stamp
         return self
 
@@ -99,11 +99,10 @@ def check_identity(conn, claim: dict, today: str, context: IdentityContext, area
     verified = authz.check_proof(claim, context.trusted, today, context.revoked)
     if judge_face and "face" in authz.NEEDS[claim["identity"]]:
         subject = claim["subject"]
-        entry = quota.subject_entry(conn, subject)
+        entry = registry_store.subject_entry(conn, subject)
         if entry is None or not registry.serves(area, entry):
             raise authz.Invalid("identity_unproven", f"face match for {subject}, not in the shop's gallery")
-        enrolled = conn.execute("SELECT 1 FROM faces WHERE subject = ?", [subject]).fetchone()
-        if enrolled is None:
+        if not faces_store.is_enrolled(conn, subject):
             raise authz.Invalid("identity_unproven", f"face match for {subject}, who has no face enrolled")
     return verified
 
@@ -244,10 +243,8 @@ class AuthService:
         first, then the quota ledger's decision, then what of the subject's
         registry entry this terminal may see. Returns the response fields."""
         area = registry.terminal_area(conn, terminal)
-        replay = conn.execute("SELECT 1 FROM authorizations WHERE terminal = ? AND sale_id = ?",
-                              [terminal, request["sale_id"]]).fetchone()
         shown = None
-        if replay is None:  # a repeated request gets its first answer, whatever its proof says now
+        if quota_store.authorization_for_sale(conn, terminal, request["sale_id"]) is None:  # a repeated request gets its first answer, whatever its proof says now
             try:
                 shown = self._proven(conn, request, now, area)
             except authz.Invalid as err:
@@ -267,7 +264,7 @@ class AuthService:
         decision = fields.get("decision")
         if request["identity"] == "override" and not fields.get("replayed") and decision \
                 and decision["decision"] != "refuse":
-            shop = quota.terminal_shop(conn, terminal) or terminal
+            shop = registry_store.terminal_shop(conn, terminal) or terminal
             self.stats.overrides[shop] = self.stats.overrides.get(shop, 0) + 1
             reason = request["proof"]["override"]
             log.info("clerk override approved terminal=%s shop=%s sale=%s subject=%s reason=%s overrides=%d",

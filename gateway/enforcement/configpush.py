@@ -69,6 +69,7 @@ from typing import Callable
 from gateway.enforcement import faces, quota, registry
 
 from gateway import store
+from gateway.store import registry as registry_store
 from gateway.store.dialect import json_values
 from protocols import authz, configsync, envelope, facegallery
 from protocols.clock import wall_ms as now_ms
@@ -247,7 +248,7 @@ class ConfigPusher:
         held = self._contexts.get(terminal)
         if held is None or held[0] != generation or now_s - held[1] >= CONTEXT_TTL_S:
             fixed = {name: version for name, version in generation[0]}
-            shop = quota.shop_info(conn, quota.terminal_shop(conn, terminal))
+            shop = quota.shop_info(conn, registry_store.terminal_shop(conn, terminal))
             shop_text = configsync.section_text(shop)
             fixed[configsync.SHOP] = int(configsync.digest(shop_text)[:12], 16)
             fixed[configsync.SUBJECTS] = dict(generation[1]).get("subjects_rev", 0)

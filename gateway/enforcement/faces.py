@@ -28,8 +28,9 @@ import logging
 import math
 from datetime import datetime, timezone
 
+from gateway.store import faces as faces_store
+from gateway.store import registry as registry_store
 from gateway.store import transaction
-from gateway.store.dialect import json_values
 from protocols import facegallery, schema
 
 log = logging.getLogger(__name__)
@@ -89,19 +90,14 @@ def parse_import(text: str, source: str) -> list[tuple[str, bytes]]:
 def import_faces(conn, entries: list[tuple[str, bytes]], now_ms: int) -> int:
     """Replace the encodings of each subject (registered ones only); returns the
     faces revision."""
-    known = {row[0] for row in conn.execute(f"SELECT id FROM subjects WHERE id IN ({json_values(conn)})",
-                                            [json.dumps([s for s, _ in entries])])}
+    known = registry_store.known_subjects(conn, [s for s, _ in entries])
     unknown = [s for s, _ in entries if s not in known]
     if unknown:
         raise FacesError("not in the registry (import the subjects first): " + ", ".join(unknown[:10]))
     with transaction(conn):
-        rev = _bump(conn)
+        rev = faces_store.bump_rev(conn)
         for subject, rows in entries:
-            conn.execute(
-                "INSERT INTO faces(subject, model, count, encodings, rev, updated) VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(subject) DO UPDATE SET model = excluded.model, count = excluded.count, "
-                "encodings = excluded.encodings, rev = excluded.rev, updated = excluded.updated",
-                [subject, facegallery.MODEL, len(rows) // facegallery.ROW_BYTES, rows, rev, now_ms])
+            faces_store.put(conn, subject, facegallery.MODEL, len(rows) // facegallery.ROW_BYTES, rows, rev, now_ms)
     log.info("faces imported subjects=%d rev=%d", len(entries), rev)
     return rev
 
@@ -110,15 +106,10 @@ def remove(conn, subjects: list[str]) -> int:
     """Forget subjects' encodings (the next gallery of their shops drops them);
     returns how many were enrolled."""
     with transaction(conn):
-        gone = conn.execute(f"DELETE FROM faces WHERE subject IN ({json_values(conn)})",
-                            [json.dumps(subjects)]).rowcount
+        gone = faces_store.delete(conn, subjects)
         if gone:
-            _bump(conn)
+            faces_store.bump_rev(conn)
     return gone
-
-
-def _bump(conn) -> int:
-    return conn.execute("UPDATE quota_meta SET value = value + 1 WHERE key = 'faces_rev' RETURNING value").fetchone()[0]
 
 
 def similar(conn, entries: list[tuple[str, bytes]],
@@ -130,7 +121,7 @@ def similar(conn, entries: list[tuple[str, bytes]],
 
     new = {s for s, _ in entries}
     others, owners = [], []
-    for subject, rows in conn.execute("SELECT subject, encodings FROM faces"):
+    for subject, rows in faces_store.all_encodings(conn):
         if subject not in new:
             block = np.frombuffer(rows, dtype="<f4").reshape(-1, facegallery.DIM)
             others.append(block)
@@ -159,8 +150,7 @@ def similar(conn, entries: list[tuple[str, bytes]],
 def gallery_version(conn, scope: list[str]) -> int:
     """The version of the gallery of these subjects: 0 when none is enrolled,
     else 48 bits of SHA-256 over the (subject, revision) pairs it holds."""
-    pairs = conn.execute(f"SELECT subject, rev FROM faces WHERE subject IN ({json_values(conn)}) "
-                         "ORDER BY subject", [json.dumps(scope)]).fetchall()
+    pairs = faces_store.revisions(conn, scope)
     if not pairs:
         return 0
     text = "\n".join(f"{subject}\t{rev}" for subject, rev in pairs)
@@ -172,15 +162,8 @@ def gallery_payload(conn, scope: list[str]) -> bytes:
     `scope`, by subject id; `created` is the newest enrollment, so the same
     version always gives the same bytes."""
     entries, newest = [], 0
-    for subject, rows, updated in conn.execute(
-            f"SELECT subject, encodings, updated FROM faces WHERE subject IN ({json_values(conn)}) "
-            "ORDER BY subject", [json.dumps(scope)]):
+    for subject, rows, updated in faces_store.encodings_of(conn, scope):
         entries.append((subject, rows))
         newest = max(newest, updated)
     created = datetime.fromtimestamp(newest / 1000, timezone.utc).isoformat(timespec="seconds") if newest else ""
     return facegallery.build(entries, created)
-
-
-def enrolled(conn) -> list[dict]:
-    return [{"subject": s, "encodings": c, "rev": r, "updated": u} for s, c, r, u in conn.execute(
-        "SELECT subject, count, rev, updated FROM faces ORDER BY subject")]

@@ -15,15 +15,16 @@ hold, so a change commits atomically with what caused it:
   moves balances exactly once;
 - the sweeper, which releases authorizations whose sale record never came.
 
-Balances live in `quota_used` (subject, category, period) -> used, changed only by
-`_move`, which also appends the audit row to `quota_moves`. On SQLite the
-surrounding BEGIN IMMEDIATE (`gateway.store.transaction`) makes
-read-decide-write one serial step. On
-PostgreSQL each move is one atomic statement,
-`INSERT ... ON CONFLICT (subject, category, period) DO UPDATE SET used =
-quota_used.used + excluded.used`, and an authorization guards its decision with
-a per-subject revision (`UPDATE quota_heads SET rev = rev + 1 WHERE subject = $1
-AND rev = $2`, retry on 0 rows) so any worker can serve any terminal.
+This module decides; the ledger's rows are read and written by its
+repository, gateway/store/quota.py. Balances live in `quota_used` (subject,
+category, period) -> used, changed only by `gateway.store.quota.move`, which
+also appends the audit row to `quota_moves`. On SQLite the surrounding BEGIN
+IMMEDIATE (`gateway.store.transaction`) makes read-decide-write one serial
+step. On PostgreSQL each move is one atomic statement, `INSERT ... ON CONFLICT
+(subject, category, period) DO UPDATE SET used = quota_used.used +
+excluded.used`, and a decision holds its subject's lock (`gateway.store.lock`
+on "quota:<subject>") from its reads to its commit, so any worker can serve
+any terminal.
 
 A balance pushed below zero (offline sales in several shops that each saw
 enough left) raises one `over_quota` violation per subject and period, naming
@@ -37,9 +38,10 @@ import logging
 import threading
 import time
 
+from gateway.store import quota as quota_store
+from gateway.store import registry as registry_store
 from gateway.store import violations
 from gateway.store import lock, savepoint
-from gateway.store.dialect import json_values
 from protocols import authz, catalogue, clock, configsync, policy, reasons
 
 log = logging.getLogger(__name__)
@@ -84,11 +86,9 @@ class ConfigCache:
         if not force and now - self._checked < self.refresh_s and self.content:
             return self
         with self._lock:
-            rows = conn.execute("SELECT name, version FROM config_sections").fetchall()
-            for name, version in rows:
+            for name, version in registry_store.section_versions(conn):
                 if self.versions.get(name) != version:
-                    text = conn.execute("SELECT content FROM config_sections WHERE name = ?", [name]).fetchone()[0]
-                    self.content[name] = json.loads(text)
+                    self.content[name] = registry_store.section_content(conn, name)
                     self.versions[name] = version
             self._checked = now
         return self
@@ -104,28 +104,18 @@ class ConfigCache:
 
 # ---------------------------------------------------------------- reading
 
-def subject_entry(conn, subject: str) -> dict | None:
-    row = conn.execute("SELECT data FROM subjects WHERE id = ?", [subject]).fetchone()
-    return json.loads(row[0]) if row else None
-
-
 def shop_info(conn, shop: str | None) -> dict:
     """{"id", "town", "designated"} of a shop from the supervision grid's `shops`
     table (gateway/supervision/grid.py owns it); a shop not on record is not designated."""
     info = {"id": shop or "", "designated": False}
     if not shop:
         return info
-    row = conn.execute("SELECT town, designated FROM shops WHERE id = ?", [shop]).fetchone()
+    row = registry_store.shop_place(conn, shop)
     if row:
         if row[0]:
             info["town"] = str(row[0])
-        info["designated"] = bool(row[1])
+        info["designated"] = bool(row[2])
     return info
-
-
-def terminal_shop(conn, terminal: str) -> str | None:
-    row = conn.execute("SELECT shop FROM terminals WHERE id = ?", [terminal]).fetchone()
-    return row[0] if row else None
 
 
 def current_periods(params: dict, date: str) -> dict[str, str]:
@@ -135,49 +125,22 @@ def current_periods(params: dict, date: str) -> dict[str, str]:
 def used_of(conn, subject: str, periods: dict[str, str] | None = None) -> dict:
     """{category: {period: used}}, all periods or only the given current ones."""
     out: dict[str, dict[str, int]] = {}
-    for category, period, used in conn.execute(
-            "SELECT category, period, used FROM quota_used WHERE subject = ?", [subject]):
+    for category, period, used in quota_store.used_rows(conn, subject):
         if periods is not None and periods.get(category) != period:
             continue
         out.setdefault(category, {})[period] = used
     return out
 
 
-def rev(conn) -> int:
-    return conn.execute("SELECT value FROM quota_meta WHERE key = 'rev'").fetchone()[0]
-
-
 def report(conn, subject: str, cache: ConfigCache, date: str) -> dict:
     """Allowance, used and remaining per category on a date (`gateway balance`)."""
-    entry = subject_entry(conn, subject)
+    entry = registry_store.subject_entry(conn, subject)
     if entry is None:
         raise KeyError(subject)
     return policy.balance(entry, used_of(conn, subject), cache.get(conn).params, date)
 
 
-# ---------------------------------------------------------------- moving balances
-
-def _bump_rev(conn) -> int:
-    return conn.execute("UPDATE quota_meta SET value = value + 1 WHERE key = 'rev' RETURNING value").fetchone()[0]
-
-
-def _move(conn, now: int, subject: str, moves, kind: str, terminal=None, seq=None, auth=None) -> list:
-    """Apply [[category, period, delta], ...]: the one place balances change."""
-    moves = [m for m in moves if m[2]]
-    if not moves:
-        return moves
-    revision = _bump_rev(conn)
-    for category, period, delta in moves:
-        conn.execute(
-            "INSERT INTO quota_used(subject, category, period, used, rev) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT(subject, category, period) DO UPDATE SET used = quota_used.used + excluded.used, "
-            "rev = excluded.rev",
-            [subject, category, period, delta, revision])
-        conn.execute("INSERT INTO quota_moves(time, subject, category, period, delta, kind, terminal, seq, auth) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                     [now, subject, category, period, delta, kind, terminal, seq, auth])
-    return moves
-
+# ---------------------------------------------------------------- computing moves
 
 def with_periods(consumption: dict, periods: dict, params: dict, date: str) -> list:
     """{category: amount} -> [[category, period, amount]]: periods from the
@@ -225,40 +188,34 @@ def authorize(conn, cache: ConfigCache, terminal: str, request: dict, now: int) 
     params = config.params
     date = authz.local_date(now)
     periods = current_periods(params, date)
-    row = conn.execute("SELECT id, decision, subject FROM authorizations WHERE terminal = ? AND sale_id = ?",
-                       [terminal, sale_id]).fetchone()
+    row = quota_store.authorization_for_sale(conn, terminal, sale_id)
     if row is not None:
         fields = {"status": authz.OK, "replayed": True}
-        if row[1] is None:
+        if row.decision is None:
             fields = {"status": authz.ERROR, "code": "auth_superseded", "replayed": True}
         else:
-            fields["decision"] = json.loads(row[1])
+            fields["decision"] = row.decision
             if fields["decision"]["decision"] != "refuse":
-                fields["auth"] = auth_wire_id(row[0])
-        return _with_balances(conn, fields, terminal, row[2] or subject, periods)
-    if conn.execute("SELECT 1 FROM quota_sales WHERE terminal = ? AND sale_id = ?",
-                    [terminal, sale_id]).fetchone():
-        conn.execute("INSERT INTO authorizations(terminal, sale_id, request, subject, time, state, consumption) "
-                     "VALUES (?, ?, ?, ?, ?, 'superseded', '[]')", [terminal, sale_id, request["id"], subject, now])
+                fields["auth"] = auth_wire_id(row.id)
+        return _with_balances(conn, fields, terminal, row.subject or subject, periods)
+    if quota_store.sale_recorded(conn, terminal, sale_id):
+        quota_store.supersede(conn, terminal, sale_id, request["id"], subject, now)
         return _with_balances(conn, {"status": authz.ERROR, "code": "auth_superseded"}, terminal, subject, periods)
-    entry = subject_entry(conn, subject)
+    entry = registry_store.subject_entry(conn, subject)
     if entry is None:
         decision = authz.refusal("online", date, request["cart"], "subject_unknown")
     else:
         inputs = {
             "date": date, "mode": "online", "identity": request["identity"], "subject": entry,
-            "shop": shop_info(conn, terminal_shop(conn, terminal)), "cart": request["cart"],
+            "shop": shop_info(conn, registry_store.terminal_shop(conn, terminal)), "cart": request["cart"],
             "balances": used_of(conn, subject, periods), "catalogue": config.catalogue, "params": params,
         }
         decision = authz.wire_decision(policy.decide(inputs))
     approved = decision["decision"] != "refuse"
     moves = with_periods(decision["consumption"], decision.get("periods", {}), params, date) if approved else []
-    rowid = conn.execute(
-        "INSERT INTO authorizations(terminal, sale_id, request, subject, time, state, consumption, decision) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        [terminal, sale_id, request["id"], subject, now, "held" if approved else "refused",
-         json.dumps(moves), json.dumps(decision, ensure_ascii=False)]).fetchone()[0]
-    _move(conn, now, subject, moves, "auth", terminal, None, rowid)
+    rowid = quota_store.add_authorization(conn, terminal, sale_id, request["id"], subject, now,
+                                          "held" if approved else "refused", moves, decision)
+    quota_store.move(conn, now, subject, moves, "auth", terminal, None, rowid)
     fields = {"status": authz.OK, "decision": decision}
     if approved:
         fields["auth"] = auth_wire_id(rowid)
@@ -288,28 +245,24 @@ def terminal_entries(conn, entries: list[dict]) -> list[dict]:
     subject's village from the supervision grid and its current credit grade
     (gateway/supervision/cases.py keeps `credit_grades`: a subject without a row is A).
     Without a grid imported the village's name is left out."""
-    ids = json.dumps([e["id"] for e in entries])
-    villages = json.dumps(sorted({e["village"] for e in entries if isinstance(e.get("village"), str)}))
-    names = dict(conn.execute("SELECT code, name FROM areas WHERE level = 'village' "
-                              f"AND code IN ({json_values(conn)})", [villages]))
-    grades = dict(conn.execute("SELECT subject, grade FROM credit_grades "
-                               f"WHERE subject IN ({json_values(conn)})", [ids]))
+    names = registry_store.village_names(
+        conn, sorted({e["village"] for e in entries if isinstance(e.get("village"), str)}))
+    grades = registry_store.credit_grades(conn, [e["id"] for e in entries])
     return [public_entry(e, names.get(e.get("village")), grades.get(e["id"], "A")) for e in entries]
 
 
 def bump_subjects_rev(conn) -> int:
-    """A new version of every terminal's `subjects` section (inside the
-    caller's transaction): for a registry import, and for what the section
-    carries from elsewhere (a credit grade, a village's name)."""
-    return conn.execute("UPDATE quota_meta SET value = value + 1 WHERE key = 'subjects_rev' "
-                        "RETURNING value").fetchone()[0]
+    """A new version of every terminal's `subjects` section, for what the
+    section carries from the grid and the cases (a village's name, a credit
+    grade): gateway/supervision/grid.py and cases.py call it here, the
+    registry's import calls `gateway.store.registry.bump_subjects_rev` itself."""
+    return registry_store.bump_subjects_rev(conn)
 
 
 def _with_balances(conn, fields: dict, terminal: str, subject: str, periods: dict) -> dict:
     fields["used"] = used_of(conn, subject, periods)
-    fields["rev"] = rev(conn)
-    row = conn.execute("SELECT acked_upto FROM terminals WHERE id = ?", [terminal]).fetchone()
-    fields["acked"] = row[0] if row else 0
+    fields["rev"] = quota_store.rev(conn)
+    fields["acked"] = quota_store.acked_upto(conn, terminal)
     return fields
 
 
@@ -318,11 +271,9 @@ def release_stale(conn, now: int, ttl_ms: int = HOLD_TTL_MS) -> int:
     failed to record after approval). A record arriving later is applied as a
     new sale, so nothing is lost either way. Inside the caller's transaction."""
     released = 0
-    for rowid, subject, consumption, terminal in conn.execute(
-            "SELECT id, subject, consumption, terminal FROM authorizations WHERE state = 'held' AND time < ?",
-            [now - ttl_ms]).fetchall():
-        _move(conn, now, subject, _negate(json.loads(consumption)), "release", terminal, None, rowid)
-        conn.execute("UPDATE authorizations SET state = 'released' WHERE id = ?", [rowid])
+    for rowid, subject, consumption, terminal in quota_store.stale_holds(conn, now - ttl_ms):
+        quota_store.move(conn, now, subject, _negate(consumption), "release", terminal, None, rowid)
+        quota_store.settle(conn, rowid, "released")
         released += 1
     if released:
         log.warning("released stale authorizations count=%d", released)
@@ -369,19 +320,17 @@ class RecordApplier:
 
     def _shop(self, conn, terminal: str) -> str | None:
         if terminal not in self._shops:
-            self._shops[terminal] = terminal_shop(conn, terminal)
+            self._shops[terminal] = registry_store.terminal_shop(conn, terminal)
         return self._shops[terminal]
 
     def _authorization(self, conn, terminal: str, body: dict):
         rowid = auth_rowid(body.get("auth"))
         if rowid is not None:
-            row = conn.execute("SELECT id, state, consumption FROM authorizations WHERE id = ? AND terminal = ?",
-                               [rowid, terminal]).fetchone()
+            row = quota_store.authorization_by_id(conn, rowid, terminal)
             if row:
                 return row
         if body.get("sale_id"):
-            return conn.execute("SELECT id, state, consumption FROM authorizations WHERE terminal = ? AND sale_id = ?",
-                                [terminal, body["sale_id"]]).fetchone()
+            return quota_store.authorization_for_sale(conn, terminal, body["sale_id"])
         return None
 
     def _sale(self, conn, terminal: str, record: dict, now: int) -> None:
@@ -393,89 +342,80 @@ class RecordApplier:
         date = authz.local_date(record["time"])
         shop = self._shop(conn, terminal)
         auth = self._authorization(conn, terminal, body)
-        placeholder = conn.execute("SELECT voided_by FROM quota_sales WHERE terminal = ? AND seq = ?",
-                                   [terminal, seq]).fetchone()
+        placeholder = quota_store.sale(conn, terminal, seq)
         counted = with_periods(body.get("consumption") or {}, {}, params, date)
         applied = counted
         if auth is not None:
-            held = json.loads(auth[2])
-            if auth[1] == "held":
+            held = auth.consumption
+            if auth.state == "held":
                 # Authorization = consumption: count only what the sale differs by.
                 counted = with_periods(body.get("consumption") or {}, {c: p for c, p, _ in held}, params, date)
                 applied = counted
                 if placeholder is not None:
-                    _move(conn, now, subject, _negate(held), "release", terminal, seq, auth[0])
+                    quota_store.move(conn, now, subject, _negate(held), "release", terminal, seq, auth.id)
                     applied = []
                 else:
-                    _move(conn, now, subject, _difference(counted, held), "match", terminal, seq, auth[0])
-                conn.execute("UPDATE authorizations SET state = 'matched', seq = ? WHERE id = ?", [seq, auth[0]])
-                auth = auth[0]
+                    quota_store.move(conn, now, subject, _difference(counted, held), "match", terminal, seq, auth.id)
+                quota_store.settle(conn, auth.id, "matched", seq)
+                auth = auth.id
             else:
-                if auth[1] == "matched":
-                    violations.report(conn, now, "auth_reused", "auth_reused:%s:%d" % (terminal, auth[0]),
+                if auth.state == "matched":
+                    violations.report(conn, now, "auth_reused", "auth_reused:%s:%d" % (terminal, auth.id),
                                       subject=subject, shop=shop, terminal=terminal, seq=seq,
-                                      detail={"auth": auth_wire_id(auth[0])})
-                auth = auth[0]
+                                      detail={"auth": auth_wire_id(auth.id)})
+                auth = auth.id
                 if placeholder is None:
-                    _move(conn, now, subject, counted, "sale", terminal, seq, auth)
+                    quota_store.move(conn, now, subject, counted, "sale", terminal, seq, auth)
                 else:
                     applied = []
         elif placeholder is None:
-            _move(conn, now, subject, counted, "sale", terminal, seq)
+            quota_store.move(conn, now, subject, counted, "sale", terminal, seq)
         else:
             applied = []
         if placeholder is None:
-            conn.execute("INSERT INTO quota_sales(terminal, seq, sale_id, subject, shop, mode, time, auth, applied) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                         [terminal, seq, body.get("sale_id"), subject, shop, body.get("mode"), record["time"], auth,
-                          json.dumps(applied)])
+            quota_store.add_sale(conn, terminal, seq, body.get("sale_id"), subject, shop, body.get("mode"),
+                                 record["time"], auth, applied)
         else:
-            conn.execute("UPDATE quota_sales SET sale_id = ?, shop = ?, mode = ?, time = ?, auth = ?, applied = '[]' "
-                         "WHERE terminal = ? AND seq = ?",
-                         [body.get("sale_id"), shop, body.get("mode"), record["time"], auth, terminal, seq])
+            quota_store.fill_placeholder(conn, terminal, seq, body.get("sale_id"), shop, body.get("mode"),
+                                         record["time"], auth)
         if applied:
             self._check_overdraw(conn, now, subject, applied, terminal, seq, shop, params)
 
     def _void(self, conn, terminal: str, record: dict, now: int) -> None:
         body, seq = record["body"], record["seq"]
         target = body["voids"]
-        row = conn.execute("SELECT subject, applied, voided_by, auth FROM quota_sales WHERE terminal = ? AND seq = ?",
-                           [terminal, target]).fetchone()
-        if row is None:
+        sale = quota_store.sale(conn, terminal, target)
+        if sale is None:
             # The void overtook its sale (a re-sent batch): remember it, so the
             # sale counts nothing when it arrives.
             subject = body.get("subject")
-            conn.execute("INSERT INTO quota_sales(terminal, seq, subject, applied, voided_by) VALUES (?, ?, ?, '[]', ?)",
-                         [terminal, target, subject, seq])
+            quota_store.add_placeholder(conn, terminal, target, subject, seq)
             auth = self._authorization(conn, terminal, {"auth": body.get("auth")}) if body.get("auth") else None
-            if auth is not None and auth[1] == "held" and subject:
-                _move(conn, now, subject, _negate(json.loads(auth[2])), "void", terminal, seq, auth[0])
-                conn.execute("UPDATE authorizations SET state = 'released' WHERE id = ?", [auth[0]])
+            if auth is not None and auth.state == "held" and subject:
+                quota_store.move(conn, now, subject, _negate(auth.consumption), "void", terminal, seq, auth.id)
+                quota_store.settle(conn, auth.id, "released")
             return
-        subject, applied, voided_by, auth = row
-        if voided_by is not None:
+        if sale.voided_by is not None:
             return  # voided already: a second void gives nothing back
-        _move(conn, now, subject, _negate(json.loads(applied)), "void", terminal, seq, auth)
-        conn.execute("UPDATE quota_sales SET voided_by = ? WHERE terminal = ? AND seq = ?", [seq, terminal, target])
+        quota_store.move(conn, now, sale.subject, _negate(sale.applied), "void", terminal, seq, sale.auth)
+        quota_store.mark_voided(conn, terminal, target, seq)
 
     def _refusal(self, conn, terminal: str, record: dict, now: int) -> None:
         body = record["body"]
         if not body.get("sale_id"):
             return
-        auth = conn.execute("SELECT id, state, consumption, subject FROM authorizations "
-                            "WHERE terminal = ? AND sale_id = ?", [terminal, body["sale_id"]]).fetchone()
+        auth = quota_store.authorization_for_sale(conn, terminal, body["sale_id"])
         if auth is None:
             # The sale is closed: its request, should it still arrive, must not consume.
-            conn.execute("INSERT INTO authorizations(terminal, sale_id, request, subject, time, state, consumption, seq) "
-                         "VALUES (?, ?, '-', ?, ?, 'superseded', '[]', ?)",
-                         [terminal, body["sale_id"], body.get("subject"), now, record["seq"]])
-        elif auth[1] == "held":
+            quota_store.supersede(conn, terminal, body["sale_id"], "-", body.get("subject"), now, record["seq"])
+        elif auth.state == "held":
             # The terminal gave up waiting and refused offline; the late approval is void.
-            _move(conn, now, auth[3], _negate(json.loads(auth[2])), "release", terminal, record["seq"], auth[0])
-            conn.execute("UPDATE authorizations SET state = 'released', seq = ? WHERE id = ?", [record["seq"], auth[0]])
+            quota_store.move(conn, now, auth.subject, _negate(auth.consumption), "release", terminal, record["seq"],
+                             auth.id)
+            quota_store.settle(conn, auth.id, "released", record["seq"])
 
     def _check_overdraw(self, conn, now, subject, applied, terminal, seq, shop, params) -> None:
-        entry = subject_entry(conn, subject)
+        entry = registry_store.subject_entry(conn, subject)
         if entry is None:
             return
         categories = params["categories"]
@@ -483,9 +423,7 @@ class RecordApplier:
         for category, period, amount in applied:
             if amount <= 0 or category not in categories or not categories[category].get("enforce", True):
                 continue
-            row = conn.execute("SELECT used FROM quota_used WHERE subject = ? AND category = ? AND period = ?",
-                               [subject, category, period]).fetchone()
-            used = row[0] if row else 0
+            used = quota_store.used_in(conn, subject, category, period)
             granted = policy.allowance(entry, params, category, period)
             if used > granted:
                 over.setdefault(period, {})[category] = {"allowance": granted, "used": used, "over": used - granted}
@@ -503,10 +441,8 @@ class RecordApplier:
         """Shops (and their sales) whose offline sales count in the period."""
         shops: list[str] = []
         sales: list[list] = []
-        for terminal, seq, shop, mode, applied in conn.execute(
-                "SELECT terminal, seq, shop, mode, applied FROM quota_sales WHERE subject = ? AND voided_by IS NULL "
-                "ORDER BY time", [subject]):
-            if mode != "offline" or not any(p == period for _, p, _ in json.loads(applied)):
+        for terminal, seq, shop, mode, applied in quota_store.live_sales(conn, subject):
+            if mode != "offline" or not any(p == period for _, p, _ in applied):
                 continue
             sales.append([terminal, seq])
             if shop and shop not in shops:

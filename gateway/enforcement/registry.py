@@ -31,8 +31,8 @@ import json
 from decimal import Decimal, InvalidOperation
 
 from gateway.enforcement import quota
+from gateway.store import registry as registry_store
 from gateway.store import transaction
-from gateway.store.dialect import json_text
 from protocols import card, catalogue, configsync, policy
 from protocols.schema import is_id
 
@@ -180,13 +180,8 @@ def _parse_csv(text: str, name: str) -> list[dict]:
 def import_subjects(conn, subjects: list[dict], now_ms: int) -> int:
     """Upsert subjects (an entry replaces the stored one); returns the registry revision."""
     with transaction(conn):
-        rev = quota.bump_subjects_rev(conn)
-        for entry in subjects:
-            conn.execute(
-                "INSERT INTO subjects(id, town, status, data, rev, updated) VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(id) DO UPDATE SET town = excluded.town, status = excluded.status, data = excluded.data, "
-                "rev = excluded.rev, updated = excluded.updated",
-                [entry["id"], entry.get("town"), entry["status"], json.dumps(entry, ensure_ascii=False), rev, now_ms])
+        rev = registry_store.bump_subjects_rev(conn)
+        registry_store.put_subjects(conn, subjects, rev, now_ms)
     return rev
 
 
@@ -195,11 +190,8 @@ def set_section(conn, name: str, content, now_ms: int) -> int:
     configsync.check_section(name, content)
     text = configsync.section_text(content)
     with transaction(conn):
-        row = conn.execute("SELECT version FROM config_sections WHERE name = ?", [name]).fetchone()
-        version = (row[0] if row else 0) + 1
-        conn.execute("INSERT INTO config_sections(name, version, content, updated) VALUES (?, ?, ?, ?) "
-                     "ON CONFLICT(name) DO UPDATE SET version = excluded.version, content = excluded.content, "
-                     "updated = excluded.updated", [name, version, text, now_ms])
+        version = (registry_store.section_version(conn, name) or 0) + 1
+        registry_store.put_section(conn, name, version, text, now_ms)
     return version
 
 
@@ -223,8 +215,8 @@ def load_params(path: str) -> dict:
 
 
 def revocations(conn) -> list[str]:
-    row = conn.execute("SELECT content FROM config_sections WHERE name = ?", [configsync.REVOCATIONS]).fetchone()
-    return list(json.loads(row[0])["cards"]) if row else []
+    content = registry_store.section_content(conn, configsync.REVOCATIONS)
+    return list(content["cards"]) if content is not None else []
 
 
 # ---------------------------------------------------------------- registry keys
@@ -246,23 +238,16 @@ def add_keys(conn, keys: list[bytes], now_ms: int) -> int:
     """Trust these registry keys (idempotent); returns how many are trusted."""
     with transaction(conn):
         for key in keys:
-            conn.execute("INSERT INTO registry_keys(key_id, public_key, added) VALUES (?, ?, ?) "
-                         "ON CONFLICT(key_id) DO NOTHING",
-                         [card.key_id(key).hex(), bytes(key).hex(), now_ms])
-    return len(trusted_keys(conn))
+            registry_store.add_key(conn, card.key_id(key).hex(), bytes(key).hex(), now_ms)
+    return len(registry_store.trusted_keys(conn))
 
 
 def remove_keys(conn, keys: list[bytes]) -> int:
     """Stop trusting these keys (cards they signed are refused from now on)."""
     with transaction(conn):
         for key in keys:
-            conn.execute("DELETE FROM registry_keys WHERE public_key = ?", [bytes(key).hex()])
-    return len(trusted_keys(conn))
-
-
-def trusted_keys(conn) -> list[bytes]:
-    """The registry keys the gateway trusts, oldest first; none before the first `keys add`."""
-    return [bytes.fromhex(k) for (k,) in conn.execute("SELECT public_key FROM registry_keys ORDER BY added, key_id")]
+            registry_store.remove_key(conn, bytes(key).hex())
+    return len(registry_store.trusted_keys(conn))
 
 
 # ---------------------------------------------------------------- who may see whom
@@ -270,10 +255,10 @@ def trusted_keys(conn) -> list[bytes]:
 def terminal_area(conn, terminal: str) -> dict:
     """{"town", "village"} of the terminal's shop (supervision grid), each
     present when known; empty for a terminal without a shop on record."""
-    shop = quota.terminal_shop(conn, terminal)
+    shop = registry_store.terminal_shop(conn, terminal)
     if not shop:
         return {}
-    row = conn.execute("SELECT town, village FROM shops WHERE id = ?", [shop]).fetchone()
+    row = registry_store.shop_place(conn, shop)
     out = {}
     if row and row[0]:
         out["town"] = str(row[0])
@@ -294,8 +279,7 @@ def area_subjects(conn, area: dict) -> list[str]:
     """Ids of the subjects a shop of `area` serves (`serves`), sorted."""
     ids = set()
     if area.get("town"):
-        ids.update(r[0] for r in conn.execute("SELECT id FROM subjects WHERE town = ?", [area["town"]]))
+        ids.update(registry_store.subjects_of_town(conn, area["town"]))
     if area.get("village"):
-        ids.update(r[0] for r in conn.execute(f"SELECT id FROM subjects WHERE {json_text(conn, 'data', 'village')} = ?",
-                                              [area["village"]]))
+        ids.update(registry_store.subjects_of_village(conn, area["village"]))
     return sorted(ids)

@@ -15,17 +15,13 @@ from __future__ import annotations
 import json
 import logging
 
-from gateway.store.dialect import json_values
+from gateway.store import registry as registry_store
+from gateway.store.registry import registry_known  # supervision and the API ask it here too
 
 log = logging.getLogger(__name__)
 
 JSON_COLUMNS = ("data", "record", "json", "body", "info")
 ID_FIELDS = ("id_number", "id_no", "idcard", "id_card", "credit_code", "uscc")
-
-
-def registry_known(conn) -> bool:
-    """Whether a registry was imported: an empty one says nothing about anybody."""
-    return conn.execute("SELECT 1 FROM subjects LIMIT 1").fetchone() is not None
 
 
 def lookup(conn, subject_id: str | None) -> dict | None:
@@ -41,15 +37,11 @@ def lookup_many(conn, subject_ids) -> dict[str, dict]:
     wanted = sorted({i for i in subject_ids if i})
     if not wanted or not registry_known(conn):
         return {}
-    cursor = conn.execute(f"SELECT * FROM subjects WHERE id IN ({json_values(conn)})", [json.dumps(wanted)])
-    cols = [c[0] for c in cursor.description]
-    rows = cursor.fetchall()
-    at = cols.index("id")
     out = {}
-    for row in rows:
-        entry = _entry(dict(zip(cols, row)))
-        entry.setdefault("id", row[at])
-        out[str(row[at])] = entry
+    for row in registry_store.subject_rows(conn, wanted):
+        entry = _entry(row)
+        entry.setdefault("id", row["id"])
+        out[str(row["id"])] = entry
     return out
 
 

@@ -101,7 +101,8 @@ VIOLATIONS = [
     "CREATE INDEX IF NOT EXISTS violations_time ON violations(time)",
 ]
 
-# -- the authoritative quota ledger and the registry (gateway/enforcement/quota.py, gateway/enforcement/registry.py)
+# -- the authoritative quota ledger, the registry and the faces (their repositories: gateway/store/quota.py,
+#    gateway/store/registry.py, gateway/store/faces.py)
 QUOTA = [
     """CREATE TABLE IF NOT EXISTS subjects (
     id          TEXT PRIMARY KEY,
