@@ -7,7 +7,8 @@ number, as a district user and as a village user, and for the quota chart
 (`/api/stats/quota`) the first time after an import and again.
 
 Side by side in the same run: the registry read whole into Python and
-scanned there, which is what the search did before it asked the database.
+scanned there, which is what the search did before it looked names, cards
+and ID numbers up in the database's index (subject_keys).
 
     .venv/bin/python bench/bench_search.py [--subjects 1000000] [--requests 20] [--db PATH]
 
@@ -30,7 +31,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 
 from gateway.api import create_app  # noqa: E402
-from gateway.store import connect, users  # noqa: E402
+from gateway.store import connect, registry as registry_store, users  # noqa: E402
 from gateway.supervision import grid  # noqa: E402
 
 PASSWORD = "bench-password-1"
@@ -68,13 +69,12 @@ def build(db: Path, n: int, rng: random.Random) -> dict:
                      "cards": [f"C{i:07d}"], "crops": [{"crop": "rice", "mu": 1 + i % 20}]}
             if i == n // 2:
                 entry["name"] = rare = "欧阳雪梅"
-            batch.append((entry["id"], entry["town"], "active", json.dumps(entry, ensure_ascii=False), 1, 0))
-            if len(batch) == 20_000:
-                conn.executemany("INSERT INTO subjects(id, town, status, data, rev, updated) VALUES (?, ?, ?, ?, ?, ?)",
-                                 batch)
+            batch.append(entry)
+            if len(batch) == 5_000:
+                registry_store.put_subjects(conn, batch, 1, 0)     # as an import stores them, search keys too
                 progress.advance(task, len(batch))
                 batch.clear()
-        conn.executemany("INSERT INTO subjects(id, town, status, data, rev, updated) VALUES (?, ?, ?, ?, ?, ?)", batch)
+        registry_store.put_subjects(conn, batch, 1, 0)
         progress.advance(task, len(batch))
     conn.execute("COMMIT")
     conn.execute("ANALYZE")

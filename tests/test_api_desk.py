@@ -65,6 +65,41 @@ def test_search_finds_a_farmer_by_name_and_card_a_shop_and_a_product(client):
     assert client.get("/api/products/NOPE", headers=h).status_code == 404
 
 
+def test_search_finds_any_part_of_a_name_cards_and_id_numbers_by_index(template, tmp_path):
+    """Names by any part of them (one character, or several: every pair of
+    them indexed), ASCII without regard to case, cards and ID numbers
+    exactly; at most 20; a village user finds the farmers registered in the
+    village; a name whose characters are all there but not together is not
+    a match."""
+    db = copy_of(template, tmp_path / "world")
+    people = [{"id": f"S9{i:04d}", "name": f"张{'伟芳娜敏静丽强磊军洋'[i % 10]}{i}", "status": "active",
+               "town": "330113002", "village": "330113002001", "plots": []} for i in range(25)]
+    people += [{"id": "S80001", "name": "欧阳雪梅", "status": "active", "town": "330113001", "cards": ["04A1B2C3"],
+                "id_card_no": "33011319800101123x", "plots": []},
+               {"id": "S80002", "name": "Zhang Wei Cooperative", "status": "active", "town": "330113001", "plots": []}]
+    conn = store.connect(db)
+    try:
+        registry.import_subjects(conn, people, NOW)
+    finally:
+        conn.close()
+    app = create_app(db, clock=lambda: NOW, photos_dir=tmp_path / "photos", session_clock=lambda: NOW)
+    with TestClient(app) as client:
+        h = login(client, "d1")
+
+        def found(q, who=h):
+            return [(s["id"], s["by"]) for s in client.get("/api/search", params={"q": q}, headers=who).json()["subjects"]]
+
+        assert found("阳雪") == [("S80001", "name")] and found("欧阳雪梅") == [("S80001", "name")]
+        assert found("欧雪") == [] and found("梅欧") == []
+        assert found("zhang wei") == [("S80002", "name")] == found("COOPERATIVE")
+        assert len(found("张")) == 20
+        assert found("04A1B2C3") == [("S80001", "card")]
+        assert found("33011319800101123X") == [("S80001", "id_number")]
+        v3 = login(client, "v3")                  # 塘栖村: the 25 张 registered there, not 欧阳雪梅 in 临平街道
+        assert len(found("张", v3)) == 20 and found("阳雪", v3) == []
+        assert found("阳雪", login(client, "v1")) == []     # 临平街道's 东湖村: she is registered in the town only
+
+
 @pytest.mark.parametrize("q", ["%", "_", "\\", "店%"])
 def test_search_text_is_text_not_a_pattern(client, q):
     assert client.get("/api/search", params={"q": q}, headers=login(client, "d1")).json()["shops"] == []

@@ -22,7 +22,7 @@ EVERY_TABLE = {
     "alerts", "areas", "audit_log", "authorizations", "case_events", "case_photos", "case_proposals",
     "case_violations", "cases", "config_sections", "credit_grades", "faces", "followers", "master_key", "missing",
     "outbox", "quarantine", "quarantine_dropped", "quarantine_spent", "quota_meta", "quota_moves", "quota_sales", "quota_used",
-    "notifications", "records", "registry_keys", "sales", "schema_migrations", "shops", "subjects", "sweep_state",
+    "notifications", "records", "registry_keys", "sales", "schema_migrations", "shops", "subject_keys", "subjects", "sweep_state",
     "terminal_samples", "terminal_status", "terminals", "tokens", "upstream_state", "users", "violations",
 }
 

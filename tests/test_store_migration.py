@@ -20,7 +20,7 @@ from gateway.enforcement import quota
 
 from gateway import store
 
-from gateway.store import users
+from gateway.store import registry as registry_store, users
 from gateway.ingest.follow import Follower
 from tests.support.inline_ingest import InlineIngest as Ingest
 from gateway.store import migrations
@@ -65,7 +65,7 @@ def test_an_old_database_migrates_in_place_keeping_every_row(old_db):
     s = store.Store(old_db)
     s.close()
     after = every_row(old_db)
-    assert set(after) == set(before) | {"schema_migrations", "notifications", "quarantine_spent"}   # migrations 2, 5
+    assert set(after) == set(before) | {"schema_migrations", "notifications", "quarantine_spent", "subject_keys"}   # 2, 5, 6
     # migration 4 adds terminals.ingest_rev, last, 0 for every terminal
     assert {row[-1] for row in after["terminals"]} == {0}
     for table, rows in before.items():
@@ -90,6 +90,12 @@ def test_the_current_code_works_on_a_migrated_database(old_db):
         # the registry, the quota ledger and the grid read as before
         assert quota.report(conn, "S00001", quota.ConfigCache(), "2025-06-01")
         assert grid.shop(conn, "SHOP1").designated
+        # every subject stored before the desk searched by index is found by it (migration 6)
+        names = dict(conn.execute("SELECT id, data FROM subjects"))
+        assert names
+        for sid, data in names.items():
+            keys = {tuple(k) for k in conn.execute("SELECT kind, key FROM subject_keys WHERE subject = ?", [sid])}
+            assert keys and keys == registry_store.search_keys(json.loads(data)), sid
         assert cases.get(conn, conn.execute("SELECT min(id) FROM cases").fetchone()[0]) is not None
         # a terminal that never sold before ingests, and the old followers go on from their cursors
         stored = s.count_records()

@@ -14,6 +14,7 @@ from gateway.api import words
 from gateway.supervision.rules.config import DEFAULT_SEVERITY
 from protocols import catalogue as protocols_catalogue
 from gateway.store import dialect
+from gateway.store import registry as registry_store
 from gateway.store.users import User
 
 
@@ -225,14 +226,14 @@ def areas_within(conn, area: str) -> list[str]:
     return out
 
 
-def find_subjects(conn, user: User, condition: str, args: list, limit: int) -> list[tuple[str, dict]]:
-    """(id, entry) of registered subjects matching `condition` (SQL on the
-    `subjects` row `s`) that are the caller's business as `subject_visible`
-    decides it (bought or has a case in the area, or its town or village is
-    there), by id.
-    The database does the searching: a province's registry never comes
-    into the process to be scanned."""
+def find_subjects(conn, user: User, kind: str, keys: list[str], limit: int) -> list[tuple[str, dict]]:
+    """(id, entry) of registered subjects holding every one of `keys` of
+    `kind` (gateway/store/registry.py search_keys) that are the caller's
+    business as `subject_visible` decides it (bought or has a case in the
+    area, or its town or village is there), by id. An index finds them: a
+    province's registry is never read to answer a search box."""
     village = dialect.json_text(conn, "s.data", "village")
+    condition, args = registry_store.keyed(kind, keys)
     sales_where, sales_args = user.scope().where("x.")
     cases_where, cases_args = user.scope().where("c.")
     areas = json.dumps(areas_within(conn, user.area))

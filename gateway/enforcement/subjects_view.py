@@ -16,12 +16,11 @@ import json
 import logging
 
 from gateway.store import registry as registry_store
-from gateway.store.registry import registry_known  # supervision and the API ask it here too
+from gateway.store.registry import ID_FIELDS, registry_known  # supervision and the API ask it here too
 
 log = logging.getLogger(__name__)
 
 JSON_COLUMNS = ("data", "record", "json", "body", "info")
-ID_FIELDS = ("id_number", "id_no", "idcard", "id_card", "credit_code", "uscc")
 
 
 def lookup(conn, subject_id: str | None) -> dict | None:
@@ -104,7 +103,6 @@ def mask_phone(value) -> str:
 # named here. Full ID numbers go to district users only, when they ask for
 # them (`reveal`), and the API writes an audit row for each such read.
 SHOW, MASK = "show", "mask"
-ID_FIELDS = ("id_number", "id_card_no", "id_card", "idcard", "id_no", "credit_code", "uscc")
 PHONE_FIELDS = ("phone", "mobile", "tel")
 _COMMON = {name: SHOW for name in ("id", "name", "kind", "status", "town", "village", "group", "plots", "permits",
                                    "allowances")}

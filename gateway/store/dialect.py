@@ -31,6 +31,14 @@ def json_pairs(conn) -> str:
             "FROM jsonb_array_elements(CAST(? AS jsonb))) AS j")
 
 
+def json_pairs_text(conn) -> str:
+    """A FROM item `j` over a JSON array of [text, text] pairs given as one
+    parameter, with columns `j.k` and `j.v`."""
+    if _sqlite(conn):
+        return "(SELECT value->>0 AS k, value->>1 AS v FROM json_each(?)) AS j"
+    return "(SELECT value->>0 AS k, value->>1 AS v FROM jsonb_array_elements(CAST(? AS jsonb))) AS j"
+
+
 def json_text(conn, column: str, key: str) -> str:
     """The text of `key` in the JSON object held (as text) by `column`;
     `column` and `key` are fixed names from the code, never data."""
@@ -39,15 +47,6 @@ def json_text(conn, column: str, key: str) -> str:
     if _sqlite(conn):
         return f"json_extract({column}, '$.{key}')"
     return f"(CAST({column} AS jsonb) ->> '{key}')"
-
-
-def json_has(conn, column: str, key: str) -> str:
-    """A condition: the JSON array at `key` in the object held (as text) by
-    `column` has the text given as one parameter among its elements."""
-    json_text(conn, column, key)                      # the same check of the names
-    if _sqlite(conn):
-        return f"EXISTS (SELECT 1 FROM json_each({column}, '$.{key}') WHERE value = ?)"
-    return f"(CAST({column} AS jsonb) -> '{key}') @> jsonb_build_array(CAST(? AS text))"
 
 
 def for_update(conn) -> str:

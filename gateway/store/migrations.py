@@ -27,7 +27,7 @@ import logging
 import os
 from typing import Callable
 
-from gateway.store import schema
+from gateway.store import registry, schema
 from gateway.store.tx import transaction
 from protocols import catalogue, clock, configsync
 
@@ -123,6 +123,11 @@ def _shared_ingest(conn) -> None:
                  "FROM records")
 
 
+def _subject_keys(conn) -> None:
+    _tables(schema.SUBJECT_KEYS)(conn)
+    registry.rebuild_search_keys(conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable]] = [
     (1, "baseline: every concern's tables in one schema", _baseline),
     (2, "notifications: the inspectors' webhook outbox", _tables(schema.NOTIFICATIONS)),
@@ -130,6 +135,7 @@ MIGRATIONS: list[tuple[int, str, Callable]] = [
     (4, "shared ingest: terminals.ingest_rev, rid from the database", _shared_ingest),
     (5, "quarantine_spent: one quarantine budget per terminal across all ingest workers",
      _tables(schema.QUARANTINE_SPENT)),
+    (6, "subject_keys: the desk finds a subject by index, from every stored entry", _subject_keys),
 ]
 LATEST = MIGRATIONS[-1][0]
 

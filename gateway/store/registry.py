@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 
-from gateway.store.dialect import json_text, json_values
+from gateway.store.dialect import json_pairs_text, json_text, json_values
 
 
 # ---------------------------------------------------------------- subjects
@@ -60,14 +60,71 @@ def subjects_of_village(conn, village: str) -> list[str]:
 
 
 def put_subjects(conn, entries: list[dict], rev: int, now_ms: int) -> None:
-    """Upsert entries (each replaces the stored one) as registry revision
-    `rev`, inside the caller's transaction."""
+    """Upsert entries (each replaces the stored one, its search keys too) as
+    registry revision `rev`, inside the caller's transaction."""
     for entry in entries:
         conn.execute(
             "INSERT INTO subjects(id, town, status, data, rev, updated) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT(id) DO UPDATE SET town = excluded.town, status = excluded.status, data = excluded.data, "
             "rev = excluded.rev, updated = excluded.updated",
             [entry["id"], entry.get("town"), entry["status"], json.dumps(entry, ensure_ascii=False), rev, now_ms])
+        put_search_keys(conn, entry["id"], entry)
+
+
+# ---------------------------------------------------------------- search keys
+
+# The fields of an entry that hold an ID number (身份证号) or a
+# unified social credit code (统一社会信用代码): registries name them differently.
+ID_FIELDS = ("id_number", "id_card_no", "id_card", "idcard", "id_no", "credit_code", "uscc")
+NAME_GRAM_FROM = 200   # a name longer than this (no person's) is indexed by its first 200 characters
+
+
+def name_grams(text: str) -> set[str]:
+    """The single characters and pairs of characters of `text`, folded: a
+    name is found from any part of it by looking up the pairs of the part
+    (one character: the character), never by reading every entry."""
+    text = text.casefold()[:NAME_GRAM_FROM]
+    return set(text) | {text[i:i + 2] for i in range(len(text) - 1)}
+
+
+def search_keys(entry: dict) -> set[tuple[str, str]]:
+    """(kind, key) by which the desk finds a subject: `name` grams, each
+    `card` UID and each `id` number (upper case)."""
+    keys = set()
+    if isinstance(entry.get("name"), str):
+        keys |= {("name", g) for g in name_grams(entry["name"])}
+    keys |= {("card", c) for c in entry.get("cards") or [] if isinstance(c, str) and c}
+    keys |= {("id", entry[f].upper()) for f in ID_FIELDS if isinstance(entry.get(f), str) and entry[f]}
+    return keys
+
+
+def put_search_keys(conn, subject: str, entry: dict) -> None:
+    conn.execute("DELETE FROM subject_keys WHERE subject = ?", [subject])
+    keys = sorted(search_keys(entry))
+    if keys:
+        conn.execute(f"INSERT INTO subject_keys(kind, key, subject) SELECT j.k, j.v, ? FROM {json_pairs_text(conn)} "
+                     "WHERE true ON CONFLICT DO NOTHING", [subject, json.dumps(keys, ensure_ascii=False)])
+
+
+def keyed(kind: str, keys: list[str]) -> tuple[str, list]:
+    """A condition on the subject row `s`: it has every one of `keys` of
+    `kind` (the subject_keys index answers it)."""
+    sql = " AND ".join("s.id IN (SELECT subject FROM subject_keys WHERE kind = ? AND key = ?)" for _ in keys)
+    return f"({sql})", [x for key in keys for x in (kind, key)]
+
+
+def rebuild_search_keys(conn) -> int:
+    """Every subject's keys from its stored entry (migration 6); returns how many subjects."""
+    n = 0
+    for sid, data in conn.execute("SELECT id, data FROM subjects").fetchall():
+        try:
+            entry = json.loads(data)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            put_search_keys(conn, sid, entry)
+            n += 1
+    return n
 
 
 def bump_subjects_rev(conn) -> int:

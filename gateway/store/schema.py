@@ -407,6 +407,18 @@ QUARANTINE_SPENT = [
 )""",
 ]
 
+# -- migration 6: the keys the desk finds a subject by (gateway/store/registry.py
+# search_keys): parts of the name, cards, ID numbers, looked up by index
+SUBJECT_KEYS = [
+    """CREATE TABLE IF NOT EXISTS subject_keys (
+    kind        TEXT NOT NULL,                 -- name (one or two characters of it), card, id
+    key         TEXT NOT NULL,
+    subject     TEXT NOT NULL,
+    PRIMARY KEY (kind, key, subject)
+) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS subject_keys_subject ON subject_keys(subject)",
+]
+
 NOTIFICATIONS = [
     """CREATE TABLE IF NOT EXISTS notifications (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,

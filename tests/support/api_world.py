@@ -14,7 +14,7 @@ import sqlite3
 from pathlib import Path
 
 from gateway.enforcement.fleet import provision
-from gateway.store import Store, transaction, users, violations
+from gateway.store import Store, registry, transaction, users, violations
 from gateway.supervision import cases, grid
 from gateway.supervision.rules import config
 from gateway.supervision.service import Supervision
@@ -30,15 +30,12 @@ USERS = {"d1": ("district", DISTRICT), "t1": ("town", TOWN1), "t2": ("town", TOW
 
 
 def subjects_table(conn) -> None:
-    """The registry's shape as the quota ledger (issue 5) keeps it."""
-    conn.execute("CREATE TABLE IF NOT EXISTS subjects (id TEXT PRIMARY KEY, town TEXT, status TEXT NOT NULL, "
-                 "data TEXT NOT NULL, rev INTEGER NOT NULL DEFAULT 0, updated INTEGER NOT NULL DEFAULT 0)")
-    for sid, town, number in (("S00001", TOWN1, "330113199001011234"), ("S00003", TOWN2, "330113198502023456")):
-        data = {"id": sid, "name": "张三" if sid == "S00001" else "李四", "status": "active", "id_number": number,
-                "plots": [{"crop": "rice", "area_cmu": 1000}], "permits": []}
-        conn.execute("INSERT INTO subjects(id, town, status, data, rev, updated) VALUES (?, ?, 'active', ?, 0, 0) "
-                     "ON CONFLICT(id) DO UPDATE SET town = excluded.town, data = excluded.data",
-                     [sid, town, json.dumps(data, ensure_ascii=False)])
+    """Two registered subjects, stored as a registry import stores them."""
+    registry.put_subjects(conn, [
+        {"id": sid, "name": "张三" if sid == "S00001" else "李四", "status": "active", "town": town,
+         "id_number": number, "plots": [{"crop": "rice", "area_cmu": 1000}], "permits": []}
+        for sid, town, number in (("S00001", TOWN1, "330113199001011234"), ("S00003", TOWN2, "330113198502023456"))],
+        0, 0)
 
 
 def build(root: Path, clock: dict, db: str | None = None) -> Path | str:

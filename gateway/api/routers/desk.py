@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import AfterValidator, StringConstraints
 
 from gateway.enforcement import subjects_view
-from gateway.store import dialect, users
+from gateway.store import registry as registry_store, users
 from gateway.api import queries, words
 from gateway.api.deps import Context, context, current_user
 from gateway.api.errors import ApiError
@@ -42,26 +42,27 @@ def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+SEARCH_SCAN = 200   # subjects whose name holds every pair of characters of the text, checked for the text itself
+
+
 def _subjects_by_name(conn, user: User, text: str) -> list[dict]:
-    name = dialect.json_text(conn, "s.data", "name")
+    folded = text.casefold()
+    pairs = sorted(registry_store.name_grams(folded) - set(folded)) if len(folded) > 1 else [folded]
     return [{"id": sid, "name": words.subject_name(entry), "by": "name"}
-            for sid, entry in queries.find_subjects(conn, user, f"{name} LIKE ? ESCAPE '\\'", [_like(text)],
-                                                    FOUND_MAX)]
+            for sid, entry in queries.find_subjects(conn, user, "name", pairs[:8], SEARCH_SCAN)
+            if folded in str(entry.get("name") or "").casefold()][:FOUND_MAX]
 
 
 def _subjects_by_id_number(conn, user: User, text: str) -> list[dict]:
-    fields = " OR ".join(f"upper({dialect.json_text(conn, 's.data', f)}) = ?" for f in subjects_view.ID_FIELDS)
     return [{"id": sid, "name": words.subject_name(entry), "by": "id_number"}
-            for sid, entry in queries.find_subjects(conn, user, f"({fields})",
-                                                    [text.upper()] * len(subjects_view.ID_FIELDS), FOUND_MAX)]
+            for sid, entry in queries.find_subjects(conn, user, "id", [text.upper()], FOUND_MAX)]
 
 
 def _subjects_by_card(conn, user: User, text: str) -> list[dict]:
     where, args = user.scope().where()
     ids = [r[0] for r in conn.execute(f"SELECT DISTINCT subject FROM sales WHERE card = ? AND subject IS NOT NULL "
                                       f"AND {where} LIMIT {FOUND_MAX}", [text] + args)]
-    ids += [sid for sid, _ in queries.find_subjects(conn, user, dialect.json_has(conn, "s.data", "cards"), [text],
-                                                    FOUND_MAX) if sid not in ids]
+    ids += [sid for sid, _ in queries.find_subjects(conn, user, "card", [text], FOUND_MAX) if sid not in ids]
     names = queries.subject_names(conn, ids)
     return [{"id": sid, "name": names.get(sid), "by": "card"} for sid in ids]
 
