@@ -36,11 +36,9 @@ import os
 import unicodedata
 from pathlib import Path
 
-from gateway.supervision import grid
-
 from gateway.enforcement import quota
 
-from gateway.store import upstream_outbox, users, violations
+from gateway.store import grid, upstream_outbox, users, violations
 from gateway.store import private_directory
 from gateway.store.users import LEVEL_RANK, User
 from gateway.store.dialect import json_values

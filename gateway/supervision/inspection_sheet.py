@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 from gateway.enforcement import subjects_view
-from gateway.supervision import cases, grid
+from gateway.store import grid
+from gateway.supervision import cases
 from protocols import reasons
 from protocols.display import mask_name
 

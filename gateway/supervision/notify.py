@@ -47,8 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from gateway.store import notifications, transaction
-from gateway.supervision import cases, grid
+from gateway.store import grid, notifications, transaction
+from gateway.supervision import cases
 from protocols import reasons
 
 log = logging.getLogger(__name__)

@@ -27,9 +27,8 @@ import time
 from typing import Callable
 
 from gateway.enforcement import authz as gateway_authz
-from gateway.supervision import grid
 from gateway.enforcement import registry, subjects_view
-from gateway.store import violations
+from gateway.store import grid, violations
 from gateway.supervision.rules import Event, Finding, hours, identity, integrity, make_event, products, proof, split, terminals
 from gateway.supervision.rules import top_buyers as top_buyers_rule
 from gateway.supervision.rules import travel
