@@ -1,5 +1,5 @@
 """The fleet repository: the terminals as supervision sees them (their shop,
-their health), their last reported status and versions (`terminal_status`,
+their health and backlog samples), their last reported status and versions (`terminal_status`,
 kept by gateway/supervision/fleet_status.py), and what the config push reads
 to decide what each terminal lacks (gateway/enforcement/configpush.py): the
 stored sections and their versions, and the scope's subjects and balances.
@@ -25,6 +25,38 @@ def acked_upto(conn, terminal: str) -> int:
     row = conn.execute("SELECT acked_upto FROM terminals WHERE id = ?", [terminal]).fetchone()
     return row[0] if row else 0
 
+
+
+def shops_by_terminal(conn) -> dict[str, str | None]:
+    return dict(conn.execute("SELECT id, shop FROM terminals"))
+
+
+HEALTH_FIELDS = ("id", "shop", "last_seen", "head", "acked_upto")
+
+
+def terminals_health(conn) -> list[dict]:
+    """Every terminal with what its health is judged on: when it was last
+    seen, its ledger's head and what the gateway has acknowledged of it."""
+    return [dict(zip(HEALTH_FIELDS, r)) for r in
+            conn.execute("SELECT id, shop, last_seen, head, acked_upto FROM terminals")]
+
+
+# -- the backlog samples (unacknowledged records over time)
+
+def sample_backlog(conn, terminal: str, now: int, backlog: int) -> None:
+    conn.execute("INSERT INTO terminal_samples(terminal, time, backlog) VALUES (?, ?, ?) "
+                 "ON CONFLICT(terminal, time) DO UPDATE SET backlog = excluded.backlog",
+                 [terminal, now, backlog])
+
+
+def prune_samples(conn, before: int) -> None:
+    conn.execute("DELETE FROM terminal_samples WHERE time < ?", [before])
+
+
+def backlog_samples(conn, since: int) -> list[tuple]:
+    """(terminal, time, backlog) since `since`, by terminal and time."""
+    return conn.execute("SELECT terminal, time, backlog FROM terminal_samples "
+                        "WHERE time >= ? ORDER BY terminal, time", [since]).fetchall()
 
 # -- the statuses they report
 
