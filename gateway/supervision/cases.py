@@ -70,6 +70,7 @@ register({
     "case_confirm_role": ("确认此结案需要更高一级的人员", "confirming this close needs a higher role"),
 })
 
+
 class CaseError(ReasonError):
     pass
 
