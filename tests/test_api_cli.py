@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gateway.supervision import grid
+from gateway.store import grid as grid_store
 
 from gateway.store import users
 from gateway.store import connect
@@ -53,7 +53,7 @@ def test_grid_import_and_user_add_from_the_command_line(tmp_path):
     assert out.returncode == 0, out.stderr
     conn = connect(db)
     try:
-        shop = grid.shop(conn, "SHOP1")
+        shop = grid_store.shop(conn, "SHOP1")
         assert (shop.town, shop.district, shop.designated) == ("330113001", "330113", True)
         assert users.login(conn, "zhang", "long-enough-1", 0) is not None
         assert users.login(conn, "zhang", "wrong", 0) is None

@@ -2,7 +2,7 @@
 
 import pytest
 
-from gateway.supervision.grid import Shop
+from gateway.store.grid import Shop
 from gateway.supervision.rules import config, hours, identity, integrity, make_event, products, split, terminals, top_buyers, travel
 from protocols import catalogue, reasons
 

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from gateway.supervision import grid
+from gateway.store import grid as grid_store
 
 from gateway.enforcement import registry
 from gateway.enforcement.fleet import provision
@@ -131,7 +132,7 @@ def test_grid_import_rejects_a_bad_file_and_changes_nothing(gw):
     bad = {"areas": GRID["areas"], "shops": [{"id": "X1", "name": "x", "village": "nowhere"}]}
     with pytest.raises(grid.GridError, match=r"shops\[0\].village"):
         grid.import_grid(store.conn, bad)
-    assert grid.shop(store.conn, "X1") is None and len(grid.shops(store.conn)) == 4
+    assert grid_store.shop(store.conn, "X1") is None and len(grid_store.shops(store.conn)) == 4
 
 
 def test_the_monthly_ranking_reads_without_holding_the_write_lock(gw, monkeypatch):

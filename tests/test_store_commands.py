@@ -84,7 +84,7 @@ def test_the_operator_commands_work_on_either_backend(db, tmp_path, monkeypatch)
 
     conn = store.connect(db)
     try:
-        from gateway.supervision import grid
+        from gateway.store import grid
         from gateway.enforcement import registry
         from gateway.store import registry as registry_store
         from gateway.store import users

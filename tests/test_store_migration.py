@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.supervision import cases, grid
+from gateway.supervision import cases
+from gateway.store import grid
 
 from gateway.enforcement import quota
 

@@ -8,6 +8,7 @@ import sys
 
 from gateway.supervision import grid
 from gateway.store import DB_HELP, connect
+from gateway.store import grid as grid_store
 
 
 def main(argv, prog):
@@ -21,7 +22,7 @@ def main(argv, prog):
     conn = connect(args.db)
     try:
         if args.action == "list":
-            for s in grid.shops(conn):
+            for s in grid_store.shops(conn):
                 print(f"{s.id}\t{s.name}\t{s.village}\t{s.town}\t{'designated' if s.designated else '-'}\t{s.hours}")
             return 0
         try:

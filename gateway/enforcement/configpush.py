@@ -69,8 +69,7 @@ from typing import Callable
 from gateway.enforcement import faces, quota, registry
 
 from gateway import store
-from gateway.store import registry as registry_store
-from gateway.store.dialect import json_values
+from gateway.store import fleet, registry as registry_store
 from protocols import authz, configsync, envelope, facegallery
 from protocols.clock import wall_ms as now_ms
 
@@ -202,11 +201,8 @@ class ConfigPusher:
     def _adopt_fleet(self, conn) -> None:
         """The sweep's terminals as the whole fleet sees them: online in the
         database, with the versions their last status reported."""
-        online = {}
-        for terminal, versions in conn.execute(
-                "SELECT t.id, s.versions FROM terminals t LEFT JOIN terminal_status s ON s.terminal = t.id "
-                "WHERE t.state = 'online'"):
-            online[terminal] = configsync.parse_versions(json.loads(versions)) if versions else None
+        online = {terminal: configsync.parse_versions(versions) if versions is not None else None
+                  for terminal, versions in fleet.online_versions(conn).items()}
         self._online = set(online)
         for terminal, versions in online.items():
             if versions is not None:
@@ -235,10 +231,7 @@ class ConfigPusher:
     @staticmethod
     def _generation(conn) -> tuple:
         """Changes whenever a stored section, the subjects or the faces change."""
-        sections = conn.execute("SELECT name, version FROM config_sections ORDER BY name").fetchall()
-        meta = conn.execute("SELECT key, value FROM quota_meta WHERE key IN ('subjects_rev', 'faces_rev') "
-                            "ORDER BY key").fetchall()
-        return tuple(sections), tuple(meta)
+        return tuple(fleet.section_versions(conn)), tuple(fleet.scope_revisions(conn))
 
     def versions(self, conn, terminal: str) -> tuple[dict[str, int], dict]:
         """The versions the gateway holds for a terminal, computed cheaply (no
@@ -258,9 +251,7 @@ class ConfigPusher:
                                                "scope_json": json.dumps(scope)})
             self._contexts[terminal] = held
         out = dict(held[2])
-        row = conn.execute(f"SELECT max(rev) FROM quota_used WHERE subject IN ({json_values(conn)})",
-                           [held[3]["scope_json"]]).fetchone()
-        out[configsync.BALANCES] = row[0] or 0
+        out[configsync.BALANCES] = fleet.balances_rev(conn, held[3]["scope_json"])
         return out, held[3]
 
     def content(self, conn, terminal: str, name: str, version: int, context: dict) -> str:
@@ -270,9 +261,7 @@ class ConfigPusher:
         if name == configsync.SUBJECTS:
             key = ("subjects", version, tuple(context["scope"]))
             if key not in self._texts:
-                entries = quota.terminal_entries(conn, [json.loads(data) for (data,) in conn.execute(
-                    f"SELECT data FROM subjects WHERE id IN ({json_values(conn)}) ORDER BY id",
-                    [json.dumps(context["scope"])])])
+                entries = quota.terminal_entries(conn, fleet.subject_entries(conn, context["scope"]))
                 content = {"subjects": entries}
                 if context["shop"].get("town"):
                     content["town"] = context["shop"]["town"]
@@ -286,11 +275,10 @@ class ConfigPusher:
             return self._gallery(conn, context["scope"], version)[0]
         key = (name, version)
         if key not in self._texts:
-            row = conn.execute("SELECT content FROM config_sections WHERE name = ? AND version = ?",
-                               [name, version]).fetchone()
-            if row is None:
+            text = fleet.section_content(conn, name, version)
+            if text is None:
                 raise LookupError(f"{name} changed while pushing")
-            self._texts[key] = configsync.section_text(json.loads(row[0]))
+            self._texts[key] = configsync.section_text(json.loads(text))
         return self._texts[key]
 
     def sections(self, terminal: str) -> dict[str, tuple[int, str]]:
@@ -326,16 +314,13 @@ class ConfigPusher:
         return registry.area_subjects(conn, registry.terminal_area(conn, terminal))
 
     def _balances(self, conn, terminal: str, subjects: list[str], version: int) -> str:
-        params = json.loads(conn.execute("SELECT content FROM config_sections WHERE name = 'params'").fetchone()[0])
+        params = json.loads(fleet.section_texts(conn, (configsync.PARAMS,))[configsync.PARAMS])
         periods = quota.current_periods(params, authz.local_date(self.wall_ms()))
         used: dict[str, dict] = {}
-        for subject, category, period, amount in conn.execute(
-                "SELECT subject, category, period, used FROM quota_used "
-                f"WHERE subject IN ({json_values(conn)})", [json.dumps(subjects)]):
+        for subject, category, period, amount in fleet.balances(conn, subjects):
             if periods.get(category) == period:
                 used.setdefault(subject, {}).setdefault(category, {})[period] = amount
-        row = conn.execute("SELECT acked_upto FROM terminals WHERE id = ?", [terminal]).fetchone()
-        acked = row[0] if row else 0
+        acked = fleet.acked_upto(conn, terminal)
         return configsync.section_text({"rev": version, "acked": acked, "used": used})
 
     # -- pushing

@@ -1,7 +1,8 @@
 """The inspectors' notification outbox: one row a message, queued in the same
-transaction that moves the cursor over the case events it reports, and sent
-(and retried) by gateway/supervision/notify.py. `dedup` makes a message
-queued twice (a sweep re-run after a crash) one row."""
+transaction that moves the cursor over the case events it reports (the
+watermark 'notify', gateway/store/watermarks.py), and sent (and retried) by
+gateway/supervision/notify.py. `dedup` makes a message queued twice (a sweep
+re-run after a crash) one row."""
 
 from __future__ import annotations
 
@@ -47,12 +48,3 @@ def listing(conn, case_id: int | None = None, limit: int = 100) -> list[dict]:
                         [*args, limit]).fetchall()
     return [dict(zip(COLUMNS, row), payload=json.loads(row[5])) for row in rows]
 
-
-def cursor(conn, name: str = "notify") -> int:
-    row = conn.execute("SELECT value FROM sweep_state WHERE name = ?", [name]).fetchone()
-    return row[0] if row else 0
-
-
-def move_cursor(conn, value: int, name: str = "notify") -> None:
-    conn.execute("INSERT INTO sweep_state(name, value) VALUES (?, ?) "
-                 "ON CONFLICT(name) DO UPDATE SET value = excluded.value", [name, value])

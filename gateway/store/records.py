@@ -109,6 +109,23 @@ def order_records(conn) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(?)", [_ORDER_LOCK])
 
 
+def record_time(conn, terminal: str, seq: int) -> int | None:
+    """The terminal's own time stamp on a stored record, None if not stored."""
+    row = conn.execute("SELECT time FROM records WHERE terminal=? AND seq=?", [terminal, seq]).fetchone()
+    return row[0] if row else None
+
+
+ALERT_FIELDS = ("id", "kind", "terminal", "seq", "seq_to", "detail")
+
+
+def alerts_after(conn, mark: int) -> list[dict]:
+    """The alerts above `mark`, oldest first; call `wait_for_alert_writers`
+    first in the same transaction."""
+    rows = conn.execute("SELECT id, kind, terminal, seq, seq_to, detail FROM alerts WHERE id>? ORDER BY id",
+                        [mark]).fetchall()
+    return [dict(zip(ALERT_FIELDS, r)) for r in rows]
+
+
 class Store:
     """Thin access to the gateway database; ingest owns the write transactions.
 

@@ -188,7 +188,7 @@ QUOTA = [
 )""",
 ]
 
-# -- the supervision grid (gateway/supervision/grid.py)
+# -- the supervision grid (gateway/store/grid.py; the registry file: gateway/supervision/grid.py)
 GRID = [
     """CREATE TABLE IF NOT EXISTS areas (
     code    TEXT PRIMARY KEY,
@@ -212,7 +212,8 @@ GRID = [
     "CREATE INDEX IF NOT EXISTS shops_village ON shops(village)",
 ]
 
-# -- the rules' sales index and sweeps (gateway/supervision/rules/engine.py)
+# -- the rules' sales index and sweeps (gateway/store/sales.py, gateway/store/fleet.py's backlog samples,
+# gateway/store/watermarks.py; written by gateway/supervision/rules/engine.py)
 RULES = [
     """CREATE TABLE IF NOT EXISTS sales (
     terminal    TEXT NOT NULL,
@@ -288,7 +289,7 @@ USERS = [
     "CREATE INDEX IF NOT EXISTS audit_target ON audit_log(target)",
 ]
 
-# -- the case workflow (gateway/supervision/cases.py)
+# -- the case workflow (gateway/store/cases.py, gateway/supervision/cases.py)
 CASES = [
     """CREATE TABLE IF NOT EXISTS cases (
     id          INTEGER PRIMARY KEY,
@@ -380,7 +381,7 @@ OUTBOX = [
 )""",
 ]
 
-# -- fleet status (gateway/supervision/fleet_status.py)
+# -- fleet status (gateway/store/fleet.py, gateway/supervision/fleet_status.py)
 FLEET = [
     """CREATE TABLE IF NOT EXISTS terminal_status (
     terminal    TEXT PRIMARY KEY,

@@ -6,13 +6,14 @@ dedup key, so one offence seen from several records (e.g. two offline sales
 in two shops that together overdraw a balance) is raised once. Cases and the
 grid workflow build on these rows. The table is the store's (gateway/store/schema.py).
 
-Cases file violations in id order behind a watermark (gateway/supervision/cases.py,
-`file_new_violations`). On PostgreSQL an id is handed out at insert and the
-row appears at commit, and several writers insert at once (the quota and
-rules followers, the sweeps), so id 7 can appear after id 8 and a watermark
-already at 8 would pass over it for good. A writer therefore holds a shared
-lock from its insert to its commit, and the filing takes it exclusively:
-when the filing reads, every id handed out so far is committed or gone.
+Cases file violations in id order behind a watermark (`after`, called by
+gateway/supervision/cases.py `file_new_violations`). On PostgreSQL an id is
+handed out at insert and the row appears at commit, and several writers
+insert at once (the quota and rules followers, the sweeps), so id 7 can
+appear after id 8 and a watermark already at 8 would pass over it for good.
+A writer therefore holds a shared lock from its insert to its commit, and the
+filing takes it exclusively: when the filing reads, every id handed out so
+far is committed or gone.
 Writers never wait for each other, only for a filing (milliseconds).
 SQLite's single writer commits ids in order by itself.
 """
@@ -44,3 +45,14 @@ def wait_for_writers(conn) -> None:
     transaction: wait until no transaction that inserted one is still open,
     and keep new ones out until this transaction ends (see above)."""
     lock(conn, _FILING_LOCK)
+
+
+VIOLATION_FIELDS = ("id", "code", "subject", "shop", "terminal", "seq")
+
+
+def after(conn, mark: int, limit: int) -> list[dict]:
+    """The violations above `mark`, oldest first, at most `limit`; call
+    `wait_for_writers` first in the same transaction."""
+    rows = conn.execute("SELECT id, code, subject, shop, terminal, seq FROM violations WHERE id>? ORDER BY id LIMIT ?",
+                        [mark, limit]).fetchall()
+    return [dict(zip(VIOLATION_FIELDS, r)) for r in rows]

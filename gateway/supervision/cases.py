@@ -30,20 +30,18 @@ version, so the shop counters show it without a restart.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import unicodedata
 from pathlib import Path
 
-from gateway.supervision import grid
-
 from gateway.enforcement import quota
 
-from gateway.store import upstream_outbox, users, violations
+from gateway.store import cases as case_store, fleet, grid, upstream_outbox, users, violations, watermarks
 from gateway.store import private_directory
+# the API reads one case, its timeline and its pending close from here (gateway/api)
+from gateway.store.cases import COLUMNS as CASE_COLUMNS, get, proposal, timeline  # noqa: F401
 from gateway.store.users import LEVEL_RANK, User
-from gateway.store.dialect import json_values
 from protocols.reasons import ReasonError, register
 
 log = logging.getLogger(__name__)
@@ -72,24 +70,9 @@ register({
     "case_confirm_role": ("确认此结案需要更高一级的人员", "confirming this close needs a higher role"),
 })
 
-CASE_COLUMNS = ("id", "opened", "updated", "state", "shop", "subject", "terminal", "village", "town", "district",
-                "level", "assignee", "deadline", "codes", "violations", "result", "outcome", "closed")
-
 
 class CaseError(ReasonError):
     pass
-
-
-def _event(conn, case_id: int, now: int, actor: str, action: str, old: str | None, new: str | None,
-           detail: dict | None = None) -> None:
-    conn.execute("INSERT INTO case_events(case_id, time, actor, action, from_state, to_state, detail) "
-                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                 [case_id, now, actor, action, old, new, json.dumps(detail or {}, ensure_ascii=False)])
-
-
-def _row(conn, case_id: int) -> dict | None:
-    row = conn.execute(f"SELECT {', '.join(CASE_COLUMNS)} FROM cases WHERE id=?", [case_id]).fetchone()
-    return dict(zip(CASE_COLUMNS, row)) if row else None
 
 
 def _holder(conn, shop: grid.Shop | None, start: str = "village") -> tuple[str, str | None]:
@@ -113,35 +96,28 @@ def file_violation(conn, now: int, cfg: dict, v: dict) -> int:
     """Open or join the case for a violation row; returns the case id. Inside the caller's transaction."""
     shop_id = v.get("shop")
     if not shop_id and v.get("terminal"):
-        row = conn.execute("SELECT shop FROM terminals WHERE id=?", [v["terminal"]]).fetchone()
-        shop_id = row[0] if row else None
+        shop_id = fleet.terminal_shop(conn, v["terminal"])
     shop = grid.shop(conn, shop_id)
     subject = v.get("subject")
-    found = conn.execute("SELECT id, codes FROM cases WHERE shop IS NOT DISTINCT FROM ? "
-                         "AND subject IS NOT DISTINCT FROM ? AND state != 'closed' "
-                         "ORDER BY id LIMIT 1", [shop_id, subject]).fetchone()
+    found = case_store.open_case_of(conn, shop_id, subject)
     if found:
         case_id, codes = found
         codes_ = sorted(set(filter(None, codes.split(","))) | {v["code"]})
-        conn.execute("UPDATE cases SET codes=?, violations=violations+1, updated=? WHERE id=?",
-                     [",".join(codes_), now, case_id])
-        _event(conn, case_id, now, "system", "joined", None, None, {"violation": v["id"], "code": v["code"]})
+        case_store.add_violation(conn, case_id, ",".join(codes_), now)
+        case_store.add_event(conn, case_id, now, "system", "joined", None, None,
+                             {"violation": v["id"], "code": v["code"]})
     else:
         level, inspector = _holder(conn, shop)
-        case_id = conn.execute(
-            "INSERT INTO cases(opened, updated, state, shop, subject, terminal, village, town, district, level, "
-            "assignee, deadline, codes, violations) VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, 1) "
-            "RETURNING id",
-            [now, now, shop_id, subject, v.get("terminal"), shop.village if shop else None,
-             shop.town if shop else None, shop.district if shop else None, level, _deadline(cfg, level, now),
-             v["code"]]).fetchone()[0]
-        _event(conn, case_id, now, "system", "opened", None, "open",
-               {"violation": v["id"], "code": v["code"], "level": level})
+        case_id = case_store.insert(conn, now, shop_id, subject, v.get("terminal"), shop.village if shop else None,
+                                    shop.town if shop else None, shop.district if shop else None, level,
+                                    _deadline(cfg, level, now), v["code"])
+        case_store.add_event(conn, case_id, now, "system", "opened", None, "open",
+                             {"violation": v["id"], "code": v["code"], "level": level})
         if inspector:
-            conn.execute("UPDATE cases SET state='assigned', assignee=? WHERE id=?", [inspector, case_id])
-            _event(conn, case_id, now, "system", "assigned", "open", "assigned", {"assignee": inspector, "level": level})
-    conn.execute("INSERT INTO case_violations(violation, case_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                 [v["id"], case_id])
+            case_store.assign(conn, case_id, inspector, now)  # `updated` is `now` already: it just opened
+            case_store.add_event(conn, case_id, now, "system", "assigned", "open", "assigned",
+                                 {"assignee": inspector, "level": level})
+    case_store.link_violation(conn, v["id"], case_id)
     return case_id
 
 
@@ -155,34 +131,28 @@ def file_new_violations(conn, now: int, cfg: dict, limit: int = 1000) -> int:
     handed out is still uncommitted when it moves
     (gateway/store/violations.py, `wait_for_writers`)."""
     violations.wait_for_writers(conn)
-    row = conn.execute("SELECT value FROM sweep_state WHERE name='cases'").fetchone()
-    mark = row[0] if row else 0
-    rows = conn.execute("SELECT id, code, subject, shop, terminal, seq FROM violations WHERE id>? ORDER BY id LIMIT ?",
-                        [mark, limit]).fetchall()
+    rows = violations.after(conn, watermarks.get(conn, "cases"), limit)
     watch = set(cfg.get("queue", {}).get("watch") or ())
-    for r in rows:
-        if r[1] not in watch:
-            file_violation(conn, now, cfg, dict(zip(("id", "code", "subject", "shop", "terminal", "seq"), r)))
+    for v in rows:
+        if v["code"] not in watch:
+            file_violation(conn, now, cfg, v)
     if rows:
-        conn.execute("INSERT INTO sweep_state(name, value) VALUES ('cases', ?) "
-                     "ON CONFLICT(name) DO UPDATE SET value=excluded.value", [rows[-1][0]])
+        watermarks.move(conn, "cases", rows[-1]["id"])
     return len(rows)
 
 
 def escalate_due(conn, now: int, cfg: dict) -> int:
     """Cases not inspected by their deadline move one level up the grid."""
     n = 0
-    for (case_id,) in conn.execute("SELECT id FROM cases WHERE state IN ('open', 'assigned') AND deadline < ? "
-                                   "AND level != 'district'", [now]).fetchall():
-        case = _row(conn, case_id)
+    for case_id in case_store.past_deadline_below_district(conn, now):
+        case = get(conn, case_id)
         up = "town" if case["level"] == "village" else "district"
         shop = grid.shop(conn, case["shop"])
         level, inspector = _holder(conn, shop, start=up)
         state = "assigned" if inspector else "open"
-        conn.execute("UPDATE cases SET level=?, assignee=?, state=?, deadline=?, updated=? WHERE id=?",
-                     [level, inspector, state, _deadline(cfg, level, now), now, case_id])
-        _event(conn, case_id, now, "system", "escalated", case["state"], state,
-               {"from_level": case["level"], "level": level, "assignee": inspector})
+        case_store.move_level(conn, case_id, now, level, inspector, state, _deadline(cfg, level, now))
+        case_store.add_event(conn, case_id, now, "system", "escalated", case["state"], state,
+                             {"from_level": case["level"], "level": level, "assignee": inspector})
         n += 1
     return n
 
@@ -190,7 +160,7 @@ def escalate_due(conn, now: int, cfg: dict) -> int:
 # -- user actions: each checks area, level and state, then changes and audits
 
 def _for_action(conn, user: User, case_id: int, states: tuple[str, ...]) -> dict:
-    case = _row(conn, case_id)
+    case = get(conn, case_id)
     if case is None or not user.scope().covers(case):
         raise CaseError("case_not_found", str(case_id))
     if LEVEL_RANK[user.role] < LEVEL_RANK[case["level"]]:
@@ -234,20 +204,16 @@ def _notes(notes) -> str:
     return notes
 
 
-def get(conn, case_id: int) -> dict | None:
-    return _row(conn, case_id)
-
-
 def assign(conn, now: int, user: User, case_id: int, assignee: str, notes: str | None = None) -> dict:
     text = _notes(notes)   # checked before anything changes (the caller may not roll back)
     case = _for_action(conn, user, case_id, ("open", "assigned"))
     target = users.user_by_name(conn, assignee) if isinstance(assignee, str) else None
     if target is None or not target.scope().covers(case):
         raise CaseError("case_assignee_unknown", str(assignee)[:64])
-    conn.execute("UPDATE cases SET state='assigned', assignee=?, updated=? WHERE id=?", [target.name, now, case_id])
-    _event(conn, case_id, now, user.name, "assigned", case["state"], "assigned",
-           {"assignee": target.name, "notes": text})
-    return _row(conn, case_id)
+    case_store.assign(conn, case_id, target.name, now)
+    case_store.add_event(conn, case_id, now, user.name, "assigned", case["state"], "assigned",
+                         {"assignee": target.name, "notes": text})
+    return get(conn, case_id)
 
 
 def inspect(conn, now: int, user: User, case_id: int, result: str, notes: str | None = None) -> dict:
@@ -255,10 +221,10 @@ def inspect(conn, now: int, user: User, case_id: int, result: str, notes: str | 
         raise CaseError("case_bad_input", f"result must be one of {', '.join(RESULTS)}")
     text = _notes(notes)
     case = _for_action(conn, user, case_id, ("open", "assigned"))
-    conn.execute("UPDATE cases SET state='inspected', result=?, updated=? WHERE id=?", [result, now, case_id])
-    _event(conn, case_id, now, user.name, "inspected", case["state"], "inspected",
-           {"result": result, "notes": text})
-    return _row(conn, case_id)
+    case_store.set_inspected(conn, case_id, result, now)
+    case_store.add_event(conn, case_id, now, user.name, "inspected", case["state"], "inspected",
+                         {"result": result, "notes": text})
+    return get(conn, case_id)
 
 
 def add_photo(conn, now: int, user: User, case_id: int, data: bytes, photos_dir: Path) -> int:
@@ -280,11 +246,10 @@ def add_photo(conn, now: int, user: User, case_id: int, data: bytes, photos_dir:
             os.fchmod(out.fileno(), 0o600)  # a .tmp left by an older version keeps its mode otherwise
             out.write(data)
         tmp.replace(path)
-    photo = conn.execute("INSERT INTO case_photos(case_id, time, actor, mime, size, sha256, path) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                         [case_id, now, user.name, kind[0], len(data), digest, str(path)]).fetchone()[0]
-    conn.execute("UPDATE cases SET updated=? WHERE id=?", [now, case_id])
-    _event(conn, case_id, now, user.name, "photo", case["state"], case["state"], {"photo": photo, "sha256": digest})
+    photo = case_store.add_photo(conn, case_id, now, user.name, kind[0], len(data), digest, str(path))
+    case_store.touch(conn, case_id, now)
+    case_store.add_event(conn, case_id, now, user.name, "photo", case["state"], case["state"],
+                         {"photo": photo, "sha256": digest})
     return photo
 
 
@@ -297,13 +262,6 @@ def _cfg(cfg: dict | None) -> dict:
 
 def needs_confirmation(cfg: dict | None, outcome: str) -> bool:
     return outcome in _cfg(cfg)["cases"]["confirm_outcomes"]
-
-
-def proposal(conn, case_id: int) -> dict | None:
-    """The close awaiting a second person, if any."""
-    row = conn.execute("SELECT outcome, actor, role, time, notes FROM case_proposals WHERE case_id=?",
-                       [case_id]).fetchone()
-    return dict(zip(("outcome", "actor", "role", "time", "notes"), row)) if row else None
 
 
 def may_confirm(user: User, pending: dict | None, cfg: dict | None) -> bool:
@@ -325,14 +283,11 @@ def close(conn, now: int, user: User, case_id: int, outcome: str, notes: str | N
     case = _for_action(conn, user, case_id, ("inspected",))
     cfg = _cfg(cfg)
     if needs_confirmation(cfg, outcome):
-        conn.execute("INSERT INTO case_proposals(case_id, outcome, actor, role, time, notes) VALUES (?, ?, ?, ?, ?, ?) "
-                     "ON CONFLICT(case_id) DO UPDATE SET outcome=excluded.outcome, actor=excluded.actor, "
-                     "role=excluded.role, time=excluded.time, notes=excluded.notes",
-                     [case_id, outcome, user.name, user.role, now, text])
-        conn.execute("UPDATE cases SET updated=? WHERE id=?", [now, case_id])
-        _event(conn, case_id, now, user.name, "close_proposed", "inspected", "inspected",
-               {"outcome": outcome, "notes": text, "confirm_role": cfg["cases"]["confirm_role"]})
-        return {**_row(conn, case_id), "pending_close": proposal(conn, case_id)}
+        case_store.propose(conn, case_id, now, outcome, user.name, user.role, text)
+        case_store.touch(conn, case_id, now)
+        case_store.add_event(conn, case_id, now, user.name, "close_proposed", "inspected", "inspected",
+                             {"outcome": outcome, "notes": text, "confirm_role": cfg["cases"]["confirm_role"]})
+        return {**get(conn, case_id), "pending_close": proposal(conn, case_id)}
     return _close(conn, now, user, case, outcome, {"outcome": outcome, "notes": text}, cfg)
 
 
@@ -359,12 +314,12 @@ def confirm(conn, now: int, user: User, case_id: int, decision: str, outcome: st
             raise CaseError("case_confirm_self", f"{user.name} proposed this close")
         if not may_confirm(user, pending, cfg):
             raise CaseError("case_confirm_role", f"needs {cfg['cases']['confirm_role']} or above")
-    conn.execute("DELETE FROM case_proposals WHERE case_id=?", [case_id])
+    case_store.drop_proposal(conn, case_id)
     if decision == "reject":
-        conn.execute("UPDATE cases SET updated=? WHERE id=?", [now, case_id])
-        _event(conn, case_id, now, user.name, "close_rejected", "inspected", "inspected",
-               {"outcome": outcome, "notes": text, "proposed_by": pending["actor"]})
-        return {**_row(conn, case_id), "pending_close": None}
+        case_store.touch(conn, case_id, now)
+        case_store.add_event(conn, case_id, now, user.name, "close_rejected", "inspected", "inspected",
+                             {"outcome": outcome, "notes": text, "proposed_by": pending["actor"]})
+        return {**get(conn, case_id), "pending_close": None}
     return _close(conn, now, user, case, outcome,
                   {"outcome": outcome, "notes": text, "proposed_by": pending["actor"],
                    "proposal_notes": pending["notes"]}, cfg)
@@ -372,27 +327,15 @@ def confirm(conn, now: int, user: User, case_id: int, decision: str, outcome: st
 
 def _close(conn, now: int, user: User, case: dict, outcome: str, detail: dict, cfg: dict) -> dict:
     case_id = case["id"]
-    conn.execute("DELETE FROM case_proposals WHERE case_id=?", [case_id])
-    conn.execute("UPDATE cases SET state='closed', outcome=?, closed=?, updated=? WHERE id=?",
-                 [outcome, now, now, case_id])
-    _event(conn, case_id, now, user.name, "closed", "inspected", "closed", detail)
+    case_store.drop_proposal(conn, case_id)
+    case_store.set_closed(conn, case_id, outcome, now)
+    case_store.add_event(conn, case_id, now, user.name, "closed", "inspected", "closed", detail)
     if outcome in COUNTS_AGAINST and case["subject"]:
         refresh_grades(conn, now, cfg, [case["subject"]])
     upstream_outbox.enqueue(conn, now, "case", {
         "case": case_id, "shop": case["shop"], "subject": case["subject"], "codes": case["codes"].split(","),
         "result": case["result"], "outcome": outcome, "closed": now, "opened": case["opened"]})
-    return {**_row(conn, case_id), "pending_close": None}
-
-
-def timeline(conn, case_id: int) -> list[dict]:
-    names = ("id", "time", "actor", "action", "from_state", "to_state", "detail")
-    out = []
-    for r in conn.execute("SELECT id, time, actor, action, from_state, to_state, detail FROM case_events "
-                          "WHERE case_id=? ORDER BY id", [case_id]):
-        item = dict(zip(names, r))
-        item["detail"] = json.loads(item["detail"])
-        out.append(item)
-    return out
+    return {**get(conn, case_id), "pending_close": None}
 
 
 def grade(conn, subject: str, now: int, cfg: dict) -> dict:
@@ -400,8 +343,7 @@ def grade(conn, subject: str, now: int, cfg: dict) -> dict:
     A below `b_from`, B below `c_from`, C from there (counts per case, i.e. per
     inspected incident, not per record, so one bad afternoon is one mark)."""
     c = cfg["credit"]
-    n = conn.execute("SELECT count(*) FROM cases WHERE subject=? AND outcome IN ('confirmed', 'penalised') "
-                     "AND closed >= ?", [subject, _credit_since(now, c)]).fetchone()[0]
+    n = case_store.count_against(conn, subject, _credit_since(now, c))
     return {"grade": _letter(n, c), "confirmed": n, "months": c["months"]}
 
 
@@ -420,29 +362,17 @@ def refresh_grades(conn, now: int, cfg: dict, subjects: list[str] | None = None)
     subjects whose grade changed; a change gives the terminals' `subjects`
     section a new version (quota.bump_subjects_rev), in this transaction."""
     c = cfg["credit"]
-    since = _credit_since(now, c)
-    counted = "outcome IN ('confirmed', 'penalised') AND closed >= ?"
-    if subjects is None:
-        counts = dict(conn.execute(f"SELECT subject, count(*) FROM cases WHERE {counted} AND subject IS NOT NULL "
-                                   "GROUP BY subject", [since]))
-        held = dict(conn.execute("SELECT subject, grade FROM credit_grades"))
-    else:
-        wanted = json.dumps(sorted(set(subjects)))
-        counts = dict(conn.execute(f"SELECT subject, count(*) FROM cases WHERE {counted} "
-                                   f"AND subject IN ({json_values(conn)}) GROUP BY subject", [since, wanted]))
-        held = dict(conn.execute("SELECT subject, grade FROM credit_grades "
-                                 f"WHERE subject IN ({json_values(conn)})", [wanted]))
+    counts = case_store.counts_against(conn, _credit_since(now, c), subjects)
+    held = case_store.grades(conn, subjects)
     changed = []
     for subject in sorted(set(counts) | set(held) | set(subjects or ())):
         letter = _letter(counts.get(subject, 0), c)
         if held.get(subject, "A") == letter:
             continue
         if letter == "A":
-            conn.execute("DELETE FROM credit_grades WHERE subject=?", [subject])
+            case_store.clear_grade(conn, subject)
         else:
-            conn.execute("INSERT INTO credit_grades(subject, grade, updated) VALUES (?, ?, ?) "
-                         "ON CONFLICT(subject) DO UPDATE SET grade=excluded.grade, updated=excluded.updated",
-                         [subject, letter, now])
+            case_store.set_grade(conn, subject, letter, now)
         changed.append(subject)
     if changed:
         quota.bump_subjects_rev(conn)

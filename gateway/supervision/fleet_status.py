@@ -16,20 +16,18 @@ otherwise be hundreds of separate commits a second on the gateway's database.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from typing import Callable
 
 from gateway import store
+from gateway.store import fleet
 from protocols import envelope, topics, transport
 from protocols.clock import wall_ms as now_ms
 
 log = logging.getLogger(__name__)
 
 FLUSH_S = 0.5
-
-
 
 
 def apply(conn, terminal: str, payload: bytes, received: int, retained: bool) -> bool:
@@ -43,14 +41,7 @@ def apply(conn, terminal: str, payload: bytes, received: int, retained: bool) ->
     skew = None
     if m["state"] == "online" and m.get("time") is not None and not retained:
         skew = received - m["time"]
-    conn.execute(
-        "INSERT INTO terminal_status(terminal, state, status_time, received, skew_ms, versions) VALUES (?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT(terminal) DO UPDATE SET state=excluded.state, "
-        "status_time=coalesce(excluded.status_time, terminal_status.status_time), "
-        "received=excluded.received, skew_ms=coalesce(excluded.skew_ms, terminal_status.skew_ms), "
-        "versions=coalesce(excluded.versions, terminal_status.versions)",
-        [terminal, m["state"], m.get("time"), received, skew,
-         json.dumps(m["versions"], sort_keys=True) if m.get("versions") else None])
+    fleet.save_status(conn, terminal, m["state"], m.get("time"), received, skew, m.get("versions"))
     return True
 
 

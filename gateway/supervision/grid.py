@@ -6,7 +6,8 @@ Shops carry their town and district codes denormalised next to the village, so
 "everything a town inspector may see" is one indexed equality, not a walk up a
 tree on every query: the dashboard's queries filter on it millions of times.
 The registry is imported from a TOML file (`python -m gateway grid import`),
-validated as a whole before anything is written, so a bad file changes nothing.
+validated as a whole before anything is written, so a bad file changes nothing;
+the rows themselves are the store's (gateway/store/grid.py).
 
     [[areas]]
     code = "330113"      level = "district"  name = "临平区"
@@ -23,36 +24,18 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.store import transaction
+from gateway.store import grid as grid_store, sales, transaction
+from gateway.store.grid import area_names  # noqa: F401  (gateway/api reads the names from here)
 from protocols.schema import is_id
 
 LEVELS = ("district", "town", "village")
 PARENT_LEVEL = {"town": "district", "village": "town"}
 
 
-
 class GridError(ValueError):
     """A registry file that breaks its own rules; the message names file and key."""
-
-
-@dataclass(frozen=True)
-class Shop:
-    id: str
-    name: str
-    village: str | None
-    town: str | None
-    district: str | None
-    designated: bool
-    hours: str
-    lat: float | None
-    lon: float | None
-
-    def in_area(self, level: str, code: str) -> bool:
-        return getattr(self, level, None) == code
-
 
 
 def parse_hours(text: str) -> list[tuple[int, int]]:
@@ -84,33 +67,6 @@ def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     dp, dl = p2 - p1, math.radians(lon2 - lon1)
     a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
     return 2 * r * math.asin(min(1.0, math.sqrt(a)))
-
-
-def _shop(row) -> Shop:
-    return Shop(row[0], row[1], row[2], row[3], row[4], bool(row[5]), row[6] or "", row[7], row[8])
-
-
-SHOP_COLUMNS = "id, name, village, town, district, designated, hours, lat, lon"
-
-
-def shop(conn, shop_id: str | None) -> Shop | None:
-    if not shop_id:
-        return None
-    row = conn.execute(f"SELECT {SHOP_COLUMNS} FROM shops WHERE id = ?", [shop_id]).fetchone()
-    return _shop(row) if row else None
-
-
-def shops(conn) -> list[Shop]:
-    return [_shop(r) for r in conn.execute(f"SELECT {SHOP_COLUMNS} FROM shops ORDER BY id")]
-
-
-def area(conn, code: str) -> dict | None:
-    row = conn.execute("SELECT code, level, name, parent FROM areas WHERE code = ?", [code]).fetchone()
-    return dict(zip(("code", "level", "name", "parent"), row)) if row else None
-
-
-def area_names(conn) -> dict[str, str]:
-    return dict(conn.execute("SELECT code, name FROM areas"))
 
 
 def _validate(data: dict, source: str) -> tuple[list[dict], list[dict]]:
@@ -184,19 +140,10 @@ def import_grid(conn, data: dict, source: str = "grid") -> tuple[int, int]:
     that arrived before their shop was registered still count for its town."""
     areas, shops_ = _validate(data, source)
     with transaction(conn):
-        villages = dict(conn.execute("SELECT code, name FROM areas WHERE level = 'village'"))
-        conn.executemany(
-            "INSERT INTO areas(code, level, name, parent) VALUES (:code, :level, :name, :parent) "
-            "ON CONFLICT(code) DO UPDATE SET level=excluded.level, name=excluded.name, parent=excluded.parent",
-            [{"parent": None, **a} for a in areas])
-        conn.executemany(
-            "INSERT INTO shops(id, name, village, town, district, designated, hours, lat, lon, address) "
-            "VALUES (:id, :name, :village, :town, :district, :designated, :hours, :lat, :lon, :address) "
-            "ON CONFLICT(id) DO UPDATE SET name=excluded.name, village=excluded.village, town=excluded.town, "
-            "district=excluded.district, designated=excluded.designated, hours=excluded.hours, "
-            "lat=excluded.lat, lon=excluded.lon, address=excluded.address", shops_)
-        conn.executemany("UPDATE sales SET village=:village, town=:town, district=:district "
-                         "WHERE shop=:id AND (town IS DISTINCT FROM :town OR village IS DISTINCT FROM :village)", shops_)
+        villages = grid_store.village_names(conn)
+        grid_store.save_areas(conn, areas)
+        grid_store.save_shops(conn, shops_)
+        sales.fill_grid(conn, shops_)
         if any(villages.get(a["code"]) != a["name"] for a in areas if a["level"] == "village"):
             # terminals show the subject's village by name (quota.terminal_entries)
             from gateway.enforcement import quota

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from gateway.enforcement import subjects_view
-from gateway.supervision import cases, grid
+from gateway.store import cases, grid
 from protocols import reasons
 from protocols.display import mask_name
 
@@ -65,9 +65,7 @@ def gather(conn, case_id: int, now: int) -> dict | None:
     shop = grid.shop(conn, case["shop"])
     entry = subjects_view.lookup(conn, case["subject"]) if case["subject"] else None
     findings = []
-    for at, code, terminal, seq in conn.execute(
-            "SELECT v.time, v.code, v.terminal, v.seq FROM case_violations cv JOIN violations v ON v.id = cv.violation "
-            "WHERE cv.case_id = ? ORDER BY v.time, v.id", [case_id]).fetchall():
+    for at, code, terminal, seq in cases.findings(conn, case_id):
         findings.append({"time": local_time(at), "what": reasons.text(code),
                          "record": "%s-%06d" % (terminal, seq) if terminal and seq else (terminal or "—")})
     history = []

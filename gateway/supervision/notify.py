@@ -47,8 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from gateway.store import notifications, transaction
-from gateway.supervision import cases, grid
+from gateway.store import cases, grid, notifications, transaction, watermarks
 from protocols import reasons
 
 log = logging.getLogger(__name__)
@@ -142,24 +141,21 @@ def collect(conn, now: int, cfg: NotifyConfig | None = None, limit: int = 500) -
     queued. In one transaction with the cursor."""
     queued = 0
     with transaction(conn):
-        mark = notifications.cursor(conn)
-        events = conn.execute("SELECT id, case_id, action, detail FROM case_events WHERE id > ? "
-                              "AND action IN ('opened', 'assigned', 'escalated') ORDER BY id LIMIT ?",
-                              [max(0, mark - LOOKBACK), limit + LOOKBACK]).fetchall()
-        for event_id, case_id, action, detail in events:
-            assignee = json.loads(detail or "{}").get("assignee")
+        mark = watermarks.get(conn, "notify")
+        events = cases.handover_events(conn, max(0, mark - LOOKBACK), limit + LOOKBACK)
+        for event in events:
+            case_id, action = event["case_id"], event["action"]
+            assignee = event["detail"].get("assignee")
             case = cases.get(conn, case_id)
             if case is None or case["state"] == "closed":
                 continue
-            if action == "opened" and conn.execute("SELECT 1 FROM case_events WHERE case_id = ? AND action = "
-                                                   "'assigned' LIMIT 1", [case_id]).fetchone():
+            if action == "opened" and cases.was_assigned(conn, case_id):
                 continue        # its `assigned` event says it, to the inspector
-            queued += notifications.enqueue(conn, now, case_id, action, assignee, "event:%d" % event_id,
+            queued += notifications.enqueue(conn, now, case_id, action, assignee, "event:%d" % event["id"],
                                             message(conn, case, action, assignee, cfg))
-        if events and events[-1][0] > mark:
-            notifications.move_cursor(conn, events[-1][0])
-        for (case_id,) in conn.execute("SELECT id FROM cases WHERE level = 'district' AND state IN ('open', 'assigned') "
-                                       "AND deadline < ? ORDER BY id LIMIT ?", [now, limit]).fetchall():
+        if events and events[-1]["id"] > mark:
+            watermarks.move(conn, "notify", events[-1]["id"])
+        for case_id in cases.past_deadline_at_district(conn, now, limit):
             case = cases.get(conn, case_id)
             queued += notifications.enqueue(conn, now, case_id, "overdue", case["assignee"],
                                             "overdue:%d:%d" % (case_id, case["deadline"]),

@@ -26,9 +26,7 @@ import urllib.request
 from typing import Callable
 
 from gateway import store
-
-from gateway.store import upstream_outbox
-from gateway.store import transaction
+from gateway.store import transaction, upstream_outbox
 
 log = logging.getLogger(__name__)
 
@@ -59,21 +57,17 @@ class Sender:
         if not endpoint.startswith(("http://", "https://")):
             raise ValueError("upstream endpoint must be an http:// or https:// URL")
         self.conn = store.connect(db_path)
-        self.conn.execute("INSERT INTO upstream_state(id) VALUES (1) ON CONFLICT(id) DO NOTHING")
+        upstream_outbox.init_state(self.conn)
         self.endpoint, self.key, self.clock, self.source = endpoint, key, clock, source
         self.batch, self.base, self.cap, self.timeout = batch, base_backoff_ms, max_backoff_ms, timeout
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _state(self) -> dict:
-        row = self.conn.execute("SELECT failures, next_attempt FROM upstream_state WHERE id=1").fetchone()
-        return {"failures": row[0], "next_attempt": row[1]}
-
     def send_once(self) -> int:
         """Send the oldest unsent batch if one is due; returns items delivered
         (0 when nothing was due, nothing pending, or the attempt failed)."""
         now = self.clock()
-        state = self._state()
+        state = upstream_outbox.state(self.conn)
         if state["next_attempt"] and now < state["next_attempt"]:
             return 0
         rows = upstream_outbox.unsent(self.conn, self.batch)
@@ -98,13 +92,10 @@ class Sender:
         now = self.clock()
         with transaction(self.conn):
             if error is None:
-                self.conn.execute("UPDATE outbox SET sent=? WHERE id BETWEEN ? AND ? AND sent IS NULL", [now, first, last])
-                self.conn.execute("UPDATE upstream_state SET last_attempt=?, last_success=?, failures=0, "
-                                  "next_attempt=NULL, sent_upto=? WHERE id=1", [now, now, last])
+                upstream_outbox.delivered(self.conn, first, last, now)
             else:
                 failures = state["failures"] + 1
-                self.conn.execute("UPDATE upstream_state SET last_attempt=?, last_error=?, failures=?, next_attempt=? "
-                                  "WHERE id=1", [now, error[:300], failures, now + backoff_ms(failures, self.base, self.cap)])
+                upstream_outbox.failed(self.conn, now, error, failures, now + backoff_ms(failures, self.base, self.cap))
         if error is not None:
             log.warning("upstream batch %d-%d failed (%s); will retry", first, last, error)
             return 0

@@ -1,5 +1,5 @@
-"""The thin shell around the rules: gathers each rule's inputs from SQLite,
-runs the rule, reports what it finds.
+"""The thin shell around the rules: gathers each rule's inputs from the
+store's repositories, runs the rule, reports what it finds.
 
 `RecordHook` follows the stored records (`Ingest.follow`, gateway/ingest/follow.py):
 it runs after ingest's commit, in a transaction that also moves its cursor, so
@@ -27,14 +27,12 @@ import time
 from typing import Callable
 
 from gateway.enforcement import authz as gateway_authz
-from gateway.supervision import grid
 from gateway.enforcement import registry, subjects_view
-from gateway.store import violations
+from gateway.store import fleet, grid, records, sales, violations, watermarks
 from gateway.supervision.rules import Event, Finding, hours, identity, integrity, make_event, products, proof, split, terminals
 from gateway.supervision.rules import top_buyers as top_buyers_rule
 from gateway.supervision.rules import travel
 from gateway.store import savepoint, transaction
-from gateway.store.records import wait_for_alert_writers
 from gateway.store.tx import lock
 from protocols import authz, policy
 from protocols import catalogue as _catalogue
@@ -59,8 +57,7 @@ def current_config(conn) -> tuple[dict | None, dict | None]:
     another part's table changed shape."""
     out: dict[str, dict] = {}
     try:
-        for name, content in conn.execute("SELECT name, content FROM config_sections "
-                                          "WHERE name IN ('catalogue', 'params')"):
+        for name, content in fleet.section_texts(conn, ("catalogue", "params")).items():
             value = json.loads(content)
             if isinstance(value, dict):
                 out[name] = value
@@ -120,8 +117,7 @@ class RecordHook:
 
     def shop_of(self, conn, terminal: str) -> str | None:
         if terminal not in self._shop_of:
-            row = conn.execute("SELECT shop FROM terminals WHERE id = ?", [terminal]).fetchone()
-            self._shop_of[terminal] = row[0] if row else None
+            self._shop_of[terminal] = fleet.terminal_shop(conn, terminal)
         return self._shop_of[terminal]
 
     def __call__(self, conn, terminal: str, entry, now: int) -> None:
@@ -144,9 +140,7 @@ class RecordHook:
             group = subjects_view.group_of(conn, event.subject)
             self._index(conn, event, shop, group)
         elif rtype == "heartbeat" and isinstance(body.get("backlog"), int):
-            conn.execute("INSERT INTO terminal_samples(terminal, time, backlog) VALUES (?, ?, ?) "
-                         "ON CONFLICT(terminal, time) DO UPDATE SET backlog = excluded.backlog",
-                         [terminal, now, body["backlog"]])
+            fleet.sample_backlog(conn, terminal, now, body["backlog"])
         findings = self.check(conn, event, shop, group)
         report_all(conn, now, findings)
         return findings
@@ -154,28 +148,23 @@ class RecordHook:
     def _index(self, conn, event: Event, shop: grid.Shop | None, group: str | None = None) -> None:
         b = event.body
         kinds = amounts_by_kind(self.catalogue, event.items) if event.type == "sale" else {}
-        consumption = b.get("consumption")
-        conn.execute(
-            "INSERT INTO sales(terminal, seq, type, time, received, day, shop, village, town, district, "
-            "subject, card, identity, mode, pesticide, fertilizer, consumption, subject_group) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            [event.terminal, event.seq, event.type, event.time, event.received, event.local_date, event.shop,
-             shop.village if shop else None, shop.town if shop else None, shop.district if shop else None,
-             b.get("subject"), b.get("card"), b.get("identity"), b.get("mode"),
-             kinds.get("pesticide", 0), kinds.get("fertilizer", 0),
-             json.dumps(consumption, sort_keys=True) if consumption else None, group])
+        sales.index(conn, terminal=event.terminal, seq=event.seq, type=event.type, time=event.time,
+                    received=event.received, day=event.local_date, shop=event.shop,
+                    village=shop.village if shop else None, town=shop.town if shop else None,
+                    district=shop.district if shop else None, subject=b.get("subject"), card=b.get("card"),
+                    identity=b.get("identity"), mode=b.get("mode"), pesticide=kinds.get("pesticide", 0),
+                    fertilizer=kinds.get("fertilizer", 0), consumption=b.get("consumption"), subject_group=group)
 
     def check(self, conn, event: Event, shop: grid.Shop | None, group: str | None = None) -> list[Finding]:
         cfg = self.cfg
         out: list[Finding] = []
         cached = self._last_time.get(event.terminal)
         if cached and cached[0] == event.seq - 1:
-            prev = (cached[1],)
+            prev = cached[1]
         else:
-            prev = conn.execute("SELECT time FROM records WHERE terminal=? AND seq=?",
-                                [event.terminal, event.seq - 1]).fetchone()
+            prev = records.record_time(conn, event.terminal, event.seq - 1)
         self._last_time[event.terminal] = (event.seq, event.time)
-        out += terminals.clock_skew(event, prev[0] if prev else None, cfg)
+        out += terminals.clock_skew(event, prev, cfg)
         if event.type != "sale":
             return out
         states = products.item_states(self.catalogue, event)
@@ -187,31 +176,24 @@ class RecordHook:
         out += products.face_missing(event, states, self.required_identity)
         if event.identity == "override" and event.shop:
             since = event.time - cfg["override"]["window_hours"] * 3_600_000
-            n, o = conn.execute("SELECT count(*), count(*) FILTER (WHERE identity='override') FROM sales "
-                                "WHERE shop=? AND type='sale' AND time>? AND time<=?",
-                                [event.shop, since, event.time]).fetchone()
+            n, o = sales.override_counts(conn, event.shop, since, event.time)
             out += identity.override_rate(event, n, o, cfg)
         claim = proof.claim(event, cfg)
         if claim is not None:
             out += proof.identity_unproven_offline(event, *self.prove(conn, event, claim))
         if event.card and shop is not None:
-            row = conn.execute("SELECT shop, time, terminal, seq FROM sales WHERE card=? AND type='sale' "
-                               "AND shop IS DISTINCT FROM ? AND time<=? ORDER BY time DESC LIMIT 1",
-                               [event.card, event.shop, event.time]).fetchone()
+            row = sales.last_card_sale_elsewhere(conn, event.card, event.shop, event.time)
             other = grid.shop(conn, row[0]) if row else None
             out += travel.card_travel(event, shop, (other, row[1], row[2], row[3]) if other else None, cfg)
         if event.subject:
             since = event.time - cfg["split"]["window_minutes"] * 60_000
             window = [{"shop": s, "time": t, "amounts": {"pesticide": p, "fertilizer": f}} for s, t, p, f in
-                      conn.execute("SELECT shop, time, pesticide, fertilizer FROM sales WHERE subject=? "
-                                   "AND type='sale' AND time>=? AND time<=?", [event.subject, since, event.time])]
+                      sales.subject_window(conn, event.subject, since, event.time)]
             out += split.split_purchase(event, window, cfg)
         if event.subject and group:
             since = event.time - cfg["split_group"]["window_minutes"] * 60_000
             window = [{"subject": u, "shop": s, "time": t, "amounts": {"pesticide": p, "fertilizer": f}}
-                      for u, s, t, p, f in conn.execute(
-                          "SELECT subject, shop, time, pesticide, fertilizer FROM sales WHERE subject_group=? "
-                          "AND type='sale' AND time>=? AND time<=?", [group, since, event.time])]
+                      for u, s, t, p, f in sales.group_window(conn, group, since, event.time)]
             out += split.split_purchase_group(event, group, window, cfg)
         out += hours.outside_hours(event, shop, cfg)
         return out
@@ -253,14 +235,6 @@ class Sweeper:
         self._monotonic = monotonic
         self._last_top_buyers_real: float | None = None
 
-    def _state(self, name: str) -> int:
-        row = self.conn.execute("SELECT value FROM sweep_state WHERE name=?", [name]).fetchone()
-        return row[0] if row else 0
-
-    def _set_state(self, name: str, value: int) -> None:
-        self.conn.execute("INSERT INTO sweep_state(name, value) VALUES (?, ?) "
-                          "ON CONFLICT(name) DO UPDATE SET value=excluded.value", [name, value])
-
     def _tx(self, fn) -> int:
         """Every sweep transaction takes the `sweep` lock first and only then
         reads its watermark: when a leader that lost its session and its
@@ -272,9 +246,6 @@ class Sweeper:
         with transaction(self.conn):
             lock(self.conn, "supervision-sweep")
             return fn()
-
-    def shops_by_terminal(self) -> dict[str, str | None]:
-        return dict(self.conn.execute("SELECT id, shop FROM terminals"))
 
     def tick(self, now: int | None = None) -> int:
         now = self.clock() if now is None else now
@@ -289,32 +260,24 @@ class Sweeper:
         return new
 
     def sweep_alerts(self, now: int) -> int:
-        wait_for_alert_writers(self.conn)
-        mark = self._state("alerts")
-        rows = self.conn.execute("SELECT id, kind, terminal, seq, seq_to, detail FROM alerts WHERE id>? ORDER BY id",
-                                 [mark]).fetchall()
+        records.wait_for_alert_writers(self.conn)
+        rows = records.alerts_after(self.conn, watermarks.get(self.conn, "alerts"))
         if not rows:
             return 0
-        names = ("id", "kind", "terminal", "seq", "seq_to", "detail")
-        new = report_all(self.conn, now, integrity.from_alerts([dict(zip(names, r)) for r in rows],
-                                                               self.shops_by_terminal()))
-        self._set_state("alerts", rows[-1][0])
+        new = report_all(self.conn, now, integrity.from_alerts(rows, fleet.shops_by_terminal(self.conn)))
+        watermarks.move(self.conn, "alerts", rows[-1]["id"])
         return new
 
     def sweep_terminals(self, now: int) -> int:
         conn = self.conn
-        rows = [dict(zip(("id", "shop", "last_seen", "head", "acked_upto"), r)) for r in
-                conn.execute("SELECT id, shop, last_seen, head, acked_upto FROM terminals")]
+        rows = fleet.terminals_health(conn)
         new = report_all(conn, now, terminals.terminal_silent(now, rows, self.cfg))
         for r in rows:
             if r["head"] is not None and r["head"] > r["acked_upto"]:
-                conn.execute("INSERT INTO terminal_samples(terminal, time, backlog) VALUES (?, ?, ?) "
-                             "ON CONFLICT(terminal, time) DO UPDATE SET backlog = excluded.backlog",
-                             [r["id"], now, r["head"] - r["acked_upto"]])
-        conn.execute("DELETE FROM terminal_samples WHERE time < ?", [now - 24 * 3_600_000])
+                fleet.sample_backlog(conn, r["id"], now, r["head"] - r["acked_upto"])
+        fleet.prune_samples(conn, now - 24 * 3_600_000)
         samples: dict[str, list] = {}
-        for t, when, backlog in conn.execute("SELECT terminal, time, backlog FROM terminal_samples "
-                                             "WHERE time >= ? ORDER BY terminal, time", [now - 3_600_000]):
+        for t, when, backlog in fleet.backlog_samples(conn, now - 3_600_000):
             samples.setdefault(t, []).append((when, backlog))
         new += report_all(conn, now, terminals.backlog_growing(samples, {r["id"]: r["shop"] for r in rows}, self.cfg))
         return new
@@ -331,10 +294,7 @@ class Sweeper:
         used: dict[tuple[str, str], int] = {}
         district_of: dict[str, str] = {}
         shop_of: dict[str, str] = {}
-        for subject, district, shop, consumption in self.conn.execute(
-                "SELECT subject, district, shop, consumption FROM sales WHERE day >= ? AND day <= ? "
-                "AND type IN ('sale', 'void') AND subject IS NOT NULL AND consumption IS NOT NULL",
-                [month + "-01", month + "-31"]):
+        for subject, district, shop, consumption in sales.consumption_between(self.conn, month + "-01", month + "-31"):
             try:
                 per = json.loads(consumption)
             except ValueError:

@@ -3,7 +3,8 @@ closing, or a counter selling off the books at night."""
 
 from __future__ import annotations
 
-from gateway.supervision.grid import Shop, parse_hours
+from gateway.store.grid import Shop
+from gateway.supervision.grid import parse_hours
 from gateway.supervision.rules import Event, Finding
 
 

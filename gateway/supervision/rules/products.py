@@ -10,7 +10,7 @@ after the sale is not held against the shop.
 
 from __future__ import annotations
 
-from gateway.supervision.grid import Shop
+from gateway.store.grid import Shop
 from gateway.supervision.rules import Event, Finding
 from protocols import catalogue as _catalogue
 

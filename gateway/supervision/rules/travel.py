@@ -3,7 +3,8 @@ time between: a copied card, or a card lent out to buy on someone else's quota."
 
 from __future__ import annotations
 
-from gateway.supervision.grid import Shop, distance_km
+from gateway.store.grid import Shop
+from gateway.supervision.grid import distance_km
 from gateway.supervision.rules import Event, Finding
 
 
