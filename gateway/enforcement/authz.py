@@ -44,7 +44,7 @@ from gateway.enforcement import quota, registry
 from gateway.store import Store, savepoint, transaction
 from gateway.store import faces as faces_store
 from gateway.store import quota as quota_store
-from gateway.store import registry as registry_store
+from gateway.store import fleet, registry as registry_store
 from protocols import authz, card, configsync, policy
 from protocols.clock import wall_ms as now_ms
 
@@ -264,7 +264,7 @@ class AuthService:
         decision = fields.get("decision")
         if request["identity"] == "override" and not fields.get("replayed") and decision \
                 and decision["decision"] != "refuse":
-            shop = registry_store.terminal_shop(conn, terminal) or terminal
+            shop = fleet.terminal_shop(conn, terminal) or terminal
             self.stats.overrides[shop] = self.stats.overrides.get(shop, 0) + 1
             reason = request["proof"]["override"]
             log.info("clerk override approved terminal=%s shop=%s sale=%s subject=%s reason=%s overrides=%d",

@@ -231,7 +231,7 @@ class ConfigPusher:
     @staticmethod
     def _generation(conn) -> tuple:
         """Changes whenever a stored section, the subjects or the faces change."""
-        return tuple(fleet.section_versions(conn)), tuple(fleet.scope_revisions(conn))
+        return tuple(registry_store.section_versions(conn)), tuple(fleet.scope_revisions(conn))
 
     def versions(self, conn, terminal: str) -> tuple[dict[str, int], dict]:
         """The versions the gateway holds for a terminal, computed cheaply (no
@@ -241,7 +241,7 @@ class ConfigPusher:
         held = self._contexts.get(terminal)
         if held is None or held[0] != generation or now_s - held[1] >= CONTEXT_TTL_S:
             fixed = {name: version for name, version in generation[0]}
-            shop = quota.shop_info(conn, registry_store.terminal_shop(conn, terminal))
+            shop = quota.shop_info(conn, fleet.terminal_shop(conn, terminal))
             shop_text = configsync.section_text(shop)
             fixed[configsync.SHOP] = int(configsync.digest(shop_text)[:12], 16)
             fixed[configsync.SUBJECTS] = dict(generation[1]).get("subjects_rev", 0)

@@ -40,7 +40,7 @@ import time
 
 from gateway.store import quota as quota_store
 from gateway.store import registry as registry_store
-from gateway.store import violations
+from gateway.store import fleet, violations
 from gateway.store import lock, savepoint
 from protocols import authz, catalogue, clock, configsync, policy, reasons
 
@@ -207,7 +207,7 @@ def authorize(conn, cache: ConfigCache, terminal: str, request: dict, now: int) 
     else:
         inputs = {
             "date": date, "mode": "online", "identity": request["identity"], "subject": entry,
-            "shop": shop_info(conn, registry_store.terminal_shop(conn, terminal)), "cart": request["cart"],
+            "shop": shop_info(conn, fleet.terminal_shop(conn, terminal)), "cart": request["cart"],
             "balances": used_of(conn, subject, periods), "catalogue": config.catalogue, "params": params,
         }
         decision = authz.wire_decision(policy.decide(inputs))
@@ -251,18 +251,10 @@ def terminal_entries(conn, entries: list[dict]) -> list[dict]:
     return [public_entry(e, names.get(e.get("village")), grades.get(e["id"], "A")) for e in entries]
 
 
-def bump_subjects_rev(conn) -> int:
-    """A new version of every terminal's `subjects` section, for what the
-    section carries from the grid and the cases (a village's name, a credit
-    grade): gateway/supervision/grid.py and cases.py call it here, the
-    registry's import calls `gateway.store.registry.bump_subjects_rev` itself."""
-    return registry_store.bump_subjects_rev(conn)
-
-
 def _with_balances(conn, fields: dict, terminal: str, subject: str, periods: dict) -> dict:
     fields["used"] = used_of(conn, subject, periods)
     fields["rev"] = quota_store.rev(conn)
-    fields["acked"] = quota_store.acked_upto(conn, terminal)
+    fields["acked"] = fleet.acked_upto(conn, terminal)
     return fields
 
 
@@ -320,7 +312,7 @@ class RecordApplier:
 
     def _shop(self, conn, terminal: str) -> str | None:
         if terminal not in self._shops:
-            self._shops[terminal] = registry_store.terminal_shop(conn, terminal)
+            self._shops[terminal] = fleet.terminal_shop(conn, terminal)
         return self._shops[terminal]
 
     def _authorization(self, conn, terminal: str, body: dict):

@@ -32,7 +32,7 @@ from decimal import Decimal, InvalidOperation
 
 from gateway.enforcement import quota
 from gateway.store import registry as registry_store
-from gateway.store import transaction
+from gateway.store import fleet, transaction
 from protocols import card, catalogue, configsync, policy
 from protocols.schema import is_id
 
@@ -255,7 +255,7 @@ def remove_keys(conn, keys: list[bytes]) -> int:
 def terminal_area(conn, terminal: str) -> dict:
     """{"town", "village"} of the terminal's shop (supervision grid), each
     present when known; empty for a terminal without a shop on record."""
-    shop = registry_store.terminal_shop(conn, terminal)
+    shop = fleet.terminal_shop(conn, terminal)
     if not shop:
         return {}
     row = registry_store.shop_place(conn, shop)

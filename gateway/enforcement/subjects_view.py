@@ -16,7 +16,7 @@ import json
 import logging
 
 from gateway.store import registry as registry_store
-from gateway.store.registry import ID_FIELDS, registry_known  # supervision and the API ask it here too
+from gateway.store.registry import ID_FIELDS, registry_known
 
 log = logging.getLogger(__name__)
 

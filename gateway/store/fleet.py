@@ -84,11 +84,6 @@ def online_versions(conn) -> dict[str, dict | None]:
 
 # -- what the config push reads
 
-def section_versions(conn) -> list[tuple[str, int]]:
-    """(name, version) of every stored section, by name."""
-    return conn.execute("SELECT name, version FROM config_sections ORDER BY name").fetchall()
-
-
 def section_content(conn, name: str, version: int) -> str | None:
     """The stored text of a section at that version; None once it moved on."""
     row = conn.execute("SELECT content FROM config_sections WHERE name = ? AND version = ?",

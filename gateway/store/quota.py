@@ -73,13 +73,6 @@ def move(conn, now: int, subject: str, moves, kind: str, terminal=None, seq=None
     return moves
 
 
-def acked_upto(conn, terminal: str) -> int:
-    """The terminal's cumulative ack (ingest keeps it), which an authorization
-    answer carries with the balances; 0 for a terminal not on record."""
-    row = conn.execute("SELECT acked_upto FROM terminals WHERE id = ?", [terminal]).fetchone()
-    return row[0] if row else 0
-
-
 # ---------------------------------------------------------------- authorizations
 
 _AUTH_COLUMNS = "id, state, consumption, subject, decision"

@@ -138,8 +138,8 @@ def bump_subjects_rev(conn) -> int:
 # ---------------------------------------------------------------- configuration sections
 
 def section_versions(conn) -> list[tuple[str, int]]:
-    """(name, version) of every stored section."""
-    return conn.execute("SELECT name, version FROM config_sections").fetchall()
+    """(name, version) of every stored section, by name."""
+    return conn.execute("SELECT name, version FROM config_sections ORDER BY name").fetchall()
 
 
 def section_version(conn, name: str) -> int | None:
@@ -183,11 +183,6 @@ def keys_stamp(conn) -> tuple:
 
 
 # ---------------------------------------------------------------- the grid, as the registry's users read it
-
-def terminal_shop(conn, terminal: str) -> str | None:
-    row = conn.execute("SELECT shop FROM terminals WHERE id = ?", [terminal]).fetchone()
-    return row[0] if row else None
-
 
 def shop_place(conn, shop: str) -> tuple | None:
     """(town, village, designated) of a shop on the grid, or None if it is not on record."""

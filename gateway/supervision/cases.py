@@ -35,9 +35,9 @@ import os
 import unicodedata
 from pathlib import Path
 
-from gateway.enforcement import quota
 
 from gateway.store import cases as case_store, fleet, grid, upstream_outbox, users, violations, watermarks
+from gateway.store import registry as registry_store
 from gateway.store import private_directory
 # the API reads one case, its timeline and its pending close from here (gateway/api)
 from gateway.store.cases import COLUMNS as CASE_COLUMNS, get, proposal, timeline  # noqa: F401
@@ -360,7 +360,7 @@ def refresh_grades(conn, now: int, cfg: dict, subjects: list[str] | None = None)
     closed) or for all that are or were below A (the sweep: a mark older than
     `months` no longer counts, so grades also rise with time). Returns the
     subjects whose grade changed; a change gives the terminals' `subjects`
-    section a new version (quota.bump_subjects_rev), in this transaction."""
+    section a new version (gateway.store.registry.bump_subjects_rev), in this transaction."""
     c = cfg["credit"]
     counts = case_store.counts_against(conn, _credit_since(now, c), subjects)
     held = case_store.grades(conn, subjects)
@@ -375,6 +375,6 @@ def refresh_grades(conn, now: int, cfg: dict, subjects: list[str] | None = None)
             case_store.set_grade(conn, subject, letter, now)
         changed.append(subject)
     if changed:
-        quota.bump_subjects_rev(conn)
+        registry_store.bump_subjects_rev(conn)
         log.info("credit grades changed subjects=%s", ",".join(changed[:20]))
     return changed

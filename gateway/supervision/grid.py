@@ -26,7 +26,7 @@ import math
 import tomllib
 from pathlib import Path
 
-from gateway.store import grid as grid_store, sales, transaction
+from gateway.store import grid as grid_store, registry as registry_store, sales, transaction
 from gateway.store.grid import area_names  # noqa: F401  (gateway/api reads the names from here)
 from protocols.schema import is_id
 
@@ -146,8 +146,7 @@ def import_grid(conn, data: dict, source: str = "grid") -> tuple[int, int]:
         sales.fill_grid(conn, shops_)
         if any(villages.get(a["code"]) != a["name"] for a in areas if a["level"] == "village"):
             # terminals show the subject's village by name (quota.terminal_entries)
-            from gateway.enforcement import quota
-            quota.bump_subjects_rev(conn)
+            registry_store.bump_subjects_rev(conn)
     return len(areas), len(shops_)
 
 

@@ -28,7 +28,7 @@ from typing import Callable
 
 from gateway.enforcement import authz as gateway_authz
 from gateway.enforcement import registry, subjects_view
-from gateway.store import fleet, grid, records, sales, violations, watermarks
+from gateway.store import fleet, grid, records, registry as registry_store, sales, violations, watermarks
 from gateway.supervision.rules import Event, Finding, hours, identity, integrity, make_event, products, proof, split, terminals
 from gateway.supervision.rules import top_buyers as top_buyers_rule
 from gateway.supervision.rules import travel
@@ -171,7 +171,7 @@ class RecordHook:
         out += products.banned_product(event, states)
         out += products.restricted_not_designated(event, states, shop)
         if any(s and s["status"] == _catalogue.RESTRICTED for _, _, s in states):
-            known = subjects_view.registry_known(conn)
+            known = registry_store.registry_known(conn)
             out += products.restricted_no_permit(event, states, subjects_view.lookup(conn, event.subject), known)
         out += products.face_missing(event, states, self.required_identity)
         if event.identity == "override" and event.shop:
@@ -209,7 +209,7 @@ class RecordHook:
             face = "face" in authz.NEEDS[claim["identity"]]
             area = registry.terminal_area(conn, event.terminal) if face else {}
             gateway_authz.check_identity(conn, claim, authz.local_date(event.time), self.identity.refresh(conn), area,
-                                         judge_face=face and subjects_view.registry_known(conn))
+                                         judge_face=face and registry_store.registry_known(conn))
         except authz.Invalid as err:
             return err.code, err.detail or ""
         return None, ""
@@ -289,7 +289,7 @@ class Sweeper:
 
         date, _ = local_parts(now, self.cfg["grid"]["tz_minutes"])
         month = date[:7]
-        if not subjects_view.registry_known(self.conn):
+        if not registry_store.registry_known(self.conn):
             return month, []
         used: dict[tuple[str, str], int] = {}
         district_of: dict[str, str] = {}
