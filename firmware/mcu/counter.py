@@ -37,6 +37,9 @@ reasons.register({
 })
 
 
+RECENT = 64   # records looked back for the last sale: one ledger checkpoint's worth
+
+
 class Counter:
     def __init__(self, terminal, key, ledger, store, session, reader, board, wall_ms, settings, log=None):
         self.terminal = terminal
@@ -324,6 +327,18 @@ class Counter:
         self.board.signal(True)
         return True, done
 
+    def last_sale(self):
+        """The seq of this ledger's newest sale among its last RECENT records,
+        or None: the sale the OLED menu's 作废上一笔 offers to void. Read from
+        the ledger itself, a few records at a time from the checkpoint before
+        them, so it holds after a restart and costs no flash scan of the
+        whole log; a sale further back is voided from a `void` line."""
+        found = None
+        for record in self._later(max(0, self.ledger.head - RECENT), '"type":"sale"'):
+            if record["type"] == "sale":
+                found = record["seq"]
+        return found
+
     def take_back(self, card_uid, codes, card_file=None):
         """Empty pesticide containers brought back (包装回收): each by the unit
         code on its label, the buyer by card, `deposit_fen` paid per container.
@@ -398,7 +413,7 @@ class Counter:
         return links
 
     def _not_done(self, code):
-        self.board.display.show(["未完成 NOT DONE", reasons.text(code, "en")[:16]])
+        self.board.display.show(["未完成 NOT DONE", reasons.text(code)[:16]] + _two_lines(reasons.text(code, "en")))
         self.board.signal(False)
         return False, code
 
@@ -459,6 +474,16 @@ class Counter:
             self.board.display.show(["拒绝 REFUSED", reasons.text(what, "en")[:16]])
         self.board.signal(approved)
         return approved, what
+
+
+def _two_lines(text, width=16):
+    """`text` on at most two OLED lines, cut between words where it can."""
+    if len(text) <= width:
+        return [text]
+    cut = text.rfind(" ", 0, width + 1)
+    if cut <= 0:
+        cut = width
+    return [text[:cut], text[cut:].strip()[:width]]
 
 
 def _shipped_catalogue():
