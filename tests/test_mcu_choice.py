@@ -51,7 +51,7 @@ def test_the_menu_buttons_choose_a_top_product_and_its_packs(district):
     items = d.ledger_lines()[-1]["body"]["items"]
     assert [(i["product"], i["packs"]) for i in items] == [(fx.UREA[0], 2)]
     steps = _oled(d)[shown:]
-    assert steps[0].startswith("2/4 ") and steps[1].startswith("3/4 作废上一笔 Void|")
+    assert steps[0].startswith("2/4 ") and steps[1].startswith("3/4 作废上一笔 Void last|")
     assert steps[2].startswith("4/4 包装回收 Return|") and steps[3].startswith("1/4 尿素")
     assert steps[4].endswith("购物车 Cart 1|请刷卡 Tap card") and steps[5].split("|")[1] == "购物车 Cart 2"
 

@@ -9,10 +9,12 @@ record is the counter's own void / return, as for a stdin line
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from simulator.processes import wait_for
-from tests.support import quota_fixtures as fx
+from tests.support import mcu, quota_fixtures as fx
 from tests.support.mcu_district import McuDistrict
 
 UREA = fx.UREA[0]
@@ -66,7 +68,7 @@ def test_the_menu_voids_the_last_sale_once_and_the_gateway_gives_its_quota_back_
             "作废 Void #%d ?|OK 确认 confirm|NEXT 取消 cancel" % seq(sale)
         screens = len(d.oled())
         d.press("NEXT")
-        shown(d, "3/4 作废上一笔 Void|", screens)
+        shown(d, "3/4 作废上一笔 Void last|", screens)
         assert d.ledger_lines() == records
 
         # OK, OK: voided, with the approval's one beep and the LED
@@ -176,3 +178,34 @@ def test_the_menu_takes_containers_back_from_the_card_on_the_reader_once(tmp_pat
         assert [r["seq"] for r in d.stored() if r["type"] == "return"] == [seq(done)]
     finally:
         d.close()
+
+
+def test_the_boards_ascii_oled_shows_the_english_half_of_each_screen():
+    """The ESP32's SSD1306 font has printable ASCII only, and framebuf draws
+    each byte of a Chinese character as a block (three for 已), which pushed
+    the English off the 16 columns. `ssd1306.text_lines` (board_esp32's Oled)
+    keeps what the font can draw; drawn with MicroPython's own framebuf, each
+    line takes one 8-pixel cell per character, and no line is cut."""
+    screens = [["已批准 APPROVED", "#12"], ["3/4 作废上一笔 Void last", "购物车 Cart 0", "扫码或选择 Scan/choose"],
+               ["作废 Void #12 ?", "OK 确认 confirm", "NEXT 取消 cancel"],
+               ["包装回收 Return", "已扫 Scanned 2", "OK 刷卡 Tap card", "NEXT 取消 cancel"],
+               ["未完成 NOT DONE", "这笔销售已作废", "This sale was", "already voided"]]
+    result = mcu.run("""
+import json, framebuf, ssd1306
+for screen in %s:
+    shown = ssd1306.text_lines(screen)
+    cells = []
+    for line in shown:
+        f = framebuf.FrameBuffer(bytearray(256), 256, 8, framebuf.MONO_HLSB)
+        f.text(line, 0, 0)
+        used = [x for x in range(256) if any(f.pixel(x, y) for y in range(8))]
+        cells.append(used[-1] // 8 + 1 if used else 0)
+    print("SHOWN " + json.dumps([shown, cells]))
+""" % mcu.json_arg(screens))
+    got = [json.loads(line) for line in result.lines("SHOWN ")]
+    assert [shown for shown, _ in got] == [
+        ["APPROVED", "#12"], ["3/4 Void last", "Cart 0", "Scan/choose"], ["Void #12 ?", "OK confirm", "NEXT cancel"],
+        ["Return", "Scanned 2", "OK Tap card", "NEXT cancel"], ["NOT DONE", "This sale was", "already voided"]], \
+        result.stderr
+    for shown, cells in got:
+        assert cells == [len(line.rstrip()) for line in shown] and max(cells) <= 16

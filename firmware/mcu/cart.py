@@ -29,7 +29,7 @@ NAME_CHARS = 12    # what fits beside the cursor and the pack count on a 16-char
 VOID = "void"
 RETURN = "return"
 RETURN_MAX = 50    # containers in one return: more than a farmer carries in, bounded for the heap
-_ACTIONS = {VOID: "作废上一笔 Void", RETURN: "包装回收 Return"}
+_ACTIONS = {VOID: "作废上一笔 Void last", RETURN: "包装回收 Return"}
 
 
 class Cart:
