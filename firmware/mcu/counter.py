@@ -37,9 +37,6 @@ reasons.register({
 })
 
 
-RECENT = 64   # records looked back for the last sale: one ledger checkpoint's worth
-
-
 class Counter:
     def __init__(self, terminal, key, ledger, store, session, reader, board, wall_ms, settings, log=None):
         self.terminal = terminal
@@ -326,18 +323,6 @@ class Counter:
         self.board.display.show(["已作废 VOIDED", "#%d" % seq])
         self.board.signal(True)
         return True, done
-
-    def last_sale(self):
-        """The seq of this ledger's newest sale among its last RECENT records,
-        or None: the sale the OLED menu's 作废上一笔 offers to void. Read from
-        the ledger itself, a few records at a time from the checkpoint before
-        them, so it holds after a restart and costs no flash scan of the
-        whole log; a sale further back is voided from a `void` line."""
-        found = None
-        for record in self._later(max(0, self.ledger.head - RECENT), '"type":"sale"'):
-            if record["type"] == "sale":
-                found = record["seq"]
-        return found
 
     def take_back(self, card_uid, codes, card_file=None):
         """Empty pesticide containers brought back (包装回收): each by the unit

@@ -9,7 +9,8 @@ read and verified like a tap, and the sale decided and committed. Two more
 kinds of line (docs/mcu.md): {"void": <seq>, "reason": "..."} voids a sale of
 this ledger, {"return": "<UID hex>", "codes": ["<label unit code>", ...]}
 takes pesticide containers back from that card's holder; on a board, which
-has no stdin, the OLED menu's buttons make the same two records (cart.py). It
+has no stdin, the OLED menu's buttons make the same two records through
+`counter_record` (cart.py, menu_records.py). It
 prints, one line each, on stdout:
 
     READY <terminal>     the ledger is open and the devices are up
@@ -49,7 +50,7 @@ import select  # noqa: E402
 import time  # noqa: E402
 
 import board as _board  # noqa: E402
-from cart import VOID, Cart  # noqa: E402
+from cart import Cart  # noqa: E402
 import clock  # noqa: E402
 import settings  # noqa: E402
 from counter import Counter  # noqa: E402
@@ -121,7 +122,7 @@ class Terminal:
                                clock.wall_ms, config.get("counter", {}), log)
         self.cards = _card_files(config.get("reader", {}).get("cards"))
         self.cart = Cart(self.board.display, config.get("counter", {}).get("menu", ()), self._names,
-                         self.counter.last_sale if self.board.buttons is not None else None)
+                         self if self.board.buttons is not None else None)
 
     def _names(self, products):
         """Product -> name from the synced catalogue (the menu's labels)."""
@@ -141,21 +142,7 @@ class Terminal:
                 self.cart.scan(line)
         if self.board.buttons is not None:
             for button in self.board.buttons.presses():
-                order = self.cart.press(button)
-                if order is not None:
-                    self.menu_record(*order)
-
-    def menu_record(self, kind, what):
-        """A void or a packaging return asked for at the OLED menu, recorded
-        by the counter's `void` / `take_back` as for a stdin line (and printed
-        the same: VOIDED, RETURNED or ERROR). A return waits for the farmer's
-        card on the reader, as a tap for a sale does."""
-        if kind == VOID:
-            done = self.counter_record("VOIDED", self.counter.void, what, "clerk_void")
-        else:
-            self.board.display.show(["包装回收 Return %d" % len(what), "请刷卡 Tap card"])
-            done = self.counter_record("RETURNED", self.counter.take_back, None, what)
-        self.cart.recorded(kind, done)
+                self.cart.press(button)
 
     peak = 0
 
