@@ -40,7 +40,7 @@ from rich.table import Table  # noqa: E402
 from tests.support.kiosk_district import KioskShop  # noqa: E402
 
 TARGET_MS = 300.0
-POLL_S = 0.05                       # the kiosk's PN532 poll interval (terminal_ui/counter_session.py)
+POLL_S = 0.05                       # the kiosk's PN532 poll interval (terminal_ui/kiosk/buyer.py)
 CHROMIUM = "/usr/bin/chromium"
 
 # Set `window.__panelFor = SUBJECT` before a tap: `window.__panelAt` is then the

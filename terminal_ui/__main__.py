@@ -16,7 +16,7 @@ from firmware.ledger import LedgerError
 from terminal_ui.app import create_app
 from terminal_ui.config import load
 from terminal_ui.security import is_loopback
-from terminal_ui.counter_session import Kiosk
+from terminal_ui.kiosk import Kiosk
 
 
 def main(argv=None, prog="python -m terminal_ui", make_kiosk=Kiosk):

@@ -1,5 +1,5 @@
 """The clerk's kiosk UI: a FastAPI app over the counter session
-(`terminal_ui.counter_session.Kiosk`, around the agent's public service API), served on localhost
+(`terminal_ui.kiosk.Kiosk`, around the agent's public service API), served on localhost
 and shown in Chromium kiosk mode.
 
 Live updates are server-sent events: every change of the session (a card
@@ -36,7 +36,7 @@ from pydantic import BaseModel, Field
 from firmware.prices import PriceError
 from firmware.receipt import time_text
 from protocols.reasons import ReasonError
-from terminal_ui.counter_session import Kiosk
+from terminal_ui.kiosk import Kiosk
 from terminal_ui.errors import ClerkLocked, KioskError
 from terminal_ui.security import Guard, allowed_hosts
 from terminal_ui.sessions import COOKIE, Session, Sessions

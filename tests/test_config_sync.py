@@ -478,7 +478,7 @@ def test_the_kiosk_identifies_the_buyer_at_the_camera_against_the_synced_gallery
     from firmware.counter import Identity
     from firmware.clerk_pins import pin_hash
     from terminal_ui.config import Clerk, KioskSettings
-    from terminal_ui.counter_session import Kiosk
+    from terminal_ui.kiosk import Kiosk
     from hardware.camera import open_camera
     from tests.support import face_images as fi
     agent = face_district.agents["T001"]

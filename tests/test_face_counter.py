@@ -17,7 +17,7 @@ from firmware.face.gallery import Gallery
 from firmware.voice import PROMPTS
 from firmware.clerk_pins import pin_hash
 from terminal_ui.config import Clerk, KioskSettings
-from terminal_ui.counter_session import Kiosk
+from terminal_ui.kiosk import Kiosk
 from tests.support import face_images as fi
 from tests.support.face_images import face_images, face_pipeline  # noqa: F401
 from tests.test_terminal_ui import browser, page, shop  # noqa: F401

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from terminal_ui import counter_session as kiosk_module
+from terminal_ui.kiosk import clerk as kiosk_clerk
 from firmware.config import ConfigError, parse
 from firmware.clerk_pins import check_pin, pin_hash
 from terminal_ui.config import Clerk, KioskSettings, _settings
 from terminal_ui.errors import ClerkLocked, KioskError
-from terminal_ui.counter_session import Kiosk
+from terminal_ui.kiosk import Kiosk
 from tests.support.kiosk_district import new_pin
 from tests.test_offline_counter import KEY
 
@@ -141,8 +141,8 @@ def test_five_wrong_pins_lock_and_each_next_lock_doubles_up_to_the_cap(make_kios
     clock = Clock()
     k = make_kiosk(clock)
     checked = []
-    real_check = kiosk_module.check_pin
-    monkeypatch.setattr(kiosk_module, "check_pin", lambda *a: checked.append(a) or real_check(*a))
+    real_check = kiosk_clerk.check_pin
+    monkeypatch.setattr(kiosk_clerk, "check_pin", lambda *a: checked.append(a) or real_check(*a))
     expected = [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]
     for length in expected:
         for _ in range(4):

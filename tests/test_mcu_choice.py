@@ -41,17 +41,19 @@ def test_a_label_scanned_before_the_tap_is_what_the_tap_sells(district):
 
 
 def test_the_menu_buttons_choose_a_top_product_and_its_packs(district):
-    """NEXT moves to the second product and round to the first again; OK twice
-    is two packs of it. The OLED shows each step with the catalogue's name."""
+    """NEXT moves to the second product, past the void and the return
+    (test_mcu_menu_records.py) and round to the first again; OK twice is two
+    packs of it. The OLED shows each step with the catalogue's name."""
     d = district
     shown = len(_oled(d))
-    d.press("NEXT", "NEXT", "OK", "OK")
+    d.press("NEXT", "NEXT", "NEXT", "NEXT", "OK", "OK")
     assert d.terminal.sell(d.cards["S-M-0001"], None).startswith("APPROVED")
     items = d.ledger_lines()[-1]["body"]["items"]
     assert [(i["product"], i["packs"]) for i in items] == [(fx.UREA[0], 2)]
     steps = _oled(d)[shown:]
-    assert steps[0].startswith("2/2 ") and steps[1].startswith("1/2 尿素")
-    assert steps[2].endswith("购物车 Cart 1|请刷卡 Tap card") and steps[3].split("|")[1] == "购物车 Cart 2"
+    assert steps[0].startswith("2/4 ") and steps[1].startswith("3/4 作废上一笔 Void last|")
+    assert steps[2].startswith("4/4 包装回收 Return|") and steps[3].startswith("1/4 尿素")
+    assert steps[4].endswith("购物车 Cart 1|请刷卡 Tap card") and steps[5].split("|")[1] == "购物车 Cart 2"
 
 
 def test_a_bad_scan_is_refused_on_the_ledger_and_the_cart_starts_empty_again(district):

@@ -24,7 +24,7 @@ from firmware.config import ConfigError, parse
 from firmware.counter import Identity
 from firmware.clerk_pins import pin_hash
 from terminal_ui.config import Clerk, KioskSettings, _settings, load
-from terminal_ui.counter_session import Kiosk
+from terminal_ui.kiosk import Kiosk
 from terminal_ui.app import create_app
 from protocols import reasons
 from tests.support import quota_fixtures as fx

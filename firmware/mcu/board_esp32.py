@@ -67,7 +67,8 @@ class Output:
 
 class Oled:
     """Four lines of text on the SSD1306 (8x8 font, 16 characters a line).
-    The built-in font is ASCII only, so the board shows the English texts."""
+    The built-in font is ASCII only, so the board shows the English texts
+    (`ssd1306.text_lines`)."""
 
     def __init__(self, scl, sda, address=0x3C):
         i2c = machine.I2C(0, scl=machine.Pin(scl), sda=machine.Pin(sda), freq=400000)
@@ -76,8 +77,8 @@ class Oled:
     def show(self, lines):
         s = self._screen
         s.frame.fill(0)
-        for i, line in enumerate(list(lines)[:4]):
-            s.frame.text(line[:16], 0, i * 16)
+        for i, line in enumerate(ssd1306.text_lines(lines)[:4]):
+            s.frame.text(line, 0, i * 16)
         s.flush()
 
 

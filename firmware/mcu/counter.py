@@ -398,7 +398,7 @@ class Counter:
         return links
 
     def _not_done(self, code):
-        self.board.display.show(["未完成 NOT DONE", reasons.text(code, "en")[:16]])
+        self.board.display.show(["未完成 NOT DONE", reasons.text(code)[:16]] + _two_lines(reasons.text(code, "en")))
         self.board.signal(False)
         return False, code
 
@@ -459,6 +459,16 @@ class Counter:
             self.board.display.show(["拒绝 REFUSED", reasons.text(what, "en")[:16]])
         self.board.signal(approved)
         return approved, what
+
+
+def _two_lines(text, width=16):
+    """`text` on at most two OLED lines, cut between words where it can."""
+    if len(text) <= width:
+        return [text]
+    cut = text.rfind(" ", 0, width + 1)
+    if cut <= 0:
+        cut = width
+    return [text[:cut], text[cut:].strip()[:width]]
 
 
 def _shipped_catalogue():

@@ -8,15 +8,18 @@ card file with that UID (config `reader.cards`) is put on the emulated reader,
 read and verified like a tap, and the sale decided and committed. Two more
 kinds of line (docs/mcu.md): {"void": <seq>, "reason": "..."} voids a sale of
 this ledger, {"return": "<UID hex>", "codes": ["<label unit code>", ...]}
-takes pesticide containers back from that card's holder. It prints, one line
-each, on stdout:
+takes pesticide containers back from that card's holder; on a board, which
+has no stdin, the OLED menu's buttons make the same two records through
+`counter_record` (cart.py, menu_records.py). It
+prints, one line each, on stdout:
 
     READY <terminal>     the ledger is open and the devices are up
     APPROVED <seq>       a sale committed to the ledger (the clerk may hand over)
     REFUSED <reason>     a refusal committed to the ledger (or ledger_disk_full:
                          nothing could be committed)
-    VOIDED <seq>         a void committed to the ledger (its own seq)
-    RETURNED <seq>       a packaging return committed to the ledger
+    VOIDED <seq>         a void committed to the ledger (its own seq), from a
+                         line or the menu
+    RETURNED <seq>       a packaging return committed to the ledger, likewise
     ERROR <reason>       a line that is not a sale, or a void or return refused
                          (nothing recorded)
 
@@ -118,7 +121,8 @@ class Terminal:
         self.counter = Counter(self.id, key, self.ledger, self.store, self.session, self.reader, self.board,
                                clock.wall_ms, config.get("counter", {}), log)
         self.cards = _card_files(config.get("reader", {}).get("cards"))
-        self.cart = Cart(self.board.display, config.get("counter", {}).get("menu", ()), self._names)
+        self.cart = Cart(self.board.display, config.get("counter", {}).get("menu", ()), self._names,
+                         self if self.board.buttons is not None else None)
 
     def _names(self, products):
         """Product -> name from the synced catalogue (the menu's labels)."""
@@ -192,19 +196,20 @@ class Terminal:
 
     def counter_record(self, word, action, *args):
         """A void or a packaging return: `word <seq>` once it is on flash,
-        `ERROR <reason>` when nothing was recorded."""
+        `ERROR <reason>` when nothing was recorded. True when recorded."""
         try:
             done, what = action(*args)
         except Exception as err:   # a bug must not take the ledger's uplink down with it
             sys.print_exception(err, sys.stderr)
             print("ERROR internal_error %r" % (err,))
-            return
+            return False
         self._sample()
         print("%s %s" % (word if done else "ERROR", what))
+        return done
 
     def run(self, sales=None):
         self.board.display.show(["农资终端 " + self.id, "请刷卡 Tap card"])
-        if self.cart.menu:
+        if self.cart.entries:
             self.cart.show()
         print("READY " + self.id)
         poll = None

@@ -14,6 +14,25 @@ _INIT = (0xAE, 0xD5, 0x80, 0xA8, 0x3F, 0xD3, 0x00, 0x40, 0x8D, 0x14, 0x20, 0x00,
          0xDA, 0x12, 0x81, 0xCF, 0xD9, 0xF1, 0xDB, 0x40, 0xA4, 0xA6, 0xAF)
 
 
+def text_lines(lines, width=16):
+    """`lines` as the built-in 8x8 font draws them, `width` to a line. The
+    font has glyphs for printable ASCII only, and framebuf draws every byte
+    of a UTF-8 character above 127 as a filled block: each Chinese character
+    of "已批准 APPROVED" became three blocks and pushed the English off the
+    16 columns. So what it has no glyph for is left out and the spaces around
+    it closed up ("APPROVED"), and a line with nothing left is dropped. The
+    screens are written "中文 English" so that the board shows the English
+    and the unix twin both. (Here, not in board.py: only a board with this
+    display loads it, the unix port's heap does not pay for it.)"""
+    out = []
+    for line in lines:
+        kept = "".join([ch for ch in line if " " <= ch <= "~"])
+        kept = " ".join(kept.split())[:width]
+        if kept:
+            out.append(kept)
+    return out
+
+
 class Screen:
     def __init__(self, i2c, address=0x3C):
         self._i2c = i2c

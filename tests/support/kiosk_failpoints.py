@@ -5,7 +5,7 @@
 runs exactly what `python -m terminal_ui --config FILE` runs, except that its
 agent holds every sale and refusal between the decision and the ledger commit:
 it writes PATH (`{"type", "sale_id"}`) and waits there, so a test can kill the
-process at that very point (terminal_ui/counter_session.py: the screen never says "approved"
+process at that very point (terminal_ui/kiosk/checkout.py: the screen never says "approved"
 for a sale the ledger does not hold). The shipped terminal has no switch for it,
 neither in its config nor in its environment: the failpoint is built in here.
 """
@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 
 from firmware.agent import Agent
-from terminal_ui.counter_session import Kiosk
+from terminal_ui.kiosk import Kiosk
 from terminal_ui.__main__ import main as kiosk_main
 
 log = logging.getLogger(__name__)

@@ -99,10 +99,12 @@ class McuDistrict:
                                       ca=self.broker.ca if tls else None)
         self.field = mcu.FieldProcess(self.root / "pn532", self.root / "field.log").start()
         self.cards: dict[str, str] = {}   # subject -> UID hex
+        self.card_files: dict[str, Path] = {}
         card_files = []
         for subject in self.subjects:
             path, uid = mcu.card_file(self.root, subject)
             self.cards[subject] = uid
+            self.card_files[subject] = path
             card_files.append(str(path))
         self.scanner = self.root / "scanner.txt"   # the label scanner's twin: a test appends codes
         self.buttons = self.root / "buttons.txt"   # the OLED menu's buttons: NEXT / OK lines
@@ -144,6 +146,17 @@ class McuDistrict:
     def press(self, *buttons: str) -> None:
         with open(self.buttons, "a", encoding="utf-8") as f:
             f.write("".join(button + "\n" for button in buttons))
+
+    def hold_card(self, subject: str) -> None:
+        """The farmer's card laid on the emulated reader (and left there: `take_card`)."""
+        self.field.command(f"PUT {self.card_files[subject]}")
+
+    def take_card(self) -> None:
+        self.field.command("REMOVE")
+
+    def oled(self) -> list[str]:
+        """What the OLED showed so far, one screen a string (lines joined with |)."""
+        return [line[len("OLED "):] for line in self.terminal.lines if line.startswith("OLED ")]
 
     def counter_line(self, line: dict, timeout: float = 30) -> str:
         """A void or return line on the terminal's stdin; its VOIDED, RETURNED
