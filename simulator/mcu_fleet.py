@@ -33,7 +33,11 @@ TOWN = "330113001"
 
 
 def micropython() -> str:
-    """The MicroPython unix port: beside this Python (the venv), else on PATH."""
+    """The MicroPython unix port: `$MICROPYTHON` when set (another build, e.g.
+    one with the terminal frozen in: bench/bench_mcu_heap.py), else beside
+    this Python (the venv), else on PATH."""
+    if os.environ.get("MICROPYTHON"):
+        return os.environ["MICROPYTHON"]
     here = Path(sys.executable).with_name("micropython")
     found = str(here) if here.exists() else shutil.which("micropython")
     if not found:
