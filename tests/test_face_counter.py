@@ -14,7 +14,7 @@ from firmware.config import parse
 from firmware.face import errors, retry
 from firmware.face.enrollment import enroll
 from firmware.face.gallery import Gallery
-from firmware.voice import PROMPTS
+from firmware.voice import PROMPTS, spoken_reason
 from firmware.clerk_pins import pin_hash
 from terminal_ui.config import Clerk, KioskSettings
 from terminal_ui.kiosk import Kiosk
@@ -50,6 +50,13 @@ def counter(tmp_path, face_pipeline, images):
     kiosk.agent.face.set_gallery(gallery)
     kiosk.start()
     kiosk.sign_in(PIN)
+    # the voice speaks the newest prompt and drops one not yet started: a test
+    # that counts the hints starts once the prompts are synthesised (start-up
+    # prewarm) and the idle prompt is spoken, so a loaded machine's slow
+    # synthesis cannot make one hint overtake another
+    hints = [spoken_reason(code) for code in errors.POOR_CAPTURE]
+    wait_for(lambda: all(kiosk.voice.cache_path(text).exists() for text in hints)
+             and PROMPTS["tap"] in kiosk.voice.player.texts(), 60, "the prompts synthesised and the idle prompt spoken")
     return kiosk
 
 
