@@ -328,26 +328,30 @@ def violations(conn, user: User, filters: dict, before_id: int | None, limit: in
     return found
 
 
-def case_list(conn, user: User, now: int, state: str | None, filters: dict, code: str | None,
-              before_id: int | None, limit: int | None) -> list[dict]:
+def _case_filters(user: User, state: str | None, filters: dict, code: str | None) -> tuple[str, list]:
+    """The caller's cases in `state` ("active": not closed) under the list
+    filters and holding a finding of `code`: a WHERE condition."""
     where, args = user.scope().where()
-    sql = f"SELECT {', '.join(cases.CASE_COLUMNS)} FROM cases WHERE {where}"
     if state == "active":
-        sql += " AND state IN ('open', 'assigned', 'inspected')"
+        where += " AND state IN ('open', 'assigned', 'inspected')"
     elif state:
-        sql += " AND state = ?"
+        where += " AND state = ?"
         args.append(state)
     more, more_args = conditions(filters)
-    sql += more
+    where += more
     args += more_args
     if code:
-        sql += " AND (',' || codes || ',') LIKE ?"
+        where += " AND (',' || codes || ',') LIKE ?"
         args.append(f"%,{code},%")
-    if before_id:
-        sql += " AND id < ?"
-        args.append(before_id)
+    return where, args
+
+
+def case_list(conn, user: User, now: int, state: str | None, filters: dict, code: str | None,
+              before_id: int | None, limit: int | None) -> list[dict]:
+    where, args = _case_filters(user, state, {**filters, "id < ?": before_id}, code)
     pg, pg_args = page_sql(limit)
-    found = rows(conn, sql + " ORDER BY id DESC" + pg, args + pg_args)
+    found = rows(conn, f"SELECT {', '.join(cases.CASE_COLUMNS)} FROM cases WHERE {where} ORDER BY id DESC" + pg,
+                 args + pg_args)
     return name_cases(conn, found, now)
 
 
@@ -523,21 +527,10 @@ def queue(conn, user: User, cfg: dict, now: int, state: str | None, filters: dic
     holding only watch-list findings are left to the watch list. `per_page`
     None: all of them."""
     sev, sev_args = _severity_of_codes(cfg)
-    where, args = user.scope().where()
+    where, args = _case_filters(user, state, filters, code)
     only, only_args = _not_only_watch(cfg)
     sql = f" FROM cases WHERE {where} AND {only}"
     args += only_args
-    if state == "active":
-        sql += " AND state IN ('open', 'assigned', 'inspected')"
-    elif state:
-        sql += " AND state = ?"
-        args.append(state)
-    more, more_args = conditions(filters)
-    sql += more
-    args += more_args
-    if code:
-        sql += " AND (',' || codes || ',') LIKE ?"
-        args.append(f"%,{code},%")
     total = conn.execute("SELECT count(*)" + sql, args).fetchone()[0]
     pg, pg_args = page_sql(per_page, (page - 1) * (per_page or 0))
     found = rows(conn, f"SELECT {', '.join(cases.CASE_COLUMNS)}, {sev} AS severity" + sql +
