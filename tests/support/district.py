@@ -160,21 +160,27 @@ class District:
         Only meaningful once no counter sells (`stop_selling`, or the agent is
         dead): a sale committed between reading a ledger and reading the
         approved list would otherwise look lost."""
-        still_selling = [name for name, t in self.terminals.items() if t.selling()]
-        assert not still_selling, f"compared while {still_selling} still sell: call stop_selling() first"
-        store = Store(self.db)
-        try:
-            total = 0
-            for name, path in self.ledgers.items():
-                ledger = list(export_lines(path))
-                gateway = list(store.export(name))
-                assert gateway == ledger, f"{name}: ledger has {len(ledger)} rows, gateway {len(gateway)}"
-                seqs = [json.loads(text)["seq"] for text in ledger]
-                assert seqs == list(range(1, len(seqs) + 1)), f"{name}: ledger sequence has holes"
-                missing = set(self.terminals[name].approved) - set(seqs)
-                assert not missing, f"{name}: approved sales missing from the ledger: {sorted(missing)[:10]}"
-                total += len(ledger)
-            assert store.count_records() == total
-            assert store.quarantined() == []
-        finally:
-            store.close()
+        assert_ledgers_stored(Store(self.db), self.terminals, self.ledgers)
+
+
+def assert_ledgers_stored(store: Store, terminals: dict, ledgers: dict) -> None:
+    """Each terminal's ledger (`ledgers`: name -> path) equals what `store`
+    holds for it, in order from seq 1, with every sale its agent reported
+    approved; nothing else stored, nothing quarantined. Closes `store`."""
+    still_selling = [name for name, t in terminals.items() if t.selling()]
+    assert not still_selling, f"compared while {still_selling} still sell: call stop_selling() first"
+    try:
+        total = 0
+        for name, path in ledgers.items():
+            ledger = list(export_lines(path))
+            gateway = list(store.export(name))
+            assert gateway == ledger, f"{name}: ledger has {len(ledger)} rows, gateway {len(gateway)}"
+            seqs = [json.loads(text)["seq"] for text in ledger]
+            assert seqs == list(range(1, len(seqs) + 1)), f"{name}: ledger sequence has holes"
+            missing = set(terminals[name].approved) - set(seqs)
+            assert not missing, f"{name}: approved sales missing from the ledger: {sorted(missing)[:10]}"
+            total += len(ledger)
+        assert store.count_records() == total
+        assert store.quarantined() == []
+    finally:
+        store.close()

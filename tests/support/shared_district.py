@@ -10,15 +10,14 @@ subject of tests/support/district.py's drills, the sharing is this one's."""
 from __future__ import annotations
 
 import getpass
-import json
 import sqlite3
 from pathlib import Path
 
-from firmware.ledger import export_lines
 from gateway.enforcement import brokerconf, fleet
 from gateway.store import Store
 from simulator.broker import Mosquitto, free_port
 from simulator.processes import GatewayProcess, TerminalProcess, provision_terminals, terminal_config_text, wait_for
+from tests.support.district import assert_ledgers_stored
 
 GATEWAY_PASSWORD = "shared-gateway-password"
 GROUP = "drill"
@@ -138,21 +137,4 @@ class SharedDistrict:
     def assert_consistent(self) -> None:
         """Every ledger equals what the gateway stored for it: nothing missing,
         nothing twice, nothing altered; every sale reported approved is there."""
-        still_selling = [name for name, t in self.terminals.items() if t.selling()]
-        assert not still_selling, f"compared while {still_selling} still sell: call stop_selling() first"
-        store = self._store()
-        try:
-            total = 0
-            for name, path in self.ledgers.items():
-                ledger = list(export_lines(path))
-                gateway = list(store.export(name))
-                assert gateway == ledger, f"{name}: ledger has {len(ledger)} rows, gateway {len(gateway)}"
-                seqs = [json.loads(text)["seq"] for text in ledger]
-                assert seqs == list(range(1, len(seqs) + 1)), f"{name}: ledger sequence has holes"
-                missing = set(self.terminals[name].approved) - set(seqs)
-                assert not missing, f"{name}: approved sales missing from the ledger: {sorted(missing)[:10]}"
-                total += len(ledger)
-            assert store.count_records() == total
-            assert store.quarantined() == []
-        finally:
-            store.close()
+        assert_ledgers_stored(self._store(), self.terminals, self.ledgers)
