@@ -230,19 +230,22 @@ def find_subjects(conn, user: User, kind: str, keys: list[str], limit: int) -> l
     """(id, entry) of registered subjects holding every one of `keys` of
     `kind` (gateway/store/registry.py search_keys) that are the caller's
     business as `subject_visible` decides it (bought or has a case in the
-    area, or its town or village is there), by id. An index finds them: a
-    province's registry is never read to answer a search box."""
-    village = dialect.json_text(conn, "s.data", "village")
+    area, or its town or village is there), by id. Indexes find them: a
+    province's registry is never read to answer a search box. District staff
+    search from the keys (most subjects are theirs); town and village staff
+    from their area's subjects (most holders of a common surname are not)."""
     condition, args = registry_store.keyed(kind, keys)
     sales_where, sales_args = user.scope().where("x.")
     cases_where, cases_args = user.scope().where("c.")
-    areas = json.dumps(areas_within(conn, user.area))
-    found = conn.execute(
-        f"SELECT s.id, s.data FROM subjects s WHERE {condition} AND ("
-        f"s.town IN ({dialect.json_values(conn)}) OR {village} IN ({dialect.json_values(conn)}) "
-        f"OR EXISTS (SELECT 1 FROM sales x WHERE x.subject = s.id AND {sales_where}) "
-        f"OR EXISTS (SELECT 1 FROM cases c WHERE c.subject = s.id AND {cases_where})) ORDER BY s.id LIMIT ?",
-        args + [areas, areas] + sales_args + cases_args + [limit]).fetchall()
+    home, home_args = registry_store.holding(conn, "place", areas_within(conn, user.area))
+    if user.role == "district":
+        mine = (f"(s.id IN ({home}) OR EXISTS (SELECT 1 FROM sales x WHERE x.subject = s.id AND {sales_where}) "
+                f"OR EXISTS (SELECT 1 FROM cases c WHERE c.subject = s.id AND {cases_where}))")
+    else:
+        mine = (f"s.id IN ({home} UNION SELECT x.subject FROM sales x WHERE {sales_where} "
+                f"UNION SELECT c.subject FROM cases c WHERE {cases_where})")
+    found = conn.execute(f"SELECT s.id, s.data FROM subjects s WHERE {condition} AND {mine} ORDER BY s.id LIMIT ?",
+                         args + home_args + sales_args + cases_args + [limit]).fetchall()
     out = []
     for sid, data in found:
         try:

@@ -89,8 +89,9 @@ def name_grams(text: str) -> set[str]:
 
 def search_keys(entry: dict) -> set[tuple[str, str]]:
     """(kind, key) by which the desk finds a subject: `name` grams, each
-    `card` UID and each `id` number (upper case)."""
-    keys = set()
+    `card` UID, each `id` number (upper case), and the `place` (town and
+    village) it is registered in, so a village's staff start from their village."""
+    keys = {("place", entry[f]) for f in ("town", "village") if isinstance(entry.get(f), str) and entry[f]}
     if isinstance(entry.get("name"), str):
         keys |= {("name", g) for g in name_grams(entry["name"])}
     keys |= {("card", c) for c in entry.get("cards") or [] if isinstance(c, str) and c}
@@ -104,6 +105,13 @@ def put_search_keys(conn, subject: str, entry: dict) -> None:
     if keys:
         conn.execute(f"INSERT INTO subject_keys(kind, key, subject) SELECT j.k, j.v, ? FROM {json_pairs_text(conn)} "
                      "WHERE true ON CONFLICT DO NOTHING", [subject, json.dumps(keys, ensure_ascii=False)])
+
+
+def holding(conn, kind: str, keys: list[str]) -> tuple[str, list]:
+    """A subquery of the subjects holding any one of `keys` of `kind` (one
+    parameter for all of them: a province has tens of thousands of places)."""
+    return (f"SELECT subject FROM subject_keys WHERE kind = ? AND key IN ({json_values(conn)})",
+            [kind, json.dumps(keys, ensure_ascii=False)])
 
 
 def keyed(kind: str, keys: list[str]) -> tuple[str, list]:
