@@ -10,6 +10,8 @@ confirms what exists elsewhere."""
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -21,6 +23,7 @@ from fastapi.security.utils import get_authorization_scheme_param
 
 from gateway.supervision import cases
 
+from gateway import store
 from gateway.store import users
 from gateway.api import queries, words
 from protocols import policy
@@ -29,6 +32,8 @@ from gateway.api.errors import ApiError
 from gateway.api.throttle import Hashing, LoginThrottle
 from gateway.supervision.rules import local_parts
 from gateway.store.users import User
+
+log = logging.getLogger(__name__)
 
 COOKIE = "agri_token"
 MAX_ID = 2 ** 62
@@ -51,7 +56,8 @@ class Context:
     # (catalogue version, its products): parsed again only when an import changes the version
     _products: tuple = (object(), {})
     # ((registry revision, periods), {(town, category): allowance}): the registry is read again only when it changes
-    _allowances: tuple = (object(), {})
+    _allowances: tuple = (object(), None)
+    _allowances_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def tz(self) -> int:
@@ -63,23 +69,50 @@ class Context:
     def town_allowances(self, conn, periods: dict) -> dict:
         """{(town, category): the sum of the town's registered allowances} for
         `periods` ({category: period}). Summing a province's registry takes
-        a while, so it is done once per registry revision and period, not
-        on every overview."""
+        seconds (10 s for a million subjects), so it is done once per registry
+        revision and period: after an import the previous sums are answered
+        while the new ones are made in the background; only the very first
+        request waits for them."""
         key = (queries.subjects_rev(conn), tuple(sorted(periods.items())))
-        if self._allowances[0] != key:
-            totals: dict = {}
-            for town, data in queries.registry_entries(conn):
-                try:
-                    entry = json.loads(data)
-                except ValueError:
-                    continue
-                if not town or not isinstance(entry, dict):
-                    continue
-                for cat, period in periods.items():
-                    allowance = policy.allowance(entry, self.policy_params, cat, period)
-                    totals[(town, cat)] = totals.get((town, cat), 0) + allowance
-            self._allowances = (key, totals)
-        return self._allowances[1]
+        done_key, totals = self._allowances
+        if done_key == key:
+            return totals
+        if totals is None:
+            with self._allowances_lock:
+                if self._allowances[0] != key:
+                    self._allowances = (key, self._sum_allowances(conn, periods))
+                return self._allowances[1]
+        if self._allowances_lock.acquire(blocking=False):
+            threading.Thread(target=self._refresh_allowances, args=(key, periods), name="allowances",
+                             daemon=True).start()
+        return totals
+
+    def _refresh_allowances(self, key: tuple, periods: dict) -> None:
+        """In the background, with a connection of its own; holds the lock."""
+        try:
+            conn = store.connect(self.db.path)
+            try:
+                self._allowances = (key, self._sum_allowances(conn, periods))
+            finally:
+                conn.close()
+        except Exception:     # the previous sums stay; the next request tries again
+            log.exception("quota chart: summing the registry's allowances failed")
+        finally:
+            self._allowances_lock.release()
+
+    def _sum_allowances(self, conn, periods: dict) -> dict:
+        totals: dict = {}
+        for town, data in queries.registry_entries(conn):
+            try:
+                entry = json.loads(data)
+            except ValueError:
+                continue
+            if not town or not isinstance(entry, dict):
+                continue
+            for cat, period in periods.items():
+                allowance = policy.allowance(entry, self.policy_params, cat, period)
+                totals[(town, cat)] = totals.get((town, cat), 0) + allowance
+        return totals
 
     def products(self, conn) -> dict:
         version = queries.catalogue_version(conn)
