@@ -237,11 +237,12 @@ def find_subjects(conn, user: User, kind: str, keys: list[str], limit: int) -> l
     condition, args = registry_store.keyed(kind, keys)
     sales_where, sales_args = user.scope().where("x.")
     cases_where, cases_args = user.scope().where("c.")
-    home, home_args = registry_store.holding(conn, "place", areas_within(conn, user.area))
     if user.role == "district":
-        mine = (f"(s.id IN ({home}) OR EXISTS (SELECT 1 FROM sales x WHERE x.subject = s.id AND {sales_where}) "
+        home, home_args = registry_store.holds(conn, "place", areas_within(conn, user.area))
+        mine = (f"({home} OR EXISTS (SELECT 1 FROM sales x WHERE x.subject = s.id AND {sales_where}) "
                 f"OR EXISTS (SELECT 1 FROM cases c WHERE c.subject = s.id AND {cases_where}))")
     else:
+        home, home_args = registry_store.holding(conn, "place", areas_within(conn, user.area))
         mine = (f"s.id IN ({home} UNION SELECT x.subject FROM sales x WHERE {sales_where} "
                 f"UNION SELECT c.subject FROM cases c WHERE {cases_where})")
     found = conn.execute(f"SELECT s.id, s.data FROM subjects s WHERE {condition} AND {mine} ORDER BY s.id LIMIT ?",

@@ -109,9 +109,17 @@ def put_search_keys(conn, subject: str, entry: dict) -> None:
 
 def holding(conn, kind: str, keys: list[str]) -> tuple[str, list]:
     """A subquery of the subjects holding any one of `keys` of `kind` (one
-    parameter for all of them: a province has tens of thousands of places)."""
+    parameter for all of them: a province has tens of thousands of places),
+    for a few keys' worth of subjects (a village's, a town's)."""
     return (f"SELECT subject FROM subject_keys WHERE kind = ? AND key IN ({json_values(conn)})",
             [kind, json.dumps(keys, ensure_ascii=False)])
+
+
+def holds(conn, kind: str, keys: list[str]) -> tuple[str, list]:
+    """A condition on the subject row `s`: it holds any one of `keys` of
+    `kind`, checked subject by subject (for when most subjects do)."""
+    return (f"EXISTS (SELECT 1 FROM subject_keys h WHERE h.subject = s.id AND h.kind = ? "
+            f"AND h.key IN ({json_values(conn)}))", [kind, json.dumps(keys, ensure_ascii=False)])
 
 
 def keyed(kind: str, keys: list[str]) -> tuple[str, list]:
