@@ -75,6 +75,7 @@ def create_app(db_path: str | FsPath, clock: Callable[[], int] = now_ms,
 
     @asynccontextmanager
     async def lifespan(app):
+        ctx.prewarm_allowances()   # a large registry's quota sums take seconds: made before they are asked for
         yield
         ctx.stopping = True
 

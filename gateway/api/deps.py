@@ -83,15 +83,29 @@ class Context:
                     self._allowances = (key, self._sum_allowances(conn, periods))
                 return self._allowances[1]
         if self._allowances_lock.acquire(blocking=False):
-            threading.Thread(target=self._refresh_allowances, args=(key, periods), name="allowances",
-                             daemon=True).start()
+            self._refresh_in_background(periods)
         return totals
 
-    def _refresh_allowances(self, key: tuple, periods: dict) -> None:
-        """In the background, with a connection of its own; holds the lock."""
+    def quota_periods(self) -> dict:
+        """{category: its current period} on the district's today."""
+        today = self.today()
+        return {cat: policy.period_of(self.policy_params, cat, today)
+                for cat in sorted(self.policy_params.get("categories", {}))}
+
+    def prewarm_allowances(self) -> None:
+        """At start: the sums are made before the first overview asks for them."""
+        self._allowances_lock.acquire()
+        self._refresh_in_background(self.quota_periods())
+
+    def _refresh_in_background(self, periods: dict) -> None:
+        threading.Thread(target=self._refresh_allowances, args=(periods,), name="allowances", daemon=True).start()
+
+    def _refresh_allowances(self, periods: dict) -> None:
+        """With a connection of its own; the caller took the lock, this releases it."""
         try:
             conn = store.connect(self.db.path)
             try:
+                key = (queries.subjects_rev(conn), tuple(sorted(periods.items())))
                 self._allowances = (key, self._sum_allowances(conn, periods))
             finally:
                 conn.close()

@@ -10,7 +10,6 @@ from gateway.api import queries, trends
 from gateway.api.deps import Context, context, current_user
 from gateway.supervision.rules import local_parts
 from gateway.store.users import User
-from protocols import policy
 from protocols.display import category_name
 
 router = APIRouter(tags=["statistics"])
@@ -66,9 +65,7 @@ def stats_daily(days: int = Query(30, ge=1, le=366), user: User = Depends(curren
 def stats_quota(user: User = Depends(current_user), ctx: Context = Depends(context)) -> dict:
     """Quota use per town and category this period: used against the sum of allowances."""
     conn = ctx.db.conn()
-    date = ctx.today()
-    params = ctx.policy_params
-    periods = {cat: policy.period_of(params, cat, date) for cat in sorted(params.get("categories", {}))}
+    periods = ctx.quota_periods()
     visible: dict[str, bool] = {}
     totals: dict[tuple, dict] = {}
     for (town, cat), allowance in ctx.town_allowances(conn, periods).items():
