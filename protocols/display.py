@@ -1,8 +1,9 @@
 """Words the counter and the supervision desk both show: quota categories by
 name and unit, amounts as a person reads them, subjects by masked name. Here,
 below both (the kiosk and receipt in firmware and terminal_ui, the dashboard in
-gateway.api), so a farmer is 张*丰 and a balance is 104 kg on both sides. Not
-imported by the MicroPython terminal (its OLED shows none of these)."""
+gateway.api), so a farmer is 张*丰 and a balance is 104 kg on both sides. The
+MicroPython terminal imports it only to show a buyer's remaining quota
+(firmware/mcu/quota_screen.py), and lets go of it after."""
 
 CATEGORY_NAMES = {
     "fert_n": ("氮肥（折纯N）", "Nitrogen (pure N)"),

@@ -38,6 +38,7 @@ class Cart:
         self.cursor = 0
         self.items = []
         self.flow = None        # a void or a return under way (menu_records.py), else None
+        self.prompt = None      # the last line instead of 请刷卡 while goods are chosen (main.py: lift the card)
 
     def scan(self, text):
         """A line from the label scanner: a container's code while a return
@@ -73,6 +74,7 @@ class Cart:
         """The items for the sale the next tap makes; the cart is empty after."""
         items, self.items = self.items, []
         self.cursor = 0
+        self.prompt = None
         return items
 
     def show(self):
@@ -89,5 +91,5 @@ class Cart:
         for item in self.items:
             packs += item["packs"]
         lines.append("购物车 Cart %d" % packs)
-        lines.append("请刷卡 Tap card" if self.items else "扫码或选择 Scan/choose")
+        lines.append((self.prompt or "请刷卡 Tap card") if self.items else "扫码或选择 Scan/choose")
         self.display.show(lines)

@@ -60,6 +60,7 @@ class Counter:
         self._req_topic = topics.topic(terminal, topics.AUTH_REQ)
         session.subscribe(self._resp_topic, self.on_response)
         self.last_tap_ms = None     # card on the field to verified subject id
+        self.last_uid = None        # the UID of the card read last (tap.py: lying there, it is no new tap)
 
     def today(self):
         return authz.local_date(self.wall_ms())
@@ -160,6 +161,7 @@ class Counter:
                 raise CardRejected("card_reader_error", str(err))
             if target is None:
                 raise CardRejected("card_not_presented")
+            self.last_uid = target.uid
             found, payload = pn532host.read_and_verify(self.reader, target, self.trusted, self.today(),
                                                        self.store.revoked())
             self.last_tap_ms = self._ticks() - started

@@ -10,7 +10,13 @@ kinds of line (docs/mcu.md): {"void": <seq>, "reason": "..."} voids a sale of
 this ledger, {"return": "<UID hex>", "codes": ["<label unit code>", ...]}
 takes pesticide containers back from that card's holder; on a board, which
 has no stdin, the OLED menu's buttons make the same two records through
-`counter_record` (cart.py, menu_records.py). It
+`counter_record` (cart.py, menu_records.py).
+
+A board sells without stdin: the main loop looks at the reader between its
+steps (tap.py), and a card laid on it with goods chosen (scanner, menu) sells
+them through the very path a sale line takes (`_sell`); with nothing chosen it
+shows the buyer's remaining quota and asks for the goods (quota_screen.py). A
+card left lying does not buy again until it has been lifted. It
 prints, one line each, on stdout:
 
     READY <terminal>     the ledger is open and the devices are up
@@ -59,6 +65,7 @@ from mqtt import Session, tls_params  # noqa: E402
 from protocols import envelope, topics  # noqa: E402
 from reader import Reader  # noqa: E402
 from sync import ConfigStore  # noqa: E402
+from tap import Tap  # noqa: E402
 from uplink import Uplink  # noqa: E402
 
 
@@ -123,6 +130,7 @@ class Terminal:
         self.cards = _card_files(config.get("reader", {}).get("cards"))
         self.cart = Cart(self.board.display, config.get("counter", {}).get("menu", ()), self._names,
                          self if self.board.buttons is not None else None)
+        self.tap = Tap(self.reader, log)
 
     def _names(self, products):
         """Product -> name from the synced catalogue (the menu's labels)."""
@@ -151,6 +159,8 @@ class Terminal:
             self.session.poll()
             self.uplink.step()
         self.choose()
+        if self.cart.flow is None:   # a void or a return under way reads the card itself
+            self.tap.watch(self)
         self._sample()
 
     def _sample(self):
@@ -182,17 +192,23 @@ class Terminal:
         if items is None:
             self.choose()   # a code scanned just before the tap belongs to this sale
             items = self.cart.take()   # a tap without items on the line: what the scanner and the menu chose
+        self._sell(sale["card"], items, self.cards.get(sale["card"].lower()))
+
+    def _sell(self, card, items, card_file):
+        """One sale, from a line or a tap: decided, on flash, then shown,
+        signalled and printed. (approved, seq or reason), None after a bug."""
         try:
-            approved, what = self.counter.sell(sale["card"], items, self.cards.get(sale["card"].lower()))
+            approved, what = self.counter.sell(card, items, card_file)
         except Exception as err:   # a bug must not take the ledger's uplink down with it
             sys.print_exception(err, sys.stderr)
             print("ERROR internal_error %r" % (err,))
-            return
+            return None
         self._sample()
         gc.collect()   # logged before the result line, so whoever reads the result finds it
         log("mem alloc=%d free=%d peak=%d tap_ms=%s" % (gc.mem_alloc(), gc.mem_free(), self.peak,
                                                           self.counter.last_tap_ms))
         print("%s %s" % ("APPROVED" if approved else "REFUSED", what))
+        return approved, what
 
     def counter_record(self, word, action, *args):
         """A void or a packaging return: `word <seq>` once it is on flash,
