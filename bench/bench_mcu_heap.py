@@ -2,7 +2,7 @@
 its code frozen into the firmware (bytecode in flash, not in the heap).
 
 The PyPI unix port loads the terminal from files, so its bytecode sits in
-the heap (the 370K floor of tests/test_mcu_memory.py). An ESP32 firmware
+the heap (the 320K floor of tests/test_mcu_memory.py, 64-bit). An ESP32 firmware
 freezes it. This bench runs a unix port built the same way, with
 firmware/mcu/manifest.py frozen in, from a MicroPython source checkout:
 
