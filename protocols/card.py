@@ -420,12 +420,14 @@ def _month_days(y, m):
 # "Memory and size"). tests/test_card_format.py verifies RFC 8032's vector and
 # `cryptography`'s signatures with them.
 _P = 0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffed  # 2**255 - 19
-_L = 0x1000000000000000000000000000000014def9dea2f79cd65812631a5cf5d3ed  # 2**252 + 27742317777372353535851937790883648493
+# 2**252 + 27742317777372353535851937790883648493
+_L = 0x1000000000000000000000000000000014def9dea2f79cd65812631a5cf5d3ed
 _D = 0x52036cee2b6ffe738cc740797779e89800700a4d4141d8ab75eb4dca135978a3  # -121665 / 121666 mod _P
 _SQRT_M1 = 0x2b8324804fc1df0b2b4d00993dfbd7a72f431806ad2fe478c4ee1b274a0ea0b0  # 2**((_P - 1) / 4) mod _P
 _BX = 0x216936d3cd6e53fec0a4e231fdd6dc5c692cc7609525a7b2c9562d608f25d51a
 _BY = 0x6666666666666666666666666666666666666666666666666666666666666658  # 4/5 mod _P
-_BASE = (_BX, _BY, 1, 0x67875f0fd78b766566ea4e8e64abe37d20f09f80775152f56dde8ab3a5b7dda3)  # (x, y, z, x*y) of the base point
+# (x, y, z, x*y) of the base point
+_BASE = (_BX, _BY, 1, 0x67875f0fd78b766566ea4e8e64abe37d20f09f80775152f56dde8ab3a5b7dda3)
 
 
 def _inv(x):
@@ -530,7 +532,10 @@ _K512 = (
     0x28db77f523047d84, 0x32caab7b40c72493, 0x3c9ebe0a15c9bebc, 0x431d67c49c100d4c,
     0x4cc5d4becb3e42b6, 0x597f299cfc657e2a, 0x5fcb6fab3ad6faec, 0x6c44198c4a475817,
 )
-_H512 = (0x6a09e667f3bcc908, 0xbb67ae8584caa73b, 0x3c6ef372fe94f82b, 0xa54ff53a5f1d36f1, 0x510e527fade682d1, 0x9b05688c2b3e6c1f, 0x1f83d9abfb41bd6b, 0x5be0cd19137e2179)
+_H512 = (
+    0x6a09e667f3bcc908, 0xbb67ae8584caa73b, 0x3c6ef372fe94f82b, 0xa54ff53a5f1d36f1,
+    0x510e527fade682d1, 0x9b05688c2b3e6c1f, 0x1f83d9abfb41bd6b, 0x5be0cd19137e2179,
+)
 _M64 = 0xFFFFFFFFFFFFFFFF
 
 
