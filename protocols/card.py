@@ -413,11 +413,21 @@ def _month_days(y, m):
 # (the MicroPython card-only terminal). Verification only: no secret is handled, so
 # the variable-time arithmetic leaks nothing.
 
-_P = 2 ** 255 - 19
-_L = 2 ** 252 + 27742317777372353535851937790883648493
-_D = -121665 * pow(121666, _P - 2, _P) % _P
-_SQRT_M1 = pow(2, (_P - 1) // 4, _P)
-_BASE = []
+# The curve's constants as literals, not computed at import (pow over 255-bit
+# numbers) or on first use: frozen into a board's firmware, integer literals
+# stay in flash, and a table built during the first card's verification left
+# its numbers scattered over the free heap of a small board (docs/mcu.md
+# "Memory and size"). tests/test_card_format.py verifies RFC 8032's vector and
+# `cryptography`'s signatures with them.
+_P = 0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffed  # 2**255 - 19
+# 2**252 + 27742317777372353535851937790883648493
+_L = 0x1000000000000000000000000000000014def9dea2f79cd65812631a5cf5d3ed
+_D = 0x52036cee2b6ffe738cc740797779e89800700a4d4141d8ab75eb4dca135978a3  # -121665 / 121666 mod _P
+_SQRT_M1 = 0x2b8324804fc1df0b2b4d00993dfbd7a72f431806ad2fe478c4ee1b274a0ea0b0  # 2**((_P - 1) / 4) mod _P
+_BX = 0x216936d3cd6e53fec0a4e231fdd6dc5c692cc7609525a7b2c9562d608f25d51a
+_BY = 0x6666666666666666666666666666666666666666666666666666666666666658  # 4/5 mod _P
+# (x, y, z, x*y) of the base point
+_BASE = (_BX, _BY, 1, 0x67875f0fd78b766566ea4e8e64abe37d20f09f80775152f56dde8ab3a5b7dda3)
 
 
 def _inv(x):
@@ -478,14 +488,6 @@ def _scalar_mult(k, pt):
     return acc
 
 
-def _base():
-    if not _BASE:
-        y = 4 * _inv(5) % _P
-        x = _recover_x(y, 0)
-        _BASE.append((x, y, 1, x * y % _P))
-    return _BASE[0]
-
-
 def pure_ed25519_verify(public_key, message, signature):
     public_key = bytes(public_key)
     signature = bytes(signature)
@@ -499,67 +501,42 @@ def pure_ed25519_verify(public_key, message, signature):
         return False
     k = int.from_bytes(sha512(signature[:32] + public_key + bytes(message)), "little") % _L
     neg_a = (_P - a[0], a[1], a[2], _P - a[3])
-    check = _point_add(_scalar_mult(s, _base()), _scalar_mult(k, neg_a))
+    check = _point_add(_scalar_mult(s, _BASE), _scalar_mult(k, neg_a))
     return _point_encode(check) == signature[:32]
 
 
-_K512 = []
+# FIPS 180-4 4.2.3 and 5.3.5: the first 64 bits of the fractional parts of the
+# cube roots of the first 80 primes, and of the square roots of the first 8.
+# Literals, not computed (they were once, on first use, into a list: 80
+# numbers that stayed scattered over a small board's heap); pure_sha512 is
+# checked against hashlib by tests/test_card_format.py.
+_K512 = (
+    0x428a2f98d728ae22, 0x7137449123ef65cd, 0xb5c0fbcfec4d3b2f, 0xe9b5dba58189dbbc,
+    0x3956c25bf348b538, 0x59f111f1b605d019, 0x923f82a4af194f9b, 0xab1c5ed5da6d8118,
+    0xd807aa98a3030242, 0x12835b0145706fbe, 0x243185be4ee4b28c, 0x550c7dc3d5ffb4e2,
+    0x72be5d74f27b896f, 0x80deb1fe3b1696b1, 0x9bdc06a725c71235, 0xc19bf174cf692694,
+    0xe49b69c19ef14ad2, 0xefbe4786384f25e3, 0x0fc19dc68b8cd5b5, 0x240ca1cc77ac9c65,
+    0x2de92c6f592b0275, 0x4a7484aa6ea6e483, 0x5cb0a9dcbd41fbd4, 0x76f988da831153b5,
+    0x983e5152ee66dfab, 0xa831c66d2db43210, 0xb00327c898fb213f, 0xbf597fc7beef0ee4,
+    0xc6e00bf33da88fc2, 0xd5a79147930aa725, 0x06ca6351e003826f, 0x142929670a0e6e70,
+    0x27b70a8546d22ffc, 0x2e1b21385c26c926, 0x4d2c6dfc5ac42aed, 0x53380d139d95b3df,
+    0x650a73548baf63de, 0x766a0abb3c77b2a8, 0x81c2c92e47edaee6, 0x92722c851482353b,
+    0xa2bfe8a14cf10364, 0xa81a664bbc423001, 0xc24b8b70d0f89791, 0xc76c51a30654be30,
+    0xd192e819d6ef5218, 0xd69906245565a910, 0xf40e35855771202a, 0x106aa07032bbd1b8,
+    0x19a4c116b8d2d0c8, 0x1e376c085141ab53, 0x2748774cdf8eeb99, 0x34b0bcb5e19b48a8,
+    0x391c0cb3c5c95a63, 0x4ed8aa4ae3418acb, 0x5b9cca4f7763e373, 0x682e6ff3d6b2b8a3,
+    0x748f82ee5defb2fc, 0x78a5636f43172f60, 0x84c87814a1f0ab72, 0x8cc702081a6439ec,
+    0x90befffa23631e28, 0xa4506cebde82bde9, 0xbef9a3f7b2c67915, 0xc67178f2e372532b,
+    0xca273eceea26619c, 0xd186b8c721c0c207, 0xeada7dd6cde0eb1e, 0xf57d4f7fee6ed178,
+    0x06f067aa72176fba, 0x0a637dc5a2c898a6, 0x113f9804bef90dae, 0x1b710b35131c471b,
+    0x28db77f523047d84, 0x32caab7b40c72493, 0x3c9ebe0a15c9bebc, 0x431d67c49c100d4c,
+    0x4cc5d4becb3e42b6, 0x597f299cfc657e2a, 0x5fcb6fab3ad6faec, 0x6c44198c4a475817,
+)
+_H512 = (
+    0x6a09e667f3bcc908, 0xbb67ae8584caa73b, 0x3c6ef372fe94f82b, 0xa54ff53a5f1d36f1,
+    0x510e527fade682d1, 0x9b05688c2b3e6c1f, 0x1f83d9abfb41bd6b, 0x5be0cd19137e2179,
+)
 _M64 = 0xFFFFFFFFFFFFFFFF
-
-
-def _k512():
-    # First 64 bits of the fractional parts of the cube roots of the first 80 primes
-    # (FIPS 180-4 4.2.3), computed once instead of pasted as a table.
-    if not _K512:
-        primes = []
-        n = 2
-        while len(primes) < 80:
-            if all(n % p for p in primes if p * p <= n):
-                primes.append(n)
-            n += 1
-        for p in primes:
-            _K512.append(_icbrt(p << 192) & _M64)
-    return _K512
-
-
-def _icbrt(n):
-    x = 1 << ((_bit_length(n) + 2) // 3)
-    while True:
-        y = (2 * x + n // (x * x)) // 3
-        if y >= x:
-            break
-        x = y
-    while x * x * x > n:
-        x -= 1
-    while (x + 1) ** 3 <= n:
-        x += 1
-    return x
-
-
-def _bit_length(n):
-    return len(bin(n)) - 2  # MicroPython ints have no bit_length()
-
-
-def _isqrt(n):
-    x = 1 << ((_bit_length(n) + 1) // 2)
-    while True:
-        y = (x + n // x) // 2
-        if y >= x:
-            return x
-        x = y
-
-
-def _h512():
-    out = []
-    n = 2
-    primes = []
-    while len(primes) < 8:
-        if all(n % p for p in primes if p * p <= n):
-            primes.append(n)
-        n += 1
-    for p in primes:
-        out.append(_isqrt(p << 128) & _M64)
-    return out
 
 
 def _rotr(x, n):
@@ -577,8 +554,8 @@ def sha512(data):
 
 
 def pure_sha512(data):
-    k = _k512()
-    h = _h512()
+    k = _K512
+    h = _H512
     data = bytes(data)
     bits = len(data) * 8
     data += b"\x80" + b"\x00" * ((112 - (len(data) + 1)) % 128) + bits.to_bytes(16, "big")

@@ -18,7 +18,9 @@ Two message kinds share the topic:
 - `manifest` (retained): the versions and digests the gateway currently holds
   for this terminal, so a terminal learns at connect what is newer;
 - `chunk` (QoS 1, not retained): one slice of one section's canonical JSON text.
-  A section larger than CHUNK_CHARS goes in several chunks; the terminal
+  A chunk carries at most CHUNK_CHARS characters (the schema's bound, what
+  every terminal accepts); the gateway cuts sections into slices of
+  SEND_CHUNK_CHARS (`send_chunk_chars`), so a section goes in several chunks; the terminal
   reassembles them, checks the SHA-256 digest of the whole and only then
   replaces its copy, so a half-received section never becomes current.
 
@@ -38,7 +40,14 @@ from protocols.schema import BOOL, ENUM, HEX, ID, INT, LIST, MAP, OBJ, OBJECT, S
 
 VERSION = 1
 PREFIX = b"config:"
-CHUNK_CHARS = 16000            # characters of section text per chunk (<= ~100 KB on the wire)
+CHUNK_CHARS = 16000            # at most this many characters of section text in a chunk (the schema's bound)
+# What the gateway sends: a card-only terminal reads each message into one
+# contiguous buffer and parses it, and a 16,000-character chunk (~20 KB on the
+# wire, then its 17 KB string) was the block a 125K heap could not find
+# (docs/mcu.md "Memory and size"); 2,000 characters keep every block of a
+# chunk under ~6 KB, for ~10% more bytes on the wire.
+SEND_CHUNK_CHARS = 2000
+MAX_CHUNKS = 10000             # a section's chunk count (`count`) at most
 MAX_CONFIG_BYTES = 128 * 1024  # one config message
 
 CATALOGUE = "catalogue"
@@ -64,7 +73,7 @@ MANIFEST = OBJ(required={
 CHUNK = OBJ(required={
     "v": INT(1, 1), "terminal": ID, "kind": ENUM("chunk"), "time": INT(0),
     "section": ENUM(*SECTIONS), "version": INT(0), "digest": HEX(64),
-    "index": INT(0, 9999), "count": INT(1, 10000), "data": STR(CHUNK_CHARS),
+    "index": INT(0, MAX_CHUNKS - 1), "count": INT(1, MAX_CHUNKS), "data": STR(CHUNK_CHARS),
     "mac": HEX(64),
 })
 
@@ -131,6 +140,13 @@ def encode_manifest(key, terminal, time_ms, sections):
     """`sections`: {name: {"version", "digest", "size"}}."""
     return _signed(key, {"v": VERSION, "terminal": terminal, "kind": "manifest", "time": time_ms,
                          "sections": sections}, MANIFEST)
+
+
+def send_chunk_chars(size):
+    """The slice the gateway cuts a section of `size` characters into:
+    SEND_CHUNK_CHARS, or more when that would take over MAX_CHUNKS chunks (a
+    gallery of tens of thousands of faces), never over CHUNK_CHARS."""
+    return min(CHUNK_CHARS, max(SEND_CHUNK_CHARS, -(-size // MAX_CHUNKS)))
 
 
 def encode_chunks(key, terminal, time_ms, section, version, text, chunk_chars=CHUNK_CHARS):

@@ -20,7 +20,17 @@ A schema is a plain tuple, so message shapes are data that both sides share:
 precisely what was wrong with it.
 """
 
+import sys
+
 from protocols.canonical import MAX_SAFE_INT
+
+# Compiled checkers are kept (`checker`) except on MicroPython: a card-only
+# terminal's heap is ~100 KB, and the checkers of every message kind it had
+# seen (closures, tuples, strings: ~12 KB on a 32-bit port) stayed in it for
+# good, spread over the free heap wherever the first message of each kind
+# happened to find room (docs/mcu.md "Memory and size"). There a check
+# compiles its schema again, into garbage.
+_KEEP = sys.implementation.name != "micropython"
 
 ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.:")
 HEX_CHARS = frozenset("0123456789abcdef")
@@ -109,16 +119,14 @@ def _compile_map(schema):
 
 def _compile_int(schema):
     lo, hi = schema[1], schema[2]
-    if hi >= MAX_SAFE_INT:
-        problem = "expected integer >= %d" % lo
-    else:
-        problem = "expected integer in %d..%d" % (lo, hi)
 
     def check_int(value):
         if type(value) is not int:  # bool is not an int here
             raise SchemaError("", "expected integer")
         if value < lo or value > hi:
-            raise SchemaError("", problem)
+            if hi >= MAX_SAFE_INT:
+                raise SchemaError("", "expected integer >= %d" % lo)
+            raise SchemaError("", "expected integer in %d..%d" % (lo, hi))
 
     return check_int
 
@@ -142,14 +150,12 @@ def _check_id(value):
 
 def _compile_hex(schema):
     lo, hi = schema[1], schema[-1]
-    if lo == hi:
-        problem = "expected %d lowercase hex digits" % lo
-    else:
-        problem = "expected %d..%d lowercase hex digits" % (lo, hi)
 
     def check_hex(value):
         if not isinstance(value, str) or not lo <= len(value) <= hi or not HEX_CHARS.issuperset(value):
-            raise SchemaError("", problem)
+            if lo == hi:
+                raise SchemaError("", "expected %d lowercase hex digits" % lo)
+            raise SchemaError("", "expected %d..%d lowercase hex digits" % (lo, hi))
 
     return check_hex
 
@@ -166,11 +172,10 @@ def _check_object(value):
 
 def _compile_enum(schema):
     values = schema[1]
-    problem = "expected one of %s" % ", ".join(values)
 
     def check_enum(value):
         if not isinstance(value, str) or value not in values:
-            raise SchemaError("", problem)
+            raise SchemaError("", "expected one of %s" % ", ".join(values))
 
     return check_enum
 
@@ -184,8 +189,9 @@ _compiled = {}
 
 
 def checker(schema):
-    """A checking function for `schema` (cached): schemas are walked once, not
-    on every message, which matters at tens of thousands of records a second."""
+    """A checking function for `schema` (cached, but on MicroPython: `_KEEP`):
+    schemas are walked once, not on every message, which matters at tens of
+    thousands of records a second."""
     cached = _compiled.get(id(schema))
     if cached is not None and cached[0] is schema:
         return cached[1]
@@ -193,7 +199,8 @@ def checker(schema):
     if compiler is None:
         raise ValueError("bad schema kind %r" % (schema[0],))
     fn = compiler(schema)
-    _compiled[id(schema)] = (schema, fn)
+    if _KEEP:
+        _compiled[id(schema)] = (schema, fn)
     return fn
 
 

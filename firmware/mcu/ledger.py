@@ -33,6 +33,7 @@ The watermark moves only by `mark_acked` (the gateway's end-to-end ack), and
 only forward, never beyond the head.
 """
 
+import gc
 import json
 import os
 
@@ -126,6 +127,7 @@ class Ledger:
             self.append("event", {"code": "ledger_torn_tail",
                                   "detail": "%d bytes at offset %d after seq %d" % (torn[1] - torn[0], torn[0], self.head)},
                         self.wall_ms())
+        gc.collect()   # the scan's garbage freed before the terminal's long-lived objects are made above it
         return self
 
     def _scan(self, start, before_seq, size):

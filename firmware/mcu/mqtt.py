@@ -11,6 +11,7 @@ keepalive; no packet at all from the broker for 1.5 keepalives drops the
 session (a dead link that never reset).
 """
 
+import gc
 import socket
 import time
 
@@ -114,6 +115,11 @@ class Session:
             return True
         if time.ticks_diff(self._next_try, _ms()) > 0:
             return False
+        # the client and its socket live as long as the session: made right
+        # after a collection they sit low in the heap, not above the garbage
+        # of start-up (or of the last session), which would leave the free
+        # heap in pieces no config chunk fits (docs/mcu.md "Memory and size")
+        gc.collect()
         client = MQTTClient(self.client_id, self.host, self.port, self.username, self.password,
                             keepalive=self.keepalive, ssl=self.tls is not None, ssl_params=self.tls or {})
         client.set_last_will(self.will[0], self.will[1], retain=True, qos=1)

@@ -45,6 +45,7 @@ class ConfigStore:
                     self._versions[name] = int(f.readline())
             except (OSError, ValueError):
                 pass
+        gc.collect()   # as Ledger.open: the version files' garbage gone before what lives on is made
 
     def _file(self, name):
         return "%s/%s.json" % (self.dir, name)

@@ -366,7 +366,8 @@ class ConfigPusher:
                 manifest[name] = {"version": version, "digest": self._digest(conn, name, version, text, context),
                                   "size": len(text)}
         for name, version, text in due:
-            for payload in configsync.encode_chunks(key, terminal, self.wall_ms(), name, version, text):
+            for payload in configsync.encode_chunks(key, terminal, self.wall_ms(), name, version, text,
+                                                    configsync.send_chunk_chars(len(text))):
                 self.publish(terminal, payload, False)
             prev = self._sent.get((terminal, name))
             self._sent[(terminal, name)] = (version, now_s, prev[2] + 1 if prev and prev[0] == version else 1)
