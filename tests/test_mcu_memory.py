@@ -6,14 +6,11 @@ grow past its budget fails here; docs/mcu.md "Memory and size" gives them."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from tests.support import mcu
 from tests.support import quota_fixtures as fx
@@ -109,33 +106,3 @@ def test_terminal_from_bytecode_receives_the_config_sync_and_sells_in_320K(tmp_p
     log = d.terminal.log.read_text()
     assert "MemoryError" not in log
     print("bytecode, heap %s:" % BYTECODE_HEAP, re.findall(r"mem alloc=\d+ free=\d+ peak=\d+", log))
-
-
-FROZEN_HEAP = "100K"   # an ESP32 without PSRAM (issue 20); measured: 80K works, 75K runs out in the sync
-
-
-def test_frozen_terminal_syncs_and_sells_online_and_offline_in_100K(tmp_path, monkeypatch):
-    """As a board runs it: the terminal frozen into a 32-bit unix port
-    (firmware/mcu/manifest.py; the build recipe in bench/bench_mcu_heap.py),
-    only main.py a file. `$MCU_FROZEN_MICROPYTHON` names that build; without
-    one (it needs the MicroPython source) the test is skipped."""
-    binary = os.environ.get("MCU_FROZEN_MICROPYTHON")
-    if not binary:
-        pytest.skip("$MCU_FROZEN_MICROPYTHON names no frozen build (bench/bench_mcu_heap.py says how to make one)")
-    monkeypatch.setenv("MICROPYTHON", binary)
-    main = tmp_path / "tree" / "firmware" / "mcu" / "main.py"
-    main.parent.mkdir(parents=True)
-    shutil.copy(mcu.MCU / "main.py", main)
-    d = McuDistrict(tmp_path / "district", heap=FROZEN_HEAP, main=main).start()
-    try:
-        d.wait_config()
-        assert d.terminal.sell(d.cards["S-M-0001"], [{"product": fx.UREA[0], "packs": 1}]).startswith("APPROVED")
-        d.gateway.kill()
-        assert d.terminal.sell(d.cards["S-M-0001"], [{"product": fx.UREA[0], "packs": 1}]).startswith("APPROVED")
-    finally:
-        d.close()
-    log = d.terminal.log.read_text()
-    assert "MemoryError" not in log
-    figures = [tuple(map(int, m)) for m in re.findall(r"mem alloc=(\d+) free=(\d+) peak=(\d+)", log)]
-    print("frozen, heap %s: after each sale (alloc, free, sampled peak):" % FROZEN_HEAP, figures)
-    assert all(alloc < 56 * 1024 for alloc, _, _ in figures)   # 48-50 KB measured
