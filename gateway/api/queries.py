@@ -226,6 +226,25 @@ def areas_within(conn, area: str) -> list[str]:
     return out
 
 
+def _like_text(text: str) -> str:
+    """A LIKE pattern (ESCAPE '\\') for `text` itself anywhere, its % _ and \\ taken literally."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def shops_named(conn, user: User, text: str, limit: int) -> list[dict]:
+    """The caller's shops whose name holds `text`, by id."""
+    where, args = user.scope().where()
+    return rows(conn, f"SELECT id, name, town, village FROM shops WHERE {where} AND name LIKE ? ESCAPE '\\' "
+                      "ORDER BY id LIMIT ?", args + [_like_text(text), limit])
+
+
+def buyers_by_card(conn, user: User, card: str, limit: int) -> list[str]:
+    """Subjects who bought with `card` at the caller's counters."""
+    where, args = user.scope().where()
+    return [r[0] for r in conn.execute(f"SELECT DISTINCT subject FROM sales WHERE card = ? AND subject IS NOT NULL "
+                                       f"AND {where} LIMIT ?", [card] + args + [limit])]
+
+
 def find_subjects(conn, user: User, kind: str, keys: list[str], limit: int) -> list[tuple[str, dict]]:
     """(id, entry) of registered subjects holding every one of `keys` of
     `kind` (gateway/store/registry.py search_keys) that are the caller's

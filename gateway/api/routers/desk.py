@@ -37,11 +37,6 @@ ID_NUMBER = re.compile(r"^(\d{17}[\dXx]|\d{15}|[0-9A-HJ-NPQRTUWXY]{18})$")   # è
 FOUND_MAX = 20   # of each kind: a search box, not a list
 
 
-def _like(text: str) -> str:
-    """A LIKE pattern for `text` itself, with its % _ and \\ taken literally."""
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
 SEARCH_SCAN = 200   # subjects whose name holds every pair of characters of the text, checked for the text itself
 
 
@@ -59,9 +54,7 @@ def _subjects_by_id_number(conn, user: User, text: str) -> list[dict]:
 
 
 def _subjects_by_card(conn, user: User, text: str) -> list[dict]:
-    where, args = user.scope().where()
-    ids = [r[0] for r in conn.execute(f"SELECT DISTINCT subject FROM sales WHERE card = ? AND subject IS NOT NULL "
-                                      f"AND {where} LIMIT {FOUND_MAX}", [text] + args)]
+    ids = queries.buyers_by_card(conn, user, text, FOUND_MAX)
     ids += [sid for sid, _ in queries.find_subjects(conn, user, "card", [text], FOUND_MAX) if sid not in ids]
     names = queries.subject_names(conn, ids)
     return [{"id": sid, "name": names.get(sid), "by": "card"} for sid in ids]
@@ -98,9 +91,7 @@ def search(q: SearchText, user: User = Depends(current_user), ctx: Context = Dep
                 for s in by_number:
                     users.audit(w, ctx.clock(), user, "search_id_number", s["id"])
         subjects += by_number
-    where, args = user.scope().where()
-    shops = queries.rows(conn, f"SELECT id, name, town, village FROM shops WHERE {where} AND name LIKE ? ESCAPE '\\' "
-                               f"ORDER BY id LIMIT {FOUND_MAX}", args + [_like(q)])
+    shops = queries.shops_named(conn, user, q, FOUND_MAX)
     areas = grid.area_names(conn)
     for s in shops:
         s["town_name"], s["village_name"] = areas.get(s["town"]), areas.get(s["village"])
