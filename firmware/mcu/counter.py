@@ -233,11 +233,12 @@ class Counter:
     # -- offline
 
     def subject(self, subject_id):
-        section = self.store.section("subjects")
-        if section:
-            for entry in section["subjects"]:
-                if entry["id"] == subject_id:
-                    return entry
+        """The synced registry entry (read off the subjects index, a line at
+        a time: a town's section does not fit the heap whole), else the one
+        an online answer brought."""
+        entry = self.store.subject_entry(subject_id)
+        if entry is not None:
+            return entry
         return self._subjects.get(subject_id)
 
     def used(self, subject_id, params):
@@ -246,9 +247,9 @@ class Counter:
         (ledger seqs above their acked). An online sale is in the figures from
         its authorization on, so its void alone gives it back here."""
         rev, acked, used = -1, 0, {}
-        balances = self.store.section("balances")
-        if balances and subject_id in balances["used"]:
-            rev, acked, used = balances["rev"], balances["acked"], balances["used"][subject_id]
+        stored = self.store.balance(subject_id)
+        if stored is not None:
+            rev, acked, used = stored
         learned = self._learned.get(subject_id)
         if learned is not None and learned[0] >= rev:
             rev, acked, used = learned

@@ -6,6 +6,9 @@ flash in a file of its own, replaced atomically.
 Chunks are appended to a file as they arrive, not held in RAM, with the SHA-256
 of the whole computed on the way; only a complete section whose digest
 matches is parsed, checked (`configsync.check_section`) and swapped in. The
+catalogue, subjects and balances are instead read from flash an entry at a
+time, checked as they go, into an index of one entry a line: a sale reads
+the lines it needs (a town's subjects do not fit a ~100 KB heap whole). The
 face `gallery` is of no use without a camera: its chunks are dropped unread,
 and the version the gateway announced is reported as run, so the gateway does
 not push it again every minute (docs/mcu.md "Limits").
@@ -20,6 +23,12 @@ import os
 from protocols import configsync, reasons
 
 KEPT = ("catalogue", "params", "shop", "subjects", "balances", "revocations")
+# Sections also kept as an index, one entry a line (`<name>.idx`), that a sale
+# reads a line at a time: parsed whole, a town's subjects (thousands of
+# entries, hundreds of KB of text) would not fit the heap. The table of each
+# streamed entry by entry, and whether it is a JSON list or object ({ or [).
+INDEXED = ("catalogue", "subjects", "balances")
+ROWS = {"subjects": ("subjects", 91), "balances": ("used", 123)}
 SKIPPED = ("gallery",)
 
 
@@ -117,9 +126,12 @@ class ConfigStore:
         if binascii.hexlify(held[2].digest()).decode() != m["digest"]:
             raise configsync.Invalid("config_digest_mismatch", "%s version %d" % (name, m["version"]))
         part = self._file(name) + ".part"
-        if name == "catalogue":
+        if name in INDEXED:
             try:
-                self._index_catalogue(m["version"], part)
+                if name == "catalogue":
+                    self._index_catalogue(m["version"], part)
+                else:
+                    self._index_rows(name, m["version"], part)
             except configsync.Invalid:
                 os.remove(part)
                 raise
@@ -137,8 +149,8 @@ class ConfigStore:
                 f.flush()
         os.rename(self._file(name) + ".new", self._file(name))
         os.remove(part)
-        if name == "catalogue":
-            os.rename(self._idx() + ".new", self._idx())
+        if name in INDEXED:
+            os.rename(self._idx(name) + ".new", self._idx(name))
         self._versions[name] = m["version"]
         self._cache.pop(name, None)
         self._log("config section %s version %d stored" % (name, m["version"]))
@@ -146,8 +158,8 @@ class ConfigStore:
 
     # -- the catalogue, a product at a time
 
-    def _idx(self):
-        return "%s/catalogue.idx" % self.dir
+    def _idx(self, name="catalogue"):
+        return "%s/%s.idx" % (self.dir, name)
 
     def _index_catalogue(self, version, path):
         """catalogue.idx.new from the section text in `path`: the catalogue one
@@ -269,6 +281,117 @@ class ConfigStore:
                             keys.append(key)
         return self.catalogue_for(keys)
 
+    # -- subjects and balances, a subject at a time
+
+    def _index_rows(self, name, version, path):
+        """`<name>.idx.new` from the section text in `path`: a header with the
+        section version and the small fields (the town; rev and acked), then
+        `<subject id><TAB><entry>` a line: a subject's registry entry, or its
+        used figures. A sale reads the line of its buyer and parses only that.
+
+        The section is read from flash an entry at a time (`_members`), each
+        entry checked against the schema configsync.check_section checks the
+        whole with (configsync.SECTION_SCHEMAS), and the small fields with the
+        table's place taken by an empty one, so it refuses what that check
+        refuses. Raises configsync.Invalid; the caller renames the index in
+        after the section itself (a header of another version, after a power
+        cut in between, is not used: the lookups read the section whole)."""
+        from protocols import schema
+        table, opener = ROWS[name]
+        whole = configsync.SECTION_SCHEMAS[name]
+        spec = whole[1][table][0]           # ("list", item, lo, hi) or ("map", item, hi)
+        item = schema.checker(spec[1])      # compiled once, not for every entry
+        most = spec[-1]
+        small, count, opened = {}, 0, False
+        body = self._idx(name) + ".b"
+        try:
+            with open(path, "rb") as f, open(body, "w") as out:
+                for key, entry, text in _members(f, (table,), opener):
+                    gc.collect()            # as the catalogue: one entry's garbage gone before the next
+                    if key is None:
+                        if entry == table:
+                            raise schema.SchemaError(table, "expected %s" % ("list" if opener == 91 else "object"))
+                        small[entry] = json.loads(text)
+                    elif entry is None:
+                        if opened:
+                            raise schema.SchemaError(table, "given twice")
+                        opened = True
+                    else:
+                        value = json.loads(text)
+                        count += 1
+                        if count > most:
+                            raise schema.SchemaError(table, "more than %d entries" % most)
+                        if opener == 91:
+                            where, sid = "[%d]" % (count - 1), value.get("id") if isinstance(value, dict) else None
+                        else:
+                            where, sid = entry, entry
+                            if not schema.is_id(entry):
+                                raise schema.SchemaError(table, "bad key %r" % (entry,))
+                        try:
+                            item(value)
+                        except schema.SchemaError as err:
+                            raise err.within(where).within(table)
+                        out.write("%s\t%s\n" % (sid, json.dumps(value)))
+            fields = dict(small)
+            if opened:
+                small[table] = [] if opener == 91 else {}
+            schema.check(small, whole, name)
+            with open(self._idx(name) + ".new", "w") as f:
+                f.write(json.dumps({"section": version, "fields": fields}) + "\n")
+                with open(body) as lines:
+                    _copy(lines, f)
+                f.flush()
+        except (ValueError, reasons.ReasonError) as err:   # SchemaError is a ValueError
+            raise configsync.Invalid("config_invalid", "%s: %s" % (name, err))
+        finally:
+            try:
+                os.remove(body)
+            except OSError:
+                pass
+
+    def _row(self, name, sid):
+        """(small fields, parsed line of `sid` or None) from `<name>.idx`, read
+        a line at a time; None when there is no index of the stored version."""
+        try:
+            f = open(self._idx(name))
+        except OSError:
+            return None
+        with f:
+            head = json.loads(f.readline())
+            if head.get("section") != self._versions.get(name):
+                return None
+            prefix = sid + "\t"
+            for line in f:
+                if line.startswith(prefix):
+                    return head["fields"], json.loads(line[len(prefix):])
+            return head["fields"], None
+
+    def subject_entry(self, sid):
+        """The synced registry entry of subject `sid` (the first, as a search
+        of the section gives), or None (also before the first sync)."""
+        if "subjects" not in self._versions:
+            return None
+        row = self._row("subjects", sid)
+        if row is not None:
+            return row[1]
+        for entry in self.section("subjects")["subjects"]:
+            if entry["id"] == sid:
+                return entry
+        return None
+
+    def balance(self, sid):
+        """(rev, acked, used) of subject `sid` from the synced balances, or
+        None when they hold no figures for it (or before the first sync)."""
+        if "balances" not in self._versions:
+            return None
+        row = self._row("balances", sid)
+        if row is None:
+            section = self.section("balances")
+            used = section["used"].get(sid)
+            return None if used is None else (section["rev"], section["acked"], used)
+        fields, used = row
+        return None if used is None else (fields["rev"], fields["acked"], used)
+
     def revoked(self):
         section = self.section("revocations")
         return section["cards"] if section else []
@@ -359,26 +482,33 @@ class _Text:
             return b"".join(parts).decode()
 
 
-def _members(f, tables):
+def _members(f, tables, opener=123):
     """(None, key, value text) for each member of the top-level JSON object in
     `f`, except the objects named in `tables`: (table, None, None) where one
-    opens, then its own members one by one as (table, key, value text). Only
-    one entry's text is in RAM at a time."""
+    opens, then its own members one by one as (table, key, value text). With
+    `opener` 91 the tables are lists instead, their items (table, index,
+    value text). Only one entry's text is in RAM at a time."""
     t = _Text(f)
+    closer = opener + 2                   # } or ]
     t.take(123)                           # {
     while t.peek() != 125:                # }
         key = json.loads(t.value())
         t.take(58)                        # :
-        if key in tables and t.peek() == 123:
-            t.take(123)
+        if key in tables and t.peek() == opener:
+            t.take(opener)
             yield key, None, None
-            while t.peek() != 125:
-                entry = json.loads(t.value())
-                t.take(58)
+            index = 0
+            while t.peek() != closer:
+                if opener == 123:
+                    entry = json.loads(t.value())
+                    t.take(58)
+                else:
+                    entry = index
+                    index += 1
                 yield key, entry, t.value()
                 if t.peek() == 44:        # ,
                     t.take(44)
-            t.take(125)
+            t.take(closer)
         else:
             yield None, key, t.value()
         if t.peek() == 44:
