@@ -47,8 +47,10 @@ class McuDistrict:
     def __init__(self, root: Path, name: str = "M001", subjects: dict[str, int] | None = None,
                  deadline_ms: int = 1500, ack_timeout: float = 2.0, heap: str | None = None,
                  tls: str | None = None, menu: list[str] | None = None, main: Path | None = None,
-                 via_link: bool = False):
-        """`tls`: None for a plain listener; "password" or "cert" for the
+                 via_link: bool = False, carded: list[str] | None = None):
+        """`carded`: the subjects given a card (default every one of
+        `subjects`; a district of thousands names the few a test taps).
+        `tls`: None for a plain listener; "password" or "cert" for the
         generated configuration's TLS listeners (a throwaway CA for the run),
         with the broker password or a client certificate (CN = terminal id).
         `via_link`: the terminal reaches the broker through `self.link`
@@ -101,7 +103,7 @@ class McuDistrict:
         self.cards: dict[str, str] = {}   # subject -> UID hex
         self.card_files: dict[str, Path] = {}
         card_files = []
-        for subject in self.subjects:
+        for subject in (self.subjects if carded is None else carded):
             path, uid = mcu.card_file(self.root, subject)
             self.cards[subject] = uid
             self.card_files[subject] = path
