@@ -27,7 +27,7 @@ from simulator.broker import Mosquitto, free_port, wait_port
 from simulator.processes import terminal_config_text, wait_for
 from tests.support import screenshots
 from tests.support.supervision import GRID, TERMINAL_SHOPS, VILLAGE1, VILLAGE3, DISTRICT, TOWN1
-from tests.support.chromium import CHROMIUM, launched
+from tests.support.chromium import CHROMIUM, dashboard_page, launched
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "dashboard-pass-1"
@@ -125,14 +125,7 @@ def browser():
 
 
 def login(browser, url, name, viewport=None):
-    page = browser.new_page(viewport=viewport or {"width": 1280, "height": 860}, locale="zh-CN")
-    page.set_default_timeout(15_000)
-    page.goto(url + "/")
-    page.fill("input[name=name]", name)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_selector("[data-testid=card-sales]")
-    return page
+    return dashboard_page(browser, url, name, PASSWORD, viewport or {"width": 1280, "height": 860})
 
 
 def shot(page, name):

@@ -17,7 +17,7 @@ from gateway.store import Store
 from tests.support import screenshots
 from tests.support.api_server import Served
 from tests.support.api_world import PASSWORD, T0, add_queue_findings, build
-from tests.support.chromium import CHROMIUM, box, boxes, launched, overlaps
+from tests.support.chromium import CHROMIUM, box, boxes, dashboard_page, launched, overlaps
 
 NOW = T0 + 300_000
 LONG_TOWN = "临平街道农业综合执法服务中心辖区"   # 16 characters: more than the 8 the overview's chart used to keep
@@ -46,15 +46,7 @@ def browser():
 
 
 def login(browser, url, name, viewport=None):
-    context = browser.new_context(viewport=viewport or {"width": 1366, "height": 768}, locale="zh-CN",
-                                  timezone_id="Europe/London", accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    page.goto(url + "/")
-    page.fill("input[name=name]", name)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_selector("[data-testid=card-sales]")
+    page = dashboard_page(browser, url, name, PASSWORD, viewport, timezone_id="Europe/London", accept_downloads=True)
     settled(page)
     return page
 

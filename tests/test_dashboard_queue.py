@@ -21,7 +21,7 @@ from tests.support import screenshots
 from tests.support.api_server import Served
 from tests.support.api_world import PASSWORD, T0, add_queue_findings, add_sales, build
 from tests.support.supervision import KEY
-from tests.support.chromium import CHROMIUM, launched
+from tests.support.chromium import CHROMIUM, dashboard_page, launched
 
 NOW = T0 + 300_000
 TOP_BUYERS = 25   # more than a page (20) of the watch list
@@ -64,15 +64,7 @@ def browser():
 
 
 def login(browser, url, name, viewport=None):
-    page = browser.new_page(viewport=viewport or {"width": 1366, "height": 768}, locale="zh-CN",
-                            timezone_id="Europe/London")
-    page.set_default_timeout(15_000)
-    page.goto(url + "/")
-    page.fill("input[name=name]", name)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_selector("[data-testid=card-sales]")
-    return page
+    return dashboard_page(browser, url, name, PASSWORD, viewport, timezone_id="Europe/London")
 
 
 def test_queue_puts_the_shared_card_and_banned_sales_first_and_fleet_health_on_the_watch_list(served, browser):

@@ -52,3 +52,17 @@ def box(page, selector: str) -> dict:
 def overlaps(a: dict, b: dict) -> bool:
     return not (a["x"] + a["width"] <= b["x"] or b["x"] + b["width"] <= a["x"]
                 or a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"])
+
+
+def dashboard_page(browser, url: str, name: str, password: str, viewport: dict | None = None, **context):
+    """A page of the supervision dashboard at `url`, signed in as `name`, its
+    overview drawn; `context`: more browser-context options (a time zone,
+    downloads). The page owns its context: closing either closes both."""
+    page = browser.new_page(viewport=viewport or {"width": 1366, "height": 768}, locale="zh-CN", **context)
+    page.set_default_timeout(15_000)
+    page.goto(url + "/")
+    page.fill("input[name=name]", name)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_selector("[data-testid=card-sales]")
+    return page
