@@ -249,3 +249,23 @@ def test_live_refresh_keeps_the_focus_and_waits_for_a_selection(served, browser)
     page.evaluate("() => getSelection().removeAllRanges()")
     page.wait_for_function("(d) => document.getElementById('main').dataset.rendered !== d", arg=drawn)
     page.close()
+
+
+def test_a_page_left_while_it_loads_is_never_drawn_over_the_page_gone_to(served, browser):
+    """The overview's data comes late (a slow line; in CI, a live refresh in
+    flight) and the user has already clicked through to the queue: the queue
+    is what stays on the screen, not the overview drawn over it."""
+    page = login(browser, served["url"], "d1")
+    page.click("[data-testid=nav-map]")
+    page.wait_for_selector("[data-testid=map]")
+    page.evaluate("""() => { const f = window.fetch;
+        window.fetch = (u, o) => String(u).includes('/api/overview')
+            ? new Promise((done) => setTimeout(done, 1500)).then(() => f(u, o)) : f(u, o); }""")
+    page.click("[data-testid=nav-overview]")
+    page.click("[data-testid=nav-queue]")               # while the overview is still being fetched
+    page.wait_for_selector("[data-testid=queue] [data-testid^=case-row-]")
+    page.wait_for_timeout(2500)                           # the overview's late answer has come and gone
+    assert page.evaluate("location.hash").startswith("#/queue")
+    assert page.locator("[data-testid=queue]").count() == 1
+    assert page.locator("[data-testid=card-sales]").count() == 0
+    page.close()

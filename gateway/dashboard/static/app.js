@@ -724,6 +724,7 @@ function drawNav() {
 }
 
 let rendering = false;
+let moved = false;   /* the address changed while a page was being drawn */
 let changesSeen = 0;   /* live changes announced, and (data-live on main) the last one a finished redraw includes */
 async function render() {
   const upto = changesSeen;
@@ -743,7 +744,8 @@ async function render() {
     if (x.message !== "unauthenticated") main.replaceChildren(h("div", { class: "panel err", role: "alert", text: x.message }));
   } finally {
     rendering = false; main.setAttribute("data-rendered", String(Date.now())); main.setAttribute("data-live", String(upto));
-    if (stale) setTimeout(refresh, 0);  /* a change that came while this page was being fetched */
+    if (moved) { moved = false; setTimeout(render, 0); }  /* the user went elsewhere meanwhile: draw that page last */
+    else if (stale) setTimeout(refresh, 0);  /* a change that came while this page was being fetched */
   }
 }
 
@@ -823,5 +825,8 @@ function runSearch(e) {
 }
 document.getElementById("search").addEventListener("submit", runSearch);
 document.getElementById("search-go").addEventListener("click", runSearch);
-window.addEventListener("hashchange", render);
+/* One page is drawn at a time: a page asked for while another is still being fetched (a live
+   refresh of the overview, say) is drawn after it, so the slower fetch can never draw the page
+   the user left over the one they went to. */
+window.addEventListener("hashchange", () => { if (rendering) moved = true; else render(); });
 (async () => { if (token) await start(); render(); })();
