@@ -10,7 +10,9 @@ measures an ingest worker (`--no-supervision`). `--db postgresql://...`
 names a PostgreSQL server: each measurement gets a database of its own made
 there (and dropped after it). `--workers 2` runs two `gateway run
 --share-group` workers (the second with --no-supervision) on one database,
-sharing the broker's queue; it needs `--db`.
+sharing the broker's queue; it needs `--db`. With `--tls` each worker
+connects as its own broker user (`gateway-wN`, as `gateway terminal
+broker-auth --workers` generates them).
 
 What it prints (targets from the record-path issue):
 1. the limit, twice: the QoS 1 receive rate of a bare paho subscriber
@@ -115,12 +117,12 @@ def worker_id(n: int) -> str:
     return gateway_fleet.worker_user(n)
 
 
-def make_session(port: int, client_id: str, shared: bool = False) -> None:
+def make_session(port: int, client_id: str, shared: bool = False, user: str = gateway_fleet.GATEWAY_USER) -> None:
     """Create a persistent session subscribed to the uplink, then leave, so the
     broker queues everything published next for that client id (with --tls:
-    for the gateway's user, whose client id it is). `shared`: as a member of
-    the workers' shared subscription, as `gateway run --share-group` subscribes."""
-    c = _client(client_id, clean=False)
+    for `user`, whose client id it is). `shared`: as a member of the workers'
+    shared subscription, as `gateway run --share-group` subscribes."""
+    c = _client(client_id, clean=False, user=user)
     subscribed = threading.Event()
     c.on_subscribe = lambda *a: subscribed.set()
     c.connect("127.0.0.1", port)
@@ -131,12 +133,12 @@ def make_session(port: int, client_id: str, shared: bool = False) -> None:
     c.loop_stop()
 
 
-def drop_session(port: int, client_id: str) -> None:
+def drop_session(port: int, client_id: str, user: str = gateway_fleet.GATEWAY_USER) -> None:
     """End a persistent session. Left behind, it goes on queueing every later
     message, and the broker (persistence on, saved every second) writes that
     growing queue to disk each second: stalls of a quarter of a second in
     whatever is measured after it."""
-    c = _client(client_id, clean=True)
+    c = _client(client_id, clean=True, user=user)
     connected = threading.Event()
     c.on_connect = lambda *a: connected.set()
     c.connect("127.0.0.1", port)
@@ -396,12 +398,12 @@ def measure_rates(work: Path, port: int, dbs: Databases, creds: list, singles: l
     for kind, messages, expected in (("single", singles, len(singles)), ("batched", batches, batched_records)):
         db = dbs.fresh(kind, creds)
         for n in range(1, workers + 1):
-            make_session(port, worker_id(n), shared=workers > 1)
+            make_session(port, worker_id(n), shared=workers > 1, user=worker_id(n))
         publish_all(port, messages, progress, label + f"queueing {kind} messages")
         out[kind] = measure_gateway(db, work / f"{kind}.log", port, expected, keys, extra_args=extra,
                                     workers=workers)
         for n in range(1, workers + 1):
-            drop_session(port, worker_id(n))  # or the next queue would be held for it twice over
+            drop_session(port, worker_id(n), user=worker_id(n))  # or the next queue would be held for it twice over
         dbs.drop(db)
     limit, c_limit = out["bare"]["rate"], out["c"]["rate"]
     out["ratios"] = {"single": out["single"]["rate"] / limit, "batched": out["batched"]["rate"] / limit}
@@ -442,8 +444,6 @@ def main() -> int:
         return 0
     if args.workers > 1 and not args.db:
         parser.error("--workers 2 needs --db postgresql://...: workers share one database on a server")
-    if args.workers > 1 and args.tls:
-        parser.error("--workers 2 runs on plain MQTT only: the TLS broker here is made with the single gateway's users")
     if args.db and not is_postgres(args.db):
         parser.error(f"--db {args.db!r}: a PostgreSQL server, postgresql://USER@HOST:PORT/DB")
     if args.quick:
@@ -470,12 +470,13 @@ def main() -> int:
         try:
             for c in lat_creds:   # the latency phase's terminals may connect too
                 gateway_fleet.provision(store, c.terminal, None, 0, c.key_hex, c.mqtt_password)
-            broker = Mosquitto.generated(work / "broker", store, GATEWAY_PASSWORD, pki_dir=ca.dir)
+            broker = Mosquitto.generated(work / "broker", store, GATEWAY_PASSWORD, pki_dir=ca.dir,
+                                         workers=args.workers)
         finally:
             store.close()
         Target.tls, Target.ca = True, str(broker.ca)
         Target.passwords = {c.terminal: c.mqtt_password for c in creds + lat_creds}
-        Target.passwords.update({user: GATEWAY_PASSWORD for user in gateway_fleet.GATEWAY_USERS})
+        Target.passwords.update({user: GATEWAY_PASSWORD for user in gateway_fleet.gateway_users(args.workers)})
         port = broker.tls_port
     else:
         broker = Mosquitto(work / "broker")

@@ -67,11 +67,12 @@ class Mosquitto:
 
     @classmethod
     def generated(cls, workdir: str | Path, store, gateway_password: str,
-                  pki_dir: str | Path | None = None) -> "Mosquitto":
+                  pki_dir: str | Path | None = None, workers: int = 1) -> "Mosquitto":
         """A broker on the generated configuration (gateway/enforcement/brokerconf.py) for
         the terminals in `store`, on free loopback ports, persisting and
         logging in `workdir`; TLS listeners when `pki_dir` holds a PKI
-        (gateway/enforcement/pki.py). After provisioning more terminals, `regenerate`."""
+        (gateway/enforcement/pki.py); broker users for `workers` gateway workers
+        (`gateway run --share-group`). After provisioning more terminals, `regenerate`."""
         from gateway.enforcement import brokerconf
 
         workdir = Path(workdir)
@@ -80,7 +81,8 @@ class Mosquitto:
 
         def write(store) -> "brokerconf.BrokerFiles":
             return brokerconf.write(store, workdir / "auth", gateway_password, listeners, pki_dir=pki_dir,
-                                    data_dir=workdir, log_file=workdir / "mosquitto.log", run_as=getpass.getuser())
+                                    data_dir=workdir, log_file=workdir / "mosquitto.log", run_as=getpass.getuser(),
+                                    workers=workers)
 
         files = write(store)
         broker = cls(workdir, listeners.port, config=files.conf, tls_port=listeners.tls_port,
