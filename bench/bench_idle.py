@@ -236,7 +236,7 @@ def main() -> int:
     row("with every terminal idle", share(results["idle_cpu_s"]), share(results["idle_db_cpu_s"]))
     row("per idle terminal, above the floor", f"{results['cpu_ms_per_terminal_minute']:.2f} ms CPU a minute",
         f"{results['db_cpu_ms_per_terminal_minute']:.2f} ms CPU a minute")
-    row("1,000 idle terminals (both together)", f"{results['core_share_per_1000'] * 100:.1f} % of a core", "")
+    row("1,000 idle terminals" + (" (both together)" if backends else ""), f"{results['core_share_per_1000'] * 100:.1f} % of a core", "")
     row(f"connect + config push ({results['configured']} of {args.terminals} configured, "
         f"{results['connect_s']:.0f} s)", f"{results['connect_cpu_ms_per_terminal']:.1f} ms CPU a terminal",
         f"{results['connect_db_cpu_ms_per_terminal']:.1f} ms CPU a terminal")
