@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_season.py [--terminals 1000] [--days 30] [--day-seconds 120]
         [--start 2026-12-01] [--towns 100] [--subjects-per-shop 20] [--json PATH]
+        [--db postgresql://USER@HOST:PORT/DB]
 
 The season runner of `python -m simulator run --days` (simulator/season_run.py)
 with every misuse and fault kind, at district scale: real terminal agents in
@@ -23,6 +24,11 @@ asks for:
 A thousand shops in Linping's eight streets would be 125 shops a street;
 `--towns` spreads them over generated towns of about ten shops, as real towns
 have, which also keeps each terminal's synced registry at a town's size.
+
+The gateway stores on SQLite in the run's directory, or with `--db` on a
+PostgreSQL server: the run makes a database of its own there and drops it
+after (kept with `--keep`). Its CPU and memory figures are the gateway's
+processes; a server's backends are not in them.
 """
 
 from __future__ import annotations
@@ -42,7 +48,8 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from simulator import season_run  # noqa: E402
+from gateway.store import close_pools, is_postgres  # noqa: E402
+from simulator import postgres, season_run  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:
@@ -94,8 +101,12 @@ def main() -> int:
                              "a twelfth of a simulated day)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", help="write the figures here as JSON")
-    parser.add_argument("--keep", help="keep the run's files in this directory")
+    parser.add_argument("--keep", help="keep the run's files in this directory (and the --db database)")
+    parser.add_argument("--db", help="a PostgreSQL server, postgresql://USER@HOST:PORT/DB, to make the run's "
+                                     "database on (default: SQLite in the run's directory)")
     opts = parser.parse_args()
+    if opts.db and not is_postgres(opts.db):
+        parser.error(f"--db {opts.db!r}: a PostgreSQL server, postgresql://USER@HOST:PORT/DB")
     console = Console(stderr=True)
     sys.setswitchinterval(0.02)   # two thousand agent threads: fewer GIL hand-overs
     workdir = Path(opts.keep or tempfile.mkdtemp(prefix="bench-season-"))
@@ -104,12 +115,20 @@ def main() -> int:
         misuse="all", faults="all", heartbeat=opts.heartbeat, workers=opts.workers, http=None, html=None,
         towns=opts.towns, subjects=opts.subjects_per_shop * opts.terminals, seed=opts.seed,
         workdir=str(workdir / "run"), report=None)
+    dbname = f"bench_season_{os.getpid()}"
+    if opts.db:
+        args.db = postgres.create_database(opts.db, dbname)
     started = time.monotonic()
-    report = season_run.run(args, console)
+    try:
+        report = season_run.run(args, console)
+    finally:
+        if opts.db and not opts.keep:
+            close_pools()
+            postgres.drop_database(opts.db, dbname)
     wall = time.monotonic() - started
     fleet_rss = report.get("fleet_rss_mb")
     figures = {
-        "terminals": opts.terminals, "days": opts.days, "speed": report["speed"], "wall_s": round(wall, 1),
+        "terminals": opts.terminals, "db": "postgresql" if opts.db else "sqlite", "days": opts.days, "speed": report["speed"], "wall_s": round(wall, 1),
         "sent": report["sent"], "stored": report["stored"], "lost": report["lost"],
         "duplicated": report["duplicated"], "drained": report["drained"],
         "records_per_s": report["throughput"]["records_per_s"],
@@ -123,7 +142,7 @@ def main() -> int:
         "recall": {k: v["recall"] for k, v in report["detection"].items()},
         "false_alarms": {k: v["false_alarms"] for k, v in report["detection"].items() if v["false_alarms"]},
     }
-    table = Table(title=f"{opts.terminals} terminals, {opts.days} simulated days")
+    table = Table(title=f"{opts.terminals} terminals, {opts.days} simulated days, {figures['db']}")
     table.add_column("figure")
     table.add_column("value", justify="right")
     for key in ("wall_s", "sent", "stored", "lost", "duplicated", "drained", "records_per_s", "gateway_cpu_share",
