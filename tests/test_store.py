@@ -283,3 +283,26 @@ def test_one_follower_run_by_two_processes_visits_each_record_once(db_url):
     for f in followers:
         f.conn.close()
     assert sorted(seen) == list(range(1, 41))
+
+
+def test_a_shop_serves_the_subjects_of_its_town_and_of_its_village_and_follows_a_move(db_url):
+    """The config push's scope: a shop's town's subjects and its village's
+    (registered in another town), found through the search index, and a
+    re-import that moves a subject moves it out of the old village."""
+    from gateway.enforcement import registry
+
+    def entry(subject, town, village):
+        return {"id": subject, "status": "active", "town": town, "village": village, "name": subject, "plots": []}
+
+    conn = store.connect(db_url)
+    try:
+        registry.import_subjects(conn, [entry("A", "T1", "T1V1"), entry("B", "T2", "T1V1"), entry("C", "T2", "T2V2"),
+                                        entry("D", "T1V1", "T9V9")], 1)
+        assert registry.area_subjects(conn, {"town": "T1", "village": "T1V1"}) == ["A", "B"]
+        assert registry.area_subjects(conn, {"village": "T2V2"}) == ["C"]
+        assert registry.area_subjects(conn, {"town": "T2"}) == ["B", "C"]
+        registry.import_subjects(conn, [entry("B", "T2", "T2V2")], 2)
+        assert registry.area_subjects(conn, {"village": "T1V1"}) == ["A"]
+        assert registry.area_subjects(conn, {"village": "T2V2"}) == ["B", "C"]
+    finally:
+        conn.close()
