@@ -327,7 +327,7 @@ def main() -> int:
             db = made = postgres.create_database(args.db, name)
     else:
         db = args.db or str(work / "gateway.db")
-    generate = not args.reuse and not (not is_postgres(db) and Path(db).exists())
+    generate = not args.reuse and (is_postgres(db) or not Path(db).exists())
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     built_s = None
     try:
