@@ -110,6 +110,33 @@ def test_a_database_newer_than_this_gateway_is_refused_and_left_alone(db_url):
         conn.close()
 
 
+def case_indexes(conn) -> set[str]:
+    if conn.dialect == "sqlite":
+        sql = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'cases'"
+    else:
+        sql = "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'cases'"
+    return {name for (name,) in conn.execute(sql)}
+
+
+def test_a_database_from_before_the_open_cases_index_gets_it_keeping_its_cases(db_url, monkeypatch):
+    """Migration 7 indexes the open cases of a database made at version 6."""
+    with monkeypatch.context() as m:
+        m.setattr(migrations, "MIGRATIONS", [step for step in migrations.MIGRATIONS if step[0] < 7])
+        m.setattr(migrations, "LATEST", 6)
+        conn = store.connect(db_url)
+        conn.execute("INSERT INTO cases(id, opened, updated, state, town, level, codes) VALUES "
+                     "(1, 0, 0, 'open', 'T1', 'village', 'over_quota'), (2, 0, 0, 'closed', 'T1', 'village', 'x')")
+        assert migrations.version(conn) == 6 and "cases_open" not in case_indexes(conn)
+        conn.close()
+    conn = store.connect(db_url)
+    try:
+        assert migrations.version(conn) == migrations.LATEST >= 7
+        assert "cases_open" in case_indexes(conn)
+        assert conn.execute("SELECT id, state FROM cases ORDER BY id").fetchall() == [(1, "open"), (2, "closed")]
+    finally:
+        conn.close()
+
+
 def test_a_transaction_commits_its_block_or_nothing(db_url):
     conn = store.connect(db_url)
     try:

@@ -136,6 +136,7 @@ MIGRATIONS: list[tuple[int, str, Callable]] = [
     (5, "quarantine_spent: one quarantine budget per terminal across all ingest workers",
      _tables(schema.QUARANTINE_SPENT)),
     (6, "subject_keys: the desk finds a subject by index, from every stored entry", _subject_keys),
+    (7, "cases_open: the overview counts open cases from an index of them", _tables(schema.CASES_OPEN)),
 ]
 LATEST = MIGRATIONS[-1][0]
 
