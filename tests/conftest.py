@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import uuid
 
@@ -23,6 +24,25 @@ def pytest_collection_modifyitems(config, items):
         return
     slow = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow)   # stable: the order within each part is kept
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """A test marked `alone` runs while no other worker runs a test: it holds
+    an exclusive lock on a file in the run's shared temp folder, every other
+    test a shared one, for its set-up, call and tear-down. For tests whose
+    outcome depends on the CPU keeping up in real time (a camera twin that
+    plays frames at 1 fps and drops the ones a slow consumer misses). No
+    lock in a serial run."""
+    if not hasattr(item.config, "workerinput"):
+        return (yield)
+    path = item.config._tmp_path_factory.getbasetemp().parent / "alone.lock"
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if item.get_closest_marker("alone") else fcntl.LOCK_SH)
+        try:
+            return (yield)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 FACE_FILES = "tests/test_face_"
