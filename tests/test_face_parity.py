@@ -16,7 +16,7 @@ from tests.support.face_images import face_images, face_pipeline, sample_encodin
 # The first test to run builds the harder set's encodings (and the reference
 # library's) for the whole process, and on a fresh machine fetches its photos
 # with pip: minutes on a busy 2-CPU machine, past the suite's 300 s default.
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 PARITY = 0.05

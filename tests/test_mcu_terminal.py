@@ -21,7 +21,7 @@ from tests.support import quota_fixtures as fx
 from tests.support.mcu_district import McuDistrict
 
 UREA = fx.UREA[0]
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 @pytest.fixture
